@@ -1,0 +1,471 @@
+"""The metric-provider port: fetch numbers, never judge them.
+
+Canary analysis needs the same metric for two versions of one service over
+the same interval.  Providers (Prometheus, New Relic, ...) only *fetch*: they
+turn a query template into the back-end's query language, run it and return
+a :class:`Value`, a :class:`NoData` or raise :class:`ProviderError`.  Whether
+a value is good or bad is decided by the pure domain analysis, never here,
+so a provider can be swapped without changing any verdict logic.
+
+Three outcomes are kept strictly apart, because mixing them is how a broken
+monitoring pipeline ends up promoting a bad canary:
+
+* :class:`Value`  -- the back-end answered with a number (``+Inf`` included:
+  a latency quantile above the largest bucket is a real, very bad answer);
+* :class:`NoData` -- the back-end answered, but there is nothing to compare
+  (empty result, ``NaN`` such as ``0/0``, a ``null`` aggregate).  It is
+  *not* zero: "no errors" and "no requests" are different facts;
+* :class:`ProviderError` -- the question could not be answered (bad query,
+  timeout, auth, back-end down, ambiguous answer).  Never a value.
+
+Templates
+---------
+A query is a template with three placeholders, substituted textually and
+nothing else (other braces, e.g. PromQL label matchers, stay as they are):
+
+* ``{service}`` and ``{version}`` -- must sit *inside a string literal* of
+  the query language (``"..."`` in PromQL, ``'...'`` in NRQL) and the values
+  must match :data:`SAFE_VALUE` (letters, digits and ``. _ - + : / @``, at
+  most 128 characters).  Both rules are checked on every render, so a
+  version string can never close the literal and inject query syntax;
+* ``{window}`` -- the look-back window, rendered by each provider in its own
+  syntax (PromQL ``30s``; NRQL ``SINCE <ms> UNTIL <ms>``); it must sit
+  *outside* string literals.
+
+Prefer exact matchers (``version="{version}"``): inside a regex matcher the
+allowed ``.`` and ``+`` are still regex metacharacters.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+__all__ = [
+    "SAFE_VALUE",
+    "Aggregation",
+    "ErrorKind",
+    "Measurement",
+    "MeasurementPair",
+    "MetricProvider",
+    "NoData",
+    "Point",
+    "ProviderConfigError",
+    "ProviderError",
+    "RangeMeasurement",
+    "Series",
+    "TemplateError",
+    "UnknownProvider",
+    "Value",
+    "aggregate_values",
+    "fetch_pair",
+    "known_providers",
+    "make_provider",
+    "register_provider",
+    "render_template",
+]
+
+# --------------------------------------------------------------------------- errors
+
+
+class ErrorKind(StrEnum):
+    """Why a provider could not answer; lets callers retry only what is retryable."""
+
+    BAD_QUERY = "bad_query"  # the back-end rejected the query text (syntax, unknown function)
+    EXECUTION = "execution"  # the query parsed but could not be evaluated
+    TIMEOUT = "timeout"  # client-side or server-side time limit
+    UNAVAILABLE = "unavailable"  # back-end answered 5xx / overloaded / rate-limited
+    CONNECTION = "connection"  # nothing answered at all
+    AUTH = "auth"  # credentials missing, wrong or lacking access
+    PROTOCOL = "protocol"  # an answer that does not follow the documented contract
+    AMBIGUOUS = "ambiguous"  # several series/rows where one number was expected
+    BAD_TEMPLATE = "bad_template"  # the template or a substituted value is unsafe
+    HTTP = "http"  # any other non-2xx status (proxies, gateways)
+
+
+class ProviderError(RuntimeError):
+    """A metric back-end could not answer the question; never carries a value.
+
+    ``kind`` classifies the failure, ``status`` is the HTTP status when one was
+    received, ``error_type`` the back-end's own error class (Prometheus
+    ``errorType``, NerdGraph ``extensions.errorClass``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind,
+        provider: str = "",
+        status: int | None = None,
+        error_type: str | None = None,
+        query: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.provider = provider
+        self.status = status
+        self.error_type = error_type
+        self.query = query
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor arguments break default exception pickling;
+        # errors must survive process boundaries (worker pools, job queues).
+        return (_restore_error, (type(self), self.message, dict(self.__dict__)))
+
+    def __str__(self) -> str:
+        where = f"{self.provider}: " if self.provider else ""
+        extra = []
+        if self.status is not None:
+            extra.append(f"HTTP {self.status}")
+        if self.error_type:
+            extra.append(self.error_type)
+        suffix = f" ({', '.join(extra)})" if extra else ""
+        return f"{where}{self.kind.value}: {self.message}{suffix}"
+
+
+def _restore_error(cls: type[ProviderError], message: str, state: dict[str, Any]) -> ProviderError:
+    err = cls.__new__(cls)
+    RuntimeError.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class TemplateError(ProviderError):
+    """The query template or a value substituted into it is unsafe or invalid."""
+
+    def __init__(self, message: str, *, provider: str = "") -> None:
+        super().__init__(message, kind=ErrorKind.BAD_TEMPLATE, provider=provider)
+
+
+class UnknownProvider(LookupError):
+    """``make_provider`` was asked for a provider type that is not registered."""
+
+
+class ProviderConfigError(ValueError):
+    """The configuration given to ``make_provider`` does not fit the provider."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+class Point(NamedTuple):
+    """One sample of a series: Unix time in seconds and the value."""
+
+    t: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """A number the back-end returned for a query at instant ``at`` (Unix seconds)."""
+
+    value: float
+    at: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+    query: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NoData:
+    """The back-end answered but had nothing to measure; distinct from zero and from errors."""
+
+    reason: str
+    at: float
+    query: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A time series over a range; points are ordered by time and never NaN."""
+
+    points: tuple[Point, ...]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    query: str = ""
+    warnings: tuple[str, ...] = ()
+
+    def values(self) -> list[float]:
+        """The values alone, in time order."""
+        return [p.value for p in self.points]
+
+
+Measurement = Value | NoData
+RangeMeasurement = Series | NoData
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementPair:
+    """Baseline and canary measured by the same template at the same instant.
+
+    Analysis always compares the two; fetching them together guarantees the
+    same window, the same ``at`` and the same query shape.
+    """
+
+    baseline: Measurement
+    canary: Measurement
+    baseline_version: str
+    canary_version: str
+    at: float
+
+
+class Aggregation(StrEnum):
+    """How to fold several series/rows into one number when the caller asks for it."""
+
+    SUM = "sum"
+    MEAN = "mean"
+    MAX = "max"
+    MIN = "min"
+
+
+def aggregate_values(values: Sequence[float], how: Aggregation) -> float:
+    """Fold values with ``how``; NaN inputs must have been removed by the caller."""
+    if not values:
+        raise ValueError("nothing to aggregate")
+    if how is Aggregation.SUM:
+        return math.fsum(values)
+    if how is Aggregation.MEAN:
+        return math.fsum(values) / len(values)
+    if how is Aggregation.MAX:
+        return max(values)
+    return min(values)
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+@runtime_checkable
+class MetricProvider(Protocol):
+    """What the analysis needs from a metric back-end: fetch, never judge.
+
+    ``at``/``start``/``end`` are Unix seconds; ``at=None`` means "now".
+    ``aggregate`` folds several series/rows into one; without it an answer
+    with more than one series is a :class:`ProviderError` of kind
+    ``AMBIGUOUS`` -- silently picking one series would compare the wrong
+    things.
+    """
+
+    @property
+    def kind(self) -> str:
+        """The registry name of the provider type (``prometheus``, ``newrelic``)."""
+        ...
+
+    def query(
+        self,
+        template: str,
+        *,
+        service: str,
+        version: str,
+        window_s: float,
+        at: float | None = None,
+        aggregate: Aggregation | None = None,
+    ) -> Measurement:
+        """One number for ``version`` of ``service`` over ``window_s`` seconds ending at ``at``."""
+        ...
+
+    def query_range(
+        self,
+        template: str,
+        *,
+        service: str,
+        version: str,
+        start: float,
+        end: float,
+        step: float,
+        window_s: float | None = None,
+        aggregate: Aggregation | None = None,
+    ) -> RangeMeasurement:
+        """A series from ``start`` to ``end`` every ``step`` seconds (window defaults to step)."""
+        ...
+
+    def fetch_pair(
+        self,
+        template: str,
+        *,
+        service: str,
+        baseline_version: str,
+        canary_version: str,
+        window_s: float,
+        at: float | None = None,
+        aggregate: Aggregation | None = None,
+    ) -> MeasurementPair:
+        """Baseline and canary side by side, same template, same window, same instant."""
+        ...
+
+    def close(self) -> None:
+        """Release the HTTP client if the provider created it."""
+        ...
+
+
+def fetch_pair(
+    provider: MetricProvider,
+    template: str,
+    *,
+    service: str,
+    baseline_version: str,
+    canary_version: str,
+    window_s: float,
+    at: float | None = None,
+    aggregate: Aggregation | None = None,
+) -> MeasurementPair:
+    """Shared ``fetch_pair`` implementation: pins ``at`` once, then queries both versions.
+
+    Refuses a template without ``{version}``: it would measure the same thing
+    twice and make any comparison meaningless.  Either side failing raises --
+    half a pair cannot be analysed.
+    """
+    if "{version}" not in template:
+        raise TemplateError(
+            "template has no {version} placeholder: baseline and canary would run the same query",
+            provider=provider.kind,
+        )
+    if baseline_version == canary_version:
+        raise TemplateError("baseline and canary versions are the same", provider=provider.kind)
+    pinned = time.time() if at is None else at
+    baseline = provider.query(
+        template, service=service, version=baseline_version, window_s=window_s, at=pinned, aggregate=aggregate
+    )
+    canary = provider.query(
+        template, service=service, version=canary_version, window_s=window_s, at=pinned, aggregate=aggregate
+    )
+    return MeasurementPair(
+        baseline=baseline,
+        canary=canary,
+        baseline_version=baseline_version,
+        canary_version=canary_version,
+        at=pinned,
+    )
+
+
+# --------------------------------------------------------------------------- templates
+
+SAFE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-+:/@]{0,127}")
+_PLACEHOLDER = re.compile(r"\{(service|version|window)\}")
+
+
+def _string_state(text: str, quotes: str, state: str | None) -> str | None:
+    """Which quote (if any) is open after scanning ``text`` from ``state``.
+
+    Backslash escapes inside a literal are honoured; the back-tick raw
+    strings of PromQL have no escapes, which the caller expresses by listing
+    the back-tick in ``quotes`` (a backslash before it is then literal too).
+    """
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if state is None:
+            if ch in quotes:
+                state = ch
+        elif ch == "\\" and state != "`":
+            i += 1  # skip the escaped character
+        elif ch == state:
+            state = None
+        i += 1
+    return state
+
+
+def render_template(
+    template: str,
+    *,
+    service: str,
+    version: str,
+    window: str,
+    quotes: str,
+    provider: str = "",
+) -> str:
+    """Substitute the three placeholders after checking they cannot change the query's shape.
+
+    ``quotes`` lists the characters that open string literals in the target
+    language.  ``{service}``/``{version}`` must be inside one and their values
+    must match :data:`SAFE_VALUE`; ``{window}`` must be outside any literal.
+    """
+    for name, val in (("service", service), ("version", version)):
+        if not SAFE_VALUE.fullmatch(val):
+            raise TemplateError(
+                f"{name} {val!r} is not allowed in a query: use letters, digits and . _ - + : / @ "
+                "(at most 128 characters)",
+                provider=provider,
+            )
+    values = {"service": service, "version": version, "window": window}
+    out: list[str] = []
+    state: str | None = None
+    pos = 0
+    for m in _PLACEHOLDER.finditer(template):
+        literal = template[pos : m.start()]
+        state = _string_state(literal, quotes, state)
+        out.append(literal)
+        name = m.group(1)
+        if name == "window":
+            if state is not None:
+                raise TemplateError("{window} must not be inside a string literal", provider=provider)
+        elif state is None:
+            raise TemplateError(
+                f'{{{name}}} must be inside a string literal (e.g. label="{{{name}}}")', provider=provider
+            )
+        out.append(values[name])
+        pos = m.end()
+    tail = template[pos:]
+    if _string_state(tail, quotes, state) is not None:
+        raise TemplateError("template has an unterminated string literal", provider=provider)
+    out.append(tail)
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- registry
+
+ProviderFactory = Callable[..., MetricProvider]
+
+# Built-ins are named by import path and loaded lazily: the registry does not
+# import the drivers (which import this module), and a deployment that never
+# uses New Relic never loads its module.
+_BUILTIN: dict[str, str] = {
+    "prometheus": "shipwarden.adapters.metrics.prometheus:PrometheusProvider",
+    "newrelic": "shipwarden.adapters.metrics.newrelic:NewRelicProvider",
+}
+_REGISTERED: dict[str, ProviderFactory] = {}
+
+
+def register_provider(kind: str, factory: ProviderFactory) -> None:
+    """Add a provider type; refuses to silently replace an existing one."""
+    if kind in _BUILTIN or kind in _REGISTERED:
+        raise ValueError(f"metric provider {kind!r} is already registered")
+    _REGISTERED[kind] = factory
+
+
+def known_providers() -> list[str]:
+    """Sorted names ``make_provider`` accepts."""
+    return sorted({*_BUILTIN, *_REGISTERED})
+
+
+def _factory(kind: str) -> ProviderFactory:
+    if kind in _REGISTERED:
+        return _REGISTERED[kind]
+    if kind in _BUILTIN:
+        module_name, _, attr = _BUILTIN[kind].partition(":")
+        factory: ProviderFactory = getattr(importlib.import_module(module_name), attr)
+        return factory
+    raise UnknownProvider(f"unknown metric provider {kind!r}; known: {', '.join(known_providers())}")
+
+
+def make_provider(kind: str, **config: object) -> MetricProvider:
+    """Build a provider by type name from configuration (e.g. a policy file).
+
+    Unknown names and configuration keys the provider does not take are
+    refused with a clear error before anything is constructed, so a typo in
+    a policy never yields a half-configured provider.
+    """
+    factory = _factory(kind)
+    try:
+        inspect.signature(factory).bind(**config)
+    except TypeError as exc:
+        raise ProviderConfigError(f"bad configuration for metric provider {kind!r}: {exc}") from None
+    return factory(**config)

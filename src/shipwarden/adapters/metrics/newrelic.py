@@ -1,0 +1,481 @@
+"""New Relic metric provider: NRQL over NerdGraph (``POST /graphql``).
+
+Contract followed (docs.newrelic.com NerdGraph NRQL tutorial):
+
+* ``POST https://api.newrelic.com/graphql`` (US) or
+  ``https://api.eu.newrelic.com/graphql`` (EU) with headers ``API-Key`` (a
+  user key, ``NRAK-...``) and ``Content-Type: application/json``;
+* body ``{"query": <GraphQL document>, "variables": {...}}``.  The NRQL is
+  passed as the ``$nrql: Nrql!`` variable, never spliced into the GraphQL
+  text, so no NRQL content can alter the GraphQL document;
+* answer ``{"data": {"actor": {"account": {"nrql": {"results": [...]}}}}}``:
+  ``results`` is a list of flat rows keyed by the NRQL (``count``,
+  ``average.duration``, ``AS`` aliases, ``facet``, and
+  ``beginTimeSeconds``/``endTimeSeconds`` for ``TIMESERIES``);
+* errors follow the GraphQL convention: often HTTP 200 with an ``errors``
+  list (and null ``data`` fields); auth and server failures may also come as
+  HTTP 401/403/5xx.  Both are :class:`ProviderError`, never a value.
+
+Window rendering: ``{window}`` becomes ``SINCE <start ms> UNTIL <end ms>``
+(Unix epoch milliseconds, which NRQL accepts), ending at ``at``; so baseline
+and canary cover exactly the same interval.  In :meth:`query_range` it
+becomes ``SINCE <start> UNTIL <end> TIMESERIES <step> seconds`` -- the
+template must then not contain ``TIMESERIES`` itself.  Example::
+
+    SELECT percentage(count(*), WHERE error IS true) AS 'value' FROM Transaction
+      WHERE appName = '{service}' AND tags.version = '{version}' {window}
+
+Which column is the value: ``value`` if the row has it (``AS 'value'``),
+else the only numeric column; several numeric columns are ``AMBIGUOUS``.
+Empty ``results`` or a ``null`` value -> :class:`NoData` (``count(*)`` over
+no events is a real ``0`` and stays a value).
+
+The API key is sent only in the ``API-Key`` header; it is never logged, is
+hidden from ``repr`` and is scrubbed from every error message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import httpx
+
+from shipwarden.adapters.metrics.base import (
+    Aggregation,
+    ErrorKind,
+    Measurement,
+    MeasurementPair,
+    NoData,
+    Point,
+    ProviderError,
+    RangeMeasurement,
+    Series,
+    TemplateError,
+    Value,
+    aggregate_values,
+    fetch_pair,
+    render_template,
+)
+
+__all__ = [
+    "NERDGRAPH_EU",
+    "NERDGRAPH_US",
+    "NRQL_DOCUMENT",
+    "NewRelicProvider",
+    "nrql_since_until",
+    "parse_nerdgraph",
+]
+
+_KIND = "newrelic"
+log = logging.getLogger(__name__)
+
+NERDGRAPH_US = "https://api.newrelic.com/graphql"
+NERDGRAPH_EU = "https://api.eu.newrelic.com/graphql"
+ENDPOINTS: Mapping[str, str] = {"US": NERDGRAPH_US, "EU": NERDGRAPH_EU}
+
+# Variables typed as in the NerdGraph schema: account ids are Int, NRQL is the
+# Nrql scalar, the per-query time limit is Seconds.
+NRQL_DOCUMENT = (
+    "query ShipwardenNrql($accountId: Int!, $nrql: Nrql!, $timeout: Seconds) "
+    "{ actor { account(id: $accountId) { nrql(query: $nrql, timeout: $timeout) { results } } } }"
+)
+
+# Row keys that describe a row rather than measure something.
+_META_KEYS = frozenset({"beginTimeSeconds", "endTimeSeconds", "facet", "timestamp", "comparison"})
+_TIMESERIES = re.compile(r"\bTIMESERIES\b", re.IGNORECASE)
+
+
+def nrql_since_until(start: float, end: float) -> str:
+    """``SINCE <ms> UNTIL <ms>``: an absolute NRQL interval in Unix epoch milliseconds."""
+    if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
+        raise ValueError(f"need a positive finite interval, got {start!r}..{end!r}")
+    return f"SINCE {round(start * 1000)} UNTIL {round(end * 1000)}"
+
+
+def _err(message: str, kind: ErrorKind, **kw: Any) -> ProviderError:
+    return ProviderError(message, kind=kind, provider=_KIND, **kw)
+
+
+def _error_kind(error_class: str | None) -> ErrorKind:
+    cls = (error_class or "").upper()
+    if "TIMEOUT" in cls:
+        return ErrorKind.TIMEOUT
+    if any(w in cls for w in ("FORBIDDEN", "UNAUTHORI", "ACCESS", "AUTH")):
+        return ErrorKind.AUTH
+    if any(w in cls for w in ("SERVER", "INTERNAL", "UNAVAILABLE", "RATE")):
+        return ErrorKind.UNAVAILABLE
+    return ErrorKind.BAD_QUERY
+
+
+def _graphql_errors(doc: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """Joined messages and the first ``extensions.errorClass`` of a GraphQL ``errors`` list."""
+    errors = doc.get("errors")
+    if not errors:
+        return None
+    messages: list[str] = []
+    error_class: str | None = None
+    for e in errors if isinstance(errors, list) else [errors]:
+        if isinstance(e, Mapping):
+            messages.append(str(e.get("message") or "unspecified error"))
+            ext = e.get("extensions")
+            if error_class is None and isinstance(ext, Mapping) and ext.get("errorClass"):
+                error_class = str(ext["errorClass"])
+        else:
+            messages.append(str(e))
+    return "; ".join(messages), error_class
+
+
+def _number(v: Any, key: str, query: str) -> float:
+    """A row value as float: numbers as is, ``null`` as NaN, single-entry objects unwrapped.
+
+    ``percentile(x, 95)`` answers ``{"95": 0.12}``; with several percentiles
+    the caller must ask for one.
+    """
+    if v is None:
+        return math.nan
+    if isinstance(v, bool):
+        raise _err(f"column {key!r} is a boolean, not a number", ErrorKind.PROTOCOL, query=query)
+    if isinstance(v, int | float):
+        return float(v)
+    if isinstance(v, Mapping):
+        if len(v) == 1:
+            return _number(next(iter(v.values())), key, query)
+        raise _err(
+            f"column {key!r} holds several values {sorted(v)}; select one", ErrorKind.AMBIGUOUS, query=query
+        )
+    raise _err(f"column {key!r} is not numeric: {v!r}", ErrorKind.PROTOCOL, query=query)
+
+
+def _value_key(row: Mapping[str, Any], query: str) -> str:
+    candidates = [k for k, v in row.items() if k not in _META_KEYS and not isinstance(v, str | list | bool)]
+    if "value" in candidates:
+        return "value"
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise _err(f"row has no numeric column: {sorted(row)}", ErrorKind.PROTOCOL, query=query)
+    raise _err(
+        f"row has several numeric columns {sorted(candidates)}; alias the one to compare AS 'value'",
+        ErrorKind.AMBIGUOUS,
+        query=query,
+    )
+
+
+def _series_key(row: Mapping[str, Any]) -> str:
+    facet = row.get("facet")
+    return json.dumps(facet, sort_keys=True) if facet is not None else ""
+
+
+def parse_nerdgraph(status: int, body: bytes, *, query: str) -> list[Mapping[str, Any]]:
+    """The ``results`` rows of a NerdGraph NRQL answer, or a ProviderError for anything else."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    errors = _graphql_errors(doc) if isinstance(doc, Mapping) else None
+    if not 200 <= status < 300:
+        if status in (401, 403):
+            kind = ErrorKind.AUTH
+        elif status == 429 or status >= 500:
+            kind = ErrorKind.UNAVAILABLE
+        else:
+            kind = ErrorKind.HTTP
+        detail = errors[0] if errors else body[:200].decode("utf-8", "replace").strip() or "no body"
+        raise _err(
+            f"NerdGraph answered HTTP {status}: {detail}",
+            kind,
+            status=status,
+            error_type=errors[1] if errors else None,
+            query=query,
+        )
+    if not isinstance(doc, Mapping):
+        raise _err("NerdGraph answer is not a JSON object", ErrorKind.PROTOCOL, status=status, query=query)
+    if errors:
+        message, error_class = errors
+        raise _err(message, _error_kind(error_class), status=status, error_type=error_class, query=query)
+    try:
+        account = doc["data"]["actor"]["account"]
+    except (KeyError, TypeError):
+        raise _err(
+            "answer has no data.actor.account", ErrorKind.PROTOCOL, status=status, query=query
+        ) from None
+    if account is None:
+        raise _err("account not accessible with this API key", ErrorKind.AUTH, status=status, query=query)
+    nrql = account.get("nrql") if isinstance(account, Mapping) else None
+    results = nrql.get("results") if isinstance(nrql, Mapping) else None
+    if not isinstance(results, list) or not all(isinstance(r, Mapping) for r in results):
+        raise _err("answer has no nrql.results list", ErrorKind.PROTOCOL, status=status, query=query)
+    return results
+
+
+def rows_to_measurement(
+    rows: Sequence[Mapping[str, Any]], *, query: str, at: float, aggregate: Aggregation | None
+) -> Measurement:
+    """Rows of a non-TIMESERIES NRQL query -> one Value or NoData."""
+    if not rows:
+        return NoData("no rows", at=at, query=query)
+    if any("beginTimeSeconds" in r for r in rows):
+        raise _err("TIMESERIES result in an instant query; use query_range", ErrorKind.BAD_QUERY, query=query)
+    if len(rows) > 1 and aggregate is None:
+        raise _err(
+            f"{len(rows)} rows returned where one was expected (FACET?); "
+            "aggregate in the NRQL or pass aggregate=",
+            ErrorKind.AMBIGUOUS,
+            query=query,
+        )
+    values = [_number(r.get(k := _value_key(r, query)), k, query) for r in rows]
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return NoData("value is null", at=at, query=query)
+    if len(rows) == 1:
+        facet = rows[0].get("facet")
+        labels = {"facet": str(facet)} if facet is not None else {}
+        return Value(finite[0], at=at, labels=labels, query=query)
+    assert aggregate is not None
+    return Value(aggregate_values(finite, aggregate), at=at, query=query)
+
+
+def rows_to_series(
+    rows: Sequence[Mapping[str, Any]], *, query: str, at: float, aggregate: Aggregation | None
+) -> RangeMeasurement:
+    """TIMESERIES rows -> a Series stamped at each bucket's ``endTimeSeconds`` (null buckets dropped).
+
+    The end of the bucket is used because a bucket measures the interval
+    *before* that instant, as a Prometheus range-query point does.
+    """
+    if not rows:
+        return NoData("no rows", at=at, query=query)
+    groups: dict[str, list[Point]] = {}
+    for r in rows:
+        if "endTimeSeconds" not in r:
+            raise _err("row without endTimeSeconds in a TIMESERIES answer", ErrorKind.PROTOCOL, query=query)
+        key = _value_key(r, query)
+        groups.setdefault(_series_key(r), []).append(
+            Point(float(r["endTimeSeconds"]), _number(r.get(key), key, query))
+        )
+    if len(groups) > 1 and aggregate is None:
+        raise _err(
+            f"{len(groups)} facets returned where one series was expected; pass aggregate=",
+            ErrorKind.AMBIGUOUS,
+            query=query,
+        )
+    by_t: dict[float, list[float]] = {}
+    for pts in groups.values():
+        for p in pts:
+            if not math.isnan(p.value):
+                by_t.setdefault(p.t, []).append(p.value)
+    if not by_t:
+        return NoData("all buckets are null", at=at, query=query)
+    points = tuple(
+        Point(t, vs[0] if len(groups) == 1 else aggregate_values(vs, aggregate or Aggregation.SUM))
+        for t, vs in sorted(by_t.items())
+    )
+    return Series(points=points, query=query)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class NewRelicProvider:
+    """Fetches NRQL results for one New Relic account through NerdGraph.
+
+    ``api_key`` is a user key (``NRAK-...``).  ``region`` picks the documented
+    endpoint (``US`` or ``EU``); ``endpoint`` overrides it (e.g. a proxy) and
+    must be ``https`` unless it is a loopback address, so the key never
+    crosses a network in clear text.  ``client`` is injectable; when omitted
+    the provider owns one and :meth:`close` closes it.  ``timeout_s`` is sent
+    as NerdGraph's ``timeout`` (whole seconds, at least 1) and bounds the
+    HTTP request with a few seconds' margin so New Relic reports its own
+    timeout first.
+    """
+
+    kind: ClassVar[str] = _KIND
+
+    def __init__(
+        self,
+        api_key: str,
+        account_id: int,
+        *,
+        region: Literal["US", "EU", "us", "eu"] = "US",
+        endpoint: str | None = None,
+        client: httpx.Client | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise ValueError("api_key is required")
+        if isinstance(account_id, bool) or not isinstance(account_id, int) or account_id <= 0:
+            raise ValueError("account_id must be a positive integer")
+        reg = region.upper()
+        if reg not in ENDPOINTS:
+            raise ValueError(f"region must be US or EU, not {region!r}")
+        url = endpoint or ENDPOINTS[reg]
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
+            raise ValueError(f"endpoint {url!r} must use https (the API key travels in a header)")
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        self._api_key = api_key.strip()
+        self.account_id = account_id
+        self.region = reg
+        self.endpoint = url
+        self.timeout_s = timeout_s
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.Client()
+
+    def __repr__(self) -> str:
+        return (
+            f"NewRelicProvider(account_id={self.account_id}, region={self.region!r}, "
+            f"endpoint={self.endpoint!r}, api_key='***')"
+        )
+
+    def close(self) -> None:
+        """Close the HTTP client if this provider created it."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> NewRelicProvider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    # -- rendering ---------------------------------------------------------------
+
+    def render(self, template: str, *, service: str, version: str, window: str) -> str:
+        """The NRQL a template becomes (``window`` is an already rendered NRQL clause)."""
+        return render_template(
+            template, service=service, version=version, window=window, quotes="'", provider=_KIND
+        )
+
+    # -- HTTP --------------------------------------------------------------------
+
+    def run_nrql(self, nrql: str) -> list[Mapping[str, Any]]:
+        """Run one NRQL query and return the raw ``results`` rows."""
+        payload = {
+            "query": NRQL_DOCUMENT,
+            "variables": {
+                "accountId": self.account_id,
+                "nrql": nrql,
+                "timeout": max(1, math.ceil(self.timeout_s)),
+            },
+        }
+        headers = {"API-Key": self._api_key, "Content-Type": "application/json", "Accept": "application/json"}
+        started = time.monotonic()
+        try:
+            resp = self._client.post(
+                self.endpoint, content=json.dumps(payload), headers=headers, timeout=self.timeout_s + 5.0
+            )
+        except httpx.TimeoutException as exc:
+            raise _err(
+                f"no answer from {self.endpoint} within {self.timeout_s + 5.0}s ({type(exc).__name__})",
+                ErrorKind.TIMEOUT,
+                query=nrql,
+            ) from None
+        except httpx.TransportError as exc:
+            raise _err(
+                self._redact(f"cannot reach {self.endpoint}: {exc}"), ErrorKind.CONNECTION, query=nrql
+            ) from None
+        log.debug(
+            "nerdgraph nrql account=%s status=%s %.3fs: %s",
+            self.account_id,
+            resp.status_code,
+            time.monotonic() - started,
+            nrql,
+        )
+        try:
+            return parse_nerdgraph(resp.status_code, resp.content, query=nrql)
+        except ProviderError as exc:
+            exc.message = self._redact(exc.message)
+            exc.args = (exc.message,)
+            raise
+
+    def query(
+        self,
+        template: str,
+        *,
+        service: str,
+        version: str,
+        window_s: float,
+        at: float | None = None,
+        aggregate: Aggregation | None = None,
+    ) -> Measurement:
+        """One NRQL value over ``window_s`` seconds ending at ``at`` (default now)."""
+        when = time.time() if at is None else at
+        try:
+            window = nrql_since_until(when - window_s, when)
+        except ValueError as exc:
+            raise TemplateError(str(exc), provider=_KIND) from None
+        nrql = self.render(template, service=service, version=version, window=window)
+        rows = self.run_nrql(nrql)
+        return rows_to_measurement(rows, query=nrql, at=when, aggregate=aggregate)
+
+    def query_range(
+        self,
+        template: str,
+        *,
+        service: str,
+        version: str,
+        start: float,
+        end: float,
+        step: float,
+        window_s: float | None = None,
+        aggregate: Aggregation | None = None,
+    ) -> RangeMeasurement:
+        """TIMESERIES from ``start`` to ``end`` in ``step``-second buckets.
+
+        ``window_s`` is accepted for the protocol but has no NRQL meaning: a
+        bucket always covers exactly one step.
+        """
+        if _TIMESERIES.search(template):
+            raise TemplateError(
+                "query_range adds TIMESERIES itself; remove it from the template", provider=_KIND
+            )
+        if step < 1 or step != int(step):
+            raise TemplateError("NRQL TIMESERIES buckets need a whole number of seconds >= 1", provider=_KIND)
+        try:
+            window = f"{nrql_since_until(start, end)} TIMESERIES {int(step)} seconds"
+        except ValueError as exc:
+            raise TemplateError(str(exc), provider=_KIND) from None
+        nrql = self.render(template, service=service, version=version, window=window)
+        rows = self.run_nrql(nrql)
+        return rows_to_series(rows, query=nrql, at=end, aggregate=aggregate)
+
+    def fetch_pair(
+        self,
+        template: str,
+        *,
+        service: str,
+        baseline_version: str,
+        canary_version: str,
+        window_s: float,
+        at: float | None = None,
+        aggregate: Aggregation | None = None,
+    ) -> MeasurementPair:
+        """Baseline and canary over the same absolute interval; see :func:`base.fetch_pair`."""
+        return fetch_pair(
+            self,
+            template,
+            service=service,
+            baseline_version=baseline_version,
+            canary_version=canary_version,
+            window_s=window_s,
+            at=at,
+            aggregate=aggregate,
+        )

@@ -1,0 +1,250 @@
+"""Local platform: instances are real processes on free loopback ports.
+
+The embedded default target (E1): what a Kubernetes Deployment would be on a
+cluster is here a set of OS processes, each told its port through the
+environment.  Processes run in their own session so they outlive the CLI that
+started them (a deployment survives its driver being killed), and the
+registry of what runs is a JSON file per service in the state directory,
+written *before* a process is spawned and updated after — so a restarted
+controller knows every process it may have started.
+
+A process is identified by (pid, kernel start time), never by pid alone, so a
+recycled pid is not mistaken for our instance.
+
+A crash between writing the intent and recording the pid leaves a pid-less
+entry.  Each process carries its instance id in its environment
+(``SHIPWARDEN_INSTANCE_ID``), so the next look at the registry settles such an
+entry: the orphan is adopted if it was spawned, the entry dropped if it never was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from shipwarden.adapters.net import free_port
+from shipwarden.adapters.platforms.base import Instance, InstanceState, PlatformError
+from shipwarden.domain.policy import ServiceSpec
+
+INSTANCE_ENV = "SHIPWARDEN_INSTANCE_ID"
+
+
+@dataclass
+class _Entry:
+    id: str
+    version: str
+    port: int
+    pid: int | None
+    starttime: str | None
+    log: str
+    started_at: float | None = None  # wall clock, for the health start timeout after a resume
+
+
+def _proc_starttime(pid: int) -> str | None:
+    """Kernel start time of ``pid`` (field 22 of /proc/pid/stat), None if gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = stat[stat.rindex(")") + 2 :].split()
+    if rest[0] in ("Z", "X"):
+        return None
+    return rest[19]
+
+
+def _pids_by_instance_id(ids: set[str]) -> dict[str, tuple[int, str]]:
+    """Live processes whose environment names one of ``ids``: {id: (pid, start time)}."""
+    wanted = {f"{INSTANCE_ENV}={i}".encode(): i for i in ids}
+    found: dict[str, tuple[int, str]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            environ = (d / "environ").read_bytes()
+        except OSError:
+            continue  # gone, or not ours to read
+        for var in environ.split(b"\0"):
+            if var in wanted:
+                started = _proc_starttime(int(d.name))
+                if started is not None:
+                    found[wanted[var]] = (int(d.name), started)
+                break
+    return found
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+class LocalPlatform:
+    def __init__(self, state_dir: Path, base_dir: Path | None = None, host: str = "127.0.0.1") -> None:
+        self.state_dir = state_dir
+        self.base_dir = base_dir or Path.cwd()  # relative workdirs resolve against the policy's folder
+        self.host = host
+        (state_dir / "instances").mkdir(parents=True, exist_ok=True)
+        (state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._http = httpx.Client(trust_env=False)
+        self._lock = threading.RLock()  # start() and the pid-less settlement never interleave
+
+    # -- registry ----------------------------------------------------------------------------
+    def _path(self, service: str) -> Path:
+        return self.state_dir / "instances" / f"{service}.json"
+
+    def _load(self, service: str) -> list[_Entry]:
+        try:
+            return [_Entry(**e) for e in json.loads(self._path(service).read_text())]
+        except FileNotFoundError:
+            return []
+
+    def _save(self, service: str, entries: list[_Entry]) -> None:
+        path = self._path(service)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([asdict(e) for e in entries], indent=1))
+        os.replace(tmp, path)
+
+    # -- Platform ----------------------------------------------------------------------------
+    def start(self, spec: ServiceSpec, version: str, count: int) -> list[Instance]:
+        with self._lock:
+            return self._start(spec, version, count)
+
+    def _start(self, spec: ServiceSpec, version: str, count: int) -> list[Instance]:
+        entries = self._settled(spec.name)
+        started: list[_Entry] = []
+        for _ in range(count):
+            port = free_port(self.host)
+            iid = f"{spec.name}-{version}-{secrets.token_hex(3)}"
+            log = str(self.state_dir / "logs" / f"{iid}.log")
+            entry = _Entry(iid, version, port, None, None, log)
+            entries.append(entry)
+            self._save(spec.name, entries)  # intent first: a crash now leaves a known, pid-less entry
+            subst = {"version": version, "port": str(port), "service": spec.name, "python": sys.executable}
+            argv = [a.format(**subst) for a in spec.run.command]
+            env = {
+                **os.environ,
+                **{k: v.format(**subst) for k, v in spec.run.env.items()},
+                spec.run.port_env: str(port),
+                INSTANCE_ENV: iid,
+            }
+            cwd = self.base_dir / spec.run.workdir.format(**subst) if spec.run.workdir else self.base_dir
+            try:
+                with open(log, "ab") as out:
+                    proc = subprocess.Popen(
+                        argv,
+                        cwd=cwd,
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+            except OSError as exc:
+                entries.remove(entry)
+                self._save(spec.name, entries)
+                raise PlatformError(f"cannot start {argv[0]!r} for {spec.name} {version}: {exc}") from exc
+            entry.pid = proc.pid
+            entry.starttime = _proc_starttime(proc.pid)
+            entry.started_at = time.time()
+            self._save(spec.name, entries)
+            started.append(entry)
+        return [self._instance(spec.name, e) for e in started]
+
+    def _instance(self, service: str, e: _Entry) -> Instance:
+        if e.pid is None:
+            state = InstanceState.DEAD
+        else:
+            _reap(e.pid)
+            now = _proc_starttime(e.pid)
+            state = InstanceState.RUNNING if now is not None and now == e.starttime else InstanceState.DEAD
+        return Instance(e.id, service, e.version, f"{self.host}:{e.port}", e.pid, state, e.started_at)
+
+    def instances(self, service: str) -> list[Instance]:
+        with self._lock:
+            return [self._instance(service, e) for e in self._settled(service)]
+
+    def _settled(self, service: str) -> list[_Entry]:
+        """The registry with every pid-less entry (an interrupted start) adopted or dropped."""
+        entries = self._load(service)
+        pending = [e for e in entries if e.pid is None]
+        if not pending:
+            return entries
+        found = _pids_by_instance_id({e.id for e in pending})
+        kept = []
+        for e in entries:
+            if e.pid is None:
+                if e.id not in found:
+                    continue  # the process was never spawned
+                e.pid, e.starttime = found[e.id]
+                e.started_at = time.time()  # unknown: give it the full start time-out from now
+            kept.append(e)
+        self._save(service, kept)
+        return kept
+
+    def healthy(self, spec: ServiceSpec, instance: Instance) -> bool:
+        if instance.state is not InstanceState.RUNNING:
+            return False
+        try:
+            r = self._http.get(f"http://{instance.address}{spec.health.path}", timeout=spec.health.timeout)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
+
+    def stop(self, instances: list[Instance], grace_s: float) -> None:
+        """SIGTERM every instance, wait up to ``grace_s``, SIGKILL the rest, then forget them."""
+        if not instances:
+            return
+        by_service: dict[str, set[str]] = {}
+        for inst in instances:
+            by_service.setdefault(inst.service, set()).add(inst.id)
+            if inst.pid is not None and inst.state is InstanceState.RUNNING:
+                try:
+                    os.kill(inst.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + grace_s
+        pending = [i for i in instances if i.pid is not None and i.state is InstanceState.RUNNING]
+        while pending and time.monotonic() < deadline:
+            pending = [
+                i for i in pending if self._instance(i.service, self._entry(i)).state is InstanceState.RUNNING
+            ]
+            if pending:
+                time.sleep(0.05)
+        for inst in pending:
+            try:
+                os.kill(inst.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            except ProcessLookupError:
+                pass
+            _reap(inst.pid)  # type: ignore[arg-type]
+        for service, ids in by_service.items():
+            self._save(service, [e for e in self._load(service) if e.id not in ids])
+
+    def _entry(self, inst: Instance) -> _Entry:
+        port = int(inst.address.rsplit(":", 1)[1])
+        return _Entry(
+            inst.id,
+            inst.version,
+            port,
+            inst.pid,
+            next((e.starttime for e in self._load(inst.service) if e.id == inst.id), None),
+            "",
+        )
+
+    def forget_dead(self, service: str) -> list[Instance]:
+        """Drop registry entries of processes that are gone; returns what was dropped."""
+        entries = self._settled(service)
+        dead = [e for e in entries if self._instance(service, e).state is InstanceState.DEAD]
+        if dead:
+            self._save(service, [e for e in entries if e not in dead])
+        return [self._instance(service, e) for e in dead]

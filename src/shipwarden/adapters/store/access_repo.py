@@ -1,0 +1,501 @@
+"""Storage for identities, sessions, tokens, login failures and encrypted secrets.
+
+Every write that an auditor cares about takes an ``audit`` mapping and appends the
+entry in the *same* transaction (``Store._append_audit``), so a role change and its
+audit record exist together or not at all.  Values arrive already hashed/sealed:
+this module never sees a password, a session id, a token or a secret in clear.
+
+JSON column layouts (schema 0002):
+
+* ``users.bindings``        ``{"bindings": [{"role": "sre", "services": [...]|null, "teams": [...]|null}]}``
+* ``users.allowed_cidrs``   ``{"cidrs": ["10.0.0.0/8", ...]}`` (empty: no per-user restriction)
+* ``users.recovery_codes``  ``{}`` while MFA enrolment is pending, ``{"hashes": [sha256|null, ...]}``
+  once confirmed — so "MFA enabled" is "recovery codes were issued".
+* ``api_tokens.scopes``     ``{"name": ..., "scopes": [...], "services": [...]|null}``
+* ``users.mfa_secret`` / ``secrets.blob``: base64 of an envelope blob (``security.envelope``).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from shipwarden.adapters.store.models import ApiTokenRow, AuthFailureRow, SecretRow, SessionRow, UserRow
+from shipwarden.adapters.store.repository import Store, StoreError
+from shipwarden.domain.access import Binding, Permission, Role
+
+Audit = Mapping[str, Any] | None
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+def bindings_to_json(bindings: Sequence[Binding]) -> dict[str, Any]:
+    return {
+        "bindings": [
+            {
+                "role": b.role.value,
+                "services": sorted(b.services) if b.services is not None else None,
+                "teams": sorted(b.teams) if b.teams is not None else None,
+            }
+            for b in bindings
+        ]
+    }
+
+
+def bindings_from_json(data: Mapping[str, Any] | None) -> tuple[Binding, ...]:
+    out = []
+    for b in (data or {}).get("bindings", []):
+        out.append(
+            Binding(
+                Role(b["role"]),
+                frozenset(b["services"]) if b.get("services") is not None else None,
+                frozenset(b["teams"]) if b.get("teams") is not None else None,
+            )
+        )
+    return tuple(out)
+
+
+def _b64(blob: bytes | None) -> str | None:
+    return base64.b64encode(blob).decode() if blob is not None else None
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return base64.b64decode(text) if text else None
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    name: str
+    password_hash: str | None
+    bindings: tuple[Binding, ...]
+    cidrs: tuple[str, ...]
+    mfa_secret: bytes | None
+    mfa_enabled: bool
+    mfa_last_step: int | None
+    recovery_hashes: tuple[str | None, ...]
+    disabled: bool
+    created_at: float
+
+    @classmethod
+    def of(cls, r: UserRow) -> UserRecord:
+        rec = r.recovery_codes or {}
+        return cls(
+            id=r.id,
+            name=r.name,
+            password_hash=r.password_hash,
+            bindings=bindings_from_json(r.bindings),
+            cidrs=tuple((r.allowed_cidrs or {}).get("cidrs", [])),
+            mfa_secret=_unb64(r.mfa_secret),
+            mfa_enabled="hashes" in rec and r.mfa_secret is not None,
+            mfa_last_step=r.mfa_last_step or None,
+            recovery_hashes=tuple(rec.get("hashes", [])),
+            disabled=r.disabled,
+            created_at=r.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    id_hash: str
+    user_id: int
+    created_at: float
+    last_seen_at: float
+    mfa_at: float | None
+    revoked_at: float | None
+    client_ip: str | None
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    user_id: int
+    owner: str
+    name: str
+    token_hash: str
+    scopes: frozenset[Permission]
+    services: frozenset[str] | None
+    cidrs: tuple[str, ...]
+    created_at: float
+    expires_at: float
+    revoked_at: float | None
+    last_used_at: float | None
+
+
+def _session(r: SessionRow) -> SessionRecord:
+    return SessionRecord(
+        r.id_hash, r.user_id, r.created_at, r.last_seen_at, r.mfa_at, r.revoked_at, r.client_ip
+    )
+
+
+def _token(r: ApiTokenRow, owner: str) -> TokenRecord:
+    sc = r.scopes or {}
+    services = sc.get("services")
+    return TokenRecord(
+        id=r.id,
+        user_id=r.user_id,
+        owner=owner,
+        name=str(sc.get("name", "")),
+        token_hash=r.token_hash,
+        scopes=frozenset(Permission(p) for p in sc.get("scopes", [])),
+        services=frozenset(services) if services is not None else None,
+        cidrs=tuple((r.allowed_cidrs or {}).get("cidrs", [])),
+        created_at=r.created_at,
+        expires_at=r.expires_at or 0.0,
+        revoked_at=r.revoked_at,
+        last_used_at=r.last_used_at,
+    )
+
+
+class AccessRepo:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._sessions = store._sessions
+
+    def _audit(self, s: Session, audit: Audit) -> None:
+        if audit:
+            self.store._append_audit(s, **audit)
+
+    def _tx(self, fn: Any) -> Any:
+        return self.store._retrying(fn)
+
+    # -- users ----------------------------------------------------------------------------
+    def user(self, name: str) -> UserRecord | None:
+        with self._sessions() as s:
+            r = s.scalar(select(UserRow).where(UserRow.name == name))
+            return UserRecord.of(r) if r else None
+
+    def user_by_id(self, user_id: int) -> UserRecord | None:
+        with self._sessions() as s:
+            r = s.get(UserRow, user_id)
+            return UserRecord.of(r) if r else None
+
+    def users(self) -> list[UserRecord]:
+        with self._sessions() as s:
+            return [UserRecord.of(r) for r in s.scalars(select(UserRow).order_by(UserRow.name))]
+
+    def count_users(self) -> int:
+        with self._sessions() as s:
+            return int(s.scalar(select(func.count()).select_from(UserRow)) or 0)
+
+    def create_user(
+        self,
+        name: str,
+        password_hash: str | None,
+        bindings: Sequence[Binding],
+        cidrs: Sequence[str],
+        now: float,
+        audit: Audit = None,
+    ) -> UserRecord:
+        def tx(s: Session) -> UserRecord:
+            if s.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
+                raise AlreadyExists(f"user {name!r} already exists")
+            row = UserRow(
+                name=name,
+                password_hash=password_hash,
+                bindings=bindings_to_json(bindings),
+                allowed_cidrs={"cidrs": list(cidrs)},
+                mfa_secret=None,
+                mfa_last_step=0,
+                recovery_codes={},
+                disabled=False,
+                created_at=now,
+            )
+            s.add(row)
+            s.flush()
+            self._audit(s, audit)
+            return UserRecord.of(row)
+
+        result: UserRecord = self._tx(tx)
+        return result
+
+    def update_user(self, user_id: int, audit: Audit = None, **changes: Any) -> UserRecord:
+        """Change some of: password_hash, bindings, cidrs, disabled, mfa_secret (bytes|None),
+        recovery_hashes (list|None: None = pending), mfa_last_step."""
+
+        def tx(s: Session) -> UserRecord:
+            row = s.get(UserRow, user_id)
+            if row is None:
+                raise StoreError(f"no user with id {user_id}")
+            for key, value in changes.items():
+                if key == "bindings":
+                    row.bindings = bindings_to_json(value)
+                elif key == "cidrs":
+                    row.allowed_cidrs = {"cidrs": list(value)}
+                elif key == "mfa_secret":
+                    row.mfa_secret = _b64(value)
+                elif key == "recovery_hashes":
+                    row.recovery_codes = {} if value is None else {"hashes": list(value)}
+                elif key in ("password_hash", "disabled", "mfa_last_step"):
+                    setattr(row, key, value)
+                else:
+                    raise TypeError(f"unknown user field {key!r}")
+            self._audit(s, audit)
+            s.flush()
+            return UserRecord.of(row)
+
+        result: UserRecord = self._tx(tx)
+        return result
+
+    def advance_mfa_step(self, user_id: int, step: int) -> bool:
+        """Record an accepted TOTP step; False if an equal or later step was already accepted
+        (a concurrent request used the same code): compare-and-set, so a code works once."""
+        with self._sessions.begin() as s:
+            res = s.execute(
+                update(UserRow)
+                .where(UserRow.id == user_id, UserRow.mfa_last_step < step)
+                .values(mfa_last_step=step)
+            )
+            return bool(res.rowcount)  # type: ignore[attr-defined]
+
+    def consume_recovery_code(self, user_id: int, index: int, expected: str) -> bool:
+        """Burn recovery code ``index`` if it is still ``expected`` (single use, race-safe)."""
+
+        def tx(s: Session) -> bool:
+            row = s.get(UserRow, user_id, with_for_update=True)
+            hashes = list((row.recovery_codes or {}).get("hashes", [])) if row else []
+            if row is None or index >= len(hashes) or hashes[index] != expected:
+                return False
+            hashes[index] = None
+            row.recovery_codes = {"hashes": hashes}
+            return True
+
+        result: bool = self._tx(tx)
+        return result
+
+    # -- sessions -------------------------------------------------------------------------
+    def session(self, id_hash: str) -> SessionRecord | None:
+        with self._sessions() as s:
+            r = s.get(SessionRow, id_hash)
+            return _session(r) if r else None
+
+    def user_sessions(self, user_id: int) -> list[SessionRecord]:
+        with self._sessions() as s:
+            rows = s.scalars(
+                select(SessionRow)
+                .where(SessionRow.user_id == user_id, SessionRow.revoked_at.is_(None))
+                .order_by(SessionRow.created_at)
+            )
+            return [_session(r) for r in rows]
+
+    def open_session(
+        self,
+        rec: SessionRecord,
+        *,
+        now: float,
+        evict: Sequence[str] = (),
+        replaces: str | None = None,
+        audit: Audit = None,
+    ) -> None:
+        """Insert a session; revoke ``evict`` (concurrency limit) and ``replaces`` (rotation) with it."""
+
+        def tx(s: Session) -> None:
+            gone = [*evict, *([replaces] if replaces else [])]
+            if gone:
+                s.execute(
+                    update(SessionRow)
+                    .where(SessionRow.id_hash.in_(gone), SessionRow.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+            s.add(
+                SessionRow(
+                    id_hash=rec.id_hash,
+                    user_id=rec.user_id,
+                    created_at=rec.created_at,
+                    last_seen_at=rec.last_seen_at,
+                    mfa_at=rec.mfa_at,
+                    revoked_at=None,
+                    client_ip=rec.client_ip,
+                )
+            )
+            self._audit(s, audit)
+
+        self._tx(tx)
+
+    def touch_session(self, id_hash: str, now: float) -> None:
+        with self._sessions.begin() as s:
+            s.execute(
+                update(SessionRow)
+                .where(SessionRow.id_hash == id_hash, SessionRow.last_seen_at < now)
+                .values(last_seen_at=now)
+            )
+
+    def revoke_sessions(
+        self, *, id_hashes: Sequence[str] = (), user_id: int | None = None, now: float, audit: Audit = None
+    ) -> int:
+        def tx(s: Session) -> int:
+            q = update(SessionRow).where(SessionRow.revoked_at.is_(None))
+            if user_id is not None:
+                q = q.where(SessionRow.user_id == user_id)
+            if id_hashes:
+                q = q.where(SessionRow.id_hash.in_(list(id_hashes)))
+            elif user_id is None:
+                return 0
+            n = int(s.execute(q.values(revoked_at=now)).rowcount)  # type: ignore[attr-defined]
+            self._audit(s, audit)
+            return n
+
+        result: int = self._tx(tx)
+        return result
+
+    # -- login failures -------------------------------------------------------------------
+    def add_failure(self, keys: Sequence[str], now: float) -> None:
+        with self._sessions.begin() as s:
+            s.add_all([AuthFailureRow(key=k, at=now) for k in keys])
+
+    def failures(self, key: str, since: float) -> list[float]:
+        with self._sessions() as s:
+            rows = s.scalars(
+                select(AuthFailureRow.at).where(AuthFailureRow.key == key, AuthFailureRow.at >= since)
+            )
+            return list(rows)
+
+    def clear_failures(self, key: str) -> None:
+        with self._sessions.begin() as s:
+            s.execute(delete(AuthFailureRow).where(AuthFailureRow.key == key))
+
+    # -- tokens ---------------------------------------------------------------------------
+    def add_token(
+        self,
+        *,
+        token_id: str,
+        user_id: int,
+        name: str,
+        token_hash: str,
+        scopes: Sequence[Permission],
+        services: Sequence[str] | None,
+        cidrs: Sequence[str],
+        created_at: float,
+        expires_at: float,
+        audit: Audit = None,
+    ) -> None:
+        def tx(s: Session) -> None:
+            s.add(
+                ApiTokenRow(
+                    id=token_id,
+                    user_id=user_id,
+                    token_hash=token_hash,
+                    scopes={
+                        "name": name,
+                        "scopes": sorted(p.value for p in scopes),
+                        "services": sorted(services) if services is not None else None,
+                    },
+                    allowed_cidrs={"cidrs": list(cidrs)},
+                    created_at=created_at,
+                    expires_at=expires_at,
+                )
+            )
+            self._audit(s, audit)
+
+        self._tx(tx)
+
+    def token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        with self._sessions() as s:
+            r = s.execute(
+                select(ApiTokenRow, UserRow.name)
+                .join(UserRow, UserRow.id == ApiTokenRow.user_id)
+                .where(ApiTokenRow.token_hash == token_hash)
+            ).first()
+            return _token(r[0], r[1]) if r else None
+
+    def token(self, token_id: str) -> TokenRecord | None:
+        with self._sessions() as s:
+            r = s.execute(
+                select(ApiTokenRow, UserRow.name)
+                .join(UserRow, UserRow.id == ApiTokenRow.user_id)
+                .where(ApiTokenRow.id == token_id)
+            ).first()
+            return _token(r[0], r[1]) if r else None
+
+    def tokens(self, user_id: int | None = None) -> list[TokenRecord]:
+        q = select(ApiTokenRow, UserRow.name).join(UserRow, UserRow.id == ApiTokenRow.user_id)
+        if user_id is not None:
+            q = q.where(ApiTokenRow.user_id == user_id)
+        with self._sessions() as s:
+            return [_token(r, n) for r, n in s.execute(q.order_by(ApiTokenRow.created_at))]
+
+    def revoke_token(self, token_id: str, now: float, audit: Audit = None) -> bool:
+        def tx(s: Session) -> bool:
+            res = s.execute(
+                update(ApiTokenRow)
+                .where(ApiTokenRow.id == token_id, ApiTokenRow.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            self._audit(s, audit)
+            return bool(res.rowcount)  # type: ignore[attr-defined]
+
+        result: bool = self._tx(tx)
+        return result
+
+    def touch_token(self, token_id: str, now: float) -> None:
+        with self._sessions.begin() as s:
+            s.execute(update(ApiTokenRow).where(ApiTokenRow.id == token_id).values(last_used_at=now))
+
+    # -- secrets --------------------------------------------------------------------------
+    def put_secret(self, name: str, blob: bytes, kek_id: str, now: float, audit: Audit = None) -> None:
+        def tx(s: Session) -> None:
+            row = s.get(SecretRow, name)
+            if row is None:
+                s.add(SecretRow(name=name, blob=_b64(blob), kek_id=kek_id, updated_at=now))
+            else:
+                row.blob, row.kek_id, row.updated_at = _b64(blob) or "", kek_id, now
+            self._audit(s, audit)
+
+        self._tx(tx)
+
+    def secret(self, name: str) -> bytes | None:
+        with self._sessions() as s:
+            row = s.get(SecretRow, name)
+            return _unb64(row.blob) if row else None
+
+    def secret_names(self) -> list[tuple[str, str, float]]:
+        with self._sessions() as s:
+            rows = s.execute(
+                select(SecretRow.name, SecretRow.kek_id, SecretRow.updated_at).order_by(SecretRow.name)
+            )
+            return [(n, k, t) for n, k, t in rows]
+
+    def delete_secret(self, name: str, audit: Audit = None) -> bool:
+        def tx(s: Session) -> bool:
+            n = s.execute(delete(SecretRow).where(SecretRow.name == name)).rowcount  # type: ignore[attr-defined]
+            self._audit(s, audit)
+            return bool(n)
+
+        result: bool = self._tx(tx)
+        return result
+
+    def sealed_blobs(self) -> list[tuple[str, str, bytes]]:
+        """Every envelope blob: ``("secret", name, blob)`` and ``("user", id, blob)`` (TOTP secrets)."""
+        out: list[tuple[str, str, bytes]] = []
+        with self._sessions() as s:
+            for name, blob in s.execute(select(SecretRow.name, SecretRow.blob)):
+                out.append(("secret", name, base64.b64decode(blob)))
+            for uid, blob in s.execute(
+                select(UserRow.id, UserRow.mfa_secret).where(UserRow.mfa_secret.is_not(None))
+            ):
+                out.append(("user", str(uid), base64.b64decode(blob)))
+        return out
+
+    def replace_blob(self, kind: str, key: str, old: bytes, new: bytes, kek_id: str) -> bool:
+        """Swap one blob for its rewrapped form if nobody changed it meanwhile (one row, one transaction)."""
+        with self._sessions.begin() as s:
+            if kind == "secret":
+                res = s.execute(
+                    update(SecretRow)
+                    .where(SecretRow.name == key, SecretRow.blob == _b64(old))
+                    .values(blob=_b64(new), kek_id=kek_id)
+                )
+            else:
+                res = s.execute(
+                    update(UserRow)
+                    .where(UserRow.id == int(key), UserRow.mfa_secret == _b64(old))
+                    .values(mfa_secret=_b64(new))
+                )
+            return bool(res.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,512 @@
+"""Store access for changes, evidence, approvals and seen webhook deliveries (tables from 0002).
+
+Every write is one transaction with its audit entry (the ``Store``'s
+hash-chained log), like the deployment store.  Evidence is stored as the full
+parsed report (``summary`` holds a typed JSON document, see ``report_to_json``),
+so the gates can be re-evaluated from the store alone at any later time and
+``explain`` can show exactly what a gate was judged on; the ``digest`` column
+keeps the sha256 of the uploaded bytes.
+
+Approvals: ``decision`` is ``approve`` / ``reject`` for change control and
+``sign-off`` for a UAT sign-off (the gates' ``scope="uat"``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, fields, is_dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shipwarden.adapters.store.models import ApprovalRow, ChangeRow, EvidenceRow, WebhookDeliveryRow
+from shipwarden.adapters.store.repository import NotFound, Store
+from shipwarden.domain.evidence.model import (
+    BackupVerification,
+    CiCheck,
+    Evidence,
+    Migration,
+    PerfReport,
+    Report,
+    RollbackPlan,
+    SecurityFinding,
+    SecurityReport,
+    Severity,
+    SuiteResult,
+    TestCaseResult,
+    TestReport,
+)
+from shipwarden.domain.gates import Approval
+
+# --- report (de)serialisation ------------------------------------------------------------------------------
+
+_TYPES: dict[str, type] = {
+    t.__name__: t for t in (TestReport, SecurityReport, PerfReport, BackupVerification, RollbackPlan, CiCheck)
+}
+
+
+def _plain(v: Any) -> Any:
+    if is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _plain(getattr(v, f.name)) for f in fields(v)}
+    if isinstance(v, Enum):
+        return v.value
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, tuple | list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    return v
+
+
+def report_to_json(report: Report) -> dict[str, Any]:
+    return {"type": type(report).__name__, "report": _plain(report)}
+
+
+def report_from_json(doc: dict[str, Any]) -> Report:
+    t, d = doc["type"], dict(doc["report"])
+    if t == "TestReport":
+        suites = tuple(
+            SuiteResult(**{**s, "cases": tuple(TestCaseResult(**c) for c in s.get("cases", ()))})
+            for s in d["suites"]
+        )
+        return TestReport(**{**d, "suites": suites})
+    if t == "SecurityReport":
+
+        def finding(f: dict[str, Any]) -> SecurityFinding:
+            return SecurityFinding(**{**f, "severity": Severity(f["severity"])})
+
+        return SecurityReport(
+            **{
+                **d,
+                "tools": tuple(d["tools"]),
+                "findings": tuple(finding(f) for f in d["findings"]),
+                "suppressed": tuple(finding(f) for f in d.get("suppressed", ())),
+            }
+        )
+    if t == "PerfReport":
+        return PerfReport(**d)
+    if t == "BackupVerification":
+        return BackupVerification(**{**d, "verified_at": datetime.fromisoformat(d["verified_at"])})
+    if t == "RollbackPlan":
+        return RollbackPlan(d.get("previous_version"), tuple(Migration(**m) for m in d.get("migrations", ())))
+    if t == "CiCheck":
+        return CiCheck(**d)
+    raise ValueError(f"unknown report type {t!r}")
+
+
+def report_summary(report: Report) -> dict[str, Any]:
+    """A few headline numbers for listings (the full report is stored beside them)."""
+    if isinstance(report, TestReport):
+        return {
+            "tests": report.tests,
+            "failures": report.failures,
+            "errors": report.errors,
+            "skipped": report.skipped,
+        }
+    if isinstance(report, SecurityReport):
+        return {
+            "findings": {k.value: n for k, n in report.counts().items() if n},
+            "tools": list(report.tools),
+        }
+    if isinstance(report, PerfReport):
+        return {
+            "p95_ms": report.p95_ms,
+            "p99_ms": report.p99_ms,
+            "error_rate": report.error_rate,
+            "throughput_rps": report.throughput_rps,
+        }
+    if isinstance(report, CiCheck):
+        return {"provider": report.provider, "name": report.name, "status": report.status}
+    if isinstance(report, BackupVerification):
+        return {"backup_id": report.backup_id, "ok": report.ok, "verified_at": report.verified_at.isoformat()}
+    return {"previous_version": report.previous_version, "migrations": len(report.migrations)}
+
+
+# --- records -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredEvidence:
+    id: str
+    commit_sha: str
+    kind: str
+    category: str
+    pipeline: dict[str, Any]
+    digest: str
+    source_name: str | None
+    created_at: float
+    report: Report
+    summary: dict[str, Any]
+
+    def as_evidence(self) -> Evidence:
+        return Evidence(
+            self.id,
+            self.category,
+            self.report,
+            datetime.fromtimestamp(self.created_at, tz=UTC),
+            self.commit_sha,
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    id: str
+    service: str | None
+    repo: str
+    branch: str
+    head_sha: str
+    pr_number: int | None
+    author: str | None
+    labels: tuple[str, ...]
+    facts: dict[str, Any]
+    status: str
+    classification: dict[str, Any]
+    gates: dict[str, Any]
+    reason: str
+    merge_sha: str | None
+    deployment_id: str | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, r: ChangeRow) -> Change:
+        return cls(
+            r.id,
+            r.service,
+            r.repo,
+            r.branch,
+            r.head_sha,
+            r.pr_number,
+            r.author,
+            tuple((r.labels or {}).get("labels", ())),
+            dict(r.facts or {}),
+            r.status,
+            dict(r.classification or {}),
+            dict(r.gates or {}),
+            r.reason,
+            r.merge_sha,
+            r.deployment_id,
+            r.created_at,
+            r.updated_at,
+        )
+
+
+@dataclass(frozen=True)
+class StoredApproval:
+    id: int
+    change_id: str
+    commit_sha: str
+    user: str
+    role: str
+    decision: str
+    comment: str
+    at: float
+
+    def as_approval(self) -> Approval | None:
+        if self.decision == "reject":
+            return None
+        scope: Literal["change", "uat"] = "uat" if self.decision == "sign-off" else "change"
+        return Approval(self.user, self.role, scope, datetime.fromtimestamp(self.at, tz=UTC), self.commit_sha)
+
+
+def _stored(r: EvidenceRow) -> StoredEvidence:
+    doc = dict(r.summary or {})
+    return StoredEvidence(
+        r.id,
+        r.commit_sha,
+        r.kind,
+        r.category,
+        dict(r.pipeline or {}),
+        r.digest,
+        r.source_name,
+        r.created_at,
+        report_from_json(doc["full"]),
+        dict(doc.get("headline", {})),
+    )
+
+
+def _approval(r: ApprovalRow) -> StoredApproval:
+    return StoredApproval(r.id, r.change_id, r.commit_sha, r.user, r.role, r.decision, r.comment, r.at)
+
+
+class ChangesRepo:
+    """Changes, evidence, approvals, webhook deliveries — each write audited in the same transaction."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._sessions = store._sessions
+        self._clock = store._clock
+
+    def _write(self, fn: Any) -> Any:
+        return self.store._retrying(fn)
+
+    def _audit(self, s: Session, **kw: Any) -> None:
+        self.store._append_audit(s, **kw)
+
+    # -- webhook deliveries -----------------------------------------------------------------------------
+    def seen_deliveries(self, provider: str) -> _Seen:
+        return _Seen(self, provider)
+
+    def is_seen(self, provider: str, delivery_id: str) -> bool:
+        with self._sessions() as s:
+            return s.get(WebhookDeliveryRow, (provider, delivery_id)) is not None
+
+    def record_delivery(self, provider: str, delivery_id: str, *, detail: dict[str, Any]) -> bool:
+        """Remember a delivery id (with an audit entry); False if it was already recorded (a replay)."""
+        now = self._clock()
+
+        def tx(s: Session) -> None:
+            s.add(WebhookDeliveryRow(provider=provider, delivery_id=delivery_id, received_at=now))
+            s.flush()
+            self._audit(
+                s,
+                actor=f"webhook:{provider}",
+                action="webhook.accepted",
+                detail={"id": delivery_id, **detail},
+            )
+
+        try:
+            with self._sessions.begin() as s:
+                tx(s)
+        except IntegrityError:
+            return False
+        return True
+
+    # -- evidence ---------------------------------------------------------------------------------------
+    def add_evidence(
+        self,
+        *,
+        commit_sha: str,
+        kind: str,
+        category: str,
+        report: Report,
+        digest: str,
+        pipeline: dict[str, Any] | None = None,
+        source_name: str | None = None,
+        actor: str,
+    ) -> StoredEvidence:
+        now = self._clock()
+        ev_id = "e-" + secrets.token_hex(6)
+        headline = report_summary(report)
+
+        def tx(s: Session) -> StoredEvidence:
+            row = EvidenceRow(
+                id=ev_id,
+                commit_sha=commit_sha,
+                kind=kind,
+                category=category,
+                pipeline=pipeline or {},
+                digest=digest[:64] if len(digest) <= 64 else digest.removeprefix("sha256:")[:64],
+                summary={"headline": headline, "full": report_to_json(report)},
+                source_name=source_name,
+                created_at=now,
+            )
+            s.add(row)
+            s.flush()
+            self._audit(
+                s,
+                actor=actor,
+                action="evidence.stored",
+                detail={
+                    "evidence_id": ev_id,
+                    "commit": commit_sha,
+                    "kind": kind,
+                    "category": category,
+                    "digest": digest,
+                    "pipeline": pipeline or {},
+                    "summary": headline,
+                },
+            )
+            return _stored(row)
+
+        result: StoredEvidence = self._write(tx)
+        return result
+
+    def evidence_for(self, commit_sha: str) -> list[StoredEvidence]:
+        """Evidence of one commit plus commit-independent facts (backup verifications)."""
+        q = (
+            select(EvidenceRow)
+            .where((EvidenceRow.commit_sha == commit_sha) | (EvidenceRow.kind == "backup"))
+            .order_by(EvidenceRow.created_at, EvidenceRow.id)
+        )
+        with self._sessions() as s:
+            return [_stored(r) for r in s.scalars(q)]
+
+    def evidence(self, ev_id: str) -> StoredEvidence:
+        with self._sessions() as s:
+            r = s.get(EvidenceRow, ev_id)
+            if r is None:
+                raise NotFound(f"no evidence {ev_id!r}")
+            return _stored(r)
+
+    # -- changes ----------------------------------------------------------------------------------------
+    def find_change(self, *, head_sha: str, branch: str | None = None) -> Change | None:
+        q = select(ChangeRow).where(ChangeRow.head_sha == head_sha).order_by(ChangeRow.created_at.desc())
+        if branch is not None:
+            q = q.where(ChangeRow.branch == branch)
+        with self._sessions() as s:
+            r = s.scalars(q).first()
+            return Change.of(r) if r else None
+
+    def change_for_deployment(self, dep_id: str) -> Change | None:
+        with self._sessions() as s:
+            r = s.scalars(select(ChangeRow).where(ChangeRow.deployment_id == dep_id)).first()
+            return Change.of(r) if r else None
+
+    def get_change(self, change_id: str) -> Change:
+        with self._sessions() as s:
+            r = s.get(ChangeRow, change_id)
+            if r is None:
+                raise NotFound(f"no change {change_id!r}")
+            return Change.of(r)
+
+    def list_changes(self, *, status: str | None = None, limit: int = 50) -> list[Change]:
+        q = select(ChangeRow).order_by(ChangeRow.created_at.desc()).limit(limit)
+        if status:
+            q = q.where(ChangeRow.status == status)
+        with self._sessions() as s:
+            return [Change.of(r) for r in s.scalars(q)]
+
+    def create_change(
+        self,
+        *,
+        repo: str,
+        branch: str,
+        head_sha: str,
+        actor: str,
+        pr_number: int | None = None,
+        author: str | None = None,
+        labels: tuple[str, ...] = (),
+        service: str | None = None,
+    ) -> Change:
+        now = self._clock()
+        change_id = "c-" + secrets.token_hex(5)
+
+        def tx(s: Session) -> Change:
+            # a newer commit on the same branch supersedes the older, unmerged change
+            for old in s.scalars(
+                select(ChangeRow).where(
+                    ChangeRow.branch == branch,
+                    ChangeRow.repo == repo,
+                    ChangeRow.status.in_(("pending", "blocked", "waiting_approval", "approved")),
+                )
+            ):
+                old.status, old.reason, old.updated_at = "superseded", f"superseded by {head_sha[:12]}", now
+            row = ChangeRow(
+                id=change_id,
+                service=service,
+                repo=repo,
+                branch=branch,
+                head_sha=head_sha,
+                pr_number=pr_number,
+                author=author,
+                labels={"labels": list(labels)},
+                facts={},
+                status="pending",
+                classification={},
+                gates={},
+                reason="waiting for evidence",
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(row)
+            s.flush()
+            self._audit(
+                s,
+                actor=actor,
+                action="change.created",
+                detail={"change_id": change_id, "branch": branch, "commit": head_sha, "pr": pr_number},
+            )
+            return Change.of(row)
+
+        result: Change = self._write(tx)
+        return result
+
+    def update_change(
+        self,
+        change_id: str,
+        *,
+        actor: str,
+        action: str,
+        outcome: str = "ok",
+        audit_detail: dict[str, Any] | None = None,
+        service: str | None = None,
+        deployment_id: str | None = None,
+        **values: Any,
+    ) -> Change:
+        now = self._clock()
+
+        def tx(s: Session) -> Change:
+            row = s.get(ChangeRow, change_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"no change {change_id!r}")
+            for k, v in values.items():
+                if k == "labels":
+                    v = {"labels": list(v)}
+                setattr(row, k, v)
+            if deployment_id is not None:
+                row.deployment_id = deployment_id
+            row.updated_at = now
+            self._audit(
+                s,
+                actor=actor,
+                action=action,
+                outcome=outcome,
+                service=service,
+                deployment_id=deployment_id,
+                detail={"change_id": change_id, "commit": row.head_sha, **(audit_detail or {})},
+            )
+            s.flush()
+            return Change.of(row)
+
+        result: Change = self._write(tx)
+        return result
+
+    # -- approvals --------------------------------------------------------------------------------------
+    def add_approval(
+        self, change_id: str, *, commit_sha: str, user: str, role: str, decision: str, comment: str = ""
+    ) -> StoredApproval:
+        now = self._clock()
+
+        def tx(s: Session) -> StoredApproval:
+            row = ApprovalRow(
+                change_id=change_id,
+                commit_sha=commit_sha,
+                user=user,
+                role=role,
+                decision=decision,
+                comment=comment,
+                at=now,
+            )
+            s.add(row)
+            s.flush()
+            self._audit(
+                s,
+                actor=user,
+                action=f"change.{decision}",
+                detail={"change_id": change_id, "commit": commit_sha, "role": role, "comment": comment},
+            )
+            return _approval(row)
+
+        result: StoredApproval = self._write(tx)
+        return result
+
+    def approvals(self, change_id: str) -> list[StoredApproval]:
+        q = select(ApprovalRow).where(ApprovalRow.change_id == change_id).order_by(ApprovalRow.id)
+        with self._sessions() as s:
+            return [_approval(r) for r in s.scalars(q)]
+
+
+class _Seen:
+    """``Container`` view of seen delivery ids for ``ReplayGuard.decide``."""
+
+    def __init__(self, repo: ChangesRepo, provider: str) -> None:
+        self._repo, self._provider = repo, provider
+
+    def __contains__(self, delivery_id: object) -> bool:
+        return isinstance(delivery_id, str) and self._repo.is_seen(self._provider, delivery_id)

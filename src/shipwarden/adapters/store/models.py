@@ -1,0 +1,255 @@
+"""SQLAlchemy tables.  The schema is owned by Alembic migrations (``migrations/``);
+these models must match the latest revision (a test compares them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Double, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class DeploymentRow(Base):
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    service: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # deploy | rollback
+    strategy: Mapped[str] = mapped_column(String(16))
+    from_version: Mapped[str | None] = mapped_column(String(128))
+    to_version: Mapped[str] = mapped_column(String(128))
+    commit_sha: Mapped[str | None] = mapped_column(String(64))
+    phase: Mapped[str] = mapped_column(String(32))
+    step_index: Mapped[int] = mapped_column(Integer, default=0)
+    paused: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+    phase_entered_at: Mapped[float] = mapped_column(Double)
+    actor: Mapped[str] = mapped_column(String(128))
+    policy_digest: Mapped[str] = mapped_column(String(64))
+    policy_source: Mapped[str] = mapped_column(Text)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    operator_request: Mapped[str | None] = mapped_column(String(16))
+    operator_actor: Mapped[str | None] = mapped_column(String(128))
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[float] = mapped_column(Double, default=0.0)
+    created_at: Mapped[float] = mapped_column(Double)
+    finished_at: Mapped[float | None] = mapped_column(Double)
+    detected_at: Mapped[float | None] = mapped_column(Double)
+    rolled_back_at: Mapped[float | None] = mapped_column(Double)
+    traffic_restored_at: Mapped[float | None] = mapped_column(Double)
+
+    __table_args__ = (Index("ix_deployments_service_active", "service", "active"),)
+
+
+class StepRow(Base):
+    __tablename__ = "deployment_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[float] = mapped_column(Double)
+    finished_at: Mapped[float | None] = mapped_column(Double)
+    outcome: Mapped[str] = mapped_column(String(16), default="running")  # running|ok|failed
+    reason: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ServiceStateRow(Base):
+    """The last good version of each service: what a rollback returns to."""
+
+    __tablename__ = "service_state"
+
+    service: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stable_version: Mapped[str | None] = mapped_column(String(128))
+    previous_version: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+class AuditRow(Base):
+    """Append-only, hash-chained log of every action (see ``domain.audit``)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    ts: Mapped[str] = mapped_column(String(40), index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    # Widths are domain.audit's limits (ACTOR_MAX, ACTION_MAX, DEPLOYMENT_ID_MAX); migration 0004.
+    actor: Mapped[str] = mapped_column(String(256), index=True)
+    action: Mapped[str] = mapped_column(String(256), index=True)
+    service: Mapped[str | None] = mapped_column(String(64))
+    deployment_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    canonical: Mapped[str] = mapped_column(Text)
+
+    # Kubernetes events (most entries) have no service or deployment: where the database can,
+    # these two are indexed only where set (migration 0005); the queries test equality.
+    __table_args__ = tuple(
+        Index(
+            f"ix_audit_log_{col}",
+            col,
+            sqlite_where=text(f"{col} IS NOT NULL"),
+            postgresql_where=text(f"{col} IS NOT NULL"),
+        )
+        for col in ("service", "deployment_id")
+    )
+
+
+# -- access control (E5, E6) -------------------------------------------------------------------
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    bindings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # role bindings with scopes
+    allowed_cidrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    mfa_secret: Mapped[str | None] = mapped_column(Text)  # envelope-encrypted
+    mfa_last_step: Mapped[int] = mapped_column(BigInteger, default=0)
+    recovery_codes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # hashes
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class ApiTokenRow(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    allowed_cidrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Double)
+    expires_at: Mapped[float | None] = mapped_column(Double)
+    revoked_at: Mapped[float | None] = mapped_column(Double)
+    last_used_at: Mapped[float | None] = mapped_column(Double)
+
+
+class SessionRow(Base):
+    __tablename__ = "sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    last_seen_at: Mapped[float] = mapped_column(Double)
+    mfa_at: Mapped[float | None] = mapped_column(Double)
+    revoked_at: Mapped[float | None] = mapped_column(Double)
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuthFailureRow(Base):
+    """Failed logins per key ("user:alice", "ip:10.0.0.1") for lockout and back-off."""
+
+    __tablename__ = "auth_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(160), index=True)
+    at: Mapped[float] = mapped_column(Double)
+
+
+class SecretRow(Base):
+    """Secrets (webhook secrets, provider keys, notifier URLs), envelope-encrypted at rest."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    blob: Mapped[str] = mapped_column(Text)
+    kek_id: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+class AuditCheckpointRow(Base):
+    __tablename__ = "audit_checkpoints"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(128))  # "sha256:" + 64 hex (security.signing.fingerprint)
+    signature: Mapped[str] = mapped_column(Text)
+
+
+# -- changes, evidence, approvals (D1–D3, D9, E3) ----------------------------------------------
+class ChangeRow(Base):
+    __tablename__ = "changes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    service: Mapped[str | None] = mapped_column(String(64))
+    repo: Mapped[str] = mapped_column(String(256))
+    branch: Mapped[str] = mapped_column(String(256))
+    head_sha: Mapped[str] = mapped_column(String(64), index=True)
+    pr_number: Mapped[int | None] = mapped_column(Integer)
+    author: Mapped[str | None] = mapped_column(String(128))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # files, lines changed
+    status: Mapped[str] = mapped_column(
+        String(24), index=True
+    )  # pending|waiting_approval|approved|rejected|merged|blocked
+    classification: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    gates: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # last evaluation
+    reason: Mapped[str] = mapped_column(Text, default="")
+    merge_sha: Mapped[str | None] = mapped_column(String(64))
+    deployment_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+class EvidenceRow(Base):
+    __tablename__ = "evidence"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    commit_sha: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # junit|sarif|k6|locust|ci|uat|backup|rollback_plan
+    category: Mapped[str] = mapped_column(String(64))
+    pipeline: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    digest: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source_name: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class ApprovalRow(Base):
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    change_id: Mapped[str] = mapped_column(ForeignKey("changes.id"), index=True)
+    commit_sha: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))  # approve|reject
+    comment: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[float] = mapped_column(Double)
+
+
+class WebhookDeliveryRow(Base):
+    """Seen webhook deliveries, for replay protection (dedupe on the provider's event id)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    received_at: Mapped[float] = mapped_column(Double)
+
+
+class AnalysisRecordRow(Base):
+    """Every judge sample pair and metric measurement an analysis saw, in order (for resume and replay)."""
+
+    __tablename__ = "analysis_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id"), index=True)
+    key: Mapped[str] = mapped_column(String(32))  # background | step-N | pre | post
+    kind: Mapped[str] = mapped_column(String(16))  # judge | metric
+    name: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Double)
+    step_index: Mapped[int] = mapped_column(Integer)
+    baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    canary: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,0 +1,528 @@
+"""The store: deployments, their steps, the last good version, the audit log.
+
+Every write is one transaction that also appends to the hash-chained audit
+log, so a state change and its audit entry exist together or not at all.
+Callers persist a transition *before* performing its effect (see
+``domain.rollout``); the store is what a restarted controller resumes from.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shipwarden.adapters.store.models import (
+    AnalysisRecordRow,
+    AuditRow,
+    DeploymentRow,
+    ServiceStateRow,
+    StepRow,
+)
+from shipwarden.domain.audit import GENESIS_HASH, ChainHead, EntryDraft, make_entry
+from shipwarden.domain.rollout import OperatorRequest, Phase, Transition
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _chain_row(prev: ChainHead, ts: str, **fields: Any) -> dict[str, Any]:
+    """Column values of the entry after ``prev``: the one chain implementation, ``domain.audit``."""
+    return make_entry(prev, EntryDraft(**fields), ts).to_row()
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class Step:
+    seq: int
+    phase: str
+    started_at: float
+    finished_at: float | None
+    outcome: str
+    reason: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: str
+    service: str
+    kind: str
+    strategy: str
+    from_version: str | None
+    to_version: str
+    commit_sha: str | None
+    phase: Phase
+    step_index: int
+    paused: bool
+    active: bool
+    phase_entered_at: float
+    actor: str
+    policy_digest: str
+    policy_source: str
+    plan: dict[str, Any]
+    reason: str
+    operator_request: OperatorRequest | None
+    operator_actor: str | None
+    lease_owner: str | None
+    lease_expires_at: float
+    created_at: float
+    finished_at: float | None
+    detected_at: float | None
+    rolled_back_at: float | None
+    traffic_restored_at: float | None = None
+
+    @classmethod
+    def of(cls, row: DeploymentRow) -> Deployment:
+        return cls(
+            id=row.id,
+            service=row.service,
+            kind=row.kind,
+            strategy=row.strategy,
+            from_version=row.from_version,
+            to_version=row.to_version,
+            commit_sha=row.commit_sha,
+            phase=Phase(row.phase),
+            step_index=row.step_index,
+            paused=row.paused,
+            active=row.active,
+            phase_entered_at=row.phase_entered_at,
+            actor=row.actor,
+            policy_digest=row.policy_digest,
+            policy_source=row.policy_source,
+            plan=dict(row.plan),
+            reason=row.reason,
+            operator_request=OperatorRequest(row.operator_request) if row.operator_request else None,
+            operator_actor=row.operator_actor,
+            lease_owner=row.lease_owner,
+            lease_expires_at=row.lease_expires_at,
+            created_at=row.created_at,
+            finished_at=row.finished_at,
+            detected_at=row.detected_at,
+            rolled_back_at=row.rolled_back_at,
+            traffic_restored_at=row.traffic_restored_at,
+        )
+
+    @property
+    def outcome(self) -> str:
+        return self.phase.value if self.phase.terminal else "in progress"
+
+
+class Store:
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._clock = clock
+
+    # -- transactions ---------------------------------------------------------------------
+    def _tx(self) -> Session:
+        return self._sessions.begin()  # type: ignore[return-value]
+
+    def _retrying(self, fn: Callable[[Session], Any], attempts: int = 20) -> Any:
+        """Run ``fn`` in a transaction, retrying when a concurrent writer took the same audit seq."""
+        for attempt in range(attempts):
+            try:
+                with self._sessions.begin() as s:
+                    return fn(s)
+            except (IntegrityError, OperationalError):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- audit ----------------------------------------------------------------------------
+    def _append_audit(
+        self,
+        s: Session,
+        *,
+        actor: str,
+        action: str,
+        outcome: str = "ok",
+        service: str | None = None,
+        deployment_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+        source: str = "shipwarden",
+    ) -> AuditRow:
+        last = s.execute(select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)).first()
+        head = ChainHead(last[0], last[1]) if last else ChainHead(0, GENESIS_HASH)
+        row = AuditRow(
+            **_chain_row(
+                head,
+                _iso(self._clock()),
+                source=source,
+                actor=actor,
+                action=action,
+                service=service,
+                deployment_id=deployment_id,
+                outcome=outcome,
+                detail=detail or {},
+            )
+        )
+        s.add(row)
+        s.flush()
+        return row
+
+    def audit(self, **kw: Any) -> None:
+        """Append one audit entry in its own transaction."""
+        self._retrying(lambda s: self._append_audit(s, **kw))
+
+    def audit_entries(
+        self,
+        *,
+        since_seq: int = 0,
+        actor: str | None = None,
+        action: str | None = None,
+        service: str | None = None,
+        source: str | None = None,
+        deployment_id: str | None = None,
+        ts_from: str | None = None,
+        ts_to: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[AuditRow]:
+        q = select(AuditRow).where(AuditRow.seq > since_seq).order_by(AuditRow.seq)
+        for col, val in (
+            (AuditRow.actor, actor),
+            (AuditRow.action, action),
+            (AuditRow.service, service),
+            (AuditRow.source, source),
+            (AuditRow.deployment_id, deployment_id),
+        ):
+            if val is not None:
+                q = q.where(col == val)
+        if ts_from:
+            q = q.where(AuditRow.ts >= ts_from)
+        if ts_to:
+            q = q.where(AuditRow.ts <= ts_to)
+        if limit:
+            q = q.limit(limit)
+        with self._sessions() as s:
+            yield from s.scalars(q.execution_options(yield_per=5000))
+
+    # -- deployments ----------------------------------------------------------------------
+    def create_deployment(
+        self,
+        *,
+        service: str,
+        kind: str,
+        strategy: str,
+        from_version: str | None,
+        to_version: str,
+        actor: str,
+        policy_digest: str,
+        policy_source: str,
+        plan: dict[str, Any],
+        commit_sha: str | None = None,
+    ) -> Deployment:
+        """Record a new deployment in PENDING; refuses if the service already has an active one."""
+        now = self._clock()
+        dep_id = "d-" + time.strftime("%Y%m%d", time.gmtime(now)) + "-" + secrets.token_hex(3)
+
+        def tx(s: Session) -> Deployment:
+            busy = s.scalar(
+                select(DeploymentRow.id).where(DeploymentRow.service == service, DeploymentRow.active)
+            )
+            if busy:
+                raise StoreError(f"service {service!r} already has an active deployment {busy}")
+            row = DeploymentRow(
+                id=dep_id,
+                service=service,
+                kind=kind,
+                strategy=strategy,
+                from_version=from_version,
+                to_version=to_version,
+                commit_sha=commit_sha,
+                phase=Phase.PENDING.value,
+                step_index=0,
+                paused=False,
+                active=True,
+                phase_entered_at=now,
+                actor=actor,
+                policy_digest=policy_digest,
+                policy_source=policy_source,
+                plan=plan,
+                reason="created",
+                created_at=now,
+                lease_expires_at=0.0,
+            )
+            s.add(row)
+            s.add(
+                StepRow(
+                    deployment_id=dep_id,
+                    seq=1,
+                    phase=Phase.PENDING.value,
+                    started_at=now,
+                    outcome="running",
+                    reason="created",
+                    detail={},
+                )
+            )
+            self._append_audit(
+                s,
+                actor=actor,
+                action=f"deployment.{kind}",
+                service=service,
+                deployment_id=dep_id,
+                detail={
+                    "from": from_version,
+                    "to": to_version,
+                    "strategy": strategy,
+                    "policy_digest": policy_digest,
+                    "commit": commit_sha,
+                },
+            )
+            s.flush()
+            return Deployment.of(row)
+
+        result: Deployment = self._retrying(tx)
+        return result
+
+    def get(self, dep_id: str) -> Deployment:
+        with self._sessions() as s:
+            row = s.get(DeploymentRow, dep_id)
+            if row is None:
+                raise NotFound(f"no deployment {dep_id!r}")
+            return Deployment.of(row)
+
+    def active(self, service: str) -> Deployment | None:
+        with self._sessions() as s:
+            row = s.scalar(
+                select(DeploymentRow).where(DeploymentRow.service == service, DeploymentRow.active)
+            )
+            return Deployment.of(row) if row else None
+
+    def all_active(self) -> list[Deployment]:
+        with self._sessions() as s:
+            return [Deployment.of(r) for r in s.scalars(select(DeploymentRow).where(DeploymentRow.active))]
+
+    def history(self, service: str | None = None, limit: int = 20) -> list[Deployment]:
+        q = select(DeploymentRow).order_by(DeploymentRow.created_at.desc()).limit(limit)
+        if service:
+            q = q.where(DeploymentRow.service == service)
+        with self._sessions() as s:
+            return [Deployment.of(r) for r in s.scalars(q)]
+
+    def steps(self, dep_id: str) -> list[Step]:
+        with self._sessions() as s:
+            rows = s.scalars(select(StepRow).where(StepRow.deployment_id == dep_id).order_by(StepRow.seq))
+            return [
+                Step(r.seq, r.phase, r.started_at, r.finished_at, r.outcome, r.reason, dict(r.detail or {}))
+                for r in rows
+            ]
+
+    def transition(
+        self,
+        dep: Deployment,
+        t: Transition,
+        *,
+        actor: str,
+        detail: dict[str, Any] | None = None,
+    ) -> Deployment:
+        """Persist a phase change (closing the current step, opening the next) with its audit entry.
+
+        Optimistic: refuses if the deployment moved on since ``dep`` was read.
+        """
+        now = self._clock()
+
+        def tx(s: Session) -> Deployment:
+            row = s.get(DeploymentRow, dep.id, with_for_update=True)
+            if row is None:
+                raise NotFound(dep.id)
+            if row.phase != dep.phase.value or row.step_index != dep.step_index:
+                raise StoreError(f"deployment {dep.id} moved to {row.phase} concurrently")
+            was = row.phase
+            cur = s.scalar(
+                select(StepRow).where(StepRow.deployment_id == dep.id).order_by(StepRow.seq.desc())
+            )
+            new_step = t.phase != Phase(row.phase) or (
+                t.step_index is not None and t.step_index != row.step_index
+            )
+            failing = t.phase in (Phase.ROLLING_BACK, Phase.FAILED) and row.phase != Phase.ROLLING_BACK.value
+            if cur is not None and new_step:
+                cur.finished_at = now
+                cur.outcome = "failed" if failing else "ok"
+                if detail:
+                    cur.detail = {**(cur.detail or {}), **detail}
+            if new_step:
+                row.phase = t.phase.value
+                row.phase_entered_at = now
+                if t.step_index is not None:
+                    row.step_index = t.step_index
+                s.add(
+                    StepRow(
+                        deployment_id=dep.id,
+                        seq=(cur.seq + 1) if cur else 1,
+                        phase=t.phase.value,
+                        started_at=now,
+                        finished_at=now if t.phase.terminal else None,
+                        outcome="ok"
+                        if t.phase is Phase.SUCCEEDED
+                        else ("failed" if t.phase.terminal else "running"),
+                        reason=t.reason,
+                        detail={"step_index": row.step_index},
+                    )
+                )
+            if t.paused is not None:
+                row.paused = t.paused
+            # keep the cause visible in the outcome: "health: 0/2 healthy … → new version stopped"
+            row.reason = (
+                f"{row.reason} → {t.reason}"
+                if was == Phase.ROLLING_BACK.value and t.phase.terminal
+                else t.reason
+            )
+            if t.phase is Phase.ROLLING_BACK and row.detected_at is None:
+                row.detected_at = now
+            if t.phase is Phase.ROLLED_BACK:
+                row.rolled_back_at = now
+            if row.operator_request and (
+                t.phase is Phase.ROLLING_BACK
+                or t.paused is not None
+                or t.phase is Phase.PROMOTING
+                or t.phase is Phase.SCALING_DOWN
+            ):
+                row.operator_request = None
+            if t.phase.terminal:
+                row.active = False
+                row.finished_at = now
+                row.lease_owner = None
+                if t.phase is Phase.SUCCEEDED:
+                    st = s.get(ServiceStateRow, row.service)
+                    if st is None:
+                        s.add(
+                            ServiceStateRow(
+                                service=row.service,
+                                stable_version=row.to_version,
+                                previous_version=row.from_version,
+                                updated_at=now,
+                            )
+                        )
+                    else:
+                        st.previous_version, st.stable_version, st.updated_at = (
+                            st.stable_version,
+                            row.to_version,
+                            now,
+                        )
+            self._append_audit(
+                s,
+                actor=actor,
+                action=f"rollout.{t.phase.value}",
+                service=row.service,
+                deployment_id=dep.id,
+                outcome="failed" if failing else "ok",
+                detail={"reason": t.reason, "step_index": row.step_index, **(detail or {})},
+            )
+            s.flush()
+            return Deployment.of(row)
+
+        result: Deployment = self._retrying(tx)
+        return result
+
+    def record_detail(self, dep_id: str, detail: dict[str, Any]) -> None:
+        """Merge ``detail`` into the current step (probe results, analysis numbers)."""
+
+        def tx(s: Session) -> None:
+            cur = s.scalar(
+                select(StepRow).where(StepRow.deployment_id == dep_id).order_by(StepRow.seq.desc())
+            )
+            if cur is not None:
+                cur.detail = {**(cur.detail or {}), **detail}
+
+        self._retrying(tx)
+
+    def request(self, dep_id: str, request: OperatorRequest, actor: str) -> Deployment:
+        """Record an operator request (rollback, promote, pause, resume) for the reconciler to act on."""
+
+        def tx(s: Session) -> Deployment:
+            row = s.get(DeploymentRow, dep_id)
+            if row is None:
+                raise NotFound(f"no deployment {dep_id!r}")
+            if not row.active:
+                raise StoreError(f"deployment {dep_id} already finished ({row.phase})")
+            row.operator_request = request.value
+            row.operator_actor = actor
+            self._append_audit(
+                s, actor=actor, action=f"operator.{request.value}", service=row.service, deployment_id=dep_id
+            )
+            s.flush()
+            return Deployment.of(row)
+
+        result: Deployment = self._retrying(tx)
+        return result
+
+    def acquire_lease(self, dep_id: str, owner: str, ttl: float) -> bool:
+        """Take or renew the right to drive a deployment; False if another live owner holds it."""
+        now = self._clock()
+        with self._sessions.begin() as s:
+            res = s.execute(
+                update(DeploymentRow)
+                .where(
+                    DeploymentRow.id == dep_id,
+                    DeploymentRow.active,
+                    (DeploymentRow.lease_owner == owner)
+                    | (DeploymentRow.lease_owner.is_(None))
+                    | (DeploymentRow.lease_expires_at < now),
+                )
+                .values(lease_owner=owner, lease_expires_at=now + ttl)
+            )
+            return bool(res.rowcount)  # type: ignore[attr-defined]
+
+    def release_lease(self, dep_id: str, owner: str) -> None:
+        with self._sessions.begin() as s:
+            s.execute(
+                update(DeploymentRow)
+                .where(DeploymentRow.id == dep_id, DeploymentRow.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=0.0)
+            )
+
+    # -- service state --------------------------------------------------------------------
+    def stable_version(self, service: str) -> tuple[str | None, str | None]:
+        """(stable, previous) versions of a service."""
+        with self._sessions() as s:
+            st = s.get(ServiceStateRow, service)
+            return (st.stable_version, st.previous_version) if st else (None, None)
+
+    def count_audit(self) -> int:
+        with self._sessions() as s:
+            return int(s.scalar(select(func.count()).select_from(AuditRow)) or 0)
+
+    # -- analysis records -------------------------------------------------------------------
+    def record_analysis(self, dep_id: str, *, key: str, kind: str, name: str, at: float, step_index: int,
+                        canary: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+        """Persist one judge sample pair or metric measurement before the analysis uses it."""
+        with self._sessions.begin() as s:
+            s.add(AnalysisRecordRow(deployment_id=dep_id, key=key, kind=kind, name=name, at=at,
+                                    step_index=step_index, canary=canary, baseline=baseline))
+
+    def analysis_records(self, dep_id: str, key: str | None = None) -> list[dict[str, Any]]:
+        q = select(AnalysisRecordRow).where(AnalysisRecordRow.deployment_id == dep_id)
+        if key is not None:
+            q = q.where(AnalysisRecordRow.key == key)
+        with self._sessions() as s:
+            return [
+                {"key": r.key, "kind": r.kind, "name": r.name, "at": r.at, "step_index": r.step_index,
+                 "canary": r.canary, "baseline": r.baseline}
+                for r in s.scalars(q.order_by(AnalysisRecordRow.id))
+            ]
+
+    def mark_traffic_restored(self, dep_id: str) -> None:
+        """Rollback: production routes to the stable version again (first time only)."""
+        now = self._clock()
+        with self._sessions.begin() as s:
+            s.execute(update(DeploymentRow)
+                      .where(DeploymentRow.id == dep_id, DeploymentRow.traffic_restored_at.is_(None))
+                      .values(traffic_restored_at=now))
+

@@ -1,0 +1,31 @@
+"""Version control adapters (real ``git`` through subprocess)."""
+
+from shipwarden.adapters.vcs.git import (
+    ChangeStats,
+    CommitInfo,
+    FileChange,
+    GitError,
+    GitRepository,
+    HeadMoved,
+    MergeConflict,
+    MergeMode,
+    MergeOutcome,
+    NotFastForward,
+    PushRejected,
+    UnknownRevision,
+)
+
+__all__ = [
+    "ChangeStats",
+    "CommitInfo",
+    "FileChange",
+    "GitError",
+    "GitRepository",
+    "HeadMoved",
+    "MergeConflict",
+    "MergeMode",
+    "MergeOutcome",
+    "NotFastForward",
+    "PushRejected",
+    "UnknownRevision",
+]

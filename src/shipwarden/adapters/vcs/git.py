@@ -1,0 +1,342 @@
+"""Real git, through the ``git`` command, against a remote (usually bare) repository.
+
+Why subprocess and not a library: git's own merge, diff and push are what
+teams trust, and they work against any URL git understands (a bare directory
+in tests, ssh/https in production).  Every call uses an argument list (no
+shell), ``--end-of-options`` style separation of revisions, validated branch
+names and full hex SHAs, so no value from a webhook can become a git option.
+
+The invariant that matters for D3 is in ``merge``: shipwarden merges **the
+exact commit that passed the gates** (``expected_sha``) and only while the
+branch head is still that commit.  If someone pushed after approval the
+merge is refused with ``HeadMoved``; if main moved while we merged, the plain
+(non-force) push is rejected with ``PushRejected`` and nothing is lost — the
+caller re-evaluates and retries.
+
+A ``GitRepository`` owns one local working clone (``workdir``) used as a
+scratch area; it is re-synchronised from the remote before every operation,
+so it can be deleted at any time.  Operations on one instance are serialised
+by a lock; use one instance (one workdir) per remote.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+class GitError(RuntimeError):
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
+        self.args_ = list(args)
+        self.returncode = returncode
+        self.stderr = stderr.strip()
+        super().__init__(f"git {' '.join(args)} failed ({returncode}): {self.stderr}")
+
+
+class UnknownRevision(GitError):
+    pass
+
+
+class HeadMoved(GitError):
+    """The branch head is no longer the commit that was approved."""
+
+    def __init__(self, branch: str, expected: str, actual: str | None) -> None:
+        self.branch, self.expected, self.actual = branch, expected, actual
+        RuntimeError.__init__(self, f"branch {branch!r} head is {actual or 'gone'}, expected {expected}")
+        self.args_, self.returncode, self.stderr = [], 0, ""
+
+
+class MergeConflict(GitError):
+    def __init__(self, sha: str, target: str, files: Sequence[str]) -> None:
+        self.files = tuple(files)
+        RuntimeError.__init__(self, f"merging {sha} into {target} conflicts in: {', '.join(files) or '?'}")
+        self.args_, self.returncode, self.stderr = [], 1, ""
+
+
+class NotFastForward(GitError):
+    def __init__(self, sha: str, target: str) -> None:
+        RuntimeError.__init__(self, f"{sha} is not a descendant of {target}; cannot fast-forward")
+        self.args_, self.returncode, self.stderr = [], 1, ""
+
+
+class PushRejected(GitError):
+    pass
+
+
+class MergeMode(StrEnum):
+    FAST_FORWARD = "fast-forward"  # only if main is an ancestor of the commit; else NotFastForward
+    MERGE_COMMIT = "merge-commit"  # always a merge commit (--no-ff)
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    added: int
+    deleted: int
+    binary: bool = False
+
+
+@dataclass(frozen=True)
+class ChangeStats:
+    """What a commit changes relative to where it forked from the target (``git diff base...sha``)."""
+
+    base: str
+    head: str
+    files: tuple[FileChange, ...]
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(f.path for f in self.files)
+
+    @property
+    def lines_added(self) -> int:
+        return sum(f.added for f in self.files)
+
+    @property
+    def lines_deleted(self) -> int:
+        return sum(f.deleted for f in self.files)
+
+    @property
+    def lines_changed(self) -> int:
+        return self.lines_added + self.lines_deleted
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    author_name: str
+    author_email: str
+    authored_at: datetime
+    subject: str
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    sha: str  # new head of the target branch
+    merged: str  # the commit that was merged
+    fast_forward: bool
+    previous_target: str
+
+
+def _check_sha(sha: str) -> str:
+    if not isinstance(sha, str) or not _SHA.match(sha):
+        raise ValueError(f"expected a full lower-case hex commit sha, got {sha!r}")
+    return sha
+
+
+def _check_branch(name: str) -> str:
+    if (
+        not name
+        or name.startswith(("-", "/"))
+        or name.endswith(("/", ".lock", "."))
+        or ".." in name
+        or "@{" in name
+        or "//" in name
+        or any(c in name for c in " ~^:?*[\\\x7f")
+        or any(ord(c) < 32 for c in name)
+    ):
+        raise ValueError(f"invalid branch name {name!r}")
+    return name
+
+
+class GitRepository:
+    """One remote repository, operated on through a local scratch clone."""
+
+    def __init__(
+        self,
+        remote_url: str,
+        workdir: str | Path,
+        *,
+        git: str = "git",
+        identity: tuple[str, str] = ("shipwarden", "shipwarden@localhost"),
+        timeout: float = 120.0,
+    ) -> None:
+        self.remote_url = remote_url
+        self.workdir = Path(workdir)
+        self._git = git
+        self._identity = identity
+        self._timeout = timeout
+        self._lock = threading.RLock()
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+
+    def _run(
+        self, *args: str, check: bool = True, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        name, email = self._identity
+        env = {
+            **os.environ,
+            "GIT_TERMINAL_PROMPT": "0",
+            "LC_ALL": "C",
+            "GIT_AUTHOR_NAME": name,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email,
+        }
+        cmd = [self._git, "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", *args]
+        try:
+            proc = subprocess.run(
+                cmd,
+                cwd=cwd or self.workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=self._timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise GitError(args, -1, f"timed out after {self._timeout}s") from None
+        if check and proc.returncode != 0:
+            raise GitError(args, proc.returncode, proc.stderr)
+        return proc
+
+    def sync(self) -> None:
+        """Create the scratch clone if needed and fetch every branch from the remote."""
+        with self._lock:
+            if not (self.workdir / ".git").is_dir():
+                self.workdir.mkdir(parents=True, exist_ok=True)
+                self._run("init", "-q")
+                self._run("remote", "add", "origin", self.remote_url)
+            else:
+                self._run("remote", "set-url", "origin", self.remote_url)
+            self._run("fetch", "-q", "--prune", "--no-tags", "origin", "+refs/heads/*:refs/remotes/origin/*")
+
+    def _rev(self, rev: str) -> str:
+        verify = ("rev-parse", "--verify", "-q", "--end-of-options", rev + "^{commit}")
+        proc = self._run(*verify, check=False)
+        if proc.returncode != 0 and _SHA.match(rev):
+            # Not on any branch we fetched (e.g. only on a PR ref): ask the remote for that commit.
+            # Servers allow it for reachable commits (GitHub does; plain git needs uploadpack.allow*InWant).
+            if self._run("fetch", "-q", "--no-tags", "origin", rev, check=False).returncode == 0:
+                proc = self._run(*verify, check=False)
+        if proc.returncode != 0:
+            raise UnknownRevision(["rev-parse", rev], proc.returncode, f"unknown revision {rev!r}")
+        return proc.stdout.strip()
+
+    # -- queries -------------------------------------------------------------------------------------------
+
+    def branch_head(self, branch: str) -> str | None:
+        """Head of ``branch`` on the remote right now (``ls-remote``); ``None`` if it does not exist."""
+        _check_branch(branch)
+        with self._lock:
+            if not (self.workdir / ".git").is_dir():
+                self.sync()
+            out = self._run("ls-remote", "--heads", "origin", f"refs/heads/{branch}").stdout
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref == f"refs/heads/{branch}":
+                return sha
+        return None
+
+    def has_commit(self, sha: str) -> bool:
+        _check_sha(sha)
+        with self._lock:
+            try:
+                self._rev(sha)
+                return True
+            except UnknownRevision:
+                return False
+
+    def changes(self, sha: str, *, base: str = "main") -> ChangeStats:
+        """Files and lines ``sha`` changes since it forked from ``base`` (renames count as delete + add)."""
+        _check_sha(sha)
+        _check_branch(base)
+        with self._lock:
+            self.sync()
+            head = self._rev(sha)
+            base_sha = self._run("merge-base", "--end-of-options", f"origin/{base}", head).stdout.strip()
+            out = self._run("diff", "--numstat", "-z", "--no-renames", base_sha, head, "--").stdout
+        files = []
+        for record in out.split("\0"):
+            if not record:
+                continue
+            added, deleted, path = record.split("\t", 2)
+            binary = added == "-"
+            files.append(FileChange(path, 0 if binary else int(added), 0 if binary else int(deleted), binary))
+        return ChangeStats(base_sha, head, tuple(files))
+
+    def log(self, from_sha: str | None, to_sha: str) -> list[CommitInfo]:
+        """Commits reachable from ``to_sha`` but not ``from_sha`` (newest first) — release notes."""
+        _check_sha(to_sha)
+        if from_sha is not None:
+            _check_sha(from_sha)
+        with self._lock:
+            self.sync()
+            rng = f"{self._rev(from_sha)}..{self._rev(to_sha)}" if from_sha else self._rev(to_sha)
+            out = self._run("log", "--format=%H%x1f%an%x1f%ae%x1f%aI%x1f%s%x1e", rng, "--").stdout
+        commits = []
+        for rec in out.split("\x1e"):
+            rec = rec.strip("\n")
+            if not rec:
+                continue
+            sha, name, email, when, subject = rec.split("\x1f", 4)
+            commits.append(CommitInfo(sha, name, email, datetime.fromisoformat(when), subject))
+        return commits
+
+    # -- merge ---------------------------------------------------------------------------------------------
+
+    def merge(
+        self,
+        branch: str,
+        expected_sha: str,
+        *,
+        target: str = "main",
+        mode: MergeMode = MergeMode.MERGE_COMMIT,
+        message: str | None = None,
+    ) -> MergeOutcome:
+        """Merge ``expected_sha`` into ``target`` and push, only while ``branch`` still points at it.
+
+        Raises ``HeadMoved`` (branch moved or deleted), ``NotFastForward``
+        (fast-forward mode, diverged), ``MergeConflict``, ``PushRejected``
+        (target moved meanwhile; nothing was changed on the remote).
+        """
+        _check_branch(branch)
+        _check_branch(target)
+        _check_sha(expected_sha)
+        with self._lock:
+            self.sync()
+            actual = self.branch_head(branch)
+            if actual != expected_sha:
+                raise HeadMoved(branch, expected_sha, actual)
+            head = self._rev(expected_sha)
+            previous = self._rev(f"origin/{target}")
+            self._run("checkout", "-q", "--detach", previous)
+            self._run("reset", "-q", "--hard", previous)
+            self._run("clean", "-qfdx")
+            is_ancestor = (
+                self._run("merge-base", "--is-ancestor", previous, head, check=False).returncode == 0
+            )
+            if mode is MergeMode.FAST_FORWARD:
+                if not is_ancestor:
+                    raise NotFastForward(expected_sha, target)
+                new_head, ff = head, True
+            else:
+                if self._run("merge-base", "--is-ancestor", head, previous, check=False).returncode == 0:
+                    # Already contained in target: nothing to merge, nothing to push.
+                    return MergeOutcome(previous, head, False, previous)
+                msg = message or f"Merge {branch} ({head[:12]}) into {target}\n\nMerged by shipwarden."
+                proc = self._run("merge", "--no-ff", "--no-edit", "-m", msg, head, check=False)
+                if proc.returncode != 0:
+                    unmerged = self._run("diff", "--name-only", "-z", "--diff-filter=U", check=False).stdout
+                    conflicted = [f for f in unmerged.split("\0") if f]
+                    self._run("merge", "--abort", check=False)
+                    if conflicted:
+                        raise MergeConflict(expected_sha, target, conflicted)
+                    raise GitError(["merge", head], proc.returncode, proc.stderr)
+                new_head, ff = self._rev("HEAD"), False
+            push = self._run(
+                "push", "-q", "--porcelain", "origin", f"{new_head}:refs/heads/{target}", check=False
+            )
+            if push.returncode != 0:
+                raise PushRejected(["push", target], push.returncode, push.stderr + push.stdout)
+            self._run("fetch", "-q", "origin", f"+refs/heads/{target}:refs/remotes/origin/{target}")
+            return MergeOutcome(new_head, head, ff, previous)

@@ -1,0 +1,196 @@
+"""Wiring: builds the store, platform, router and services from settings.
+
+The only place that constructs adapters; nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from shipwarden.adapters.metrics.base import MetricProvider, make_provider
+from shipwarden.adapters.platforms.local import LocalPlatform
+from shipwarden.adapters.routers.nginx import NginxRouter
+from shipwarden.adapters.store.engine import make_engine, migrate
+from shipwarden.adapters.store.repository import Store
+from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_networks
+from shipwarden.domain.policy import LoadedPolicy, PolicyError, PolicyIssue, load_policy_text
+from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
+from shipwarden.security.signing import (
+    fingerprint,
+    generate_key,
+    load_private_key,
+    load_public_key,
+    public_pem,
+    save_private_key,
+    save_public_key,
+)
+from shipwarden.services.access import AccessService
+from shipwarden.services.analysis import AnalysisController
+from shipwarden.services.audit import AuditService
+from shipwarden.services.rollout import RolloutService
+from shipwarden.settings import Settings
+
+
+def load_policy(path: Path) -> LoadedPolicy:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PolicyError(
+            [PolicyIssue(str(path), None, "", f"cannot read policy file: {exc.strerror}")]
+        ) from None
+    return load_policy_text(text, str(path))
+
+
+def open_store(settings: Settings) -> Store:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    return Store(engine)
+
+
+def make_router(settings: Settings) -> NginxRouter:
+    return NginxRouter(settings.state_dir / "nginx", admin_port=settings.router_admin_port or None)
+
+
+def make_providers(settings: Settings) -> dict[str, MetricProvider]:
+    """The metric providers the settings configure (none is required unless a policy uses it)."""
+    providers: dict[str, MetricProvider] = {}
+    if settings.prometheus_url:
+        providers["prometheus"] = make_provider("prometheus", base_url=settings.prometheus_url)
+    if settings.newrelic_api_key and settings.newrelic_account_id:
+        providers["newrelic"] = make_provider(
+            "newrelic",
+            api_key=settings.newrelic_api_key,
+            account_id=settings.newrelic_account_id,
+            region=settings.newrelic_region,
+        )
+    return providers
+
+
+@dataclass
+class App:
+    settings: Settings
+    store: Store
+    platform: LocalPlatform
+    router: NginxRouter
+    rollout: RolloutService
+    actor: str
+
+
+def build(settings: Settings, policy: LoadedPolicy) -> App:
+    store = open_store(settings)
+    platform = LocalPlatform(settings.state_dir, base_dir=Path(policy.source).resolve().parent)
+    router = make_router(settings)
+    analysis = AnalysisController(store, router, make_providers(settings), time.time)
+    rollout = RolloutService(store, platform, router, policy, tick_s=settings.tick_s, analysis=analysis)
+    return App(settings, store, platform, router, rollout, settings.actor or getpass.getuser())
+
+
+# -- the API service: access control, audit, rollout (issue 5) -------------------------------------
+@dataclass
+class Services:
+    """Everything the HTTP API and the admin CLI use, built once per process."""
+
+    settings: Settings
+    store: Store
+    access: AccessService
+    audit: AuditService
+    rollout: RolloutService | None
+    clock: Callable[[], datetime]
+    trusted_proxies: tuple[IpNetwork, ...]
+    signing_public_pem: bytes
+
+
+def _kek_id(key: bytes) -> str:
+    return "f" + hashlib.sha256(key).hexdigest()[:12]
+
+
+def load_keyring(settings: Settings) -> Keyring:
+    """KEKs from ``SHIPWARDEN_KEKS``, else from ``kek_files``, else a generated state_dir/keys/kek-1.key."""
+    if settings.keks:
+        return Keyring.from_env(settings.keks)
+    files = list(settings.kek_files)
+    if not files:
+        default = settings.state_dir / "keys" / "kek-1.key"
+        if not default.exists():
+            default.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(default, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(base64.b64encode(generate_kek()))
+        files = [default]
+    keys = {}
+    for path in files:
+        key = load_kek_file(path)
+        keys[_kek_id(key)] = key
+    return Keyring(keys, _kek_id(load_kek_file(files[0])))
+
+
+def load_signing_key(settings: Settings) -> Ed25519PrivateKey:
+    path = settings.signing_key_file or settings.state_dir / "keys" / "signing.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = generate_key()
+        save_private_key(key, path)
+        pub = path.with_suffix(".pub")
+        if not pub.exists():
+            save_public_key(key.public_key(), pub)
+    return load_private_key(path)
+
+
+def build_service(
+    settings: Settings,
+    policy: LoadedPolicy | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+) -> Services:
+    """Wire the API service.  ``policy`` None: deployment endpoints answer 503 (no policy loaded)."""
+    from shipwarden.services.access import AccessConfig
+
+    now = clock or (lambda: datetime.now(UTC))
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    store = Store(engine, clock=lambda: now().timestamp())
+    key = load_signing_key(settings)
+    extra = {}
+    for p in settings.audit_public_keys:
+        pub = load_public_key(p)
+        extra[fingerprint(pub)] = pub
+    config = AccessConfig(
+        session=SessionPolicy(
+            idle=timedelta(seconds=settings.session_idle_s),
+            absolute=timedelta(seconds=settings.session_absolute_s),
+            max_concurrent=settings.session_max_concurrent,
+        ),
+        mfa=MfaPolicy(window=timedelta(seconds=settings.mfa_window_s)),
+        mfa_required=settings.mfa_required,
+        role_cidrs=settings.role_cidrs,
+    )
+    access = AccessService(store, Envelope(load_keyring(settings)), now, config)
+    audit = AuditService(
+        store, key, now, checkpoint_every=settings.audit_checkpoint_every, extra_public_keys=extra
+    )
+    rollout = None
+    if policy is not None:
+        platform = LocalPlatform(settings.state_dir, base_dir=Path(policy.source).resolve().parent)
+        rollout = RolloutService(store, platform, make_router(settings), policy, tick_s=settings.tick_s)
+    return Services(
+        settings=settings,
+        store=store,
+        access=access,
+        audit=audit,
+        rollout=rollout,
+        clock=now,
+        trusted_proxies=parse_networks(settings.trusted_proxies),
+        signing_public_pem=public_pem(key.public_key()),
+    )

@@ -1,0 +1,433 @@
+"""The sequential judge: decides as soon as the evidence suffices, with a bounded false-rollback rate.
+
+**The test.**  Both signals are reduced to *event counts* per interval and
+arm: errors out of requests, and requests slower than a latency threshold
+out of latency observations.  Within interval *i*, given that ``X_i`` events
+happened in total, the number that came from the canary is (for Poisson
+counts exactly, for binomial counts conservatively — Hoeffding's convex-order
+bound) ``Binomial(X_i, π_i(ρ))`` with::
+
+    π_i(ρ) = ρ·n_canary / (ρ·n_canary + n_baseline),    ρ = canary rate / baseline rate.
+
+Conditioning on the interval's total removes the unknown baseline rate, so
+diurnal drift, bursts and traffic-split changes that hit both arms alike do
+not matter.  For the null "ρ ≤ ρ0" (ρ0 = 1 + tolerance) the likelihood ratio
+of any ρ > ρ0 against ρ0 is a non-negative supermartingale (the family has a
+monotone likelihood ratio in ρ), and so is a fixed mixture of them.  By
+Ville's inequality the probability that this e-process *ever* reaches 1/α is
+at most α, at every sample size and however often it is looked at — the
+controller may evaluate it every tick and stop at the first crossing.
+
+**Latency.**  The threshold for interval *i* is the baseline's ``quantile``
+latency over intervals 1 … i-1 — fixed before interval *i* is seen, so the
+test above stays valid; under "same latency distribution" both arms exceed it
+at the same rate whatever it is.  The first interval only calibrates it.
+
+**Passing early.**  The mirror e-process (ρ < ``regression`` against ρ =
+``regression``) crosses 1/β with probability ≤ β when the canary really is at
+least ``regression`` times worse.  The judge passes early once every metric
+has crossed, both arms have ``minRequests`` requests, and nothing failed; at
+the horizon (``samples``) with enough traffic it passes on the absence of
+failure evidence.
+
+**Budget.**  α is split evenly over all one-sided tests (Bonferroni; a metric
+with direction ``either`` counts twice), so the overall false-rollback
+probability is ≤ α.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from shipwarden.domain.analysis import JudgeMetric, JudgeSpec
+from shipwarden.domain.judge._common import Totals, final_decision
+from shipwarden.domain.judge.samples import FloatArray, Sample
+from shipwarden.domain.judge.verdict import Classification, Decision, MetricVerdict, Verdict
+
+# Mixture components, as multiples of the null ratio (fail side) and divisors of the
+# regression ratio (pass side).  Equal weights; any fixed choice keeps the guarantee —
+# the grid only moves power between small and large effects.
+FAIL_STEPS = np.array([1.12, 1.25, 1.4, 1.6, 1.9, 2.4, 3.2, 5.0])
+PASS_STEPS = np.array([1.15, 1.3, 1.5, 1.75, 2.0, 2.5, 3.2])
+# Share of each test's α kept for one conventional test at the planned horizon (group-sequential
+# style): the always-valid e-process gives up power to be valid at every look, and most
+# undecided runs reach the horizon anyway, where a fixed-sample test is much sharper.
+HORIZON_ALPHA_SHARE = 0.5
+
+
+def _logsumexp(a: FloatArray) -> float:
+    m = float(np.max(a))
+    return m + math.log(float(np.sum(np.exp(a - m))))
+
+
+class RatioEProcess:
+    """Always-valid test of ρ = canary event rate / baseline event rate, one direction (upwards).
+
+    ``log_e_fail`` is the log e-value against "ρ ≤ null_ratio",
+    ``log_e_pass`` the log e-value against "ρ ≥ regression".
+    """
+
+    def __init__(self, null_ratio: float, regression: float) -> None:
+        self.null_ratio = null_ratio
+        self.regression = regression
+        fail_alt = null_ratio * FAIL_STEPS
+        pass_alt = regression / PASS_STEPS
+        self._grid = np.concatenate([[null_ratio, regression], fail_alt, pass_alt])
+        self._fail = slice(2, 2 + fail_alt.size)
+        self._pass = slice(2 + fail_alt.size, None)
+        self._logw_fail = -math.log(fail_alt.size)
+        self._logw_pass = -math.log(pass_alt.size)
+        self._loglik = np.zeros(self._grid.size)
+        self._intervals: list[tuple[int, int, float]] = []  # (events, canary events, null share)
+        self.baseline_n = self.canary_n = 0
+        self.baseline_x = self.canary_x = 0
+
+    def update(self, baseline_n: int, baseline_x: int, canary_n: int, canary_x: int) -> None:
+        self.baseline_n += baseline_n
+        self.canary_n += canary_n
+        self.baseline_x += baseline_x
+        self.canary_x += canary_x
+        if baseline_n <= 0 or canary_n <= 0 or baseline_x + canary_x == 0:
+            return  # no events, or one arm absent: the conditional likelihood is flat
+        share = self._grid * canary_n
+        pi = share / (share + baseline_n)
+        self._loglik += canary_x * np.log(pi) + baseline_x * np.log1p(-pi)
+        self._intervals.append((baseline_x + canary_x, canary_x, float(pi[0])))
+
+    def horizon_p_value(self) -> float:
+        """One-sided p-value of "ρ ≤ null_ratio" from all intervals, for the *planned* horizon only.
+
+        Under the null boundary the canary's share of each interval's events is
+        Binomial(X_i, π0_i), so their sum is Poisson-binomial; its exact upper
+        tail is computed by convolution.  Valid only at a sample size fixed in
+        advance — which is why the judge spends a separate part of α on it.
+        """
+        if not self._intervals:
+            return 1.0
+        from scipy import signal, stats  # only at the horizon; keeps start-up fast
+
+        observed = sum(c for _, c, _ in self._intervals)
+        pmf = np.ones(1)
+        for x, _, p0 in self._intervals:
+            pmf = signal.convolve(pmf, stats.binom.pmf(np.arange(x + 1), x, p0))
+        return float(min(1.0, max(0.0, np.sum(pmf[observed:]))))
+
+    @property
+    def log_e_fail(self) -> float:
+        return self._logw_fail + _logsumexp(self._loglik[self._fail] - self._loglik[0])
+
+    @property
+    def log_e_pass(self) -> float:
+        return self._logw_pass + _logsumexp(self._loglik[self._pass] - self._loglik[1])
+
+    @property
+    def ratio(self) -> float:
+        """Plain ratio of the cumulative rates (for the report; the test does not use it)."""
+        if self.baseline_n == 0 or self.canary_n == 0 or self.baseline_x == 0:
+            return math.nan
+        return (self.canary_x / self.canary_n) / (self.baseline_x / self.baseline_n)
+
+
+class RateBelowEProcess:
+    """Always-valid test that one arm's event rate is *below* ``floor`` (absolute).
+
+    Against the null "p ≥ floor", each alternative p_a < floor gives the
+    likelihood ratio (p_a/floor)^x · ((1-p_a)/(1-floor))^(n-x) over the
+    cumulative counts: a test martingale at p = floor and a supermartingale
+    for any p above it (monotone likelihood ratio), and so is their equal
+    mixture.  With no events at all it grows like (1-floor)^-n, so about
+    ln(1/β)/floor requests suffice: ≈ 390 at floor 1 %, β 2 %.
+    """
+
+    ALTERNATIVES = np.array([0.0, 0.1, 0.25, 0.5, 0.7])
+
+    def __init__(self, floor: float) -> None:
+        self.floor = floor
+        self.n = self.x = 0
+
+    def update(self, n: int, x: int) -> None:
+        self.n += n
+        self.x += x
+
+    @property
+    def log_e(self) -> float:
+        f, n, x = self.floor, self.n, self.x
+        logs = []
+        for p in self.ALTERNATIVES * f:
+            if p == 0.0:
+                logs.append(-math.inf if x else -n * math.log1p(-f))
+            else:
+                logs.append(x * math.log(p / f) + (n - x) * (math.log1p(-p) - math.log1p(-f)))
+        return -math.log(len(logs)) + _logsumexp(np.array(logs))
+
+
+class _MetricTest:
+    """One metric's tests in its configured direction(s)."""
+
+    def __init__(self, name: str, cfg: JudgeMetric, alpha_each: float, beta: float) -> None:
+        self.name, self.cfg = name, cfg
+        self.tolerance = cfg.tolerance_for("sequential")
+        self.alpha_seq = alpha_each * (1.0 - HORIZON_ALPHA_SHARE)
+        self.alpha_horizon = alpha_each * HORIZON_ALPHA_SHARE
+        self.beta = beta
+        ratio0 = 1.0 + self.tolerance
+        self.up = RatioEProcess(ratio0, cfg.regression) if cfg.direction != "decrease" else None
+        self.down = RatioEProcess(ratio0, cfg.regression) if cfg.direction != "increase" else None
+        floor = getattr(cfg, "negligible", None)
+        self.below = RateBelowEProcess(floor) if floor is not None and cfg.direction == "increase" else None
+        self.extra: dict[str, float | int | str | None] = {}
+
+    def update(self, bn: int, bx: int, cn: int, cx: int) -> None:
+        if self.up is not None:
+            self.up.update(bn, bx, cn, cx)
+        if self.down is not None:  # "canary lower" = baseline/canary ratio high: swap the arms
+            self.down.update(cn, cx, bn, bx)
+        if self.below is not None:
+            self.below.update(cn, cx)
+
+    @property
+    def _any(self) -> RatioEProcess:
+        p = self.up or self.down
+        assert p is not None
+        return p
+
+    def verdict(self, at_horizon: bool = False) -> MetricVerdict:
+        log_fail_at = math.log(1.0 / self.alpha_seq)
+        log_pass_at = math.log(1.0 / self.beta)
+        p = self._any
+        swapped = self.up is None
+        bn, bx = (p.canary_n, p.canary_x) if swapped else (p.baseline_n, p.baseline_x)
+        cn, cx = (p.baseline_n, p.baseline_x) if swapped else (p.canary_n, p.canary_x)
+        b_rate = bx / bn if bn else math.nan
+        c_rate = cx / cn if cn else math.nan
+        ratio = c_rate / b_rate if bn and cn and bx else math.nan
+        numbers: dict[str, float | int | str | None] = {
+            "baselineEvents": bx,
+            "baselineExposure": bn,
+            "canaryEvents": cx,
+            "canaryExposure": cn,
+            "nullRatio": 1.0 + self.tolerance,
+            "regressionRatio": self.cfg.regression,
+            "eFailThreshold": 1.0 / self.alpha_seq,
+            "ePassThreshold": 1.0 / self.beta,
+            **self.extra,
+        }
+        crit = self.cfg.critical
+        for tag, proc in (("Up", self.up), ("Down", self.down)):
+            if proc is None:
+                continue
+            numbers[f"eFail{tag}"] = math.exp(min(proc.log_e_fail, 700.0))
+            numbers[f"ePass{tag}"] = math.exp(min(proc.log_e_pass, 700.0))
+        for tag, proc, cls in (("Up", self.up, Classification.HIGH), ("Down", self.down, Classification.LOW)):
+            if proc is not None and proc.log_e_fail >= log_fail_at:
+                word = "higher" if cls is Classification.HIGH else "lower"
+                why = (
+                    f"canary {word}: rate {c_rate:.4g} vs baseline {b_rate:.4g} (ratio {ratio:.3g}); "
+                    f"e-value {numbers[f'eFail{tag}']:.3g} ≥ {1 / self.alpha_seq:.3g} "
+                    f"against ratio ≤ {1 + self.tolerance:g}"
+                )
+                return MetricVerdict(self.name, cls, crit, b_rate, c_rate, ratio, why, numbers)
+        if at_horizon:
+            for tag, proc, cls in (
+                ("Up", self.up, Classification.HIGH),
+                ("Down", self.down, Classification.LOW),
+            ):
+                if proc is None:
+                    continue
+                pv = proc.horizon_p_value()
+                numbers[f"horizonP{tag}"] = pv
+                numbers["horizonAlpha"] = self.alpha_horizon
+                if pv <= self.alpha_horizon:
+                    word = "higher" if cls is Classification.HIGH else "lower"
+                    why = (
+                        f"canary {word} at the planned horizon: rate {c_rate:.4g} vs baseline {b_rate:.4g} "
+                        f"(ratio {ratio:.3g}); p={pv:.3g} ≤ {self.alpha_horizon:.3g} "
+                        f"against ratio ≤ {1 + self.tolerance:g}"
+                    )
+                    return MetricVerdict(self.name, cls, crit, b_rate, c_rate, ratio, why, numbers)
+        if bx + cx == 0 and (bn == 0 or cn == 0):
+            why = "no data yet"
+            return MetricVerdict(self.name, Classification.NODATA, crit, b_rate, c_rate, ratio, why, numbers)
+        if self.below is not None:
+            numbers["negligibleRate"] = self.below.floor
+            numbers["eBelowNegligible"] = math.exp(min(self.below.log_e, 700.0))
+            if self.below.log_e >= log_pass_at:
+                why = (
+                    f"canary rate {c_rate:.4g} shown below the negligible {self.below.floor:g} "
+                    f"({cx} in {cn}; e-value {numbers['eBelowNegligible']:.3g} ≥ {1 / self.beta:.3g})"
+                )
+                return MetricVerdict(
+                    self.name, Classification.PASS, crit, b_rate, c_rate, ratio, why, numbers
+                )
+        procs = [x for x in (self.up, self.down) if x is not None]
+        if all(x.log_e_pass >= log_pass_at for x in procs):
+            why = (
+                f"ruled out a {self.cfg.regression:g}× regression: rate {c_rate:.4g} "
+                f"vs baseline {b_rate:.4g} (ratio {ratio:.3g}; e-value ≥ {1 / self.beta:.3g})"
+            )
+            return MetricVerdict(self.name, Classification.PASS, crit, b_rate, c_rate, ratio, why, numbers)
+        why = f"collecting evidence: rate {c_rate:.4g} vs baseline {b_rate:.4g} ({bx}+{cx} events)"
+        return MetricVerdict(self.name, Classification.RUNNING, crit, b_rate, c_rate, ratio, why, numbers)
+
+
+# Internal log-spaced grid (1 % steps, 0.01 ms … 10^7 ms) that keeps the baseline's latency
+# distribution in bounded memory, whatever the input format.
+_EDGES = np.exp(np.arange(math.log(0.01), math.log(1e7), math.log(1.01)))
+
+
+class _BaselineLatency:
+    def __init__(self) -> None:
+        self.counts = np.zeros(_EDGES.size + 1, dtype=np.int64)
+
+    def add(self, s: Sample) -> None:
+        if s.latencies_ms is not None and s.latencies_ms.size:
+            idx = np.searchsorted(_EDGES, s.latencies_ms, side="left")
+            self.counts += np.bincount(idx, minlength=self.counts.size)
+        elif s.bucket_bounds is not None and s.bucket_counts is not None and s.bucket_counts.size:
+            per = np.diff(s.bucket_counts, prepend=0)
+            idx = np.searchsorted(_EDGES, s.bucket_bounds, side="left")
+            np.add.at(self.counts, idx, per)
+
+    def quantile_edge(self, q: float) -> float | None:
+        total = int(self.counts.sum())
+        if total == 0:
+            return None
+        i = int(np.searchsorted(np.cumsum(self.counts), q * total, side="left"))
+        return float(_EDGES[i]) if i < _EDGES.size else math.inf
+
+
+def _threshold(estimate: float, a: Sample, b: Sample) -> float | None:
+    """The latency threshold for this interval: the estimate, snapped to a common histogram bound."""
+    hist = [s.bucket_bounds for s in (a, b) if s.bucket_bounds is not None]
+    if not hist:
+        return estimate if math.isfinite(estimate) else None
+    common = hist[0] if len(hist) == 1 else np.intersect1d(hist[0], hist[1])
+    common = common[np.isfinite(common)]
+    if common.size == 0:
+        return None
+    above = common[common >= estimate]
+    return float(above[0]) if above.size else float(common[-1])
+
+
+class SequentialJudge:
+    """Feed one interval of both arms at a time; decides PASS/FAIL as soon as the evidence suffices."""
+
+    name = "sequential"
+
+    def __init__(self, spec: JudgeSpec | None = None) -> None:
+        self.spec = spec or JudgeSpec()
+        cfg = self.spec.metrics
+        enabled: list[tuple[str, JudgeMetric]] = []
+        if cfg.error_rate.enabled:
+            enabled.append(("error_rate", cfg.error_rate))
+        if cfg.latency.enabled:
+            enabled.append(("latency", cfg.latency))
+        tests = sum(2 if c.direction == "either" else 1 for _, c in enabled)
+        alpha_each = self.spec.alpha / tests
+        self._tests = {n: _MetricTest(n, c, alpha_each, self.spec.beta) for n, c in enabled}
+        self._baseline_latency = _BaselineLatency()
+        self._totals = Totals()
+        self._verdict = Verdict(self.name, Decision.RUNNING, 0, None, "no samples yet")
+
+    @property
+    def verdict(self) -> Verdict:
+        return self._verdict
+
+    def update(self, baseline: Sample, canary: Sample) -> Verdict:
+        if self._verdict.decision.done:
+            return self._verdict
+        self._totals.add(baseline, canary)
+        if "error_rate" in self._tests:
+            self._tests["error_rate"].update(
+                baseline.requests, baseline.errors, canary.requests, canary.errors
+            )
+        if "latency" in self._tests:
+            self._update_latency(baseline, canary)
+        metrics = tuple(t.verdict() for t in self._tests.values())
+        n = self._totals.samples
+        failed = [m for m in metrics if m.classification in (Classification.HIGH, Classification.LOW)]
+        if failed:
+            decision, score, why = final_decision(self.spec, metrics, self._totals)
+            if decision is Decision.FAIL:
+                return self._set(Decision.FAIL, n, why, metrics, score)
+        passed = all(m.classification is Classification.PASS for m in metrics)
+        if passed and self._totals.enough_requests(self.spec):
+            why = "every metric ruled out a regression: " + "; ".join(
+                f"{m.name}: {m.reason}" for m in metrics
+            )
+            return self._set(Decision.PASS, n, why, metrics, 100.0)
+        if n >= self.spec.samples:
+            return self._horizon(tuple(t.verdict(at_horizon=True) for t in self._tests.values()))
+        waiting = (
+            ""
+            if self._totals.enough_requests(self.spec)
+            else f" (below minRequests {self.spec.min_requests})"
+        )
+        self._verdict = Verdict(
+            self.name, Decision.RUNNING, n, None, f"no decision after {n} samples{waiting}", metrics, None,
+            self._totals.baseline_requests, self._totals.canary_requests,
+        )  # fmt: skip
+        return self._verdict
+
+    def finish(self) -> Verdict:
+        """The window ends now: no failure evidence + enough traffic = pass; else inconclusive.
+
+        Only the always-valid e-processes count here: the horizon test is
+        valid at the *planned* sample size, not at a moment someone picked
+        after looking at the data.
+        """
+        if self._verdict.decision.done:
+            return self._verdict
+        metrics = tuple(t.verdict() for t in self._tests.values())
+        return self._horizon(metrics)
+
+    def _horizon(self, metrics: tuple[MetricVerdict, ...]) -> Verdict:
+        n = self._totals.samples
+        if n == 0:
+            return self._set(Decision.INCONCLUSIVE, None, "no samples", metrics, None)
+        # RUNNING at the horizon means "no evidence of a regression": count it as a pass.
+        closed = tuple(
+            MetricVerdict(
+                m.name, Classification.PASS, m.critical, m.baseline, m.canary, m.ratio,
+                f"no evidence of a regression by the end of the window: {m.reason}", m.numbers,
+            )
+            if m.classification is Classification.RUNNING
+            else m
+            for m in metrics
+        )  # fmt: skip
+        decision, score, why = final_decision(self.spec, closed, self._totals)
+        why = f"end of the window after {n} samples: {why}"
+        return self._set(decision, n, why, closed, score)
+
+    def _set(
+        self,
+        decision: Decision,
+        at: int | None,
+        why: str,
+        metrics: tuple[MetricVerdict, ...],
+        score: float | None,
+    ) -> Verdict:
+        self._verdict = Verdict(
+            self.name, decision, self._totals.samples, at, why, metrics, score,
+            self._totals.baseline_requests, self._totals.canary_requests,
+        )  # fmt: skip
+        return self._verdict
+
+    def _update_latency(self, baseline: Sample, canary: Sample) -> None:
+        test = self._tests["latency"]
+        q = self.spec.metrics.latency.quantile
+        estimate = self._baseline_latency.quantile_edge(q)
+        if estimate is not None and baseline.has_latency and canary.has_latency:
+            tau = _threshold(estimate, baseline, canary)
+            if tau is not None:
+                test.update(
+                    baseline.latency_count,
+                    baseline.count_above(tau),
+                    canary.latency_count,
+                    canary.count_above(tau),
+                )
+                test.extra["thresholdMs"] = tau
+                test.extra["quantile"] = q
+        self._baseline_latency.add(baseline)

@@ -1,0 +1,324 @@
+"""The policy model: one YAML file per team, parsed into Pydantic models.
+
+The file is the single source of truth for how a team ships: which services
+exist, how an instance is started and health-checked, and which rollout
+strategy moves traffic to a new version.  Parsing is strict (unknown keys are
+errors, so a typo never silently turns a safety setting off) and every error
+carries the file, the line and the dotted field path, because the person
+reading it is editing YAML, not Python.
+
+This module does no I/O: ``load_policy_text`` takes the text and a display
+name; the caller reads the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+
+from shipwarden.domain._base import Duration, PolicyError, PolicyIssue, _Strict, parse_duration
+from shipwarden.domain.analysis import AnalysisSpec
+from shipwarden.domain.delivery import DeliveryPolicy
+from shipwarden.domain.gates import GatePolicy
+
+__all__ = [
+    "Duration",
+    "PolicyError",
+    "PolicyIssue",
+    "parse_duration",
+    "load_policy_text",
+    "Policy",
+    "ServiceSpec",
+]
+
+
+class RunSpec(_Strict):
+    """How the local platform starts one instance of a version.
+
+    ``command`` and ``env`` values may use ``{version}``, ``{port}`` and
+    ``{service}`` placeholders.
+    """
+
+    command: list[str] = Field(min_length=1)
+    port_env: str = Field("PORT", alias="portEnv")
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+    instances: int = Field(2, ge=1, le=64)
+    stop_timeout: Duration = Field(10.0, alias="stopTimeout")
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            import shlex
+
+            return shlex.split(v)
+        return v
+
+
+class HealthCheck(_Strict):
+    path: str = "/healthz"
+    interval: Duration = 1.0
+    timeout: Duration = 2.0
+    healthy_threshold: int = Field(2, ge=1, alias="healthyThreshold")
+    unhealthy_threshold: int = Field(3, ge=1, alias="unhealthyThreshold")
+    start_timeout: Duration = Field(60.0, alias="startTimeout")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must start with '/'")
+        return v
+
+
+class PreviewVerification(_Strict):
+    """Requests sent through the preview route before the switch."""
+
+    path: str = "/"
+    requests: int = Field(20, ge=1, le=10_000)
+    expect_status: int = Field(200, alias="expectStatus")
+
+
+class BlueGreen(_Strict):
+    preview: PreviewVerification = Field(default_factory=PreviewVerification)
+    auto_promotion: bool = Field(True, alias="autoPromotion")
+    scale_down_delay: Duration = Field(30.0, alias="scaleDownDelay")
+    verify_requests: int = Field(50, ge=1, le=100_000, alias="verifyRequests")
+    pre_promotion_analysis: AnalysisSpec | None = Field(None, alias="prePromotionAnalysis")
+    post_promotion_analysis: AnalysisSpec | None = Field(None, alias="postPromotionAnalysis")
+    progress_deadline: Duration = Field(600.0, alias="progressDeadline")
+
+
+class SetWeight(_Strict):
+    set_weight: int = Field(alias="setWeight", ge=0, le=100)
+
+
+class Pause(_Strict):
+    """``pause: {}`` waits for ``shipwarden promote``; ``pause: {duration: 30s}`` waits."""
+
+    class Body(_Strict):
+        duration: Duration | None = None
+
+    pause: Body
+
+
+class AnalysisStep(_Strict):
+    """Run the canary's analysis now and wait for its verdict before the next step.
+
+    ``analysis: {}`` uses the canary-level ``analysis`` template; a full
+    ``AnalysisSpec`` here replaces it for this step.
+    """
+
+    analysis: AnalysisSpec | dict[str, Any]
+
+    @field_validator("analysis")
+    @classmethod
+    def _empty_or_spec(cls, v: AnalysisSpec | dict[str, Any]) -> AnalysisSpec | dict[str, Any]:
+        if isinstance(v, dict) and v:
+            return AnalysisSpec.model_validate(v)
+        return v
+
+
+def _step_kind(v: Any) -> str | None:
+    if isinstance(v, dict):
+        tags = {"setWeight": "SetWeight", "pause": "Pause", "analysis": "AnalysisStep"}
+        keys = [tags[k] for k in v if k in tags]
+        return keys[0] if len(keys) == 1 else None
+    return {SetWeight: "SetWeight", Pause: "Pause", AnalysisStep: "AnalysisStep"}.get(type(v))
+
+
+CanaryStep = Annotated[
+    Annotated[SetWeight, Tag("SetWeight")]
+    | Annotated[Pause, Tag("Pause")]
+    | Annotated[AnalysisStep, Tag("AnalysisStep")],
+    Discriminator(
+        _step_kind,
+        custom_error_type="canary_step",
+        custom_error_message="a step is exactly one of 'setWeight', 'pause' or 'analysis'",
+    ),
+]
+
+
+class BackgroundAnalysis(AnalysisSpec):
+    """Analysis that runs continuously from ``startingStep`` until promotion (Argo's background analysis)."""
+
+    starting_step: int = Field(0, ge=0, alias="startingStep")
+    interval: Duration = Field(1.0, gt=0)
+
+
+class ConfirmGates(_Strict):
+    """Operator confirmation before a weight increase / before promotion, with a time-out."""
+
+    before_weight_increase: bool = Field(False, alias="beforeWeightIncrease")
+    before_promotion: bool = Field(False, alias="beforePromotion")
+    timeout: Duration = 600.0
+    on_timeout: Literal["rollback", "proceed"] = Field("rollback", alias="onTimeout")
+
+
+class Canary(_Strict):
+    steps: list[CanaryStep] = Field(min_length=1)
+    analysis: BackgroundAnalysis | None = None
+    scale_down_delay: Duration = Field(30.0, alias="scaleDownDelay")
+    verify_requests: int = Field(50, ge=1, le=100_000, alias="verifyRequests")
+    progress_deadline: Duration = Field(600.0, alias="progressDeadline")
+    on_inconclusive: Literal["pause", "rollback"] = Field("pause", alias="onInconclusive")
+    min_available: int = Field(1, ge=0, alias="minAvailable")
+    confirm: ConfirmGates = Field(default_factory=ConfirmGates)
+
+    @model_validator(mode="after")
+    def _analysis_template(self) -> Canary:
+        for i, step in enumerate(self.steps):
+            if isinstance(step, AnalysisStep) and isinstance(step.analysis, dict) and self.analysis is None:
+                raise ValueError(f"steps[{i}]: 'analysis: {{}}' needs a canary-level 'analysis' to use")
+        if self.analysis is not None and self.analysis.starting_step >= len(self.steps):
+            raise ValueError(f"analysis.startingStep {self.analysis.starting_step} is past the last step")
+        return self
+
+
+class Strategy(_Strict):
+    blue_green: BlueGreen | None = Field(None, alias="blueGreen")
+    canary: Canary | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Strategy:
+        if (self.blue_green is None) == (self.canary is None):
+            raise ValueError("declare exactly one of 'blueGreen' or 'canary'")
+        return self
+
+    @property
+    def kind(self) -> Literal["blueGreen", "canary"]:
+        return "blueGreen" if self.blue_green is not None else "canary"
+
+
+class Routing(_Strict):
+    port: int = Field(ge=1, le=65535)
+    preview_port: int = Field(alias="previewPort", ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Routing:
+        if self.port == self.preview_port:
+            raise ValueError("'port' and 'previewPort' must differ")
+        return self
+
+
+_NAME = r"^[a-z][a-z0-9-]{0,62}$"
+
+
+class ServiceSpec(_Strict):
+    name: str = Field(pattern=_NAME)
+    run: RunSpec
+    health: HealthCheck = Field(default_factory=HealthCheck)
+    strategy: Strategy
+    routing: Routing
+
+
+class Policy(_Strict):
+    api_version: Literal["shipwarden/v1"] = Field(alias="apiVersion")
+    team: str = Field(pattern=_NAME)
+    services: list[ServiceSpec] = Field(min_length=1)
+    gates: GatePolicy | None = None
+    delivery: DeliveryPolicy | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> Policy:
+        seen: set[str] = set()
+        ports: dict[int, str] = {}
+        for s in self.services:
+            if s.name in seen:
+                raise ValueError(f"service {s.name!r} is declared twice")
+            seen.add(s.name)
+            for p in (s.routing.port, s.routing.preview_port):
+                if p in ports:
+                    raise ValueError(f"port {p} is used by both {ports[p]!r} and {s.name!r}")
+                ports[p] = s.name
+        return self
+
+    def service(self, name: str) -> ServiceSpec:
+        for s in self.services:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.services)
+        raise UnknownService(f"unknown service {name!r}; the policy declares: {known}")
+
+
+class UnknownService(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    policy: Policy
+    digest: str  # sha256 of the exact text: the policy version recorded with each deployment
+    source: str
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...]) -> int | None:
+    """Line (1-based) of the node at ``path`` in a composed YAML tree, or its nearest parent."""
+    line = node.start_mark.line + 1
+    for key in path:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == key:
+                    node = v
+                    line = k.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _field_path(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], str]:
+    """Pydantic locations include union-member tags; keep only real keys and indexes."""
+    real: list[Any] = []
+    for part in loc:
+        if isinstance(part, str) and (part[:1].isupper() or "[" in part or part.startswith("function-")):
+            continue  # e.g. 'SetWeight', 'function-before[...]'
+        real.append(part)
+    text = ""
+    for part in real:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return tuple(real), text
+
+
+def load_policy_text(text: str, source: str = "<policy>") -> LoadedPolicy:
+    """Parse and validate a policy; raises ``PolicyError`` with every issue found."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError([PolicyIssue(source, line, "", f"not valid YAML: {problem}")]) from None
+    if root is None or not isinstance(data, dict):
+        raise PolicyError(
+            [PolicyIssue(source, 1, "", "a policy is a YAML mapping with apiVersion, team, services")]
+        )
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        issues = []
+        seen: set[tuple[str, str]] = set()
+        for err in exc.errors():
+            path, text_path = _field_path(tuple(err["loc"]))
+            msg = err["msg"].removeprefix("Value error, ")
+            if (text_path, msg) in seen:
+                continue
+            seen.add((text_path, msg))
+            issues.append(PolicyIssue(source, _line_index(root, path), text_path, msg))
+        raise PolicyError(issues) from None
+    return LoadedPolicy(policy, hashlib.sha256(text.encode()).hexdigest(), source)
+
+
+def policy_json_schema() -> dict[str, Any]:
+    return Policy.model_json_schema(by_alias=True)

@@ -1,0 +1,1 @@
+"""Entry points: CLI and HTTP."""

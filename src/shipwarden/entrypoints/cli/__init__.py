@@ -1,0 +1,326 @@
+"""The ``shipwarden`` command line.
+
+Commands translate arguments into service calls and exceptions into exit
+codes (0 ok, 1 the operation failed, 2 bad input or not allowed — nothing changed).
+Every command that touches the store first checks its rule in ``guard.COMMANDS``
+for the local actor (single-operator mode until the first user exists; then the
+permission matrix, and a TOTP code via ``--otp`` for production-affecting actions).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from shipwarden.domain.policy import PolicyError, UnknownService, policy_json_schema
+from shipwarden.domain.rollout import OperatorRequest
+from shipwarden.entrypoints.cli import views
+from shipwarden.entrypoints.cli.guard import OtpOpt, check
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help=__doc__.splitlines()[0] if __doc__ else None,
+    pretty_exceptions_enable=False,
+)
+policy_app = typer.Typer(no_args_is_help=True, help="Validate policy files and print their schema.")
+app.add_typer(policy_app, name="policy")
+# Pipes and CI logs get wide, unwrapped output instead of Rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+PolicyOpt = Annotated[
+    Path | None, typer.Option("--policy", "-p", help="Policy file [env SHIPWARDEN_POLICY].")
+]
+StateOpt = Annotated[
+    Path | None, typer.Option("--state-dir", help="State directory [env SHIPWARDEN_STATE_DIR].")
+]
+
+
+class _Ctx:
+    policy: Path | None = None
+    state_dir: Path | None = None
+
+
+_ctx = _Ctx()
+
+
+@app.callback()
+def _main(policy: PolicyOpt = None, state_dir: StateOpt = None) -> None:
+    """shipwarden: policy-gated blue-green and canary deployments with an audit trail."""
+    _ctx.policy, _ctx.state_dir = policy, state_dir
+
+
+def _settings() -> Any:
+    from shipwarden.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if _ctx.policy is not None:
+        overrides["policy"] = _ctx.policy
+    if _ctx.state_dir is not None:
+        overrides["state_dir"] = _ctx.state_dir
+    return Settings(**overrides)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    from shipwarden.adapters.routers.base import RouterError
+    from shipwarden.adapters.store.repository import StoreError
+    from shipwarden.services.rollout import DeployError
+
+    try:
+        yield
+    except PolicyError as exc:
+        for issue in exc.issues:
+            err.print(f"[red]error[/red] {issue}", highlight=False)
+        raise typer.Exit(2) from None
+    except (UnknownService, DeployError, StoreError) as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except RouterError as exc:
+        err.print(f"[red]router error[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _app() -> Any:
+    from shipwarden.bootstrap import build, load_policy
+
+    settings = _settings()
+    return build(settings, load_policy(settings.policy))
+
+
+# -- policy ------------------------------------------------------------------------------------
+@policy_app.command("check")
+def policy_check(files: Annotated[list[Path], typer.Argument(help="Policy files to validate.")]) -> None:
+    """Validate policy files; every problem is reported as file:line: field: message."""
+    from shipwarden.bootstrap import load_policy
+
+    bad = 0
+    for f in files:
+        try:
+            loaded = load_policy(f)
+        except PolicyError as exc:
+            bad += 1
+            for issue in exc.issues:
+                err.print(f"{issue}", highlight=False, soft_wrap=True)
+            continue
+        names = ", ".join(s.name for s in loaded.policy.services)
+        console.print(
+            f"[green]ok[/green] {f}: team {loaded.policy.team}, services {names} "
+            f"(digest {loaded.digest[:12]})",
+            highlight=False,
+        )
+    if bad:
+        raise typer.Exit(2)
+
+
+@policy_app.command("schema")
+def policy_schema() -> None:
+    """Print the policy file's JSON Schema (for editors and CI validation)."""
+    sys.stdout.write(json.dumps(policy_json_schema(), indent=2) + "\n")
+
+
+# -- deployments -------------------------------------------------------------------------------
+@app.command()
+def deploy(
+    service: str,
+    version: Annotated[str, typer.Option("--version", "-v", help="Version to deploy.")],
+    commit: Annotated[str | None, typer.Option(help="Commit SHA the version was built from.")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Drive the rollout to the end.")] = True,
+    otp: OtpOpt = None,
+) -> None:
+    """Deploy VERSION of SERVICE with the policy's strategy (re-running resumes an interrupted one)."""
+    with _errors():
+        check("deploy", service=service, otp=otp)
+        a = _app()
+        dep = a.rollout.start(service, version, actor=a.actor, commit_sha=commit)
+        console.print(
+            f"deployment [bold]{dep.id}[/bold]: {service} {dep.from_version or '∅'} → {version} "
+            f"({dep.strategy})",
+            highlight=False,
+        )
+        if wait:
+            _drive(a, dep.id)
+
+
+def _drive(a: Any, dep_id: str) -> None:
+    final = views.live(console, a.store, lambda on_tick: a.rollout.run(dep_id, on_tick=on_tick), dep_id)
+    views.print_outcome(console, final)
+    if final.phase.value != "succeeded" and final.kind != "rollback" and final.phase.value != "rolled_back":
+        raise typer.Exit(1)
+    if final.phase.value == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def rollback(
+    service: str, wait: Annotated[bool, typer.Option("--wait/--no-wait")] = True, otp: OtpOpt = None
+) -> None:
+    """Roll SERVICE back now: instant while the old version is warm, a fresh deployment otherwise."""
+    with _errors():
+        check("rollback", service=service, otp=otp)
+        a = _app()
+        dep = a.rollout.rollback(service, actor=a.actor)
+        console.print(
+            f"rolling back {service} via {dep.id} → "
+            f"{dep.from_version if dep.kind == 'deploy' else dep.to_version}",
+            highlight=False,
+        )
+        if wait:
+            _drive(a, dep.id)
+
+
+def _operator(name: str, request: OperatorRequest) -> Callable[..., None]:
+    def command(service: str, otp: OtpOpt = None) -> None:
+        with _errors():
+            check(name, service=service, otp=otp)
+            a = _app()
+            dep = a.rollout.request(service, request, actor=a.actor)
+            console.print(f"{request.value} requested for {dep.id}; the driver acts on its next tick")
+
+    command.__doc__ = {
+        OperatorRequest.PROMOTE: "Promote SERVICE's deployment now (skip remaining pauses and steps).",
+        OperatorRequest.PAUSE: "Pause SERVICE's deployment at its current step.",
+        OperatorRequest.RESUME: "Resume a paused deployment.",
+        OperatorRequest.ROLLBACK: "Abort SERVICE's deployment: all traffic back to the stable version.",
+        OperatorRequest.CONFIRM: "Pass SERVICE's confirm gate (before a weight increase or promotion).",
+    }[request]
+    return command
+
+
+for _name, _request in (
+    ("promote", OperatorRequest.PROMOTE),
+    ("pause", OperatorRequest.PAUSE),
+    ("resume", OperatorRequest.RESUME),
+    ("abort", OperatorRequest.ROLLBACK),
+    ("confirm", OperatorRequest.CONFIRM),
+):
+    app.command(_name)(_operator(_name, _request))
+
+
+@app.command()
+def replay(
+    deployment_id: str,
+    policy: Annotated[Path | None, typer.Option("--policy", help="Policy to evaluate.")] = None,
+) -> None:
+    """What-if: feed a past rollout's recorded metrics through the current or a changed policy."""
+    with _errors():
+        from shipwarden.bootstrap import load_policy
+        from shipwarden.services.whatif import replay as run_replay
+
+        svc, _ = check("replay", deployment=deployment_id)
+        loaded = load_policy(policy or svc.settings.policy)
+        result = run_replay(svc.store, deployment_id, loaded.policy)
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+
+
+@app.command()
+def reconcile(
+    watch: Annotated[bool, typer.Option(help="Keep running and pick up new work.")] = False,
+    otp: OtpOpt = None,
+) -> None:
+    """Resume every interrupted deployment (the controller loop)."""
+    import time
+
+    with _errors():
+        check("reconcile", otp=otp)
+        a = _app()
+        while True:
+            for dep in a.store.all_active():
+                console.print(f"resuming {dep.id} ({dep.service}, {dep.phase})", highlight=False)
+                _drive(a, dep.id)
+            if not watch:
+                return
+            time.sleep(1)
+
+
+@app.command()
+def status(
+    service: str, once: Annotated[bool, typer.Option(help="Print once instead of following.")] = False
+) -> None:
+    """Live view of SERVICE's current (or last) deployment."""
+    with _errors():
+        svc, _ = check("status", service=service)
+        views.status(console, svc.store, service, follow=not once)
+
+
+@app.command()
+def history(
+    service: Annotated[str | None, typer.Argument()] = None, limit: Annotated[int, typer.Option()] = 20
+) -> None:
+    """List deployments, newest first."""
+    with _errors():
+        svc, _ = check("history", service=service)
+        views.history(console, svc.store.history(service, limit))
+
+
+@app.command()
+def show(
+    deployment_id: str, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False
+) -> None:
+    """The full record of one deployment: versions, steps with timestamps and results, outcome."""
+    with _errors():
+        from shipwarden.services.records import deployment_record
+
+        svc, _ = check("show", deployment=deployment_id)
+        record = deployment_record(svc.store, deployment_id)
+        if as_json:
+            sys.stdout.write(json.dumps(record, indent=2, default=str) + "\n")
+        else:
+            views.record(console, record)
+
+
+@app.command()
+def up(otp: OtpOpt = None) -> None:
+    """Start the router and expose every service of the policy on its ports."""
+    with _errors():
+        check("up", otp=otp)
+        a = _app()
+        for spec in a.rollout.loaded.policy.services:
+            a.router.ensure_listener(a.rollout.listener(spec))
+            console.print(
+                f"{spec.name}: production :{spec.routing.port}, preview :{spec.routing.preview_port}"
+            )
+
+
+@app.command()
+def down(otp: OtpOpt = None) -> None:
+    """Stop every instance of the policy's services and the router."""
+    with _errors():
+        check("down", otp=otp)
+        a = _app()
+        for spec in a.rollout.loaded.policy.services:
+            insts = a.platform.instances(spec.name)
+            a.platform.stop(insts, spec.run.stop_timeout)
+            console.print(f"{spec.name}: stopped {len(insts)} instance(s)")
+        a.router.stop()
+        console.print("router stopped")
+
+
+def _register_judge() -> None:
+    from shipwarden.entrypoints.cli.judge import judge_command
+
+    app.command("judge")(judge_command)
+
+
+_register_judge()
+
+
+def main() -> None:
+    app()
+
+
+from shipwarden.entrypoints.cli import admin as _admin  # noqa: E402 - audit, dossier, user, token, secret, serve
+
+_admin.register(app)
+
+from shipwarden.entrypoints.cli import changes as _changes  # noqa: E402 - explain, approve, reject, evidence
+
+_changes.register(app)

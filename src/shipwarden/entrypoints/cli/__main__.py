@@ -1,0 +1,3 @@
+from shipwarden.entrypoints.cli import main
+
+main()

@@ -1,0 +1,176 @@
+"""CLI for the change pipeline: ``explain``, ``approve``, ``reject``, ``changes``, ``evidence upload``.
+
+Registered by ``register(app)`` at the end of ``entrypoints/cli/__init__.py``.
+The acting user is ``SHIPWARDEN_ACTOR`` (else the OS user).  Each command first
+checks its rule in ``guard.COMMANDS`` (the permission matrix; approving needs
+``change.approve`` and, once users exist, a TOTP code via ``--otp``); the
+change-control roles an approval is recorded under come from the policy's
+``delivery.approvers``.  Exit codes: 0 ok, 1 the change did not get where it was
+asked to (e.g. still blocked), 2 bad input or not allowed — nothing changed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from shipwarden.entrypoints.cli.guard import OtpOpt, check
+
+console = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, highlight=False)
+
+evidence_app = typer.Typer(no_args_is_help=True, help="Upload CI evidence (test reports, scans, load tests).")
+
+
+def _service(command: str, otp: str | None = None) -> Any:
+    """Check the running command's access rule, then build the change service."""
+    from shipwarden.bootstrap import build, load_policy
+    from shipwarden.entrypoints.cli import _settings
+    from shipwarden.services.changes import ChangeService
+
+    check(command, otp=otp)
+    settings = _settings()
+    a = build(settings, load_policy(settings.policy))
+    svc = ChangeService(a.store, a.rollout, a.rollout.loaded, state_dir=settings.state_dir)
+    return svc, settings.actor or getpass.getuser()
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    from shipwarden.services.changes import ChangeError
+
+    if isinstance(exc, ChangeError):
+        err.print(f"[red]error[/red] {exc.message}")
+        where = exc.extra.get("where")
+        if where:
+            loc = ":".join(str(x) for x in (where.get("source"), where.get("line"), where.get("column")) if x)
+            err.print(f"  at {loc}{' ' + where['path'] if where.get('path') else ''}")
+        return typer.Exit(2)
+    err.print(f"[red]error[/red] {exc}")
+    return typer.Exit(2)
+
+
+def _run(fn: Any) -> Any:
+    from shipwarden.adapters.store.repository import StoreError
+    from shipwarden.domain.policy import PolicyError
+    from shipwarden.services.changes import ChangeError
+
+    try:
+        return fn()
+    except PolicyError as exc:
+        for issue in exc.issues:
+            err.print(f"[red]error[/red] {issue}")
+        raise typer.Exit(2) from None
+    except (ChangeError, StoreError) as exc:
+        raise _fail(exc) from None
+
+
+def explain(
+    ref: Annotated[str, typer.Argument(help="A change id (c-…) or a deployment id (d-…).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show every gate of a change (or of the change behind a deployment): pass/fail and the evidence."""
+    from shipwarden.services.changes import render_explanation
+
+    def go() -> None:
+        svc, _ = _service("explain")
+        doc = svc.explain(ref)
+        if as_json:
+            sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        else:
+            sys.stdout.write(render_explanation(doc))
+
+    _run(go)
+
+
+def _decide(change: str, role: str, comment: str, approve: bool, otp: str | None) -> None:
+    def go() -> None:
+        svc, actor = _service("approve" if approve else "reject", otp)
+        fn = svc.approve if approve else svc.reject
+        ch = fn(change, user=actor, role=role, comment=comment)
+        console.print(f"change {ch.id}: {ch.status} — {ch.reason}")
+        if approve and ch.status not in ("merged", "deploying", "deployed", "waiting_approval", "approved"):
+            raise typer.Exit(1)
+
+    _run(go)
+
+
+def approve(
+    change: Annotated[str, typer.Argument(help="Change id (c-…).")],
+    role: Annotated[str, typer.Option("--role", help="The change-control (or UAT) role you approve as.")],
+    comment: Annotated[str, typer.Option("--comment", "-m")] = "",
+    otp: OtpOpt = None,
+) -> None:
+    """Approve CHANGE in ROLE (you must hold it); a fully approved change is merged and deployed."""
+    _decide(change, role, comment, True, otp)
+
+
+def reject(
+    change: Annotated[str, typer.Argument(help="Change id (c-…).")],
+    role: Annotated[str, typer.Option("--role", help="The change-control role you reject as.")],
+    comment: Annotated[str, typer.Option("--comment", "-m", help="Why (recorded).")] = "",
+    otp: OtpOpt = None,
+) -> None:
+    """Reject CHANGE in ROLE: final for this commit."""
+    _decide(change, role, comment, False, otp)
+
+
+def changes(
+    status: Annotated[str | None, typer.Option(help="Only changes in this status.")] = None,
+) -> None:
+    """List changes, newest first."""
+
+    def go() -> None:
+        svc, _ = _service("changes")
+        for ch in svc.repo.list_changes(status=status):
+            console.print(f"{ch.id}  {ch.status:<16} {ch.branch} @ {ch.head_sha[:12]}  {ch.reason}")
+
+    _run(go)
+
+
+@evidence_app.command("upload")
+def upload(
+    file: Annotated[Path, typer.Argument(help="The report file.", exists=True, dir_okay=False)],
+    commit: Annotated[str, typer.Option(help="Full sha of the commit the report is about.")],
+    kind: Annotated[str, typer.Option(help="junit | sarif | k6 | locust | backup | rollback-plan")],
+    category: Annotated[
+        str | None, typer.Option(help="Suite category for junit (unit, integration, …).")
+    ] = None,
+    pipeline: Annotated[
+        str | None, typer.Option(help="Pipeline id or number that produced the report.")
+    ] = None,
+    branch: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Store FILE as evidence for COMMIT (malformed files are refused with where they are wrong)."""
+
+    def go() -> None:
+        svc, actor = _service("evidence upload")
+        stored, change = svc.upload_evidence(
+            commit_sha=commit,
+            kind=kind,
+            data=file.read_bytes(),
+            actor=actor,
+            category=category,
+            filename=file.name,
+            pipeline={"pipeline": pipeline} if pipeline else {},
+            branch=branch,
+        )
+        summary = ", ".join(f"{k}={v}" for k, v in stored.summary.items())
+        console.print(f"stored {stored.id}: {kind} {stored.category} for {commit[:12]} [{summary}]")
+        if change is not None:
+            console.print(f"change {change.id}: {change.status} — {change.reason}")
+
+    _run(go)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("explain")(explain)
+    app.command("approve")(approve)
+    app.command("reject")(reject)
+    app.command("changes")(changes)
+    app.add_typer(evidence_app, name="evidence")

@@ -1,0 +1,129 @@
+"""``create_app(container)``: the FastAPI application, its routers and its error mapping.
+
+Routes raise the services' own exceptions; this module maps each family to one
+status code, so every bad input gets a precise message and nothing changes:
+
+=====  =====================================================================
+ 400   malformed request (bad X-Forwarded-For, malformed Kubernetes EventList)
+ 401   not authenticated: no/unknown/expired/revoked credentials, wrong password or code
+ 403   authenticated but not allowed: role, token scope, address, missing fresh MFA
+ 404   unknown deployment, service, user, token, session
+ 409   conflicts with current state: deployment in progress, name taken, session limit
+ 422   invalid field values (unknown role or scope, bad CIDR, bad timestamp)
+ 423   account locked after repeated failures (Retry-After)
+ 429   source address throttled after repeated failures (Retry-After)
+ 503   no policy loaded, so no deployments can be started
+=====  =====================================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from shipwarden.adapters.store.repository import NotFound, StoreError
+from shipwarden.bootstrap import Services
+from shipwarden.domain.audit import AuditError, K8sAuditError
+from shipwarden.domain.policy import UnknownService
+from shipwarden.entrypoints.http.deps import ACCESS_ATTR, PUBLIC
+from shipwarden.services.access import (
+    AuthenticationError,
+    Conflict,
+    InvalidInput,
+    LoginThrottled,
+    NotFoundError,
+    PermissionDenied,
+)
+from shipwarden.services.rollout import DeployError
+
+__all__ = ["ROUTERS", "create_app"]
+
+ROUTERS: list[str] = [
+    "auth",
+    "users",
+    "tokens",
+    "deployments",
+    "audit",
+    "k8s_audit",
+    "webhooks",
+    "evidence",
+    "changes",
+]
+"""Modules of ``entrypoints.http.routes`` whose ``router`` is mounted; add one line per resource."""
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    headers = extra.pop("headers", None)
+    return JSONResponse({"detail": message, **extra}, status_code=status, headers=headers)
+
+
+def _access_rule(route: APIRoute) -> dict[str, Any]:
+    stack = list(route.dependant.dependencies)
+    while stack:
+        d = stack.pop()
+        rule = getattr(d.call, ACCESS_ATTR, None)
+        if rule is not None:
+            return dict(rule)
+        stack.extend(d.dependencies)
+    return dict(PUBLIC)
+
+
+def create_app(container: Services) -> FastAPI:
+    app = FastAPI(
+        title="shipwarden",
+        version="0.1.0",
+        description="Production deployment control plane. Every route states its access rule in "
+        "`x-shipwarden-access` (permission, authentication, scope).",
+    )
+    app.state.container = container
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    routers = [importlib.import_module(f"shipwarden.entrypoints.http.routes.{n}").router for n in ROUTERS]
+    for route in [r for router in [app.router, *routers] for r in router.routes]:
+        if isinstance(route, APIRoute):  # publish each route's access rule in the OpenAPI document
+            route.openapi_extra = {**(route.openapi_extra or {}), "x-shipwarden-access": _access_rule(route)}
+    for router in routers:
+        app.include_router(router)
+
+    @app.exception_handler(AuthenticationError)
+    def _401(_: Request, exc: AuthenticationError) -> JSONResponse:
+        return _error(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(PermissionDenied)
+    def _403(_: Request, exc: PermissionDenied) -> JSONResponse:
+        return _error(403, str(exc))
+
+    @app.exception_handler(NotFoundError)
+    @app.exception_handler(NotFound)
+    @app.exception_handler(UnknownService)
+    def _404(_: Request, exc: Exception) -> JSONResponse:
+        return _error(404, str(exc).strip("'\""))
+
+    @app.exception_handler(Conflict)
+    @app.exception_handler(DeployError)
+    @app.exception_handler(StoreError)
+    def _409(_: Request, exc: Exception) -> JSONResponse:
+        return _error(409, str(exc))
+
+    @app.exception_handler(InvalidInput)
+    @app.exception_handler(AuditError)
+    def _422(_: Request, exc: Exception) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(K8sAuditError)
+    def _400(_: Request, exc: K8sAuditError) -> JSONResponse:
+        return _error(400, str(exc), problems=[{"path": p.path, "message": p.message} for p in exc.problems])
+
+    @app.exception_handler(LoginThrottled)
+    def _429(_: Request, exc: LoginThrottled) -> JSONResponse:
+        secs = str(max(1, int(exc.retry_after.total_seconds() + 0.999)))
+        return _error(423 if exc.account else 429, str(exc), headers={"Retry-After": secs})
+
+    return app

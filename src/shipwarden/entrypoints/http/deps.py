@@ -1,0 +1,201 @@
+"""Authentication and authorisation for every route — the one place that decides.
+
+A route states what it needs in its signature::
+
+    Reader = Annotated[Principal, require(Permission.DEPLOYMENT_READ, scope="service")]
+
+    @router.get("/services/{service}/deployments")
+    def history(service: str, who: Reader, c: ContainerDep) -> ...
+
+``require`` resolves the principal (Bearer API token, else the session cookie, else
+anonymous), takes the client address from the socket — or from ``X-Forwarded-For``
+only when the peer is a trusted proxy — asks ``AccessService.authorize`` (matrix,
+scopes, allowlists, fresh MFA), writes one audit entry for the decision, allowed or
+denied, and raises 401/403 with the reason.  Each dependency also carries its rule
+(``ACCESS_ATTR``) so ``app.create_app`` can publish it in the OpenAPI document as
+``x-shipwarden-access`` and tests can walk every route against the matrix.
+
+Webhook routes (authenticated by provider signatures, not by tokens) use
+:func:`audit_access` to record their own allowed/denied decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import Depends, HTTPException, Request
+
+from shipwarden.bootstrap import Services
+from shipwarden.domain.access import ForwardedForError, Permission, Target, client_ip
+from shipwarden.services.access import AuthenticationError, Decision, Principal
+
+__all__ = [
+    "ACCESS_ATTR",
+    "SESSION_COOKIE",
+    "ClientIp",
+    "ContainerDep",
+    "CurrentPrincipal",
+    "Principal",
+    "Scope",
+    "audit_access",
+    "get_container",
+    "require",
+]
+
+SESSION_COOKIE = "sw_session"
+ACCESS_ATTR = "__shipwarden_access__"
+
+Scope = str | Callable[[Request, Services], Target | None] | None
+"""What a request acts on: a path/query parameter naming the service, or a function."""
+
+
+def get_container(request: Request) -> Services:
+    services: Services = request.app.state.container
+    return services
+
+
+ContainerDep = Annotated[Services, Depends(get_container)]
+
+
+def audit_access(
+    request: Request,
+    c: Services,
+    *,
+    actor: str,
+    allowed: bool,
+    via: str,
+    ip: str | None = None,
+    permission: Permission | None = None,
+    service: str | None = None,
+    reason: str = "",
+    status: int | None = None,
+) -> None:
+    """Record one access decision (for routes with their own authentication, e.g. webhooks)."""
+    c.audit.access(
+        actor=actor,
+        allowed=allowed,
+        method=request.method,
+        path=request.url.path,
+        ip=ip or (request.client.host if request.client else "unknown"),
+        via=via,
+        permission=permission.value if permission else None,
+        service=service,
+        reason=reason,
+        status=status,
+    )
+
+
+def client_address(request: Request, c: ContainerDep) -> str:
+    peer = request.client.host if request.client else "0.0.0.0"
+    try:
+        return str(client_ip(peer, request.headers.get("x-forwarded-for"), c.trusted_proxies))
+    except (ForwardedForError, ValueError) as exc:
+        audit_access(
+            request, c, actor="anonymous", allowed=False, via="none", ip=peer, reason=str(exc), status=400
+        )
+        raise HTTPException(400, str(exc)) from None
+
+
+ClientIp = Annotated[str, Depends(client_address)]
+
+
+def current_principal(request: Request, c: ContainerDep, ip: ClientIp) -> Principal:
+    """Bearer API token first, then the session cookie; neither → anonymous (rejected by ``require``)."""
+    header = request.headers.get("authorization")
+    via = "none"
+    try:
+        if header is not None:
+            via = "token"
+            scheme, _, cred = header.partition(" ")
+            if scheme.lower() != "bearer" or not cred.strip():
+                raise AuthenticationError("Authorization header must be 'Bearer <API token>'")
+            return c.access.authenticate_token(cred.strip(), ip)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            via = "session"
+            cross = _cross_site(request)
+            if cross:
+                audit_access(
+                    request, c, actor="anonymous", allowed=False, via=via, ip=ip, reason=cross, status=403
+                )
+                raise HTTPException(403, cross)
+            return c.access.authenticate_session(cookie, ip)
+    except AuthenticationError as exc:
+        audit_access(
+            request, c, actor="anonymous", allowed=False, via=via, ip=ip, reason=str(exc), status=401
+        )
+        raise
+    return Principal.anonymous(ip)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _cross_site(request: Request) -> str | None:
+    """CSRF defence for cookie sessions, beside the SameSite=Strict cookie: a state-changing
+    request whose ``Origin`` (else ``Referer``) names another site is refused (OWASP "verify
+    origin with standard headers").  Clients that send neither (CLI tools) are not browsers."""
+    if request.method in SAFE_METHODS:
+        return None
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source:
+        return None
+    host = request.headers.get("host", "")
+    got = urlsplit(source).netloc if source != "null" else "null"
+    if got.lower() == host.lower():
+        return None
+    return (
+        f"cross-site request refused: Origin {source!r} is not this service ({host}); "
+        "a session cookie is only accepted from the service's own pages"
+    )
+
+
+def _target(scope: Scope, request: Request, c: Services) -> Target | None:
+    if scope is None:
+        return None
+    if callable(scope):
+        return scope(request, c)
+    value = request.path_params.get(scope) or request.query_params.get(scope)
+    return Target(service=value) if value else None
+
+
+def require(permission: Permission | None, *, scope: Scope = None, session_only: bool = False) -> Any:
+    """A dependency admitting principals allowed ``permission`` (``None``: any authenticated one)."""
+
+    def dependency(request: Request, c: ContainerDep, p: CurrentPrincipal) -> Principal:
+        target = _target(scope, request, c)
+        decision = c.access.authorize(p, permission, target)
+        if decision.allowed and session_only and p.kind != "session":
+            decision = Decision(False, 403, "this endpoint needs a logged-in session, not an API token")
+        audit_access(
+            request,
+            c,
+            actor=p.name,
+            allowed=decision.allowed,
+            via=p.via,
+            ip=p.ip,
+            permission=permission,
+            service=target.service if target else None,
+            reason=decision.reason,
+            status=None if decision.allowed else decision.status,
+        )
+        if not decision.allowed:
+            headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else None
+            raise HTTPException(decision.status, decision.reason, headers=headers)
+        return p
+
+    rule = {
+        "permission": permission.value if permission else None,
+        "authentication": "session" if session_only else "required",
+        "scope": scope if isinstance(scope, str) else ("custom" if scope else None),
+    }
+    setattr(dependency, ACCESS_ATTR, rule)
+    return Depends(dependency)
+
+
+PUBLIC = {"permission": None, "authentication": "none", "scope": None}
+"""The rule published for routes without ``require`` (login, health, OpenAPI)."""

@@ -1,0 +1,100 @@
+"""The central audit log: query, JSONL export, verification, checkpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from shipwarden.domain.access import Permission
+from shipwarden.domain.audit import format_ts
+from shipwarden.entrypoints.http.deps import ContainerDep, Principal, require
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+Reader = Annotated[Principal, require(Permission.AUDIT_READ)]
+Exporter = Annotated[Principal, require(Permission.AUDIT_EXPORT)]
+
+
+class Filters(BaseModel):
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    service: str | None = None
+    action: str | None = None
+    action_prefix: str | None = None
+    source: Literal["shipwarden", "kubernetes"] | None = None
+    deployment_id: str | None = None
+    outcome: str | None = None
+    after_seq: int = 0
+
+    def kwargs(self) -> dict[str, Any]:
+        out = self.model_dump(exclude={"since", "until"}, exclude_none=True)
+        if self.since is not None:
+            out["ts_from"] = format_ts(self.since)
+        if self.until is not None:
+            out["ts_to"] = format_ts(self.until)
+        return out
+
+
+FiltersDep = Annotated[Filters, Query()]
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    entries_checked: int
+    checkpoints_checked: int
+    head_seq: int
+    head_hash: str
+    seq: int | None
+    problem: str | None
+    message: str
+
+
+class CheckpointOut(BaseModel):
+    seq: int
+    hash: str
+    ts: str
+    key_id: str
+    signature: str
+
+
+@router.get("")
+def query(
+    who: Reader, c: ContainerDep, f: FiltersDep, limit: Annotated[int, Query(ge=1, le=10000)] = 1000
+) -> list[dict[str, Any]]:
+    """Entries in seq order, shipwarden's and Kubernetes' side by side; filter by time, actor, service,
+    action, source.  Page with ``after_seq`` = the last seq received."""
+    return c.audit.query(limit=limit, **f.kwargs())
+
+
+@router.get("/export")
+def export(who: Exporter, c: ContainerDep, f: FiltersDep) -> StreamingResponse:
+    """JSON Lines, one entry per line with its canonical text and hash."""
+    return StreamingResponse(c.audit.export(**f.kwargs()), media_type="application/x-ndjson")
+
+
+@router.get("/verify")
+def verify(who: Reader, c: ContainerDep, fast: bool = False) -> VerifyOut:
+    """Walk the whole chain and every signed checkpoint; says where the first problem is."""
+    r = c.audit.verify(fast=fast)
+    return VerifyOut(
+        ok=r.ok,
+        entries_checked=r.entries_checked,
+        checkpoints_checked=r.checkpoints_checked,
+        head_seq=r.head.seq,
+        head_hash=r.head.hash,
+        seq=r.seq,
+        problem=r.problem.value if r.problem else None,
+        message=r.message,
+    )
+
+
+@router.post("/checkpoints", status_code=201)
+def checkpoint(who: Exporter, c: ContainerDep) -> CheckpointOut | None:
+    """Sign the current head now."""
+    cp = c.audit.checkpoint()
+    return CheckpointOut(**cp.to_row()) if cp else None

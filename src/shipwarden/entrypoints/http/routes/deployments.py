@@ -1,0 +1,174 @@
+"""Deployments: list, record, dossier; start, roll back, promote, pause, resume, abort.
+
+Routes only *record* intent through ``RolloutService`` (start / operator requests) and
+answer 202 with the deployment id; the controller (``shipwarden reconcile --watch``)
+drives every rollout, so an HTTP request never blocks on a rollout.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from shipwarden.adapters.store.repository import Deployment, NotFound
+from shipwarden.bootstrap import Services
+from shipwarden.domain.access import Permission, Target
+from shipwarden.domain.rollout import OperatorRequest, Phase
+from shipwarden.entrypoints.http.deps import ContainerDep, Principal, require
+from shipwarden.services.records import deployment_record
+from shipwarden.services.rollout import RolloutService
+
+router = APIRouter(tags=["deployments"])
+
+
+def _deployment_target(request: Request, c: Services) -> Target | None:
+    try:
+        return Target(service=c.store.get(request.path_params["deployment_id"]).service)
+    except NotFound:
+        return None  # only a global binding gets past; the route then answers 404
+
+
+P = Permission
+Reader = Annotated[Principal, require(P.DEPLOYMENT_READ, scope="service")]
+RecordReader = Annotated[Principal, require(P.DEPLOYMENT_READ, scope=_deployment_target)]
+Exporter = Annotated[Principal, require(P.AUDIT_EXPORT, scope=_deployment_target)]
+Deployer = Annotated[Principal, require(P.DEPLOYMENT_CREATE, scope="service")]
+RollerBack = Annotated[Principal, require(P.DEPLOYMENT_ROLLBACK, scope="service")]
+Promoter = Annotated[Principal, require(P.DEPLOYMENT_PROMOTE, scope="service")]
+Aborter = Annotated[Principal, require(P.DEPLOYMENT_ABORT, scope="service")]
+
+
+class DeploymentOut(BaseModel):
+    id: str
+    service: str
+    kind: str
+    strategy: str
+    from_version: str | None
+    to_version: str
+    commit: str | None
+    phase: str
+    outcome: str
+    paused: bool
+    actor: str
+    reason: str
+    operator_request: str | None
+    created_at: float
+    finished_at: float | None
+
+
+class DeployIn(BaseModel):
+    version: str = Field(min_length=1, max_length=128)
+    commit: str | None = Field(None, pattern=r"^[0-9a-f]{7,64}$")
+
+
+class Accepted(BaseModel):
+    id: str
+    service: str
+    status: str
+    record: str
+
+
+def _out(d: Deployment) -> DeploymentOut:
+    return DeploymentOut(
+        id=d.id,
+        service=d.service,
+        kind=d.kind,
+        strategy=d.strategy,
+        from_version=d.from_version,
+        to_version=d.to_version,
+        commit=d.commit_sha,
+        phase=d.phase.value,
+        outcome=d.outcome,
+        paused=d.paused,
+        actor=d.actor,
+        reason=d.reason,
+        operator_request=d.operator_request.value if d.operator_request else None,
+        created_at=d.created_at,
+        finished_at=d.finished_at,
+    )
+
+
+def _rollout(c: Services) -> RolloutService:
+    if c.rollout is None:
+        raise HTTPException(503, "no policy loaded: start the server with --policy to manage deployments")
+    return c.rollout
+
+
+def _accepted(d: Deployment, message: str) -> Accepted:
+    return Accepted(id=d.id, service=d.service, status=message, record=f"/deployments/{d.id}")
+
+
+@router.get("/deployments")
+def list_deployments(
+    who: Reader, c: ContainerDep, service: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 20
+) -> list[DeploymentOut]:
+    """Newest first; a role scoped to some services must filter by one of them."""
+    return [_out(d) for d in c.store.history(service, limit)]
+
+
+@router.get("/deployments/{deployment_id}")
+def get_record(deployment_id: str, who: RecordReader, c: ContainerDep) -> dict[str, Any]:
+    """The complete record (D11): versions, policy digest, every step, outcome, audit entries."""
+    return deployment_record(c.store, deployment_id)
+
+
+@router.get("/deployments/{deployment_id}/dossier")
+def get_dossier(deployment_id: str, who: Exporter, c: ContainerDep) -> Response:
+    """The signed dossier: verify offline with `shipwarden dossier verify FILE --public-key PEM`."""
+    blob = c.audit.dossier(deployment_id)
+    return Response(
+        blob,
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{deployment_id}.dossier.json"'},
+    )
+
+
+@router.post("/services/{service}/deployments", status_code=202)
+def deploy(service: str, body: DeployIn, who: Deployer, c: ContainerDep) -> Accepted:
+    """Record a deployment of ``version``; the controller drives it (202 + its id)."""
+    d = _rollout(c).start(service, body.version, actor=who.name, commit_sha=body.commit)
+    return _accepted(d, f"{d.phase.value}: the controller drives it")
+
+
+@router.post("/services/{service}/rollback", status_code=202)
+def rollback(service: str, who: RollerBack, c: ContainerDep) -> Accepted:
+    """Steer the active deployment back, or record a redeploy of the previous version."""
+    r = _rollout(c)
+    r.spec(service)  # 404 for an unknown service before anything else
+    active = c.store.active(service)
+    if active is not None and active.phase is Phase.SCALING_DOWN:
+        raise HTTPException(409, f"{active.id} is scaling down the old version; retry in a few seconds")
+    d = r.rollback(service, actor=who.name)
+    return _accepted(d, "rollback requested")
+
+
+def _operator(request: OperatorRequest) -> Any:
+    def handler(service: str, c: ContainerDep, who: Principal) -> Accepted:
+        r = _rollout(c)
+        r.spec(service)
+        d = r.request(service, request, actor=who.name)
+        return _accepted(d, f"{request.value} requested")
+
+    return handler
+
+
+@router.post("/services/{service}/promote", status_code=202)
+def promote(service: str, who: Promoter, c: ContainerDep) -> Accepted:
+    return _operator(OperatorRequest.PROMOTE)(service, c, who)  # type: ignore[no-any-return]
+
+
+@router.post("/services/{service}/pause", status_code=202)
+def pause(service: str, who: Promoter, c: ContainerDep) -> Accepted:
+    return _operator(OperatorRequest.PAUSE)(service, c, who)  # type: ignore[no-any-return]
+
+
+@router.post("/services/{service}/resume", status_code=202)
+def resume(service: str, who: Promoter, c: ContainerDep) -> Accepted:
+    return _operator(OperatorRequest.RESUME)(service, c, who)  # type: ignore[no-any-return]
+
+
+@router.post("/services/{service}/abort", status_code=202)
+def abort(service: str, who: Aborter, c: ContainerDep) -> Accepted:
+    return _operator(OperatorRequest.ROLLBACK)(service, c, who)  # type: ignore[no-any-return]

@@ -1,0 +1,102 @@
+"""CI webhooks: ``POST /webhooks/circleci`` and ``POST /webhooks/github``.
+
+Authenticated by the provider's HMAC signature over the raw body (the secret
+named in ``delivery.webhooks``), never by an API token.  Answers:
+
+* 202 accepted (the change was evaluated; merge/deploy may follow) or ignored
+  (an authentic event that carries no CI result, e.g. a ping);
+* 401 missing/wrong signature, or no secret configured — nothing stored;
+* 400 malformed payload (with the JSON path) — nothing stored;
+* 409 replay: an already-processed delivery id, or a signed timestamp outside
+  the replay window — nothing stored.
+
+Every answer is audited (``webhook.*`` by the service, plus the access log).
+A deployment that follows a merge runs in the background; the response does
+not wait for it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from shipwarden.bootstrap import Services
+from shipwarden.entrypoints.http.deps import ContainerDep, audit_access
+from shipwarden.services.changes import ChangeError, ChangeService, NotConfigured, env_secrets
+
+router = APIRouter(tags=["webhooks"])
+
+MAX_BODY = 25 * 1024 * 1024  # GitHub does not send payloads over 25 MB
+
+
+def _background(fn: Callable[[], None]) -> None:
+    threading.Thread(target=fn, name="shipwarden-cd", daemon=True).start()
+
+
+def change_service(request: Request, c: Services) -> ChangeService:
+    """The process's ``ChangeService`` (built once; tests may preset ``app.state.changes``)."""
+    svc: ChangeService | None = getattr(request.app.state, "changes", None)
+    if svc is not None:
+        return svc
+    if c.rollout is None:
+        raise NotConfigured("no policy is loaded: changes cannot be evaluated")
+
+    def secret(name: str) -> str | None:
+        value = env_secrets(name)
+        if value:
+            return value
+        try:
+            return c.access.get_secret(name)
+        except Exception:  # unknown secret (or undecryptable): treated as not configured
+            return None
+
+    svc = ChangeService(
+        c.store,
+        c.rollout,
+        c.rollout.loaded,
+        state_dir=c.settings.state_dir,
+        secrets=secret,
+        schedule=_background,
+    )
+    request.app.state.changes = svc
+    return svc
+
+
+def http_error(exc: ChangeError) -> HTTPException:
+    detail: Any = exc.message
+    if exc.extra:
+        detail = {"message": exc.message, **exc.extra}
+    return HTTPException(exc.status, detail)
+
+
+async def _receive(provider: str, request: Request, c: Services) -> JSONResponse:
+    body = await request.body()
+    actor = f"webhook:{provider}"
+    try:
+        if len(body) > MAX_BODY:
+            raise HTTPException(413, f"payload is {len(body)} bytes; the limit is {MAX_BODY}")
+        svc = change_service(request, c)
+        result = svc.receive_webhook(provider, dict(request.headers), body)
+    except ChangeError as exc:
+        audit_access(
+            request, c, actor=actor, allowed=False, via="signature", reason=exc.message, status=exc.status
+        )
+        raise http_error(exc) from None
+    audit_access(request, c, actor=actor, allowed=True, via="signature")
+    return JSONResponse(result.as_dict(), status_code=result.status)
+
+
+@router.post("/webhooks/circleci", status_code=202)
+async def circleci(request: Request, c: ContainerDep) -> JSONResponse:
+    """CircleCI ``workflow-completed`` / ``job-completed`` (``circleci-signature: v1=…``)."""
+    return await _receive("circleci", request, c)
+
+
+@router.post("/webhooks/github", status_code=202)
+async def github(request: Request, c: ContainerDep) -> JSONResponse:
+    """GitHub ``workflow_run``, ``check_suite``, ``push``, ``pull_request`` (``X-Hub-Signature-256``)."""
+    return await _receive("github", request, c)

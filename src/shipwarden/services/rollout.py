@@ -1,0 +1,471 @@
+"""Use cases: start, drive, roll back and steer deployments.
+
+``RolloutService.run`` is the reconciler.  Each tick it: takes (or renews) the
+deployment's lease, makes the current phase's entry effect true (idempotent),
+observes the world, asks the pure ``domain.rollout.decide`` where to go, and
+persists the transition before the next tick performs the next effect.  It
+holds no state that matters across ticks except health-probe streaks, which
+are cheap to rebuild — so a killed driver is resumed by any other process
+(the same ``deploy`` command, ``rollback``, or ``reconcile``) once its lease
+expires.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from shipwarden.adapters.platforms.base import Instance, InstanceState, Platform
+from shipwarden.adapters.routers.base import Listener, Pool, Routes, TrafficRouter
+from shipwarden.adapters.store.repository import Deployment, Store, StoreError
+from shipwarden.domain.policy import AnalysisStep, LoadedPolicy, Pause, ServiceSpec
+from shipwarden.domain.rollout import (
+    EFFECTS,
+    CanaryStepSpec,
+    Check,
+    Effect,
+    Observation,
+    OperatorRequest,
+    Phase,
+    Plan,
+    RolloutState,
+    analysis_watches,
+    canary_weights,
+    decide,
+)
+from shipwarden.services.analysis import AnalysisController, MetricsSource
+
+
+class DeployError(RuntimeError):
+    """A deployment could not be started or steered (bad request; nothing changed)."""
+
+
+def plan_for(spec: ServiceSpec, *, skip_steps: bool = False) -> Plan:
+    """The policy reduced to the numbers the state machine reads."""
+    st = spec.strategy
+    inst, start_s = spec.run.instances, spec.health.start_timeout
+    if st.blue_green is not None:
+        bg = st.blue_green
+        return Plan(
+            strategy="blueGreen",
+            instances=inst,
+            health_start_timeout_s=start_s,
+            healthy_threshold=spec.health.healthy_threshold,
+            skip_steps=skip_steps,
+            scale_down_delay_s=bg.scale_down_delay,
+            auto_promotion=bg.auto_promotion,
+            progress_deadline_s=bg.progress_deadline,
+            pre_promotion_analysis=bg.pre_promotion_analysis is not None and not skip_steps,
+            post_promotion_analysis=bg.post_promotion_analysis is not None and not skip_steps,
+        )
+    c = st.canary
+    assert c is not None
+    steps = tuple(
+        CanaryStepSpec(pause=True, pause_s=s.pause.duration)
+        if isinstance(s, Pause)
+        else CanaryStepSpec(analysis=True)
+        if isinstance(s, AnalysisStep)
+        else CanaryStepSpec(weight=s.set_weight)
+        for s in c.steps
+    )
+    return Plan(
+        strategy="canary",
+        instances=inst,
+        health_start_timeout_s=start_s,
+        healthy_threshold=spec.health.healthy_threshold,
+        skip_steps=skip_steps,
+        scale_down_delay_s=c.scale_down_delay,
+        canary_steps=steps,
+        progress_deadline_s=c.progress_deadline,
+        on_inconclusive=c.on_inconclusive,
+        background_analysis_from=c.analysis.starting_step if c.analysis else None,
+        confirm_weight_increase=c.confirm.before_weight_increase,
+        confirm_promotion=c.confirm.before_promotion,
+        confirm_timeout_s=c.confirm.timeout,
+        confirm_on_timeout=c.confirm.on_timeout,
+    )
+
+
+def _plan_from_json(data: dict[str, Any]) -> Plan:
+    data = dict(data)
+    data["canary_steps"] = tuple(CanaryStepSpec(**s) for s in data.get("canary_steps", ()))
+    return Plan(**data)
+
+
+@dataclass
+class _Health:
+    """Consecutive health-probe results per instance (thresholds from the policy)."""
+
+    ok: dict[str, int] = field(default_factory=dict)
+    bad: dict[str, int] = field(default_factory=dict)
+    probes: dict[str, int] = field(default_factory=dict)  # total probes by this process
+
+
+@dataclass(frozen=True)
+class Tick:
+    deployment: Deployment
+    observation: Observation
+
+
+class RolloutService:
+    def __init__(
+        self,
+        store: Store,
+        platform: Platform,
+        router: TrafficRouter,
+        policy: LoadedPolicy,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        tick_s: float = 0.2,
+        lease_ttl_s: float = 5.0,
+        analysis: AnalysisController | None = None,
+    ) -> None:
+        self.store, self.platform, self.router, self.loaded = store, platform, router, policy
+        self.clock, self.sleep, self.tick_s, self.lease_ttl_s = clock, sleep, tick_s, lease_ttl_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+        source = router if isinstance(router, MetricsSource) else _NoMetrics()
+        self.analysis = analysis or AnalysisController(store, source, {}, clock)
+        self._health = _Health()
+
+    # -- starting ----------------------------------------------------------------------------
+    def spec(self, service: str) -> ServiceSpec:
+        return self.loaded.policy.service(service)
+
+    def listener(self, spec: ServiceSpec) -> Listener:
+        return Listener(spec.name, spec.routing.port, spec.routing.preview_port)
+
+    def start(self, service: str, version: str, *, actor: str, commit_sha: str | None = None) -> Deployment:
+        """Record a deployment of ``version``; ``run`` drives it."""
+        spec = self.spec(service)
+        active = self.store.active(service)
+        if active is not None:
+            if active.to_version == version and active.kind == "deploy":
+                return active  # re-running the same command resumes it
+            raise DeployError(
+                f"{service} has deployment {active.id} in progress ({active.phase}); "
+                f"wait for it, or `shipwarden rollback {service}`"
+            )
+        missing = self.analysis.missing_providers(spec)
+        if missing:
+            raise DeployError(
+                f"{service}'s analysis uses metric provider(s) {sorted(missing)} that are not configured "
+                "(set SHIPWARDEN_PROMETHEUS_URL or SHIPWARDEN_NEWRELIC_API_KEY/_ACCOUNT_ID)"
+            )
+        stable, _ = self.store.stable_version(service)
+        if stable == version:
+            raise DeployError(f"{version} is already the stable version of {service}")
+        return self.store.create_deployment(
+            service=service,
+            kind="deploy",
+            strategy=spec.strategy.kind,
+            from_version=stable,
+            to_version=version,
+            actor=actor,
+            policy_digest=self.loaded.digest,
+            policy_source=self.loaded.source,
+            plan=_plan_json(plan_for(spec)),
+            commit_sha=commit_sha,
+        )
+
+    def rollback(self, service: str, *, actor: str) -> Deployment:
+        """Roll back at once: steer the active deployment back, or deploy the previous version again."""
+        spec = self.spec(service)
+        active = self.store.active(service)
+        if active is not None and active.phase is not Phase.SCALING_DOWN:
+            return self.store.request(active.id, OperatorRequest.ROLLBACK, actor)
+        if active is not None:  # old instances are already going: finish, then redeploy the previous version
+            self.run(active.id)
+        stable, previous = self.store.stable_version(service)
+        if previous is None:
+            raise DeployError(
+                f"{service} has no previous version to roll back to (stable: {stable or 'none'})"
+            )
+        return self.store.create_deployment(
+            service=service,
+            kind="rollback",
+            strategy=spec.strategy.kind,
+            from_version=stable,
+            to_version=previous,
+            actor=actor,
+            policy_digest=self.loaded.digest,
+            policy_source=self.loaded.source,
+            plan=_plan_json(plan_for(spec, skip_steps=True)),
+        )
+
+    def request(self, service: str, request: OperatorRequest, *, actor: str) -> Deployment:
+        active = self.store.active(service)
+        if active is None:
+            raise DeployError(f"{service} has no deployment in progress")
+        return self.store.request(active.id, request, actor)
+
+    # -- the reconciler ----------------------------------------------------------------------
+    def run(
+        self,
+        dep_id: str,
+        on_tick: Callable[[Tick], None] | None = None,
+        until: Callable[[Deployment], bool] | None = None,
+    ) -> Deployment:
+        """Drive a deployment to a terminal phase (or until ``until`` says stop)."""
+        dep = self.store.get(dep_id)
+        spec = self.spec(dep.service)
+        self.router.ensure_listener(self.listener(spec))
+        self.router.start()
+        try:
+            while True:
+                dep = self.store.get(dep_id)
+                if dep.phase.terminal or (until is not None and until(dep)):
+                    return dep
+                if not self.store.acquire_lease(dep.id, self.owner, self.lease_ttl_s):
+                    self.sleep(self.tick_s)  # another live driver has it; watch
+                    continue
+                dep = self.reconcile_once(dep, spec, on_tick)
+                if not dep.phase.terminal:
+                    self.sleep(self.tick_s)
+        finally:
+            self.store.release_lease(dep_id, self.owner)
+
+    def reconcile_once(
+        self, dep: Deployment, spec: ServiceSpec, on_tick: Callable[[Tick], None] | None = None
+    ) -> Deployment:
+        plan = _plan_from_json(dep.plan)
+        detail = self._apply(dep, spec, plan)
+        if detail:
+            self.store.record_detail(dep.id, detail)
+        obs = self._observe(dep, spec, plan)
+        if on_tick is not None:
+            on_tick(Tick(dep, obs))
+        state = RolloutState(
+            dep.phase,
+            dep.phase_entered_at,
+            has_stable=dep.from_version is not None,
+            step_index=dep.step_index,
+            paused=dep.paused,
+            paused_by_analysis=dep.paused and dep.reason.startswith("paused: analysis inconclusive"),
+        )
+        t = decide(state, plan, obs)
+        if t is None:
+            return dep
+        try:
+            return self.store.transition(
+                dep, t, actor=dep.operator_actor or f"controller:{dep.actor}", detail=_check_detail(obs)
+            )
+        except StoreError:
+            return self.store.get(dep.id)
+
+    # -- effects -----------------------------------------------------------------------------
+    def _split(self, dep: Deployment) -> tuple[list[Instance], list[Instance]]:
+        insts = self.platform.instances(dep.service)
+        new = [i for i in insts if i.version == dep.to_version]
+        old = [i for i in insts if dep.from_version is not None and i.version == dep.from_version]
+        return new, old
+
+    def _healthy_new(self, new: list[Instance], spec: ServiceSpec) -> list[Instance]:
+        return [i for i in new if self._health.ok.get(i.id, 0) >= spec.health.healthy_threshold]
+
+    def _apply(self, dep: Deployment, spec: ServiceSpec, plan: Plan) -> dict[str, Any]:
+        effect = EFFECTS[dep.phase]
+        new, old = self._split(dep)
+        old_live = [i for i in old if i.state is InstanceState.RUNNING]
+        old_pool = (
+            Pool(dep.from_version, tuple(i.address for i in old_live))
+            if dep.from_version and old_live
+            else None
+        )
+        new_live = [i for i in new if i.state is InstanceState.RUNNING]
+        new_pool = Pool(dep.to_version, tuple(i.address for i in new_live)) if new_live else None
+        if effect is Effect.START_NEW:
+            missing = plan.instances - len(new_live)
+            if missing > 0 and not any(i.state is InstanceState.DEAD for i in new):
+                started = self.platform.start(spec, dep.to_version, missing)
+                return {"started": [i.address for i in started]}
+        elif effect is Effect.ROUTE_PREVIEW and new_pool is not None:
+            self._route(
+                dep.service,
+                Routes(production=(_full(old_pool),) if old_pool else (), preview=(_full(new_pool),)),
+            )
+        elif effect is Effect.ROUTE_CANARY and new_pool is not None:
+            w = canary_weights(plan, dep.step_index)
+            prod = [Pool(new_pool.version, new_pool.addresses, w)] if w > 0 else []
+            if old_pool is not None and w < 100:
+                prod.append(Pool(old_pool.version, old_pool.addresses, 100 - w))
+            elif old_pool is None:
+                prod = [_full(new_pool)]
+            self._route(dep.service, Routes(production=tuple(prod), preview=(_full(new_pool),)))
+        elif effect is Effect.ROUTE_NEW and new_pool is not None:
+            self._route(dep.service, Routes(production=(_full(new_pool),), preview=(_full(new_pool),)))
+        elif effect is Effect.STOP_OLD and old:
+            self._ensure_not_routed(dep.service, {i.address for i in old})
+            self.platform.stop(old, spec.run.stop_timeout)
+            return {"stopped": [i.address for i in old]}
+        elif effect is Effect.ROUTE_OLD:
+            routes = Routes(production=(_full(old_pool),) if old_pool else (), preview=())
+            self._route(dep.service, routes)
+            if dep.traffic_restored_at is None:
+                self.store.mark_traffic_restored(dep.id)
+            if new:
+                self._ensure_not_routed(dep.service, {i.address for i in new})
+                self.platform.stop(new, spec.run.stop_timeout)
+                return {"stopped": [i.address for i in new]}
+        return {}
+
+    def _route(self, service: str, routes: Routes) -> None:
+        if self.router.current(service) != routes:
+            self.router.apply(service, routes)
+
+    def _ensure_not_routed(self, service: str, addresses: set[str]) -> None:
+        cur = self.router.current(service)
+        if cur is None:
+            return
+        for pool in (*cur.production, *cur.preview):
+            if addresses & set(pool.addresses):
+                raise DeployError(f"refusing to stop {sorted(addresses)}: still routed in {service}")
+
+    # -- observation -------------------------------------------------------------------------
+    def _probe_health(self, spec: ServiceSpec, insts: list[Instance]) -> None:
+        for i in insts:
+            self._health.probes[i.id] = self._health.probes.get(i.id, 0) + 1
+            if self.platform.healthy(spec, i):
+                self._health.ok[i.id] = self._health.ok.get(i.id, 0) + 1
+                self._health.bad[i.id] = 0
+            else:
+                self._health.bad[i.id] = self._health.bad.get(i.id, 0) + 1
+                self._health.ok[i.id] = 0
+
+    def _observe(self, dep: Deployment, spec: ServiceSpec, plan: Plan) -> Observation:
+        now = self.clock()
+        new, old = self._split(dep)
+        running_new = [i for i in new if i.state is InstanceState.RUNNING]
+        self._probe_health(spec, running_new)
+        probes = min((self._health.probes.get(i.id, 0) for i in running_new), default=None)
+        failing = [
+            i
+            for i in new
+            if i.state is InstanceState.RUNNING
+            and self._health.bad.get(i.id, 0) >= spec.health.unhealthy_threshold
+            and dep.phase is not Phase.STARTING
+        ]
+        dead = [i for i in new if i.state is InstanceState.DEAD] + failing
+        cur = self.router.current(dep.service)
+        preview = prod = None
+        if dep.phase is Phase.PREVIEW:
+            preview = self._verify("preview", dep, spec, {dep.to_version: 100})
+        elif dep.phase is Phase.PROMOTING:
+            prod = self._verify("production", dep, spec, {dep.to_version: 100})
+        elif dep.phase is Phase.CANARY_STEP and plan.canary_steps[dep.step_index].weight is not None:
+            w = canary_weights(plan, dep.step_index)
+            expected = {dep.to_version: w, **({dep.from_version: 100 - w} if dep.from_version else {})}
+            prod = self._verify(
+                "production",
+                dep,
+                spec,
+                {k: v for k, v in expected.items() if v > 0},
+                routing_only=analysis_watches(plan, dep.step_index),
+            )
+        analysis, inconclusive, numbers = self.analysis.observe(dep, spec)
+        if numbers and (analysis is not None or inconclusive):
+            self.store.record_detail(dep.id, {"analysis": numbers})
+        return Observation(
+            now=now,
+            analysis=analysis,
+            analysis_inconclusive=inconclusive,
+            new_running=sum(i.state is InstanceState.RUNNING for i in new),
+            new_healthy=len(self._healthy_new(new, spec)),
+            new_dead=len(dead),
+            old_running=sum(i.state is InstanceState.RUNNING for i in old),
+            production_weights=cur.weights() if cur else {},
+            new_version=dep.to_version,
+            old_version=dep.from_version,
+            preview_check=preview,
+            production_check=prod,
+            operator=dep.operator_request,
+            new_stopped=not new,
+            old_stopped=not old,
+            health_probes=probes,
+            new_started_at=max((i.started_at for i in running_new if i.started_at), default=None),
+        )
+
+    def _verify(
+        self,
+        route: str,
+        dep: Deployment,
+        spec: ServiceSpec,
+        expected: dict[str, int],
+        *,
+        routing_only: bool = False,
+    ) -> Check:
+        """Send real requests through ``route`` and check who answered matches ``expected`` weights.
+
+        ``routing_only``: 5xx answered by a version count as routed to it (an analysis judges
+        the error rate); transport errors and the router's own 5xx still fail the check.
+        """
+        st = spec.strategy.blue_green or spec.strategy.canary
+        assert st is not None
+        n = (
+            spec.strategy.blue_green.preview.requests
+            if (route == "preview" and spec.strategy.blue_green)
+            else st.verify_requests
+        )
+        res = self.router.probe(dep.service, route, n)
+        seen = dict(res.versions)
+        answered = sum(res.server_errors.values())
+        note = ""
+        if routing_only and answered:
+            seen = dict(res.versions + res.server_errors)
+            note = f"; 5xx answered {dict(res.server_errors)} (left to the analysis)"
+        unrouted = res.failures - (answered if routing_only else 0)
+        if unrouted:
+            return Check(
+                False, f"{unrouted}/{res.total} requests failed on {route}; versions {seen}", self.clock()
+            )
+        for version, weight in expected.items():
+            got = seen.get(version, 0)
+            p = weight / 100
+            slack = 4 * math.sqrt(n * p * (1 - p)) + 1
+            if abs(got - n * p) > slack:
+                return Check(
+                    False, f"{route}: {version} answered {got}/{n}, expected ≈{weight}%", self.clock()
+                )
+        unexpected = set(seen) - set(expected)
+        if unexpected:
+            return Check(False, f"{route}: unexpected versions answered: {sorted(unexpected)}", self.clock())
+        return Check(True, f"{route}: {n} requests, versions {seen}{note}", self.clock())
+
+
+class _NoMetrics:
+    def metrics_text(self) -> str:
+        return ""
+
+
+def _full(pool: Pool | None) -> Pool:
+    assert pool is not None
+    return Pool(pool.version, pool.addresses, 100)
+
+
+def _plan_json(plan: Plan) -> dict[str, Any]:
+    data = asdict(plan)
+    data["canary_steps"] = [asdict(s) for s in plan.canary_steps]
+    return data
+
+
+def _check_detail(obs: Observation) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("preview_check", "production_check", "analysis"):
+        c = getattr(obs, name)
+        if c is not None:
+            out[name] = {"ok": c.ok, "detail": c.detail}
+    out["instances"] = {
+        "new_running": obs.new_running,
+        "new_healthy": obs.new_healthy,
+        "new_dead": obs.new_dead,
+        "old_running": obs.old_running,
+    }
+    if obs.production_weights:
+        out["weights"] = dict(obs.production_weights)
+    return out

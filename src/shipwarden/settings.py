@@ -1,0 +1,58 @@
+"""Runtime settings (environment variables ``SHIPWARDEN_*``), one class for the whole process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHIPWARDEN_", extra="ignore")
+
+    state_dir: Path = Field(Path(".shipwarden"), description="Where the database, nginx and logs live.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in state_dir.")
+    policy: Path = Field(Path("shipwarden.yaml"), description="The team's policy file.")
+    actor: str | None = Field(None, description="Who is acting (default: the OS user).")
+    router_admin_port: int = Field(0, description="nginx admin port (0: pick a free one and remember it).")
+    tick_s: float = 0.2
+    prometheus_url: str | None = Field(None, description="Prometheus base URL for analysis metrics.")
+    newrelic_api_key: str | None = Field(None, description="New Relic user key (NRAK-…) for NRQL metrics.")
+    newrelic_account_id: int | None = None
+    newrelic_region: str = "US"
+
+    # -- access control and data protection (E5, E6) --------------------------------------------
+    keks: str | None = Field(
+        None, description="KEKs as 'id:BASE64,id2:BASE64' (first = primary); overrides kek_files."
+    )
+    kek_files: list[Path] = Field(
+        default_factory=list,
+        description="KEK files (32 raw bytes or base64, mode 0600), first = primary; "
+        "default: state_dir/keys/kek-1.key, created on first use.",
+    )
+    signing_key_file: Path | None = Field(
+        None,
+        description="Ed25519 PEM signing audit checkpoints and dossiers "
+        "(default state_dir/keys/signing.key).",
+    )
+    audit_public_keys: list[Path] = Field(
+        default_factory=list, description="Older public keys whose checkpoints still verify (after rotation)."
+    )
+    audit_checkpoint_every: int = Field(1000, description="Sign the chain head every N entries.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="CIDRs of proxies whose X-Forwarded-For is believed."
+    )
+    role_cidrs: dict[str, list[str]] = Field(
+        default_factory=dict, description='Per-role IP allowlists, e.g. {"admin": ["10.1.0.0/16"]}.'
+    )
+    session_idle_s: float = Field(900, description="Idle session time-out (OWASP: 15 min).")
+    session_absolute_s: float = Field(8 * 3600, description="Absolute session time-out (8 h).")
+    session_max_concurrent: int = Field(3, description="Live sessions per user.")
+    mfa_required: bool = Field(True, description="Production-affecting actions need a fresh TOTP check.")
+    mfa_window_s: float = Field(900, description="How long a TOTP check stays fresh.")
+    cookie_secure: bool = Field(True, description="Mark the session cookie Secure (HTTPS only).")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.state_dir / 'shipwarden.db').resolve()}"

@@ -1,0 +1,352 @@
+"""The command line against the permission matrix (E5/E6): single-operator mode, roles, MFA, audit.
+
+Commands run in-process (``CliRunner``) against a temporary state directory and the
+test policy of ``tests/fixtures/deploy_env.py``; nothing here starts instances or
+nginx (deployments are only recorded, ``--no-wait``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner, Result
+
+from shipwarden.bootstrap import Services, build_service
+from shipwarden.domain.access import MATRIX, PRODUCTION_AFFECTING, Role
+from shipwarden.entrypoints.cli import app
+from shipwarden.entrypoints.cli.guard import COMMANDS, SINGLE_OPERATOR
+from shipwarden.security.totp import time_step, totp_at
+from shipwarden.services.access import parse_binding
+from tests.fixtures.deploy_env import DeployEnv, make_env
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Cli:
+    env: DeployEnv
+    monkeypatch: pytest.MonkeyPatch
+    runner: CliRunner = field(default_factory=CliRunner)
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def run(self, actor: str, *args: str, stdin: str = "") -> Result:
+        self.monkeypatch.setenv("SHIPWARDEN_ACTOR", actor)
+        return self.runner.invoke(app, list(args), input=stdin)
+
+    def services(self, clock: Any = None) -> Services:
+        return build_service(self.env.settings, clock=clock)
+
+    def user(self, name: str, *roles: str, mfa: bool = True) -> None:
+        """Create a user as an admin would; with MFA enrolled ten minutes ago (so every current code
+        is newer than the one the enrolment used)."""
+        past = datetime.now(UTC) - timedelta(minutes=10)
+        svc = self.services(clock=lambda: past)
+        try:
+            svc.access.create_user("setup", name, PASSWORD, [parse_binding(r) for r in roles])
+            if mfa:
+                sid, _ = svc.access.login(name, PASSWORD, "127.0.0.1")
+                p = svc.access.authenticate_session(sid, "127.0.0.1")
+                secret, _ = svc.access.mfa_enroll(p)
+                svc.access.mfa_confirm(p, totp_at(secret, time_step(past)))
+                self.secrets[name] = secret
+        finally:
+            svc.store.engine.dispose()
+
+    def code(self, name: str, offset_steps: int = 0) -> str:
+        return totp_at(self.secrets[name], time_step(datetime.now(UTC)) + offset_steps)
+
+    def wrong_code(self, name: str) -> str:
+        near = {self.code(name, k) for k in range(-2, 3)}
+        return next(c for c in ("000000", "111111", "222222") if c not in near)
+
+    def audit(self, **filters: Any) -> list[dict[str, Any]]:
+        svc = self.services()
+        try:
+            return svc.audit.query(limit=100000, **filters)
+        finally:
+            svc.store.engine.dispose()
+
+    def deployments(self) -> list[tuple[Any, ...]]:
+        svc = self.services()
+        try:
+            return [
+                (d.id, d.kind, d.to_version, d.phase, d.operator_request, d.paused, d.actor)
+                for d in svc.store.history(None, 1000)
+            ]
+        finally:
+            svc.store.engine.dispose()
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
+    env = make_env(tmp_path)
+    monkeypatch.setenv("SHIPWARDEN_STATE_DIR", str(env.settings.state_dir))
+    monkeypatch.setenv("SHIPWARDEN_POLICY", str(env.policy_path))
+    monkeypatch.delenv("SHIPWARDEN_OTP", raising=False)
+    monkeypatch.delenv("SHIPWARDEN_MFA_REQUIRED", raising=False)
+    yield Cli(env, monkeypatch)
+
+
+def _one_line(r: Result) -> str:
+    text = r.output.strip()
+    assert text.startswith("error: ") and "\n" not in text, text
+    return text
+
+
+# -- (a) single-operator mode ---------------------------------------------------------------------------
+def test_single_operator_mode_allows_and_audits_until_the_first_user(cli: Cli) -> None:
+    r = cli.run("tester", "deploy", "web", "--version", "v1", "--no-wait")
+    assert r.exit_code == 0, r.output
+    r = cli.run("tester", "history")
+    assert r.exit_code == 0 and "v1" in r.output, r.output
+    entries = cli.audit(action="access", actor="tester")
+    assert [e["detail"]["path"] for e in entries] == ["deploy", "history"]
+    for e in entries:
+        assert e["outcome"] == "allowed"
+        assert e["detail"]["via"] == "cli" and e["detail"]["method"] == "CLI"
+        assert e["detail"]["reason"] == SINGLE_OPERATOR
+    assert entries[0]["detail"]["permission"] == "deployment.create" and entries[0]["service"] == "web"
+
+    # the first user is created in single-operator mode, and ends it
+    r = cli.run("tester", "user", "create", "alice", "--role", "admin", "--no-password")
+    assert r.exit_code == 0, r.output
+    last = cli.audit(action="access")[-1]
+    assert last["detail"]["path"] == "user create" and last["detail"]["reason"] == SINGLE_OPERATOR
+    before, n = cli.deployments(), len(cli.audit())
+    r = cli.run("tester", "deploy", "web", "--version", "v2", "--no-wait")
+    assert r.exit_code == 2
+    msg = _one_line(r)
+    assert "tester is not a user" in msg and "SHIPWARDEN_ACTOR" in msg and "user create tester" in msg
+    assert cli.deployments() == before
+    new = cli.audit()[n:]
+    assert len(new) == 1, new
+    assert new[0]["action"] == "access" and new[0]["outcome"] == "denied" and new[0]["actor"] == "tester"
+    assert new[0]["detail"]["permission"] == "deployment.create" and new[0]["service"] == "web"
+
+
+# -- (b) a viewer cannot change production ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "permission"),
+    [
+        (("deploy", "web", "--version", "v2", "--no-wait"), "deployment.create"),
+        (("rollback", "web", "--no-wait"), "deployment.rollback"),
+        (("promote", "web"), "deployment.promote"),
+        (("pause", "web"), "deployment.promote"),
+        (("confirm", "web"), "deployment.promote"),
+        (("abort", "web"), "deployment.abort"),
+        (("up",), "deployment.create"),
+        (("down",), "deployment.abort"),
+        (("reconcile",), "deployment.create"),
+    ],
+)
+def test_viewer_is_refused_production_commands(cli: Cli, args: tuple[str, ...], permission: str) -> None:
+    assert cli.run("tester", "deploy", "web", "--version", "v1", "--no-wait").exit_code == 0
+    cli.user("vic", "viewer")
+    before, n = cli.deployments(), len(cli.audit())
+    r = cli.run("vic", *args, "--otp", cli.code("vic"))  # a valid code does not make up for the role
+    assert r.exit_code == 2, r.output
+    msg = _one_line(r)
+    assert f"vic lacks {permission} on web (holds viewer)" in msg, msg
+    assert "ask an admin: shipwarden user roles vic --role viewer --role " in msg
+    assert cli.deployments() == before
+    new = cli.audit()[n:]
+    assert len(new) == 1, new  # only the decision: the code was not even checked
+    e = new[0]
+    assert (e["action"], e["outcome"], e["actor"], e["service"]) == ("access", "denied", "vic", "web")
+    assert e["detail"]["permission"] == permission and e["detail"]["path"] == args[0]
+    assert e["detail"]["via"] == "cli" and permission in e["detail"]["reason"]
+
+
+# -- (c) fresh MFA for production-affecting actions ---------------------------------------------------------
+@pytest.mark.parametrize("role", ["release-manager", "sre"])
+def test_production_actions_need_a_fresh_unused_totp_code(cli: Cli, role: str) -> None:
+    cli.user("rm", role)
+
+    r = cli.run("rm", "deploy", "web", "--version", "v1", "--no-wait")
+    assert r.exit_code == 2
+    msg = _one_line(r)
+    assert "deployment.create on web affects production" in msg and "--otp" in msg and "rm" in msg
+    assert cli.deployments() == []
+    denied = cli.audit(action="access")[-1]
+    assert denied["outcome"] == "denied" and "MFA required" in denied["detail"]["reason"]
+
+    n = len(cli.audit())
+    r = cli.run("rm", "deploy", "web", "--version", "v1", "--no-wait", "--otp", cli.wrong_code("rm"))
+    assert r.exit_code == 2
+    assert "wrong code" in _one_line(r)
+    assert cli.deployments() == []
+    new = cli.audit()[n:]
+    assert [(e["action"], e["outcome"]) for e in new] == [("auth.mfa", "denied"), ("access", "denied")]
+    assert "TOTP code refused" in new[1]["detail"]["reason"]
+
+    good = cli.code("rm")
+    r = cli.run("rm", "deploy", "web", "--version", "v1", "--no-wait", "--otp", good)
+    assert r.exit_code == 0, r.output
+    [dep] = cli.deployments()
+    assert dep[2] == "v1" and dep[-1] == "rm"
+    mfa, allowed = cli.audit()[-3:-1]  # then the rollout's own deployment.deploy entry
+    assert (mfa["action"], mfa["outcome"], mfa["detail"]["via"]) == ("auth.mfa", "ok", "cli")
+    assert (allowed["action"], allowed["outcome"]) == ("access", "allowed")
+    assert allowed["detail"]["reason"] == "TOTP code verified"
+
+    before = cli.deployments()
+    r = cli.run("rm", "promote", "web", "--otp", good)  # the same code again
+    assert r.exit_code == 2
+    assert "already used" in _one_line(r)
+    assert cli.deployments() == before
+
+    cli.monkeypatch.setenv("SHIPWARDEN_OTP", cli.code("rm", 1))  # the next code, from the environment
+    r = cli.run("rm", "promote", "web")
+    assert r.exit_code == 0, r.output
+    assert cli.deployments()[0][4] is not None  # the promote request is recorded
+
+    # reading needs no code at all
+    assert cli.run("rm", "status", "web", "--once").exit_code == 0
+
+
+def test_without_an_enrolled_second_factor_the_message_says_how_to_enrol(cli: Cli) -> None:
+    cli.user("nomfa", "release-manager", mfa=False)
+    r = cli.run("nomfa", "rollback", "web", "--otp", "123456")
+    assert r.exit_code == 2
+    msg = _one_line(r)
+    assert "nomfa has no second factor" in msg and "/auth/mfa/enroll" in msg
+
+
+def test_mfa_can_be_switched_off_by_the_installation(cli: Cli) -> None:
+    cli.user("rm", "release-manager")
+    cli.monkeypatch.setenv("SHIPWARDEN_MFA_REQUIRED", "false")
+    r = cli.run("rm", "deploy", "web", "--version", "v1", "--no-wait")
+    assert r.exit_code == 0, r.output
+
+
+# -- (d) reading ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("role", ["viewer", "auditor"])
+def test_read_only_commands_are_open_to_readers(cli: Cli, role: str) -> None:
+    assert cli.run("tester", "deploy", "web", "--version", "v1", "--no-wait").exit_code == 0
+    [dep] = cli.deployments()
+    cli.user("reader", role)
+    n = len(cli.audit())
+    for args in (
+        ("status", "web", "--once"),
+        ("history",),
+        ("history", "web"),
+        ("show", dep[0]),
+        ("show", dep[0], "--json"),
+        ("changes",),
+    ):
+        r = cli.run("reader", *args)
+        assert r.exit_code == 0, (args, r.output)
+    assert dep[0] in cli.run("reader", "show", dep[0]).output
+    new = cli.audit()[n:]
+    assert all(e["outcome"] == "allowed" and e["detail"]["permission"] == "deployment.read" for e in new)
+    assert [e["service"] for e in new if e["detail"]["path"] == "show"] == ["web", "web", "web"]
+    r = cli.run("reader", "audit", "verify")
+    if role == "auditor":
+        assert r.exit_code == 0, r.output
+    else:
+        assert r.exit_code == 2 and "reader lacks audit.read (holds viewer)" in _one_line(r)
+
+
+def test_a_role_scoped_to_another_service_does_not_read_this_one(cli: Cli) -> None:
+    assert cli.run("tester", "deploy", "web", "--version", "v1", "--no-wait").exit_code == 0
+    [dep] = cli.deployments()
+    cli.user("other", "viewer:billing")
+    r = cli.run("other", "status", "web", "--once")
+    assert r.exit_code == 2
+    assert "other lacks deployment.read on web (holds viewer:billing)" in _one_line(r)
+    assert "--role viewer:billing --role viewer:web" in r.output
+    assert cli.run("other", "show", dep[0]).exit_code == 2
+    r = cli.run("other", "history")  # every service: a scoped role is not enough
+    assert r.exit_code == 2 and "other lacks deployment.read across all services" in _one_line(r)
+    assert cli.run("other", "history", "billing").exit_code == 0
+
+
+# -- the whole table, walked over the registered commands ---------------------------------------------
+VALUES = {
+    "service": "web",
+    "deployment_id": "d-nope",
+    "ref": "c-nope",
+    "change": "c-nope",
+    "name": "nobody",
+    "token_id": "t-nope",
+    "version": "v9",
+    "role": "cab",
+    "owner": "nobody",
+    "scope": "deployment.read",
+    "commit": "ab" * 20,
+    "kind": "junit",
+}
+
+
+def _argv(key: str, tmp: Path) -> list[str]:
+    """``key``'s words, then a value for every required argument and option."""
+    from tests.unit.entrypoints.test_cli_access_table import COMMAND_TREE
+
+    args, opts = [], []
+    for p in COMMAND_TREE[key].params:
+        if not p.required:
+            continue
+        if p.name == "file":
+            value = str(tmp / "report.xml")
+        else:
+            assert p.name in VALUES, f"{key}: give the walk a value for required {p.name!r}"
+            value = VALUES[p.name]
+        if type(p).__name__.endswith("Argument"):
+            args.append(value)
+        else:
+            opts += [p.opts[0], value]
+    return [*key.split(), *args, *opts]
+
+
+ACTORS = ["mallory", *(r.value for r in Role)]
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+def test_every_mapped_command_refuses_and_audits(cli: Cli, tmp_path: Path, actor: str) -> None:
+    """Each command of ``guard.COMMANDS``, run by a non-user and by every role without a TOTP code:
+    refused with exit 2 exactly when the matrix (or fresh MFA) says so, with one audit entry naming
+    the command and its permission, and nothing else written."""
+    (tmp_path / "report.xml").write_text("<testsuite/>")
+    assert cli.run("tester", "deploy", "web", "--version", "v1", "--no-wait").exit_code == 0
+    cli.user("admin" if actor == "mallory" else actor, "admin" if actor == "mallory" else actor)
+    users = cli.services().access.users()
+    before = cli.deployments()
+    checked = 0
+    for key, rule in COMMANDS.items():
+        perm = rule.permission
+        if actor == "mallory":
+            expect = "mallory is not a user"
+        elif perm not in MATRIX[Role(actor)]:
+            expect = f"{actor} lacks {perm.value}"
+        elif perm in PRODUCTION_AFFECTING:
+            expect = "must confirm with a current TOTP code"
+        else:
+            continue  # allowed: running it is the other tests' business
+        n = len(cli.audit())
+        r = cli.run(actor, *_argv(key, tmp_path), stdin=PASSWORD + "\n")
+        assert r.exit_code == 2, (key, r.output)
+        assert expect in _one_line(r), (key, r.output)
+        new = cli.audit()[n:]
+        assert len(new) == 1, (key, new)
+        e = new[0]
+        assert (e["action"], e["outcome"], e["actor"]) == ("access", "denied", actor), key
+        assert e["detail"]["path"] == key and e["detail"]["permission"] == perm.value, (key, e)
+        checked += 1
+    assert cli.deployments() == before
+    assert [u.name for u in cli.services().access.users()] == [u.name for u in users]
+    assert checked >= {"mallory": len(COMMANDS), "admin": 10}.get(actor, 15)
+
+
+def test_the_walk_covers_the_registered_tree() -> None:
+    from tests.unit.entrypoints.test_cli_access_table import COMMAND_TREE
+
+    assert set(COMMANDS) <= set(COMMAND_TREE)
+    assert isinstance(typer.main.get_command(app), typer.core.TyperGroup)

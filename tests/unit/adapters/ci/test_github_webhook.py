@@ -1,0 +1,185 @@
+"""GitHub webhooks: X-Hub-Signature-256 (spec vector), event normalisation, status folding."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from shipwarden.adapters.ci.base import CiStatus, IgnoredEvent, PayloadError, SignatureError, hmac_sha256_hex
+from shipwarden.adapters.ci.github import (
+    GitHubWebhook,
+    github_status,
+    parse_github_event,
+    verify_github_signature,
+)
+
+SECRET = "gh-webhook-secret"
+SHA = "4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c"
+
+
+def deliver(event: str, doc: dict[str, Any], delivery: str = "72d3162e-cc78-11e3-81ab-4c9367dc0958"):
+    body = json.dumps(doc).encode()
+    headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": "sha256=" + hmac_sha256_hex(SECRET, body),
+        "User-Agent": "GitHub-Hookshot/044aadd",
+    }
+    return headers, body
+
+
+REPO = {"id": 1, "full_name": "acme/payments", "name": "payments", "owner": {"login": "acme"}}
+
+
+def workflow_run(conclusion: str | None = "success", status: str = "completed") -> dict[str, Any]:
+    return {
+        "action": "completed" if status == "completed" else "in_progress",
+        "workflow_run": {
+            "id": 30433642,
+            "name": "CI",
+            "head_branch": "feature/refunds",
+            "head_sha": SHA,
+            "status": status,
+            "conclusion": conclusion,
+            "event": "pull_request",
+            "run_number": 562,
+            "run_attempt": 1,
+            "workflow_id": 159038,
+            "check_suite_id": 414944374,
+            "pull_requests": [{"number": 17, "head": {"sha": SHA, "ref": "feature/refunds"}}],
+            "created_at": "2026-11-23T11:50:00Z",
+            "updated_at": "2026-11-23T11:58:00Z",
+        },
+        "repository": REPO,
+    }
+
+
+class TestSignature:
+    def test_documented_vector(self) -> None:
+        expected = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        verify_github_signature("It's a Secret to Everybody", b"Hello, World!", expected)
+
+    def test_wrong_secret(self) -> None:
+        with pytest.raises(SignatureError, match="does not match"):
+            verify_github_signature(
+                "wrong",
+                b"Hello, World!",
+                "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            )
+
+    @pytest.mark.parametrize("header", [None, "", "sha1=abc", "757107ea", "sha256"])
+    def test_missing_or_wrong_scheme(self, header: str | None) -> None:
+        with pytest.raises(SignatureError):
+            verify_github_signature(SECRET, b"x", header)
+
+    def test_receive_rejects_tampered_body(self) -> None:
+        headers, body = deliver("workflow_run", workflow_run())
+        with pytest.raises(SignatureError):
+            GitHubWebhook(SECRET).receive(headers, body + b" ")
+
+
+class TestEvents:
+    def test_workflow_run_completed(self) -> None:
+        headers, body = deliver("workflow_run", workflow_run())
+        e = GitHubWebhook(SECRET).receive(headers, body)
+        assert (e.provider, e.event_id, e.event_type) == (
+            "github",
+            "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+            "workflow_run.completed",
+        )
+        assert (e.commit_sha, e.branch, e.repository) == (SHA, "feature/refunds", "acme/payments")
+        assert (e.workflow_name, e.workflow_id, e.status) == ("CI", "30433642", CiStatus.SUCCESS)
+        assert e.pull_requests == (17,)
+        assert e.delivered_at is None  # GitHub signs no timestamp
+
+    @pytest.mark.parametrize(
+        ("status", "conclusion", "expected"),
+        [
+            ("completed", "failure", CiStatus.FAILED),
+            ("completed", "neutral", CiStatus.NEUTRAL),
+            ("completed", "cancelled", CiStatus.CANCELED),
+            ("completed", "timed_out", CiStatus.FAILED),
+            ("completed", "action_required", CiStatus.ON_HOLD),
+            ("completed", "something-new", CiStatus.UNKNOWN),
+            ("in_progress", None, CiStatus.RUNNING),
+            ("queued", None, CiStatus.QUEUED),
+        ],
+    )
+    def test_status_folding(self, status: str, conclusion: str | None, expected: CiStatus) -> None:
+        assert github_status(status, conclusion) is expected
+
+    def test_check_suite_on_fork_has_no_branch(self) -> None:
+        doc = {
+            "action": "completed",
+            "check_suite": {
+                "id": 118578147,
+                "head_branch": None,
+                "head_sha": SHA,
+                "status": "completed",
+                "conclusion": "success",
+                "pull_requests": [],
+                "app": {"slug": "github-actions", "name": "GitHub Actions"},
+            },
+            "repository": REPO,
+        }
+        e = parse_github_event(*reversed(deliver("check_suite", doc)))
+        assert (e.branch, e.commit_sha, e.status, e.workflow_name) == (
+            None,
+            SHA,
+            CiStatus.SUCCESS,
+            "github-actions",
+        )
+
+    def test_push(self) -> None:
+        doc = {
+            "ref": "refs/heads/main",
+            "before": "0" * 40,
+            "after": SHA,
+            "repository": REPO,
+            "deleted": False,
+        }
+        e = parse_github_event(*reversed(deliver("push", doc)))
+        assert (e.event_type, e.branch, e.commit_sha, e.status) == ("push", "main", SHA, None)
+
+    def test_branch_deletion_ignored(self) -> None:
+        doc = {"ref": "refs/heads/x", "before": SHA, "after": "0" * 40, "repository": REPO, "deleted": True}
+        with pytest.raises(IgnoredEvent):
+            parse_github_event(*reversed(deliver("push", doc)))
+
+    def test_pull_request_labels(self) -> None:
+        doc = {
+            "action": "labeled",
+            "number": 17,
+            "pull_request": {
+                "number": 17,
+                "head": {"sha": SHA, "ref": "feature/refunds"},
+                "labels": [{"name": "risk:high"}, {"name": "payments"}],
+                "updated_at": "2026-11-23T11:00:00Z",
+            },
+            "repository": REPO,
+        }
+        e = parse_github_event(*reversed(deliver("pull_request", doc)))
+        assert (e.event_type, e.pull_requests, e.labels) == (
+            "pull_request.labeled",
+            (17,),
+            ("risk:high", "payments"),
+        )
+
+    def test_ping_ignored(self) -> None:
+        with pytest.raises(IgnoredEvent):
+            parse_github_event(*reversed(deliver("ping", {"zen": "Keep it logically awesome."})))
+
+    def test_missing_delivery_id(self) -> None:
+        headers, body = deliver("workflow_run", workflow_run())
+        del headers["X-GitHub-Delivery"]
+        with pytest.raises(PayloadError, match="X-GitHub-Delivery"):
+            parse_github_event(body, headers)
+
+    def test_missing_head_sha_names_path(self) -> None:
+        doc = workflow_run()
+        del doc["workflow_run"]["head_sha"]
+        with pytest.raises(PayloadError) as exc:
+            parse_github_event(*reversed(deliver("workflow_run", doc)))
+        assert exc.value.path == "$.workflow_run.head_sha"

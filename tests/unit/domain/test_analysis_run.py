@@ -1,0 +1,49 @@
+"""AnalysisRun: recorded samples in, one verdict out — live and replayed alike."""
+
+from __future__ import annotations
+
+from shipwarden.domain.analysis import AnalysisSpec
+from shipwarden.domain.analysis_run import AnalysisRun, RunState
+from shipwarden.domain.judge import Sample
+
+
+def _spec(warmup: str | None = None) -> AnalysisSpec:
+    judge: dict[str, object] = {"samples": 10, "minRequests": 100, "metrics": {"latency": {"enabled": False}}}
+    if warmup:
+        judge["warmup"] = warmup
+    return AnalysisSpec.model_validate({"judge": judge})
+
+
+def _pair(t: float, canary_errors: int) -> tuple[Sample, Sample]:
+    return Sample(t, 1000, 5, None), Sample(t, 1000, canary_errors, None)
+
+
+def _records(pairs: list[tuple[Sample, Sample]]) -> list[dict[str, object]]:
+    def js(s: Sample) -> dict[str, object]:
+        return {"t": s.t, "requests": s.requests, "errors": s.errors}
+
+    return [{"kind": "judge", "name": "judge", "baseline": js(b), "canary": js(c)} for b, c in pairs]
+
+
+def test_a_cold_start_inside_the_warmup_is_not_judged() -> None:
+    # the first three intervals: a cold canary with 20 % errors; then as healthy as the baseline
+    pairs = [_pair(float(t), 200 if t < 3 else 5) for t in range(14)]
+    cold = AnalysisRun.new(_spec(), 0.0, gating=True)
+    warm = AnalysisRun.new(_spec("3s"), 0.0, gating=True)
+    for b, c in pairs:
+        cold.add_samples(b, c)
+        warm.add_samples(b, c)
+    assert cold.status().state is RunState.FAILED
+    status = warm.status()
+    assert status.state is RunState.PASSED, status.detail
+    assert status.numbers["judgeWarmupSamplesSkipped"] == 3
+
+
+def test_replaying_the_records_skips_exactly_the_same_samples() -> None:
+    pairs = [_pair(100.0 + t, 200 if t < 2 else 5) for t in range(10)]
+    live = AnalysisRun.new(_spec("2s"), 99.5, gating=True)
+    for b, c in pairs:
+        live.add_samples(b, c)
+    replayed = AnalysisRun.new(_spec("2s"), 100.0, gating=True)  # a resumed run starts at record 1
+    replayed.replay(_records(pairs))
+    assert replayed.status() == live.status()

@@ -1,0 +1,214 @@
+"""Sequential judge: clear-cut cases both ways, early decisions, A/A false-rollback bound."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from shipwarden.domain.analysis import JudgeSpec
+from shipwarden.domain.judge import Classification, Decision, RatioEProcess, Sample, SequentialJudge
+from tests.unit.domain.test_judge_corpus import pairs
+
+
+def run(judge: SequentialJudge, data: list[tuple[Sample, Sample]]):  # type: ignore[no-untyped-def]
+    v = judge.verdict
+    for b, c in data:
+        v = judge.update(b, c)
+        if v.decision.done:
+            return v
+    return judge.finish()
+
+
+def test_doubled_error_rate_fails_early_with_numbers() -> None:
+    v = run(SequentialJudge(), pairs(1, requests=2000, error_factor=2.0))
+    assert v.decision is Decision.FAIL
+    assert v.decided_at is not None and v.decided_at < 30
+    m = v.metric("error_rate")
+    assert m.classification is Classification.HIGH
+    assert m.ratio == pytest.approx(2.0, rel=0.35)
+    assert m.numbers["eFailUp"] >= m.numbers["eFailThreshold"]  # type: ignore[operator]
+    assert v.to_dict()["decidedAt"] == v.decided_at
+
+
+def test_slower_latency_fails_on_the_latency_metric() -> None:
+    v = run(SequentialJudge(), pairs(2, requests=1000, latency_factor=1.5))
+    assert v.decision is Decision.FAIL
+    assert v.metric("latency").classification is Classification.HIGH
+    assert v.metric("error_rate").classification is not Classification.HIGH
+    assert v.metric("latency").numbers["thresholdMs"] is not None
+
+
+def test_identical_versions_pass_before_the_horizon_at_high_traffic() -> None:
+    v = run(SequentialJudge(), pairs(3, requests=5000))
+    assert v.decision is Decision.PASS
+    assert v.decided_at is not None and v.decided_at < 15
+    assert all(m.classification is Classification.PASS for m in v.metrics)
+
+
+def test_low_traffic_without_evidence_passes_only_at_the_horizon() -> None:
+    spec = JudgeSpec(samples=10, minRequests=100)
+    v = run(SequentialJudge(spec), pairs(4, n=40, requests=30))
+    assert v.decision is Decision.PASS and v.decided_at == 10
+    assert "end of the window" in v.reason
+
+
+def test_too_little_traffic_at_the_horizon_is_inconclusive_not_pass() -> None:
+    spec = JudgeSpec(samples=5, minRequests=10_000)
+    v = run(SequentialJudge(spec), pairs(5, n=5, requests=100))
+    assert v.decision is Decision.INCONCLUSIVE and "minRequests" in v.reason
+
+
+def test_missing_latency_data_is_inconclusive() -> None:
+    data = [(Sample(b.t, b.requests, b.errors), Sample(c.t, c.requests, c.errors)) for b, c in pairs(6, n=10)]
+    v = run(SequentialJudge(JudgeSpec(samples=10)), data)
+    assert v.metric("latency").classification is Classification.NODATA
+    assert v.decision is Decision.INCONCLUSIVE
+
+
+def test_latency_can_be_disabled() -> None:
+    spec = JudgeSpec.model_validate({"samples": 10, "metrics": {"latency": {"enabled": False}}})
+    data = [(Sample(b.t, b.requests, b.errors), Sample(c.t, c.requests, c.errors)) for b, c in pairs(6, n=10)]
+    v = run(SequentialJudge(spec), data)
+    assert v.decision is Decision.PASS and [m.name for m in v.metrics] == ["error_rate"]
+
+
+def test_decision_is_sticky_after_it_is_made() -> None:
+    j = SequentialJudge()
+    data = pairs(7, requests=3000, error_factor=4.0)
+    v = run(j, data)
+    assert v.decision is Decision.FAIL
+    assert j.update(*data[-1]) is v
+
+
+def test_decrease_direction_catches_a_drop_and_ignores_a_rise() -> None:
+    spec = JudgeSpec.model_validate(
+        {"metrics": {"errorRate": {"direction": "decrease"}, "latency": {"enabled": False}}}
+    )
+    drop = run(SequentialJudge(spec), pairs(8, requests=3000, error_factor=0.3))
+    assert drop.decision is Decision.FAIL and drop.metric("error_rate").classification is Classification.LOW
+    rise = run(SequentialJudge(spec), pairs(8, requests=3000, error_factor=3.0))
+    assert rise.decision is Decision.PASS
+
+
+def test_histogram_inputs_are_judged_like_raw_latencies() -> None:
+    bounds = np.concatenate([5.0 * 1.1 ** np.arange(60), [np.inf]])
+
+    def to_hist(s: Sample) -> Sample:
+        assert s.latencies_ms is not None
+        counts = np.searchsorted(np.sort(s.latencies_ms), bounds, side="right").astype(np.int64)
+        return Sample(s.t, s.requests, s.errors, None, bounds, counts)
+
+    data = [(to_hist(b), to_hist(c)) for b, c in pairs(9, requests=1000, latency_factor=1.5)]
+    v = run(SequentialJudge(), data)
+    assert v.decision is Decision.FAIL and v.metric("latency").classification is Classification.HIGH
+    assert v.metric("latency").numbers["thresholdMs"] in set(bounds.tolist())
+
+
+def test_e_process_is_flat_without_events_and_grows_with_evidence() -> None:
+    p = RatioEProcess(null_ratio=1.1, regression=1.75)
+    start = p.log_e_fail
+    p.update(1000, 0, 1000, 0)
+    assert p.log_e_fail == start
+    for _ in range(5):
+        p.update(1000, 10, 1000, 40)
+    assert p.log_e_fail > math.log(1000)
+    assert p.log_e_pass < 0
+
+
+def test_aa_false_rollback_rate_stays_within_alpha_over_seeded_runs() -> None:
+    """A behaviour bound, not a timing test: 200 seeded A/A runs, alpha = 0.01.
+
+    Includes a 30 % canary traffic share and low-traffic runs.  With 200 runs
+    and a true rate ≤ 1 %, 5 or more rollbacks has probability < 5 %; the
+    bound is generous so the test is stable yet would catch a broken test.
+    """
+    rollbacks = 0
+    for seed in range(200):
+        data = pairs(
+            10_000 + seed,
+            n=20,
+            requests=(50.0, 300.0, 1000.0)[seed % 3],
+            error_rate=0.02,
+            canary_share=0.3 if seed % 4 == 0 else 1.0,
+        )
+        v = run(SequentialJudge(JudgeSpec(samples=20)), data)
+        rollbacks += v.decision is Decision.FAIL
+    assert rollbacks <= 4
+
+
+def test_the_aa_bound_is_able_to_fail() -> None:
+    """The same counting on canaries 1.5× worse (above tolerance) exceeds the A/A bound by far."""
+    rollbacks = sum(
+        run(
+            SequentialJudge(JudgeSpec(samples=20)),
+            pairs(10_000 + seed, n=20, requests=2000.0, error_rate=0.02, error_factor=1.5),
+        ).decision
+        is Decision.FAIL
+        for seed in range(20)
+    )
+    assert rollbacks > 4
+
+
+def _errors_only(negligible: float | None = None, **kw: object) -> JudgeSpec:
+    err: dict[str, object] = {} if negligible is None else {"negligible": negligible}
+    return JudgeSpec.model_validate(
+        {"metrics": {"errorRate": err, "latency": {"enabled": False}}, "minRequests": 100, **kw}
+    )
+
+
+def test_zero_errors_on_both_sides_leave_a_ratio_test_undecided_until_the_horizon() -> None:
+    v = run(SequentialJudge(_errors_only()), pairs(11, n=30, requests=200, error_rate=0.0))
+    assert v.decision is Decision.PASS and v.decided_at == 30 and "end of the window" in v.reason
+
+
+def test_a_negligible_rate_passes_early_when_neither_side_fails() -> None:
+    v = run(SequentialJudge(_errors_only(0.01)), pairs(11, n=30, requests=200, error_rate=0.0))
+    assert v.decision is Decision.PASS
+    # ln(1/β)/floor ≈ 390 canary requests: two or three intervals of ~200, far before 30
+    assert v.decided_at is not None and v.decided_at <= 4, v.reason
+    m = v.metric("error_rate")
+    assert "below the negligible 0.01" in m.reason
+    assert m.numbers["eBelowNegligible"] >= 1 / 0.02  # type: ignore[operator]
+
+
+def test_a_canary_above_the_negligible_rate_never_passes_through_it() -> None:
+    # 3 % errors on both sides: within tolerance (no failure) but not negligible at 1 %
+    v = run(SequentialJudge(_errors_only(0.01)), pairs(12, n=30, requests=300, error_rate=0.03))
+    assert "below the negligible" not in v.metric("error_rate").reason
+    assert v.metric("error_rate").numbers["eBelowNegligible"] < 1.0  # type: ignore[operator]
+
+
+def test_failure_evidence_still_wins_over_a_negligible_rate() -> None:
+    # baseline 0.05 %, canary 10× that: below 1 % absolute, but a clear relative regression
+    v = run(
+        SequentialJudge(_errors_only(0.01)),
+        pairs(13, n=30, requests=20_000, error_rate=0.0005, error_factor=10.0),
+    )
+    assert v.decision is Decision.FAIL and v.metric("error_rate").classification is Classification.HIGH
+
+
+def test_negligible_rate_e_process_crosses_at_most_beta_at_the_floor() -> None:
+    """At exactly the floor the e-process is a test martingale: P(ever ≥ 1/β) ≤ β (Ville)."""
+    from shipwarden.domain.judge import RateBelowEProcess
+
+    rng, beta, floor, runs = np.random.default_rng(99), 0.02, 0.01, 2000
+    crossed = 0
+    for _ in range(runs):
+        e = RateBelowEProcess(floor)
+        for _ in range(60):
+            e.update(100, int(rng.binomial(100, floor)))
+            if e.log_e >= math.log(1 / beta):
+                crossed += 1
+                break
+    assert crossed / runs <= beta + 3 * math.sqrt(beta * (1 - beta) / runs), crossed
+    # and it does cross when the true rate is a tenth of the floor
+    e = RateBelowEProcess(floor)
+    e.update(2000, 2)
+    assert e.log_e >= math.log(1 / beta)
+
+
+def test_negligible_is_an_error_rate_setting_only() -> None:
+    with pytest.raises(ValueError, match="negligible"):
+        JudgeSpec.model_validate({"metrics": {"latency": {"negligible": 0.01}}})
