@@ -217,7 +217,10 @@ class NginxRouter:
             return set()
         if not serving_only:
             return kids
-        return {k for k in kids if b"shutting down" not in _read(f"/proc/{k}/cmdline")}
+        # An exited worker not yet reaped (a zombie) has an empty cmdline: only a
+        # live "worker process" title that is not "shutting down" is serving.
+        titles = {k: _read(f"/proc/{k}/cmdline") for k in kids}
+        return {k for k, t in titles.items() if b"worker process" in t and b"shutting down" not in t}
 
     def start(self) -> None:
         """Start the nginx master (daemonised) with the registered listeners; no-op if running."""
