@@ -175,6 +175,7 @@ def build_service(
         mfa=MfaPolicy(window=timedelta(seconds=settings.mfa_window_s)),
         mfa_required=settings.mfa_required,
         role_cidrs=settings.role_cidrs,
+        teams={s.name: policy.policy.team for s in policy.policy.services} if policy is not None else {},
     )
     access = AccessService(store, Envelope(load_keyring(settings)), now, config)
     audit = AuditService(

@@ -226,6 +226,8 @@ class AccessConfig:
     address_lockout: LockoutPolicy = ADDRESS_LOCKOUT
     role_cidrs: Mapping[str, Sequence[str]] = field(default_factory=dict)
     issuer: str = "shipwarden"
+    teams: Mapping[str, str] = field(default_factory=dict)
+    """Service → the team that owns it (the policy file's ``team``): what ``role:team=x`` matches."""
 
 
 class AccessService:
@@ -802,6 +804,8 @@ class AccessService:
             if b.role not in self._role_nets or p.ip == "local" or ip_allowed(p.ip, self._role_nets[b.role])
         ]
         svc = target.service if target else None
+        if target is not None and target.team is None and svc in self.config.teams:
+            target = Target(service=svc, team=self.config.teams[svc])
         if p.kind == "token":
             if p.token_scopes is None or permission not in p.token_scopes:
                 return Decision(False, 403, f"API token {p.token_id} is not scoped for {permission.value}")

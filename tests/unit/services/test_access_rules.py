@@ -62,3 +62,32 @@ def test_authorize_order(access) -> None:  # type: ignore[no-untyped-def]
     assert acc.authorize(tok, Permission.DEPLOYMENT_READ, Target("web")).allowed
     assert "service 'api'" in acc.authorize(tok, Permission.DEPLOYMENT_READ, Target("api")).reason
     assert "not scoped for user.manage" in acc.authorize(tok, Permission.USER_MANAGE).reason
+
+
+def test_team_scoped_roles_match_the_services_the_policy_gives_the_team(tmp_path: Path) -> None:
+    """``role:team=x`` covers exactly the services of the policy whose ``team`` is x."""
+    from shipwarden.bootstrap import build_service, load_policy
+    from shipwarden.settings import Settings
+
+    example = Path(__file__).parents[3] / "examples" / "policy.yaml"
+    loaded = load_policy(example)
+    team, service = loaded.policy.team, loaded.policy.services[0].name
+    now = datetime(2031, 1, 1, tzinfo=UTC)
+    svc = build_service(Settings(state_dir=tmp_path, policy=example), loaded, clock=lambda: now)
+    try:
+        acc = svc.access
+
+        deploy = Permission.DEPLOYMENT_CREATE
+
+        def who(binding: str) -> Principal:
+            b = (parse_binding(binding),)
+            return Principal("d", "session", "1.2.3.4", bindings=b, mfa_verified_at=now)
+
+        assert acc.authorize(who(f"developer:team={team}"), deploy, Target(service)).allowed
+        other = acc.authorize(who("developer:team=someone-else"), deploy, Target(service))
+        assert not other.allowed and other.status == 403
+        # a service no policy names belongs to no team: a team binding does not reach it
+        stray = acc.authorize(who(f"developer:team={team}"), deploy, Target("not-ours"))
+        assert not stray.allowed
+    finally:
+        svc.store.engine.dispose()
