@@ -35,6 +35,7 @@ from shipwarden.security.signing import (
     save_public_key,
 )
 from shipwarden.services.access import AccessService
+from shipwarden.services.alerts import RolloutAlerts
 from shipwarden.services.analysis import AnalysisController
 from shipwarden.services.audit import AuditService
 from shipwarden.services.rollout import RolloutService
@@ -77,6 +78,36 @@ def make_providers(settings: Settings) -> dict[str, MetricProvider]:
     return providers
 
 
+def secret_lookup(settings: Settings, store: Store) -> Callable[[str], str | None]:
+    """Resolve a secret by name: ``SHIPWARDEN_SECRET_<NAME>`` first, else the encrypted secret
+    store (unknown or undecryptable: ``None``, i.e. not configured).  The keyring is loaded on
+    first use only."""
+    from shipwarden.services.changes import env_secrets
+
+    access: list[AccessService] = []
+
+    def lookup(name: str) -> str | None:
+        value = env_secrets(name)
+        if value:
+            return value
+        if not access:
+            access.append(AccessService(store, Envelope(load_keyring(settings))))
+        try:
+            return access[0].get_secret(name)
+        except Exception:
+            return None
+
+    return lookup
+
+
+def rollout_alerts(settings: Settings, store: Store, policy: LoadedPolicy) -> RolloutAlerts | None:
+    """The policy's rollout alerts, or ``None`` when it declares none."""
+    alerts = policy.policy.alerts
+    if alerts is None or alerts.rollout is None:
+        return None
+    return RolloutAlerts(store, alerts.rollout, secret_lookup(settings, store))
+
+
 @dataclass
 class App:
     settings: Settings
@@ -92,7 +123,10 @@ def build(settings: Settings, policy: LoadedPolicy) -> App:
     platform = LocalPlatform(settings.state_dir, base_dir=Path(policy.source).resolve().parent)
     router = make_router(settings)
     analysis = AnalysisController(store, router, make_providers(settings), time.time)
-    rollout = RolloutService(store, platform, router, policy, tick_s=settings.tick_s, analysis=analysis)
+    rollout = RolloutService(
+        store, platform, router, policy, tick_s=settings.tick_s, analysis=analysis,
+        alerts=rollout_alerts(settings, store, policy),
+    )  # fmt: skip
     return App(settings, store, platform, router, rollout, settings.actor or getpass.getuser())
 
 
@@ -184,7 +218,10 @@ def build_service(
     rollout = None
     if policy is not None:
         platform = LocalPlatform(settings.state_dir, base_dir=Path(policy.source).resolve().parent)
-        rollout = RolloutService(store, platform, make_router(settings), policy, tick_s=settings.tick_s)
+        rollout = RolloutService(
+            store, platform, make_router(settings), policy, tick_s=settings.tick_s,
+            alerts=rollout_alerts(settings, store, policy),
+        )  # fmt: skip
     return Services(
         settings=settings,
         store=store,

@@ -21,6 +21,7 @@ import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from shipwarden.domain._base import Duration, PolicyError, PolicyIssue, _Strict, parse_duration
+from shipwarden.domain.alerts import AlertsPolicy
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.delivery import DeliveryPolicy
 from shipwarden.domain.gates import GatePolicy
@@ -223,6 +224,7 @@ class Policy(_Strict):
     services: list[ServiceSpec] = Field(min_length=1)
     gates: GatePolicy | None = None
     delivery: DeliveryPolicy | None = None
+    alerts: AlertsPolicy | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> Policy:

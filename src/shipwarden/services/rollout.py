@@ -12,6 +12,7 @@ expires.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
@@ -40,6 +41,8 @@ from shipwarden.domain.rollout import (
     decide,
 )
 from shipwarden.services.analysis import AnalysisController, MetricsSource
+
+log = logging.getLogger(__name__)
 
 
 class DeployError(RuntimeError):
@@ -126,6 +129,7 @@ class RolloutService:
         tick_s: float = 0.2,
         lease_ttl_s: float = 5.0,
         analysis: AnalysisController | None = None,
+        alerts: Callable[[Deployment], object] | None = None,
     ) -> None:
         self.store, self.platform, self.router, self.loaded = store, platform, router, policy
         self.clock, self.sleep, self.tick_s, self.lease_ttl_s = clock, sleep, tick_s, lease_ttl_s
@@ -133,6 +137,8 @@ class RolloutService:
         source = router if isinstance(router, MetricsSource) else _NoMetrics()
         self.analysis = analysis or AnalysisController(store, source, {}, clock)
         self._health = _Health()
+        #: told every deployment the controller moved (``services.alerts.RolloutAlerts``)
+        self.alerts = alerts
 
     # -- starting ----------------------------------------------------------------------------
     def spec(self, service: str) -> ServiceSpec:
@@ -220,7 +226,10 @@ class RolloutService:
         try:
             while True:
                 dep = self.store.get(dep_id)
-                if dep.phase.terminal or (until is not None and until(dep)):
+                if dep.phase.terminal:
+                    self._alert(dep)  # sends only what a crash may have left unsent
+                    return dep
+                if until is not None and until(dep):
                     return dep
                 if not self.store.acquire_lease(dep.id, self.owner, self.lease_ttl_s):
                     self.sleep(self.tick_s)  # another live driver has it; watch
@@ -253,11 +262,21 @@ class RolloutService:
         if t is None:
             return dep
         try:
-            return self.store.transition(
+            moved = self.store.transition(
                 dep, t, actor=dep.operator_actor or f"controller:{dep.actor}", detail=_check_detail(obs)
             )
         except StoreError:
             return self.store.get(dep.id)
+        self._alert(moved)
+        return moved
+
+    def _alert(self, dep: Deployment) -> None:
+        if self.alerts is None:
+            return
+        try:
+            self.alerts(dep)
+        except Exception:  # an alert must never stop a rollout or a rollback
+            log.exception("rollout alert for %s failed", dep.id)
 
     # -- effects -----------------------------------------------------------------------------
     def _split(self, dep: Deployment) -> tuple[list[Instance], list[Instance]]:
