@@ -34,6 +34,15 @@ nothing else (other braces, e.g. PromQL label matchers, stay as they are):
 
 Prefer exact matchers (``version="{version}"``): inside a regex matcher the
 allowed ``.`` and ``+`` are still regex metacharacters.
+
+Writing a provider
+------------------
+:class:`MetricProvider` is the contract; anything satisfying it can be
+registered with :func:`register_provider`.  :class:`TemplateProvider`
+implements its query methods once (pin the instant, render the window,
+substitute safely, run, map), so a provider module holds only what is
+specific to its back-end; ``adapters.metrics.http_provider.HttpProvider``
+adds the httpx client handling that HTTP back-ends share.
 """
 
 from __future__ import annotations
@@ -43,10 +52,11 @@ import inspect
 import math
 import re
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, ClassVar, NamedTuple, Protocol, Self, runtime_checkable
 
 __all__ = [
     "SAFE_VALUE",
@@ -62,6 +72,7 @@ __all__ = [
     "RangeMeasurement",
     "Series",
     "TemplateError",
+    "TemplateProvider",
     "UnknownProvider",
     "Value",
     "aggregate_values",
@@ -418,6 +429,130 @@ def render_template(
         raise TemplateError("template has an unterminated string literal", provider=provider)
     out.append(tail)
     return "".join(out)
+
+
+# --------------------------------------------------------------------------- shared skeleton
+
+
+class TemplateProvider(ABC):
+    """The :class:`MetricProvider` query methods written once; subclasses add only their back-end.
+
+    Every provider answers a question the same way: pin the instant, render
+    ``{window}`` in the back-end's syntax, substitute the template with
+    :func:`render_template` (so the injection checks cannot be skipped), run
+    the text and map the answer to :class:`Value` / :class:`NoData` /
+    :class:`ProviderError`.  Only the window syntax, the wire call and the
+    answer format differ, so a subclass sets :attr:`kind` and :attr:`quotes`
+    and implements:
+
+    * :meth:`instant_window` / :meth:`range_window` -- ``{window}`` in its
+      syntax; they also refuse, with a ``BAD_TEMPLATE`` error, arguments the
+      back-end cannot express, before anything is sent;
+    * :meth:`run_instant` / :meth:`run_range` -- send the rendered text and
+      turn the answer into a :class:`Measurement` / :class:`RangeMeasurement`;
+    * :meth:`close`.
+    """
+
+    kind: ClassVar[str]
+    """The registry name of the provider type (``prometheus``, ``newrelic``)."""
+    quotes: ClassVar[str]
+    """The characters that open a string literal in the query language (see :func:`render_template`)."""
+
+    # -- what a back-end supplies --------------------------------------------------
+
+    @abstractmethod
+    def instant_window(self, window_s: float, *, at: float) -> str:
+        """``{window}`` for an instant query over ``window_s`` seconds ending at ``at``."""
+
+    @abstractmethod
+    def range_window(
+        self, template: str, *, start: float, end: float, step: float, window_s: float | None
+    ) -> str:
+        """``{window}`` for a range query; may also refuse a template that clashes with what it adds."""
+
+    @abstractmethod
+    def run_instant(self, text: str, *, at: float, aggregate: Aggregation | None) -> Measurement:
+        """Run the rendered query ``text`` for the instant ``at`` and map the answer."""
+
+    @abstractmethod
+    def run_range(
+        self, text: str, *, start: float, end: float, step: float, aggregate: Aggregation | None
+    ) -> RangeMeasurement:
+        """Run the rendered range query ``text`` and map the answer."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the provider holds (its HTTP client if it created one)."""
+
+    # -- the contract, implemented once ------------------------------------------
+
+    def render_query(self, template: str, *, service: str, version: str, window: str) -> str:
+        """The query text a template becomes, ``window`` being already rendered; checked for safety."""
+        return render_template(
+            template, service=service, version=version, window=window, quotes=self.quotes, provider=self.kind
+        )
+
+    def query(
+        self,
+        template: str,
+        *,
+        service: str,
+        version: str,
+        window_s: float,
+        at: float | None = None,
+        aggregate: Aggregation | None = None,
+    ) -> Measurement:
+        """One number over ``window_s`` seconds ending at ``at`` (default now, pinned once)."""
+        when = time.time() if at is None else at
+        window = self.instant_window(window_s, at=when)
+        text = self.render_query(template, service=service, version=version, window=window)
+        return self.run_instant(text, at=when, aggregate=aggregate)
+
+    def query_range(
+        self,
+        template: str,
+        *,
+        service: str,
+        version: str,
+        start: float,
+        end: float,
+        step: float,
+        window_s: float | None = None,
+        aggregate: Aggregation | None = None,
+    ) -> RangeMeasurement:
+        """A series from ``start`` to ``end`` every ``step`` s; :meth:`range_window` reads ``window_s``."""
+        window = self.range_window(template, start=start, end=end, step=step, window_s=window_s)
+        text = self.render_query(template, service=service, version=version, window=window)
+        return self.run_range(text, start=start, end=end, step=step, aggregate=aggregate)
+
+    def fetch_pair(
+        self,
+        template: str,
+        *,
+        service: str,
+        baseline_version: str,
+        canary_version: str,
+        window_s: float,
+        at: float | None = None,
+        aggregate: Aggregation | None = None,
+    ) -> MeasurementPair:
+        """Baseline and canary over the same interval; see the module-level :func:`fetch_pair`."""
+        return fetch_pair(
+            self,
+            template,
+            service=service,
+            baseline_version=baseline_version,
+            canary_version=canary_version,
+            window_s=window_s,
+            at=at,
+            aggregate=aggregate,
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------- registry

@@ -52,7 +52,6 @@ from shipwarden.adapters.metrics.base import (
     Aggregation,
     ErrorKind,
     Measurement,
-    MeasurementPair,
     NoData,
     Point,
     ProviderError,
@@ -61,9 +60,8 @@ from shipwarden.adapters.metrics.base import (
     TemplateError,
     Value,
     aggregate_values,
-    fetch_pair,
-    render_template,
 )
+from shipwarden.adapters.metrics.http_provider import HttpProvider
 
 __all__ = [
     "NERDGRAPH_EU",
@@ -98,6 +96,14 @@ def nrql_since_until(start: float, end: float) -> str:
     if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
         raise ValueError(f"need a positive finite interval, got {start!r}..{end!r}")
     return f"SINCE {round(start * 1000)} UNTIL {round(end * 1000)}"
+
+
+def _interval(start: float, end: float) -> str:
+    """:func:`nrql_since_until`, an unusable interval being a :class:`TemplateError`."""
+    try:
+        return nrql_since_until(start, end)
+    except ValueError as exc:
+        raise TemplateError(str(exc), provider=_KIND) from None
 
 
 def _err(message: str, kind: ErrorKind, **kw: Any) -> ProviderError:
@@ -290,7 +296,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class NewRelicProvider:
+class NewRelicProvider(HttpProvider):
     """Fetches NRQL results for one New Relic account through NerdGraph.
 
     ``api_key`` is a user key (``NRAK-...``).  ``region`` picks the documented
@@ -304,6 +310,7 @@ class NewRelicProvider:
     """
 
     kind: ClassVar[str] = _KIND
+    quotes: ClassVar[str] = "'"  # NRQL string literals are single-quoted
 
     def __init__(
         self,
@@ -326,32 +333,17 @@ class NewRelicProvider:
         parts = urlsplit(url)
         if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
             raise ValueError(f"endpoint {url!r} must use https (the API key travels in a header)")
-        if timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
+        super().__init__(client=client, timeout_s=timeout_s)
         self._api_key = api_key.strip()
         self.account_id = account_id
         self.region = reg
         self.endpoint = url
-        self.timeout_s = timeout_s
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client()
 
     def __repr__(self) -> str:
         return (
             f"NewRelicProvider(account_id={self.account_id}, region={self.region!r}, "
             f"endpoint={self.endpoint!r}, api_key='***')"
         )
-
-    def close(self) -> None:
-        """Close the HTTP client if this provider created it."""
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> NewRelicProvider:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
@@ -360,14 +352,32 @@ class NewRelicProvider:
 
     def render(self, template: str, *, service: str, version: str, window: str) -> str:
         """The NRQL a template becomes (``window`` is an already rendered NRQL clause)."""
-        return render_template(
-            template, service=service, version=version, window=window, quotes="'", provider=_KIND
-        )
+        return self.render_query(template, service=service, version=version, window=window)
+
+    def instant_window(self, window_s: float, *, at: float) -> str:
+        """``SINCE <at - window_s> UNTIL <at>``: an absolute interval, the same for baseline and canary."""
+        return _interval(at - window_s, at)
+
+    def range_window(
+        self, template: str, *, start: float, end: float, step: float, window_s: float | None
+    ) -> str:
+        """``SINCE <start> UNTIL <end> TIMESERIES <step> seconds``; the template must not say TIMESERIES.
+
+        ``window_s`` is accepted for the protocol but has no NRQL meaning: a
+        bucket always covers exactly one step.
+        """
+        if _TIMESERIES.search(template):
+            raise TemplateError(
+                "query_range adds TIMESERIES itself; remove it from the template", provider=_KIND
+            )
+        if step < 1 or step != int(step):
+            raise TemplateError("NRQL TIMESERIES buckets need a whole number of seconds >= 1", provider=_KIND)
+        return f"{_interval(start, end)} TIMESERIES {int(step)} seconds"
 
     # -- HTTP --------------------------------------------------------------------
 
     def run_nrql(self, nrql: str) -> list[Mapping[str, Any]]:
-        """Run one NRQL query and return the raw ``results`` rows."""
+        """Run one NRQL query and return the raw ``results`` rows; errors never show the API key."""
         payload = {
             "query": NRQL_DOCUMENT,
             "variables": {
@@ -379,103 +389,33 @@ class NewRelicProvider:
         headers = {"API-Key": self._api_key, "Content-Type": "application/json", "Accept": "application/json"}
         started = time.monotonic()
         try:
-            resp = self._client.post(
-                self.endpoint, content=json.dumps(payload), headers=headers, timeout=self.timeout_s + 5.0
-            )
-        except httpx.TimeoutException as exc:
-            raise _err(
-                f"no answer from {self.endpoint} within {self.timeout_s + 5.0}s ({type(exc).__name__})",
-                ErrorKind.TIMEOUT,
+            resp = self._send(
+                "POST",
+                self.endpoint,
                 query=nrql,
-            ) from None
-        except httpx.TransportError as exc:
-            raise _err(
-                self._redact(f"cannot reach {self.endpoint}: {exc}"), ErrorKind.CONNECTION, query=nrql
-            ) from None
-        log.debug(
-            "nerdgraph nrql account=%s status=%s %.3fs: %s",
-            self.account_id,
-            resp.status_code,
-            time.monotonic() - started,
-            nrql,
-        )
-        try:
+                timeout=self.timeout_s + 5.0,
+                content=json.dumps(payload),
+                headers=headers,
+            )
+            log.debug(
+                "nerdgraph nrql account=%s status=%s %.3fs: %s",
+                self.account_id,
+                resp.status_code,
+                time.monotonic() - started,
+                nrql,
+            )
             return parse_nerdgraph(resp.status_code, resp.content, query=nrql)
         except ProviderError as exc:
             exc.message = self._redact(exc.message)
             exc.args = (exc.message,)
             raise
 
-    def query(
-        self,
-        template: str,
-        *,
-        service: str,
-        version: str,
-        window_s: float,
-        at: float | None = None,
-        aggregate: Aggregation | None = None,
-    ) -> Measurement:
-        """One NRQL value over ``window_s`` seconds ending at ``at`` (default now)."""
-        when = time.time() if at is None else at
-        try:
-            window = nrql_since_until(when - window_s, when)
-        except ValueError as exc:
-            raise TemplateError(str(exc), provider=_KIND) from None
-        nrql = self.render(template, service=service, version=version, window=window)
-        rows = self.run_nrql(nrql)
-        return rows_to_measurement(rows, query=nrql, at=when, aggregate=aggregate)
+    def run_instant(self, text: str, *, at: float, aggregate: Aggregation | None) -> Measurement:
+        """The NRQL's rows as one value; see the module doc for which column counts."""
+        return rows_to_measurement(self.run_nrql(text), query=text, at=at, aggregate=aggregate)
 
-    def query_range(
-        self,
-        template: str,
-        *,
-        service: str,
-        version: str,
-        start: float,
-        end: float,
-        step: float,
-        window_s: float | None = None,
-        aggregate: Aggregation | None = None,
+    def run_range(
+        self, text: str, *, start: float, end: float, step: float, aggregate: Aggregation | None
     ) -> RangeMeasurement:
-        """TIMESERIES from ``start`` to ``end`` in ``step``-second buckets.
-
-        ``window_s`` is accepted for the protocol but has no NRQL meaning: a
-        bucket always covers exactly one step.
-        """
-        if _TIMESERIES.search(template):
-            raise TemplateError(
-                "query_range adds TIMESERIES itself; remove it from the template", provider=_KIND
-            )
-        if step < 1 or step != int(step):
-            raise TemplateError("NRQL TIMESERIES buckets need a whole number of seconds >= 1", provider=_KIND)
-        try:
-            window = f"{nrql_since_until(start, end)} TIMESERIES {int(step)} seconds"
-        except ValueError as exc:
-            raise TemplateError(str(exc), provider=_KIND) from None
-        nrql = self.render(template, service=service, version=version, window=window)
-        rows = self.run_nrql(nrql)
-        return rows_to_series(rows, query=nrql, at=end, aggregate=aggregate)
-
-    def fetch_pair(
-        self,
-        template: str,
-        *,
-        service: str,
-        baseline_version: str,
-        canary_version: str,
-        window_s: float,
-        at: float | None = None,
-        aggregate: Aggregation | None = None,
-    ) -> MeasurementPair:
-        """Baseline and canary over the same absolute interval; see :func:`base.fetch_pair`."""
-        return fetch_pair(
-            self,
-            template,
-            service=service,
-            baseline_version=baseline_version,
-            canary_version=canary_version,
-            window_s=window_s,
-            at=at,
-            aggregate=aggregate,
-        )
+        """The TIMESERIES rows as a series stamped at bucket ends."""
+        return rows_to_series(self.run_nrql(text), query=text, at=end, aggregate=aggregate)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -37,7 +36,6 @@ from shipwarden.adapters.metrics.base import (
     Aggregation,
     ErrorKind,
     Measurement,
-    MeasurementPair,
     NoData,
     Point,
     ProviderError,
@@ -45,9 +43,8 @@ from shipwarden.adapters.metrics.base import (
     Series,
     Value,
     aggregate_values,
-    fetch_pair,
-    render_template,
 )
+from shipwarden.adapters.metrics.http_provider import HttpProvider
 
 __all__ = ["PrometheusProvider", "parse_instant", "parse_range", "promql_duration"]
 
@@ -86,6 +83,14 @@ def promql_duration(seconds: float) -> str:
 
 def _err(message: str, kind: ErrorKind, **kw: Any) -> ProviderError:
     return ProviderError(message, kind=kind, provider=_KIND, **kw)
+
+
+def _window(seconds: float) -> str:
+    """:func:`promql_duration`, an unusable window being a ``BAD_TEMPLATE`` error."""
+    try:
+        return promql_duration(seconds)
+    except ValueError as exc:
+        raise _err(str(exc), ErrorKind.BAD_TEMPLATE) from None
 
 
 def _envelope(status: int, body: bytes, query: str) -> dict[str, Any]:
@@ -230,7 +235,7 @@ def _fold(values: Sequence[float], how: Aggregation | None) -> float:
     return aggregate_values(finite, how)
 
 
-class PrometheusProvider:
+class PrometheusProvider(HttpProvider):
     """Fetches PromQL results from one Prometheus (or compatible: Thanos, Mimir) endpoint.
 
     ``base_url`` is the server root (``http://prometheus:9090``; a path prefix
@@ -243,6 +248,7 @@ class PrometheusProvider:
     """
 
     kind: ClassVar[str] = _KIND
+    quotes: ClassVar[str] = "\"'`"  # PromQL strings: double, single and back-tick (raw) quotes
 
     def __init__(
         self,
@@ -256,13 +262,9 @@ class PrometheusProvider:
     ) -> None:
         if bearer_token and basic_auth:
             raise ValueError("give bearer_token or basic_auth, not both")
-        if timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
+        super().__init__(client=client, timeout_s=timeout_s)
         self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
         self.force_post = force_post
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client()
         self._headers: dict[str, str] = {"Accept": "application/json"}
         self._auth: httpx.Auth | None = None
         if bearer_token:
@@ -274,120 +276,52 @@ class PrometheusProvider:
         auth = "bearer" if "Authorization" in self._headers else "basic" if self._auth else "none"
         return f"PrometheusProvider(base_url={self.base_url!r}, auth={auth})"
 
-    def close(self) -> None:
-        """Close the HTTP client if this provider created it."""
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> PrometheusProvider:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- rendering ---------------------------------------------------------------
 
     def render(self, template: str, *, service: str, version: str, window_s: float) -> str:
         """The PromQL a template becomes; exposed so operators can see exactly what runs."""
-        try:
-            window = promql_duration(window_s)
-        except ValueError as exc:
-            raise ProviderError(str(exc), kind=ErrorKind.BAD_TEMPLATE, provider=_KIND) from None
-        return render_template(
-            template, service=service, version=version, window=window, quotes="\"'`", provider=_KIND
-        )
+        return self.render_query(template, service=service, version=version, window=_window(window_s))
+
+    def instant_window(self, window_s: float, *, at: float) -> str:
+        """The look-back as a PromQL duration; the instant itself travels as the ``time`` parameter."""
+        return _window(window_s)
+
+    def range_window(
+        self, template: str, *, start: float, end: float, step: float, window_s: float | None
+    ) -> str:
+        """A PromQL duration, ``step`` unless ``window_s`` is given, so each point covers one step."""
+        if step <= 0 or end < start:
+            raise _err("need step > 0 and end >= start", ErrorKind.BAD_TEMPLATE)
+        return _window(step if window_s is None else window_s)
 
     # -- HTTP --------------------------------------------------------------------
 
     def _call(self, path: str, params: dict[str, str], query: str) -> tuple[int, bytes]:
         # Server-side timeout slightly below ours so Prometheus reports the timeout itself.
         params["timeout"] = promql_duration(max(self.timeout_s * 0.9, 0.001))
-        url = f"{self.base_url}{path}"
         encoded_len = len(str(httpx.QueryParams(params)))
-        try:
-            if self.force_post or encoded_len > _POST_THRESHOLD:
-                resp = self._client.post(
-                    url,
-                    data=params,
-                    headers=self._headers,
-                    auth=self._auth or httpx.USE_CLIENT_DEFAULT,
-                    timeout=self.timeout_s,
-                )
-            else:
-                resp = self._client.get(
-                    url,
-                    params=params,
-                    headers=self._headers,
-                    auth=self._auth or httpx.USE_CLIENT_DEFAULT,
-                    timeout=self.timeout_s,
-                )
-        except httpx.TimeoutException as exc:
-            raise _err(
-                f"no answer from {self.base_url} within {self.timeout_s}s ({type(exc).__name__})",
-                ErrorKind.TIMEOUT,
-                query=query,
-            ) from None
-        except httpx.TransportError as exc:
-            raise _err(f"cannot reach {self.base_url}: {exc}", ErrorKind.CONNECTION, query=query) from None
+        post = self.force_post or encoded_len > _POST_THRESHOLD
+        resp = self._send(
+            "POST" if post else "GET",
+            f"{self.base_url}{path}",
+            query=query,
+            timeout=self.timeout_s,
+            where=self.base_url,
+            headers=self._headers,
+            auth=self._auth or httpx.USE_CLIENT_DEFAULT,
+            **({"data": params} if post else {"params": params}),
+        )
         return resp.status_code, resp.content
 
-    def query(
-        self,
-        template: str,
-        *,
-        service: str,
-        version: str,
-        window_s: float,
-        at: float | None = None,
-        aggregate: Aggregation | None = None,
-    ) -> Measurement:
-        """Instant query at ``at`` (default now) over ``window_s``; see module doc for the mapping."""
-        promql = self.render(template, service=service, version=version, window_s=window_s)
-        when = time.time() if at is None else at
-        status, body = self._call("/api/v1/query", {"query": promql, "time": f"{when:.3f}"}, promql)
-        return parse_instant(status, body, query=promql, at=when, aggregate=aggregate)
+    def run_instant(self, text: str, *, at: float, aggregate: Aggregation | None) -> Measurement:
+        """``/api/v1/query`` at ``at``; see the module doc for the mapping."""
+        status, body = self._call("/api/v1/query", {"query": text, "time": f"{at:.3f}"}, text)
+        return parse_instant(status, body, query=text, at=at, aggregate=aggregate)
 
-    def query_range(
-        self,
-        template: str,
-        *,
-        service: str,
-        version: str,
-        start: float,
-        end: float,
-        step: float,
-        window_s: float | None = None,
-        aggregate: Aggregation | None = None,
+    def run_range(
+        self, text: str, *, start: float, end: float, step: float, aggregate: Aggregation | None
     ) -> RangeMeasurement:
-        """Range query from ``start`` to ``end`` every ``step`` s; ``{window}`` defaults to ``step``."""
-        if step <= 0 or end < start:
-            raise ProviderError("need step > 0 and end >= start", kind=ErrorKind.BAD_TEMPLATE, provider=_KIND)
-        promql = self.render(
-            template, service=service, version=version, window_s=step if window_s is None else window_s
-        )
-        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
-        status, body = self._call("/api/v1/query_range", params, promql)
-        return parse_range(status, body, query=promql, at=end, aggregate=aggregate)
-
-    def fetch_pair(
-        self,
-        template: str,
-        *,
-        service: str,
-        baseline_version: str,
-        canary_version: str,
-        window_s: float,
-        at: float | None = None,
-        aggregate: Aggregation | None = None,
-    ) -> MeasurementPair:
-        """Baseline and canary at the same instant; see :func:`base.fetch_pair`."""
-        return fetch_pair(
-            self,
-            template,
-            service=service,
-            baseline_version=baseline_version,
-            canary_version=canary_version,
-            window_s=window_s,
-            at=at,
-            aggregate=aggregate,
-        )
+        """``/api/v1/query_range`` from ``start`` to ``end`` every ``step`` seconds."""
+        params = {"query": text, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        status, body = self._call("/api/v1/query_range", params, text)
+        return parse_range(status, body, query=text, at=end, aggregate=aggregate)
