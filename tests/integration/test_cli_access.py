@@ -144,14 +144,15 @@ def test_single_operator_mode_allows_and_audits_until_the_first_user(cli: Cli) -
         (("abort", "web"), "deployment.abort"),
         (("up",), "deployment.create"),
         (("down",), "deployment.abort"),
-        (("reconcile",), "deployment.create"),
+        (("reconcile",), "deployment.reconcile"),
     ],
 )
 def test_viewer_is_refused_production_commands(cli: Cli, args: tuple[str, ...], permission: str) -> None:
     assert cli.run("tester", "deploy", "web", "--version", "v1", "--no-wait").exit_code == 0
     cli.user("vic", "viewer")
     before, n = cli.deployments(), len(cli.audit())
-    r = cli.run("vic", *args, "--otp", cli.code("vic"))  # a valid code does not make up for the role
+    otp = () if args[0] == "reconcile" else ("--otp", cli.code("vic"))  # reconcile takes no code
+    r = cli.run("vic", *args, *otp)  # a valid code does not make up for the role
     assert r.exit_code == 2, r.output
     msg = _one_line(r)
     assert f"vic lacks {permission} on web (holds viewer)" in msg, msg
@@ -163,6 +164,21 @@ def test_viewer_is_refused_production_commands(cli: Cli, args: tuple[str, ...], 
     assert (e["action"], e["outcome"], e["actor"], e["service"]) == ("access", "denied", "vic", "web")
     assert e["detail"]["permission"] == permission and e["detail"]["path"] == args[0]
     assert e["detail"]["via"] == "cli" and permission in e["detail"]["reason"]
+
+
+def test_the_controller_identity_runs_reconcile_without_a_code_and_nothing_else(cli: Cli) -> None:
+    """A daemon cannot type TOTP codes: ``reconcile`` only carries out what was authorised."""
+    assert cli.run("tester", "deploy", "web", "--version", "v1", "--no-wait").exit_code == 0
+    cli.user("ctl", "controller", mfa=False)
+    r = cli.run("ctl", "reconcile")
+    assert r.exit_code == 0, r.output
+    assert "resuming" in r.output
+    ok = [e for e in cli.audit() if e["actor"] == "ctl" and e["action"] == "access"]
+    assert [(e["outcome"], e["detail"]["permission"]) for e in ok] == [("allowed", "deployment.reconcile")]
+    before = cli.deployments()
+    r = cli.run("ctl", "deploy", "web", "--version", "v2", "--no-wait")
+    assert r.exit_code == 2 and "ctl lacks deployment.create on web (holds controller)" in _one_line(r)
+    assert cli.deployments() == before
 
 
 # -- (c) fresh MFA for production-affecting actions ---------------------------------------------------------

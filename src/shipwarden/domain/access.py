@@ -84,6 +84,8 @@ class Role(StrEnum):
     """Manages users, tokens and the policy; holds every permission."""
     AUDITOR = "auditor"
     """Reads and exports the audit trail and deployment records; changes nothing."""
+    CONTROLLER = "controller"
+    """A machine identity: the ``reconcile`` daemon that drives deployments others started."""
 
 
 class Permission(StrEnum):
@@ -92,6 +94,11 @@ class Permission(StrEnum):
     DEPLOYMENT_PROMOTE = "deployment.promote"
     DEPLOYMENT_ROLLBACK = "deployment.rollback"
     DEPLOYMENT_ABORT = "deployment.abort"
+    DEPLOYMENT_RECONCILE = "deployment.reconcile"
+    """Drive deployments already started to their end (the controller loop).  It starts nothing
+    and decides nothing: every deployment and operator request it carries out was authorised
+    when it was made, and its rollbacks are the policy's.  So it needs no fresh MFA, and a
+    daemon can hold it."""
     CHANGE_APPROVE = "change.approve"
     EVIDENCE_WRITE = "evidence.write"
     AUDIT_READ = "audit.read"
@@ -111,6 +118,7 @@ _OPERATE = frozenset(
         P.DEPLOYMENT_PROMOTE,
         P.DEPLOYMENT_ROLLBACK,
         P.DEPLOYMENT_ABORT,
+        P.DEPLOYMENT_RECONCILE,
         P.EVIDENCE_WRITE,
         P.AUDIT_READ,
     }
@@ -123,6 +131,7 @@ MATRIX: Mapping[Role, frozenset[Permission]] = {
     Role.SRE: _OPERATE,
     Role.ADMIN: frozenset(Permission),
     Role.AUDITOR: frozenset({P.DEPLOYMENT_READ, P.AUDIT_READ, P.AUDIT_EXPORT}),
+    Role.CONTROLLER: frozenset({P.DEPLOYMENT_READ, P.DEPLOYMENT_RECONCILE}),
 }
 """The permission matrix — the only place that says which role may do what."""
 

@@ -63,7 +63,7 @@ def test_rollout_commands_map_to_the_production_permissions() -> None:
         "abort": (P.DEPLOYMENT_ABORT, "service"),
         "up": (P.DEPLOYMENT_CREATE, "policy"),
         "down": (P.DEPLOYMENT_ABORT, "policy"),
-        "reconcile": (P.DEPLOYMENT_CREATE, "policy"),
+        "reconcile": (P.DEPLOYMENT_RECONCILE, "policy"),
         "status": (P.DEPLOYMENT_READ, "service"),
         "history": (P.DEPLOYMENT_READ, "service"),
         "show": (P.DEPLOYMENT_READ, "deployment"),

@@ -224,13 +224,16 @@ def replay(
 @app.command()
 def reconcile(
     watch: Annotated[bool, typer.Option(help="Keep running and pick up new work.")] = False,
-    otp: OtpOpt = None,
 ) -> None:
-    """Resume every interrupted deployment (the controller loop)."""
+    """Resume every interrupted deployment (the controller loop).
+
+    Needs ``deployment.reconcile`` (roles sre, release-manager, admin, or the ``controller``
+    machine role) and no MFA code: it carries out only deployments and requests that were
+    authorised when they were made."""
     import time
 
     with _errors():
-        check("reconcile", otp=otp)
+        check("reconcile")
         a = _app()
         while True:
             for dep in a.store.all_active():

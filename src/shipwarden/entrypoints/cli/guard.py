@@ -75,7 +75,7 @@ COMMANDS: Mapping[str, Rule] = {
     "abort": Rule(P.DEPLOYMENT_ABORT, "service"),
     "up": Rule(P.DEPLOYMENT_CREATE, "policy"),  # puts every service behind the router
     "down": Rule(P.DEPLOYMENT_ABORT, "policy"),  # stops every instance: takes production down
-    "reconcile": Rule(P.DEPLOYMENT_CREATE, "policy"),  # drives interrupted rollouts to their end
+    "reconcile": Rule(P.DEPLOYMENT_RECONCILE, "policy"),  # drives interrupted rollouts to their end
     "status": Rule(P.DEPLOYMENT_READ, "service"),
     "history": Rule(P.DEPLOYMENT_READ, "service"),
     "show": Rule(P.DEPLOYMENT_READ, "deployment"),
