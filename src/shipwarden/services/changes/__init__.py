@@ -1,0 +1,75 @@
+"""The change pipeline (D1–D3, D9, D11, E3, E4): CI says "done" → gates → approval → merge → deploy.
+
+One ``ChangeService`` drives a change through these states (``changes.status``)::
+
+    pending ──(all gates but change control pass)──► waiting_approval ──(roles approve)──┐
+       │  ▲ more evidence arrives: re-evaluated                                           ▼
+       ├─► blocked (a gate failed: a failing test, a finding, p99 over, branch moved) ──► approved
+       └─► superseded (a newer commit on the branch)           rejected ◄── a role rejects │
+                                                                                          ▼
+                      deployed / deploy_failed / rolled_back ◄── deploying ◄──────────── merged
+
+Inputs, each authenticated and audited: **CI webhooks** (``receive_webhook``), **evidence
+uploads** (``upload_evidence``) and **approvals / rejections** (``approve``/``reject``).  Each one
+ends in ``progress``: evaluate the gates of the change's head commit, merge exactly that commit
+once approved, then deploy the merge commit in three phases.
+
+``ChangeService`` is assembled from one class per stage, each in its own module and each built on
+the stages downstream of it, so a module only calls what comes after it in the pipeline:
+
+* ``webhooks``  — CI webhook intake: signatures, replay protection, ``ci`` evidence (D2)
+* ``evidence``  — evidence uploads and their parsing (D1, E3)
+* ``approvals`` — role approvals, rejections and UAT sign-off (D3)
+* ``gates``     — gate evaluation and ``progress`` (D1, D3)
+* ``merge``     — merging exactly the evidenced sha (D3)
+* ``delivery``  — release export and the deployment's three phases (D9, E4)
+* ``checks``    — preparation and post-deployment checks, stakeholder notices (E4)
+* ``records``   — change documents, the delivery record and ``explain`` (D11)
+* ``core``      — collaborators and configuration shared by all of them; ``errors`` — the refusals
+"""
+
+from __future__ import annotations
+
+from shipwarden.services.changes.approvals import Approvals
+from shipwarden.services.changes.core import CD_ACTOR, OPEN, env_secrets
+from shipwarden.services.changes.errors import (
+    BadRequest,
+    ChangeError,
+    Forbidden,
+    NotConfigured,
+    StateConflict,
+    TooLarge,
+    Unauthorized,
+    UnknownChange,
+    Unprocessable,
+)
+from shipwarden.services.changes.evidence import KINDS, MAX_EVIDENCE_BYTES, EvidenceIntake
+from shipwarden.services.changes.evidence import _parse as _parse  # the evidence parsing tests call it
+from shipwarden.services.changes.records import ChangeRecords, render_explanation
+from shipwarden.services.changes.records import _evidence_doc as _evidence_doc  # the evidence routes use it
+from shipwarden.services.changes.webhooks import WebhookIntake, WebhookResult
+
+
+class ChangeService(WebhookIntake, EvidenceIntake, Approvals, ChangeRecords):
+    """The change pipeline: every intake, evaluation, merge, deployment and record of a change."""
+
+
+__all__ = [
+    "CD_ACTOR",
+    "KINDS",
+    "MAX_EVIDENCE_BYTES",
+    "OPEN",
+    "BadRequest",
+    "ChangeError",
+    "ChangeService",
+    "Forbidden",
+    "NotConfigured",
+    "StateConflict",
+    "TooLarge",
+    "Unauthorized",
+    "UnknownChange",
+    "Unprocessable",
+    "WebhookResult",
+    "env_secrets",
+    "render_explanation",
+]
