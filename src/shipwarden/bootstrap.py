@@ -78,13 +78,15 @@ def make_providers(settings: Settings) -> dict[str, MetricProvider]:
     return providers
 
 
-def secret_lookup(settings: Settings, store: Store) -> Callable[[str], str | None]:
+def secret_lookup(
+    settings: Settings, store: Store, access_service: AccessService | None = None
+) -> Callable[[str], str | None]:
     """Resolve a secret by name: ``SHIPWARDEN_SECRET_<NAME>`` first, else the encrypted secret
-    store (unknown or undecryptable: ``None``, i.e. not configured).  The keyring is loaded on
-    first use only."""
+    store (unknown or undecryptable: ``None``, i.e. not configured).  Without
+    ``access_service`` the keyring is loaded on first use only."""
     from shipwarden.services.changes import env_secrets
 
-    access: list[AccessService] = []
+    access: list[AccessService] = [access_service] if access_service is not None else []
 
     def lookup(name: str) -> str | None:
         value = env_secrets(name)
@@ -100,12 +102,14 @@ def secret_lookup(settings: Settings, store: Store) -> Callable[[str], str | Non
     return lookup
 
 
-def rollout_alerts(settings: Settings, store: Store, policy: LoadedPolicy) -> RolloutAlerts | None:
+def rollout_alerts(
+    settings: Settings, store: Store, policy: LoadedPolicy, access: AccessService | None = None
+) -> RolloutAlerts | None:
     """The policy's rollout alerts, or ``None`` when it declares none."""
     alerts = policy.policy.alerts
     if alerts is None or alerts.rollout is None:
         return None
-    return RolloutAlerts(store, alerts.rollout, secret_lookup(settings, store))
+    return RolloutAlerts(store, alerts.rollout, secret_lookup(settings, store, access))
 
 
 @dataclass
@@ -220,7 +224,7 @@ def build_service(
         platform = LocalPlatform(settings.state_dir, base_dir=Path(policy.source).resolve().parent)
         rollout = RolloutService(
             store, platform, make_router(settings), policy, tick_s=settings.tick_s,
-            alerts=rollout_alerts(settings, store, policy),
+            alerts=rollout_alerts(settings, store, policy, access),
         )  # fmt: skip
     return Services(
         settings=settings,

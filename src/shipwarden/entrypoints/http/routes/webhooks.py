@@ -24,9 +24,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from shipwarden.bootstrap import Services
+from shipwarden.bootstrap import Services, secret_lookup
 from shipwarden.entrypoints.http.deps import ContainerDep, audit_access
-from shipwarden.services.changes import ChangeError, ChangeService, NotConfigured, env_secrets
+from shipwarden.services.changes import ChangeError, ChangeService, NotConfigured
 
 router = APIRouter(tags=["webhooks"])
 
@@ -45,21 +45,12 @@ def change_service(request: Request, c: Services) -> ChangeService:
     if c.rollout is None:
         raise NotConfigured("no policy is loaded: changes cannot be evaluated")
 
-    def secret(name: str) -> str | None:
-        value = env_secrets(name)
-        if value:
-            return value
-        try:
-            return c.access.get_secret(name)
-        except Exception:  # unknown secret (or undecryptable): treated as not configured
-            return None
-
     svc = ChangeService(
         c.store,
         c.rollout,
         c.rollout.loaded,
         state_dir=c.settings.state_dir,
-        secrets=secret,
+        secrets=secret_lookup(c.settings, c.store, c.access),
         schedule=_background,
     )
     request.app.state.changes = svc
