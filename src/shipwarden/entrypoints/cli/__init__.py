@@ -79,13 +79,13 @@ def _errors() -> Iterator[None]:
         yield
     except PolicyError as exc:
         for issue in exc.issues:
-            err.print(f"[red]error[/red] {issue}", highlight=False)
+            err.print(f"[red]error:[/red] {issue}", highlight=False)
         raise typer.Exit(2) from None
     except (UnknownService, DeployError, StoreError) as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     except RouterError as exc:
-        err.print(f"[red]router error[/red] {exc}", highlight=False)
+        err.print(f"[red]router error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
 
 

@@ -45,13 +45,13 @@ def _fail(exc: Exception) -> typer.Exit:
     from shipwarden.services.changes import ChangeError
 
     if isinstance(exc, ChangeError):
-        err.print(f"[red]error[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {exc.message}")
         where = exc.extra.get("where")
         if where:
             loc = ":".join(str(x) for x in (where.get("source"), where.get("line"), where.get("column")) if x)
             err.print(f"  at {loc}{' ' + where['path'] if where.get('path') else ''}")
         return typer.Exit(2)
-    err.print(f"[red]error[/red] {exc}")
+    err.print(f"[red]error:[/red] {exc}")
     return typer.Exit(2)
 
 
@@ -64,7 +64,7 @@ def _run(fn: Any) -> Any:
         return fn()
     except PolicyError as exc:
         for issue in exc.issues:
-            err.print(f"[red]error[/red] {issue}")
+            err.print(f"[red]error:[/red] {issue}")
         raise typer.Exit(2) from None
     except (ChangeError, StoreError) as exc:
         raise _fail(exc) from None
