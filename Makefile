@@ -50,6 +50,7 @@ test-integration: deps
 lint: pydeps
 	$(VENV)/bin/lint-imports --config .importlinter
 	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/mypy src
 
 bench: deps
 	@mkdir -p bench/results

@@ -130,7 +130,8 @@ def _step_kind(v: Any) -> str | None:
         tags = {"setWeight": "SetWeight", "pause": "Pause", "analysis": "AnalysisStep"}
         keys = [tags[k] for k in v if k in tags]
         return keys[0] if len(keys) == 1 else None
-    return {SetWeight: "SetWeight", Pause: "Pause", AnalysisStep: "AnalysisStep"}.get(type(v))
+    kinds: dict[type, str] = {SetWeight: "SetWeight", Pause: "Pause", AnalysisStep: "AnalysisStep"}
+    return kinds.get(type(v))
 
 
 CanaryStep = Annotated[
@@ -261,19 +262,19 @@ class LoadedPolicy:
 
 def _line_index(node: yaml.Node, path: tuple[Any, ...]) -> int | None:
     """Line (1-based) of the node at ``path`` in a composed YAML tree, or its nearest parent."""
-    line = node.start_mark.line + 1
+    line: int = node.start_mark.line + 1
     for key in path:
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 if k.value == key:
                     node = v
-                    line = k.start_mark.line + 1
+                    line = int(k.start_mark.line) + 1
                     break
             else:
                 return line
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
-            line = node.start_mark.line + 1
+            line = int(node.start_mark.line) + 1
         else:
             return line
     return line

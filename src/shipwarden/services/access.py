@@ -25,7 +25,7 @@ envelope blobs, passwords as argon2id.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -230,6 +230,10 @@ class AccessConfig:
     """Service → the team that owns it (the policy file's ``team``): what ``role:team=x`` matches."""
 
 
+def _times(stamps: Iterable[float]) -> list[datetime]:
+    return [datetime.fromtimestamp(t, tz=UTC) for t in stamps]
+
+
 class AccessService:
     def __init__(
         self,
@@ -377,15 +381,12 @@ class AccessService:
     def _throttle(self, name: str, ip: str, now: datetime, ts: float, kind: str = "user") -> None:
         cfg = self.config
         acct = lockout_decision(
-            map(
-                self._dt,
-                self.repo.failures(f"{kind}:{name}", ts - cfg.account_lockout.window.total_seconds()),
-            ),
+            _times(self.repo.failures(f"{kind}:{name}", ts - cfg.account_lockout.window.total_seconds())),
             now,
             cfg.account_lockout,
         )
         addr = lockout_decision(
-            map(self._dt, self.repo.failures(f"ip:{ip}", ts - cfg.address_lockout.window.total_seconds())),
+            _times(self.repo.failures(f"ip:{ip}", ts - cfg.address_lockout.window.total_seconds())),
             now,
             cfg.address_lockout,
         )
@@ -804,8 +805,9 @@ class AccessService:
             if b.role not in self._role_nets or p.ip == "local" or ip_allowed(p.ip, self._role_nets[b.role])
         ]
         svc = target.service if target else None
-        if target is not None and target.team is None and svc in self.config.teams:
-            target = Target(service=svc, team=self.config.teams[svc])
+        team = self.config.teams.get(svc) if svc is not None else None
+        if target is not None and target.team is None and team is not None:
+            target = Target(service=svc, team=team)
         if p.kind == "token":
             if p.token_scopes is None or permission not in p.token_scopes:
                 return Decision(False, 403, f"API token {p.token_id} is not scoped for {permission.value}")

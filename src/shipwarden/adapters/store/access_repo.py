@@ -477,10 +477,10 @@ class AccessRepo:
         with self._sessions() as s:
             for name, blob in s.execute(select(SecretRow.name, SecretRow.blob)):
                 out.append(("secret", name, base64.b64decode(blob)))
-            for uid, blob in s.execute(
+            for uid, sealed in s.execute(
                 select(UserRow.id, UserRow.mfa_secret).where(UserRow.mfa_secret.is_not(None))
             ):
-                out.append(("user", str(uid), base64.b64decode(blob)))
+                out.append(("user", str(uid), base64.b64decode(sealed or "")))
         return out
 
     def replace_blob(self, kind: str, key: str, old: bytes, new: bytes, kek_id: str) -> bool:

@@ -17,7 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -34,7 +33,7 @@ secret_app = typer.Typer(no_args_is_help=True, help="Encrypted secrets and KEK r
 class _DefaultCreate(TyperGroup):
     """``dossier DEPLOYMENT_ID`` means ``dossier create DEPLOYMENT_ID``; ``dossier verify FILE`` stays."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:  # typer's own click Context
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args.insert(0, "create")
         return super().resolve_command(ctx, args)

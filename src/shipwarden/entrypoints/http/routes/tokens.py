@@ -64,7 +64,7 @@ def _out(t: TokenRecord) -> dict[str, object]:
 
 @router.get("")
 def list_tokens(who: Manager, c: ContainerDep, owner: str | None = None) -> list[TokenOut]:
-    return [TokenOut(**_out(t)) for t in c.access.tokens(owner)]  # type: ignore[arg-type]
+    return [TokenOut(**_out(t)) for t in c.access.tokens(owner)]
 
 
 @router.post("", status_code=201)
@@ -72,7 +72,7 @@ def create_token(body: TokenIn, who: Manager, c: ContainerDep) -> NewTokenOut:
     token, rec = c.access.issue_token(
         who.name, body.owner, body.name, body.scopes, timedelta(days=body.ttl_days), body.services, body.cidrs
     )
-    return NewTokenOut(token=token, **_out(rec))  # type: ignore[arg-type]
+    return NewTokenOut(token=token, **_out(rec))
 
 
 @router.delete("/{token_id}", status_code=204)
