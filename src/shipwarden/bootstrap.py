@@ -63,15 +63,27 @@ def make_router(settings: Settings) -> NginxRouter:
     return NginxRouter(settings.state_dir / "nginx", admin_port=settings.router_admin_port or None)
 
 
-def make_providers(settings: Settings) -> dict[str, MetricProvider]:
-    """The metric providers the settings configure (none is required unless a policy uses it)."""
+NEWRELIC_KEY_SECRET = "NEWRELIC_API_KEY"
+"""The secret holding the New Relic User API key when ``SHIPWARDEN_NEWRELIC_API_KEY`` is not set."""
+
+
+def make_providers(
+    settings: Settings, secrets: Callable[[str], str | None] | None = None
+) -> dict[str, MetricProvider]:
+    """The metric providers the settings configure (none is required unless a policy uses it).
+
+    The New Relic key comes from the environment or, encrypted at rest, from the secret
+    store (``shipwarden secret set NEWRELIC_API_KEY``) through ``secrets``."""
     providers: dict[str, MetricProvider] = {}
     if settings.prometheus_url:
         providers["prometheus"] = make_provider("prometheus", base_url=settings.prometheus_url)
-    if settings.newrelic_api_key and settings.newrelic_account_id:
+    nr_key = settings.newrelic_api_key
+    if not nr_key and settings.newrelic_account_id and secrets is not None:
+        nr_key = secrets(NEWRELIC_KEY_SECRET)
+    if nr_key and settings.newrelic_account_id:
         providers["newrelic"] = make_provider(
             "newrelic",
-            api_key=settings.newrelic_api_key,
+            api_key=nr_key,
             account_id=settings.newrelic_account_id,
             region=settings.newrelic_region,
         )
@@ -102,16 +114,6 @@ def secret_lookup(
     return lookup
 
 
-def rollout_alerts(
-    settings: Settings, store: Store, policy: LoadedPolicy, access: AccessService | None = None
-) -> RolloutAlerts | None:
-    """The policy's rollout alerts, or ``None`` when it declares none."""
-    alerts = policy.policy.alerts
-    if alerts is None or alerts.rollout is None:
-        return None
-    return RolloutAlerts(store, alerts.rollout, secret_lookup(settings, store, access))
-
-
 @dataclass
 class App:
     settings: Settings
@@ -122,15 +124,26 @@ class App:
     actor: str
 
 
-def build(settings: Settings, policy: LoadedPolicy) -> App:
-    store = open_store(settings)
+def make_rollout(
+    settings: Settings, store: Store, policy: LoadedPolicy, access: AccessService | None = None
+) -> tuple[LocalPlatform, NginxRouter, RolloutService]:
+    """The platform, router and rollout service — the same for the CLI and the API service, so a
+    deployment started by either has the same metric providers and alerts."""
     platform = LocalPlatform(settings.state_dir, base_dir=Path(policy.source).resolve().parent)
     router = make_router(settings)
-    analysis = AnalysisController(store, router, make_providers(settings), time.time)
+    secrets = secret_lookup(settings, store, access)
+    analysis = AnalysisController(store, router, make_providers(settings, secrets), time.time)
+    alerts = policy.policy.alerts
     rollout = RolloutService(
         store, platform, router, policy, tick_s=settings.tick_s, analysis=analysis,
-        alerts=rollout_alerts(settings, store, policy),
+        alerts=RolloutAlerts(store, alerts.rollout, secrets) if alerts and alerts.rollout else None,
     )  # fmt: skip
+    return platform, router, rollout
+
+
+def build(settings: Settings, policy: LoadedPolicy) -> App:
+    store = open_store(settings)
+    platform, router, rollout = make_rollout(settings, store, policy)
     return App(settings, store, platform, router, rollout, settings.actor or getpass.getuser())
 
 
@@ -221,11 +234,7 @@ def build_service(
     )
     rollout = None
     if policy is not None:
-        platform = LocalPlatform(settings.state_dir, base_dir=Path(policy.source).resolve().parent)
-        rollout = RolloutService(
-            store, platform, make_router(settings), policy, tick_s=settings.tick_s,
-            alerts=rollout_alerts(settings, store, policy, access),
-        )  # fmt: skip
+        _, _, rollout = make_rollout(settings, store, policy, access)
     return Services(
         settings=settings,
         store=store,
