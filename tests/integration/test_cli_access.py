@@ -23,7 +23,7 @@ from shipwarden.entrypoints.cli import app
 from shipwarden.entrypoints.cli.guard import COMMANDS, SINGLE_OPERATOR
 from shipwarden.security.totp import time_step, totp_at
 from shipwarden.services.access import parse_binding
-from tests.fixtures.deploy_env import DeployEnv, make_env
+from tests.fixtures.deploy_env import DeployEnv, make_env, teardown_env
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +93,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
     monkeypatch.delenv("SHIPWARDEN_OTP", raising=False)
     monkeypatch.delenv("SHIPWARDEN_MFA_REQUIRED", raising=False)
     yield Cli(env, monkeypatch)
+    teardown_env(env)  # a test that lets a deployment run leaves nginx and instances behind otherwise
 
 
 def _one_line(r: Result) -> str:
