@@ -1,0 +1,70 @@
+"""What every part of ``AccessService`` shares: its configuration, collaborators and clock.
+
+``AccessCore`` is the base of the concern classes in this package; it holds state, configuration
+and the user lookup only, so that each concern can be read knowing just the classes it builds on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from shipwarden.adapters.store.access_repo import AccessRepo, UserRecord
+from shipwarden.adapters.store.repository import Store
+from shipwarden.domain.access import (
+    ACCOUNT_LOCKOUT,
+    ADDRESS_LOCKOUT,
+    LockoutPolicy,
+    MfaPolicy,
+    Role,
+    SessionPolicy,
+)
+from shipwarden.security.envelope import Envelope
+from shipwarden.services.access.bindings import parse_cidrs
+from shipwarden.services.access.errors import NotFoundError
+
+
+@dataclass
+class AccessConfig:
+    session: SessionPolicy = field(default_factory=SessionPolicy)
+    mfa: MfaPolicy = field(default_factory=MfaPolicy)
+    mfa_required: bool = True
+    account_lockout: LockoutPolicy = ACCOUNT_LOCKOUT
+    address_lockout: LockoutPolicy = ADDRESS_LOCKOUT
+    role_cidrs: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    issuer: str = "shipwarden"
+    teams: Mapping[str, str] = field(default_factory=dict)
+    """Service → the team that owns it (the policy file's ``team``): what ``role:team=x`` matches."""
+
+
+class AccessCore:
+    """Collaborators and configuration of access control; no use case lives here."""
+
+    def __init__(
+        self,
+        store: Store,
+        envelope: Envelope,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        config: AccessConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.repo = AccessRepo(store)
+        self.envelope = envelope
+        self.clock = clock
+        self.config = config or AccessConfig()
+        self._role_nets = {Role(r): parse_cidrs(c) for r, c in self.config.role_cidrs.items()}
+
+    def _now(self) -> tuple[datetime, float]:
+        now = self.clock()
+        return now, now.timestamp()
+
+    @staticmethod
+    def _dt(ts: float | None) -> datetime | None:
+        return datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
+
+    def _user(self, name: str) -> UserRecord:
+        u = self.repo.user(name)
+        if u is None:
+            raise NotFoundError(f"no user {name!r}")
+        return u

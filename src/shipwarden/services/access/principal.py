@@ -1,0 +1,55 @@
+"""Who is asking (``Principal``) and the answer to "may they?" (``Decision``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from shipwarden.domain.access import Binding, Permission
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking, as established by authentication (never by the request body)."""
+
+    name: str
+    kind: str  # "anonymous" | "session" | "token" | "local"
+    ip: str
+    user_id: int | None = None
+    bindings: tuple[Binding, ...] = ()
+    cidrs: tuple[str, ...] = ()
+    session_hash: str | None = None
+    token_id: str | None = None
+    token_scopes: frozenset[Permission] | None = None
+    token_services: frozenset[str] | None = None
+    mfa_verified_at: datetime | None = None
+    mfa_enabled: bool = False
+
+    @classmethod
+    def anonymous(cls, ip: str) -> Principal:
+        return cls(name="anonymous", kind="anonymous", ip=ip)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.kind != "anonymous"
+
+    @property
+    def via(self) -> str:
+        if self.kind == "token":
+            return f"token {self.token_id}"
+        if self.kind == "session" and self.session_hash:
+            return f"session {self.session_hash[:12]}"
+        return self.kind
+
+    @property
+    def roles(self) -> list[str]:
+        return sorted({b.role.value for b in self.bindings})
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    status: int = 200
+    reason: str = ""
+    mfa: bool = False
+    """Refused only for want of a fresh TOTP check (the role would allow it)."""
