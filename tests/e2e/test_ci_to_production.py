@@ -41,6 +41,10 @@ from tests.integration.test_change_pipeline import (
     signed,
 )
 
+# The tests share one module-scoped environment and later ones read what earlier ones shipped:
+# one xdist worker runs them all, in file order.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ci_to_production")]
+
 POLICY = """\
 apiVersion: shipwarden/v1
 team: test
