@@ -25,15 +25,14 @@ resumes (the service keeps a ledger of the alerts it sent, in the audit log).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from shipwarden.domain._base import _Strict
-from shipwarden.domain.delivery import _SECRET
+from shipwarden.domain.delivery import NotifyTargets
 from shipwarden.domain.rollout import Phase
 
 
@@ -44,20 +43,8 @@ class RolloutEvent(StrEnum):
     SUCCEEDED = "succeeded"
 
 
-class RolloutAlertSpec(_Strict):
-    #: names of secrets, each holding one Apprise URL (``json://``, ``slack://``, ``mailto://`` …)
-    urls: list[str] = Field(min_length=1)
+class RolloutAlertSpec(NotifyTargets):
     events: list[RolloutEvent] = Field(default_factory=lambda: [RolloutEvent.ROLLBACK, RolloutEvent.FAILED])
-
-    @field_validator("urls")
-    @classmethod
-    def _names(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if not re.match(_SECRET, name):
-                raise ValueError(
-                    f"{name!r} is not a secret name (the URL itself belongs in the secret store)"
-                )
-        return v
 
 
 class AlertsPolicy(_Strict):

@@ -72,11 +72,11 @@ class WebhookSecrets(_Strict):
     replay_window: Duration = Field(3600.0, alias="replayWindow")
 
 
-class NotifySpec(_Strict):
+class NotifyTargets(_Strict):
+    """Where notifications go: names of secrets, never the URLs (they carry credentials)."""
+
     #: names of secrets, each holding one Apprise URL (``json://``, ``slack://``, ``mailto://`` …)
     urls: list[str] = Field(min_length=1)
-    #: when true, a notification that cannot be delivered stops the deployment in preparation
-    required: bool = False
 
     @field_validator("urls")
     @classmethod
@@ -87,6 +87,11 @@ class NotifySpec(_Strict):
                     f"{name!r} is not a secret name (the URL itself belongs in the secret store)"
                 )
         return v
+
+
+class NotifySpec(NotifyTargets):
+    #: when true, a notification that cannot be delivered stops the deployment in preparation
+    required: bool = False
 
 
 class ResourceCheck(_Strict):
