@@ -351,10 +351,11 @@ def serve(
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key.")] = None,
     dev_tls: Annotated[bool, typer.Option(help="Generate a self-signed pair in the state dir.")] = False,
     insecure_http: Annotated[bool, typer.Option(help="Serve plain HTTP (loopback testing only).")] = False,
+    controller: Annotated[
+        bool, typer.Option(help="Drive recorded deployments in this process (off: run `reconcile --watch`).")
+    ] = True,
 ) -> None:
-    """Serve the HTTP API over TLS."""
-    import uvicorn
-
+    """Serve the HTTP API over TLS (and, by default, drive the deployments it records)."""
     from shipwarden.entrypoints.http import create_app
     from shipwarden.entrypoints.http.tls import dev_certificate
 
@@ -372,7 +373,23 @@ def serve(
             raise _err(f"{p}: no such file")
     app = create_app(svc)
     _checkpoint_timer(svc, every_s=60.0)
+    driver = None
+    if controller and svc.rollout is not None:
+        from shipwarden.services.controller import Controller
+
+        driver = Controller(svc.rollout, svc.store)
+        driver.start()
     sys.stderr.write(f"shipwarden API on {'https' if tls_cert else 'http'}://{host}:{port}\n")
+    try:
+        _run_uvicorn(app, host, port, tls_cert, tls_key)
+    finally:
+        if driver is not None:
+            driver.stop()
+
+
+def _run_uvicorn(app: Any, host: str, port: int, tls_cert: Path | None, tls_key: Path | None) -> None:
+    import uvicorn
+
     uvicorn.run(
         app,
         host=host,

@@ -159,6 +159,12 @@ def promote(service: str, who: Promoter, c: ContainerDep) -> Accepted:
     return _operator(OperatorRequest.PROMOTE)(service, c, who)  # type: ignore[no-any-return]
 
 
+@router.post("/services/{service}/confirm", status_code=202)
+def confirm(service: str, who: Promoter, c: ContainerDep) -> Accepted:
+    """Pass the confirm gate the rollout waits at (before a weight increase or promotion)."""
+    return _operator(OperatorRequest.CONFIRM)(service, c, who)  # type: ignore[no-any-return]
+
+
 @router.post("/services/{service}/pause", status_code=202)
 def pause(service: str, who: Promoter, c: ContainerDep) -> Accepted:
     return _operator(OperatorRequest.PAUSE)(service, c, who)  # type: ignore[no-any-return]

@@ -1,0 +1,62 @@
+"""The API service's controller: deployments the API records are driven to their end by
+``shipwarden serve`` itself — through real nginx and real instances — and left alone while
+another live driver holds them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from shipwarden.bootstrap import Services, build_service, load_policy
+from shipwarden.domain.rollout import Phase
+from shipwarden.services.controller import Controller
+from tests.fixtures.deploy_env import DeployEnv
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def services(deploy_env: DeployEnv) -> Iterator[Services]:
+    svc = build_service(deploy_env.settings, load_policy(deploy_env.policy_path))
+    yield svc
+    svc.store.engine.dispose()
+
+
+def _wait_terminal(svc: Services, dep_id: str, timeout: float = 90.0) -> Phase:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        phase = svc.store.get(dep_id).phase
+        if phase.terminal:
+            return phase
+        time.sleep(0.1)
+    raise AssertionError(f"{dep_id} still {svc.store.get(dep_id).phase} after {timeout}s")
+
+
+def test_recorded_deployments_are_driven_in_order_until_stopped(
+    deploy_env: DeployEnv, services: Services
+) -> None:
+    assert services.rollout is not None
+    ctl = Controller(services.rollout, services.store, interval_s=0.2)
+    ctl.start()
+    try:
+        # what POST /services/web/deployments does: record, answer 202
+        first = services.rollout.start("web", "v1", actor="alice")
+        assert _wait_terminal(services, first.id) is Phase.SUCCEEDED
+        second = services.rollout.start("web", "v2", actor="alice")
+        assert _wait_terminal(services, second.id) is Phase.SUCCEEDED
+        assert httpx.get(deploy_env.url, timeout=5).headers["x-version"] == "v2"
+    finally:
+        ctl.stop()
+    assert ctl._thread is not None and not ctl._thread.is_alive()
+
+
+def test_a_deployment_another_live_driver_holds_is_left_to_it(services: Services) -> None:
+    assert services.rollout is not None
+    dep = services.rollout.start("web", "v1", actor="alice")
+    assert services.store.acquire_lease(dep.id, "cli-on-another-host:1234", 60.0)
+    ctl = Controller(services.rollout, services.store, interval_s=0.2)
+    assert ctl.tick() == []
+    assert services.store.get(dep.id).phase is Phase.PENDING
