@@ -44,11 +44,6 @@ from shipwarden.domain.gates import Approval
 
 # --- report (de)serialisation ------------------------------------------------------------------------------
 
-_TYPES: dict[str, type] = {
-    t.__name__: t for t in (TestReport, SecurityReport, PerfReport, BackupVerification, RollbackPlan, CiCheck)
-}
-
-
 def _plain(v: Any) -> Any:
     if is_dataclass(v) and not isinstance(v, type):
         return {f.name: _plain(getattr(v, f.name)) for f in fields(v)}

@@ -23,7 +23,6 @@ GENESIS_HASH = "0" * 64
 Source = Literal["shipwarden", "kubernetes"]
 SOURCES: frozenset[str] = frozenset({"shipwarden", "kubernetes"})
 _OUTCOME = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _TS_FORM = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 

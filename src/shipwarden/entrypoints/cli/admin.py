@@ -56,9 +56,6 @@ def _err(msg: str, code: int = 2) -> typer.Exit:
 
 
 # -- audit ------------------------------------------------------------------------------------------
-FilterOpts = dict[str, Any]
-
-
 def _filters(**kw: Any) -> dict[str, Any]:
     from datetime import datetime
 
