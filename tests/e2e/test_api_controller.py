@@ -60,3 +60,27 @@ def test_a_deployment_another_live_driver_holds_is_left_to_it(services: Services
     ctl = Controller(services.rollout, services.store, interval_s=0.2)
     assert ctl.tick() == []
     assert services.store.get(dep.id).phase is Phase.PENDING
+
+
+def test_another_thread_of_this_process_driving_it_is_left_alone(services: Services) -> None:
+    """Continuous delivery drives its deployment in its own thread of the same process: the
+    controller must not drive it a second time (leases name the thread, not only the process)."""
+    import threading
+
+    assert services.rollout is not None
+    rollout = services.rollout
+    dep = rollout.start("web", "v1", actor="cd")
+    taken: list[str] = []
+
+    def cd_thread() -> None:
+        owner = rollout.lease_owner()
+        assert services.store.acquire_lease(dep.id, owner, 60.0)
+        taken.append(owner)
+
+    t = threading.Thread(target=cd_thread)
+    t.start()
+    t.join()
+    assert taken and taken[0] != rollout.lease_owner()
+    assert not services.store.acquire_lease(dep.id, rollout.lease_owner(), 60.0)
+    assert Controller(rollout, services.store, interval_s=0.2).tick() == []
+    assert services.store.get(dep.id).phase is Phase.PENDING

@@ -43,7 +43,7 @@ class Controller:
     def _driven_elsewhere(self, dep: Deployment) -> bool:
         return (
             dep.lease_owner is not None
-            and dep.lease_owner != self.rollout.owner
+            and dep.lease_owner != self.rollout.lease_owner()
             and dep.lease_expires_at > self.clock()
         )
 

@@ -17,6 +17,7 @@ import math
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -134,6 +135,7 @@ class RolloutService:
         self.store, self.platform, self.router, self.loaded = store, platform, router, policy
         self.clock, self.sleep, self.tick_s, self.lease_ttl_s = clock, sleep, tick_s, lease_ttl_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+        """This process; a lease names the driving thread too (:meth:`lease_owner`)."""
         source = router if isinstance(router, MetricsSource) else _NoMetrics()
         self.analysis = analysis or AnalysisController(store, source, {}, clock)
         self._health = _Health()
@@ -219,6 +221,7 @@ class RolloutService:
         until: Callable[[Deployment], bool] | None = None,
     ) -> Deployment:
         """Drive a deployment to a terminal phase (or until ``until`` says stop)."""
+        owner = self.lease_owner()
         dep = self.store.get(dep_id)
         spec = self.spec(dep.service)
         self.router.ensure_listener(self.listener(spec))
@@ -231,14 +234,19 @@ class RolloutService:
                     return dep
                 if until is not None and until(dep):
                     return dep
-                if not self.store.acquire_lease(dep.id, self.owner, self.lease_ttl_s):
+                if not self.store.acquire_lease(dep.id, owner, self.lease_ttl_s):
                     self.sleep(self.tick_s)  # another live driver has it; watch
                     continue
                 dep = self.reconcile_once(dep, spec, on_tick)
                 if not dep.phase.terminal:
                     self.sleep(self.tick_s)
         finally:
-            self.store.release_lease(dep_id, self.owner)
+            self.store.release_lease(dep_id, owner)
+
+    def lease_owner(self) -> str:
+        """The lease name of the calling thread: two threads of one process (the API's controller
+        and continuous delivery's driver, say) exclude each other like two processes do."""
+        return f"{self.owner}:{threading.get_ident()}"
 
     def reconcile_once(
         self, dep: Deployment, spec: ServiceSpec, on_tick: Callable[[Tick], None] | None = None
