@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from shipwarden.adapters.net import free_port
 from shipwarden.bootstrap import Services, build_service, load_policy
 from shipwarden.domain.rollout import Phase
 from shipwarden.services.controller import Controller
@@ -18,10 +19,31 @@ from tests.fixtures.deploy_env import DeployEnv
 pytestmark = pytest.mark.integration
 
 
+SECOND = """\
+  - name: api
+    run:
+      command: ["{{python}}", "start.py"]
+      workdir: "releases/{{version}}"
+      instances: 1
+      stopTimeout: 5s
+    health: {{path: /healthz, interval: 200ms, timeout: 1s, healthyThreshold: 2, startTimeout: 8s}}
+    routing: {{port: {port}, previewPort: {preview}}}
+    strategy:
+      blueGreen: {{preview: {{path: /, requests: 10}}, scaleDownDelay: 1s}}
+"""
+
+
 @pytest.fixture
 def services(deploy_env: DeployEnv) -> Iterator[Services]:
+    # a second service, so two releases can be in flight at once
+    text = deploy_env.policy_path.read_text().replace(
+        "services:\n", "services:\n" + SECOND.format(port=free_port(), preview=free_port()), 1
+    )
+    deploy_env.policy_path.write_text(text)
     svc = build_service(deploy_env.settings, load_policy(deploy_env.policy_path))
     yield svc
+    assert svc.rollout is not None
+    svc.rollout.platform.stop(svc.rollout.platform.instances("api"), 3)
     svc.store.engine.dispose()
 
 
@@ -50,7 +72,23 @@ def test_recorded_deployments_are_driven_in_order_until_stopped(
         assert httpx.get(deploy_env.url, timeout=5).headers["x-version"] == "v2"
     finally:
         ctl.stop()
-    assert ctl._thread is not None and not ctl._thread.is_alive()
+    assert ctl._thread is not None and not ctl._thread.is_alive() and ctl.driving == []
+
+
+def test_releases_of_two_services_are_driven_at_the_same_time(services: Services) -> None:
+    assert services.rollout is not None
+    web = services.rollout.start("web", "v1", actor="alice")
+    api = services.rollout.start("api", "v1", actor="bob")
+    ctl = Controller(services.rollout, services.store, interval_s=0.2)
+    try:
+        assert ctl.tick() == [web.id, api.id]  # oldest first, each with its own driver
+        assert sorted(ctl.driving) == sorted([web.id, api.id])
+        assert ctl.tick() == []  # already driven
+        assert _wait_terminal(services, web.id) is Phase.SUCCEEDED
+        assert _wait_terminal(services, api.id) is Phase.SUCCEEDED
+    finally:
+        ctl.stop()
+    assert ctl.driving == []
 
 
 def test_a_deployment_another_live_driver_holds_is_left_to_it(services: Services) -> None:

@@ -7,11 +7,13 @@ deployments oldest first and runs each through :meth:`RolloutService.run` — th
 level-triggered reconciler the CLI uses, so a deployment left half-way by a crash is resumed
 here too.
 
-A deployment whose lease another live driver holds (a CLI ``deploy``, ``reconcile --watch``,
-or continuous delivery's own thread) is left to it; when that driver dies its lease expires and
-the controller takes over.  Deployments are driven one at a time: a release of one service
-waits for the one before it.  :meth:`stop` interrupts the deployment being driven at its next
-tick and releases its lease, so another process can resume it.
+Each deployment gets its own driver thread, so a long canary of one service does not hold up
+another service's release (a service has at most one active deployment; the platform and the
+router lock what they share).  A deployment whose lease another live driver holds (a CLI
+``deploy``, ``reconcile --watch``, or continuous delivery's own thread — leases name the thread)
+is left to it; when that driver dies its lease expires and the controller takes over.
+:meth:`stop` interrupts every driver at its next tick and releases their leases, so another
+process can resume them.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Controller:
         self.rollout, self.store, self.interval_s, self.clock = rollout, store, interval_s, clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._drivers: dict[str, threading.Thread] = {}
 
     def _driven_elsewhere(self, dep: Deployment) -> bool:
         return (
@@ -48,19 +51,25 @@ class Controller:
         )
 
     def tick(self) -> list[str]:
-        """Drive each active deployment nobody else drives, oldest first; the ids driven."""
-        driven = []
+        """Start a driver for each active deployment nobody drives yet; the ids started."""
+        self._drivers = {k: t for k, t in self._drivers.items() if t.is_alive()}
+        started = []
         for dep in sorted(self.store.all_active(), key=lambda d: d.created_at):
             if self._stop.is_set():
                 break
-            if self._driven_elsewhere(dep):
+            if dep.id in self._drivers or self._driven_elsewhere(dep):
                 continue
-            try:
-                self.rollout.run(dep.id, until=lambda _d: self._stop.is_set())
-            except Exception:  # one deployment's trouble must not stop the others being driven
-                log.exception("controller: driving %s failed; retrying next tick", dep.id)
-            driven.append(dep.id)
-        return driven
+            t = threading.Thread(target=self._drive, args=(dep.id,), name=f"drive-{dep.id}", daemon=True)
+            self._drivers[dep.id] = t
+            t.start()
+            started.append(dep.id)
+        return started
+
+    def _drive(self, dep_id: str) -> None:
+        try:
+            self.rollout.run(dep_id, until=lambda _d: self._stop.is_set())
+        except Exception:  # the next tick starts a new driver for it
+            log.exception("controller: driving %s failed; retrying next tick", dep_id)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -79,5 +88,12 @@ class Controller:
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for t in [self._thread, *self._drivers.values()]:
+            if t is not None:
+                t.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def driving(self) -> list[str]:
+        """Ids of the deployments a driver of this controller is on now."""
+        return [k for k, t in self._drivers.items() if t.is_alive()]
