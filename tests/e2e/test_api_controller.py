@@ -122,3 +122,31 @@ def test_another_thread_of_this_process_driving_it_is_left_alone(services: Servi
     assert not services.store.acquire_lease(dep.id, rollout.lease_owner(), 60.0)
     assert Controller(rollout, services.store, interval_s=0.2).tick() == []
     assert services.store.get(dep.id).phase is Phase.PENDING
+
+
+def test_reconcile_watch_reports_each_deployment_taken_and_its_outcome(services: Services) -> None:
+    """What ``reconcile --watch`` prints while the controller drives two releases at once."""
+    import io
+
+    from rich.console import Console
+
+    from shipwarden.entrypoints.cli.views import follow_controller
+
+    assert services.rollout is not None
+    web = services.rollout.start("web", "v1", actor="alice")
+    api = services.rollout.start("api", "v1", actor="bob")
+    out = io.StringIO()
+    ctl = Controller(services.rollout, services.store, interval_s=0.2)
+    ctl.start()
+    try:
+
+        def both_done() -> bool:
+            return all(services.store.get(d.id).phase.terminal for d in (web, api)) and not ctl.driving
+
+        follow_controller(Console(file=out, width=200), services.store, lambda: ctl.driving, both_done, 0.1)
+    finally:
+        ctl.stop()
+    text = out.getvalue()
+    for dep, service in ((web, "web"), (api, "api")):
+        assert f"driving {dep.id}: {service} (none) → v1" in text, text
+        assert f"{dep.id} succeeded: " in text, text

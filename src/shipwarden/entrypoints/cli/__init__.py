@@ -227,21 +227,32 @@ def reconcile(
 ) -> None:
     """Resume every interrupted deployment (the controller loop).
 
+    Once: drive each active deployment to its end, one after the other, with the live view.
+    ``--watch``: keep running as the controller — each deployment in its own driver thread (as
+    ``serve`` does), one line when it is taken and one with its outcome — until interrupted.
+
     Needs ``deployment.reconcile`` (roles sre, release-manager, admin, or the ``controller``
     machine role) and no MFA code: it carries out only deployments and requests that were
     authorised when they were made."""
-    import time
-
     with _errors():
         check("reconcile")
         a = _app()
-        while True:
+        if not watch:
             for dep in a.store.all_active():
                 console.print(f"resuming {dep.id} ({dep.service}, {dep.phase})", highlight=False)
                 _drive(a, dep.id)
-            if not watch:
-                return
-            time.sleep(1)
+            return
+        from shipwarden.services.controller import Controller
+
+        ctl = Controller(a.rollout, a.store)
+        ctl.start()
+        console.print("controller running; Ctrl-C stops it (deployments resume wherever it runs next)")
+        try:
+            views.follow_controller(console, a.store, lambda: ctl.driving, stop=lambda: False)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            ctl.stop()
 
 
 @app.command()

@@ -84,6 +84,32 @@ def print_outcome(console: Console, dep: Deployment) -> None:
     console.print(Text.assemble((f"{dep.id} {dep.phase.value}", style), f": {dep.reason}"))
 
 
+def follow_controller(
+    console: Console,
+    store: Store,
+    driving: Callable[[], list[str]],
+    stop: Callable[[], bool],
+    poll_s: float = 0.5,
+) -> None:
+    """One line when a controller starts driving a deployment, one with its outcome when it ends
+    (``reconcile --watch``: several deployments at once, so no live table)."""
+    seen: set[str] = set()
+    while True:
+        now = set(driving())
+        for dep_id in sorted(now - seen):
+            d = store.get(dep_id)
+            console.print(
+                f"driving {d.id}: {d.service} {d.from_version or '(none)'} → {d.to_version} ({d.phase})",
+                highlight=False,
+            )
+        for dep_id in sorted(seen - now):
+            print_outcome(console, store.get(dep_id))
+        seen = now
+        if stop():
+            return
+        time.sleep(poll_s)
+
+
 def status(console: Console, store: Store, service: str, follow: bool = True) -> None:
     dep = store.active(service) or next(iter(store.history(service, 1)), None)
     if dep is None:
