@@ -150,3 +150,56 @@ def test_reconcile_watch_reports_each_deployment_taken_and_its_outcome(services:
     for dep, service in ((web, "web"), (api, "api")):
         assert f"driving {dep.id}: {service} (none) → v1" in text, text
         assert f"{dep.id} succeeded: " in text, text
+
+
+def test_shipwarden_serve_drives_what_its_api_records(deploy_env: DeployEnv) -> None:
+    """The real ``shipwarden serve`` process: a CI token POSTs a deployment, the service's own
+    controller drives it through nginx, and the record says succeeded."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    from shipwarden.services.access import parse_binding
+
+    setup = build_service(deploy_env.settings)  # as an admin would, beforehand; its store reads the record
+    try:
+        setup.access.create_user("setup", "ci", None, [parse_binding("developer:web")])
+        scopes = ["deployment.create"]
+        token, _ = setup.access.issue_token("setup", "ci", "pipeline", scopes, timedelta(days=1))
+    except BaseException:
+        setup.store.engine.dispose()
+        raise
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipwarden.entrypoints.cli", "serve", "--insecure-http", "--port", str(port)],
+        env={**deploy_env.env(), "SHIPWARDEN_TICK_S": "0.1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    url, auth = f"http://127.0.0.1:{port}", {"authorization": f"Bearer {token}"}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert time.monotonic() < deadline, "serve did not come up"
+                time.sleep(0.2)
+        r = httpx.post(f"{url}/services/web/deployments", json={"version": "v1"}, headers=auth, timeout=10)
+        assert r.status_code == 202, r.text
+        dep_id = r.json()["id"]
+        deadline = time.monotonic() + 90
+        while not (phase := setup.store.get(dep_id).phase).terminal:
+            assert time.monotonic() < deadline and proc.poll() is None, f"{dep_id} stuck in {phase}"
+            time.sleep(0.2)
+        assert phase is Phase.SUCCEEDED, setup.store.get(dep_id).reason
+        assert httpx.get(deploy_env.url, timeout=5).headers["x-version"] == "v1"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        setup.store.engine.dispose()
