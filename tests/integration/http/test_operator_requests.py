@@ -1,5 +1,6 @@
 """Operator requests over the API: each steers the active deployment, is recorded with who asked,
-and is audited; with nothing in progress the answer is a clear 409-free refusal."""
+and is audited; with nothing in progress the request is refused with a clear message and
+records nothing but the access decision."""
 
 from __future__ import annotations
 
