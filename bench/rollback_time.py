@@ -80,6 +80,7 @@ def main() -> int:
     )
     build(settings, load_policy(settings.policy)).router.start()
     prom = start_prometheus(root / "prom", [f"127.0.0.1:{admin}"], scrape_interval="1s")
+    prom.wait_for_targets_up()  # targets are applied up to 5 s after start
     settings = settings.model_copy(update={"prometheus_url": prom.url})
     app = build(settings, load_policy(settings.policy))
     try:

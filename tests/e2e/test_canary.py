@@ -44,6 +44,7 @@ canary:
         provider: prometheus
         query: '{ERROR_RATE}'
         interval: 2s
+        window: 5s  # rate() needs two scrapes (1 s apart) inside it, even on a slow machine
         initialDelay: 3s
         failureCondition: {{min: 0.05}}
         consecutiveErrorLimit: 2
@@ -58,6 +59,9 @@ def canary_env(tmp_path: Path, prometheus_server):  # type: ignore[no-untyped-de
     app = env.app()
     app.router.start()
     prom = prometheus_server(targets=[f"127.0.0.1:{env.settings.router_admin_port}"])
+    # Prometheus applies its targets up to 5 s after start: until the first scrape every query is
+    # "no data", which a policy with inconclusiveLimit 0 rightly treats as a reason to pause
+    prom.wait_for_targets_up()
     env.settings = env.settings.model_copy(update={"prometheus_url": prom.url})
     yield env
     teardown_env(env)

@@ -86,12 +86,18 @@ class MetricCheck(_Strict):
     ``query`` is a template for the provider adapter; ``{service}``,
     ``{version}`` and ``{window}`` are filled in by the caller.  Limits count
     like Argo Rollouts: a budget of N is exceeded by the N+1-th event.
+
+    ``window`` is the look-back ``{window}`` stands for (default: ``interval``,
+    else 60 s).  PromQL's ``rate()`` is empty — "no data" — unless two scrapes
+    fall inside it, so keep it at least four scrape intervals long (Grafana's
+    ``$__rate_interval`` rule) even when measuring more often than that.
     """
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
     provider: Literal["prometheus", "newrelic"] = "prometheus"
     query: str = Field(min_length=1)
     interval: Duration | None = None
+    window: Duration | None = None
     count: int | None = Field(None, ge=1, le=100_000)
     initial_delay: Duration = Field(0.0, alias="initialDelay")
     success_condition: Condition | None = Field(None, alias="successCondition")
@@ -136,6 +142,11 @@ class MetricCheck(_Strict):
         if self.failure_limit is not None:
             return self.failure_limit
         return -1 if self.consecutive_failure_limit is not None else 0
+
+    @property
+    def look_back(self) -> float:
+        """Seconds ``{window}`` covers in each measurement."""
+        return self.window or self.interval or 60.0
 
     @property
     def planned_count(self) -> int | None:
@@ -244,6 +255,11 @@ class JudgeSpec(_Strict):
     #: samples from the first ``warmup`` of a run are recorded but not judged (Kayenta's
     #: ``beginCanaryAnalysisAfterMins``): fresh canary processes answer slower than warm ones
     warmup: Duration = 0.0
+    #: the end of the window for a metric that could not have caught a ``regression``-times-worse
+    #: canary at the traffic seen (its ``detectableRatio`` is above ``regression``): "pass" on the
+    #: absence of failure evidence, as Kayenta does, or "inconclusive" — hold for a human rather
+    #: than promote on too little data (sequential judge)
+    undersized: Literal["pass", "inconclusive"] = "pass"
     metrics: JudgeMetrics = Field(default_factory=JudgeMetrics)
 
     @model_validator(mode="after")

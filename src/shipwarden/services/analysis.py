@@ -210,7 +210,7 @@ class AnalysisController:
         self, dep: Deployment, active: ActiveAnalysis, run: AnalysisRun, check: A.MetricCheck, now: float
     ) -> None:
         provider = self.providers.get(check.provider)
-        window = check.interval or 60.0
+        window = check.look_back
         canary: A.Measurement
         baseline: A.Measurement | None = None
         if provider is None:

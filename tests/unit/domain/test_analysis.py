@@ -43,6 +43,14 @@ GOOD, BAD = 0.001, 0.5
 # -- models -----------------------------------------------------------------------------------
 
 
+def test_the_query_window_is_its_own_setting_defaulting_to_the_interval() -> None:
+    assert check().look_back == 60.0  # interval 1m
+    assert check(interval="2s", window="10s").look_back == 10.0  # measure often, rate() over more scrapes
+    assert check(interval=None, count=None).look_back == 60.0
+    with pytest.raises(ValidationError, match="window"):
+        check(window="soon")
+
+
 def test_camel_case_aliases_and_durations() -> None:
     c = check(initialDelay="30s", failureLimit=2, consecutiveErrorLimit=1, minRequests=50)
     assert (c.interval, c.initial_delay, c.failure_limit, c.consecutive_error_limit, c.min_requests) == (
