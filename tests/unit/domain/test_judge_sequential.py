@@ -166,11 +166,12 @@ def test_zero_errors_on_both_sides_leave_a_ratio_test_undecided_until_the_horizo
 def test_a_negligible_rate_passes_early_when_neither_side_fails() -> None:
     v = run(SequentialJudge(_errors_only(0.01)), pairs(11, n=30, requests=200, error_rate=0.0))
     assert v.decision is Decision.PASS
-    # ln(1/β)/floor ≈ 390 canary requests: two or three intervals of ~200, far before 30
+    # ln(1/β)/floor ≈ 300 canary requests (β = 0.05): two intervals of ~200, far before 30
     assert v.decided_at is not None and v.decided_at <= 4, v.reason
     m = v.metric("error_rate")
     assert "below the negligible 0.01" in m.reason
-    assert m.numbers["eBelowNegligible"] >= 1 / 0.02  # type: ignore[operator]
+    assert m.numbers["eBelowNegligible"] >= 1 / JudgeSpec().beta  # type: ignore[operator]
+    assert m.numbers["ePassThreshold"] == pytest.approx(1 / JudgeSpec().beta)
 
 
 def test_a_canary_above_the_negligible_rate_never_passes_through_it() -> None:
@@ -212,3 +213,51 @@ def test_negligible_rate_e_process_crosses_at_most_beta_at_the_floor() -> None:
 def test_negligible_is_an_error_rate_setting_only() -> None:
     with pytest.raises(ValueError, match="negligible"):
         JudgeSpec.model_validate({"metrics": {"latency": {"negligible": 0.01}}})
+
+
+def test_every_verdict_says_what_the_window_can_detect() -> None:
+    judge = SequentialJudge(JudgeSpec(samples=30))
+    b, c = pairs(21, n=1, requests=400, error_rate=0.01)[0]
+    first = judge.update(b, c).metric("error_rate").numbers["detectableRatio"]
+    data = pairs(21, n=29, requests=400, error_rate=0.01)
+    for b, c in data[:-1]:
+        v = judge.update(b, c)
+    later = v.metric("error_rate").numbers["detectableRatio"]
+    # projected to the whole window from the first interval, then from more evidence: both finite
+    # ratios above 1 of the same order (the projection is not a trick of one interval)
+    assert isinstance(first, float) and isinstance(later, float)
+    assert 1.0 < later < 5.0 and 1.0 < first < 10.0
+    bigger = SequentialJudge(JudgeSpec(samples=300))
+    b, c = pairs(21, n=1, requests=400, error_rate=0.01)[0]
+    longer = bigger.update(b, c).metric("error_rate").numbers["detectableRatio"]
+    assert isinstance(longer, float) and longer < first  # a longer planned window resolves more
+
+
+def test_an_undersized_window_passes_by_default_and_says_so() -> None:
+    # 30 intervals of 40 requests at 0.5 % errors: ~6 baseline errors — no test could catch ×1.75
+    spec = JudgeSpec(samples=30, minRequests=100)
+    v = run(SequentialJudge(spec), pairs(22, n=30, requests=40, error_rate=0.005))
+    assert v.decision is Decision.PASS
+    m = v.metric("error_rate")
+    assert "could only have caught" in m.reason or "no baseline events" in m.reason
+    assert m.numbers["detectableRatio"] is None or m.numbers["detectableRatio"] > 1.75  # type: ignore[operator]
+
+
+def test_undersized_inconclusive_holds_instead_of_passing_on_too_little_data() -> None:
+    spec = JudgeSpec(samples=30, minRequests=100, undersized="inconclusive")
+    v = run(SequentialJudge(spec), pairs(22, n=30, requests=40, error_rate=0.005))
+    assert v.decision is Decision.INCONCLUSIVE
+    assert "window too small" in v.reason and "error_rate" in v.reason
+
+
+def test_undersized_inconclusive_still_passes_a_window_that_could_have_caught_it() -> None:
+    spec = JudgeSpec(samples=30, undersized="inconclusive")
+    v = run(SequentialJudge(spec), pairs(23, n=30, requests=5000, error_rate=0.01))
+    assert v.decision is Decision.PASS
+    assert v.metric("error_rate").numbers["detectableRatio"] < 1.75  # type: ignore[operator]
+
+
+def test_undersized_inconclusive_never_hides_a_failure() -> None:
+    spec = JudgeSpec(samples=30, minRequests=100, undersized="inconclusive")
+    v = run(SequentialJudge(spec), pairs(24, n=30, requests=60, error_rate=0.02, error_factor=6.0))
+    assert v.decision is Decision.FAIL

@@ -28,7 +28,9 @@ at the same rate whatever it is.  The first interval only calibrates it.
 least ``regression`` times worse.  The judge passes early once every metric
 has crossed, both arms have ``minRequests`` requests, and nothing failed; at
 the horizon (``samples``) with enough traffic it passes on the absence of
-failure evidence.
+failure evidence — unless ``undersized: inconclusive`` and the window could
+not have caught a ``regression``-times-worse canary (``detectableRatio``, see
+``sizing``): then it holds for a human instead of passing on too little data.
 
 **Budget.**  α is split evenly over all one-sided tests (Bonferroni; a metric
 with direction ``either`` counts twice), so the overall false-rollback
@@ -44,6 +46,7 @@ import numpy as np
 from shipwarden.domain.analysis import JudgeMetric, JudgeSpec
 from shipwarden.domain.judge._common import Totals, final_decision
 from shipwarden.domain.judge.samples import FloatArray, Sample
+from shipwarden.domain.judge.sizing import detectable_ratio
 from shipwarden.domain.judge.verdict import Classification, Decision, MetricVerdict, Verdict
 
 # Mixture components, as multiples of the null ratio (fail side) and divisors of the
@@ -193,7 +196,37 @@ class _MetricTest:
         assert p is not None
         return p
 
-    def verdict(self, at_horizon: bool = False) -> MetricVerdict:
+    def detectable(self, scale: float) -> float | None:
+        """Smallest ratio the horizon test catches with probability 1 − β, if the traffic seen so far
+        were ``scale`` times as much (the rest of the window); None without baseline events."""
+        worst = 0.0
+        for p in (self.up, self.down):
+            if p is None:
+                continue
+            if p.baseline_x == 0 or p.canary_n == 0:
+                return None
+            r = detectable_ratio(
+                p.baseline_n * scale, p.canary_n * scale, p.baseline_x / p.baseline_n,
+                self.alpha_horizon, 1.0 - self.beta, null_ratio=1.0 + self.tolerance,
+            )  # fmt: skip
+            worst = max(worst, r)
+        return worst
+
+    def undersized_note(self) -> str:
+        """At the end of the window: '' if this test could have caught a ``regression``-times-worse
+        canary, else why not, e.g. ' (could only have caught ×3.2; regression ×1.75)'."""
+        r = self.detectable(1.0)
+        if r is not None and r <= self.cfg.regression:
+            return ""
+        if r is None:
+            caught = "no baseline events, so no ratio could be bounded"
+        elif math.isfinite(r):
+            caught = f"could only have caught ×{r:.3g}"
+        else:
+            caught = "could not have caught any ratio"
+        return f" ({caught}; regression ×{self.cfg.regression:g})"
+
+    def verdict(self, at_horizon: bool = False, scale: float = 1.0) -> MetricVerdict:
         log_fail_at = math.log(1.0 / self.alpha_seq)
         log_pass_at = math.log(1.0 / self.beta)
         p = self._any
@@ -212,6 +245,7 @@ class _MetricTest:
             "regressionRatio": self.cfg.regression,
             "eFailThreshold": 1.0 / self.alpha_seq,
             "ePassThreshold": 1.0 / self.beta,
+            "detectableRatio": self.detectable(scale),
             **self.extra,
         }
         crit = self.cfg.critical
@@ -345,8 +379,10 @@ class SequentialJudge:
             )
         if "latency" in self._tests:
             self._update_latency(baseline, canary)
-        metrics = tuple(t.verdict() for t in self._tests.values())
         n = self._totals.samples
+        # detectableRatio live: what the horizon test will catch if traffic keeps this pace
+        scale = max(1.0, self.spec.samples / n)
+        metrics = tuple(t.verdict(scale=scale) for t in self._tests.values())
         failed = [m for m in metrics if m.classification in (Classification.HIGH, Classification.LOW)]
         if failed:
             decision, score, why = final_decision(self.spec, metrics, self._totals)
@@ -387,17 +423,30 @@ class SequentialJudge:
         n = self._totals.samples
         if n == 0:
             return self._set(Decision.INCONCLUSIVE, None, "no samples", metrics, None)
-        # RUNNING at the horizon means "no evidence of a regression": count it as a pass.
+        # RUNNING at the horizon means "no evidence of a regression": count it as a pass, and say
+        # when that is only absence of evidence (the window could not have caught `regression`).
+        notes = {
+            m.name: self._tests[m.name].undersized_note()
+            for m in metrics
+            if m.classification is Classification.RUNNING
+        }
         closed = tuple(
             MetricVerdict(
                 m.name, Classification.PASS, m.critical, m.baseline, m.canary, m.ratio,
-                f"no evidence of a regression by the end of the window: {m.reason}", m.numbers,
+                f"no evidence of a regression by the end of the window{notes[m.name]}: {m.reason}", m.numbers,
             )
             if m.classification is Classification.RUNNING
             else m
             for m in metrics
         )  # fmt: skip
         decision, score, why = final_decision(self.spec, closed, self._totals)
+        undersized = "; ".join(f"{name}{note}" for name, note in notes.items() if note)
+        if decision is Decision.PASS and undersized and self.spec.undersized == "inconclusive":
+            why = (
+                f"window too small to pass on: {undersized} (undersized: inconclusive; "
+                "lengthen samples, raise the canary's weight, or set errorRate.negligible)"
+            )
+            decision = Decision.INCONCLUSIVE
         why = f"end of the window after {n} samples: {why}"
         return self._set(decision, n, why, closed, score)
 
