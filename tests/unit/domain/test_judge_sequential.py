@@ -261,3 +261,34 @@ def test_undersized_inconclusive_never_hides_a_failure() -> None:
     spec = JudgeSpec(samples=30, minRequests=100, undersized="inconclusive")
     v = run(SequentialJudge(spec), pairs(24, n=30, requests=60, error_rate=0.02, error_factor=6.0))
     assert v.decision is Decision.FAIL
+
+
+def test_the_plan_predicts_what_the_judge_catches() -> None:
+    """samplesNeeded from plan() is a window in which the judge catches ×regression most of the
+    time; a quarter of it is not — the plan describes the judge, not some other test."""
+    requests, rate = 300.0, 0.01
+    plan = {m["name"]: m for m in SequentialJudge(_errors_only()).plan(requests, requests, rate)}
+    need = plan["error_rate"]["samplesNeeded"]
+    assert isinstance(need, int) and 8 <= need <= 200
+    assert plan["error_rate"]["windowIsEnough"] is (need <= 30)
+
+    def caught(samples: int) -> float:
+        fails = 0
+        for seed in range(120):
+            data = pairs(5000 + seed, n=samples, requests=requests, error_rate=rate, error_factor=1.75)
+            fails += run(SequentialJudge(_errors_only(samples=samples)), data).decision is Decision.FAIL
+        return fails / 120
+
+    assert caught(need) >= 0.85
+    assert caught(max(2, need // 4)) < 0.6
+
+
+def test_the_plan_says_more_traffic_or_a_longer_window_is_needed_for_rare_errors() -> None:
+    judge = SequentialJudge(JudgeSpec(samples=30))
+    thin = {m["name"]: m for m in judge.plan(160, 40, 0.002)}
+    thick = {m["name"]: m for m in judge.plan(16_000, 4_000, 0.002)}
+    assert thin["error_rate"]["windowIsEnough"] is False
+    assert thin["error_rate"]["detectableRatio"] > 1.75  # type: ignore[operator]
+    assert thick["error_rate"]["windowIsEnough"] is True
+    assert thick["error_rate"]["samplesNeeded"] < thin["error_rate"]["samplesNeeded"]  # type: ignore[operator]
+    assert thin["latency"]["eventRate"] == pytest.approx(0.05)

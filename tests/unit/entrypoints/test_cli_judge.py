@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from shipwarden.entrypoints.cli.judge import judge_command
+from shipwarden.entrypoints.cli.judge import judge_command, plan_command
 from tests.unit.domain.test_judge_corpus import pairs
 
 app = typer.Typer()
@@ -107,3 +107,50 @@ def test_warmup_from_the_policy_skips_the_leading_intervals(tmp_path: Path) -> N
     out = json.loads(invoke("-b", b, "-c", c, "--policy", policy).stdout)
     assert out["input"]["warmupSkipped"] == 3  # t = 0, 60 and 120 s
     assert out["decidedAt"] == 27  # the fixed window is what is left
+
+
+def plan(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(plan_app, ["judge-plan", *args])
+
+
+plan_app = typer.Typer()
+plan_app.command("judge-plan")(plan_command)
+plan_app.command("noop")(lambda: None)
+
+
+def test_plan_exit_code_says_whether_the_window_is_big_enough() -> None:
+    big = plan("--rps", "500", "--error-rate", "0.01", "--interval", "30s")
+    assert big.exit_code == 0, big.output
+    out = json.loads(big.stdout)
+    assert out["traffic"]["canaryRequestsPerSample"] == pytest.approx(500 * 30 * 0.2)
+    assert out["windowSeconds"] == 30 * 30
+    assert all(m["windowIsEnough"] for m in out["metrics"])
+    small = plan("--rps", "2", "--error-rate", "0.002", "--interval", "10s")
+    assert small.exit_code == 3, small.output
+    err = next(m for m in json.loads(small.stdout)["metrics"] if m["name"] == "error_rate")
+    assert err["windowIsEnough"] is False and err["samplesNeeded"] > 30
+
+
+def test_plan_reads_the_judge_settings_from_a_policy_file(tmp_path: Path) -> None:
+    f = tmp_path / "judge.yaml"
+    f.write_text("judge:\n  samples: 5000\n  metrics: {latency: {enabled: false}}\n")
+    r = plan("--rps", "20", "--error-rate", "0.002", "--interval", "10s", "--policy", str(f))
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["samples"] == 5000 and [m["name"] for m in out["metrics"]] == ["error_rate"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rps", "0", "--error-rate", "0.01"], "--rps must be > 0"),
+        (["--rps", "5", "--error-rate", "1.5"], "--error-rate must be between 0 and 1"),
+        (["--rps", "5", "--error-rate", "0.01", "--weight", "100"], "--weight must be between 0 and 100"),
+        (["--rps", "5", "--error-rate", "0.01", "--interval", "soon"], "--interval: invalid duration"),
+        (["--rps", "5", "--error-rate", "0.01", "--interval", "0s"], "--interval must be positive"),
+    ],
+)
+def test_plan_refuses_bad_numbers_with_a_precise_message(args: list[str], message: str) -> None:
+    r = plan(*args)
+    assert r.exit_code == 2 and r.stdout == ""
+    assert message in r.stderr

@@ -46,7 +46,7 @@ import numpy as np
 from shipwarden.domain.analysis import JudgeMetric, JudgeSpec
 from shipwarden.domain.judge._common import Totals, final_decision
 from shipwarden.domain.judge.samples import FloatArray, Sample
-from shipwarden.domain.judge.sizing import detectable_ratio
+from shipwarden.domain.judge.sizing import detectable_ratio, samples_needed
 from shipwarden.domain.judge.verdict import Classification, Decision, MetricVerdict, Verdict
 
 # Mixture components, as multiples of the null ratio (fail side) and divisors of the
@@ -368,6 +368,41 @@ class SequentialJudge:
     @property
     def verdict(self) -> Verdict:
         return self._verdict
+
+    def plan(
+        self, baseline_per_sample: float, canary_per_sample: float, error_rate: float
+    ) -> list[dict[str, float | int | str | bool | None]]:
+        """What this judge, as configured, can catch at this traffic (requests per interval and arm).
+
+        Per metric: events per interval (errors at ``error_rate``; for latency
+        the requests slower than the baseline's quantile), the ratio its
+        horizon test catches with probability 1 − β within ``samples``
+        intervals (``detectableRatio``), and the intervals it needs to catch
+        ``regression`` (``samplesNeeded``; None if no number would do).
+        """
+        out: list[dict[str, float | int | str | bool | None]] = []
+        for name, t in self._tests.items():
+            rate = error_rate if name == "error_rate" else round(1.0 - self.spec.metrics.latency.quantile, 12)
+            null, power = 1.0 + t.tolerance, 1.0 - t.beta
+            n = self.spec.samples
+            r = detectable_ratio(
+                baseline_per_sample * n, canary_per_sample * n, rate, t.alpha_horizon, power, null
+            )
+            need = samples_needed(
+                baseline_per_sample, canary_per_sample, rate, t.cfg.regression, t.alpha_horizon, power, null
+            )
+            out.append({
+                "name": name,
+                "eventRate": rate,
+                "baselineEventsPerSample": baseline_per_sample * rate,
+                "canaryEventsPerSample": canary_per_sample * rate,
+                "samples": n,
+                "detectableRatio": r,
+                "regression": t.cfg.regression,
+                "samplesNeeded": need,
+                "windowIsEnough": r <= t.cfg.regression,
+            })  # fmt: skip
+        return out
 
     def update(self, baseline: Sample, canary: Sample) -> Verdict:
         if self._verdict.decision.done:

@@ -35,14 +35,14 @@ class Classification(StrEnum):
     NODATA = "nodata"
 
 
-def _clean(v: Any) -> Any:
+def clean_json(v: Any) -> Any:
     """JSON has no NaN/inf: report them as null so the output always parses."""
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
+        return {k: clean_json(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
+        return [clean_json(x) for x in v]
     return v
 
 
@@ -60,7 +60,7 @@ class MetricVerdict:
     numbers: dict[str, float | int | str | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _clean(
+        out: dict[str, Any] = clean_json(
             {
                 "name": self.name,
                 "classification": self.classification.value,
@@ -94,7 +94,7 @@ class Verdict:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _clean(
+        out: dict[str, Any] = clean_json(
             {
                 "judge": self.judge,
                 "decision": self.decision.value,

@@ -319,9 +319,10 @@ def down(otp: OtpOpt = None) -> None:
 
 
 def _register_judge() -> None:
-    from shipwarden.entrypoints.cli.judge import judge_command
+    from shipwarden.entrypoints.cli.judge import judge_command, plan_command
 
     app.command("judge")(judge_command)
+    app.command("judge-plan")(plan_command)
 
 
 _register_judge()

@@ -112,6 +112,7 @@ EXEMPT: Mapping[str, str] = {
     "policy check": "validates files; touches no store",
     "policy schema": "prints the policy JSON Schema; touches no store",
     "judge": "judges sample files offline; touches no store",
+    "judge-plan": "sizes a judge window from numbers given on the command line; touches no store",
     "dossier verify": "checks a file against a public key offline; touches no store",
     "serve": "starts the API, which authorises every request itself (entrypoints/http/deps.py)",
 }

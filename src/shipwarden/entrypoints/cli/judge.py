@@ -122,3 +122,73 @@ def judge_command(
     }
     sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     raise typer.Exit(EXIT[verdict.decision.value])
+
+
+def plan_command(
+    rps: Annotated[float, typer.Option("--rps", help="Requests per second the service serves in all.")],
+    error_rate: Annotated[
+        float, typer.Option("--error-rate", help="The stable version's usual error rate, e.g. 0.002.")
+    ],
+    weight: Annotated[
+        float, typer.Option("--weight", help="Percent of traffic the canary gets while it is judged.")
+    ] = 20.0,
+    interval: Annotated[
+        str, typer.Option("--interval", help="Analysis interval: one judge sample per interval (e.g. 10s).")
+    ] = "60s",
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy", "-p", help="Judge settings (YAML/JSON): a judge mapping or an analysis with 'judge:'."
+        ),
+    ] = None,
+) -> None:
+    """Is the judge's window big enough at this traffic? JSON per metric (0 enough, 3 not enough).
+
+    The canary gets ``weight`` % of ``rps``, the baseline (stable) the rest.
+    For each metric: the ratio the sequential judge catches within ``samples``
+    intervals (``detectableRatio``) and the intervals it needs to catch its
+    ``regression`` (``samplesNeeded``) — see "Is the window big enough?" in
+    docs/judge.md.
+    """
+    from shipwarden.domain._base import parse_duration
+    from shipwarden.domain.judge import SequentialJudge
+
+    try:
+        if not rps > 0:
+            raise _BadInput(f"--rps must be > 0, got {rps:g}")
+        if not 0.0 < error_rate < 1.0:
+            raise _BadInput(f"--error-rate must be between 0 and 1 (exclusive), got {error_rate:g}")
+        if not 0.0 < weight < 100.0:
+            raise _BadInput(f"--weight must be between 0 and 100 (exclusive), got {weight:g}")
+        try:
+            seconds = parse_duration(interval)
+        except ValueError as exc:
+            raise _BadInput(f"--interval: {exc}") from None
+        if seconds <= 0:
+            raise _BadInput(f"--interval must be positive, got {interval!r}")
+        spec = JudgeSpec()
+        if policy is not None:
+            spec = load_judge_spec_text(_read(policy, "policy"), str(policy))
+    except (_BadInput, PolicyError) as exc:
+        typer.echo(f"error: {exc}".replace("\n", "\nerror: "), err=True)
+        raise typer.Exit(2) from None
+    per_sample = rps * seconds
+    canary = per_sample * weight / 100.0
+    metrics = SequentialJudge(spec).plan(per_sample - canary, canary, error_rate)
+    out = {
+        "traffic": {
+            "rps": rps,
+            "weight": weight,
+            "intervalSeconds": seconds,
+            "baselineRequestsPerSample": per_sample - canary,
+            "canaryRequestsPerSample": canary,
+            "errorRate": error_rate,
+        },
+        "samples": spec.samples,
+        "windowSeconds": spec.samples * seconds,
+        "metrics": metrics,
+    }
+    from shipwarden.domain.judge.verdict import clean_json
+
+    sys.stdout.write(json.dumps(clean_json(out), indent=2) + "\n")
+    raise typer.Exit(0 if all(m["windowIsEnough"] for m in metrics) else 3)
