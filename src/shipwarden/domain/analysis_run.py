@@ -16,6 +16,12 @@ How the parts combine — the most severe wins:
   every open-ended metric has at least one successful measurement and no
   objection, and the judge (if any) said ``pass``;
 * a *background* run never passes; it can only object.
+
+A deployment with no baseline (the service's first, when blue-green runs
+its pre- or post-promotion analysis) has nothing for the judge to compare
+with: the run leaves the judge out and says so, and its threshold checks
+decide alone — rather than waiting for samples that cannot come until the
+progress deadline fails the release.
 """
 
 from __future__ import annotations
@@ -86,17 +92,25 @@ class AnalysisRun:
     decided_at: float | None = None
     first_sample_at: float | None = None
     warmup_skipped: int = 0
+    judge_skipped: str | None = None  # why the policy's judge does not apply to this run
 
     @classmethod
-    def new(cls, spec: AnalysisSpec, started_at: float, *, gating: bool) -> AnalysisRun:
-        judge = make_judge(spec.judge) if spec.judge is not None else None
+    def new(
+        cls, spec: AnalysisSpec, started_at: float, *, gating: bool, has_baseline: bool = True
+    ) -> AnalysisRun:
+        judged = spec.judge is not None and has_baseline
         return cls(
             spec,
             started_at,
             gating,
-            judge,
+            make_judge(spec.judge) if judged and spec.judge is not None else None,
             {m.name: [] for m in spec.metrics},
             {m.name: [] for m in spec.metrics},
+            judge_skipped=(
+                "judge skipped: no baseline to compare (first deployment)"
+                if spec.judge is not None and not has_baseline
+                else None
+            ),
         )
 
     # -- feeding -------------------------------------------------------------------------
@@ -154,6 +168,8 @@ class AnalysisRun:
             numbers["judge"] = self.last_verdict.to_dict()
         if self.warmup_skipped:
             numbers["judgeWarmupSamplesSkipped"] = self.warmup_skipped
+        if self.judge_skipped:
+            numbers["judgeSkipped"] = self.judge_skipped
         failed = [r for r in results if r.phase in (MetricPhase.FAILED, MetricPhase.ERROR)]
         judge = self.last_verdict.decision if self.last_verdict is not None else None
         if failed or judge is Decision.FAIL:
@@ -179,5 +195,7 @@ class AnalysisRun:
             parts = [f"{r.name}: {r.successful}/{r.measured} ok" for r in results]
             if self.last_verdict is not None:
                 parts.append(f"judge: {self.last_verdict.reason}")
+            if self.judge_skipped:
+                parts.append(self.judge_skipped)
             return RunStatus(RunState.PASSED, "; ".join(parts) or "passed", numbers, self.last_sample_at)
         return RunStatus(RunState.RUNNING, "measuring", numbers)

@@ -94,6 +94,18 @@ class BlueGreen(_Strict):
     post_promotion_analysis: AnalysisSpec | None = Field(None, alias="postPromotionAnalysis")
     progress_deadline: Duration = Field(600.0, alias="progressDeadline")
 
+    @field_validator("post_promotion_analysis")
+    @classmethod
+    def _no_judge_after_the_switch(cls, v: AnalysisSpec | None) -> AnalysisSpec | None:
+        # Before the switch the judge compares green on the preview route with blue on production;
+        # after it blue serves nothing, so there is no baseline traffic to compare with.
+        if v is not None and v.judge is not None:
+            raise ValueError(
+                "a judge needs the old version serving traffic beside the new one, and after the "
+                "switch it serves none: judge in 'prePromotionAnalysis', or use threshold 'metrics' here"
+            )
+        return v
+
 
 class SetWeight(_Strict):
     set_weight: int = Field(alias="setWeight", ge=0, le=100)

@@ -102,6 +102,9 @@ class ActiveAnalysis:
     spec: AnalysisSpec
     gating: bool
     interval_s: float
+    #: where the new version's requests are counted for the judge: production for a canary;
+    #: the preview route before a blue-green switch (the baseline is always production's)
+    canary_route: str = "production"
 
 
 def active_analyses(spec: ServiceSpec, dep: Deployment) -> list[ActiveAnalysis]:
@@ -122,7 +125,7 @@ def active_analyses(spec: ServiceSpec, dep: Deployment) -> list[ActiveAnalysis]:
             out.append(ActiveAnalysis("background", canary.analysis, False, canary.analysis.interval))
     if bg is not None:
         if dep.phase is Phase.PREVIEW and bg.pre_promotion_analysis is not None:
-            out.append(ActiveAnalysis("pre", bg.pre_promotion_analysis, True, JUDGE_INTERVAL_S))
+            out.append(ActiveAnalysis("pre", bg.pre_promotion_analysis, True, JUDGE_INTERVAL_S, "preview"))
         if dep.phase is Phase.SCALE_DOWN_WAIT and bg.post_promotion_analysis is not None:
             out.append(ActiveAnalysis("post", bg.post_promotion_analysis, True, JUDGE_INTERVAL_S))
     return out
@@ -140,7 +143,7 @@ class AnalysisController:
     ) -> None:
         self.store, self.source, self.providers, self.clock = store, source, providers, clock
         self._runs: dict[tuple[str, str], AnalysisRun] = {}
-        self._last: dict[tuple[str, str], tuple[float, dict[str, Counts]]] = {}
+        self._last: dict[tuple[str, str], tuple[Counts | None, Counts | None]] = {}
 
     def missing_providers(self, spec: ServiceSpec) -> set[str]:
         wanted: set[str] = set()
@@ -154,7 +157,7 @@ class AnalysisController:
         if run is None:
             records = self.store.analysis_records(dep.id, active.key)
             start = records[0]["at"] if records else self.clock()
-            run = AnalysisRun.new(active.spec, start, gating=active.gating)
+            run = AnalysisRun.new(active.spec, start, gating=active.gating, has_baseline=has_baseline(dep))
             run.replay(records)  # a resumed controller continues with the evidence gathered so far
             self._runs[key] = run
         return run
@@ -168,7 +171,7 @@ class AnalysisController:
         statuses = []
         for active in actives:
             run = self._run(dep, active)
-            if run.judge_due(now, active.interval_s) and dep.from_version is not None:
+            if run.judge_due(now, active.interval_s):
                 self._judge_sample(dep, active, run, now)
             for check in run.due_metrics(now):
                 self._measure(dep, active, run, check, now)
@@ -186,14 +189,16 @@ class AnalysisController:
         return None, None, numbers
 
     def _judge_sample(self, dep: Deployment, active: ActiveAnalysis, run: AnalysisRun, now: float) -> None:
-        counts = router_counts(self.source.metrics_text(), dep.service)
+        assert dep.from_version is not None
+        text = self.source.metrics_text()
+        base = router_counts(text, dep.service).get(dep.from_version)
+        new = router_counts(text, dep.service, active.canary_route).get(dep.to_version)
         before = self._last.get((dep.id, active.key))  # each run diffs against its own previous snapshot
-        self._last[(dep.id, active.key)] = (now, counts)
+        self._last[(dep.id, active.key)] = (base, new)
         if before is None:
             return  # the first snapshot is the baseline for the next interval's deltas
-        assert dep.from_version is not None
-        b = _delta(counts.get(dep.from_version), before[1].get(dep.from_version), now)
-        c = _delta(counts.get(dep.to_version), before[1].get(dep.to_version), now)
+        b = _delta(base, before[0], now)
+        c = _delta(new, before[1], now)
         self.store.record_analysis(
             dep.id,
             key=active.key,
@@ -251,6 +256,11 @@ class AnalysisController:
     def forget(self, dep_id: str) -> None:
         self._runs = {k: v for k, v in self._runs.items() if k[0] != dep_id}
         self._last = {k: v for k, v in self._last.items() if k[0] != dep_id}
+
+
+def has_baseline(dep: Deployment) -> bool:
+    """Is there an old version to compare the new one with (not a first deployment)?"""
+    return dep.from_version is not None and dep.from_version != dep.to_version
 
 
 def _m(result: Any, now: float) -> A.Measurement:

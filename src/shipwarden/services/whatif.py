@@ -14,6 +14,7 @@ from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.analysis_run import AnalysisRun, RunState
 from shipwarden.domain.policy import AnalysisStep, Policy
+from shipwarden.services.analysis import has_baseline
 
 
 def _spec_for(policy: Policy, service: str, key: str) -> tuple[AnalysisSpec | None, bool]:
@@ -53,7 +54,7 @@ def replay(store: Store, dep_id: str, policy: Policy) -> dict[str, Any]:
         if spec is None:
             out["analyses"].append({"key": key, "records": len(recs), "decision": "not in this policy"})
             continue
-        run = AnalysisRun.new(spec, recs[0]["at"], gating=gating)
+        run = AnalysisRun.new(spec, recs[0]["at"], gating=gating, has_baseline=has_baseline(dep))
         decision: dict[str, Any] = {
             "key": key,
             "records": len(recs),

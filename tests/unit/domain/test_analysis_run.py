@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shipwarden.domain.analysis import AnalysisSpec
+from shipwarden.domain.analysis import AnalysisSpec, Value
 from shipwarden.domain.analysis_run import AnalysisRun, RunState
 from shipwarden.domain.judge import Sample
 
@@ -47,3 +47,25 @@ def test_replaying_the_records_skips_exactly_the_same_samples() -> None:
     replayed = AnalysisRun.new(_spec("2s"), 100.0, gating=True)  # a resumed run starts at record 1
     replayed.replay(_records(pairs))
     assert replayed.status() == live.status()
+
+
+def test_without_a_baseline_the_judge_is_left_out_and_threshold_checks_decide() -> None:
+    """A first deployment has no old version: a judge would wait for samples that never come."""
+    spec = AnalysisSpec.model_validate(
+        {
+            "judge": {"samples": 5},
+            "metrics": [
+                {"name": "err", "query": 'x{v="{version}"}[{window}]', "successCondition": {"max": 0.01}}
+            ],
+        }
+    )
+    first = AnalysisRun.new(spec, 0.0, gating=True, has_baseline=False)
+    assert first.judge is None and not first.judge_due(10.0, 1.0)
+    first.add_measurement("err", Value(1.0, 0.001))
+    st = first.status()
+    assert st.state is RunState.PASSED, st.detail
+    assert "no baseline" in st.detail and "no baseline" in st.numbers["judgeSkipped"]
+    # with a baseline the same measurement is not enough: the judge must pass too
+    later = AnalysisRun.new(spec, 0.0, gating=True)
+    later.add_measurement("err", Value(1.0, 0.001))
+    assert later.judge is not None and later.status().state is RunState.RUNNING

@@ -106,3 +106,22 @@ def test_schema_uses_file_names() -> None:
     schema = policy_json_schema()
     assert "apiVersion" in schema["properties"]
     assert "scaleDownDelay" in str(schema)
+
+
+def test_a_judge_after_the_blue_green_switch_is_refused_with_the_reason() -> None:
+    text = EXAMPLE.read_text()
+    assert "blueGreen:" in text
+    analysed = text.replace(
+        "blueGreen:\n",
+        "blueGreen:\n        postPromotionAnalysis: {judge: sequential}\n",
+        1,
+    )
+    with pytest.raises(PolicyError) as exc:
+        load_policy_text(analysed, "x.yaml")
+    issue = next(i for i in exc.value.issues if "postPromotionAnalysis" in i.field)
+    assert "old version serving traffic" in issue.message and issue.line is not None
+    # the same judge before the switch is fine: green on preview is compared with blue on production
+    before = text.replace("blueGreen:\n", "blueGreen:\n        prePromotionAnalysis: {judge: sequential}\n", 1)
+    loaded = load_policy_text(before, "x.yaml")
+    bg = loaded.policy.services[0].strategy.blue_green
+    assert bg is not None and bg.pre_promotion_analysis is not None
