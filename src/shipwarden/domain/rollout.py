@@ -191,6 +191,8 @@ class Transition:
     reason: str
     step_index: int | None = None
     paused: bool | None = None
+    #: the operator's request was used up by this transition (a confirm opens one gate, not all)
+    consumes_request: bool = False
 
 
 def _rollback(state: RolloutState, obs: Observation, why: str) -> Transition:
@@ -311,10 +313,13 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
                 return None  # waits for `shipwarden confirm`
             if plan.confirm_on_timeout == "rollback":
                 return _rollback(state, obs, f"no confirmation {gate} within {plan.confirm_timeout_s:.0f}s")
-        confirmed = f" ({gate} confirmed)" if gate and obs.operator is OperatorRequest.CONFIRM else ""
+        used = gate is not None and obs.operator is OperatorRequest.CONFIRM
+        confirmed = f" ({gate} confirmed)" if used else ""
         if nxt >= len(plan.canary_steps):
-            return Transition(Phase.PROMOTING, f"all canary steps passed{confirmed}")
-        return Transition(Phase.CANARY_STEP, f"canary step {nxt + 1}{confirmed}", step_index=nxt)
+            return Transition(Phase.PROMOTING, f"all canary steps passed{confirmed}", consumes_request=used)
+        return Transition(
+            Phase.CANARY_STEP, f"canary step {nxt + 1}{confirmed}", step_index=nxt, consumes_request=used
+        )
 
     if p is Phase.PROMOTING:
         if obs.production_check is None:

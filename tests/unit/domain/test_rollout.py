@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from shipwarden.domain.rollout import (
@@ -224,6 +226,18 @@ class TestGatesAndDeadlines:
             obs(production_check=OK, operator=OperatorRequest.CONFIRM),
         )
         assert t is not None and t.step_index == 1 and "confirmed" in t.reason
+        assert t.consumes_request  # one confirm opens one gate
+
+    def test_a_step_without_a_gate_leaves_a_pending_confirm_for_the_next_gate(self) -> None:
+        ungated = replace(self.GATED, confirm_weight_increase=False)
+        t = decide(
+            st(Phase.CANARY_STEP, step=0), ungated, obs(production_check=OK, operator=OperatorRequest.CONFIRM)
+        )
+        assert t is not None and t.step_index == 1 and not t.consumes_request
+        t = decide(
+            st(Phase.CANARY_STEP, step=1), ungated, obs(production_check=OK, operator=OperatorRequest.CONFIRM)
+        )
+        assert t is not None and t.phase is Phase.PROMOTING and t.consumes_request
 
     def test_unconfirmed_gate_times_out_into_rollback(self) -> None:
         t = decide(st(Phase.CANARY_STEP, step=1, entered=0), self.GATED, obs(now=61, production_check=OK))

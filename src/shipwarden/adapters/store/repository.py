@@ -389,7 +389,8 @@ class Store:
             if t.phase is Phase.ROLLED_BACK:
                 row.rolled_back_at = now
             if row.operator_request and (
-                t.phase is Phase.ROLLING_BACK
+                t.consumes_request
+                or t.phase is Phase.ROLLING_BACK
                 or t.paused is not None
                 or t.phase is Phase.PROMOTING
                 or t.phase is Phase.SCALING_DOWN
