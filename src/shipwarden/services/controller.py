@@ -42,6 +42,10 @@ class Controller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._drivers: dict[str, threading.Thread] = {}
+        # ``driving`` and ``stop`` read ``_drivers`` from other threads while the loop ticks: a
+        # tick registers a driver (after checking ``_stop``) and ``stop`` takes its list of drivers
+        # to join under this lock, so no driver is started that ``stop`` does not wait for.
+        self._lock = threading.Lock()
 
     def _driven_elsewhere(self, dep: Deployment) -> bool:
         return (
@@ -52,16 +56,18 @@ class Controller:
 
     def tick(self) -> list[str]:
         """Start a driver for each active deployment nobody drives yet; the ids started."""
-        self._drivers = {k: t for k, t in self._drivers.items() if t.is_alive()}
+        with self._lock:
+            self._drivers = {k: t for k, t in self._drivers.items() if t.is_alive()}
         started = []
         for dep in sorted(self.store.all_active(), key=lambda d: d.created_at):
-            if self._stop.is_set():
-                break
-            if dep.id in self._drivers or self._driven_elsewhere(dep):
-                continue
-            t = threading.Thread(target=self._drive, args=(dep.id,), name=f"drive-{dep.id}", daemon=True)
-            self._drivers[dep.id] = t
-            t.start()
+            with self._lock:
+                if self._stop.is_set():
+                    break
+                if dep.id in self._drivers or self._driven_elsewhere(dep):
+                    continue
+                t = threading.Thread(target=self._drive, args=(dep.id,), name=f"drive-{dep.id}", daemon=True)
+                self._drivers[dep.id] = t
+                t.start()
             started.append(dep.id)
         return started
 
@@ -89,11 +95,15 @@ class Controller:
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         deadline = time.monotonic() + timeout
-        for t in [self._thread, *self._drivers.values()]:
+        with self._lock:  # after this no tick starts a driver
+            drivers = list(self._drivers.values())
+        for t in [self._thread, *drivers]:
             if t is not None:
                 t.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def driving(self) -> list[str]:
         """Ids of the deployments a driver of this controller is on now."""
-        return [k for k, t in self._drivers.items() if t.is_alive()]
+        with self._lock:
+            drivers = list(self._drivers.items())
+        return [k for k, t in drivers if t.is_alive()]

@@ -1,0 +1,227 @@
+"""One controller, four releases at once: the driver threads share one rollout service, store,
+platform and nginx router, and must not disturb each other — no failed request, every route
+ends on the new version, every deployment's steps complete and in order, the audit chain whole.
+
+The controller's own list of drivers is read from other threads (``driving``: ``reconcile
+--watch``; ``stop``) while its loop thread ticks; the last test hammers that without processes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from shipwarden.adapters.net import free_port
+from shipwarden.bootstrap import Services, build_service, load_policy
+from shipwarden.domain.rollout import Phase
+from shipwarden.loadgen import Load
+from shipwarden.services.controller import Controller
+from tests.fixtures.deploy_env import DeployEnv, make_env, teardown_env
+
+pytestmark = pytest.mark.integration
+
+SERVICES = {"web": 2, "api": 1, "jobs": 2, "auth": 1}  # name: instances
+
+SERVICE = """\
+  - name: {name}
+    run:
+      command: ["{{python}}", "start.py"]
+      workdir: "releases/{{version}}"
+      instances: {instances}
+      stopTimeout: 5s
+    health: {{path: /healthz, interval: 100ms, timeout: 1s, healthyThreshold: 2, startTimeout: 15s}}
+    routing: {{port: {port}, previewPort: {preview}}}
+    strategy:
+      blueGreen: {{preview: {{path: /, requests: 10}}, scaleDownDelay: 1s, verifyRequests: 20}}
+"""
+
+BLUE_GREEN_STEPS = [
+    "pending",
+    "starting",
+    "preview",
+    "promoting",
+    "scale_down_wait",
+    "scaling_down",
+    "succeeded",
+]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[DeployEnv]:
+    env = make_env(tmp_path)
+    body = "".join(
+        SERVICE.format(name=name, instances=n, port=free_port(), preview=free_port())
+        for name, n in SERVICES.items()
+    )
+    head = env.policy_path.read_text().split("services:\n", 1)[0]
+    env.policy_path.write_text(f"{head}services:\n{body}")
+    try:
+        yield env
+    finally:
+        teardown_env(env)  # stops every service's instances and nginx
+
+
+@pytest.fixture
+def services(env: DeployEnv) -> Iterator[Services]:
+    svc = build_service(env.settings, load_policy(env.policy_path))
+    try:
+        yield svc
+    finally:
+        svc.store.engine.dispose()
+
+
+def _record_all(svc: Services, version: str) -> dict[str, str]:
+    """What four ``POST /services/{service}/deployments`` do: record only; {service: id}."""
+    assert svc.rollout is not None
+    return {name: svc.rollout.start(name, version, actor="tester").id for name in SERVICES}
+
+
+def _wait_succeeded(
+    svc: Services, ids: dict[str, str], ctl: Controller, timeout: float = 40.0
+) -> set[str]:
+    """Wait for every deployment to end, polling ``ctl.driving`` meanwhile as ``reconcile --watch``
+    does; the most deployments seen driven at one time."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while not all(svc.store.get(i).phase.terminal for i in ids.values()):
+        assert time.monotonic() < deadline, {n: svc.store.get(i).phase.value for n, i in ids.items()}
+        now = set(ctl.driving)
+        seen = now if len(now) > len(seen) else seen
+        time.sleep(0.05)
+    outcome = {n: (svc.store.get(i).phase.value, svc.store.get(i).reason) for n, i in ids.items()}
+    assert all(phase == Phase.SUCCEEDED.value for phase, _ in outcome.values()), outcome
+    return seen
+
+
+def test_four_releases_driven_at_once_by_one_controller(
+    env: DeployEnv, services: Services, load: type[Load]
+) -> None:
+    rollout = services.rollout
+    assert rollout is not None
+    router = rollout.router
+    ctl = Controller(rollout, services.store, interval_s=0.2)
+    try:
+        # four first deploys, one tick: a driver each, all at once; four listeners added concurrently
+        first = _record_all(services, "v1")
+        assert sorted(ctl.tick()) == sorted(first.values())
+        _wait_succeeded(services, first, ctl)
+        ports = {name: rollout.spec(name).routing.port for name in SERVICES}
+        with ExitStack() as stack:
+            traffic = {
+                name: stack.enter_context(load(f"http://127.0.0.1:{port}/", concurrency=2, max_seconds=60))
+                for name, port in ports.items()
+            }
+            time.sleep(0.3)  # traffic on v1 first
+            ids = _record_all(services, "v2")
+            ctl.start()  # the controller loop, as in ``shipwarden serve``, picks all four up
+            driven = _wait_succeeded(services, ids, ctl)
+    finally:
+        ctl.stop()
+    assert driven == set(ids.values()), driven  # all four were driven at the same time
+    assert ctl.driving == []
+
+    for name, t in traffic.items():
+        r = t.result
+        assert r.failures == 0, (name, r.errors, r.requests)
+        assert r.requests > 20, (name, r.requests)
+        assert set(r.versions) <= {"v1", "v2"} and "v2" in r.versions, (name, r.versions)
+    for name in SERVICES:
+        assert router.probe(name, "production", 20).versions == {"v2": 20}, name
+        assert {i.version for i in rollout.platform.instances(name)} == {"v2"}, name
+        assert services.store.stable_version(name) == ("v2", "v1")
+
+    for name, dep_id in ids.items():
+        steps = services.store.steps(dep_id)
+        assert [s.phase for s in steps] == BLUE_GREEN_STEPS, (name, [s.phase for s in steps])
+        assert [s.seq for s in steps] == list(range(1, len(steps) + 1)), name
+        assert all(s.outcome == "ok" and s.finished_at is not None for s in steps), (name, steps)
+        for a, b in zip(steps, steps[1:], strict=False):
+            assert a.started_at <= a.finished_at <= b.started_at, (name, a, b)  # type: ignore[operator]
+        assert "preview" in steps[2].detail.get("preview_check", {}).get("detail", ""), (name, steps[2])
+        actions = [e.action for e in services.store.audit_entries(deployment_id=dep_id)]
+        expected = ["deployment.deploy", *(f"rollout.{p}" for p in BLUE_GREEN_STEPS[1:])]
+        assert actions == expected, (name, actions)
+
+    report = services.audit.verify()
+    assert report.ok, report
+    assert report.entries_checked == services.store.count_audit()
+
+
+# -- the controller's own bookkeeping, read from other threads while it ticks -----------------------
+class _BusyRollout:
+    """Stands in for ``RolloutService``: each driver runs until the controller says stop."""
+
+    def __init__(self) -> None:
+        self.running: set[str] = set()
+        self._lock = threading.Lock()
+
+    def lease_owner(self) -> str:
+        return "this-controller"
+
+    def run(self, dep_id: str, until: Callable[[Any], bool]) -> None:
+        with self._lock:
+            self.running.add(dep_id)
+        try:
+            while not until(None):
+                time.sleep(0.005)
+        finally:
+            with self._lock:
+                self.running.discard(dep_id)
+
+
+class _ActiveStore:
+    def __init__(self, n: int) -> None:
+        self.deps = [
+            SimpleNamespace(id=f"d-{i:03}", created_at=float(i), lease_owner=None, lease_expires_at=0.0)
+            for i in range(n)
+        ]
+
+    def all_active(self) -> list[Any]:
+        return list(self.deps)
+
+
+def _stop_mid_tick() -> tuple[list[BaseException], set[str]]:
+    """Start a controller over 40 deployments, poll ``driving`` as ``reconcile --watch`` does, and
+    stop it while its first tick is still starting drivers; (errors, drivers left running)."""
+    rollout = _BusyRollout()
+    ctl = Controller(rollout, _ActiveStore(40), interval_s=0.05)  # type: ignore[arg-type]
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                assert isinstance(ctl.driving, list)
+            except BaseException as exc:  # what the watcher would die of
+                errors.append(exc)
+                return
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    ctl.start()
+    deadline = time.monotonic() + 5
+    while len(rollout.running) < 10 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    try:
+        ctl.stop(10)
+    except BaseException as exc:
+        errors.append(exc)
+    done.set()
+    watcher.join(5)
+    return errors, set(rollout.running)
+
+
+def test_driving_and_stop_are_safe_while_a_tick_starts_drivers() -> None:
+    """``driving`` (polled from another thread) and ``stop`` (which may come mid-tick) must not trip
+    over a driver being registered ("dictionary changed size during iteration"), and ``stop``
+    returns only once every driver it let start has ended."""
+    for _ in range(10):
+        errors, left = _stop_mid_tick()
+        assert not errors, errors
+        assert not left, f"drivers still running after stop(): {sorted(left)}"
