@@ -121,7 +121,8 @@ def test_a_judge_after_the_blue_green_switch_is_refused_with_the_reason() -> Non
     issue = next(i for i in exc.value.issues if "postPromotionAnalysis" in i.field)
     assert "old version serving traffic" in issue.message and issue.line is not None
     # the same judge before the switch is fine: green on preview is compared with blue on production
-    before = text.replace("blueGreen:\n", "blueGreen:\n        prePromotionAnalysis: {judge: sequential}\n", 1)
+    judged = "blueGreen:\n        prePromotionAnalysis: {judge: sequential}\n"
+    before = text.replace("blueGreen:\n", judged, 1)
     loaded = load_policy_text(before, "x.yaml")
     bg = loaded.policy.services[0].strategy.blue_green
     assert bg is not None and bg.pre_promotion_analysis is not None
