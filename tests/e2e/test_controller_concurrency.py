@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from shipwarden.adapters.net import free_port
+from shipwarden.adapters.net import free_port, wait_for_port
 from shipwarden.bootstrap import Services, build_service, load_policy
 from shipwarden.domain.rollout import Phase
 from shipwarden.loadgen import Load
@@ -151,6 +151,26 @@ def test_four_releases_driven_at_once_by_one_controller(
     report = services.audit.verify()
     assert report.ok, report
     assert report.entries_checked == services.store.count_audit()
+
+
+def test_a_first_release_exposes_every_service_so_the_next_reloads_nothing(
+    env: DeployEnv, services: Services, load: type[Load]
+) -> None:
+    """A reload drops requests that race an old worker closing its idle keep-alive connections,
+    so the first deployment of one service must not be what reloads nginx under another's traffic."""
+    rollout = services.rollout
+    assert rollout is not None
+    rollout.run(rollout.start("web", "v1", actor="tester").id)
+    for name in SERVICES:  # every service of the policy is listening already
+        assert wait_for_port("127.0.0.1", rollout.spec(name).routing.port, 5), name
+    workers = rollout.router.worker_pids()
+    url = f"http://127.0.0.1:{rollout.spec('web').routing.port}/"
+    with load(url, concurrency=4, max_seconds=60) as traffic:
+        for name in ("api", "jobs", "auth"):
+            dep = rollout.run(rollout.start(name, "v1", actor="tester").id)
+            assert dep.phase is Phase.SUCCEEDED, (name, dep.reason)
+    assert rollout.router.worker_pids() == workers  # no reload: the same nginx workers throughout
+    assert traffic.result.failures == 0 and traffic.result.requests > 20, traffic.result.errors
 
 
 # -- the controller's own bookkeeping, read from other threads while it ticks -----------------------

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from examples.sample_service import SampleService
 
-from shipwarden.adapters.net import free_port
+from shipwarden.adapters.net import free_port, wait_for_port
 from shipwarden.adapters.routers.base import ConfigRejected, Listener, Pool, RouterError, Routes
 from shipwarden.adapters.routers.nginx import NginxRouter
 
@@ -225,6 +225,21 @@ def test_ensure_listener_reloads_only_when_config_changes(
     assert nginx_router.worker_pids() == workers
     nginx_router.ensure_listener(Listener("api", free_port(), free_port()))
     assert nginx_router.worker_pids().isdisjoint(workers)
+
+
+def test_ensure_listeners_adds_several_services_in_one_reload(
+    nginx_router: NginxRouter, nginx_listener: Listener
+) -> None:
+    workers = nginx_router.worker_pids()
+    api, jobs = Listener("api", free_port(), free_port()), Listener("jobs", free_port(), free_port())
+    nginx_router.ensure_listeners([nginx_listener, api, jobs])
+    after = nginx_router.worker_pids()
+    assert after.isdisjoint(workers)  # one reload ...
+    for x in (api, jobs):
+        assert wait_for_port(x.host, x.port, 5) and wait_for_port(x.host, x.preview_port, 5)
+    nginx_router.ensure_listeners([api, jobs])
+    nginx_router.ensure_listener(api)
+    assert nginx_router.worker_pids() == after  # ... and none for what is already exposed
 
 
 def test_routes_survive_nginx_restart(

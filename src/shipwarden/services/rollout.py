@@ -224,7 +224,9 @@ class RolloutService:
         owner = self.lease_owner()
         dep = self.store.get(dep_id)
         spec = self.spec(dep.service)
-        self.router.ensure_listener(self.listener(spec))
+        # every service of the policy at once: a later first deployment of another service
+        # then finds its listener in place and reloads nothing under that service's traffic
+        self.router.ensure_listeners([self.listener(s) for s in self.loaded.policy.services])
         self.router.start()
         try:
             while True:

@@ -18,6 +18,7 @@ Contract every driver keeps:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -86,6 +87,9 @@ class TrafficRouter(Protocol):
 
     def ensure_listener(self, listener: Listener) -> None:
         """Expose a service on its ports (may reload the proxy; validated first)."""
+
+    def ensure_listeners(self, listeners: Sequence[Listener]) -> None:
+        """Expose several services at once: at most one reload, none if nothing changed."""
 
     def apply(self, service: str, routes: Routes) -> None:
         """Replace the service's routing table atomically, failing no request."""

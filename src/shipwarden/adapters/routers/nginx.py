@@ -281,10 +281,19 @@ class NginxRouter:
     # ------------------------------------------------------------ port
     def ensure_listener(self, listener: Listener) -> None:
         """Expose ``listener``; validate, then reload only if the rendered config changed."""
-        if not NAME_RE.match(listener.service):
-            raise RouterError(f"invalid service name {listener.service!r}")
+        self.ensure_listeners([listener])
+
+    def ensure_listeners(self, listeners: Sequence[Listener]) -> None:
+        """Expose all of ``listeners`` with one config change: validate, then reload only if the
+        rendered config changed.  A reload is graceful, but a client that reuses an idle
+        keep-alive connection just as an old worker closes it sees a reset — so the rollout
+        service exposes every service of the policy at once, and a later first deployment of
+        another service changes nothing."""
+        for listener in listeners:
+            if not NAME_RE.match(listener.service):
+                raise RouterError(f"invalid service name {listener.service!r}")
         with self._lock:
-            wanted = {**self._listeners, listener.service: listener}
+            wanted = {**self._listeners, **{x.service: x for x in listeners}}
             ports = [(x.host, p) for x in wanted.values() for p in (x.port, x.preview_port)]
             if len(set(ports)) != len(ports) or any(p == self.admin_port for _, p in ports):
                 raise RouterError(f"port conflict among listeners: {sorted(ports)}")
@@ -294,9 +303,12 @@ class NginxRouter:
                 self.validate_config(text)
                 if self.running():
                     self._reload(text)
-                    for port in (listener.port, listener.preview_port):
-                        if not wait_for_port(listener.host, port, self.timeout):
-                            raise RouterError(f"nginx not listening on {listener.host}:{port}; see error.log")
+                    for listener in listeners:
+                        for port in (listener.port, listener.preview_port):
+                            if not wait_for_port(listener.host, port, self.timeout):
+                                raise RouterError(
+                                    f"nginx not listening on {listener.host}:{port}; see error.log"
+                                )
                 else:
                     _atomic_write(self.conf_path, text)
             self._listeners = wanted

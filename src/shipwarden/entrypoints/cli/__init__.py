@@ -297,8 +297,8 @@ def up(otp: OtpOpt = None) -> None:
     with _errors():
         check("up", otp=otp)
         a = _app()
+        a.router.ensure_listeners([a.rollout.listener(spec) for spec in a.rollout.loaded.policy.services])
         for spec in a.rollout.loaded.policy.services:
-            a.router.ensure_listener(a.rollout.listener(spec))
             console.print(
                 f"{spec.name}: production :{spec.routing.port}, preview :{spec.routing.preview_port}"
             )
