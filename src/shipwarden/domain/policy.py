@@ -181,6 +181,8 @@ class Canary(_Strict):
     verify_requests: int = Field(50, ge=1, le=100_000, alias="verifyRequests")
     progress_deadline: Duration = Field(600.0, alias="progressDeadline")
     on_inconclusive: Literal["pause", "rollback"] = Field("pause", alias="onInconclusive")
+    #: stable instances that must be running before traffic moves further onto the canary; stable
+    #: instances that die during the canary are replaced (0: neither hold nor replace)
     min_available: int = Field(1, ge=0, alias="minAvailable")
     confirm: ConfirmGates = Field(default_factory=ConfirmGates)
 
@@ -229,6 +231,16 @@ class ServiceSpec(_Strict):
     health: HealthCheck = Field(default_factory=HealthCheck)
     strategy: Strategy
     routing: Routing
+
+    @model_validator(mode="after")
+    def _capacity(self) -> ServiceSpec:
+        c = self.strategy.canary
+        if c is not None and c.min_available > self.run.instances:
+            raise ValueError(
+                f"strategy.canary.minAvailable ({c.min_available}) is more than run.instances "
+                f"({self.run.instances}): the stable version never runs that many"
+            )
+        return self
 
 
 class Policy(_Strict):

@@ -137,6 +137,26 @@ class Plan:
     confirm_promotion: bool = False
     confirm_timeout_s: float = 600.0
     confirm_on_timeout: str = "rollback"  # "rollback" | "proceed"
+    min_available: int = 0  # canary: stable instances that must run before traffic moves further
+
+
+#: replacements of dead stable instances per deployment, as a multiple of ``instances``: a stable
+#: version that keeps dying is not fixed by starting it again (the hold and the deadline decide)
+STABLE_REPLACEMENT_BUDGET = 2
+
+
+def stable_replacements(plan: Plan, phase: Phase, has_stable: bool, dead_stable: int, replaced: int) -> int:
+    """How many dead stable instances to replace now (the stable version is a canary's fallback).
+
+    While a canary is being started or stepped, the old version serves the rest of production
+    and is what a rollback returns to: instances of it that died are replaced, like a replica
+    set would, up to ``STABLE_REPLACEMENT_BUDGET × instances`` per deployment."""
+    if plan.strategy != "canary" or not has_stable or plan.min_available <= 0:
+        return 0
+    if phase not in (Phase.STARTING, Phase.CANARY_STEP):
+        return 0
+    left = STABLE_REPLACEMENT_BUDGET * plan.instances - replaced
+    return max(0, min(dead_stable, left))
 
 
 @dataclass(frozen=True)
@@ -306,6 +326,8 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
         elif step.analysis:
             if obs.analysis is None or not obs.analysis.ok:
                 return None  # still measuring
+        if state.has_stable and obs.old_running < plan.min_available:
+            return None  # hold: no more traffic onto the canary while the fallback is short
         nxt = state.step_index + 1
         gate = _confirm_gate(plan, state.step_index)
         if gate and obs.operator is not OperatorRequest.CONFIRM:

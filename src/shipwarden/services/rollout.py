@@ -40,6 +40,7 @@ from shipwarden.domain.rollout import (
     analysis_watches,
     canary_weights,
     decide,
+    stable_replacements,
 )
 from shipwarden.services.analysis import AnalysisController, MetricsSource
 
@@ -93,6 +94,7 @@ def plan_for(spec: ServiceSpec, *, skip_steps: bool = False) -> Plan:
         confirm_promotion=c.confirm.before_promotion,
         confirm_timeout_s=c.confirm.timeout,
         confirm_on_timeout=c.confirm.on_timeout,
+        min_available=c.min_available,
     )
 
 
@@ -138,6 +140,7 @@ class RolloutService:
         """This process; a lease names the driving thread too (:meth:`lease_owner`)."""
         source = router if isinstance(router, MetricsSource) else _NoMetrics()
         self.analysis = analysis or AnalysisController(store, source, {}, clock)
+        self._replaced: dict[str, int] = {}  # dead stable instances replaced, per deployment
         self._health = _Health()
         #: told every deployment the controller moved (``services.alerts.RolloutAlerts``)
         self.alerts = alerts
@@ -298,8 +301,33 @@ class RolloutService:
     def _healthy_new(self, new: list[Instance], spec: ServiceSpec) -> list[Instance]:
         return [i for i in new if self._health.ok.get(i.id, 0) >= spec.health.healthy_threshold]
 
+    def _restore_stable(self, dep: Deployment, spec: ServiceSpec, plan: Plan) -> list[str]:
+        """Replace the stable instances that died while a canary runs (``minAvailable``)."""
+        _, old = self._split(dep)
+        dead = [i for i in old if i.state is InstanceState.DEAD]
+        replaced = self._replaced.get(dep.id, 0)
+        n = stable_replacements(plan, dep.phase, dep.from_version is not None, len(dead), replaced)
+        if n == 0 or dep.from_version is None:
+            return []
+        self.platform.stop(dead[:n], 0)  # already gone: this only forgets them
+        started = self.platform.start(spec, dep.from_version, n)
+        self._replaced[dep.id] = replaced + n
+        addresses = [i.address for i in started]
+        self.store.audit(
+            actor=f"controller:{dep.actor}",
+            action="rollout.stable_replaced",
+            service=dep.service,
+            deployment_id=dep.id,
+            detail={"version": dep.from_version, "dead": [i.address for i in dead[:n]], "started": addresses},
+        )
+        log.warning("%s: %d stable instance(s) died; started %s", dep.id, n, addresses)
+        return addresses
+
     def _apply(self, dep: Deployment, spec: ServiceSpec, plan: Plan) -> dict[str, Any]:
         effect = EFFECTS[dep.phase]
+        replaced = self._restore_stable(dep, spec, plan)
+        if replaced:
+            return {"replaced_stable": replaced}  # routed on the next tick, once counted as running
         new, old = self._split(dep)
         old_live = [i for i in old if i.state is InstanceState.RUNNING]
         old_pool = (

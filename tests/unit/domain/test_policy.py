@@ -126,3 +126,21 @@ def test_a_judge_after_the_blue_green_switch_is_refused_with_the_reason() -> Non
     loaded = load_policy_text(before, "x.yaml")
     bg = loaded.policy.services[0].strategy.blue_green
     assert bg is not None and bg.pre_promotion_analysis is not None
+
+
+def test_min_available_above_the_instance_count_is_refused() -> None:
+    text = """apiVersion: shipwarden/v1
+team: demo
+services:
+  - name: web
+    run: {command: [x], instances: 2}
+    routing: {port: 18080, previewPort: 18081}
+    strategy:
+      canary: {minAvailable: 5, steps: [{setWeight: 20}]}
+"""
+    with pytest.raises(PolicyError) as exc:
+        load_policy_text(text, "x.yaml")
+    assert any("minAvailable (5) is more than run.instances (2)" in i.message for i in exc.value.issues)
+    loaded = load_policy_text(text.replace("minAvailable: 5", "minAvailable: 2"), "x.yaml")
+    canary = loaded.policy.services[0].strategy.canary
+    assert canary is not None and canary.min_available == 2

@@ -19,6 +19,7 @@ from shipwarden.domain.rollout import (
     analysis_watches,
     canary_weights,
     decide,
+    stable_replacements,
 )
 
 BG = Plan(strategy="blueGreen", instances=2, health_start_timeout_s=30, scale_down_delay_s=10)
@@ -203,6 +204,36 @@ class TestCanary:
         )
         t = decide(st(Phase.STARTING), plan, obs(new_healthy=2))
         assert t is not None and t.phase is Phase.PROMOTING
+
+
+class TestStableCapacity:
+    PLAN = replace(CANARY, min_available=2)
+
+    def test_traffic_holds_while_the_stable_fleet_is_below_min_available(self) -> None:
+        ready = {"production_check": OK}
+        assert decide(st(Phase.CANARY_STEP, step=0), self.PLAN, obs(old_running=1, **ready)) is None
+        t = decide(st(Phase.CANARY_STEP, step=0), self.PLAN, obs(old_running=2, **ready))
+        assert t is not None and t.step_index == 1
+        # without a floor the same observation moves on
+        assert decide(st(Phase.CANARY_STEP, step=0), CANARY, obs(old_running=1, **ready)) is not None
+
+    def test_a_hold_still_rolls_back_on_failure_and_at_the_deadline(self) -> None:
+        bad = obs(old_running=1, production_check=OK, analysis=Check(False, "errors"))
+        t = decide(st(Phase.CANARY_STEP, step=0), self.PLAN, bad)
+        assert t is not None and t.phase is Phase.ROLLING_BACK
+        late = obs(now=10_000, old_running=1, production_check=OK)
+        t = decide(st(Phase.CANARY_STEP, step=0), self.PLAN, late)
+        assert t is not None and t.phase is Phase.ROLLING_BACK and "progress deadline" in t.reason
+
+    def test_dead_stable_instances_are_replaced_within_a_budget(self) -> None:
+        assert stable_replacements(self.PLAN, Phase.CANARY_STEP, True, dead_stable=1, replaced=0) == 1
+        assert stable_replacements(self.PLAN, Phase.STARTING, True, dead_stable=2, replaced=0) == 2
+        assert stable_replacements(self.PLAN, Phase.CANARY_STEP, True, dead_stable=2, replaced=3) == 1
+        assert stable_replacements(self.PLAN, Phase.CANARY_STEP, True, dead_stable=1, replaced=4) == 0
+        assert stable_replacements(self.PLAN, Phase.PROMOTING, True, dead_stable=1, replaced=0) == 0
+        assert stable_replacements(self.PLAN, Phase.CANARY_STEP, False, dead_stable=1, replaced=0) == 0
+        assert stable_replacements(CANARY, Phase.CANARY_STEP, True, dead_stable=1, replaced=0) == 0
+        assert stable_replacements(BG, Phase.PREVIEW, True, dead_stable=1, replaced=0) == 0
 
 
 class TestGatesAndDeadlines:
