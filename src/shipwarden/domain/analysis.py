@@ -238,6 +238,11 @@ class LatencyMetric(JudgeMetric):
     _sequential_tolerance: ClassVar[float] = LATENCY_SEQUENTIAL_TOLERANCE
     regression: float = Field(1.5, gt=1.0, le=100.0)
     quantile: float = Field(0.95, gt=0.5, lt=1.0)
+    #: the sequential judge never calls a request answered within this many ms slow, whatever the
+    #: baseline's quantile: at sub-millisecond latencies a canary's smaller share of traffic alone
+    #: (colder processes, fewer pooled connections) moves the tail by microseconds, and an exact
+    #: test on a tail that thin rolls back identical versions
+    floor_ms: float = Field(2.0, ge=0.0, le=600_000.0, alias="floorMs")
 
 
 class JudgeMetrics(_Strict):

@@ -292,3 +292,29 @@ def test_the_plan_says_more_traffic_or_a_longer_window_is_needed_for_rare_errors
     assert thick["error_rate"]["windowIsEnough"] is True
     assert thick["error_rate"]["samplesNeeded"] < thin["error_rate"]["samplesNeeded"]  # type: ignore[operator]
     assert thin["latency"]["eventRate"] == pytest.approx(0.05)
+
+
+def _fast_service(
+    seed: int, canary_shift_ms: float, canary_scale: float, n: int = 30
+) -> list[tuple[Sample, Sample]]:
+    """A sub-millisecond service: baseline ~0.9 ms; the canary scaled and shifted."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        b = rng.lognormal(math.log(0.9), 0.15, 1500)
+        c = rng.lognormal(math.log(0.9), 0.15, 400) * canary_scale + canary_shift_ms
+        out.append((Sample(60.0 * i, b.size, 0, b), Sample(60.0 * i, c.size, 0, c)))
+    return out
+
+
+def test_microsecond_tail_shifts_of_a_fast_service_are_not_a_regression() -> None:
+    latency_only = {"metrics": {"errorRate": {"enabled": False}}, "samples": 30}
+    no_floor = {"metrics": {"errorRate": {"enabled": False}, "latency": {"floorMs": 0}}, "samples": 30}
+    tiny = _fast_service(31, 0.0, 1.12)  # +12 % of 0.9 ms: about 100 µs
+    strict = run(SequentialJudge(JudgeSpec.model_validate(no_floor)), tiny)
+    assert strict.decision is Decision.FAIL  # without the floor the exact test sees it
+    default = run(SequentialJudge(JudgeSpec.model_validate(latency_only)), tiny)
+    assert default.decision is not Decision.FAIL, default.reason
+    assert default.metric("latency").numbers["thresholdMs"] >= 2.0  # type: ignore[operator]
+    slow = run(SequentialJudge(JudgeSpec.model_validate(latency_only)), _fast_service(32, 5.0, 1.0))
+    assert slow.decision is Decision.FAIL and slow.metric("latency").classification is Classification.HIGH

@@ -501,10 +501,13 @@ class SequentialJudge:
 
     def _update_latency(self, baseline: Sample, canary: Sample) -> None:
         test = self._tests["latency"]
-        q = self.spec.metrics.latency.quantile
+        cfg = self.spec.metrics.latency
+        q = cfg.quantile
         estimate = self._baseline_latency.quantile_edge(q)
         if estimate is not None and baseline.has_latency and canary.has_latency:
-            tau = _threshold(estimate, baseline, canary)
+            # a request is slow only above the baseline's quantile *and* the floor: at sub-ms
+            # latencies an arm's share of traffic alone shifts the tail by microseconds
+            tau = _threshold(max(estimate, cfg.floor_ms), baseline, canary)
             if tau is not None:
                 test.update(
                     baseline.latency_count,
