@@ -98,7 +98,7 @@ def main() -> int:
             lambda: app.rollout.start("hello-canary", "v2", actor="demo"),
         )
         for step in app.store.steps(canary.id):
-            analysis = step.detail.get("analysis")
+            analysis = step.detail.get("analysis_verdict")
             if isinstance(analysis, dict) and "detail" in analysis:
                 console.print(
                     f"analysis ({'passed' if analysis.get('ok') else 'failed'}): {analysis['detail']}"

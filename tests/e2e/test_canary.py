@@ -95,8 +95,11 @@ def test_good_canary_is_promoted_through_every_step(canary_env, load) -> None:  
     assert [p for p, i in phases if p == "canary_step"] == ["canary_step"] * 4
     records = app.store.analysis_records(dep.id)
     assert {r["kind"] for r in records} == {"judge", "metric"}
-    judged = [s for s in app.store.steps(dep.id) if "analysis" in s.detail]
-    assert judged, "analysis numbers are stored with the deployment"
+    judged = [s.detail["analysis"] for s in app.store.steps(dep.id) if "analysis" in s.detail]
+    # the verdict that passed step-1, with the numbers behind it, is in the deployment record
+    verdict = next(a["step-1"]["judge"] for a in judged if "judge" in a.get("step-1", {}))
+    assert verdict["decision"] == "pass" and verdict["metrics"], verdict
+    assert all("detectableRatio" in m for m in verdict["metrics"])
     # what-if: the same recorded metrics through the same policy promote; through a policy that
     # tolerates no errors at all (failure at >= 0) they would have rolled back
     from shipwarden.services.whatif import replay
@@ -122,6 +125,13 @@ def test_bad_canary_rolls_back_automatically(canary_env, load, bad: str, why: st
     # watches the canary, so its 5xx are left to the judge, which has the baseline to compare)
     assert "analysis failed" in dep.reason and why in dep.reason.lower(), dep.reason
     assert dep.operator_actor is None  # nobody asked: the analysis did
+    runs = [r for s in app.store.steps(dep.id) for r in s.detail.get("analysis", {}).values()]
+    failed = [r for r in runs if r.get("judge", {}).get("decision") == "fail"] + [
+        m for r in runs for m in r.get("metrics", []) if m.get("phase") == "failed"
+    ]
+    assert failed, runs  # the numbers behind the rollback are in the deployment record ...
+    audited = [e for e in app.store.audit_entries(deployment_id=dep.id) if e.action == "rollout.rolling_back"]
+    assert len(audited) == 1 and audited[0].detail["analysis"], audited  # ... and in the audit log
     assert dep.detected_at is not None and dep.traffic_restored_at is not None
     assert dep.detected_at <= dep.traffic_restored_at <= dep.rolled_back_at
     assert app.router.probe("web", "production", 30).versions == {"v1": 30}

@@ -512,11 +512,18 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
 
 
 def _check_detail(obs: Observation) -> dict[str, Any]:
+    """What the closing step keeps of the observation that moved it.  The analysis verdict goes
+    beside (not over) the ``analysis`` numbers the tick recorded: the numbers behind a verdict
+    are what a person needs to trust it (D11)."""
     out: dict[str, Any] = {}
-    for name in ("preview_check", "production_check", "analysis"):
+    for name, key in (
+        ("preview_check", "preview_check"),
+        ("production_check", "production_check"),
+        ("analysis", "analysis_verdict"),
+    ):
         c = getattr(obs, name)
         if c is not None:
-            out[name] = {"ok": c.ok, "detail": c.detail}
+            out[key] = {"ok": c.ok, "detail": c.detail}
     out["instances"] = {
         "new_running": obs.new_running,
         "new_healthy": obs.new_healthy,

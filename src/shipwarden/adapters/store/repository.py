@@ -417,6 +417,10 @@ class Store:
                             row.to_version,
                             now,
                         )
+            audited = {"reason": t.reason, "step_index": row.step_index, **(detail or {})}
+            numbers = (cur.detail or {}).get("analysis") if cur is not None else None
+            if numbers and detail and "analysis_verdict" in detail:
+                audited["analysis"] = numbers  # the numbers behind the verdict that moved it
             self._append_audit(
                 s,
                 actor=actor,
@@ -424,7 +428,7 @@ class Store:
                 service=row.service,
                 deployment_id=dep.id,
                 outcome="failed" if failing else "ok",
-                detail={"reason": t.reason, "step_index": row.step_index, **(detail or {})},
+                detail=audited,
             )
             s.flush()
             return Deployment.of(row)

@@ -149,13 +149,13 @@ def history(console: Console, deps: list[Deployment]) -> None:
 def _summary(detail: dict[str, Any]) -> str:
     """One line per step: what was checked and what was started or stopped."""
     parts = []
-    for key in ("preview_check", "production_check", "analysis"):
+    for key in ("preview_check", "production_check", "analysis_verdict"):
         if key in detail:
             c = detail[key]
             parts.append(("✓ " if c.get("ok") else "✗ ") + str(c.get("detail", "")))
-    for key in ("started", "stopped"):
+    for key in ("started", "stopped", "replaced_stable"):
         if detail.get(key):
-            parts.append(f"{key} {len(detail[key])} instance(s)")
+            parts.append(f"{key.replace('_', ' ')} {len(detail[key])} instance(s)")
     return "; ".join(parts)
 
 
