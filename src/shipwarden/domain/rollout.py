@@ -100,7 +100,8 @@ EFFECTS: Mapping[Phase, Effect] = {
 
 class OperatorRequest(StrEnum):
     ROLLBACK = "rollback"
-    PROMOTE = "promote"  # skip the remaining waits/pauses and promote fully
+    PROMOTE = "promote"  # end the pause the rollout waits in (canary), or promote a waiting preview
+    PROMOTE_FULL = "promote-full"  # skip every remaining canary step and promote now
     CONFIRM = "confirm"  # pass a confirm gate (before a weight increase / before promotion)
     PAUSE = "pause"
     RESUME = "resume"
@@ -304,24 +305,25 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
             return _rollback(state, obs, f"preview verification failed: {obs.preview_check.detail}")
         if plan.pre_promotion_analysis and (obs.analysis is None or not obs.analysis.ok):
             return None  # pre-promotion analysis still running
-        if not plan.auto_promotion and obs.operator is not OperatorRequest.PROMOTE:
+        if not plan.auto_promotion and obs.operator not in _PROMOTES:
             return None  # waits for `shipwarden promote`
         extra = f"; analysis: {obs.analysis.detail}" if plan.pre_promotion_analysis and obs.analysis else ""
         return Transition(Phase.PROMOTING, f"preview verified: {obs.preview_check.detail}{extra}")
 
     if p is Phase.CANARY_STEP:
-        if obs.operator is OperatorRequest.PROMOTE:
-            return Transition(Phase.PROMOTING, "promoted by operator")
+        if obs.operator is OperatorRequest.PROMOTE_FULL:
+            return Transition(Phase.PROMOTING, "fully promoted by operator: remaining steps skipped")
         if state.paused:
             return None
         step = plan.canary_steps[state.step_index]
+        ended = step.pause and obs.operator is OperatorRequest.PROMOTE
         if step.weight is not None:
             if obs.production_check is None:
                 return None
             if not obs.production_check.ok:
                 return _rollback(state, obs, f"traffic did not converge: {obs.production_check.detail}")
         elif step.pause:
-            if step.pause_s is None or elapsed < step.pause_s:
+            if not ended and (step.pause_s is None or elapsed < step.pause_s):
                 return None
         elif step.analysis:
             if obs.analysis is None or not obs.analysis.ok:
@@ -336,7 +338,8 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
             if plan.confirm_on_timeout == "rollback":
                 return _rollback(state, obs, f"no confirmation {gate} within {plan.confirm_timeout_s:.0f}s")
         used = gate is not None and obs.operator is OperatorRequest.CONFIRM
-        confirmed = f" ({gate} confirmed)" if used else ""
+        confirmed = f" ({gate} confirmed)" if used else (" (pause ended by operator)" if ended else "")
+        used = used or ended
         if nxt >= len(plan.canary_steps):
             return Transition(Phase.PROMOTING, f"all canary steps passed{confirmed}", consumes_request=used)
         return Transition(
@@ -360,7 +363,7 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
             return None  # the old version stays warm until post-promotion analysis passed
         if (
             elapsed >= plan.scale_down_delay_s
-            or obs.operator is OperatorRequest.PROMOTE
+            or obs.operator in _PROMOTES
             or not state.has_stable
         ):
             return Transition(
@@ -391,6 +394,30 @@ def _waiting_by_design(state: RolloutState, plan: Plan) -> bool:
     if state.phase is Phase.SCALE_DOWN_WAIT:
         return not plan.post_promotion_analysis
     return False
+
+
+_PROMOTES = (OperatorRequest.PROMOTE, OperatorRequest.PROMOTE_FULL)
+
+
+def promote_refusal(plan: Plan, phase: Phase, step_index: int) -> str | None:
+    """Why a plain ``promote`` makes no sense now (``promote --full`` always does), or None.
+
+    On a canary ``promote`` ends the pause it waits in — as Argo's does — so that promoting past
+    a manual pause never skips the analysis steps after it; a request the rollout would only act
+    on later, at some other step, is refused instead of being left to surprise someone."""
+    if plan.strategy != "canary" or plan.skip_steps:
+        return None
+    if phase in (Phase.PENDING, Phase.STARTING):
+        return "the canary is still starting; promote ends a pause step (promote --full skips every step)"
+    if phase is Phase.CANARY_STEP:
+        step = plan.canary_steps[step_index]
+        if not step.pause:
+            kind = "setWeight" if step.weight is not None else "analysis"
+            return (
+                f"the canary is at step {step_index + 1} of {len(plan.canary_steps)} ({kind}), not a pause; "
+                "promote ends a pause — promote --full skips every remaining step"
+            )
+    return None
 
 
 def _confirm_gate(plan: Plan, step_index: int) -> str | None:

@@ -40,6 +40,7 @@ from shipwarden.domain.rollout import (
     analysis_watches,
     canary_weights,
     decide,
+    promote_refusal,
     stable_replacements,
 )
 from shipwarden.services.analysis import AnalysisController, MetricsSource
@@ -214,6 +215,10 @@ class RolloutService:
         active = self.store.active(service)
         if active is None:
             raise DeployError(f"{service} has no deployment in progress")
+        if request is OperatorRequest.PROMOTE:
+            why = promote_refusal(_plan_from_json(active.plan), active.phase, active.step_index)
+            if why is not None:
+                raise DeployError(f"{service} ({active.id}): {why}")
         return self.store.request(active.id, request, actor)
 
     # -- the reconciler ----------------------------------------------------------------------

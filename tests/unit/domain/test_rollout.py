@@ -19,6 +19,7 @@ from shipwarden.domain.rollout import (
     analysis_watches,
     canary_weights,
     decide,
+    promote_refusal,
     stable_replacements,
 )
 
@@ -176,6 +177,25 @@ class TestCanary:
         assert decide(st(Phase.CANARY_STEP, step=1, entered=0), CANARY, obs(now=4)) is None
         t = decide(st(Phase.CANARY_STEP, step=1, entered=0), CANARY, obs(now=5))
         assert t is not None and t.step_index == 2
+
+    def test_promote_ends_a_pause_and_the_analysis_after_it_still_runs(self) -> None:
+        steps = (CanaryStepSpec(weight=20), CanaryStepSpec(pause=True), CanaryStepSpec(analysis=True))
+        plan = replace(CANARY, canary_steps=steps)
+        t = decide(st(Phase.CANARY_STEP, step=1), plan, obs(operator=OperatorRequest.PROMOTE))
+        assert t is not None and t.phase is Phase.CANARY_STEP and t.step_index == 2
+        assert t.consumes_request and "pause ended by operator" in t.reason
+        # the analysis step is not skipped: it waits for its verdict like any other
+        assert decide(st(Phase.CANARY_STEP, step=2), plan, obs()) is None
+        full = decide(st(Phase.CANARY_STEP, step=2), plan, obs(operator=OperatorRequest.PROMOTE_FULL))
+        assert full is not None and full.phase is Phase.PROMOTING and "remaining steps skipped" in full.reason
+
+    def test_promote_is_refused_where_it_would_end_no_pause(self) -> None:
+        assert promote_refusal(CANARY, Phase.CANARY_STEP, 1) is None  # a pause: fine
+        why = promote_refusal(CANARY, Phase.CANARY_STEP, 0)
+        assert why is not None and "step 1 of 4 (setWeight)" in why and "--full" in why
+        assert promote_refusal(CANARY, Phase.STARTING, 0) is not None
+        assert promote_refusal(CANARY, Phase.PROMOTING, 3) is None
+        assert promote_refusal(BG, Phase.PREVIEW, 0) is None  # blue-green: promote a waiting preview
 
     def test_indefinite_pause_waits_for_promote(self) -> None:
         assert decide(st(Phase.CANARY_STEP, step=3, entered=0), CANARY, obs(now=1e6)) is None

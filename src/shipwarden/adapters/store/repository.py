@@ -395,6 +395,10 @@ class Store:
                 or t.phase is Phase.PROMOTING
                 or t.phase is Phase.SCALING_DOWN
             ):
+                if row.operator_request != OperatorRequest.ROLLBACK.value:
+                    # a used-up confirm/promote/pause is not who drives what follows: a later
+                    # automatic rollback must not be reported as this operator's
+                    row.operator_actor = None
                 row.operator_request = None
             if t.phase.terminal:
                 row.active = False

@@ -186,7 +186,8 @@ def _operator(name: str, request: OperatorRequest) -> Callable[..., None]:
             console.print(f"{request.value} requested for {dep.id}; the driver acts on its next tick")
 
     command.__doc__ = {
-        OperatorRequest.PROMOTE: "Promote SERVICE's deployment now (skip remaining pauses and steps).",
+        OperatorRequest.PROMOTE: "End the pause SERVICE's canary waits in.",
+        OperatorRequest.PROMOTE_FULL: "Skip every remaining step of SERVICE's deployment and promote now.",
         OperatorRequest.PAUSE: "Pause SERVICE's deployment at its current step.",
         OperatorRequest.RESUME: "Resume a paused deployment.",
         OperatorRequest.ROLLBACK: "Abort SERVICE's deployment: all traffic back to the stable version.",
@@ -195,8 +196,20 @@ def _operator(name: str, request: OperatorRequest) -> Callable[..., None]:
     return command
 
 
+@app.command()
+def promote(
+    service: str,
+    full: Annotated[bool, typer.Option("--full", help="Skip every remaining step and promote now.")] = False,
+    otp: OtpOpt = None,
+) -> None:
+    """End the pause SERVICE's canary waits in (or promote a waiting blue-green preview).
+
+    Only the pause: the steps after it, analysis included, still run. ``--full`` skips every
+    remaining step and promotes now. Promote at a canary step that is not a pause is refused."""
+    _operator("promote", OperatorRequest.PROMOTE_FULL if full else OperatorRequest.PROMOTE)(service, otp)
+
+
 for _name, _request in (
-    ("promote", OperatorRequest.PROMOTE),
     ("pause", OperatorRequest.PAUSE),
     ("resume", OperatorRequest.RESUME),
     ("abort", OperatorRequest.ROLLBACK),

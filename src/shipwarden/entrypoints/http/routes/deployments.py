@@ -155,8 +155,10 @@ def _operator(request: OperatorRequest) -> Any:
 
 
 @router.post("/services/{service}/promote", status_code=202)
-def promote(service: str, who: Promoter, c: ContainerDep) -> Accepted:
-    return _operator(OperatorRequest.PROMOTE)(service, c, who)  # type: ignore[no-any-return]
+def promote(service: str, who: Promoter, c: ContainerDep, full: bool = False) -> Accepted:
+    """End the canary's current pause (409 at any other step); ``?full=true`` skips every step left."""
+    request = OperatorRequest.PROMOTE_FULL if full else OperatorRequest.PROMOTE
+    return _operator(request)(service, c, who)  # type: ignore[no-any-return]
 
 
 @router.post("/services/{service}/confirm", status_code=202)
