@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from shipwarden.adapters.platforms.base import InstanceState
-from shipwarden.domain.rollout import Phase
+from shipwarden.domain.rollout import OperatorRequest, Phase
 from tests.fixtures.deploy_env import make_env, teardown_env
 
 pytestmark = pytest.mark.integration
@@ -64,3 +64,29 @@ def test_a_stable_instance_dying_mid_canary_is_replaced_before_traffic_moves(cap
     assert held.detail["replaced_stable"] == new_v1 and held.detail.get("step_index") == 1
     assert all(i.state is InstanceState.RUNNING for i in app.platform.instances("web"))
     assert {i.version for i in app.platform.instances("web")} == {"v2"}
+
+
+def test_the_replacement_budget_survives_a_new_controller_and_the_hold_keeps_traffic(capacity_env) -> None:  # type: ignore[no-untyped-def]
+    """A stable version that keeps dying is not restarted forever, also across controller restarts:
+    with the budget (2 × instances) already spent, a dead stable instance is not replaced, and the
+    canary holds at its weight instead of moving more traffic onto itself."""
+    app = capacity_env.app()
+    app.rollout.run(app.rollout.start("web", "v1", actor="tester").id)
+    dep = app.rollout.start("web", "v2", actor="tester")
+    app.rollout.run(dep.id, until=lambda d: d.phase is Phase.CANARY_STEP and d.step_index == 1)
+    spent = [f"127.0.0.1:{p}" for p in (1, 2, 3, 4)]  # what an earlier controller replaced
+    app.store.audit(
+        actor="controller:tester", action="rollout.stable_replaced", service="web",
+        deployment_id=dep.id, detail={"version": "v1", "dead": spent, "started": spent},
+    )  # fmt: skip
+    victim = next(i for i in app.platform.instances("web") if i.version == "v1")
+    assert victim.pid is not None
+    os.kill(victim.pid, signal.SIGKILL)
+    resumed = capacity_env.app()  # a new controller: its budget comes from the audit log
+    t_end = time.monotonic() + 7.0  # the pause step is 4 s: without the hold it would move on
+    held = resumed.rollout.run(dep.id, until=lambda _d: time.monotonic() > t_end)
+    assert held.phase is Phase.CANARY_STEP and held.step_index == 1, held  # the 4 s pause is long over
+    v1 = [i for i in resumed.platform.instances("web") if i.version == "v1"]
+    assert sum(i.state is InstanceState.RUNNING for i in v1) == 1  # not replaced: budget spent
+    resumed.rollout.request("web", OperatorRequest.ROLLBACK, actor="oncall")
+    assert resumed.rollout.run(dep.id).phase is Phase.ROLLED_BACK

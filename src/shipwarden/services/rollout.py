@@ -310,7 +310,12 @@ class RolloutService:
         """Replace the stable instances that died while a canary runs (``minAvailable``)."""
         _, old = self._split(dep)
         dead = [i for i in old if i.state is InstanceState.DEAD]
-        replaced = self._replaced.get(dep.id, 0)
+        if not dead:
+            return []
+        if dep.id not in self._replaced:  # a resumed controller goes on with the stored budget
+            done = self.store.audit_entries(deployment_id=dep.id, action="rollout.stable_replaced")
+            self._replaced[dep.id] = sum(len(e.detail.get("started", [])) for e in done)
+        replaced = self._replaced[dep.id]
         n = stable_replacements(plan, dep.phase, dep.from_version is not None, len(dead), replaced)
         if n == 0 or dep.from_version is None:
             return []
