@@ -1,6 +1,6 @@
 """promote vs promote --full on a live canary (real nginx, processes): promote ends the pause the
-canary waits in and the steps after it still run; at any other step it is refused; --full skips
-every remaining step."""
+canary waits in and the steps after it still run; at a setWeight step it is refused; --full
+skips every remaining step."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_promote_at_a_step_that_is_not_a_pause_is_refused_and_changes_nothing(pa
         app.rollout.request("web", OperatorRequest.PROMOTE, actor="rm")
     assert app.store.get(dep.id).operator_request is None
     app.rollout.run(dep.id, until=lambda d: d.phase is Phase.CANARY_STEP)
-    with pytest.raises(DeployError, match=r"step 1 of 5 \(setWeight\), not a pause.*--full"):
+    with pytest.raises(DeployError, match=r"step 1 of 5 \(setWeight\); promote ends a pause.*--full"):
         app.rollout.request("web", OperatorRequest.PROMOTE, actor="rm")
     assert app.store.get(dep.id).operator_request is None
     app.rollout.request("web", OperatorRequest.ROLLBACK, actor="rm")

@@ -100,7 +100,7 @@ EFFECTS: Mapping[Phase, Effect] = {
 
 class OperatorRequest(StrEnum):
     ROLLBACK = "rollback"
-    PROMOTE = "promote"  # end the pause the rollout waits in (canary), or promote a waiting preview
+    PROMOTE = "promote"  # end the canary's current pause/analysis step, or promote a waiting preview
     PROMOTE_FULL = "promote-full"  # skip every remaining canary step and promote now
     CONFIRM = "confirm"  # pass a confirm gate (before a weight increase / before promotion)
     PAUSE = "pause"
@@ -311,12 +311,17 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
         return Transition(Phase.PROMOTING, f"preview verified: {obs.preview_check.detail}{extra}")
 
     if p is Phase.CANARY_STEP:
+        unpause = False if state.paused else None
         if obs.operator is OperatorRequest.PROMOTE_FULL:
-            return Transition(Phase.PROMOTING, "fully promoted by operator: remaining steps skipped")
-        if state.paused:
-            return None
+            return Transition(
+                Phase.PROMOTING, "fully promoted by operator: remaining steps skipped", paused=unpause
+            )
         step = plan.canary_steps[state.step_index]
-        ended = step.pause and obs.operator is OperatorRequest.PROMOTE
+        # an operator's promote ends the step the canary waits in: a pause, or an analysis (even
+        # one that paused inconclusive) — never the steps after it
+        ended = (step.pause or step.analysis) and obs.operator is OperatorRequest.PROMOTE
+        if state.paused and not ended:
+            return None
         if step.weight is not None:
             if obs.production_check is None:
                 return None
@@ -326,7 +331,7 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
             if not ended and (step.pause_s is None or elapsed < step.pause_s):
                 return None
         elif step.analysis:
-            if obs.analysis is None or not obs.analysis.ok:
+            if not ended and (obs.analysis is None or not obs.analysis.ok):
                 return None  # still measuring
         if state.has_stable and obs.old_running < plan.min_available:
             return None  # hold: no more traffic onto the canary while the fallback is short
@@ -338,13 +343,18 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
             if plan.confirm_on_timeout == "rollback":
                 return _rollback(state, obs, f"no confirmation {gate} within {plan.confirm_timeout_s:.0f}s")
         used = gate is not None and obs.operator is OperatorRequest.CONFIRM
-        confirmed = f" ({gate} confirmed)" if used else (" (pause ended by operator)" if ended else "")
+        what = "pause" if step.pause else "analysis"
+        confirmed = f" ({gate} confirmed)" if used else (f" ({what} ended by operator)" if ended else "")
         used = used or ended
+        unpause = unpause if ended else None
         if nxt >= len(plan.canary_steps):
-            return Transition(Phase.PROMOTING, f"all canary steps passed{confirmed}", consumes_request=used)
+            return Transition(
+                Phase.PROMOTING, f"all canary steps passed{confirmed}", paused=unpause, consumes_request=used
+            )
         return Transition(
-            Phase.CANARY_STEP, f"canary step {nxt + 1}{confirmed}", step_index=nxt, consumes_request=used
-        )
+            Phase.CANARY_STEP, f"canary step {nxt + 1}{confirmed}", step_index=nxt,
+            paused=unpause, consumes_request=used,
+        )  # fmt: skip
 
     if p is Phase.PROMOTING:
         if obs.production_check is None:
@@ -402,20 +412,20 @@ _PROMOTES = (OperatorRequest.PROMOTE, OperatorRequest.PROMOTE_FULL)
 def promote_refusal(plan: Plan, phase: Phase, step_index: int) -> str | None:
     """Why a plain ``promote`` makes no sense now (``promote --full`` always does), or None.
 
-    On a canary ``promote`` ends the pause it waits in — as Argo's does — so that promoting past
-    a manual pause never skips the analysis steps after it; a request the rollout would only act
-    on later, at some other step, is refused instead of being left to surprise someone."""
+    On a canary ``promote`` ends the step it waits in — a pause, or an analysis (an operator
+    accepting an inconclusive one) — as Argo's does, so that promoting past a manual pause never
+    skips the analysis steps after it.  At a setWeight step there is nothing to end: a request
+    the rollout would only act on later, at some other step, is refused instead."""
     if plan.strategy != "canary" or plan.skip_steps:
         return None
     if phase in (Phase.PENDING, Phase.STARTING):
-        return "the canary is still starting; promote ends a pause step (promote --full skips every step)"
+        return "the canary is still starting; promote ends a pause or analysis step (--full skips all)"
     if phase is Phase.CANARY_STEP:
         step = plan.canary_steps[step_index]
-        if not step.pause:
-            kind = "setWeight" if step.weight is not None else "analysis"
+        if step.weight is not None:
             return (
-                f"the canary is at step {step_index + 1} of {len(plan.canary_steps)} ({kind}), not a pause; "
-                "promote ends a pause — promote --full skips every remaining step"
+                f"the canary is at step {step_index + 1} of {len(plan.canary_steps)} (setWeight); "
+                "promote ends a pause or an analysis step — promote --full skips every remaining step"
             )
     return None
 

@@ -189,10 +189,26 @@ class TestCanary:
         full = decide(st(Phase.CANARY_STEP, step=2), plan, obs(operator=OperatorRequest.PROMOTE_FULL))
         assert full is not None and full.phase is Phase.PROMOTING and "remaining steps skipped" in full.reason
 
+    def test_promote_accepts_an_analysis_that_paused_inconclusive(self) -> None:
+        steps = (CanaryStepSpec(weight=20), CanaryStepSpec(analysis=True), CanaryStepSpec(weight=50))
+        plan = replace(CANARY, canary_steps=steps)
+        paused = RolloutState(Phase.CANARY_STEP, 0, True, 1, paused=True, paused_by_analysis=True)
+        assert decide(paused, plan, obs()) is None  # held for a human
+        t = decide(paused, plan, obs(operator=OperatorRequest.PROMOTE))
+        assert t is not None and t.step_index == 2 and t.paused is False and t.consumes_request
+        assert "analysis ended by operator" in t.reason
+        # an operator pause at a setWeight step is not ended by promote (only --full moves it)
+        at_weight = RolloutState(Phase.CANARY_STEP, 0, True, 0, paused=True)
+        assert decide(at_weight, plan, obs(operator=OperatorRequest.PROMOTE, production_check=OK)) is None
+        full = decide(at_weight, plan, obs(operator=OperatorRequest.PROMOTE_FULL))
+        assert full is not None and full.phase is Phase.PROMOTING and full.paused is False
+
     def test_promote_is_refused_where_it_would_end_no_pause(self) -> None:
         assert promote_refusal(CANARY, Phase.CANARY_STEP, 1) is None  # a pause: fine
         why = promote_refusal(CANARY, Phase.CANARY_STEP, 0)
         assert why is not None and "step 1 of 4 (setWeight)" in why and "--full" in why
+        analysed = replace(CANARY, canary_steps=(CanaryStepSpec(analysis=True),))
+        assert promote_refusal(analysed, Phase.CANARY_STEP, 0) is None  # accepting an analysis
         assert promote_refusal(CANARY, Phase.STARTING, 0) is not None
         assert promote_refusal(CANARY, Phase.PROMOTING, 3) is None
         assert promote_refusal(BG, Phase.PREVIEW, 0) is None  # blue-green: promote a waiting preview

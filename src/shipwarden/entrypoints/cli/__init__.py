@@ -186,7 +186,7 @@ def _operator(name: str, request: OperatorRequest) -> Callable[..., None]:
             console.print(f"{request.value} requested for {dep.id}; the driver acts on its next tick")
 
     command.__doc__ = {
-        OperatorRequest.PROMOTE: "End the pause SERVICE's canary waits in.",
+        OperatorRequest.PROMOTE: "End the pause or analysis step SERVICE's canary waits in.",
         OperatorRequest.PROMOTE_FULL: "Skip every remaining step of SERVICE's deployment and promote now.",
         OperatorRequest.PAUSE: "Pause SERVICE's deployment at its current step.",
         OperatorRequest.RESUME: "Resume a paused deployment.",
@@ -202,10 +202,10 @@ def promote(
     full: Annotated[bool, typer.Option("--full", help="Skip every remaining step and promote now.")] = False,
     otp: OtpOpt = None,
 ) -> None:
-    """End the pause SERVICE's canary waits in (or promote a waiting blue-green preview).
+    """End the step SERVICE's canary waits in — a pause, or an analysis — or promote a waiting preview.
 
-    Only the pause: the steps after it, analysis included, still run. ``--full`` skips every
-    remaining step and promotes now. Promote at a canary step that is not a pause is refused."""
+    Only that step: the steps after it, analysis included, still run. ``--full`` skips every
+    remaining step and promotes now. Promote at a setWeight step is refused."""
     _operator("promote", OperatorRequest.PROMOTE_FULL if full else OperatorRequest.PROMOTE)(service, otp)
 
 

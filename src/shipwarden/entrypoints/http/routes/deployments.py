@@ -156,7 +156,8 @@ def _operator(request: OperatorRequest) -> Any:
 
 @router.post("/services/{service}/promote", status_code=202)
 def promote(service: str, who: Promoter, c: ContainerDep, full: bool = False) -> Accepted:
-    """End the canary's current pause (409 at any other step); ``?full=true`` skips every step left."""
+    """End the canary's current pause or analysis step (409 at a setWeight step); ``?full=true``
+    skips every step left."""
     request = OperatorRequest.PROMOTE_FULL if full else OperatorRequest.PROMOTE
     return _operator(request)(service, c, who)  # type: ignore[no-any-return]
 
