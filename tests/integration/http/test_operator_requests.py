@@ -36,3 +36,15 @@ def test_a_request_with_nothing_in_progress_is_refused_and_changes_nothing(api: 
     assert r.status_code in (404, 409) and "no deployment in progress" in r.json()["detail"], r.text
     new = api.audit()[before:]
     assert all(e["action"] == "access" for e in new)  # only the access decision is recorded
+
+
+def test_promote_full_is_a_query_flag_on_promote(api: Api) -> None:
+    api.user("rm", "release-manager")
+    c = api.session("rm")
+    dep_id = c.post("/services/web/deployments", json={"version": "v1"}).json()["id"]
+    r = c.post("/services/web/promote", params={"full": "true"})
+    assert r.status_code == 202, r.text
+    assert api.services.store.get(dep_id).operator_request is OperatorRequest.PROMOTE_FULL
+    bad = c.post("/services/web/promote", params={"full": "perhaps"})
+    assert bad.status_code == 422  # not a boolean: refused, the recorded request is unchanged
+    assert api.services.store.get(dep_id).operator_request is OperatorRequest.PROMOTE_FULL
