@@ -306,9 +306,10 @@ class RolloutService:
     def _healthy_new(self, new: list[Instance], spec: ServiceSpec) -> list[Instance]:
         return [i for i in new if self._health.ok.get(i.id, 0) >= spec.health.healthy_threshold]
 
-    def _restore_stable(self, dep: Deployment, spec: ServiceSpec, plan: Plan) -> list[str]:
+    def _restore_stable(
+        self, dep: Deployment, spec: ServiceSpec, plan: Plan, old: list[Instance]
+    ) -> list[str]:
         """Replace the stable instances that died while a canary runs (``minAvailable``)."""
-        _, old = self._split(dep)
         dead = [i for i in old if i.state is InstanceState.DEAD]
         if not dead:
             return []
@@ -335,10 +336,10 @@ class RolloutService:
 
     def _apply(self, dep: Deployment, spec: ServiceSpec, plan: Plan) -> dict[str, Any]:
         effect = EFFECTS[dep.phase]
-        replaced = self._restore_stable(dep, spec, plan)
+        new, old = self._split(dep)
+        replaced = self._restore_stable(dep, spec, plan, old)
         if replaced:
             return {"replaced_stable": replaced}  # routed on the next tick, once counted as running
-        new, old = self._split(dep)
         old_live = [i for i in old if i.state is InstanceState.RUNNING]
         old_pool = (
             Pool(dep.from_version, tuple(i.address for i in old_live))
