@@ -88,5 +88,7 @@ def test_the_replacement_budget_survives_a_new_controller_and_the_hold_keeps_tra
     assert held.phase is Phase.CANARY_STEP and held.step_index == 1, held  # the 4 s pause is long over
     v1 = [i for i in resumed.platform.instances("web") if i.version == "v1"]
     assert sum(i.state is InstanceState.RUNNING for i in v1) == 1  # not replaced: budget spent
+    step = resumed.store.steps(dep.id)[-1]
+    assert step.detail.get("holding") == "holding at step 2: 1 stable instance(s) running < minAvailable 2"
     resumed.rollout.request("web", OperatorRequest.ROLLBACK, actor="oncall")
     assert resumed.rollout.run(dep.id).phase is Phase.ROLLED_BACK

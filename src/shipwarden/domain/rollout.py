@@ -333,7 +333,7 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
         elif step.analysis:
             if not ended and (obs.analysis is None or not obs.analysis.ok):
                 return None  # still measuring
-        if state.has_stable and obs.old_running < plan.min_available:
+        if stable_short(state, plan, obs):
             return None  # hold: no more traffic onto the canary while the fallback is short
         nxt = state.step_index + 1
         gate = _confirm_gate(plan, state.step_index)
@@ -407,6 +407,16 @@ def _waiting_by_design(state: RolloutState, plan: Plan) -> bool:
 
 
 _PROMOTES = (OperatorRequest.PROMOTE, OperatorRequest.PROMOTE_FULL)
+
+
+def stable_short(state: RolloutState, plan: Plan, obs: Observation) -> str | None:
+    """Why a canary holds its step for its fallback's capacity (``minAvailable``), or None."""
+    if state.phase is Phase.CANARY_STEP and state.has_stable and obs.old_running < plan.min_available:
+        return (
+            f"holding at step {state.step_index + 1}: {obs.old_running} stable instance(s) running "
+            f"< minAvailable {plan.min_available}"
+        )
+    return None
 
 
 def promote_refusal(plan: Plan, phase: Phase, step_index: int) -> str | None:

@@ -42,6 +42,7 @@ from shipwarden.domain.rollout import (
     decide,
     promote_refusal,
     stable_replacements,
+    stable_short,
 )
 from shipwarden.services.analysis import AnalysisController, MetricsSource
 
@@ -142,6 +143,7 @@ class RolloutService:
         source = router if isinstance(router, MetricsSource) else _NoMetrics()
         self.analysis = analysis or AnalysisController(store, source, {}, clock)
         self._replaced: dict[str, int] = {}  # dead stable instances replaced, per deployment
+        self._held: dict[str, str | None] = {}  # the hold last recorded, per deployment
         self._health = _Health()
         #: told every deployment the controller moved (``services.alerts.RolloutAlerts``)
         self.alerts = alerts
@@ -278,6 +280,10 @@ class RolloutService:
         )
         t = decide(state, plan, obs)
         if t is None:
+            held = stable_short(state, plan, obs)
+            if held != self._held.get(dep.id):  # say it once, in the step's record, when it changes
+                self._held[dep.id] = held
+                self.store.record_detail(dep.id, {"holding": held})
             return dep
         try:
             moved = self.store.transition(

@@ -21,6 +21,7 @@ from shipwarden.domain.rollout import (
     decide,
     promote_refusal,
     stable_replacements,
+    stable_short,
 )
 
 BG = Plan(strategy="blueGreen", instances=2, health_start_timeout_s=30, scale_down_delay_s=10)
@@ -252,6 +253,12 @@ class TestStableCapacity:
         assert t is not None and t.step_index == 1
         # without a floor the same observation moves on
         assert decide(st(Phase.CANARY_STEP, step=0), CANARY, obs(old_running=1, **ready)) is not None
+
+    def test_the_hold_says_why(self) -> None:
+        why = stable_short(st(Phase.CANARY_STEP, step=1), self.PLAN, obs(old_running=1))
+        assert why == "holding at step 2: 1 stable instance(s) running < minAvailable 2"
+        assert stable_short(st(Phase.CANARY_STEP, step=1), self.PLAN, obs(old_running=2)) is None
+        assert stable_short(st(Phase.PROMOTING), self.PLAN, obs(old_running=0)) is None
 
     def test_a_hold_still_rolls_back_on_failure_and_at_the_deadline(self) -> None:
         bad = obs(old_running=1, production_check=OK, analysis=Check(False, "errors"))

@@ -153,6 +153,8 @@ def _summary(detail: dict[str, Any]) -> str:
         if key in detail:
             c = detail[key]
             parts.append(("✓ " if c.get("ok") else "✗ ") + str(c.get("detail", "")))
+    if detail.get("holding"):
+        parts.append(str(detail["holding"]))
     for key in ("started", "stopped", "replaced_stable"):
         if detail.get(key):
             parts.append(f"{key.replace('_', ' ')} {len(detail[key])} instance(s)")
