@@ -191,8 +191,11 @@ class AnalysisController:
     def _judge_sample(self, dep: Deployment, active: ActiveAnalysis, run: AnalysisRun, now: float) -> None:
         assert dep.from_version is not None
         text = self.source.metrics_text()
-        base = router_counts(text, dep.service).get(dep.from_version)
-        new = router_counts(text, dep.service, active.canary_route).get(dep.to_version)
+        production = router_counts(text, dep.service)
+        arm = production if active.canary_route == "production" else router_counts(
+            text, dep.service, active.canary_route
+        )  # parse the text once when both arms are on production (a canary)
+        base, new = production.get(dep.from_version), arm.get(dep.to_version)
         before = self._last.get((dep.id, active.key))  # each run diffs against its own previous snapshot
         self._last[(dep.id, active.key)] = (base, new)
         if before is None:
@@ -222,7 +225,8 @@ class AnalysisController:
             canary = A.ProviderError(now, f"metric provider {check.provider!r} is not configured")
         else:
             try:
-                if dep.from_version is not None and dep.from_version != dep.to_version:
+                if has_baseline(dep):
+                    assert dep.from_version is not None
                     pair = provider.fetch_pair(
                         check.query,
                         service=dep.service,
