@@ -157,6 +157,9 @@ class RolloutService:
         #: told every deployment the controller moved (``services.alerts.RolloutAlerts``)
         self.alerts = alerts
         self._router_ready = False  # listeners exposed and the data plane started by this process
+        #: the effect failures of each deployment's current step, as this process last read or wrote
+        #: them (the store's copy in the step's detail is the truth; read once per step and driver)
+        self._failures: dict[str, tuple[tuple[str, int, float], EffectFailure | None]] = {}
         self._effects: dict[Effect, Callable[[_World], dict[str, Any]]] = {
             Effect.NONE: lambda w: {},
             Effect.START_NEW: self._start_new,
@@ -256,11 +259,13 @@ class RolloutService:
             while True:
                 dep = self.store.get(dep_id)
                 if dep.phase.terminal:
+                    self._failures.pop(dep.id, None)
                     self._alert(dep)  # sends only what a crash may have left unsent
                     return dep
                 if until is not None and until(dep):
                     return dep
                 if not self.store.acquire_lease(dep.id, owner, self.lease_ttl_s):
+                    self._failures.pop(dep.id, None)  # the other driver may count on; read it again
                     self.sleep(self.tick_s)  # another live driver has it; watch
                     continue
                 dep = self.reconcile_once(dep, None, on_tick)
@@ -298,8 +303,7 @@ class RolloutService:
                 failure = self._failed(dep, failure, what, exc)
             else:
                 if failure is not None:  # recovered: keep the evidence, stop counting
-                    recovered = {"effect_failure": None, "effect_recovered": failure.as_dict()}
-                    self.store.record_detail(dep.id, recovered)
+                    self._set_failure(dep, None)
                     failure = None
         if obs is None:
             obs = self._glance(dep)
@@ -340,11 +344,29 @@ class RolloutService:
             self.router.start()
             self._router_ready = True
 
+    @staticmethod
+    def _step_key(dep: Deployment) -> tuple[str, int, float]:
+        return (dep.phase.value, dep.step_index, dep.phase_entered_at)
+
     def _failure(self, dep: Deployment) -> EffectFailure | None:
         """The failures of this phase's effect so far (kept in the phase's step)."""
+        key, known = self._failures.get(dep.id, (None, None))
+        if key == self._step_key(dep):
+            return known
         steps = self.store.steps(dep.id)
         data = steps[-1].detail.get("effect_failure") if steps else None
-        return EffectFailure.from_dict(data) if isinstance(data, dict) else None
+        failure = EffectFailure.from_dict(data) if isinstance(data, dict) else None
+        self._failures[dep.id] = (self._step_key(dep), failure)
+        return failure
+
+    def _set_failure(self, dep: Deployment, failure: EffectFailure | None) -> None:
+        """Persist this step's failures (None: the effect succeeded again, the evidence is kept)."""
+        before = self._failure(dep)
+        if failure is not None:
+            self.store.record_detail(dep.id, {"effect_failure": failure.as_dict()})
+        elif before is not None:
+            self.store.record_detail(dep.id, {"effect_failure": None, "effect_recovered": before.as_dict()})
+        self._failures[dep.id] = (self._step_key(dep), failure)
 
     def _failed(
         self, dep: Deployment, before: EffectFailure | None, what: str, exc: Exception
@@ -352,7 +374,7 @@ class RolloutService:
         """Record one more failed attempt of this phase's effect; log it once per attempt."""
         now, error = self.clock(), f"{type(exc).__name__}: {exc}"
         failure = first_failure(now, what, error) if before is None else before.then(now, what, error)
-        self.store.record_detail(dep.id, {"effect_failure": failure.as_dict()})
+        self._set_failure(dep, failure)
         log.warning(
             "%s (%s): %s failed, attempt %d; next try in %.0fs: %s",
             dep.id, dep.phase.value, what, failure.attempts, failure.retry_at - now, error,

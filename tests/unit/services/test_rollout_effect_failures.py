@@ -1,0 +1,270 @@
+"""Issue 9, class 1: a deployment whose phase effect fails is never stuck.
+
+Before the fix an exception from the entry effect (a version that cannot start, a router that is
+down) escaped the tick before ``decide`` ran: the deployment stayed in its phase forever — abort,
+rollback and every deadline unread, every later deploy refused, the controller retrying once a
+second.  These tests walk every phase, make its effect raise, and show that an abort still ends
+it at once, that the deadlines / the retry budget end it without anyone, that retries back off
+(bounded attempts, not one per tick) and that the count survives a controller restart.
+
+Everything runs on the fakes and the fake clock: no process, no sleep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipwarden.adapters.platforms.base import PlatformError
+from shipwarden.adapters.routers.base import RouterError
+from shipwarden.adapters.store.repository import Deployment
+from shipwarden.domain.rollout import (
+    EFFECT_ATTEMPTS,
+    EFFECTS,
+    ROLLBACK_ATTEMPTS,
+    Effect,
+    OperatorRequest,
+    Phase,
+    effect_backoff,
+)
+from tests.fakes.world import BLUE_GREEN, CANARY, World
+
+BG_PHASES = [
+    Phase.PENDING,
+    Phase.STARTING,
+    Phase.PREVIEW,
+    Phase.PROMOTING,
+    Phase.SCALE_DOWN_WAIT,
+    Phase.SCALING_DOWN,
+    Phase.ROLLING_BACK,
+]
+CANARY_PHASES = [p for p in BG_PHASES if p is not Phase.PREVIEW] + [Phase.CANARY_STEP]
+CASES = [("blueGreen", p) for p in BG_PHASES] + [("canary", p) for p in CANARY_PHASES]
+STRATEGIES = {"blueGreen": BLUE_GREEN, "canary": CANARY}
+
+
+def test_the_cases_walk_every_phase() -> None:
+    assert {p for _, p in CASES} == {p for p in Phase if not p.terminal}
+
+
+@pytest.fixture
+def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
+    made: list[World] = []
+
+    def make(strategy: str = BLUE_GREEN, **kw: Any) -> World:
+        w = World(tmp_path / str(len(made)), strategy=strategy, **kw)
+        made.append(w)
+        return w
+
+    for i in range(8):
+        (tmp_path / str(i)).mkdir()
+    yield make
+    for w in made:
+        w.close()
+
+
+def at_phase(w: World, phase: Phase) -> Deployment:
+    """v1 released, then a deployment of v2 that has just entered ``phase`` (effect not yet run)."""
+    w.release("v1")
+    dep = w.deploy("v2")
+    if phase is Phase.ROLLING_BACK:
+        w.drive_to(dep.id, Phase.STARTING)
+        w.tick(dep.id)  # the new instances are started ...
+        w.store.request(dep.id, OperatorRequest.ROLLBACK, "operator")  # ... and then aborted
+    return w.drive_to(dep.id, phase)
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def break_effect(w: World, phase: Phase) -> list[float]:
+    """Make ``phase``'s entry effect raise from now on; returns the times it was attempted."""
+    attempts: list[float] = []
+
+    def boom(_world: object) -> dict[str, Any]:
+        attempts.append(w.clock())
+        raise Boom(f"injected: {EFFECTS[phase].value} cannot be done")
+
+    w.svc._effects[EFFECTS[phase]] = boom
+    return attempts
+
+
+def still_stable(w: World, dep: Deployment) -> None:
+    """Rolled back: production on v1 only, v2's instances gone, the alert sent."""
+    assert dep.phase is Phase.ROLLED_BACK, dep.reason
+    assert w.production() == {"v1": 100}
+    assert w.versions_running() == {"v1"}
+    assert any(d.id == dep.id and d.phase is Phase.ROLLING_BACK for d in w.alerted)
+    assert w.unhealthy_routed == []
+
+
+@pytest.mark.parametrize(("strategy", "phase"), CASES)
+def test_abort_ends_a_phase_whose_effect_fails(
+    make_world: Callable[..., World], strategy: str, phase: Phase
+) -> None:
+    w = make_world(STRATEGIES[strategy])
+    dep = at_phase(w, phase)
+    attempts = break_effect(w, phase)
+    for _ in range(3):
+        dep = w.tick(dep.id)
+    assert dep.phase is phase and attempts, "the effect is failing, the deployment waits in its phase"
+    w.store.request(dep.id, OperatorRequest.ROLLBACK, "operator")
+    dep = w.tick(dep.id)
+    if phase is Phase.ROLLING_BACK:  # already on its way back: the budget ends it (next test)
+        assert dep.phase is Phase.ROLLING_BACK
+        return
+    assert dep.phase in (Phase.ROLLING_BACK, Phase.FAILED), "abort acts on the next tick"
+    dep = w.drive(dep.id, max_ticks=20)
+    still_stable(w, dep)  # (in SCALING_DOWN the old version's stop failed: it still runs)
+    assert "rollback requested by operator" in dep.reason
+
+
+@pytest.mark.parametrize(("strategy", "phase"), CASES)
+def test_deadline_ends_a_phase_whose_effect_fails(
+    make_world: Callable[..., World], strategy: str, phase: Phase
+) -> None:
+    w = make_world(STRATEGIES[strategy])
+    dep = at_phase(w, phase)
+    attempts = break_effect(w, phase)
+    dep = w.drive(dep.id, max_ticks=400)  # no operator: time alone must end it
+    budget = ROLLBACK_ATTEMPTS if phase is Phase.ROLLING_BACK else EFFECT_ATTEMPTS
+    assert 1 <= len(attempts) <= budget, "bounded retries, not one per tick"
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert all(g >= effect_backoff(n + 1) for n, g in enumerate(gaps)), gaps  # backed off
+    if phase is Phase.ROLLING_BACK:
+        assert dep.phase is Phase.FAILED
+        assert "rollback could not complete" in dep.reason, dep.reason
+        assert len(attempts) == ROLLBACK_ATTEMPTS
+    else:
+        still_stable(w, dep)
+    assert "injected" in dep.reason, dep.reason  # the cause is in the outcome ...
+    entry = next(
+        e for e in w.store.audit_entries(deployment_id=dep.id)
+        if e.action in ("rollout.rolling_back", "rollout.failed") and "injected" in e.detail["reason"]
+    )  # fmt: skip
+    assert entry.detail["effect_failure"]["error"].startswith("Boom: injected")  # ... and the audit
+
+
+@pytest.mark.parametrize(("strategy", "phase"), CASES)
+def test_abort_ends_a_paused_deployment_whose_effect_fails(
+    make_world: Callable[..., World], strategy: str, phase: Phase
+) -> None:
+    w = make_world(STRATEGIES[strategy])
+    dep = at_phase(w, phase)
+    break_effect(w, phase)
+    w.store.request(dep.id, OperatorRequest.PAUSE, "operator")
+    dep = w.tick(dep.id)
+    assert dep.paused
+    w.store.request(dep.id, OperatorRequest.ROLLBACK, "operator")
+    dep = w.drive(dep.id, max_ticks=200)
+    if phase is Phase.ROLLING_BACK:
+        assert dep.phase is Phase.FAILED and "rollback could not complete" in dep.reason
+    else:
+        still_stable(w, dep)
+
+
+def test_the_failure_count_survives_a_controller_restart(make_world: Callable[..., World]) -> None:
+    w = make_world()
+    w.release("v1")
+    w.platform.faults.fail("start")  # a version that cannot start, at the platform
+    dep = w.drive_to(w.deploy("v2").id, Phase.STARTING)
+    for _ in range(int(effect_backoff(1) + effect_backoff(2) + effect_backoff(3))):  # 3 attempts
+        w.tick(dep.id)
+    assert w.platform.faults.raised["start"] == 3
+    first = w.store.steps(dep.id)[-1].detail["effect_failure"]
+    assert first["attempts"] == 3 and first["what"] == "start_new"
+    w.restart()  # a new controller: no memory, the count is read from the store
+    dep = w.drive(dep.id, max_ticks=400)
+    assert w.platform.faults.raised["start"] <= EFFECT_ATTEMPTS
+    still_stable(w, dep)
+
+
+def test_a_version_that_cannot_start_is_rolled_back_and_the_next_deploy_is_accepted(
+    make_world: Callable[..., World],
+) -> None:
+    """The reported case: every start raises.  Before the fix the tick raised PlatformError."""
+    w = make_world()
+    w.release("v1")
+    w.platform.faults.fail("start", error=lambda _m: PlatformError("workdir releases/v9 does not exist"))
+    dep = w.drive(w.deploy("v9").id, max_ticks=400)
+    still_stable(w, dep)
+    assert "starting the new version failed" in dep.reason and "releases/v9" in dep.reason
+    assert w.platform.faults.raised["start"] <= EFFECT_ATTEMPTS
+    w.platform.faults.heal()
+    assert w.release("v2").to_version == "v2"  # no "deployment in progress" refusal
+
+
+def test_a_first_deployment_that_cannot_start_fails(make_world: Callable[..., World]) -> None:
+    w = make_world()
+    w.platform.faults.fail("start")
+    dep = w.drive(w.deploy("v1").id, max_ticks=400)
+    assert dep.phase is Phase.FAILED, dep.reason
+    assert "starting the new version failed" in dep.reason
+    assert w.platform.all() == [] and w.production() == {}
+    assert any(d.phase in (Phase.FAILED, Phase.ROLLING_BACK) for d in w.alerted)
+
+
+def test_a_start_that_fails_twice_then_works_goes_on(make_world: Callable[..., World]) -> None:
+    w = make_world()
+    w.release("v1")
+    w.platform.faults.fail("start", times=2)
+    dep = w.drive(w.deploy("v2").id, max_ticks=400)
+    assert dep.phase is Phase.SUCCEEDED, dep.reason
+    starting = next(s for s in w.store.steps(dep.id) if s.phase == Phase.STARTING.value)
+    assert starting.detail["effect_failure"] is None  # recovered ...
+    assert starting.detail["effect_recovered"]["attempts"] == 2  # ... and the record kept
+
+
+def test_a_router_that_is_down_fails_the_rollout_and_ends_it(make_world: Callable[..., World]) -> None:
+    """No data plane at all: every route fails, so does the rollback; it ends FAILED, not stuck."""
+    w = make_world()
+    w.release("v1")
+    dep = w.drive_to(w.deploy("v2").id, Phase.PREVIEW)
+    w.router.faults.fail("apply", error=lambda m: RouterError(f"admin port unreachable ({m})"))
+    w.router.faults.fail("current", error=lambda m: RouterError(f"admin port unreachable ({m})"))
+    dep = w.drive(dep.id, max_ticks=600)
+    assert dep.phase is Phase.FAILED, dep.reason
+    assert "rollback could not complete" in dep.reason and "admin port unreachable" in dep.reason
+    assert w.production() == {"v1": 100}  # the table the data plane served is untouched
+
+
+def test_a_router_that_cannot_start_does_not_stop_the_decision(make_world: Callable[..., World]) -> None:
+    """The data plane is started inside the tick: if it cannot start, abort still works."""
+    w = make_world()
+    w.release("v1")
+    dep = w.deploy("v2")
+    w.router.stop()
+    w.router.faults.fail("start")
+    w.svc = w.service()  # a new process: it starts the router on its first tick
+    dep = w.tick(dep.id)
+    assert dep.phase is Phase.PENDING and w.store.steps(dep.id)[-1].detail["effect_failure"]
+    w.store.request(dep.id, OperatorRequest.ROLLBACK, "operator")
+    dep = w.tick(dep.id)
+    assert dep.phase is Phase.ROLLING_BACK
+    w.router.faults.heal()
+    dep = w.drive(dep.id, max_ticks=100)
+    assert dep.phase is Phase.ROLLED_BACK and w.production() == {"v1": 100}
+
+
+def test_a_service_removed_from_the_policy_ends_failed(make_world: Callable[..., World]) -> None:
+    w = make_world()
+    w.release("v1")
+    dep = w.drive_to(w.deploy("v2").id, Phase.STARTING)
+    w.svc.spec = lambda name: (_ for _ in ()).throw(KeyError(f"no service {name!r} in the policy"))  # type: ignore[method-assign]
+    for _ in range(400):
+        d = w.store.get(dep.id)
+        if d.phase.terminal:
+            break
+        if w.store.acquire_lease(d.id, w.svc.lease_owner(), 5):
+            w.svc.reconcile_once(d)
+        w.clock.advance(1)
+    d = w.store.get(dep.id)
+    assert d.phase is Phase.FAILED and "no service 'web' in the policy" in d.reason, d.reason
+
+
+def test_every_effect_has_a_function(make_world: Callable[..., World]) -> None:
+    assert set(make_world().svc._effects) == set(Effect)
