@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 
-from shipwarden.adapters.platforms.base import PlatformError
-from shipwarden.adapters.routers.base import RouterError
 from shipwarden.adapters.store.repository import Deployment
 from shipwarden.domain.rollout import (
     EFFECT_ATTEMPTS,
@@ -167,104 +165,11 @@ def test_abort_ends_a_paused_deployment_whose_effect_fails(
         still_stable(w, dep)
 
 
-def test_the_failure_count_survives_a_controller_restart(make_world: Callable[..., World]) -> None:
-    w = make_world()
-    w.release("v1")
-    w.platform.faults.fail("start")  # a version that cannot start, at the platform
-    dep = w.drive_to(w.deploy("v2").id, Phase.STARTING)
-    for _ in range(int(effect_backoff(1) + effect_backoff(2) + effect_backoff(3))):  # 3 attempts
-        w.tick(dep.id)
-    assert w.platform.faults.raised["start"] == 3
-    first = w.store.steps(dep.id)[-1].detail["effect_failure"]
-    assert first["attempts"] == 3 and first["what"] == "start_new"
-    w.restart()  # a new controller: no memory, the count is read from the store
-    dep = w.drive(dep.id, max_ticks=400)
-    assert w.platform.faults.raised["start"] <= EFFECT_ATTEMPTS
-    still_stable(w, dep)
-
-
-def test_a_version_that_cannot_start_is_rolled_back_and_the_next_deploy_is_accepted(
-    make_world: Callable[..., World],
-) -> None:
-    """The reported case: every start raises.  Before the fix the tick raised PlatformError."""
-    w = make_world()
-    w.release("v1")
-    w.platform.faults.fail("start", error=lambda _m: PlatformError("workdir releases/v9 does not exist"))
-    dep = w.drive(w.deploy("v9").id, max_ticks=400)
-    still_stable(w, dep)
-    assert "starting the new version failed" in dep.reason and "releases/v9" in dep.reason
-    assert w.platform.faults.raised["start"] <= EFFECT_ATTEMPTS
-    w.platform.faults.heal()
-    assert w.release("v2").to_version == "v2"  # no "deployment in progress" refusal
-
-
-def test_a_first_deployment_that_cannot_start_fails(make_world: Callable[..., World]) -> None:
-    w = make_world()
-    w.platform.faults.fail("start")
-    dep = w.drive(w.deploy("v1").id, max_ticks=400)
-    assert dep.phase is Phase.FAILED, dep.reason
-    assert "starting the new version failed" in dep.reason
-    assert w.platform.all() == [] and w.production() == {}
-    assert any(d.phase in (Phase.FAILED, Phase.ROLLING_BACK) for d in w.alerted)
-
-
-def test_a_start_that_fails_twice_then_works_goes_on(make_world: Callable[..., World]) -> None:
-    w = make_world()
-    w.release("v1")
-    w.platform.faults.fail("start", times=2)
-    dep = w.drive(w.deploy("v2").id, max_ticks=400)
-    assert dep.phase is Phase.SUCCEEDED, dep.reason
-    starting = next(s for s in w.store.steps(dep.id) if s.phase == Phase.STARTING.value)
-    assert starting.detail["effect_failure"] is None  # recovered ...
-    assert starting.detail["effect_recovered"]["attempts"] == 2  # ... and the record kept
-
-
-def test_a_router_that_is_down_fails_the_rollout_and_ends_it(make_world: Callable[..., World]) -> None:
-    """No data plane at all: every route fails, so does the rollback; it ends FAILED, not stuck."""
-    w = make_world()
-    w.release("v1")
-    dep = w.drive_to(w.deploy("v2").id, Phase.PREVIEW)
-    w.router.faults.fail("apply", error=lambda m: RouterError(f"admin port unreachable ({m})"))
-    w.router.faults.fail("current", error=lambda m: RouterError(f"admin port unreachable ({m})"))
-    dep = w.drive(dep.id, max_ticks=600)
-    assert dep.phase is Phase.FAILED, dep.reason
-    assert "rollback could not complete" in dep.reason and "admin port unreachable" in dep.reason
-    assert w.production() == {"v1": 100}  # the table the data plane served is untouched
-
-
-def test_a_router_that_cannot_start_does_not_stop_the_decision(make_world: Callable[..., World]) -> None:
-    """The data plane is started inside the tick: if it cannot start, abort still works."""
-    w = make_world()
-    w.release("v1")
-    dep = w.deploy("v2")
-    w.router.stop()
-    w.router.faults.fail("start")
-    w.svc = w.service()  # a new process: it starts the router on its first tick
-    dep = w.tick(dep.id)
-    assert dep.phase is Phase.PENDING and w.store.steps(dep.id)[-1].detail["effect_failure"]
-    w.store.request(dep.id, OperatorRequest.ROLLBACK, "operator")
-    dep = w.tick(dep.id)
-    assert dep.phase is Phase.ROLLING_BACK
-    w.router.faults.heal()
-    dep = w.drive(dep.id, max_ticks=100)
-    assert dep.phase is Phase.ROLLED_BACK and w.production() == {"v1": 100}
-
-
-def test_a_service_removed_from_the_policy_ends_failed(make_world: Callable[..., World]) -> None:
-    w = make_world()
-    w.release("v1")
-    dep = w.drive_to(w.deploy("v2").id, Phase.STARTING)
-    w.svc.spec = lambda name: (_ for _ in ()).throw(KeyError(f"no service {name!r} in the policy"))  # type: ignore[method-assign]
-    for _ in range(400):
-        d = w.store.get(dep.id)
-        if d.phase.terminal:
-            break
-        if w.store.acquire_lease(d.id, w.svc.lease_owner(), 5):
-            w.svc.reconcile_once(d)
-        w.clock.advance(1)
-    d = w.store.get(dep.id)
-    assert d.phase is Phase.FAILED and "no service 'web' in the policy" in d.reason, d.reason
-
-
 def test_every_effect_has_a_function(make_world: Callable[..., World]) -> None:
     assert set(make_world().svc._effects) == set(Effect)
+
+
+def test_the_start_failure_tests_use_the_real_budget() -> None:
+    from tests.unit.services.test_rollout_start_failures import BOUND
+
+    assert BOUND == EFFECT_ATTEMPTS
