@@ -324,8 +324,12 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
         return None
     elapsed = obs.now - state.phase_entered_at
 
-    # Operator requests first: a rollback wins over everything else.
-    if obs.operator is OperatorRequest.ROLLBACK and p is not Phase.ROLLING_BACK:
+    # Operator requests first: a rollback wins over everything else — but once the old version is
+    # stopped there is nothing to go back to at once: the scale-down finishes (the old version
+    # becomes the previous one, which ``rollback`` deploys again) instead of failing with the new
+    # version serving and a stale stable version on record.
+    too_late = p is Phase.SCALING_DOWN and _old_gone(state, obs)
+    if obs.operator is OperatorRequest.ROLLBACK and p is not Phase.ROLLING_BACK and not too_late:
         return _rollback(state, obs, "rollback requested by operator")
     if obs.operator is OperatorRequest.PAUSE and not state.paused:
         return Transition(p, "paused by operator", paused=True)
@@ -467,7 +471,11 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
 
     if p is Phase.SCALING_DOWN:
         if obs.old_stopped or obs.old_running == 0:
-            return Transition(Phase.SUCCEEDED, "old version stopped; new version is stable")
+            late = "" if obs.operator is not OperatorRequest.ROLLBACK else (
+                " (rollback requested when the old version was already stopped: "
+                "`shipwarden rollback` deploys it again)"
+            )  # fmt: skip
+            return Transition(Phase.SUCCEEDED, f"old version stopped; new version is stable{late}")
         return None
 
     if p is Phase.ROLLING_BACK:
@@ -486,7 +494,7 @@ def _past_progress_deadline(state: RolloutState, plan: Plan, elapsed: float) -> 
         state.phase in _WATCHING
         and (not state.paused or state.paused_by_analysis)
         and elapsed > plan.progress_deadline_s
-        and not _waiting_by_design(state, plan)
+        and not _waiting_by_design(state, plan, elapsed)
     )
 
 
@@ -514,6 +522,11 @@ def failure_cause(phase: Phase, failure: EffectFailure) -> str:
     return f"{doing} failed {failure.attempts} time(s) in {span:.0f}s: {failure.error}"
 
 
+def _old_gone(state: RolloutState, obs: Observation) -> bool:
+    """No old version runs (or there never was one)."""
+    return not state.has_stable or (obs.observed and obs.old_running == 0)
+
+
 def _failing(state: RolloutState, plan: Plan, obs: Observation, elapsed: float) -> Transition | None:
     """The ways out of a phase whose effect fails: the retry budget and the phase's deadlines.
 
@@ -521,6 +534,12 @@ def _failing(state: RolloutState, plan: Plan, obs: Observation, elapsed: float) 
     not describe the world after the phase's effect, which is what every forward rule needs."""
     p, failure = state.phase, obs.effect_failure
     assert failure is not None
+    if p is Phase.SCALING_DOWN and _old_gone(state, obs):
+        # the scale-down's goal needs no effect to be seen: the old version runs no more (traffic
+        # was verified on the new one before); failing here would leave a stale stable version
+        return Transition(
+            Phase.SUCCEEDED, f"old version not running; new version is stable ({failure_cause(p, failure)})"
+        )
     if failure.attempts >= effect_attempts(p):
         cause = failure_cause(p, failure)
         if p is Phase.ROLLING_BACK:
@@ -539,11 +558,18 @@ def _failing(state: RolloutState, plan: Plan, obs: Observation, elapsed: float) 
     return None
 
 
-def _waiting_by_design(state: RolloutState, plan: Plan) -> bool:
-    """Phases where waiting is the point: pauses, confirm gates, manual promotion, the warm period."""
+def _waiting_by_design(state: RolloutState, plan: Plan, elapsed: float) -> bool:
+    """Phases where waiting is the point: pauses, confirm gates, manual promotion, the warm period.
+
+    A timed pause waits by design only for its duration: a canary still at that step later (held
+    for ``minAvailable``, say) gets the progress deadline from the pause's end, not never."""
     if state.phase is Phase.CANARY_STEP and plan.canary_steps:
         step = plan.canary_steps[state.step_index]
-        return step.pause or _confirm_gate(plan, state.step_index) is not None
+        if _confirm_gate(plan, state.step_index) is not None:
+            return True
+        if step.pause and step.pause_s is not None:
+            return elapsed <= step.pause_s + plan.progress_deadline_s
+        return step.pause
     if state.phase is Phase.PREVIEW:
         return not plan.auto_promotion
     if state.phase is Phase.SCALE_DOWN_WAIT:

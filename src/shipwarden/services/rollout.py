@@ -244,6 +244,11 @@ class RolloutService:
             why = promote_refusal(_plan_from_json(active.plan), active.phase, active.step_index)
             if why is not None:
                 raise DeployError(f"{service} ({active.id}): {why}")
+        if request is OperatorRequest.ROLLBACK and active.phase is Phase.SCALING_DOWN:
+            raise DeployError(
+                f"{service} ({active.id}) is stopping the old version {active.from_version}: it cannot be "
+                f"aborted back to it; `shipwarden rollback {service}` finishes and deploys it again"
+            )
         return self.store.request(active.id, request, actor)
 
     # -- the reconciler ----------------------------------------------------------------------
