@@ -11,6 +11,7 @@ restarted controller (a new process, no memory) would see.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from shipwarden.adapters.platforms.base import InstanceState
 from shipwarden.adapters.routers.base import Listener, Routes
 from shipwarden.adapters.store.engine import make_engine, migrate
 from shipwarden.adapters.store.repository import Deployment, Store
@@ -27,6 +29,7 @@ from shipwarden.services.rollout import RolloutService
 from tests.fakes.clock import FakeClock
 from tests.fakes.platform import Behaviour, FakePlatform
 from tests.fakes.router import FakeRouter
+from tests.fakes.store import FakeStore
 
 BLUE_GREEN = """\
       blueGreen:
@@ -89,7 +92,9 @@ def _migrated_copy(dest: Path) -> Engine:
     return make_engine(f"sqlite:///{dest}")
 
 
+@functools.lru_cache(maxsize=32)
 def policy(strategy: str = BLUE_GREEN) -> LoadedPolicy:
+    """The policy with ``strategy`` (parsed once: parsing costs more than a whole fake rollout)."""
     return load_policy_text(POLICY.format(strategy=strategy), "policy.yaml")
 
 
@@ -98,11 +103,17 @@ class World:
     root: Path
     strategy: str = BLUE_GREEN
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
+    #: "sqlite": the real Store on a migrated SQLite file; "memory": FakeStore (generated sequences)
+    store_kind: str = "sqlite"
 
     def __post_init__(self) -> None:
         self.clock = FakeClock()
-        self.engine = _migrated_copy(self.root / "store.db")
-        self.store = Store(self.engine, clock=self.clock)
+        self.engine: Engine | None = None
+        if self.store_kind == "sqlite":
+            self.engine = _migrated_copy(self.root / "store.db")
+            self.store: Store = Store(self.engine, clock=self.clock)
+        else:
+            self.store = FakeStore(self.clock)  # type: ignore[assignment]
         self.platform = FakePlatform(self.clock, self.behaviours)
         self.router = FakeRouter(self.platform.serve)
         self.loaded = policy(self.strategy)
@@ -125,7 +136,8 @@ class World:
                     self.unhealthy_routed.append(f"{pool.version}@{address} (weight {pool.weight})")
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self.engine is not None:
+            self.engine.dispose()
 
     def service(self) -> RolloutService:
         """A new controller process: same store and world, no memory."""
@@ -204,8 +216,9 @@ class World:
         return list(zip([Phase.PENDING.value, *path], path, strict=False))
 
     def assert_no_leak(self, dep: Deployment) -> None:
-        """At a terminal state only the version that serves has instances left."""
-        left = {i.version for i in self.platform.all()}
+        """At a terminal state only the version that serves has processes left (an instance that
+        died stays listed, DEAD, where nothing was left to stop it: that is no running process)."""
+        left = {i.version for i in self.platform.all() if i.state is InstanceState.RUNNING}
         if dep.phase is Phase.SUCCEEDED:
             assert left <= {dep.to_version}, (left, dep.reason)
         elif dep.phase is Phase.ROLLED_BACK:

@@ -295,7 +295,8 @@ class RolloutService:
         failure = self._failure(dep)
         obs: Observation | None = None
         if failure is None or self.clock() >= failure.retry_at:
-            what = EFFECTS[dep.phase].value
+            effect = EFFECTS[dep.phase]
+            what = "observe" if effect is Effect.NONE else effect.value
             try:
                 spec = spec or self.spec(dep.service)  # the service may have left the policy
                 self._prepare_router()
