@@ -179,7 +179,7 @@ class SameAnswers(RuleBasedStateMachine):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-SameAnswers.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
+SameAnswers.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 TestSameAnswers = SameAnswers.TestCase
 
 
