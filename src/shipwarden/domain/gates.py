@@ -45,7 +45,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from shipwarden.domain._base import Duration, _Strict
+from shipwarden.domain._base import PositiveDuration, _Strict
 from shipwarden.domain.evidence.model import (
     BackupVerification,
     CiCheck,
@@ -89,7 +89,7 @@ class SecurityLimits(_Strict):
     )
     forbidden_rules: list[str] = Field(default_factory=list, alias="forbiddenRules")
     #: the scan must have completed within this long before the evaluation
-    max_age: Duration | None = Field(None, alias="maxAge")
+    max_age: PositiveDuration | None = Field(None, alias="maxAge")
 
     @field_validator("max_findings")
     @classmethod
@@ -105,7 +105,7 @@ class PerfThresholds(_Strict):
     p99_ms: float | None = Field(None, gt=0, alias="p99Ms")
     max_error_rate: float | None = Field(None, ge=0, le=1, alias="maxErrorRate")
     min_throughput_rps: float | None = Field(None, ge=0, alias="minThroughputRps")
-    max_age: Duration | None = Field(None, alias="maxAge")
+    max_age: PositiveDuration | None = Field(None, alias="maxAge")
 
     @model_validator(mode="after")
     def _something(self) -> PerfThresholds:
@@ -119,7 +119,7 @@ class UatSignOff(_Strict):
 
 
 class BackupRule(_Strict):
-    max_age: Duration = Field(24 * 3600.0, alias="maxAge")
+    max_age: PositiveDuration = Field(24 * 3600.0, alias="maxAge")
 
 
 class RollbackRule(_Strict):

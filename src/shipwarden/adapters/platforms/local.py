@@ -130,15 +130,10 @@ class LocalPlatform:
             entry = _Entry(iid, version, port, None, None, log)
             entries.append(entry)
             self._save(spec.name, entries)  # intent first: a crash now leaves a known, pid-less entry
-            subst = {"version": version, "port": str(port), "service": spec.name, "python": sys.executable}
-            argv = [a.format(**subst) for a in spec.run.command]
-            env = {
-                **os.environ,
-                **{k: v.format(**subst) for k, v in spec.run.env.items()},
-                spec.run.port_env: str(port),
-                INSTANCE_ENV: iid,
-            }
-            cwd = self.base_dir / spec.run.workdir.format(**subst) if spec.run.workdir else self.base_dir
+            run = spec.run.render(version=version, port=str(port), service=spec.name, python=sys.executable)
+            argv = run.argv
+            env = {**os.environ, **run.env, spec.run.port_env: str(port), INSTANCE_ENV: iid}
+            cwd = self.base_dir / run.workdir if run.workdir else self.base_dir
             try:
                 with open(log, "ab") as out:
                     proc = subprocess.Popen(
