@@ -67,7 +67,7 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def check_env_name(name: str) -> str:
-    if not ENV_NAME.match(name) or len(name) > 255:
+    if not ENV_NAME.fullmatch(name) or len(name) > 255:
         raise ValueError(f"{_shown(name)} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
     return name
 
@@ -113,7 +113,7 @@ def check_template(template: str, allowed: Iterable[str]) -> str:
             field = _shown("{" + name + "}")
             if name == "" or name.isdigit():
                 why = f"positional placeholder {field}"
-            elif re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            elif re.fullmatch(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
                 why = f"unknown placeholder {field}"
             else:
                 why = f"placeholder {field} uses attribute or index access"

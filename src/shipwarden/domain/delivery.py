@@ -83,7 +83,7 @@ class NotifyTargets(_Strict):
     @classmethod
     def _names(cls, v: list[str]) -> list[str]:
         for name in v:
-            if not re.match(_SECRET, name):
+            if not re.fullmatch(_SECRET, name):
                 raise ValueError(
                     f"{name!r} is not a secret name (the URL itself belongs in the secret store)"
                 )
@@ -135,7 +135,7 @@ class SecurityConfirmation(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", v):
+        if v is not None and not re.fullmatch(r"^https?://[^\s/]+(/\S*)?$", v):
             raise ValueError("must be an http:// or https:// URL")
         return v
 
@@ -178,7 +178,7 @@ class DeliveryPolicy(_Strict):
     @classmethod
     def _services(cls, v: list[str]) -> list[str]:
         for s in v:
-            if not _SERVICE.match(s):
+            if not _SERVICE.fullmatch(s):
                 raise ValueError(f"invalid service name {s!r}")
         if len(set(v)) != len(v):
             raise ValueError("a service is listed twice")
@@ -205,7 +205,7 @@ class DeliveryPolicy(_Strict):
     @classmethod
     def _approvers(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         for role in v:
-            if not _ROLE.match(role):
+            if not _ROLE.fullmatch(role):
                 raise ValueError(f"invalid role name {role!r}")
         return v
 
@@ -224,7 +224,7 @@ _LONGEST_SHA = "f" * 64
 def version_for(template: str, sha: str) -> str:
     """The version the delivery pipeline deploys a merge commit as (``delivery.version``), checked
     like any version typed by hand (``InvalidVersion``, a ``ValueError``, when it is not one)."""
-    if not _SHA.match(sha):
+    if not _SHA.fullmatch(sha):
         raise ValueError(f"{sha[:80]!r} is not a git commit sha")
     return check_version(template.replace("{short}", sha[:12]).replace("{sha}", sha))
 

@@ -158,7 +158,7 @@ class ChangeRule(_Strict):
     @classmethod
     def _roles(cls, v: list[str]) -> list[str]:
         for role in v:
-            if not re.match(_ROLE, role):
+            if not re.fullmatch(_ROLE, role):
                 raise ValueError(f"invalid role name {role!r}")
         if len(set(v)) != len(v):
             raise ValueError("a role is listed twice")
@@ -195,7 +195,7 @@ class GatePolicy(_Strict):
     @classmethod
     def _required_suites(cls, v: dict[str, SuiteRule]) -> dict[str, SuiteRule]:
         for name in v:
-            if not _CATEGORY.match(name):
+            if not _CATEGORY.fullmatch(name):
                 raise ValueError(f"invalid suite category {name!r}")
         missing = [c for c in REQUIRED_SUITES if c not in v]
         if missing:

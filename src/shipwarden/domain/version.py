@@ -43,7 +43,7 @@ def check_version(value: str) -> str:
         raise InvalidVersion(f"version {shown} contains a path separator; a version is one path segment")
     if ".." in value:
         raise InvalidVersion(f"version {shown} contains '..'")
-    if not _VERSION.match(value):
+    if not _VERSION.fullmatch(value):
         bad = next((c for c in value if not (c.isascii() and (c.isalnum() or c in "._+-"))), None)
         what = f"character {bad!r} is not allowed" if bad else "it must start with a letter or digit"
         raise InvalidVersion(

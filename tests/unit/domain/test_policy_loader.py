@@ -149,7 +149,7 @@ class TestTemplates:
             "py",
         ]
 
-    @pytest.mark.parametrize("name", ["BAD-NAME", "1ABC", "A B", "", "É", "A=B"])
+    @pytest.mark.parametrize("name", ["BAD-NAME", "1ABC", "A B", "", "É", "A=B", "APP\\n"])
     def test_env_names_are_posix(self, name: str) -> None:
         issue = one(BASE.replace("APP_VERSION:", f'"{name}":'))
         assert "is not an environment variable name" in issue.message and issue.line == 8
@@ -196,6 +196,15 @@ class TestDurations:
         text = BASE.replace("scaleDownDelay: 5s", "scaleDownDelay: 0")
         bg = load_policy_text(text, "p.yaml").policy.service("web").strategy.blue_green
         assert bg is not None and bg.scale_down_delay == 0.0
+
+    def test_a_trailing_newline_is_not_part_of_a_valid_name(self) -> None:
+        # Python's `$` matches before a final newline: every name check uses fullmatch
+        text = BASE + 'delivery:\n  repository: {url: x}\n  services: ["web\\n"]\n'
+        text += '  approvers: {"cab\\n": [a]}\n'
+        assert {(i.field, i.message.split(" ")[0]) for i in issues(text)} == {
+            ("delivery.services", "invalid"),
+            ("delivery.approvers", "invalid"),
+        }
 
     def test_inf_and_nan_are_refused_in_every_float_setting(self) -> None:
         text = BASE + (

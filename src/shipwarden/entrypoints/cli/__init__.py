@@ -146,7 +146,7 @@ def deploy(
     VERSION: 1-128 characters A-Z a-z 0-9 . _ + -, starting with a letter or digit (no '/', no '..')."""
     with _errors():
         check_version(version)  # before anything, the access check's audit entry included, is recorded
-        if commit is not None and not _SHA.match(commit):
+        if commit is not None and not _SHA.fullmatch(commit):
             error(f"--commit {commit[:80]!r} is not a git commit sha (7-64 lowercase hex digits)")
             raise typer.Exit(2)
         check("deploy", service=service, otp=otp)
