@@ -24,6 +24,7 @@ Pure: no files, no I/O; the caller reads the bytes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,14 @@ MAX_NODES = 200_000
 """Nodes after alias expansion — what the validator will walk."""
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML (and so every mark) counts as a line break
+
+
+def _line_at(text: str, index: int) -> tuple[int, int]:
+    """(line, column), 1-based, of ``text[index]`` counted as YAML counts them."""
+    breaks = list(_BREAK.finditer(text, 0, index))
+    start = breaks[-1].end() if breaks else 0
+    return len(breaks) + 1, index - start + 1
 
 
 @dataclass(frozen=True)
@@ -174,8 +183,8 @@ def _decode(raw: bytes, source: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        line, _ = _line_at(raw[: exc.start].decode("utf-8"), exc.start)
+        column = exc.start - (max(raw.rfind(b"\n", 0, exc.start), raw.rfind(b"\r", 0, exc.start)) + 1) + 1
         raise PolicyError(
             [
                 PolicyIssue(
@@ -191,8 +200,7 @@ def _decode(raw: bytes, source: str) -> str:
 
 def _yaml_issue(exc: yaml.YAMLError, text: str, source: str) -> PolicyIssue:
     if isinstance(exc, yaml.reader.ReaderError):
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        line, column = _line_at(text, exc.position)
         char = exc.character if isinstance(exc.character, str) else chr(exc.character)
         return PolicyIssue(
             source,
@@ -217,7 +225,7 @@ def read_document(content: str | bytes, source: str) -> Document:
         try:
             raw = content.encode("utf-8")
         except UnicodeEncodeError as exc:
-            line = content.count("\n", 0, exc.start) + 1
+            line, _ = _line_at(content, exc.start)
             raise PolicyError(
                 [PolicyIssue(source, line, "", f"not UTF-8 text: {exc.reason} at character {exc.start}")]
             ) from None
