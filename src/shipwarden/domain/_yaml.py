@@ -134,11 +134,23 @@ def _scalar_key(node: yaml.Node, constructor: yaml.constructor.SafeConstructor) 
     return (node.tag, value)
 
 
+_PLAIN_KEY = re.compile(r"[^\s.\[\]'\"]+")
+
+
 def path_text(path: tuple[Any, ...]) -> str:
-    """``("services", 0, "run")`` → ``services[0].run``."""
+    """``("services", 0, "run")`` → ``services[0].run``.
+
+    A key is the file's own text: one that is not plain (empty, spaces, dots, brackets, quotes,
+    control or invisible characters) is quoted, ``env['A B']``, so a message never carries a raw
+    tab, newline or terminal escape and always says exactly which key it means."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int) and not isinstance(part, bool):
+            text += f"[{part}]"
+        elif isinstance(part, str) and part.isprintable() and _PLAIN_KEY.fullmatch(part):
+            text += f".{part}" if text else part
+        else:
+            text += f"[{part!r}]"
     return text
 
 

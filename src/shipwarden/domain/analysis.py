@@ -34,7 +34,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from shipwarden.domain._base import Duration, PolicyError, PolicyIssue, PositiveDuration, _Strict
-from shipwarden.domain._yaml import line_of, read_document
+from shipwarden.domain._yaml import line_of, path_text, read_document
 
 # --------------------------------------------------------------------------- conditions
 
@@ -583,7 +583,7 @@ def load_judge_spec_text(text: str, source: str = "<judge policy>") -> JudgeSpec
         issues = []
         for err in exc.errors():
             loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p[:1].isupper()))
-            path = ".".join(str(p) for p in loc)
+            path = path_text(loc)
             msg = err["msg"].removeprefix("Value error, ")
             issues.append(PolicyIssue(source, line_of(root, loc), path, msg))
         raise PolicyError(issues) from None

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -357,9 +357,10 @@ def documents(draw: st.DrawFn, text_mutations: tuple[int, int]) -> bytes:
 def load(content: str | bytes, source: str = "fuzz.yaml") -> LoadedPolicy | PolicyError:
     """The loader's contract: a policy, or a PolicyError whose every issue has file and line."""
     try:
-        return load_policy_text(content, source)
+        loaded = load_policy_text(content, source)
     except PolicyError as exc:
         assert exc.issues
+        event("rejected: " + ("document" if exc.issues[0].field == "" else "field values"))
         text = content if isinstance(content, str) else content.decode("utf-8", "replace")
         last_line = len(YAML_BREAK.findall(text)) + 1
         for issue in exc.issues:
@@ -370,6 +371,8 @@ def load(content: str | bytes, source: str = "fuzz.yaml") -> LoadedPolicy | Poli
                 assert 1 <= issue.line <= last_line, (issue, last_line)
             assert issue.message and str(issue).startswith(f"{source}:")
         return exc
+    event("accepted")
+    return loaded
 
 
 def floats_in(value: Any) -> Iterator[float]:

@@ -266,6 +266,11 @@ class TestReading:
         issue = one(BASE.replace("team: demo", "team: de\x07mo"))
         assert issue.line == 2 and "U+0007" in issue.message
 
+    def test_a_key_that_is_not_plain_text_is_quoted_in_the_field_path(self) -> None:
+        # the path is the file's own text: a tab or a terminal escape is shown, never sent raw
+        text = BASE.replace("  - name: web\n", '  - name: web\n    "\\t": 0\n    "\\e[2J": 1\n')
+        assert {i.field for i in issues(text)} == {"services[0]['\\t']", "services[0]['\\x1b[2J']"}
+
     def test_the_digest_is_the_sha256_of_the_exact_bytes(self) -> None:
         raw = BASE.replace("\n", "\r\n").encode()
         assert load_policy_text(raw, "p.yaml").digest == hashlib.sha256(raw).hexdigest()
