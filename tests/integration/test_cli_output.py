@@ -65,6 +65,16 @@ def test_deploy_prints_policy_errors_exactly(env: DeployEnv, monkeypatch: pytest
     )
 
 
+def test_line_100_is_a_line_number_not_an_emoji(env: DeployEnv) -> None:
+    # found by the fuzz suite: Rich turned "policy.yaml:100: " into "policy.yaml💯 "
+    path = env.root / "long.yaml"
+    path.write_text(
+        env.policy_path.read_text() + "#\n" * (99 - env.policy_path.read_text().count("\n")) + "x: 1\n"
+    )
+    r = run("policy", "check", str(path))
+    assert r.exit_code == 2 and f"{path}:100: x: Extra inputs are not permitted" in r.output
+
+
 def test_markup_in_a_file_name_is_printed_as_written(env: DeployEnv) -> None:
     odd = env.root / "[red]team[bold].yaml"
     odd.write_text(env.policy_path.read_text())

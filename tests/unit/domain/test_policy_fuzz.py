@@ -49,6 +49,8 @@ from tests.fixtures.deploy_env import BLUE_GREEN, POLICY
 ROOT = Path(__file__).parents[3]
 YAML_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # line breaks as YAML (and every mark) counts them
 EXAMPLES = int(os.environ.get("SHIPWARDEN_FUZZ_EXAMPLES", "150"))
+# pytest-timeout's 300 s per test is for the default budget; a full run takes ~30 ms a case
+pytestmark = pytest.mark.timeout(max(300, EXAMPLES // 10))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

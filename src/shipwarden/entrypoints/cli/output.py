@@ -4,9 +4,10 @@ Rich reads ``[...]`` in a printed string as console markup, so a validator messa
 ``must match ^[a-z][a-z0-9-]{0,62}$`` printed as a string came out as ``must match ^{0,62}$``,
 and an evidence summary ``[tests=12, failures=0]`` vanished.  Almost everything the CLI prints
 carries text it did not write — policy and validator messages, service and user names, versions,
-reasons recorded by a rollout — so markup is **off** on both consoles: a ``str`` is printed as
-written, always.  Styling is done with :class:`rich.text.Text` (``Text.assemble(("ok", "green"),
-" ", path)``), whose plain parts are never parsed.  Highlighting is off too: it only guesses.
+reasons recorded by a rollout — so markup is **off** on both consoles, and so are emoji codes
+(``policy.yaml:100: …`` came out as ``policy.yaml💯 …``): a ``str`` is printed as written,
+always.  Styling is done with :class:`rich.text.Text` (``Text.assemble(("ok", "green"), " ",
+path)``), whose plain parts are never parsed.  Highlighting is off too: it only guesses.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ def make_console(*, stderr: bool = False) -> Console:
     """A console that never interprets markup in strings (pipes and CI logs get 200 columns)."""
     stream: TextIO = sys.stderr if stderr else sys.stdout
     return Console(
-        stderr=stderr, width=None if stream.isatty() else 200, markup=False, highlight=False
+        stderr=stderr,
+        width=None if stream.isatty() else 200,
+        markup=False,
+        emoji=False,  # ``p.yaml:100: …`` is a line number, not the :100: emoji
+        highlight=False,
     )
 
 
