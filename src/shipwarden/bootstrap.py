@@ -22,6 +22,7 @@ from shipwarden.adapters.platforms.local import LocalPlatform
 from shipwarden.adapters.routers.nginx import NginxRouter
 from shipwarden.adapters.store.engine import make_engine, migrate
 from shipwarden.adapters.store.repository import Store
+from shipwarden.domain._yaml import MAX_BYTES
 from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_networks
 from shipwarden.domain.policy import LoadedPolicy, PolicyError, PolicyIssue, load_policy_text
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
@@ -43,13 +44,16 @@ from shipwarden.settings import Settings
 
 
 def load_policy(path: Path) -> LoadedPolicy:
+    """The one way a policy file is loaded (``policy check``, every command, the API, the controller):
+    its exact bytes through ``load_policy_text``.  Any problem is a ``PolicyError``."""
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # the loader refuses anything longer; never read a huge file whole
     except OSError as exc:
         raise PolicyError(
-            [PolicyIssue(str(path), None, "", f"cannot read policy file: {exc.strerror}")]
+            [PolicyIssue(str(path), None, "", f"cannot read policy file: {exc.strerror or exc}")]
         ) from None
-    return load_policy_text(text, str(path))
+    return load_policy_text(raw, str(path))
 
 
 def open_store(settings: Settings) -> Store:

@@ -45,7 +45,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from shipwarden.domain._base import Duration, _Strict
+from shipwarden.domain._base import PositiveDuration, _Strict
 from shipwarden.domain.evidence.model import (
     BackupVerification,
     CiCheck,
@@ -89,7 +89,7 @@ class SecurityLimits(_Strict):
     )
     forbidden_rules: list[str] = Field(default_factory=list, alias="forbiddenRules")
     #: the scan must have completed within this long before the evaluation
-    max_age: Duration | None = Field(None, alias="maxAge")
+    max_age: PositiveDuration | None = Field(None, alias="maxAge")
 
     @field_validator("max_findings")
     @classmethod
@@ -105,7 +105,7 @@ class PerfThresholds(_Strict):
     p99_ms: float | None = Field(None, gt=0, alias="p99Ms")
     max_error_rate: float | None = Field(None, ge=0, le=1, alias="maxErrorRate")
     min_throughput_rps: float | None = Field(None, ge=0, alias="minThroughputRps")
-    max_age: Duration | None = Field(None, alias="maxAge")
+    max_age: PositiveDuration | None = Field(None, alias="maxAge")
 
     @model_validator(mode="after")
     def _something(self) -> PerfThresholds:
@@ -119,7 +119,7 @@ class UatSignOff(_Strict):
 
 
 class BackupRule(_Strict):
-    max_age: Duration = Field(24 * 3600.0, alias="maxAge")
+    max_age: PositiveDuration = Field(24 * 3600.0, alias="maxAge")
 
 
 class RollbackRule(_Strict):
@@ -158,7 +158,7 @@ class ChangeRule(_Strict):
     @classmethod
     def _roles(cls, v: list[str]) -> list[str]:
         for role in v:
-            if not re.match(_ROLE, role):
+            if not re.fullmatch(_ROLE, role):
                 raise ValueError(f"invalid role name {role!r}")
         if len(set(v)) != len(v):
             raise ValueError("a role is listed twice")
@@ -195,7 +195,7 @@ class GatePolicy(_Strict):
     @classmethod
     def _required_suites(cls, v: dict[str, SuiteRule]) -> dict[str, SuiteRule]:
         for name in v:
-            if not _CATEGORY.match(name):
+            if not _CATEGORY.fullmatch(name):
                 raise ValueError(f"invalid suite category {name!r}")
         missing = [c for c in REQUIRED_SUITES if c not in v]
         if missing:

@@ -45,13 +45,15 @@ dossier_app = typer.Typer(
 
 
 def _out() -> Any:
-    from rich.console import Console
+    from shipwarden.entrypoints.cli.output import console
 
-    return Console(width=None if sys.stdout.isatty() else 200)
+    return console  # markup off: names, roles and messages print as written
 
 
 def _err(msg: str, code: int = 2) -> typer.Exit:
-    sys.stderr.write(f"error: {msg}\n")
+    from shipwarden.entrypoints.cli.output import error
+
+    error(msg)
     return typer.Exit(code)
 
 
@@ -360,7 +362,7 @@ def serve(
         raise _err("--dev-tls generates its own pair: drop --tls-cert/--tls-key")
     if bool(tls_cert) != bool(tls_key):
         raise _err("--tls-cert and --tls-key go together")
-    svc = services()
+    svc = _services_or_exit()
     if dev_tls:
         tls_cert, tls_key = dev_certificate(svc.settings.state_dir / "tls", host)
     if not tls_cert and not insecure_http:
@@ -382,6 +384,18 @@ def serve(
     finally:
         if driver is not None:
             driver.stop()
+
+
+def _services_or_exit() -> Any:
+    """``services()`` for ``serve``: an invalid policy file is its issues and exit 2, not a traceback."""
+    from shipwarden.domain.policy import PolicyError
+    from shipwarden.entrypoints.cli.output import policy_errors
+
+    try:
+        return services()
+    except PolicyError as exc:
+        policy_errors(exc)
+        raise typer.Exit(2) from None
 
 
 def _run_uvicorn(app: Any, host: str, port: int, tls_cert: Path | None, tls_key: Path | None) -> None:
