@@ -23,6 +23,7 @@ from shipwarden.domain.evidence import (
     parse_sarif,
     sha256_digest,
 )
+from shipwarden.domain.gitref import branch_problem
 from shipwarden.domain.jsonlimits import JsonLimitError, loads_bounded
 from shipwarden.services.changes.core import _SHA, OPEN
 from shipwarden.services.changes.errors import BadRequest, ChangeError, TooLarge, Unprocessable
@@ -71,6 +72,8 @@ class EvidenceIntake(GateEvaluation):
         try:
             if not isinstance(commit_sha, str) or not _SHA.match(commit_sha):
                 raise BadRequest(f"commit must be a full 40-hex-digit sha, got {commit_sha!r}")
+            if branch is not None and (problem := branch_problem(branch)):
+                raise BadRequest(f"branch is not a valid git branch name: it {problem}")
             if kind not in KINDS:
                 raise BadRequest(f"unknown evidence kind {kind!r}; one of: {', '.join(KINDS)}")
             fixed = KINDS[kind]
