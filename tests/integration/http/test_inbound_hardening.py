@@ -344,7 +344,10 @@ AUTHORISED_HOSTILE = {
     "k8s int overflows": ("/k8s/audit", EVENTS + b'[], "x": 99999999999999999999}'),
     "backup deep": (BACKUP, DEEP),
     "backup 5000 digits": (BACKUP, b'{"backupId": "b", "ok": true, "verifiedAt": ' + b"7" * 5000 + b"}"),
-    "backup int detail": (BACKUP, b'{"backupId": "b", "ok": true, "detail": ' + b"7" * 30 + b"}"),
+    "backup int detail": (
+        BACKUP,
+        b'{"backupId": "b", "ok": true, "verifiedAt": "2031-03-04T09:00:00Z", "detail": 7}',
+    ),
     "plan 5000 digits": (PLAN, b'{"previousVersion": ' + b"1" * 5000 + b"}"),
     "plan deep": (PLAN, b'{"migrations": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
     "plan lone surrogate": (PLAN, b'{"migrations": [{"name": "\\ud800", "reversible": true}]}'),
@@ -358,7 +361,7 @@ def test_authorised_hostile_body_is_4xx_and_stores_nothing(pipeline_api: InProce
     before = db_digest(pipeline_api.services.store.engine)
     with pipeline_api.client() as c:
         r = c.post(path, content=body, headers={**auth, "content-type": "application/json"})
-    assert 400 <= r.status_code < 500, r.text
+    assert r.status_code in (400, 422), r.text
     assert_nothing_stored_but_audit(before, pipeline_api)
 
 
@@ -449,4 +452,4 @@ def test_an_unauthenticated_flood_writes_a_bounded_number_of_audit_entries(pipel
     [summary] = refusals(pipeline_api, "refusals.suppressed")
     assert len(rejected) == 20
     assert summary["detail"]["suppressed"] == 480
-    assert summary["detail"]["top_sources"] == {"testclient": 480}
+    assert summary["detail"]["top_sources"] == {"127.0.0.1": 480}

@@ -220,7 +220,7 @@ def parse_github_event(body: bytes, headers: Mapping[str, str]) -> CiEvent:
 
     The body is validated whole against the documented payload of its event (``WorkflowRunBody``,
     ``CheckSuiteBody``, ``PushBody``, ``PullRequestBody``) before anything is read from it."""
-    event = event_header(headers, EVENT_HEADER)
+    event = event_header(headers, "X-GitHub-Event")
     delivery = _delivery_id(headers)
     if event == "ping":
         raise IgnoredEvent("GitHub ping")
