@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,14 +192,21 @@ BOOKKEEPING = {"api_tokens": {"last_used_at"}, "sessions": {"last_seen_at"}}
 """Columns that authenticating a request updates (when a token or session was last used): not state."""
 
 
-def db_digest(engine: Engine) -> dict[str, str]:
-    """sha256 of every row of every table, per table: equal digests mean nothing was written
-    (apart from the ``BOOKKEEPING`` columns that every authenticated request touches)."""
-    meta = MetaData()
-    meta.reflect(engine)
+_REFLECTED: dict[int, MetaData] = {}
+
+
+def db_digest(engine: Engine, skip: Collection[str] = ()) -> dict[str, str]:
+    """sha256 of every row of every table but ``skip``, per table: equal digests mean nothing was
+    written (apart from the ``BOOKKEEPING`` columns that every authenticated request touches)."""
+    meta = _REFLECTED.get(id(engine))
+    if meta is None:
+        meta = _REFLECTED[id(engine)] = MetaData()
+        meta.reflect(engine)
     out: dict[str, str] = {}
     with engine.connect() as conn:
         for name, table in sorted(meta.tables.items()):
+            if name in skip:
+                continue
             h = hashlib.sha256()
             cols = [c for c in table.columns if c.name not in BOOKKEEPING.get(name, set())]
             order = list(table.primary_key.columns) or cols

@@ -79,7 +79,8 @@ class BodyLimit:
             return
 
         received = 0
-        started = False
+        started = False  # the application began a response
+        refused = False  # the 413 was sent in its place
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -90,17 +91,24 @@ class BodyLimit:
                     raise _TooLarge(received)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
+        async def guarded_send(message: Message) -> None:
+            # FastAPI turns any error while reading a JSON body into its own 400; once the limit
+            # was crossed, that answer is replaced by the 413 (and the application's is dropped).
+            nonlocal started, refused
+            if refused:
+                return
+            if received > limit and message["type"] == "http.response.start":
+                refused = True
+                await self._refuse(scope, send, 413, {"limit": limit, "received_at_least": received})
+                return
+            started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, guarded_send)
         except _TooLarge as exc:
-            if started:  # pragma: no cover - no route answers before reading its body
-                raise
+            if started or refused:  # pragma: no cover - no route answers before reading its body
+                return
             await self._refuse(scope, send, 413, {"limit": limit, "received_at_least": exc.received})
 
     async def _refuse(self, scope: Scope, send: Send, status: int, detail: dict[str, Any]) -> None:
