@@ -33,7 +33,13 @@ INT64_MIN = -(2**63)
 
 
 class JsonLimitError(ValueError):
-    """The body is not JSON, or is JSON beyond one of the bounds; ``str()`` says which."""
+    """The body is not JSON, or is JSON beyond one of the bounds; ``str()`` says which (and where,
+    for a syntax error: ``line``/``column``, 1-based)."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        self.message, self.line, self.column = message, line, column
+        where = f" at line {line} column {column}" if line is not None else ""
+        super().__init__(message + where)
 
 
 def _parse_int(max_digits: int) -> Any:
@@ -102,7 +108,7 @@ def loads_bounded(data: bytes | str, *, max_depth: int = 64, max_int_digits: int
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise JsonLimitError(f"body is not UTF-8 (byte offset {exc.start})") from None
+            raise JsonLimitError(f"not UTF-8 (byte offset {exc.start})") from None
     else:
         text = data
     try:
@@ -112,11 +118,11 @@ def loads_bounded(data: bytes | str, *, max_depth: int = 64, max_int_digits: int
     except JsonLimitError:
         raise
     except json.JSONDecodeError as exc:
-        raise JsonLimitError(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise JsonLimitError(f"not JSON: {exc.msg}", exc.lineno, exc.colno) from None
     except RecursionError:
         raise JsonLimitError(f"nested deeper than {max_depth} levels") from None
     except ValueError as exc:  # e.g. a float literal the scanner cannot convert
-        raise JsonLimitError(f"body is not JSON: {exc}") from None
+        raise JsonLimitError(f"not JSON: {exc}") from None
     check_depth(doc, max_depth)
     if _SURROGATE_ESCAPE.search(text) and _lone_surrogates(doc):
         raise JsonLimitError("a \\u escape leaves a lone surrogate (not Unicode text)")

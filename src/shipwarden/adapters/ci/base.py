@@ -191,7 +191,7 @@ def load_body(body: bytes) -> dict[str, Any]:
     try:
         doc = loads_bounded(body, max_depth=MAX_JSON_DEPTH)
     except JsonLimitError as exc:
-        raise PayloadError(str(exc)) from None
+        raise PayloadError(f"body is {exc}" if str(exc).startswith("not ") else str(exc)) from None
     if not isinstance(doc, dict):
         raise PayloadError("expected a JSON object", "$")
     return doc

@@ -183,7 +183,7 @@ def _json_object(data: bytes, source: str) -> dict[str, Any]:
     try:
         doc = loads_bounded(data, max_depth=32)
     except JsonLimitError as exc:
-        raise EvidenceError(str(exc), source=source) from None
+        raise EvidenceError(exc.message, source=source, line=exc.line, column=exc.column) from None
     if not isinstance(doc, dict):
         raise EvidenceError("expected a JSON object", source=source, path="$")
     return doc
