@@ -400,3 +400,43 @@ def test_hand_written_attacks_on_the_real_server(tmp_path: Path, monkeypatch: py
         setup.store.engine.dispose()
     assert "Traceback" not in err, err[-3000:]
     print(f"hand-written attacks: {ran} requests")
+
+
+# --- what the fuzzer found (each was a 5xx or a wrong status before its fix) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expect"),
+    [
+        ("POST", f"/evidence?kind=k6&commit={SHA}", b'{"metrics": ' + b"9" * 5000 + b"}", 422),  # was 500
+        ("POST", f"/evidence?kind=sarif&commit={SHA}", b'{"runs": ' + b"9" * 5000 + b"}", 422),  # was 500
+        ("GET", "/audit/export?after_seq=-111562093734033489920", b"", 422),  # was 500 (OverflowError)
+        ("GET", "/audit?after_seq=99999999999999999999999", b"", 422),  # was 500
+    ],
+)
+def test_regressions_the_fuzzer_found(
+    target: Target, method: str, path: str, body: bytes, expect: int
+) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(target.app, raise_server_exceptions=False) as c:
+        before = target.digest()
+        r = c.request(
+            method, path, content=body or None, headers={**target.auth, "content-type": "application/json"}
+        )
+        assert r.status_code == expect, r.text
+        assert target.digest() == before
+
+
+def test_oversized_chunked_json_body_is_413_not_fastapis_400(target: Target) -> None:
+    """FastAPI turns any error while reading a JSON body into 400; the body limit must still say 413."""
+    from fastapi.testclient import TestClient
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"user": "'
+        for _ in range(3):
+            yield b"u" * (1024 * 1024)
+
+    with TestClient(target.app, raise_server_exceptions=False) as c:
+        r = c.post("/auth/login", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text
