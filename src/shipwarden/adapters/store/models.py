@@ -230,13 +230,18 @@ class ApprovalRow(Base):
 
 
 class WebhookDeliveryRow(Base):
-    """Seen webhook deliveries, for replay protection (dedupe on the provider's event id)."""
+    """Seen webhook deliveries, for replay protection: the provider's event id and, since 0006,
+    the sha256 of the accepted body (GitHub signs no id or time, so a replayed body is caught
+    by its digest)."""
 
     __tablename__ = "webhook_deliveries"
 
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     received_at: Mapped[float] = mapped_column(Double)
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ux_webhook_deliveries_body", "provider", "body_sha256", unique=True),)
 
 
 class AnalysisRecordRow(Base):

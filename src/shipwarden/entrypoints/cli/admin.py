@@ -399,18 +399,9 @@ def _services_or_exit() -> Any:
 
 
 def _run_uvicorn(app: Any, host: str, port: int, tls_cert: Path | None, tls_key: Path | None) -> None:
-    import uvicorn
+    from shipwarden.entrypoints.http.server import run  # header limits, 431, no proxy headers
 
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
-        log_level="warning",
-        forwarded_allow_ips="",  # X-Forwarded-For is judged by deps against trusted_proxies, not by uvicorn
-        proxy_headers=False,
-    )
+    run(app, host, port, tls_cert, tls_key)
 
 
 def _checkpoint_timer(svc: Any, every_s: float) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shipwarden.domain.access import Permission
 from shipwarden.domain.audit import format_ts
@@ -29,7 +29,7 @@ class Filters(BaseModel):
     source: Literal["shipwarden", "kubernetes"] | None = None
     deployment_id: str | None = None
     outcome: str | None = None
-    after_seq: int = 0
+    after_seq: int = Field(0, ge=0, le=2**63 - 1)  # a BIGINT column: larger was an OverflowError (500)
 
     def kwargs(self) -> dict[str, Any]:
         out = self.model_dump(exclude={"since", "until"}, exclude_none=True)
