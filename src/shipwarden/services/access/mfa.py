@@ -56,19 +56,20 @@ class Mfa(Sessions):
         return self.envelope.decrypt(u.mfa_secret, self._aad(u.id)).decode()
 
     def _check_code(self, p: Principal, u: UserRecord, code: str) -> None:
-        now, ts = self._now()
-        self._throttle(u.name, p.ip, now, ts, kind="mfa")
-        chk = verify_totp(self._secret(u), code, now, u.mfa_last_step)
+        secret = self._secret(u)
+        attempt = self._reserve(u.name, p.ip, kind="mfa")  # counted before the code is looked at
+        now = self.clock()
+        chk = verify_totp(secret, code, now, u.mfa_last_step)
         if chk.ok and chk.step is not None and not self.repo.advance_mfa_step(u.id, chk.step):
             chk = type(chk)(TotpResult.REPLAYED, chk.step)
         if not chk.ok:
-            self._record_failure(u.name, p.ip, ts, chk.result.value, kind="mfa", actor=p.name)
+            self._record_failure(attempt, chk.result.value, actor=p.name)
             if chk.result is TotpResult.REPLAYED:
                 raise AuthenticationError("this code was already used: wait for the next one")
             raise AuthenticationError(
                 "wrong code (or outside the allowed ±30 s clock drift): check the authenticator's time"
             )
-        self._clear_failures(u.name, kind="mfa")
+        self._succeeded(attempt)
 
     def _verify_enabled(self, p: Principal, code: str) -> None:
         """The step-up check of an enrolled user (session or CLI): their current TOTP code."""
@@ -95,12 +96,12 @@ class Mfa(Sessions):
 
     def mfa_recover(self, p: Principal, code: str) -> tuple[str, int]:
         """Step-up with a single-use recovery code; returns (new session id, codes left)."""
-        now, ts = self._now()
         u = self._user(p.name)
-        self._throttle(u.name, p.ip, now, ts, kind="mfa")
+        attempt = self._reserve(u.name, p.ip, kind="mfa")
         idx = use_recovery_code(code, u.recovery_hashes) if u.mfa_enabled else None
         if idx is None or not self.repo.consume_recovery_code(u.id, idx, hash_recovery_code(code)):
-            self._record_failure(u.name, p.ip, ts, "recovery", kind="mfa", actor=p.name)
+            self._record_failure(attempt, "recovery", actor=p.name)
             raise AuthenticationError("not a valid, unused recovery code")
+        self._succeeded(attempt)
         left = sum(1 for h in u.recovery_hashes if h is not None) - 1
         return self._rotate(p, mfa=True, action="auth.mfa", detail={"method": "recovery", "left": left}), left

@@ -36,22 +36,17 @@ class Sessions(Lockout):
 
     def login(self, name: str, password: str, ip: str) -> tuple[str, SessionState]:
         """Password login → a new session id (shown once; stored hashed).  Always a *new* id (rotation)."""
+        attempt = self._reserve(name, ip)  # counted before the password is looked at
         now, ts = self._now()
-        self._throttle(name, ip, now, ts)
         u = self.repo.user(name)
         ok = verify_password(u.password_hash if u else None, password)
         if not ok or u is None or u.disabled:
-            self._record_failure(name, ip, ts, "disabled" if (ok and u is not None) else "bad credentials")
+            self._record_failure(attempt, "disabled" if (ok and u is not None) else "bad credentials")
             raise AuthenticationError("wrong user name or password")
         if u.cidrs and not ip_allowed(ip, parse_cidrs(u.cidrs)):
-            self.store.audit(
-                actor=name,
-                action="auth.login",
-                outcome="denied",
-                detail={"ip": ip, "reason": "address not allowed"},
-            )
+            self._record_failure(attempt, "address not allowed")
             raise PermissionDenied(f"logins for {name!r} are not allowed from {ip}")
-        self._clear_failures(name)
+        self._succeeded(attempt)
         if u.password_hash and needs_rehash(u.password_hash):
             self.repo.update_user(u.id, password_hash=hash_password(password))
         existing = [self._state(r, u) for r in self.repo.user_sessions(u.id)]
