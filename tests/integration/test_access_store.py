@@ -29,7 +29,7 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def svc(tmp_path: Path, database_url: str) -> Iterator[Services]:
-    s = build_service(Settings(state_dir=tmp_path / "state", database_url=database_url, policy=tmp_path / "x"))
+    s = build_service(Settings(state_dir=tmp_path / "s", database_url=database_url, policy=tmp_path / "x"))
     yield s
     s.store.engine.dispose()
 

@@ -244,6 +244,27 @@ def test_mfa_can_be_switched_off_by_the_installation(cli: Cli) -> None:
     assert r.exit_code == 0, r.output
 
 
+def test_the_cli_is_held_to_the_intersection_of_the_user_and_role_allowlists(cli: Cli) -> None:
+    """The operator at the machine crosses no network, but a role whose address allowlist does not
+    overlap the user's admits no address at all — the CLI included (user ∩ role ∩ token)."""
+    cli.monkeypatch.setenv("SHIPWARDEN_ROLE_CIDRS", '{"auditor": ["10.7.0.0/16"]}')
+    svc = cli.services()
+    try:
+        svc.access.create_user("setup", "far", PASSWORD, [parse_binding("auditor")], ["192.168.0.0/16"])
+        svc.access.create_user("setup", "near", PASSWORD, [parse_binding("auditor")], ["10.0.0.0/8"])
+    finally:
+        svc.store.engine.dispose()
+    r = cli.run("far", "audit", "verify")
+    assert r.exit_code == 2, r.output
+    msg = _one_line(r)
+    assert "audit.read is not granted to far (auditor) from anywhere" in msg, msg
+    assert "allowlists do not overlap" in msg
+    denied = cli.audit(action="access", actor="far")[-1]
+    assert denied["outcome"] == "denied" and "do not overlap" in denied["detail"]["reason"]
+    r = cli.run("near", "audit", "verify")  # 10.0.0.0/8 ∩ 10.7.0.0/16 admits somewhere: the machine too
+    assert r.exit_code == 0, r.output
+
+
 # -- (d) reading ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("role", ["viewer", "auditor"])
 def test_read_only_commands_are_open_to_readers(cli: Cli, role: str) -> None:

@@ -174,6 +174,8 @@ def _decide(svc: Any, who: Any, rule: Rule, target: Target | None, otp: str | No
     decision = svc.access.authorize(who, perm, target)
     if decision.allowed:
         return who, decision.reason
+    if decision.address:
+        raise _Refused(decision.reason, decision.reason)
     if decision.mfa:
         if not who.mfa_enabled:
             raise _Refused(

@@ -32,6 +32,7 @@ class LocalOperator(Mfa):
             ip="local",
             user_id=u.id,
             bindings=u.bindings,
+            allowlist=self._allowlist(u),
             mfa_enabled=u.mfa_enabled,
         )
 
