@@ -97,7 +97,9 @@ class Authorization(AccessCore):
             and not mfa_satisfied(permission, p.mfa_verified_at, self.clock(), self.config.mfa)
         ):
             mins = int(self.config.mfa.window.total_seconds() // 60)
-            if not p.mfa_enabled:
+            if not p.mfa_enabled and p.kind == "local":
+                how = f"enrol a second factor first (shipwarden user mfa enroll {p.name})"
+            elif not p.mfa_enabled:
                 how = "enrol a second factor first (POST /auth/mfa/enroll)"
             elif p.kind == "local":
                 how = "give a current code with --otp CODE (or SHIPWARDEN_OTP)"

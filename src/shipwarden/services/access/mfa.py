@@ -7,6 +7,8 @@ A successful check gives the session fresh MFA under a new id.
 
 from __future__ import annotations
 
+from typing import Any
+
 from shipwarden.adapters.store.access_repo import UserRecord
 from shipwarden.domain.access import Permission, mfa_satisfied
 from shipwarden.security.totp import (
@@ -52,7 +54,10 @@ class Mfa(Sessions):
 
     def _secret(self, u: UserRecord) -> str:
         if u.mfa_secret is None:
-            raise InvalidInput("no MFA enrolment: POST /auth/mfa/enroll first")
+            raise InvalidInput(
+                f"no MFA enrolment to confirm: start one first (shipwarden user mfa enroll {u.name}, "
+                "or POST /auth/mfa/enroll)"
+            )
         return self.envelope.decrypt(u.mfa_secret, self._aad(u.id)).decode()
 
     def _check_code(self, p: Principal, u: UserRecord, code: str) -> None:
@@ -78,14 +83,19 @@ class Mfa(Sessions):
             raise InvalidInput("MFA is not enabled for this account: enrol first (POST /auth/mfa/enroll)")
         self._check_code(p, u, code)
 
-    def mfa_confirm(self, p: Principal, code: str) -> tuple[str, list[str]]:
-        """Activate a pending enrolment with a first code; returns (new session id, recovery codes)."""
+    def _activate(self, p: Principal, code: str, audit: dict[str, Any] | None = None) -> list[str]:
+        """Check the first code of a pending enrolment and make it active; its recovery codes."""
         u = self._user(p.name)
         if u.mfa_enabled:
             raise Conflict("MFA is already enabled")
         self._check_code(p, u, code)
         codes, hashes = generate_recovery_codes()
-        self.repo.update_user(u.id, recovery_hashes=hashes)
+        self.repo.update_user(u.id, audit=audit, recovery_hashes=hashes)
+        return codes
+
+    def mfa_confirm(self, p: Principal, code: str) -> tuple[str, list[str]]:
+        """Activate a pending enrolment with a first code; returns (new session id, recovery codes)."""
+        codes = self._activate(p, code)
         sid = self._rotate(p, mfa=True, action="auth.mfa_confirm", detail={})
         return sid, codes
 
