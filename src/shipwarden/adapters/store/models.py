@@ -156,6 +156,16 @@ class AuthFailureRow(Base):
     at: Mapped[float] = mapped_column(Double)
 
 
+class AuthThrottleRow(Base):
+    """One row per lockout key: the row every attempt on that key locks before it counts the key's
+    recent attempts and reserves one, so that concurrent attempts are counted one after another."""
+
+    __tablename__ = "auth_throttle"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    attempts: Mapped[int] = mapped_column(BigInteger, default=0)  # reservations ever made (a version)
+
+
 class SecretRow(Base):
     """Secrets (webhook secrets, provider keys, notifier URLs), envelope-encrypted at rest."""
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,12 +22,14 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from shipwarden.entrypoints.cli.guard import OtpOpt, authorized, services
+from shipwarden.entrypoints.cli.guard import OtpOpt, authorized, check_own, services
 
 __all__ = ["audit_app", "dossier_app", "register", "secret_app", "serve", "token_app", "user_app"]
 
 audit_app = typer.Typer(no_args_is_help=True, help="Verify, export and query the central audit log.")
 user_app = typer.Typer(no_args_is_help=True, help="Manage users, role bindings and allowlists.")
+mfa_app = typer.Typer(no_args_is_help=True, help="Enrol your own second factor (TOTP) from this machine.")
+user_app.add_typer(mfa_app, name="mfa")
 token_app = typer.Typer(no_args_is_help=True, help="Issue, list and revoke API tokens.")
 secret_app = typer.Typer(no_args_is_help=True, help="Encrypted secrets and KEK rotation.")
 
@@ -221,14 +225,83 @@ def user_create(
     no_password: Annotated[bool, typer.Option(help="Service account: tokens only, no login.")] = False,
     otp: OtpOpt = None,
 ) -> None:
-    """Create a user (the first user of an installation can be created by anyone at the machine)."""
+    """Create a user.  The first user of an installation is created by whoever is at the machine,
+    and must be an admin (``--role admin``): it ends single-operator mode."""
     from shipwarden.services.access import parse_binding
 
     with authorized("user create", otp=otp) as (svc, who):
         bindings = [parse_binding(r) for r in role]
+        first = not svc.access.has_users()
+        if first:  # refuse a non-admin first user before asking for a password
+            svc.access.check_first_user(name, bindings)
         pw = None if no_password else _password(password_stdin)
-        svc.access.create_user(who.name, name, pw, bindings, cidr)
+        create = svc.access.create_first_user if first else svc.access.create_user
+        create(who.name, name, pw, bindings, cidr)
     _out().print(f"user {name} created with {', '.join(role) or 'no role'}", highlight=False)
+    if first:
+        _out().print(
+            f"{name} is the first user: single-operator mode is over. Next, as {name}: "
+            f"shipwarden user mfa enroll {name}",
+            highlight=False,
+        )
+
+
+@contextmanager
+def _own_account(command: str, name: str, otp: str | None = None) -> Iterator[tuple[Any, Any]]:
+    """``guard.check_own`` for ``command``, then yield ``(services, principal)``; access and input
+    errors raised in the body exit 2 with their message."""
+    from shipwarden.adapters.store.repository import StoreError
+    from shipwarden.services.access import AccessError
+
+    svc, who = check_own(command, name, otp=otp)
+    try:
+        yield svc, who
+    except (AccessError, StoreError, ValueError) as exc:
+        raise _err(str(exc)) from None
+
+
+def _qr(text: str) -> str:
+    """``text`` as a QR code drawn with block characters (dark modules dark on any terminal)."""
+    import io
+
+    import qrcode
+
+    qr = qrcode.QRCode(border=2)
+    qr.add_data(text)
+    qr.make(fit=True)
+    buf = io.StringIO()
+    if sys.stdout.isatty():
+        buf.isatty = lambda: True  # type: ignore[method-assign]  # colours: black on white, whatever the theme
+        qr.print_ascii(out=buf, tty=True)
+    else:
+        qr.print_ascii(out=buf, invert=True)
+    return buf.getvalue()
+
+
+@mfa_app.command("enroll")
+def mfa_enroll(name: str, otp: OtpOpt = None) -> None:
+    """Start enrolling NAME's second factor (run it as NAME): prints the otpauth:// URI and its QR
+    code for an authenticator app; it is active once `user mfa confirm NAME CODE` checks a first code.
+    Replacing an active second factor needs a current code from it (--otp)."""
+    with _own_account("user mfa enroll", name, otp) as (svc, who):
+        secret, uri = svc.access.enroll_local_mfa(who)
+    sys.stdout.write(f"{uri}\n\n{_qr(uri)}\n")
+    sys.stdout.write(f"secret (to type in instead of scanning): {secret}\n")
+    sys.stderr.write(
+        f"scan it with an authenticator app, then activate it with its current code:\n"
+        f"  shipwarden user mfa confirm {name} CODE\n"
+    )
+
+
+@mfa_app.command("confirm")
+def mfa_confirm(name: str, code: Annotated[str, typer.Argument(help="The app's current code.")]) -> None:
+    """Activate NAME's pending second factor with its current code (run it as NAME); prints the
+    recovery codes once."""
+    with _own_account("user mfa confirm", name) as (svc, who):
+        codes = svc.access.confirm_local_mfa(who, code)
+    sys.stderr.write(f"second factor active for {name}; recovery codes (shown once, keep them offline):\n")
+    sys.stdout.write("".join(f"{c}\n" for c in codes))
+    sys.stderr.write("each code works once; production-affecting commands now take --otp CODE\n")
 
 
 @user_app.command("list")
