@@ -49,7 +49,8 @@ def test_every_registered_command_has_an_access_rule_or_an_exemption() -> None:
 
 
 def test_exemptions_are_only_the_storeless_commands_and_serve() -> None:
-    assert set(EXEMPT) == {"policy check", "policy schema", "judge", "judge-plan", "dossier verify", "serve"}
+    assert set(EXEMPT) == {"policy check", "policy schema", "judge", "judge-plan", "dossier verify",
+                           "audit verify-export", "serve"}
 
 
 def test_rollout_commands_map_to_the_production_permissions() -> None:

@@ -80,17 +80,52 @@ Action = Annotated[str | None, typer.Option(help="Only this action (e.g. access,
 Source = Annotated[str | None, typer.Option(help="shipwarden or kubernetes.")]
 
 
+def _head_arg(value: str | None, option: str = "--expect-head") -> Any:
+    """``SEQ:HASH`` → ChainHead (exit 2 with a precise message otherwise)."""
+    from shipwarden.domain.audit import ChainHead
+
+    if value is None:
+        return None
+    seq, _, digest = value.partition(":")
+    if not seq.isdigit() or int(seq) < 1 or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise _err(f"{option}: expected SEQ:HASH (a seq >= 1 and 64 lower-case hex digits), got {value!r}")
+    return ChainHead(int(seq), digest)
+
+
+ExpectHead = Annotated[
+    str | None,
+    typer.Option(
+        "--expect-head",
+        help="SEQ:HASH of a head kept outside the database (a dossier, an earlier verify); the chain must "
+        "reach it and agree.",
+    ),
+]
+
+
 @audit_app.command("verify")
 def audit_verify(
     fast: Annotated[bool, typer.Option(help="Hash-chain only, skip column checks.")] = False,
+    expect_head: ExpectHead = None,
+    witness: Annotated[
+        bool, typer.Option(help="Hold the chain to the witness file (audit_head_file, state_dir/audit.head).")
+    ] = True,
 ) -> None:
-    """Check every entry's hash and link and every signed checkpoint; say where the first problem is."""
+    """Check every entry's hash and link, the signed checkpoint chain and grid, the witness file and
+    --expect-head; say where the first problem is."""
+    from shipwarden.adapters.witness import WitnessError
+
+    head = _head_arg(expect_head)
     with authorized("audit verify") as (svc, _):
-        report = svc.audit.verify(fast=fast)
+        try:
+            report = svc.audit.verify(fast=fast, expect_head=head, witness=witness)
+        except WitnessError as exc:
+            sys.stderr.write(f"witness unreadable: {exc}\n")
+            raise typer.Exit(1) from None
     if report.ok:
         _out().print(
             f"ok: {report.entries_checked} entries, {report.checkpoints_checked} signed checkpoints, "
-            f"head seq {report.head.seq} {report.head.hash[:16]}…",
+            f"{report.anchors_checked} witnessed heads, {report.unsealed} entries after the last checkpoint; "
+            f"head {report.head.seq}:{report.head.hash}",
             highlight=False,
         )
         return
@@ -107,13 +142,17 @@ def audit_export(
     service: Service = None,
     action: Action = None,
     source: Source = None,
+    after_seq: Annotated[int, typer.Option(min=0, help="Only entries after this seq (a segment).")] = 0,
 ) -> None:
-    """Write entries as JSON Lines (with canonical text and hash)."""
+    """Write a signed bundle: the entries as JSON Lines, then a signed manifest (count, head, checkpoints).
+    Check it offline with `shipwarden audit verify-export FILE --public-key PEM`."""
     with authorized("audit export") as (svc, _):
         f = _filters(since=since, until=until, actor=actor, service=service, action=action, source=source)
+        if after_seq:
+            f["after_seq"] = after_seq
         sink = out.open("w", encoding="utf-8") if out else sys.stdout
         try:
-            n = 0
+            n = -1  # the manifest line is not an entry
             for line in svc.audit.export(**f):
                 sink.write(line)
                 n += 1
@@ -121,7 +160,33 @@ def audit_export(
             if out:
                 sink.close()
         if out:
-            _out().print(f"{n} entries → {out}")
+            _out().print(f"{n} entries + signed manifest → {out}", highlight=False)
+
+
+@audit_app.command("verify-export")
+def audit_verify_export(
+    file: Path,
+    public_key: Annotated[Path, typer.Option("--public-key", help="shipwarden's Ed25519 public key (PEM).")],
+    expect_head: ExpectHead = None,
+) -> None:
+    """Check an export bundle offline with the public key alone (no database needed)."""
+    from shipwarden.security.audit_export import ExportError, verify_export
+
+    head = _head_arg(expect_head)
+    try:
+        data, pem = file.read_bytes(), public_key.read_bytes()
+    except OSError as exc:
+        raise _err(str(exc)) from None
+    try:
+        r = verify_export(data, pem, expect_head=head)
+    except (ExportError, ValueError) as exc:
+        sys.stderr.write(f"INVALID: {exc}\n")
+        raise typer.Exit(1) from None
+    _out().print(
+        f"valid: {r.scope} of {r.entries} entries, head {r.head.seq}:{r.head.hash}, "
+        f"{r.checkpoints} checkpoints, key {r.key_fingerprint[:23]}…, exported {r.created_at}",
+        highlight=False,
+    )
 
 
 @audit_app.command("query")
@@ -194,6 +259,13 @@ def dossier_verify(
         f"checkpoint seq {d.checkpoint.seq if d.checkpoint else '-'}, key {d.key_fingerprint[:23]}…",
         highlight=False,
     )
+    if d.head is not None:
+        _out().print(
+            f"audit chain head when it was made: {d.head.seq}:{d.head.hash}\n"
+            f"(keep it: `shipwarden audit verify --expect-head {d.head.seq}:{d.head.hash}` proves later "
+            "that history up to it was not rewritten)",
+            highlight=False,
+        )
 
 
 # -- users and tokens -------------------------------------------------------------------------------
