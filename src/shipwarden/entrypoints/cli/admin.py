@@ -454,6 +454,7 @@ def serve(
     finally:
         if driver is not None:
             driver.stop()
+        svc.audit.close()  # uvicorn has finished the requests in flight: commit what they queued
 
 
 def _run_uvicorn(app: Any, host: str, port: int, tls_cert: Path | None, tls_key: Path | None) -> None:

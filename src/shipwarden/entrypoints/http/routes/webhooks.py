@@ -23,9 +23,10 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from shipwarden.bootstrap import Services, secret_lookup
-from shipwarden.entrypoints.http.deps import ContainerDep, audit_access
+from shipwarden.entrypoints.http.deps import ContainerDep, audit_access_async
 from shipwarden.services.changes import ChangeError, ChangeService, NotConfigured
 
 router = APIRouter(tags=["webhooks"])
@@ -71,13 +72,14 @@ async def _receive(provider: str, request: Request, c: Services) -> JSONResponse
         if len(body) > MAX_BODY:
             raise HTTPException(413, f"payload is {len(body)} bytes; the limit is {MAX_BODY}")
         svc = change_service(request, c)
-        result = svc.receive_webhook(provider, dict(request.headers), body)
+        # database work and audit commits: off the event loop
+        result = await run_in_threadpool(svc.receive_webhook, provider, dict(request.headers), body)
     except ChangeError as exc:
-        audit_access(
+        await audit_access_async(
             request, c, actor=actor, allowed=False, via="signature", reason=exc.message, status=exc.status
         )
         raise http_error(exc) from None
-    audit_access(request, c, actor=actor, allowed=True, via="signature")
+    await audit_access_async(request, c, actor=actor, allowed=True, via="signature")
     return JSONResponse(result.as_dict(), status_code=result.status)
 
 
