@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         description="Witness file: every signed audit checkpoint is appended here, outside the database "
         "(default state_dir/audit.head; keep it where the database's writers cannot write).",
     )
+    api_threads: int = Field(
+        8,
+        ge=1,
+        description="Worker threads of `serve` for blocking request work (database reads).  Few is "
+        "faster: the work holds the GIL, and dozens of threads contending for it multiplied the CPU "
+        "cost of a request several times on MariaDB (bench/api.py).",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list, description="CIDRs of proxies whose X-Forwarded-For is believed."
     )

@@ -440,7 +440,7 @@ def serve(
     for p in (tls_cert, tls_key):
         if p is not None and not p.exists():
             raise _err(f"{p}: no such file")
-    app = create_app(svc)
+    app = _worker_threads(create_app(svc), svc.settings.api_threads)
     _checkpoint_timer(svc, every_s=60.0)
     driver = None
     if controller and svc.rollout is not None:
@@ -470,6 +470,20 @@ def _run_uvicorn(app: Any, host: str, port: int, tls_cert: Path | None, tls_key:
         forwarded_allow_ips="",  # X-Forwarded-For is judged by deps against trusted_proxies, not by uvicorn
         proxy_headers=False,
     )
+
+
+def _worker_threads(app: Any, n: int) -> Any:
+    """``app`` with the event loop's worker-thread limit set to ``n`` when it starts (anyio's default
+    is 40: under load, 40 threads fighting for the GIL cost more CPU than the work itself)."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = n
+        await app(scope, receive, send)
+
+    return wrapped
 
 
 def _checkpoint_timer(svc: Any, every_s: float) -> None:

@@ -145,8 +145,11 @@ async def client_address(request: Request, c: ContainerDep) -> str:
 ClientIp = Annotated[str, Depends(client_address)]
 
 
-def current_principal(request: Request, c: ContainerDep, ip: ClientIp) -> Principal:
-    """Bearer API token first, then the session cookie; neither → anonymous (rejected by ``require``)."""
+async def current_principal(request: Request, c: ContainerDep, ip: ClientIp) -> Principal:
+    """Bearer API token first, then the session cookie; neither → anonymous (rejected by ``require``).
+
+    The lookup reads the store, in a worker thread; a refusal's audit entry is awaited here, so no
+    worker thread waits for a commit."""
     header = request.headers.get("authorization")
     via = "none"
     try:
@@ -155,19 +158,21 @@ def current_principal(request: Request, c: ContainerDep, ip: ClientIp) -> Princi
             scheme, _, cred = header.partition(" ")
             if scheme.lower() != "bearer" or not cred.strip():
                 raise AuthenticationError("Authorization header must be 'Bearer <API token>'")
-            return c.access.authenticate_token(cred.strip(), ip)
+            principal: Principal = await run_in_threadpool(c.access.authenticate_token, cred.strip(), ip)
+            return principal
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             via = "session"
             cross = _cross_site(request)
             if cross:
-                audit_access(
+                await audit_access_async(
                     request, c, actor="anonymous", allowed=False, via=via, ip=ip, reason=cross, status=403
                 )
                 raise HTTPException(403, cross)
-            return c.access.authenticate_session(cookie, ip)
+            principal = await run_in_threadpool(c.access.authenticate_session, cookie, ip)
+            return principal
     except AuthenticationError as exc:
-        audit_access(
+        await audit_access_async(
             request, c, actor="anonymous", allowed=False, via=via, ip=ip, reason=str(exc), status=401
         )
         raise
