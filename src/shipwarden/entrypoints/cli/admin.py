@@ -442,6 +442,10 @@ def serve(
             raise _err(f"{p}: no such file")
     app = _worker_threads(create_app(svc), svc.settings.api_threads)
     _checkpoint_timer(svc, every_s=60.0)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # what start-up built lives for the process: keep it out of every later full collection
     driver = None
     if controller and svc.rollout is not None:
         from shipwarden.services.controller import Controller
