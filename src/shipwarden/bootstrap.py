@@ -22,8 +22,10 @@ from shipwarden.adapters.platforms.local import LocalPlatform
 from shipwarden.adapters.routers.nginx import NginxRouter
 from shipwarden.adapters.store.engine import make_engine, migrate
 from shipwarden.adapters.store.repository import Store
+from shipwarden.adapters.witness import HeadFile
 from shipwarden.domain._yaml import MAX_BYTES
 from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_networks
+from shipwarden.domain.audit import AuditChain
 from shipwarden.domain.policy import LoadedPolicy, PolicyError, PolicyIssue, load_policy_text
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
 from shipwarden.security.signing import (
@@ -57,10 +59,16 @@ def load_policy(path: Path) -> LoadedPolicy:
 
 
 def open_store(settings: Settings) -> Store:
+    """The store for the CLI's rollout commands; it signs the audit checkpoints its appends make due
+    (and appends them to the witness file) like the API service's."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
     migrate(engine)
-    return Store(engine)
+    store = Store(engine)
+    key = load_signing_key(settings)
+    chain = AuditChain(lambda: datetime.now(UTC), checkpoint_every=settings.audit_checkpoint_every)
+    store.attach_sealer(chain.sealer(key, fingerprint(key.public_key())), HeadFile(settings.head_file).append)
+    return store
 
 
 def make_router(settings: Settings) -> NginxRouter:
@@ -234,7 +242,12 @@ def build_service(
     )
     access = AccessService(store, Envelope(load_keyring(settings)), now, config)
     audit = AuditService(
-        store, key, now, checkpoint_every=settings.audit_checkpoint_every, extra_public_keys=extra
+        store,
+        key,
+        now,
+        checkpoint_every=settings.audit_checkpoint_every,
+        extra_public_keys=extra,
+        witness=HeadFile(settings.head_file),
     )
     rollout = None
     if policy is not None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from shipwarden.security.audit_export import verify_export
 from tests.integration.http.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -185,7 +186,9 @@ def test_ingest_is_authenticated_chained_and_queryable(api: Api) -> None:
     assert root.get("/audit/verify").json()["checkpoints_checked"] == 1
     export = root.get("/audit/export", params={"source": "kubernetes"})
     assert export.headers["content-type"].startswith("application/x-ndjson")
-    assert len(export.text.splitlines()) == 8
+    lines = export.text.splitlines()
+    assert len(lines) == 8 + 1  # the entries, then the signed manifest
+    assert verify_export(export.content, api.services.signing_public_pem).entries == 8
 
 
 def test_long_request_uri_and_user_name_are_stored_bounded_and_whole_in_the_detail(api: Api) -> None:

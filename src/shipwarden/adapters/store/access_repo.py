@@ -163,10 +163,15 @@ def _token(r: ApiTokenRow, owner: str) -> TokenRecord:
     )
 
 
+TOUCH_EVERY_S = 60.0
+"""Granularity of an API token's ``last_used_at``."""
+
+
 class AccessRepo:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._sessions = store._sessions
+        self._touched: dict[str, float] = {}  # token id → last_used_at this process last wrote
 
     def _audit(self, s: Session, audit: Audit) -> None:
         if audit:
@@ -520,6 +525,12 @@ class AccessRepo:
         return result
 
     def touch_token(self, token_id: str, now: float) -> None:
+        """Record a token's last use, at most once per ``TOUCH_EVERY_S`` per token and process: a
+        write per request would put every authenticated read behind the database's writer lock."""
+        last = self._touched.get(token_id)
+        if last is not None and 0 <= now - last < TOUCH_EVERY_S:
+            return
+        self._touched[token_id] = now
         with self._sessions.begin() as s:
             s.execute(update(ApiTokenRow).where(ApiTokenRow.id == token_id).values(last_used_at=now))
 

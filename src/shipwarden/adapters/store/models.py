@@ -6,7 +6,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Double, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -178,6 +190,12 @@ class SecretRow(Base):
 
 
 class AuditCheckpointRow(Base):
+    """Signed checkpoints of the audit chain, themselves a chain (``prev``; ``domain.audit.checkpoints``).
+
+    ``entries``/``prev``/``every`` are NULL in v1 checkpoints (before migration 0006).  ``prev`` is
+    unique: a checkpoint has at most one successor, so two writers signing at once cannot fork the
+    chain — the second one's insert fails and it retries after the first."""
+
     __tablename__ = "audit_checkpoints"
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -185,6 +203,11 @@ class AuditCheckpointRow(Base):
     ts: Mapped[str] = mapped_column(String(40))
     key_id: Mapped[str] = mapped_column(String(128))  # "sha256:" + 64 hex (security.signing.fingerprint)
     signature: Mapped[str] = mapped_column(Text)
+    entries: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    prev: Mapped[str | None] = mapped_column(String(64))
+    every: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (UniqueConstraint("prev", name="uq_audit_checkpoints_prev"),)
 
 
 # -- changes, evidence, approvals (D1–D3, D9, E3) ----------------------------------------------

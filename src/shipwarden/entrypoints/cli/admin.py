@@ -86,17 +86,52 @@ Action = Annotated[str | None, typer.Option(help="Only this action (e.g. access,
 Source = Annotated[str | None, typer.Option(help="shipwarden or kubernetes.")]
 
 
+def _head_arg(value: str | None, option: str = "--expect-head") -> Any:
+    """``SEQ:HASH`` → ChainHead (exit 2 with a precise message otherwise)."""
+    from shipwarden.domain.audit import ChainHead
+
+    if value is None:
+        return None
+    seq, _, digest = value.partition(":")
+    if not seq.isdigit() or int(seq) < 1 or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise _err(f"{option}: expected SEQ:HASH (a seq >= 1 and 64 lower-case hex digits), got {value!r}")
+    return ChainHead(int(seq), digest)
+
+
+ExpectHead = Annotated[
+    str | None,
+    typer.Option(
+        "--expect-head",
+        help="SEQ:HASH of a head kept outside the database (a dossier, an earlier verify); the chain must "
+        "reach it and agree.",
+    ),
+]
+
+
 @audit_app.command("verify")
 def audit_verify(
     fast: Annotated[bool, typer.Option(help="Hash-chain only, skip column checks.")] = False,
+    expect_head: ExpectHead = None,
+    witness: Annotated[
+        bool, typer.Option(help="Hold the chain to the witness file (audit_head_file, state_dir/audit.head).")
+    ] = True,
 ) -> None:
-    """Check every entry's hash and link and every signed checkpoint; say where the first problem is."""
+    """Check every entry's hash and link, the signed checkpoint chain and grid, the witness file and
+    --expect-head; say where the first problem is."""
+    from shipwarden.adapters.witness import WitnessError
+
+    head = _head_arg(expect_head)
     with authorized("audit verify") as (svc, _):
-        report = svc.audit.verify(fast=fast)
+        try:
+            report = svc.audit.verify(fast=fast, expect_head=head, witness=witness)
+        except WitnessError as exc:
+            sys.stderr.write(f"witness unreadable: {exc}\n")
+            raise typer.Exit(1) from None
     if report.ok:
         _out().print(
             f"ok: {report.entries_checked} entries, {report.checkpoints_checked} signed checkpoints, "
-            f"head seq {report.head.seq} {report.head.hash[:16]}…",
+            f"{report.anchors_checked} witnessed heads, {report.unsealed} entries after the last checkpoint; "
+            f"head {report.head.seq}:{report.head.hash}",
             highlight=False,
         )
         return
@@ -113,13 +148,17 @@ def audit_export(
     service: Service = None,
     action: Action = None,
     source: Source = None,
+    after_seq: Annotated[int, typer.Option(min=0, help="Only entries after this seq (a segment).")] = 0,
 ) -> None:
-    """Write entries as JSON Lines (with canonical text and hash)."""
+    """Write a signed bundle: the entries as JSON Lines, then a signed manifest (count, head, checkpoints).
+    Check it offline with `shipwarden audit verify-export FILE --public-key PEM`."""
     with authorized("audit export") as (svc, _):
         f = _filters(since=since, until=until, actor=actor, service=service, action=action, source=source)
+        if after_seq:
+            f["after_seq"] = after_seq
         sink = out.open("w", encoding="utf-8") if out else sys.stdout
         try:
-            n = 0
+            n = -1  # the manifest line is not an entry
             for line in svc.audit.export(**f):
                 sink.write(line)
                 n += 1
@@ -127,7 +166,33 @@ def audit_export(
             if out:
                 sink.close()
         if out:
-            _out().print(f"{n} entries → {out}")
+            _out().print(f"{n} entries + signed manifest → {out}", highlight=False)
+
+
+@audit_app.command("verify-export")
+def audit_verify_export(
+    file: Path,
+    public_key: Annotated[Path, typer.Option("--public-key", help="shipwarden's Ed25519 public key (PEM).")],
+    expect_head: ExpectHead = None,
+) -> None:
+    """Check an export bundle offline with the public key alone (no database needed)."""
+    from shipwarden.security.audit_export import ExportError, verify_export
+
+    head = _head_arg(expect_head)
+    try:
+        data, pem = file.read_bytes(), public_key.read_bytes()
+    except OSError as exc:
+        raise _err(str(exc)) from None
+    try:
+        r = verify_export(data, pem, expect_head=head)
+    except (ExportError, ValueError) as exc:
+        sys.stderr.write(f"INVALID: {exc}\n")
+        raise typer.Exit(1) from None
+    _out().print(
+        f"valid: {r.scope} of {r.entries} entries, head {r.head.seq}:{r.head.hash}, "
+        f"{r.checkpoints} checkpoints, key {r.key_fingerprint[:23]}…, exported {r.created_at}",
+        highlight=False,
+    )
 
 
 @audit_app.command("query")
@@ -200,6 +265,13 @@ def dossier_verify(
         f"checkpoint seq {d.checkpoint.seq if d.checkpoint else '-'}, key {d.key_fingerprint[:23]}…",
         highlight=False,
     )
+    if d.head is not None:
+        _out().print(
+            f"audit chain head when it was made: {d.head.seq}:{d.head.hash}\n"
+            f"(keep it: `shipwarden audit verify --expect-head {d.head.seq}:{d.head.hash}` proves later "
+            "that history up to it was not rewritten)",
+            highlight=False,
+        )
 
 
 # -- users and tokens -------------------------------------------------------------------------------
@@ -443,8 +515,12 @@ def serve(
     for p in (tls_cert, tls_key):
         if p is not None and not p.exists():
             raise _err(f"{p}: no such file")
-    app = create_app(svc)
+    app = _worker_threads(create_app(svc), svc.settings.api_threads)
     _checkpoint_timer(svc, every_s=60.0)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # what start-up built lives for the process: keep it out of every later full collection
     driver = None
     if controller and svc.rollout is not None:
         from shipwarden.services.controller import Controller
@@ -457,6 +533,7 @@ def serve(
     finally:
         if driver is not None:
             driver.stop()
+        svc.audit.close()  # uvicorn has finished the requests in flight: commit what they queued
 
 
 def _services_or_exit() -> Any:
@@ -475,6 +552,20 @@ def _run_uvicorn(app: Any, host: str, port: int, tls_cert: Path | None, tls_key:
     from shipwarden.entrypoints.http.server import run  # header limits, 431, no proxy headers
 
     run(app, host, port, tls_cert, tls_key)
+
+
+def _worker_threads(app: Any, n: int) -> Any:
+    """``app`` with the event loop's worker-thread limit set to ``n`` when it starts (anyio's default
+    is 40: under load, 40 threads fighting for the GIL cost more CPU than the work itself)."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = n
+        await app(scope, receive, send)
+
+    return wrapped
 
 
 def _checkpoint_timer(svc: Any, every_s: float) -> None:

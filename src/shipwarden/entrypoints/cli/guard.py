@@ -121,6 +121,7 @@ EXEMPT: Mapping[str, str] = {
     "judge": "judges sample files offline; touches no store",
     "judge-plan": "sizes a judge window from numbers given on the command line; touches no store",
     "dossier verify": "checks a file against a public key offline; touches no store",
+    "audit verify-export": "checks an export bundle against a public key offline; touches no store",
     "serve": "starts the API, which authorises every request itself (entrypoints/http/deps.py)",
 }
 """Commands without a check, and why."""

@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from shipwarden.bootstrap import Services, secret_lookup
-from shipwarden.entrypoints.http.deps import ContainerDep, audit_access
+from shipwarden.entrypoints.http.deps import ContainerDep, audit_access_async
 from shipwarden.services.changes import ChangeError, ChangeService, NotConfigured
 
 router = APIRouter(tags=["webhooks"])
@@ -76,12 +76,13 @@ async def _receive(provider: str, request: Request, c: Services) -> JSONResponse
     access = {"method": request.method, "path": request.url.path, "ip": ip, "via": "signature"}
     try:
         svc = change_service(request, c)
+        # database work and audit commits: off the event loop
         result = await run_in_threadpool(
             svc.receive_webhook, provider, dict(request.headers), body, source=ip, access=access
         )
     except ChangeError as exc:
         raise http_error(exc) from None
-    audit_access(request, c, actor=actor, allowed=True, via="signature")
+    await audit_access_async(request, c, actor=actor, allowed=True, via="signature")
     return JSONResponse(result.as_dict(), status_code=result.status)
 
 
