@@ -73,6 +73,8 @@ class SuiteRule(_Strict):
     max_errors: int = Field(0, ge=0, alias="maxErrors")
     #: ``None`` allows any number of skipped tests
     max_skipped: int | None = Field(None, ge=0, alias="maxSkipped")
+    #: tests that passed only on a rerun count as passed; ``None`` allows any number, ``0`` refuses them
+    max_flaky: int | None = Field(None, ge=0, alias="maxFlaky")
 
 
 class CiRule(_Strict):
@@ -405,6 +407,7 @@ def _suite_gate(category: str, rule: SuiteRule, items: list[Evidence]) -> GateRe
     failures = sum(r.failures for r in reports)
     errors = sum(r.errors for r in reports)
     skipped = sum(r.skipped for r in reports)
+    flaky = sum(r.flaky for r in reports)
     problems = []
     if tests < rule.min_tests:
         problems.append(f"{tests} tests ran, at least {rule.min_tests} required")
@@ -414,7 +417,14 @@ def _suite_gate(category: str, rule: SuiteRule, items: list[Evidence]) -> GateRe
         problems.append(f"{errors} errors (max {rule.max_errors})")
     if rule.max_skipped is not None and skipped > rule.max_skipped:
         problems.append(f"{skipped} skipped (max {rule.max_skipped})")
+    if rule.max_flaky is not None and flaky > rule.max_flaky:
+        names = sorted(
+            {f"{c.classname}.{c.name}" for r in reports for s in r.suites for c in s.cases if c.flaky}
+        )
+        problems.append(f"{flaky} flaky (passed on rerun; max {rule.max_flaky}: {', '.join(names[:5])})")
     summary = f"{tests} tests, {failures} failures, {errors} errors, {skipped} skipped"
+    if flaky:
+        summary += f", {flaky} flaky"
     summary += f" in {len(items)} report(s)"
     if problems:
         return _fail(gate, "violated", "; ".join(problems) + f" — {summary}", ids)

@@ -69,7 +69,7 @@ def report_from_json(doc: dict[str, Any]) -> Report:
             SuiteResult(**{**s, "cases": tuple(TestCaseResult(**c) for c in s.get("cases", ()))})
             for s in d["suites"]
         )
-        return TestReport(**{**d, "suites": suites})
+        return TestReport(**{**d, "suites": suites, "notes": tuple(d.get("notes", ()))})
     if t == "SecurityReport":
 
         def finding(f: dict[str, Any]) -> SecurityFinding:
@@ -102,6 +102,7 @@ def report_summary(report: Report) -> dict[str, Any]:
             "failures": report.failures,
             "errors": report.errors,
             "skipped": report.skipped,
+            "flaky": report.flaky,
         }
     if isinstance(report, SecurityReport):
         return {

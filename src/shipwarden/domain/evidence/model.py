@@ -84,13 +84,22 @@ class TestCaseResult:
     outcome: Outcome
     time_s: float = 0.0
     message: str | None = None
+    #: passed, but only after failing runs (a Surefire ``flakyFailure``, or a failed and a passed run of
+    #: the same test in one suite); ``runs`` counts every run the report lists for it
+    flaky: bool = False
+    runs: int = 1
 
     __test__ = False  # not a pytest class, despite the name
 
 
 @dataclass(frozen=True)
 class SuiteResult:
-    """One ``<testsuite>``: counts are never lower than what its test cases show."""
+    """One ``<testsuite>``'s own test cases, counted once per test (reruns folded in).
+
+    ``flaky`` tests are counted as passed.  ``unlisted_failures`` are failures the suite's
+    attributes declare that no listed test case (nor any rerun) accounts for: they are kept in
+    ``failures`` — a report cannot hide a failure by not listing it.
+    """
 
     name: str
     tests: int
@@ -99,6 +108,8 @@ class SuiteResult:
     skipped: int
     time_s: float = 0.0
     cases: tuple[TestCaseResult, ...] = ()
+    flaky: int = 0
+    unlisted_failures: int = 0
 
     @property
     def passed(self) -> int:
@@ -113,6 +124,8 @@ class TestReport:
     digest: str
     source: str = "<junit>"
     format: str = "junit"
+    #: where the declared totals disagree with the test cases (the cases are what is counted)
+    notes: tuple[str, ...] = ()
 
     __test__ = False
 
@@ -135,6 +148,11 @@ class TestReport:
     @property
     def passed(self) -> int:
         return sum(s.passed for s in self.suites)
+
+    @property
+    def flaky(self) -> int:
+        """Tests that passed only on a rerun (counted in ``passed`` too)."""
+        return sum(s.flaky for s in self.suites)
 
 
 # --- security ----------------------------------------------------------------------------------------------
