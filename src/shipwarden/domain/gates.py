@@ -52,6 +52,7 @@ from shipwarden.domain.evidence.model import (
     Evidence,
     PerfReport,
     RollbackPlan,
+    SecurityFinding,
     SecurityReport,
     Severity,
     TestReport,
@@ -83,6 +84,20 @@ class CiRule(_Strict):
     required: list[str] = Field(min_length=1)
 
 
+SarifLevel = Literal["error", "warning", "note", "none"]
+
+
+class ToolRule(_Strict):
+    """How one scanner's findings count (matched on the SARIF ``tool.driver.name``, any case).
+
+    ``levels``: only results at these SARIF levels are security findings — a linter's
+    ``warning``-level style rules are not (``ESLint: {levels: [error]}``); ``[]`` counts none of
+    the tool's results (its scan must still have completed).
+    """
+
+    levels: list[SarifLevel]
+
+
 class SecurityLimits(_Strict):
     """Maximum number of findings per severity; unlisted severities are unlimited."""
 
@@ -92,6 +107,24 @@ class SecurityLimits(_Strict):
     forbidden_rules: list[str] = Field(default_factory=list, alias="forbiddenRules")
     #: the scan must have completed within this long before the evaluation
     max_age: Duration | None = Field(None, alias="maxAge")
+    #: per-tool rules, by SARIF tool name; tools not listed count every result
+    tools: dict[str, ToolRule] = Field(default_factory=dict)
+
+    @field_validator("tools")
+    @classmethod
+    def _tool_names(cls, v: dict[str, ToolRule]) -> dict[str, ToolRule]:
+        names = [n.casefold() for n in v]
+        if len(set(names)) != len(names) or any(not n.strip() for n in names):
+            raise ValueError("tool names must be non-empty and unique (compared in any case)")
+        return v
+
+    def counts(self, finding: SecurityFinding) -> bool:
+        """Whether this finding counts against the limits (its tool's ``levels``, if listed)."""
+        tool = finding.tool.casefold()
+        for name, rule in self.tools.items():
+            if name.casefold() == tool:
+                return (finding.level or "warning") in rule.levels
+        return True
 
     @field_validator("max_findings")
     @classmethod
@@ -462,31 +495,34 @@ def _security_gate(limits: SecurityLimits, items: list[Evidence], now: datetime)
     if not fresh:
         return _fail(gate, "stale", why, [e.id for e in items])
     ids = [e.id for e in fresh]
+    reports = [e.report for e in fresh if isinstance(e.report, SecurityReport)]
+    # A scan that did not complete is not evidence: the latest scan of each tool must have completed
+    # (a re-run that completes replaces a crashed one; findings of every scan still count).
+    latest: dict[tuple[str, ...], SecurityReport] = {}
+    for rep in reports:
+        latest[tuple(sorted(t.casefold() for t in rep.tools))] = rep
+    incomplete = [w for rep in latest.values() for w in rep.incomplete]
+    if incomplete:
+        detail = "incomplete: a scan that did not complete is not evidence — " + "; ".join(incomplete[:5])
+        return _fail(gate, "missing", detail, ids)
+    findings = [f for rep in reports for f in rep.findings if limits.counts(f)]
+    ignored = sum(len(rep.findings) for rep in reports) - len(findings)
     counts = dict.fromkeys(Severity, 0)
-    rules: set[str] = set()
-    for e in fresh:
-        assert isinstance(e.report, SecurityReport)
-        for sev, n in e.report.counts().items():
-            counts[sev] += n
-        rules.update(e.report.rule_ids())
+    for f in findings:
+        counts[f.severity] += 1
     problems = []
     for sev in Severity:
         limit = limits.max_findings.get(sev)
         if limit is not None and counts[sev] > limit:
-            sev_rules = sorted(
-                {
-                    f.rule_id
-                    for e in fresh
-                    if isinstance(e.report, SecurityReport)
-                    for f in e.report.findings
-                    if f.severity == sev
-                }
-            )
+            sev_rules = sorted({f.rule_id for f in findings if f.severity == sev})
             problems.append(f"{counts[sev]} {sev.value} (max {limit}; rules: {', '.join(sev_rules[:10])})")
-    forbidden = sorted(rules & set(limits.forbidden_rules))
+    # a rule named as forbidden is forbidden at any level
+    forbidden = sorted({f.rule_id for rep in reports for f in rep.findings} & set(limits.forbidden_rules))
     if forbidden:
         problems.append(f"forbidden rules found: {', '.join(forbidden)}")
     summary = ", ".join(f"{counts[s]} {s.value}" for s in Severity if s is not Severity.NONE)
+    if ignored:
+        summary += f" ({ignored} result(s) at levels their tool's rule does not count)"
     if problems:
         return _fail(gate, "violated", "; ".join(problems), ids)
     return _ok(gate, f"within limits: {summary}", ids)

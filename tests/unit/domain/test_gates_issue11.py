@@ -53,3 +53,79 @@ class TestFlaky:
         g = judge(gates(minTests=13, maxFailures=2), ("unit", report))["suite:unit"]
         assert (g.passed, g.reason) == (False, "violated")
         assert "12 tests ran, at least 13 required" in g.detail
+
+
+def sarif(tool: str, results: list[dict[str, Any]], **run: Any) -> Any:
+    import json
+
+    from shipwarden.domain.evidence import parse_sarif
+
+    doc = {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": tool}}, "results": results, **run}]}
+    return parse_sarif(json.dumps(doc))
+
+
+SCAN_ONLY = {"backup": None, "rollbackPlan": None}
+
+
+class TestSecurityScan:
+    def test_vendor_high_findings_fail_a_high_zero_gate(self) -> None:
+        result = {"ruleId": "SA1", "message": {"text": "XSS"}, "properties": {"Severity": "High"}}
+        g = judge(
+            gates({**SCAN_ONLY, "securityScan": {"maxFindings": {"high": 0}}}),
+            ("security-scan", sarif("HCL AppScan Static Analyzer", [result])),
+        )
+        assert (g["security-scan"].passed, g["security-scan"].reason) == (False, "violated")
+        assert "1 high" in g["security-scan"].detail
+
+    def test_a_crashed_scan_fails_and_says_so(self) -> None:
+        inv = [
+            {
+                "executionSuccessful": False,
+                "toolExecutionNotifications": [{"level": "error", "message": {"text": "killed"}}],
+            }
+        ]
+        g = judge(
+            gates({**SCAN_ONLY, "securityScan": {}}),
+            ("security-scan", sarif("Semgrep OSS", [], invocations=inv)),
+        )
+        scan = g["security-scan"]
+        assert (scan.passed, scan.reason) == (False, "missing")
+        assert scan.detail.startswith("incomplete: a scan that did not complete is not evidence")
+        assert "Semgrep OSS" in scan.detail and "killed" in scan.detail
+
+    def test_a_completed_rerun_replaces_the_crashed_scan(self) -> None:
+        inv = [{"executionSuccessful": False}]
+        crashed = sarif("Semgrep OSS", [], invocations=inv)
+        rerun = sarif("Semgrep OSS", [], invocations=[{"executionSuccessful": True}])
+        g = judge(
+            gates({**SCAN_ONLY, "securityScan": {}}), ("security-scan", crashed), ("security-scan", rerun)
+        )
+        assert g["security-scan"].passed, g["security-scan"].detail
+
+    def test_policy_says_which_levels_count_for_a_tool(self) -> None:
+        style = {"ruleId": "no-unused-vars", "level": "error", "message": {"text": "x unused"}}
+        warn = {"ruleId": "security/detect-eval", "level": "warning", "message": {"text": "eval"}}
+        report = sarif("ESLint", [style, style, warn])
+        loose = gates(
+            {
+                **SCAN_ONLY,
+                "securityScan": {
+                    "maxFindings": {"high": 0, "medium": 0},
+                    "tools": {"eslint": {"levels": ["warning"]}},
+                },
+            }
+        )
+        g = judge(loose, ("security-scan", report))["security-scan"]
+        assert (g.passed, g.reason) == (False, "violated")
+        assert g.detail.startswith("1 medium") and "2 result(s)" not in g.detail
+        none = gates(
+            {
+                **SCAN_ONLY,
+                "securityScan": {
+                    "maxFindings": {"high": 0, "medium": 0},
+                    "tools": {"ESLint": {"levels": []}},
+                },
+            }
+        )
+        g = judge(none, ("security-scan", report))["security-scan"]
+        assert g.passed and "3 result(s) at levels their tool's rule does not count" in g.detail

@@ -81,6 +81,7 @@ def report_from_json(doc: dict[str, Any]) -> Report:
                 "tools": tuple(d["tools"]),
                 "findings": tuple(finding(f) for f in d["findings"]),
                 "suppressed": tuple(finding(f) for f in d.get("suppressed", ())),
+                "incomplete": tuple(d.get("incomplete", ())),
             }
         )
     if t == "PerfReport":
@@ -108,6 +109,7 @@ def report_summary(report: Report) -> dict[str, Any]:
         return {
             "findings": {k.value: n for k, n in report.counts().items() if n},
             "tools": list(report.tools),
+            **({"incomplete": list(report.incomplete)} if report.incomplete else {}),
         }
     if isinstance(report, PerfReport):
         return {

@@ -173,9 +173,11 @@ class SecurityFinding:
     rule_id: str
     severity: Severity
     message: str
-    #: where the severity came from: ``security-severity`` (a CVSS-like score) or ``level``
-    severity_source: Literal["security-severity", "level"]
+    #: where the severity came from: ``security-severity`` (a CVSS-like score), the scanner's own
+    #: severity property (``vendor``, e.g. AppScan's ``Severity: High``) or the SARIF ``level``
+    severity_source: Literal["security-severity", "vendor", "level"]
     score: float | None = None
+    #: the result's SARIF level: its own, else its rule's default, else SARIF's default ``warning``
     level: str | None = None
     uri: str | None = None
     line: int | None = None
@@ -192,6 +194,9 @@ class SecurityReport:
     source: str = "<sarif>"
     suppressed: tuple[SecurityFinding, ...] = ()
     format: str = "sarif"
+    #: runs that did not complete, one sentence each (``executionSuccessful: false``, or error-level
+    #: tool notifications and no results): such a scan is not evidence of a clean tree
+    incomplete: tuple[str, ...] = ()
 
     def counts(self) -> dict[Severity, int]:
         out = dict.fromkeys(Severity, 0)
