@@ -141,6 +141,9 @@ class PerfThresholds(_Strict):
     max_error_rate: float | None = Field(None, ge=0, le=1, alias="maxErrorRate")
     min_throughput_rps: float | None = Field(None, ge=0, alias="minThroughputRps")
     max_age: Duration | None = Field(None, alias="maxAge")
+    #: the load tool's own threshold verdicts (k6 ``thresholds``): ``enforce`` fails the gate on any
+    #: threshold the tool itself saw fail, even when this policy's limits are looser; ``ignore`` does not
+    tool_thresholds: Literal["enforce", "ignore"] = Field("enforce", alias="toolThresholds")
 
     @model_validator(mode="after")
     def _something(self) -> PerfThresholds:
@@ -554,9 +557,13 @@ def _perf_gate(t: PerfThresholds, items: list[Evidence], now: datetime) -> GateR
             problems.append(f"{label} {value:g} {'>' if is_max else '<'} {limit:g}")
     if missing:
         return _fail(gate, "missing", f"missing: the {r.tool} report has no {', '.join(missing)}", [last.id])
+    failed = sorted(expr for expr, ok in r.tool_thresholds.items() if not ok)
+    if failed and t.tool_thresholds == "enforce":
+        problems.append(f"{r.tool} threshold(s) failed: {', '.join(failed[:5])}")
     if problems:
         return _fail(gate, "violated", "; ".join(problems), [last.id])
-    return _ok(gate, f"{r.tool} run within thresholds", [last.id])
+    ignored = f" ({len(failed)} {r.tool} threshold(s) failed; ignored by policy)" if failed else ""
+    return _ok(gate, f"{r.tool} run within thresholds{ignored}", [last.id])
 
 
 def _uat_gate(rule: UatSignOff, approvals: Sequence[Approval], commit_sha: str | None) -> GateResult:

@@ -129,3 +129,52 @@ class TestSecurityScan:
         )
         g = judge(none, ("security-scan", report))["security-scan"]
         assert g.passed and "3 result(s) at levels their tool's rule does not count" in g.detail
+
+
+class TestK6Verdicts:
+    SUMMARY = (Path(__file__).parents[2] / "data" / "evidence" / "k6-summary-export.json").read_bytes()
+
+    def test_a_failed_k6_threshold_fails_the_gate_though_the_policy_is_looser(self) -> None:
+        from shipwarden.domain.evidence import parse_k6_summary
+
+        report = parse_k6_summary(self.SUMMARY)  # k6 saw p(99)<400 fail: p95 231.56, p99 512.02
+        loose = gates({**SCAN_ONLY, "securityScan": None, "performance": {"p95Ms": 1000, "p99Ms": 1000}})
+        g = judge(loose, ("performance", report))["performance"]
+        assert (g.passed, g.reason) == (False, "violated")
+        assert "k6 threshold(s) failed: http_req_duration: p(99)<400" in g.detail
+
+    def test_the_policy_may_ignore_k6_verdicts(self) -> None:
+        from shipwarden.domain.evidence import parse_k6_summary
+
+        report = parse_k6_summary(self.SUMMARY)
+        perf = {"p95Ms": 1000, "p99Ms": 1000, "toolThresholds": "ignore"}
+        g = judge(gates({**SCAN_ONLY, "securityScan": None, "performance": perf}), ("performance", report))
+        assert (
+            g["performance"].passed
+            and "1 k6 threshold(s) failed; ignored by policy" in g["performance"].detail
+        )
+
+
+class TestLocust:
+    def test_locust_0x_counts_failures_outside_requests(self) -> None:
+        from shipwarden.domain.evidence import parse_locust_stats
+
+        report = parse_locust_stats(real("locust", "locust-0x-docs-example_requests.csv"))
+        # 109 successful requests and 56 failures: 56 / 165, not 56 / 109 (0.514)
+        assert report.error_rate is not None and round(report.error_rate, 3) == 0.339
+        assert report.requests == 165
+        g = judge(
+            gates({**SCAN_ONLY, "securityScan": None, "performance": {"maxErrorRate": 0.4}}),
+            ("performance", report),
+        )
+        assert g["performance"].passed, g["performance"].detail
+
+    def test_a_csv_in_another_encoding_is_read(self) -> None:
+        from shipwarden.domain.evidence import parse_locust_stats
+
+        utf8 = real("locust", "locust-0x-docs-example_requests.csv").decode()
+        latin1 = utf8.replace("/does_not_exist", "/café/über").encode("cp1252")
+        report = parse_locust_stats(latin1)
+        assert report.requests == 165 and report.throughput_rps == 1.89
+        utf16 = utf8.replace("/does_not_exist", "/café").encode("utf-16")
+        assert parse_locust_stats(utf16).requests == 165
