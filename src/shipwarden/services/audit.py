@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,11 +31,20 @@ from shipwarden.domain.audit import (
     verify,
     verify_canonical,
 )
+from shipwarden.domain.audit.kubernetes import K8sRejected, k8s_ingest
 from shipwarden.security.dossier import build_dossier
 from shipwarden.security.signing import fingerprint
 from shipwarden.services.records import deployment_record
 
-__all__ = ["AuditService", "entry_json"]
+__all__ = ["AuditService", "K8sIngested", "entry_json"]
+
+
+@dataclass(frozen=True)
+class K8sIngested:
+    """What one Kubernetes audit delivery came to: events stored, and those rejected (why)."""
+
+    accepted: int
+    rejected: tuple[K8sRejected, ...] = ()
 
 
 def entry_json(e: AuditEntry) -> dict[str, Any]:
@@ -111,6 +121,20 @@ class AuditService:
                 batch, self.chain, signer=self._sign, signed_seq=self._signed_seq
             )
         return len(batch)
+
+    def ingest_k8s_body(self, body: bytes) -> K8sIngested:
+        """Store what the apiserver POSTed — a webhook ``EventList`` or log-backend JSON lines —
+        event by event: the valid events are stored, each invalid one is recorded in the chain as
+        a ``k8s.audit.rejected`` entry saying where and why (:func:`k8s_ingest`), all in one
+        transaction.  Only a body that is not an ``EventList`` or JSON lines at all raises
+        ``K8sAuditError``; a batch with bad events is answered 2xx, as the webhook backend expects
+        (a 4xx makes it retry and then drop the whole batch, good events included)."""
+        batch = k8s_ingest(body, received_at=self.clock())
+        if batch:
+            _, self._signed_seq = self.repo.append(
+                batch, self.chain, signer=self._sign, signed_seq=self._signed_seq
+            )
+        return K8sIngested(len(batch) - len(batch.rejected), batch.rejected)
 
     def _sign(self, head: ChainHead) -> Checkpoint:
         return self.chain.checkpoint(head, self.key, self.key_id)
