@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,7 @@ from shipwarden.domain.audit import (
     verify,
     verify_canonical,
 )
+from shipwarden.domain.audit.kubernetes import K8sRejected, k8s_ingest
 from shipwarden.ports.audit import HeadWitness
 from shipwarden.security.audit_export import ExportWriter
 from shipwarden.security.dossier import build_dossier
@@ -48,7 +50,15 @@ from shipwarden.security.signing import fingerprint, public_pem
 from shipwarden.services.audit_writer import AuditWriter
 from shipwarden.services.records import deployment_record
 
-__all__ = ["AuditService", "entry_json"]
+__all__ = ["AuditService", "K8sIngested", "entry_json"]
+
+
+@dataclass(frozen=True)
+class K8sIngested:
+    """What one Kubernetes audit delivery came to: events stored, and those rejected (why)."""
+
+    accepted: int
+    rejected: tuple[K8sRejected, ...] = ()
 
 
 def entry_json(e: AuditEntry) -> dict[str, Any]:
@@ -140,6 +150,19 @@ class AuditService:
             # neither and the apiserver's retry cannot duplicate events.
             self.repo.append(batch, self.chain)
         return len(batch)
+
+    def ingest_k8s_body(self, body: bytes) -> K8sIngested:
+        """Store what the apiserver POSTed — a webhook ``EventList`` or log-backend JSON lines —
+        event by event: the valid events are stored, each invalid one is recorded in the chain as
+        a ``k8s.audit.rejected`` entry saying where and why (:func:`k8s_ingest`), all in one
+        transaction.  Only a body that is not an ``EventList`` or JSON lines at all (or is JSON
+        beyond the depth and integer bounds) raises ``K8sAuditError``; a batch with bad events is
+        answered 2xx, as the webhook backend expects (a 4xx makes it retry and then drop the whole
+        batch, good events included)."""
+        batch = k8s_ingest(body, received_at=self.clock())
+        if batch:
+            self.repo.append(batch, self.chain)
+        return K8sIngested(len(batch) - len(batch.rejected), batch.rejected)
 
     def checkpoint(self) -> Checkpoint | None:
         """Sign the current head now (no-op on an empty chain or an already-signed head)."""

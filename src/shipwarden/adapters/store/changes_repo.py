@@ -72,7 +72,7 @@ def report_from_json(doc: dict[str, Any]) -> Report:
             SuiteResult(**{**s, "cases": tuple(TestCaseResult(**c) for c in s.get("cases", ()))})
             for s in d["suites"]
         )
-        return TestReport(**{**d, "suites": suites})
+        return TestReport(**{**d, "suites": suites, "notes": tuple(d.get("notes", ()))})
     if t == "SecurityReport":
 
         def finding(f: dict[str, Any]) -> SecurityFinding:
@@ -84,6 +84,7 @@ def report_from_json(doc: dict[str, Any]) -> Report:
                 "tools": tuple(d["tools"]),
                 "findings": tuple(finding(f) for f in d["findings"]),
                 "suppressed": tuple(finding(f) for f in d.get("suppressed", ())),
+                "incomplete": tuple(d.get("incomplete", ())),
             }
         )
     if t == "PerfReport":
@@ -105,11 +106,13 @@ def report_summary(report: Report) -> dict[str, Any]:
             "failures": report.failures,
             "errors": report.errors,
             "skipped": report.skipped,
+            "flaky": report.flaky,
         }
     if isinstance(report, SecurityReport):
         return {
             "findings": {k.value: n for k, n in report.counts().items() if n},
             "tools": list(report.tools),
+            **({"incomplete": list(report.incomplete)} if report.incomplete else {}),
         }
     if isinstance(report, PerfReport):
         return {
