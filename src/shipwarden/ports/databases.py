@@ -158,7 +158,13 @@ class BackupTool(Protocol):
 class BinlogStreamer(Protocol):
     """Copies a primary's binary log into a local staging directory as it is written."""
 
-    def start(self, source: Endpoint, first_file: str) -> None: ...
+    def start(self, source: Endpoint, first_file: str) -> None:
+        """Copy ``source``'s binlog from the start of ``first_file`` on, for ever."""
+        ...
+
+    def source(self) -> Endpoint | None:
+        """The instance the staged files were copied from (kept across restarts)."""
+        ...
 
     def running(self) -> bool: ...
 

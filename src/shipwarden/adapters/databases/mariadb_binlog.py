@@ -51,6 +51,7 @@ class MariaDBBinlogStreamer:
         for old in conf.glob("client-*.cnf") if conf.exists() else ():
             old.unlink()
         cnf = option_file(conf, self.credentials, source)
+        (self.staging / ".source").write_text(str(source))
         log = open(self.staging / ".streamer.log", "wb")  # noqa: SIM115 - handed to the child
         try:
             self._proc = subprocess.Popen(
@@ -61,6 +62,12 @@ class MariaDBBinlogStreamer:
             )  # fmt: skip
         finally:
             log.close()
+
+    def source(self) -> Endpoint | None:
+        try:
+            return Endpoint.parse((self.staging / ".source").read_text())
+        except (OSError, ValueError):
+            return None
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
