@@ -106,7 +106,9 @@ class DatabaseDriver(Protocol):
     def consistent_checksums(
         self, endpoint: Endpoint, schemas: Sequence[str]
     ) -> tuple[GtidPosition, dict[str, int | None]]:
-        """Checksums and the GTID position they belong to, taken under a global read lock."""
+        """Checksums and the GTID position they belong to, all at one moment: on a replica its
+        applier is paused meanwhile (the primary does not notice); on a primary, under a global
+        read lock (writes wait)."""
         ...
 
 

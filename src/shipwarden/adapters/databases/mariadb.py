@@ -242,12 +242,19 @@ class MariaDBDriver:
         self, endpoint: Endpoint, schemas: Sequence[str]
     ) -> tuple[GtidPosition, dict[str, int | None]]:
         with self._conn(endpoint) as c, c.cursor() as cur:
-            cur.execute("FLUSH TABLES WITH READ LOCK")
+            cur.execute("SHOW SLAVE STATUS")
+            replica = cur.fetchone() is not None
+            if replica:
+                cur.execute("STOP SLAVE SQL_THREAD")
+                query = "SELECT @@gtid_slave_pos AS p"
+            else:
+                cur.execute("FLUSH TABLES WITH READ LOCK")
+                query = "SELECT @@gtid_binlog_pos AS p"
             try:
                 tables = self._tables(cur, schemas)
-                cur.execute("SELECT @@gtid_binlog_pos AS p")
+                cur.execute(query)
                 row = cur.fetchone()
                 sums = self._checksum(cur, tables)
             finally:
-                cur.execute("UNLOCK TABLES")
+                cur.execute("START SLAVE SQL_THREAD" if replica else "UNLOCK TABLES")
             return GtidPosition.parse(row["p"] if row else ""), sums

@@ -13,6 +13,7 @@ UTC here; a GTID target is exact.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -24,13 +25,15 @@ from shipwarden.adapters.databases.mariadb import MariaDBDriver
 from shipwarden.adapters.databases.mariadb_server import MariaDBServer, ensure_template
 from shipwarden.adapters.databases.mariadb_tools import option_file
 from shipwarden.adapters.net import free_port
-from shipwarden.domain.dr.gtid import GtidPosition
+from shipwarden.domain.dr.gtid import Gtid, GtidPosition
 from shipwarden.domain.dr.topology import Credentials, Endpoint
 from shipwarden.ports.databases import DatabaseError, ReplayTarget
 
 __all__ = ["MariaDBScratch", "ScratchServer"]
 
 _BLOCK = 1 << 20
+#: mariadb-binlog's comment line before each transaction: "#261203 11:25:33 server id 1 … GTID 0-1-42 trans"
+_GTID_LINE = re.compile(rb"^#\d{6}\s+\d+:\d+:\d+ .*?\bGTID (\d+)-(\d+)-(\d+)\b", re.M)
 
 
 def _run(cmd: list[str], what: str, **kw: object) -> None:
@@ -70,22 +73,47 @@ class ScratchServer:
                 if target.before is not None:
                     args.append(f"--stop-datetime={target.before.astimezone().strftime('%Y-%m-%d %H:%M:%S')}")
                 cnf = option_file(work, self.credentials, self.endpoint)
-                with open(work / "binlog.err", "wb") as errf:
-                    reader = subprocess.Popen(args + files, stdout=subprocess.PIPE, stderr=errf)
-                client = subprocess.run(
-                    ["mariadb", f"--defaults-file={cnf}", "--binary-mode"],
-                    stdin=reader.stdout, capture_output=True, text=True,
-                )  # fmt: skip
-                assert reader.stdout is not None
-                reader.stdout.close()
-                rc = reader.wait()
-                if rc != 0:
-                    raise DatabaseError(f"mariadb-binlog failed: {(work / 'binlog.err').read_text()[-1500:]}")
-                if client.returncode != 0:
-                    raise DatabaseError(f"replaying the binlogs failed: {client.stderr.strip()[-1500:]}")
+                seen = self._pipe(args + files, cnf, work)
+                return start.merge(seen).merge(self.position())
             return self.position()
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _pipe(self, reader_cmd: list[str], cnf: Path, work: Path) -> GtidPosition:
+        """``mariadb-binlog … | mariadb`` through this process, noting every GTID that goes by
+        (a transaction on temporary tables only applies but leaves no GTID in a ROW binlog)."""
+        with open(work / "binlog.err", "wb") as errf:
+            reader = subprocess.Popen(reader_cmd, stdout=subprocess.PIPE, stderr=errf)
+        with open(work / "client.err", "wb") as errf:
+            client = subprocess.Popen(
+                ["mariadb", f"--defaults-file={cnf}", "--binary-mode"],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errf,
+            )  # fmt: skip
+        assert reader.stdout is not None and client.stdin is not None
+        seen: dict[int, Gtid] = {}
+        carry = b""
+        try:
+            while block := reader.stdout.read(_BLOCK):
+                try:
+                    client.stdin.write(block)
+                except BrokenPipeError:
+                    break
+                text = carry + block
+                cut = text.rfind(b"\n") + 1
+                carry = text[cut:]
+                for m in _GTID_LINE.finditer(text[:cut]):
+                    g = Gtid(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+                    if g.domain not in seen or seen[g.domain].seq < g.seq:
+                        seen[g.domain] = g
+        finally:
+            client.stdin.close()
+            reader.stdout.close()
+        rc, crc = reader.wait(), client.wait()
+        if crc != 0:
+            raise DatabaseError(f"replaying the binlogs failed: {(work / 'client.err').read_text()[-1500:]}")
+        if rc != 0:
+            raise DatabaseError(f"mariadb-binlog failed: {(work / 'binlog.err').read_text()[-1500:]}")
+        return GtidPosition(seen)
 
     def position(self) -> GtidPosition:
         """Everything the instance holds: the restored snapshot's position plus what was replayed."""
