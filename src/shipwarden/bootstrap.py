@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -24,7 +25,9 @@ from shipwarden.adapters.routers.nginx import NginxRouter
 from shipwarden.adapters.store.engine import make_engine, migrate
 from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_networks
+from shipwarden.domain.dr.topology import Credentials, Endpoint
 from shipwarden.domain.policy import LoadedPolicy, PolicyError, PolicyIssue, load_policy_text
+from shipwarden.ports.databases import WriteLoad
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
 from shipwarden.security.signing import (
     fingerprint,
@@ -250,6 +253,12 @@ def build_service(
 
 
 # -- disaster recovery: databases, backups, failover (issue 14) ------------------------------------
+def _write_load(credentials: Credentials, target: Endpoint, rate: float) -> WriteLoad:
+    from shipwarden.adapters.databases.mariadb_load import MariaDBWriteLoad
+
+    return MariaDBWriteLoad(credentials, target, rate=rate)
+
+
 def make_dr(
     settings: Settings,
     store: Store,
@@ -270,7 +279,6 @@ def make_dr(
     from shipwarden.adapters.storage.local import LocalBlobStore
     from shipwarden.adapters.store.dr_repo import DrRepo
     from shipwarden.domain.dr.spec import IMPLEMENTED_ENGINES
-    from shipwarden.domain.dr.topology import Credentials
     from shipwarden.services.dr.context import DatabasePorts, DrContext, DrError
 
     lookup = secrets or secret_lookup(settings, store)
@@ -308,6 +316,7 @@ def make_dr(
             streamer=MariaDBBinlogStreamer(root / "archive" / spec.service, repl),
             scratch=MariaDBScratch(root / "scratch", admin, template_cache=root / "templates"),
             blobs=LocalBlobStore(backup_dir),
+            write_load=partial(_write_load, admin, Endpoint(spec.listener.host, spec.listener.port)),
         )
     notify = None
     alerts = policy.policy.alerts

@@ -41,6 +41,9 @@ __all__ = [
     "ScratchInstances",
     "SnapshotInfo",
     "StaleTopology",
+    "WriteAck",
+    "WriteLoad",
+    "LoadResult",
 ]
 
 
@@ -90,9 +93,16 @@ class DatabaseDriver(Protocol):
         ...
 
     def replicate_from(
-        self, endpoint: Endpoint, source: Endpoint, credentials: Credentials, *, semi_sync: bool
+        self,
+        endpoint: Endpoint,
+        source: Endpoint,
+        credentials: Credentials,
+        *,
+        semi_sync: bool,
+        start_at: GtidPosition | None = None,
     ) -> None:
-        """(Re)point the instance at ``source`` by GTID and start replicating."""
+        """(Re)point the instance at ``source`` by GTID and start replicating (from ``start_at``
+        when given: a demoted primary's own writes are not in its replica position)."""
         ...
 
     def configure_primary(self, endpoint: Endpoint, *, semi_sync: bool, semi_sync_timeout: float) -> None:
@@ -219,6 +229,34 @@ class ScratchInstances(Protocol):
         ...
 
     def empty(self, name: str) -> ScratchInstance: ...
+
+
+@dataclass(frozen=True)
+class WriteAck:
+    id: int
+    at: float  # monotonic, when the commit was acknowledged
+    server_id: int  # the instance that committed it
+
+
+@dataclass
+class LoadResult:
+    acknowledged: list[WriteAck]
+    errors: list[tuple[float, str]]  # (monotonic, message)
+    attempts: int
+
+
+class WriteLoad(Protocol):
+    """A steady write load through an endpoint that records every acknowledged write (RPO/RTO)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> LoadResult: ...
+
+    def acknowledged_so_far(self) -> int: ...
+
+    def missing(self, endpoint: Endpoint, ids: Sequence[int]) -> list[int]:
+        """The ids among ``ids`` that ``endpoint`` does not have."""
+        ...
 
 
 class BlobStore(Protocol):

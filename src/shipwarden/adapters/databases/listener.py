@@ -11,11 +11,13 @@ change left it — never at a fenced instance.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,6 +65,14 @@ class HaproxyTcpListener:
     def _dir(self, name: str) -> Path:
         return self.state_dir / name
 
+    def _sock(self, name: str) -> Path:
+        """The admin socket; a deep state directory gets a short alias (sun_path is 108 bytes)."""
+        path = self._dir(name) / "admin.sock"
+        if len(str(path)) <= 90:
+            return path
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"sw-haproxy-{digest}.sock"
+
     def _state(self, name: str) -> dict[str, str | None]:
         try:
             data = json.loads((self._dir(name) / "state.json").read_text())
@@ -74,7 +84,7 @@ class HaproxyTcpListener:
         d = self._dir(name)
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         for fname, text in (
-            ("haproxy.cfg", _config(name, bind, backend, d / "admin.sock")),
+            ("haproxy.cfg", _config(name, bind, backend, self._sock(name))),
             ("state.json", json.dumps({"bind": str(bind), "backend": str(backend) if backend else None})),
         ):
             tmp = d / (fname + ".tmp")
@@ -95,7 +105,7 @@ class HaproxyTcpListener:
 
     # -- runtime API ------------------------------------------------------------------------------
     def _api(self, name: str, command: str) -> str:
-        path = str(self._dir(name) / "admin.sock")
+        path = str(self._sock(name))
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(5)
             try:
@@ -141,7 +151,7 @@ class HaproxyTcpListener:
         self._procs[name] = proc
         (d / "haproxy.pid").write_text(str(proc.pid))
         deadline = time.monotonic() + 10
-        while not (d / "admin.sock").exists() or not self._accepting(bind):
+        while not self._sock(name).exists() or not self._accepting(bind):
             if proc.poll() is not None:
                 tail = (d / "haproxy.log").read_text(errors="replace")[-1500:]
                 raise ListenerError(f"listener {name}: haproxy exited: {tail}")

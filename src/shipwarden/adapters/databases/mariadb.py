@@ -46,23 +46,25 @@ class MariaDBDriver:
         self.read_timeout = read_timeout
 
     @contextmanager
-    def _conn(
-        self, ep: Endpoint, timeout: float | None = None
-    ) -> Iterator[pymysql.connections.Connection[Any]]:
+    def _conn(self, ep: Endpoint, timeout: float | None = None) -> Iterator[Any]:
+        """A connection whose handshake is bounded by the connect time-out too (a frozen server
+        accepts TCP in the kernel and then says nothing), and whose queries by ``timeout``."""
+        connect = timeout or self.connect_timeout
         try:
             conn = pymysql.connect(
                 host=ep.host,
                 port=ep.port,
                 user=self.credentials.user,
                 password=self.credentials.password or "",
-                connect_timeout=timeout or self.connect_timeout,
-                read_timeout=timeout or self.read_timeout,
-                write_timeout=timeout or self.read_timeout,
+                connect_timeout=connect,
+                read_timeout=connect,
+                write_timeout=connect,
                 autocommit=True,
                 cursorclass=pymysql.cursors.DictCursor,
             )
         except pymysql.MySQLError as exc:
             raise DatabaseError(f"{ep}: cannot connect: {exc}") from exc
+        conn._read_timeout = conn._write_timeout = timeout or self.read_timeout  # after the handshake
         try:
             yield conn
         except pymysql.MySQLError as exc:

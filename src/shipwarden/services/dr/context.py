@@ -23,6 +23,7 @@ from shipwarden.ports.databases import (
     DbListener,
     DrCatalogue,
     ScratchInstances,
+    WriteLoad,
 )
 from shipwarden.security.envelope import Envelope
 
@@ -51,6 +52,8 @@ class DatabasePorts:
     scratch: ScratchInstances
     #: where this database's backups are kept (the policy's ``backup.directory``)
     blobs: BlobStore
+    #: a steady write load through the listener at ``rate`` writes/s (drills)
+    write_load: Callable[[float], WriteLoad]
 
 
 @dataclass
