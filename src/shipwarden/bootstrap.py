@@ -272,6 +272,7 @@ def make_dr(
     """The DR context for every database the policy declares: drivers, listener, backup tools,
     streamers, scratch instances and backup storage, all under ``state_dir/dr``."""
     from shipwarden.adapters.databases.listener import HaproxyTcpListener
+    from shipwarden.adapters.databases.local_control import LocalInstanceControl
     from shipwarden.adapters.databases.mariadb import MariaDBDriver
     from shipwarden.adapters.databases.mariadb_binlog import MariaDBBinlogStreamer
     from shipwarden.adapters.databases.mariadb_scratch import MariaDBScratch
@@ -317,6 +318,7 @@ def make_dr(
             scratch=MariaDBScratch(root / "scratch", admin, template_cache=root / "templates"),
             blobs=LocalBlobStore(backup_dir),
             write_load=partial(_write_load, admin, Endpoint(spec.listener.host, spec.listener.port)),
+            control=LocalInstanceControl(MariaDBDriver(admin), root / "instances" / spec.service),
         )
     notify = None
     alerts = policy.policy.alerts

@@ -44,6 +44,7 @@ __all__ = [
     "WriteAck",
     "WriteLoad",
     "LoadResult",
+    "InstanceControl",
 ]
 
 
@@ -256,6 +257,28 @@ class WriteLoad(Protocol):
 
     def missing(self, endpoint: Endpoint, ids: Sequence[int]) -> list[int]:
         """The ids among ``ids`` that ``endpoint`` does not have."""
+        ...
+
+
+class InstanceControl(Protocol):
+    """Process-level control of instances on this host (drills inject faults; rebuilds re-seed)."""
+
+    def remember(self, endpoint: Endpoint) -> None:
+        """Note how the (running) instance was started, so it can be killed, restarted, re-seeded."""
+        ...
+
+    def kill(self, endpoint: Endpoint) -> None: ...
+
+    def freeze(self, endpoint: Endpoint) -> None: ...
+
+    def thaw(self, endpoint: Endpoint) -> None: ...
+
+    def restart(self, endpoint: Endpoint) -> None:
+        """Start it again as it was started before (no-op if it runs)."""
+        ...
+
+    def reseed(self, endpoint: Endpoint, snapshot: IO[bytes]) -> None:
+        """Replace the instance's data with a snapshot stream and start it (read-only)."""
         ...
 
 

@@ -22,6 +22,7 @@ from shipwarden.ports.databases import (
     DatabaseDriver,
     DbListener,
     DrCatalogue,
+    InstanceControl,
     ScratchInstances,
     WriteLoad,
 )
@@ -54,6 +55,8 @@ class DatabasePorts:
     blobs: BlobStore
     #: a steady write load through the listener at ``rate`` writes/s (drills)
     write_load: Callable[[float], WriteLoad]
+    #: process control of instances on this host (fault injection, restart, re-seed); None elsewhere
+    control: InstanceControl | None = None
 
 
 @dataclass

@@ -41,6 +41,7 @@ from shipwarden.domain.dr.gtid import GtidPosition
 from shipwarden.domain.dr.health import HealthIssue, replication_issues
 from shipwarden.domain.dr.topology import Endpoint, ReplicaStatus, Topology
 from shipwarden.ports.databases import DatabaseError, StaleTopology
+from shipwarden.services.dr.backups import BackupService
 from shipwarden.services.dr.context import DrContext, DrError
 
 __all__ = ["DatabaseMonitor", "FailoverReport", "Step"]
@@ -287,6 +288,44 @@ class DatabaseMonitor:
         self.failures, self.first_failure = 0, None
         self.reports.append(report)
         return report
+
+    def rebuild(self, endpoint: Endpoint) -> str:
+        """Bring a fenced instance back as a replica of the current primary.
+
+        If it answers and holds no transaction the primary lacks, it is re-attached from its own
+        position.  Otherwise — it diverged (a write binlogged but never acknowledged when it died),
+        or it does not answer — it is re-seeded from a fresh snapshot of the primary (which is
+        also catalogued as a backup) and replicates from the snapshot's GTID."""
+        topo = self.ctx.topology(self.service)
+        if endpoint not in topo.fenced:
+            raise DrError(f"{endpoint} is not fenced in {self.service}'s topology")
+        d = self.ports.driver
+        how = ""
+        if d.ping(endpoint, 2.0) is None:
+            mine = d.status(endpoint)
+            theirs = d.status(topo.primary).gtid_binlog_pos
+            own = mine.gtid_binlog_pos.merge(mine.gtid_current_pos)
+            if theirs.contains(own):
+                self._attach(endpoint, topo.primary, start_at=own)
+                how = f"re-attached from its own position {own}"
+            else:
+                how = f"diverged ({own} not in {theirs}): "
+        if not how or how.endswith(": "):
+            control = self.ports.control
+            if control is None:
+                raise DrError(f"{endpoint} must be re-seeded, and this installation cannot control it")
+            backups = BackupService(self.ctx)
+            snap = backups.snapshot(self.service)
+            with backups.open(snap) as stream:
+                control.reseed(endpoint, stream)
+            self._attach(endpoint, topo.primary, start_at=snap.position)
+            how += f"re-seeded from snapshot {snap.id} at {snap.gtid}"
+        after = topo.after_rebuild(endpoint)
+        self.ctx.catalogue.save_topology(
+            after, expected_epoch=topo.epoch, actor=self.ctx.actor, action="dr.rebuild",
+            detail={"instance": str(endpoint), "how": how},
+        )  # fmt: skip
+        return how
 
     def switchover(self, candidate: Endpoint | None = None) -> FailoverReport:
         """Graceful: the primary answers.  Fence it, let the candidate catch up, swap; nothing lost."""
