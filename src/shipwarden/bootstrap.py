@@ -10,7 +10,7 @@ import getpass
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -341,3 +341,17 @@ def make_dr(
         actor=actor,
         notify=notify,
     )
+
+
+def dr_config_items(settings: Settings, store: Store, policy: LoadedPolicy) -> Iterator[tuple[str, bytes]]:
+    """The installation's configuration for a configuration backup (policy, sealed secrets, audit
+    log and checkpoints, a git bundle of the deployed repository)."""
+    from shipwarden.adapters.storage.config_export import config_items
+
+    repos: list[str] = []
+    delivery = policy.policy.delivery
+    if delivery is not None:
+        url = delivery.repository.url
+        if "://" not in url and not url.startswith("git@"):
+            repos.append(str((Path(policy.source).resolve().parent / url).resolve()))
+    return config_items(store, Path(policy.source), repos)

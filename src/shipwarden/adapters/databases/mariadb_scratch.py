@@ -75,7 +75,7 @@ class ScratchServer:
                 cnf = option_file(work, self.credentials, self.endpoint)
                 seen = self._pipe(args + files, cnf, work)
                 return start.merge(seen).merge(self.position())
-            return self.position()
+            return start.merge(self.position())  # the snapshot holds ``start``; nothing to replay
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -46,6 +46,8 @@ class RestoreResult:
     mismatches: list[str] = field(default_factory=list)
     verified: bool | None = None
     detail: str = ""
+    #: the archive did not reach the target (the archiver is not running, or behind)
+    short: bool = False
 
 
 class RestoreService:
@@ -96,7 +98,7 @@ class RestoreService:
             names = [n for n, _ in chain]
             result = RestoreResult(rid, service, plan.snapshot.id, names, what, reached, instance, 0.0)
             if gtid is not None and not reached.contains(gtid):
-                result.verified = False
+                result.verified, result.short = False, True
                 result.detail = (
                     f"the archive ends before the target: reached {reached}, wanted {gtid} "
                     "(is the archiver running?)"
