@@ -85,8 +85,17 @@ class DatabaseDriver(Protocol):
         """Wait until the replica applied ``position``; False on time-out."""
         ...
 
-    def promote(self, endpoint: Endpoint, *, semi_sync: bool, semi_sync_timeout: float) -> None:
-        """Stop replicating, forget the old source, accept writes (``read_only=0``)."""
+    def promote(
+        self, endpoint: Endpoint, *, semi_sync: bool, semi_sync_timeout: float, writable: bool = True
+    ) -> None:
+        """Stop replicating, forget the old source, act as a (semi-sync) primary; accept writes
+        (``read_only=0``) unless ``writable`` is False (then :meth:`set_writable` later)."""
+        ...
+
+    def set_writable(self, endpoint: Endpoint) -> None: ...
+
+    def stop_receiving(self, endpoint: Endpoint) -> None:
+        """Stop the replica's IO thread (it keeps applying what it received)."""
         ...
 
     def fence(self, endpoint: Endpoint) -> int:

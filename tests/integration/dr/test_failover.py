@@ -63,13 +63,9 @@ def test_failover_loses_no_acknowledged_write_and_fences_the_old_primary(
     new = topo.primary
     assert report.old_primary == old.endpoint and report.new_primary == new != old.endpoint
     assert topo.fenced == (old.endpoint,) and old.endpoint not in topo.replicas and topo.epoch == 1
-    assert [s.name for s in report.steps][:5] == [
-        "isolate",
-        "fence",
-        "apply-relay-log",
-        "promote",
-        "repoint-listener",
-    ]
+    names = [s.name for s in report.steps]
+    assert names[0] == "isolate" and sorted(names[1:4]) == ["fence", "stop-receiving", "stop-receiving"]
+    assert names[4:] == ["apply-relay-log", "promote", "reattach", "open-writes", "repoint-listener"]
     assert all(s.outcome == "ok" for s in report.steps if s.name != "fence")
 
     # RPO: every write the load saw acknowledged is on the new primary
@@ -87,7 +83,16 @@ def test_failover_loses_no_acknowledged_write_and_fences_the_old_primary(
     assert c.driver.wait_applied(other, c.driver.status(new).gtid_binlog_pos, 20)
     assert load.missing(other, ids) == []
     actions = [e.action for e in env.store.audit_entries(service="hello")]  # type: ignore[attr-defined]
-    steps = ("decided", "isolate", "promote", "repoint-listener", "reattach", "done")
+    steps = (
+        "decided",
+        "isolate",
+        "stop-receiving",
+        "promote",
+        "reattach",
+        "open-writes",
+        "repoint-listener",
+        "done",
+    )
     for a in (f"dr.failover.{s}" for s in steps):
         assert a in actions, a
 

@@ -167,10 +167,27 @@ class MariaDBDriver:
             ],
         )
 
-    def promote(self, endpoint: Endpoint, *, semi_sync: bool, semi_sync_timeout: float) -> None:
-        self._exec(endpoint, ["STOP SLAVE", "RESET SLAVE ALL"])
-        self.configure_primary(endpoint, semi_sync=semi_sync, semi_sync_timeout=semi_sync_timeout)
+    def promote(
+        self, endpoint: Endpoint, *, semi_sync: bool, semi_sync_timeout: float, writable: bool = True
+    ) -> None:
+        ms = int(semi_sync_timeout * 1000)
+        self._exec(
+            endpoint,
+            [
+                "STOP SLAVE",
+                "RESET SLAVE ALL",
+                f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if semi_sync else 'OFF'}",
+                "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'",
+                f"SET GLOBAL rpl_semi_sync_master_timeout = {ms}",
+                *(["SET GLOBAL read_only = 0"] if writable else []),
+            ],
+        )
+
+    def set_writable(self, endpoint: Endpoint) -> None:
         self._exec(endpoint, ["SET GLOBAL read_only = 0"])
+
+    def stop_receiving(self, endpoint: Endpoint) -> None:
+        self._exec(endpoint, ["STOP SLAVE IO_THREAD"])
 
     def fence(self, endpoint: Endpoint) -> int:
         with self._conn(endpoint) as c, c.cursor() as cur:

@@ -2,9 +2,10 @@
 
 The snapshot is the newest good one *at or before* the target (a GTID target must
 contain the snapshot's position; a time target must come after the snapshot finished).
-The binlogs are every good archived file that may hold a transaction after the
-snapshot — a file whose end position the snapshot already contains is skipped — in
-archive order, followed by the files still being copied.  Replay then runs from the
+The binlogs are every good archived file that may hold a transaction between the
+snapshot and the target — a file whose end position the snapshot already contains, or
+whose start position already contains a GTID target, is skipped — in archive order,
+followed by the files still being copied.  Replay then runs from the
 snapshot's GTID (exclusive) to the target, as one session.
 """
 
@@ -49,7 +50,12 @@ def plan_recovery(
     logs = sorted(
         (r for r in records if r.kind == "binlog" and r.status == "ok"), key=lambda r: (r.created_at, r.id)
     )
-    needed = tuple(r for r in logs if not (r.gtid_end and snap.position.contains(r.end_position)))
+    needed = tuple(
+        r
+        for r in logs
+        if not (r.gtid_end and snap.position.contains(r.end_position))  # wholly before the snapshot
+        and not (gtid is not None and r.gtid and r.position.contains(gtid))  # wholly after the target
+    )
     end = GtidPosition({})
     for r in logs:
         end = end.merge(r.end_position)

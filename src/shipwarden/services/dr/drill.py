@@ -201,8 +201,10 @@ class DrillService:
         report.old_primary, report.new_primary = str(fo.old_primary), str(fo.new_primary)
         report.writes_acknowledged = len(result.acknowledged)
         report.writes_failed = len([e for e in result.errors if e[0] > t_fault])
+        # after the decision the listener no longer reaches the old primary: any write it
+        # acknowledges from then on escaped the fence (one acknowledged just before is not)
         report.fenced_writes = len(
-            [a for a in result.acknowledged if a.server_id == state["old_sid"] and a.at > t_fault]
+            [a for a in result.acknowledged if a.server_id == state["old_sid"] and a.at > fo.decided_at]
         )
         report.failover_steps = [
             {"name": s.name, "seconds": s.seconds, "outcome": s.outcome} for s in fo.steps

@@ -32,6 +32,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -220,9 +221,9 @@ class DatabaseMonitor:
             raise DatabaseError(f"{ep} did not apply {position} within {self.spec.failover.apply_timeout:g}s")
         return str(position)
 
-    def _promote(self, ep: Endpoint) -> str:
+    def _promote(self, ep: Endpoint, *, writable: bool = True) -> str:
         timeout = self.spec.replication.semi_sync_timeout
-        self.ports.driver.promote(ep, semi_sync=self._semi, semi_sync_timeout=timeout)
+        self.ports.driver.promote(ep, semi_sync=self._semi, semi_sync_timeout=timeout, writable=writable)
         return str(ep)
 
     def _attach(self, ep: Endpoint, source: Endpoint, start_at: GtidPosition | None = None) -> str:
@@ -230,6 +231,9 @@ class DatabaseMonitor:
             ep, source, self.ports.replication, semi_sync=self._semi, start_at=start_at
         )
         return str(ep)
+
+    def _measured(self, report: FailoverReport, name: str, fn: Callable[[], Any]) -> Any:
+        return self._step(report, name, fn, required=False)
 
     def _step(
         self, report: FailoverReport, name: str, fn: Callable[[], Any], *, required: bool = True
@@ -275,14 +279,26 @@ class DatabaseMonitor:
         d, lst = self.ports.driver, self.ports.listener
         self.ensure_listener(topo)
         self._step(report, "isolate", lambda: lst.block(self.service))
-        self._step(report, "fence", lambda: d.fence(topo.primary), required=False)
+        # in parallel: fence the old primary (if it answers at all) and stop every replica's IO
+        # thread — one stuck on a frozen primary takes seconds to stop, so none waits for another
+        with ThreadPoolExecutor(max_workers=1 + len(reachable)) as pool:
+            fence = pool.submit(self._measured, report, "fence", lambda: d.fence(topo.primary))
+            stops = [pool.submit(self._measured, report, "stop-receiving", partial(d.stop_receiving, ep))
+                     for ep in reachable]  # fmt: skip
+            for f in (fence, *stops):
+                f.result()
         received = reachable[candidate].gtid_io_pos
         self._step(report, "apply-relay-log", lambda: self._wait(candidate, received))
-        self._step(report, "promote", lambda: self._promote(candidate))
+        self._step(report, "promote", lambda: self._promote(candidate, writable=False))
+        # the others follow the new primary *before* it takes writes, so the first write through
+        # the listener finds a semi-sync replica to acknowledge it
+        with ThreadPoolExecutor(max_workers=max(1, len(after.replicas))) as pool:
+            for f in [pool.submit(self._measured, report, "reattach", partial(self._attach, ep, candidate))
+                      for ep in after.replicas]:  # fmt: skip
+                f.result()
+        self._step(report, "open-writes", lambda: d.set_writable(candidate))
         self._step(report, "repoint-listener", lambda: lst.point(self.service, candidate))
         report.writable_at = self.monotonic()
-        for ep in after.replicas:
-            self._step(report, "reattach", partial(self._attach, ep, candidate), required=False)
         self._audit("dr.failover.done", old_primary=str(topo.primary), new_primary=str(candidate),
                     epoch=after.epoch, seconds=round(self.monotonic() - decided, 4))  # fmt: skip
         self.failures, self.first_failure = 0, None
@@ -292,34 +308,35 @@ class DatabaseMonitor:
     def rebuild(self, endpoint: Endpoint) -> str:
         """Bring a fenced instance back as a replica of the current primary.
 
-        If it answers and holds no transaction the primary lacks, it is re-attached from its own
-        position.  Otherwise — it diverged (a write binlogged but never acknowledged when it died),
-        or it does not answer — it is re-seeded from a fresh snapshot of the primary (which is
-        also catalogued as a backup) and replicates from the snapshot's GTID."""
+        A primary lost in a failover may hold transactions nobody acknowledged (written to its
+        binlog, never to a replica) — and a frozen one may still be finishing some when it wakes.
+        So when this installation controls the instance it is always re-seeded from a fresh
+        snapshot of the primary (which is also catalogued as a backup) and replicates from the
+        snapshot's GTID.  Without control, it is re-attached only if it answers and holds nothing
+        the primary lacks."""
         topo = self.ctx.topology(self.service)
         if endpoint not in topo.fenced:
             raise DrError(f"{endpoint} is not fenced in {self.service}'s topology")
         d = self.ports.driver
-        how = ""
-        if d.ping(endpoint, 2.0) is None:
-            mine = d.status(endpoint)
-            theirs = d.status(topo.primary).gtid_binlog_pos
-            own = mine.gtid_binlog_pos.merge(mine.gtid_current_pos)
-            if theirs.contains(own):
-                self._attach(endpoint, topo.primary, start_at=own)
-                how = f"re-attached from its own position {own}"
-            else:
-                how = f"diverged ({own} not in {theirs}): "
-        if not how or how.endswith(": "):
-            control = self.ports.control
-            if control is None:
-                raise DrError(f"{endpoint} must be re-seeded, and this installation cannot control it")
+        control = self.ports.control
+        if control is not None:
             backups = BackupService(self.ctx)
             snap = backups.snapshot(self.service)
             with backups.open(snap) as stream:
                 control.reseed(endpoint, stream)
             self._attach(endpoint, topo.primary, start_at=snap.position)
-            how += f"re-seeded from snapshot {snap.id} at {snap.gtid}"
+            how = f"re-seeded from snapshot {snap.id} at {snap.gtid}"
+        else:
+            if d.ping(endpoint, 2.0) is not None:
+                raise DrError(f"{endpoint} does not answer, and this installation cannot re-seed it")
+            d.fence(endpoint)
+            mine = d.status(endpoint)
+            theirs = d.status(topo.primary).gtid_binlog_pos
+            own = mine.gtid_binlog_pos.merge(mine.gtid_current_pos)
+            if not theirs.contains(own):
+                raise DrError(f"{endpoint} diverged ({own} not in {theirs}): re-seed it from a snapshot")
+            self._attach(endpoint, topo.primary, start_at=own)
+            how = f"re-attached from its own position {own}"
         after = topo.after_rebuild(endpoint)
         self.ctx.catalogue.save_topology(
             after, expected_epoch=topo.epoch, actor=self.ctx.actor, action="dr.rebuild",
