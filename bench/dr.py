@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -34,13 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import machine_info, write_result
-from tests.fixtures.mariadb import (
-    ADMIN,  # noqa: I001
-    SECRETS,
-    Cluster,
-    policy_text,
-    start_cluster,
-)
+from tests.fixtures.mariadb import ADMIN, SECRETS, Cluster, policy_text, start_cluster
 
 from shipwarden.adapters.databases.mariadb_load import MariaDBWriteLoad
 from shipwarden.adapters.net import free_port
