@@ -84,7 +84,7 @@ def run(console: Console, workdir: Path) -> bool:
         lookup = {"DB_ADMIN_PASSWORD": admin.password, "DB_REPL_PASSWORD": repl.password}.get
         ctx = make_dr(settings, store, load_policy_text(text, str(state / "policy.yaml")), secrets=lookup)
         for stmt in ("CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY, total INT)",
-                     "INSERT INTO shop.orders SELECT seq, seq * 7 FROM seq_1_to_500"):  # fmt: skip
+                     "INSERT INTO shop.orders SELECT seq, seq * 7 FROM shop.seq_1_to_500"):  # fmt: skip
             driver._exec(servers[0].endpoint, [stmt])
         console.print(f"primary {servers[0].endpoint}, replicas {servers[1].endpoint} {servers[2].endpoint}; "
                       f"the application connects to {ctx.db('shop').spec.listener.host}:"
