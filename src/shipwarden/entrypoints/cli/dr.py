@@ -9,11 +9,11 @@ found), 2 bad input or not allowed — nothing changed.
   semi-sync; the listener; newest backups, verification and drill.
 * ``db backup SERVICE [--kind snapshot|logical|config|all] [--due]`` — then integrity check
   and retention.
-* ``db restore SERVICE --to 2026-12-03T10:15:04Z | 0-1-1042 | latest [--verify]`` — into a
+* ``db restore SERVICE [--to 2026-12-03T10:15:04Z | 0-1-1042 | latest] [--verify]`` — into a
   fresh instance (its address is printed; ``--no-keep`` removes it after).
 * ``db verify SERVICE`` — the restore test the checklist's backup gate reads.
 * ``db failover SERVICE [--to HOST:PORT]`` — a switchover if the primary answers, else a
-  failover.  ``db rebuild SERVICE HOST:PORT`` — a fenced instance back as a replica.
+  failover.  ``db rebuild SERVICE [HOST:PORT]`` — fenced instances back as replicas.
 * ``db check SERVICE``, ``db rewrap``, ``db watch [SERVICE…]`` (the DR daemon).
 * ``dr drill SERVICE [--fault kill|freeze] [--json] [--output FILE]``.
 """
@@ -265,7 +265,7 @@ def restore(
     service: str,
     to: Annotated[
         str, typer.Option("--to", help="A moment (ISO 8601 with zone), a GTID position, or 'latest'.")
-    ],
+    ] = "latest",
     verify: Annotated[bool, typer.Option(help="Compare table checksums with the source.")] = False,
     keep: Annotated[bool, typer.Option(help="Leave the restored instance running.")] = True,
     otp: OtpOpt = None,
@@ -330,17 +330,25 @@ def failover(
         console.print(f"{rep.kind}: {rep.old_primary} → {rep.new_primary} (epoch {rep.epoch})")
 
 
-def rebuild(service: str, instance: str, otp: OtpOpt = None) -> None:
-    """Bring a fenced INSTANCE (HOST:PORT) back as a replica of SERVICE's primary."""
+def rebuild(
+    service: str,
+    instance: Annotated[str | None, typer.Argument(help="HOST:PORT (default: all fenced).")] = None,
+    otp: OtpOpt = None,
+) -> None:
+    """Bring fenced instances back as replicas of SERVICE's primary (re-seeded from a fresh snapshot)."""
     with _errors():
         from shipwarden.domain.dr.topology import Endpoint
         from shipwarden.services.dr.failover import DatabaseMonitor
 
-        ep = Endpoint.parse(instance)
+        chosen = Endpoint.parse(instance) if instance else None
         check("db rebuild", service=service, otp=otp)
         ctx, _, _ = _ctx()
         _known(ctx, service)
-        console.print(DatabaseMonitor(ctx, service).rebuild(ep))
+        targets = [chosen] if chosen is not None else list(ctx.topology(service).fenced)
+        if not targets:
+            console.print(f"{service}: no fenced instance to rebuild")
+        for ep in targets:
+            console.print(f"{ep}: {DatabaseMonitor(ctx, service).rebuild(ep)}")
 
 
 def watch(
