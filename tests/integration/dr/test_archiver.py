@@ -68,3 +68,30 @@ def test_archive_follows_rotation_and_primary_restart(dr_env: Callable[..., DrEn
     files = [r.binlog_file for r in env.ctx.catalogue.backups("hello", "binlog")]  # type: ignore[attr-defined]
     assert files == ["mariadb-bin.000001", "mariadb-bin.000002"]
     arch.ports.streamer.stop()
+
+
+def test_archive_follows_the_new_primary_after_a_failover(dr_env: Callable[..., DrEnv]) -> None:
+    from shipwarden.services.dr.failover import DatabaseMonitor
+
+    env = dr_env(replicas=1)
+    c = env.cluster
+    old = c.primary
+    c.admin_sql(old.endpoint, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT)")
+    arch = BinlogArchiver(env.ctx, "hello")  # type: ignore[arg-type]
+    _write(env, 0, 20)
+    _until(arch, lambda: arch.last is not None and arch.last.lag_bytes == 0)
+    c.wait_replicated()
+    old.kill()
+    DatabaseMonitor(env.ctx, "hello").failover(reason="test")  # type: ignore[arg-type]
+    new = env.ctx.topology("hello").primary  # type: ignore[attr-defined]
+    conn = c.app_connect(new, "app")
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO t VALUES (1000, 'after')")
+    conn.close()
+    _until(arch, lambda: arch.last is not None and arch.last.source == new and arch.last.lag_bytes == 0)
+    sealed = env.ctx.catalogue.backups("hello", "binlog")  # type: ignore[attr-defined]
+    assert [r.detail["source"] for r in sealed] == [str(old.endpoint)]  # the old primary's file, sealed
+    assert sealed[0].gtid_end == ""  # its end was not knowable: the primary was gone
+    starts = list(env.store.audit_entries(service="hello", action="dr.archive.start"))  # type: ignore[attr-defined]
+    assert starts[-1].detail["source"] == str(new)
+    arch.ports.streamer.stop()

@@ -4,9 +4,11 @@ retention and KEK rotation (E6, E9)."""
 from __future__ import annotations
 
 import io
+import subprocess
 import tarfile
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +97,8 @@ def test_retention_keeps_the_newest_and_deletes_files(dr_env: Callable[..., DrEn
     blobs = env.ctx.blobs_for("hello")  # type: ignore[attr-defined]
     assert not blobs.exists(dumps[0].location) and blobs.exists(dumps[-1].location)
     assert {r.status for r in env.ctx.catalogue.backups("hello") if r.id == dumps[0].id} == {"deleted"}  # type: ignore[attr-defined]
+    assert svc.due("hello") == ["snapshot"]  # no snapshot yet; the newest dump is fresh
+    assert svc.due("hello", dumps[-1].created_at + timedelta(hours=25)) == ["snapshot", "logical"]
     env.ctx.clock = lambda: dumps[-1].created_at + timedelta(days=30)  # type: ignore[attr-defined]
     deleted = svc.enforce_retention("hello")
     assert {r.id for r in deleted} == {d.id for d in dumps[2:-1]}  # too old, except the newest
@@ -118,10 +122,27 @@ def test_kek_rotation_rewraps_keys_not_payloads(dr_env: Callable[..., DrEnv]) ->
     assert [a.key for a in svc.check("hello")] == ["snapshot-missing"]  # intact; only no snapshot yet
 
 
-def test_configuration_backup(dr_env: Callable[..., DrEnv]) -> None:
+def test_configuration_backup(dr_env: Callable[..., DrEnv], tmp_path: Path) -> None:
+    from shipwarden.adapters.storage.config_export import config_items
+
     env = dr_env(replicas=1)
+    env.store.audit(actor="t", action="x", service="hello")  # type: ignore[attr-defined]
+    repo = tmp_path / "repo"
+    for cmd in (
+        ["init", "-q", "-b", "main", str(repo)],
+        ["-C", str(repo), "commit", "-q", "--allow-empty", "-m", "x"],
+    ):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@x", *cmd], check=True)
+    items = config_items(env.store, env.settings.policy, [str(repo)])  # type: ignore[arg-type, attr-defined]
     svc = BackupService(env.ctx)  # type: ignore[arg-type]
-    rec = svc.config([("policy.yaml", b"apiVersion: shipwarden/v1\n"), ("secrets.json", b"{}")])
-    assert rec.service == CONFIG_SERVICE and rec.detail["items"] == ["policy.yaml", "secrets.json"]
+    rec = svc.config(items)
+    assert rec.service == CONFIG_SERVICE
+    assert rec.detail["items"] == [
+        "policy/policy.yaml", "secrets.json", "audit/log.jsonl", "audit/checkpoints.json",
+        "repositories/repo.bundle",
+    ]  # fmt: skip
     with tarfile.open(fileobj=io.BytesIO(svc.open(rec).read())) as tar:
-        assert tar.extractfile("policy.yaml").read() == b"apiVersion: shipwarden/v1\n"  # type: ignore[union-attr]
+        assert tar.extractfile("policy/policy.yaml").read() == env.settings.policy.read_bytes()  # type: ignore[union-attr, attr-defined]
+        assert b'"action":"x"' in tar.extractfile("audit/log.jsonl").read()  # type: ignore[union-attr]
+        bundle = tar.extractfile("repositories/repo.bundle").read()  # type: ignore[union-attr]
+    assert bundle.startswith(b"# v2 git bundle")
