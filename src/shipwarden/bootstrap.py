@@ -10,10 +10,12 @@ import getpass
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -26,7 +28,9 @@ from shipwarden.adapters.witness import HeadFile
 from shipwarden.domain._yaml import MAX_BYTES
 from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_networks
 from shipwarden.domain.audit import AuditChain
+from shipwarden.domain.dr.topology import Credentials, Endpoint
 from shipwarden.domain.policy import LoadedPolicy, PolicyError, PolicyIssue, load_policy_text
+from shipwarden.ports.databases import WriteLoad
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
 from shipwarden.security.signing import (
     fingerprint,
@@ -41,6 +45,7 @@ from shipwarden.services.access import AccessService
 from shipwarden.services.alerts import RolloutAlerts
 from shipwarden.services.analysis import AnalysisController
 from shipwarden.services.audit import AuditService
+from shipwarden.services.dr.context import DrContext
 from shipwarden.services.rollout import RolloutService
 from shipwarden.settings import Settings
 
@@ -262,3 +267,108 @@ def build_service(
         trusted_proxies=parse_networks(settings.trusted_proxies),
         signing_public_pem=public_pem(key.public_key()),
     )
+
+
+# -- disaster recovery: databases, backups, failover (issue 14) ------------------------------------
+def _write_load(credentials: Credentials, target: Endpoint, rate: float) -> WriteLoad:
+    from shipwarden.adapters.databases.mariadb_load import MariaDBWriteLoad
+
+    return MariaDBWriteLoad(credentials, target, rate=rate)
+
+
+def make_dr(
+    settings: Settings,
+    store: Store,
+    policy: LoadedPolicy,
+    *,
+    secrets: Callable[[str], str | None] | None = None,
+    clock: Callable[[], datetime] | None = None,
+    actor: str = "shipwarden:dr",
+    envelope: Envelope | None = None,
+) -> DrContext:
+    """The DR context for every database the policy declares: drivers, listener, backup tools,
+    streamers, scratch instances and backup storage, all under ``state_dir/dr``."""
+    from shipwarden.adapters.databases.listener import HaproxyTcpListener
+    from shipwarden.adapters.databases.local_control import LocalInstanceControl
+    from shipwarden.adapters.databases.mariadb import MariaDBDriver
+    from shipwarden.adapters.databases.mariadb_binlog import MariaDBBinlogStreamer
+    from shipwarden.adapters.databases.mariadb_scratch import MariaDBScratch
+    from shipwarden.adapters.databases.mariadb_tools import MariaDBBackupTool
+    from shipwarden.adapters.storage.local import LocalBlobStore
+    from shipwarden.adapters.store.dr_repo import DrRepo
+    from shipwarden.domain.dr.spec import IMPLEMENTED_ENGINES
+    from shipwarden.services.dr.context import DatabasePorts, DrContext, DrError
+
+    lookup = secrets or secret_lookup(settings, store)
+
+    def creds(user: str, secret: str | None, what: str) -> Credentials:
+        if secret is None:
+            return Credentials(user)
+        value = lookup(secret)
+        if not value:
+            raise DrError(
+                f"{what}: secret {secret!r} is not set (shipwarden secret set {secret}, "
+                f"or SHIPWARDEN_SECRET_{secret.upper().replace('-', '_').replace('.', '_')})"
+            )
+        return Credentials(user, value)
+
+    root = settings.state_dir / "dr"
+    listener = HaproxyTcpListener(root / "listeners")
+    databases: dict[str, DatabasePorts] = {}
+    for spec in policy.policy.databases:
+        if spec.engine not in IMPLEMENTED_ENGINES:
+            raise DrError(f"database of {spec.service}: no {spec.engine} driver yet (built: mariadb)")
+        what = f"database of {spec.service}"
+        admin = creds(spec.credentials.user, spec.credentials.password_secret, what)
+        repl = creds(spec.replication.user, spec.replication.password_secret, f"replication of {what}")
+        timeout = max(0.2, min(1.0, spec.failover.check_interval))
+        backup_dir = Path(spec.backup.directory)
+        if not backup_dir.is_absolute():
+            backup_dir = settings.state_dir / backup_dir
+        databases[spec.service] = DatabasePorts(
+            spec=spec,
+            driver=MariaDBDriver(admin, connect_timeout=timeout, read_timeout=30.0),
+            replication=repl,
+            listener=listener,
+            backup_tool=MariaDBBackupTool(admin, root / "work"),
+            streamer=MariaDBBinlogStreamer(root / "archive" / spec.service, repl),
+            scratch=MariaDBScratch(root / "scratch", admin, template_cache=root / "templates"),
+            blobs=LocalBlobStore(backup_dir),
+            write_load=partial(_write_load, admin, Endpoint(spec.listener.host, spec.listener.port)),
+            control=LocalInstanceControl(MariaDBDriver(admin), root / "instances" / spec.service),
+        )
+    notify = None
+    alerts = policy.policy.alerts
+    if alerts is not None and alerts.rollout is not None:
+        from shipwarden.services.notify import Notifier
+
+        urls = list(alerts.rollout.urls)
+
+        def notify(service: str, key: str, severity: str, message: str) -> None:
+            title = f"[{service}] database: {key}"
+            kind: Literal["failure", "warning"] = "failure" if severity == "failure" else "warning"
+            Notifier([(n, lookup(n)) for n in urls]).send(title, message, kind)
+
+    return DrContext(
+        databases=databases,
+        catalogue=DrRepo(store),
+        blobs=LocalBlobStore(settings.state_dir / "backups"),
+        envelope=envelope or Envelope(load_keyring(settings)),
+        clock=clock or (lambda: datetime.now(UTC)),
+        actor=actor,
+        notify=notify,
+    )
+
+
+def dr_config_items(settings: Settings, store: Store, policy: LoadedPolicy) -> Iterator[tuple[str, bytes]]:
+    """The installation's configuration for a configuration backup (policy, sealed secrets, audit
+    log and checkpoints, a git bundle of the deployed repository)."""
+    from shipwarden.adapters.storage.config_export import config_items
+
+    repos: list[str] = []
+    delivery = policy.policy.delivery
+    if delivery is not None:
+        url = delivery.repository.url
+        if "://" not in url and not url.startswith("git@"):
+            repos.append(str((Path(policy.source).resolve().parent / url).resolve()))
+    return config_items(store, Path(policy.source), repos)

@@ -15,10 +15,11 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-MAX_DURATION = 366 * 24 * 3600.0
-"""Longer than any wait, deadline or age a policy can mean; beyond it timers overflow (``timedelta``)."""
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+MAX_DURATION = 3660 * 24 * 3600.0
+"""Ten years: longer than any wait, deadline or retention a policy can mean (backups kept for
+compliance run to years); far below where timers overflow (``timedelta``)."""
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -27,7 +28,7 @@ def _shown(value: Any, limit: int = 60) -> str:
 
 
 def parse_duration(value: Any) -> float:
-    """``30`` / ``"30s"`` / ``"1.5m"`` / ``"250ms"`` → seconds: finite, ≥ 0, at most a year."""
+    """``30`` / ``"30s"`` / ``"1.5m"`` / ``"250ms"`` → seconds: finite, ≥ 0, at most ten years."""
     seconds: float | None = None
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '30s', '5m', '250ms'")
@@ -43,10 +44,10 @@ def parse_duration(value: Any) -> float:
             seconds = float(m.group(1)) * _UNITS[m.group(2)]
     if seconds is None:
         raise ValueError(
-            f"invalid duration {_shown(value)}: use a number of seconds or '30s', '5m', '250ms', '1h'"
+            f"invalid duration {_shown(value)}: use a number of seconds or '30s', '5m', '250ms', '1h', '14d'"
         )
     if seconds > MAX_DURATION:
-        raise ValueError(f"duration {_shown(value)} is longer than a year")
+        raise ValueError(f"duration {_shown(value)} is longer than ten years")
     return seconds
 
 

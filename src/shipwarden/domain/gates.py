@@ -38,7 +38,7 @@ person who is not the change's author.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -596,6 +596,36 @@ def _backup_gate(rule: BackupRule, items: list[Evidence], now: datetime) -> Gate
     return _ok(gate, f"backup {b.backup_id} verified at {b.verified_at.isoformat()}", [last.id])
 
 
+def _verified_backups_gate(
+    rule: BackupRule, verifications: Mapping[str, BackupVerification | None], now: datetime
+) -> GateResult:
+    """The backup gate when shipwarden manages the databases: each one's newest *stored* restore
+    test (``services.dr.verify``) must have passed within ``maxAge``; uploads do not count."""
+    gate = "backup"
+    if not verifications:
+        return _fail(gate, "missing", "missing: no database to verify")
+    limit = timedelta(seconds=rule.max_age)
+    missing, failed, stale, ok = [], [], [], []
+    for db, v in sorted(verifications.items()):
+        if v is None:
+            missing.append(f"{db}: never verified (shipwarden db verify {db})")
+        elif not v.ok:
+            at = v.verified_at.isoformat()
+            failed.append(f"{db}: verification of {v.backup_id} at {at} failed: {v.detail}")
+        elif v.verified_at < now - limit:
+            stale.append(f"{db}: last verified {now - v.verified_at} ago (max {limit})")
+        else:
+            ok.append(f"{db}: {v.backup_id} verified at {v.verified_at.isoformat()}")
+    ids = [f"verification:{v.backup_id}" for v in verifications.values() if v is not None]
+    if failed:
+        return _fail(gate, "violated", "; ".join(failed + stale + missing), ids)
+    if stale:
+        return _fail(gate, "stale", "; ".join(stale + missing), ids)
+    if missing:
+        return _fail(gate, "missing", "missing: " + "; ".join(missing), ids)
+    return _ok(gate, "restore-tested: " + "; ".join(ok), ids)
+
+
 def _rollback_gate(rule: RollbackRule, items: list[Evidence]) -> GateResult:
     gate = "rollback-plan"
     if not items:
@@ -641,12 +671,15 @@ def evaluate_gates(
     *,
     commit_sha: str | None = None,
     change: ChangeFacts | None = None,
+    backups: Mapping[str, BackupVerification | None] | None = None,
 ) -> list[GateResult]:
     """Judge every gate the policy declares; one result per gate, in a stable order.
 
     ``change`` is needed for the ``change-control`` gate, which is evaluated
     whenever the policy declares non-standard rules (without it that gate
-    fails as "missing").  ``now`` must be timezone-aware like the evidence.
+    fails as "missing").  ``now`` must be timezone-aware like the evidence.  ``backups``: when
+    shipwarden manages the databases, each one's newest stored restore test; the backup gate then
+    reads only these (an uploaded "backup" claim is ignored).
     """
     if now.tzinfo is None:
         raise ValueError("evaluate_gates needs a timezone-aware 'now' (evidence times are aware)")
@@ -665,7 +698,9 @@ def evaluate_gates(
         results.append(_perf_gate(cl.performance, _of(evidence, "performance", PerfReport), now))
     if cl.uat_sign_off is not None:
         results.append(_uat_gate(cl.uat_sign_off, approvals, commit_sha))
-    if cl.backup is not None:
+    if cl.backup is not None and backups is not None:
+        results.append(_verified_backups_gate(cl.backup, backups, now))
+    elif cl.backup is not None:
         results.append(_backup_gate(cl.backup, _of(evidence, "backup", BackupVerification), now))
     if cl.rollback_plan is not None:
         results.append(_rollback_gate(cl.rollback_plan, _of(evidence, "rollback-plan", RollbackPlan)))

@@ -42,6 +42,7 @@ from shipwarden.domain._yaml import line_of, path_text, read_document
 from shipwarden.domain.alerts import AlertsPolicy
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.delivery import DeliveryPolicy
+from shipwarden.domain.dr.spec import DatabaseSpec, validate_databases
 from shipwarden.domain.gates import GatePolicy
 
 __all__ = [
@@ -317,6 +318,13 @@ class Policy(_Strict):
     gates: GatePolicy | None = None
     delivery: DeliveryPolicy | None = None
     alerts: AlertsPolicy | None = None
+    databases: list[DatabaseSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _databases(self) -> Policy:
+        ports = {p: s.name for s in self.services for p in (s.routing.port, s.routing.preview_port)}
+        validate_databases(self.databases, [s.name for s in self.services], ports)
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> Policy:

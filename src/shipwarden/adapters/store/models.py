@@ -291,3 +291,74 @@ class AnalysisRecordRow(Base):
     step_index: Mapped[int] = mapped_column(Integer)
     baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     canary: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# -- disaster recovery (E6, E9, E10): migration 0009_dr_catalogue ----------------------------------
+class DrBackupRow(Base):
+    """The backup catalogue: every snapshot, dump, archived binlog and configuration bundle."""
+
+    __tablename__ = "dr_backups"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    service: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # snapshot | logical | binlog | config
+    status: Mapped[str] = mapped_column(String(16))  # ok | corrupt | missing | deleted
+    created_at: Mapped[float] = mapped_column(Double)
+    finished_at: Mapped[float | None] = mapped_column(Double)
+    source: Mapped[str] = mapped_column(String(256))
+    location: Mapped[str] = mapped_column(String(512))
+    size: Mapped[int] = mapped_column(BigInteger)
+    raw_size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(64))
+    gtid: Mapped[str] = mapped_column(Text)
+    gtid_end: Mapped[str] = mapped_column(Text)
+    binlog_file: Mapped[str | None] = mapped_column(String(128))
+    binlog_pos: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DrVerificationRow(Base):
+    """Restore tests: what the checklist's "backup verified" gate reads."""
+
+    __tablename__ = "dr_verifications"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    service: Mapped[str] = mapped_column(String(64), index=True)
+    backup_id: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[float] = mapped_column(Double)
+    finished_at: Mapped[float] = mapped_column(Double)
+    ok: Mapped[bool] = mapped_column()
+    detail: Mapped[str] = mapped_column(Text)
+    tables: Mapped[int] = mapped_column(Integer)
+    mismatches: Mapped[dict[str, Any]] = mapped_column(JSON)
+    gtid: Mapped[str] = mapped_column(Text)
+
+
+class DrDrillRow(Base):
+    """Failovers and drills with their measured RTO/RPO and the full report."""
+
+    __tablename__ = "dr_drills"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    service: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[float] = mapped_column(Double)
+    finished_at: Mapped[float] = mapped_column(Double)
+    passed: Mapped[bool] = mapped_column()
+    rto_s: Mapped[float | None] = mapped_column(Double)
+    rpo_lost: Mapped[int | None] = mapped_column(Integer)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DrTopologyRow(Base):
+    """Which instance is each service's primary now; changed only by failover (epoch + 1, CAS)."""
+
+    __tablename__ = "dr_topology"
+
+    service: Mapped[str] = mapped_column(String(64), primary_key=True)
+    primary_endpoint: Mapped[str] = mapped_column(String(256))
+    replicas: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fenced: Mapped[dict[str, Any]] = mapped_column(JSON)
+    epoch: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[float] = mapped_column(Double)

@@ -365,3 +365,7 @@ _admin.register(app)
 from shipwarden.entrypoints.cli import changes as _changes  # noqa: E402 - explain, approve, reject, evidence
 
 _changes.register(app)
+
+from shipwarden.entrypoints.cli import dr as _dr  # noqa: E402 - db (backups, restore, failover), dr drill
+
+_dr.register(app)

@@ -112,6 +112,17 @@ COMMANDS: Mapping[str, Rule] = {
     "secret set": Rule(P.POLICY_WRITE),
     "secret list": Rule(P.POLICY_WRITE),
     "secret rotate": Rule(P.POLICY_WRITE),
+    # databases and disaster recovery (dr.py)
+    "db status": Rule(P.DEPLOYMENT_READ, "service"),
+    "db backup": Rule(P.DEPLOYMENT_RECONCILE, "service"),  # scheduled work a daemon does too
+    "db check": Rule(P.DEPLOYMENT_RECONCILE, "service"),
+    "db verify": Rule(P.DEPLOYMENT_RECONCILE, "service"),
+    "db watch": Rule(P.DEPLOYMENT_RECONCILE),  # the DR daemon: fails over as the policy says
+    "db restore": Rule(P.DEPLOYMENT_ROLLBACK, "service"),
+    "db failover": Rule(P.DEPLOYMENT_ROLLBACK, "service"),
+    "db rebuild": Rule(P.DEPLOYMENT_ROLLBACK, "service"),
+    "db rewrap": Rule(P.POLICY_WRITE),  # as 'secret rotate'
+    "dr drill": Rule(P.DEPLOYMENT_ROLLBACK, "service"),  # kills the primary for real
 }
 """Every store-touching command → what it needs.  The CLI's half of "one permission matrix"."""
 

@@ -5,16 +5,16 @@ within which the next one is due (``domain.audit.checkpoints``, format v2), so d
 checkpoints is found.  Existing rows stay as they are (v1: the three columns NULL) and verify as
 before.  ``prev`` is unique: one successor per checkpoint, so concurrent signers cannot fork it.
 
-Revision ID: 0006_audit_checkpoint_chain
-Revises: 0005_audit_partial_indexes
+Revision ID: 0008_audit_checkpoint_chain
+Revises: 0007_webhook_body_digest
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_audit_checkpoint_chain"
-down_revision = "0005_audit_partial_indexes"
+revision = "0008_audit_checkpoint_chain"
+down_revision = "0007_webhook_body_digest"
 branch_labels = None
 depends_on = None
 

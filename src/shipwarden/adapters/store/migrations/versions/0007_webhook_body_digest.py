@@ -6,16 +6,16 @@ body is kept beside its delivery id, and a unique index refuses a second row wit
 digest even when two copies race.  Rows accepted before this revision have no digest (NULL is
 never equal to anything, so they do not collide).
 
-Revision ID: 0006_webhook_body_digest
-Revises: 0005_audit_partial_indexes
+Revision ID: 0007_webhook_body_digest
+Revises: 0006_auth_throttle
 Create Date: 2026-11-25
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_webhook_body_digest"
-down_revision = "0005_audit_partial_indexes"
+revision = "0007_webhook_body_digest"
+down_revision = "0006_auth_throttle"
 branch_labels = None
 depends_on = None
 
