@@ -343,12 +343,14 @@ class RolloutService:
     def _prepare_router(self) -> None:
         """Expose every service of the policy at once (a later first deployment of another service
         then finds its listener in place and reloads nothing under that service's traffic) and
-        start the data plane: once per process, as part of a tick, so a router that cannot start
-        is a failing effect like any other, not an error that stops the decision."""
+        start the data plane, as part of a tick, so a router that cannot start is a failing effect
+        like any other, not an error that stops the decision.  The listeners once per process; the
+        start every tick (a no-op while it runs): a router found down — stopped, crashed, never
+        started — is started again by whichever driver comes first, instead of failing them all."""
         if not self._router_ready:
             self.router.ensure_listeners([self.listener(s) for s in self.loaded.policy.services])
-            self.router.start()
             self._router_ready = True
+        self.router.start()
 
     @staticmethod
     def _step_key(dep: Deployment) -> tuple[str, int, float]:

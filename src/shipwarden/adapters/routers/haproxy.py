@@ -123,14 +123,15 @@ class HaproxyRouter:
             sock_dir = Path(tempfile.gettempdir()) / f"shipwarden-haproxy-{digest}"
             sock_dir.mkdir(mode=0o700, exist_ok=True)
         self.admin_sock, self.master_sock = sock_dir / "admin.sock", sock_dir / "master.sock"
-        saved = json.loads(self._state_path.read_text()) if self._state_path.exists() else {}
-        self.admin_port: int = admin_port or saved.get("admin_port") or free_port()
-        self._listeners = {d["service"]: Listener(**d) for d in saved.get("listeners", [])}
-        #: service -> route -> [{"version", "weight", "addresses", "slot"}] in table order
-        self._tables: dict[str, dict[str, list[dict[str, Any]]]] = saved.get("tables", {})
         self._lock = threading.RLock()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._save_state()
+        with file_lock(self._lock_path):  # the first of many processes picks the admin port
+            saved = json.loads(self._state_path.read_text()) if self._state_path.exists() else {}
+            self.admin_port: int = admin_port or saved.get("admin_port") or free_port()
+            self._listeners = {d["service"]: Listener(**d) for d in saved.get("listeners", [])}
+            #: service -> route -> [{"version", "weight", "addresses", "slot"}] in table order
+            self._tables: dict[str, dict[str, list[dict[str, Any]]]] = saved.get("tables", {})
+            self._save_state()
 
     # ------------------------------------------------------------ state
     @property

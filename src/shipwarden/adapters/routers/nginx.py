@@ -9,6 +9,10 @@
   reloaded only if it differs (else :class:`ConfigRejected`, old one serving).
 * Tables are also written atomically to ``routes.json``, which nginx loads at
   start: a restarted nginx serves the last table without the controller.
+* Any number of processes (twenty ``shipwarden deploy`` at once, ``serve``) and threads drive
+  one nginx: every change — start, listeners, tables — runs under the driver's lock and an
+  ``flock`` on ``router.lock`` (:meth:`_exclusive`), and re-reads ``state.json`` first; the admin
+  port is chosen under the same flock, so every process talks to the nginx that runs.
 
 State dir: ``conf/nginx.conf``, ``routes.json``, ``state.json`` (admin port,
 listeners: a new controller process takes over), ``logs/``, ``nginx.pid``.
@@ -25,7 +29,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +41,7 @@ from shipwarden.adapters.routers.base import ConfigRejected, Listener, ProbeResu
 from shipwarden.adapters.routers.common import (
     NAME_RE,
     ROUTES,
+    file_lock,
     pid_alive,
     routes_from_json,
     routes_to_json,
@@ -90,12 +96,26 @@ class NginxRouter:
         self.pid_path = self.state_dir / "nginx.pid"
         self.error_log = self.state_dir / "logs" / "error.log"
         self._state_path = self.state_dir / "state.json"
-        saved = json.loads(self._state_path.read_text()) if self._state_path.exists() else {}
-        self.admin_port: int = admin_port or saved.get("admin_port") or free_port()
-        self._listeners = {d["service"]: Listener(**d) for d in saved.get("listeners", [])}
+        self._lock_path = self.state_dir / "router.lock"
         self._lock = threading.RLock()
         self._client: httpx.Client | None = None  # reused: a new client costs ~60 ms (TLS context)
-        self._save_state()
+        with file_lock(self._lock_path):  # the first of many processes picks the admin port
+            saved = self._saved()
+            self.admin_port: int = admin_port or saved.get("admin_port") or free_port()
+            self._listeners = {d["service"]: Listener(**d) for d in saved.get("listeners", [])}
+            self._save_state()
+
+    def _saved(self) -> dict[str, Any]:
+        return dict(json.loads(self._state_path.read_text())) if self._state_path.exists() else {}
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One change at a time: threads on the lock, processes on the state dir's flock; the
+        listeners another process added meanwhile are read again first."""
+        with self._lock, file_lock(self._lock_path):
+            saved = self._saved()
+            self._listeners = {d["service"]: Listener(**d) for d in saved.get("listeners", [])}
+            yield
 
     # ------------------------------------------------------------ config
     @property
@@ -132,7 +152,7 @@ class NginxRouter:
 
     def validate_config(self, text: str) -> None:
         """Run ``nginx -t`` on ``text``; raise :class:`ConfigRejected` with nginx's message."""
-        candidate = self.state_dir / "conf" / "nginx.conf.candidate"
+        candidate = self.state_dir / "conf" / f"nginx.conf.candidate.{os.getpid()}.{threading.get_ident()}"
         candidate.write_text(text)
         try:
             proc = subprocess.run(
@@ -174,8 +194,11 @@ class NginxRouter:
         return {k for k, t in titles.items() if b"worker process" in t and b"shutting down" not in t}
 
     def start(self) -> None:
-        """Start the nginx master (daemonised) with the registered listeners; no-op if running."""
-        with self._lock:
+        """Start the nginx master (daemonised) with the registered listeners; no-op if running
+        (whoever of many callers comes first starts it, the others find it running)."""
+        if self.running():
+            return
+        with self._exclusive():
             if self.running():
                 return
             text = self.render_config()
@@ -192,7 +215,7 @@ class NginxRouter:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful quit (SIGQUIT: finish in-flight requests); SIGKILL after ``timeout``."""
-        with self._lock:
+        with self._exclusive():
             if self._client is not None:
                 self._client.close()
                 self._client = None
@@ -243,7 +266,7 @@ class NginxRouter:
         for listener in listeners:
             if not NAME_RE.match(listener.service):
                 raise RouterError(f"invalid service name {listener.service!r}")
-        with self._lock:
+        with self._exclusive():
             wanted = {**self._listeners, **{x.service: x for x in listeners}}
             ports = [(x.host, p) for x in wanted.values() for p in (x.port, x.preview_port)]
             if len(set(ports)) != len(ports) or any(p == self.admin_port for _, p in ports):
@@ -280,7 +303,7 @@ class NginxRouter:
         """Replace the service's table in nginx (no reload), then persist it for restarts."""
         validate_routes(service, routes)
         payload = routes_to_json(routes)
-        with self._lock:
+        with self._exclusive():
             resp = self._admin("PUT", f"/routes/{service}", payload)
             if resp.status_code != 200:
                 raise RouterError(f"nginx refused the routing table: {resp.text.strip()}")

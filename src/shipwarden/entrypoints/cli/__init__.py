@@ -324,6 +324,7 @@ def up(otp: OtpOpt = None) -> None:
         check("up", otp=otp)
         a = _app()
         a.router.ensure_listeners([a.rollout.listener(spec) for spec in a.rollout.loaded.policy.services])
+        a.router.start()
         for spec in a.rollout.loaded.policy.services:
             console.print(
                 f"{spec.name}: production :{spec.routing.port}, preview :{spec.routing.preview_port}"
