@@ -8,9 +8,9 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
-import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -40,6 +40,7 @@ from shipwarden.security.signing import (
     public_pem,
     save_private_key,
     save_public_key,
+    write_new,
 )
 from shipwarden.services.access import AccessService
 from shipwarden.services.alerts import RolloutAlerts
@@ -192,9 +193,8 @@ def load_keyring(settings: Settings) -> Keyring:
         default = settings.state_dir / "keys" / "kek-1.key"
         if not default.exists():
             default.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(default, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(base64.b64encode(generate_kek()))
+            with suppress(FileExistsError):  # another process starting at once was first
+                write_new(default, base64.b64encode(generate_kek()), 0o600)
         files = [default]
     keys = {}
     for path in files:
@@ -208,10 +208,11 @@ def load_signing_key(settings: Settings) -> Ed25519PrivateKey:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = generate_key()
-        save_private_key(key, path)
-        pub = path.with_suffix(".pub")
-        if not pub.exists():
-            save_public_key(key.public_key(), pub)
+        with suppress(FileExistsError):  # another process starting at once was first: its key
+            save_private_key(key, path)
+            pub = path.with_suffix(".pub")
+            if not pub.exists():
+                save_public_key(key.public_key(), pub)
     return load_private_key(path)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = ["fingerprint", "generate_key", "load_private_key", "load_public_key", "public_pem",
-           "save_private_key", "save_public_key", "sign", "verify"]
+           "save_private_key", "save_public_key", "sign", "verify", "write_new"]
 
 
 def generate_key() -> Ed25519PrivateKey:
@@ -37,11 +38,20 @@ def public_pem(public_key: Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(serialization.Encoding.PEM, spki)
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` with ``mode`` from the start (no window where the key is world-readable)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+def write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` with ``mode`` from the start (no window where the key is world-readable),
+    complete or not at all: written under a private name, then linked into place, so processes
+    starting together never read half a key; ``FileExistsError`` if another was first."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_private_key(key: Ed25519PrivateKey, path: Path | str, password: bytes | None = None) -> None:
@@ -49,11 +59,11 @@ def save_private_key(key: Ed25519PrivateKey, path: Path | str, password: bytes |
     enc: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
-    _write_new(Path(path), pem, 0o600)
+    write_new(Path(path), pem, 0o600)
 
 
 def save_public_key(public_key: Ed25519PublicKey, path: Path | str) -> None:
-    _write_new(Path(path), public_pem(public_key), 0o644)
+    write_new(Path(path), public_pem(public_key), 0o644)
 
 
 def load_private_key(path: Path | str, password: bytes | None = None) -> Ed25519PrivateKey:
