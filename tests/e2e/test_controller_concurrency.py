@@ -1,6 +1,7 @@
-"""One controller, four releases at once: the driver threads share one rollout service, store,
-platform and nginx router, and must not disturb each other — no failed request, every route
-ends on the new version, every deployment's steps complete and in order, the audit chain whole.
+"""One controller, four releases at once: its workers share one rollout service, store,
+platform and nginx router, and the deployments must not disturb each other — no failed request,
+every route ends on the new version, every deployment's steps complete and in order, the audit
+chain whole.
 
 The controller's own list of drivers is read from other threads (``driving``: ``reconcile
 --watch``; ``stop``) while its loop thread ticks; the last test hammers that without processes."""
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from types import SimpleNamespace
@@ -110,6 +111,7 @@ def test_four_releases_driven_at_once_by_one_controller(
         # four first deploys, one tick: a driver each, all at once; four listeners added concurrently
         first = _record_all(services, "v1")
         assert sorted(ctl.tick()) == sorted(first.values())
+        ctl.start()  # its workers tick them; its loop takes what is recorded next
         _wait_succeeded(services, first, ctl)
         ports = {name: rollout.spec(name).routing.port for name in SERVICES}
         with ExitStack() as stack:
@@ -118,8 +120,7 @@ def test_four_releases_driven_at_once_by_one_controller(
                 for name, port in ports.items()
             }
             time.sleep(0.3)  # traffic on v1 first
-            ids = _record_all(services, "v2")
-            ctl.start()  # the controller loop, as in ``shipwarden serve``, picks all four up
+            ids = _record_all(services, "v2")  # the running controller, as in ``serve``, picks all four up
             driven = _wait_succeeded(services, ids, ctl)
     finally:
         ctl.stop()
@@ -175,24 +176,28 @@ def test_a_first_release_exposes_every_service_so_the_next_reloads_nothing(
 
 # -- the controller's own bookkeeping, read from other threads while it ticks -----------------------
 class _BusyRollout:
-    """Stands in for ``RolloutService``: each driver runs until the controller says stop."""
+    """Stands in for ``RolloutService``: each tick takes a little while and never ends the deployment."""
+
+    owner = "this-process"
+    lease_ttl_s = 5.0
+    tick_s = 0.001
 
     def __init__(self) -> None:
-        self.running: set[str] = set()
+        self.ticking: set[str] = set()
+        self.twice: list[str] = []  # a deployment ticked by two workers at once
         self._lock = threading.Lock()
 
-    def lease_owner(self) -> str:
-        return "this-controller"
-
-    def run(self, dep_id: str, until: Callable[[Any], bool]) -> None:
+    def tick(self, dep_id: str) -> Any:
         with self._lock:
-            self.running.add(dep_id)
+            if dep_id in self.ticking:
+                self.twice.append(dep_id)
+            self.ticking.add(dep_id)
         try:
-            while not until(None):
-                time.sleep(0.005)
+            time.sleep(0.002)
+            return SimpleNamespace(id=dep_id, phase=Phase.PREVIEW, step_index=0)
         finally:
             with self._lock:
-                self.running.discard(dep_id)
+                self.ticking.discard(dep_id)
 
 
 class _ActiveStore:
@@ -201,16 +206,33 @@ class _ActiveStore:
             SimpleNamespace(id=f"d-{i:03}", created_at=float(i), lease_owner=None, lease_expires_at=0.0)
             for i in range(n)
         ]
+        self.leases: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def all_active(self) -> list[Any]:
         return list(self.deps)
 
+    def acquire_lease(self, dep_id: str, owner: str, ttl: float) -> bool:
+        with self._lock:
+            if self.leases.get(dep_id, owner) != owner:
+                return False
+            self.leases[dep_id] = owner
+            return True
 
-def _stop_mid_tick() -> tuple[list[BaseException], set[str]]:
+    def renew_leases(self, dep_ids: list[str], owner: str, ttl: float) -> set[str]:
+        return {d for d in dep_ids if self.acquire_lease(d, owner, ttl)}
+
+    def release_lease(self, dep_id: str, owner: str) -> None:
+        with self._lock:
+            if self.leases.get(dep_id) == owner:
+                del self.leases[dep_id]
+
+
+def _stop_mid_tick() -> tuple[list[BaseException], _BusyRollout, _ActiveStore]:
     """Start a controller over 40 deployments, poll ``driving`` as ``reconcile --watch`` does, and
-    stop it while its first tick is still starting drivers; (errors, drivers left running)."""
-    rollout = _BusyRollout()
-    ctl = Controller(rollout, _ActiveStore(40), interval_s=0.05)  # type: ignore[arg-type]
+    stop it while its first scan is still taking deployments; (errors, rollout, store)."""
+    rollout, store = _BusyRollout(), _ActiveStore(40)
+    ctl = Controller(rollout, store, interval_s=0.05, workers=4)  # type: ignore[arg-type]
     errors: list[BaseException] = []
     done = threading.Event()
 
@@ -226,7 +248,7 @@ def _stop_mid_tick() -> tuple[list[BaseException], set[str]]:
     watcher.start()
     ctl.start()
     deadline = time.monotonic() + 5
-    while len(rollout.running) < 10 and time.monotonic() < deadline:
+    while len(ctl.driving) < 10 and time.monotonic() < deadline:
         time.sleep(0.001)
     try:
         ctl.stop(10)
@@ -234,14 +256,16 @@ def _stop_mid_tick() -> tuple[list[BaseException], set[str]]:
         errors.append(exc)
     done.set()
     watcher.join(5)
-    return errors, set(rollout.running)
+    return errors, rollout, store
 
 
 def test_driving_and_stop_are_safe_while_a_tick_starts_drivers() -> None:
-    """``driving`` (polled from another thread) and ``stop`` (which may come mid-tick) must not trip
-    over a driver being registered ("dictionary changed size during iteration"), and ``stop``
-    returns only once every driver it let start has ended."""
+    """``driving`` (polled from another thread) and ``stop`` (which may come mid-scan) must not trip
+    over a deployment being taken; no deployment is ticked by two workers at once; ``stop``
+    returns only once no tick runs, and leaves no lease held."""
     for _ in range(10):
-        errors, left = _stop_mid_tick()
+        errors, rollout, store = _stop_mid_tick()
         assert not errors, errors
-        assert not left, f"drivers still running after stop(): {sorted(left)}"
+        assert not rollout.ticking, f"ticks still running after stop(): {sorted(rollout.ticking)}"
+        assert not rollout.twice, rollout.twice
+        assert not store.leases, f"leases still held after stop(): {sorted(store.leases)}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -291,6 +291,9 @@ class FakeStore:
             return False
         self._deps[dep_id] = replace(row, lease_owner=owner, lease_expires_at=now + ttl)
         return True
+
+    def renew_leases(self, dep_ids: Sequence[str], owner: str, ttl: float) -> set[str]:
+        return {d for d in dep_ids if self.acquire_lease(d, owner, ttl)}
 
     def release_lease(self, dep_id: str, owner: str) -> None:
         row = self._deps.get(dep_id)

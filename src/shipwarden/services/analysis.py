@@ -258,8 +258,10 @@ class AnalysisController:
         run.add_measurement(check.name, canary, baseline)
 
     def forget(self, dep_id: str) -> None:
-        self._runs = {k: v for k, v in self._runs.items() if k[0] != dep_id}
-        self._last = {k: v for k, v in self._last.items() if k[0] != dep_id}
+        """Drop an ended deployment's runs (safe while other threads observe other deployments)."""
+        for kept in (self._runs, self._last):
+            for key in [k for k in list(kept) if k[0] == dep_id]:
+                kept.pop(key, None)
 
 
 def has_baseline(dep: Deployment) -> bool:

@@ -258,26 +258,50 @@ class RolloutService:
         on_tick: Callable[[Tick], None] | None = None,
         until: Callable[[Deployment], bool] | None = None,
     ) -> Deployment:
-        """Drive a deployment to a terminal phase (or until ``until`` says stop)."""
+        """Drive a deployment to a terminal phase (or until ``until`` says stop).
+
+        The lease is renewed once half of it is spent, not every tick: one write per
+        ``lease_ttl_s / 2`` rather than five a second, for each of a hundred processes at once."""
         owner = self.lease_owner()
+        renew_at = 0.0  # when this driver's lease is half spent
         try:
             while True:
                 dep = self.store.get(dep_id)
                 if dep.phase.terminal:
-                    self._failures.pop(dep.id, None)
-                    self._alert(dep)  # sends only what a crash may have left unsent
-                    return dep
+                    return self.ended(dep)
                 if until is not None and until(dep):
                     return dep
-                if not self.store.acquire_lease(dep.id, owner, self.lease_ttl_s):
-                    self._failures.pop(dep.id, None)  # the other driver may count on; read it again
-                    self.sleep(self.tick_s)  # another live driver has it; watch
-                    continue
-                dep = self.reconcile_once(dep, None, on_tick)
-                if not dep.phase.terminal:
-                    self.sleep(self.tick_s)
+                now = self.clock()
+                if now >= renew_at or dep.lease_owner != owner:
+                    if not self.store.acquire_lease(dep.id, owner, self.lease_ttl_s):
+                        self._failures.pop(dep.id, None)  # the other driver may count on; read it again
+                        renew_at = 0.0
+                        self.sleep(self.tick_s)  # another live driver has it; watch
+                        continue
+                    renew_at = now + self.lease_ttl_s / 2
+                after = self.reconcile_once(dep, None, on_tick)
+                moved = (after.phase, after.step_index) != (dep.phase, dep.step_index)
+                if not after.phase.terminal and not moved:
+                    self.sleep(self.tick_s)  # nothing moved: wait; a transition's next effect goes at once
         finally:
             self.store.release_lease(dep_id, owner)
+
+    def tick(self, dep_id: str) -> Deployment:
+        """One tick of a deployment whose lease the caller holds and renews (``serve``'s controller,
+        which schedules the ticks of many deployments on a few threads)."""
+        dep = self.store.get(dep_id)
+        if dep.phase.terminal:
+            return self.ended(dep)
+        return self.reconcile_once(dep)
+
+    def ended(self, dep: Deployment) -> Deployment:
+        """A deployment found in a terminal phase: send what a crash may have left unsent, and
+        forget what this process kept about it."""
+        for kept in (self._failures, self._held, self._replaced):
+            kept.pop(dep.id, None)
+        self.analysis.forget(dep.id)
+        self._alert(dep)
+        return dep
 
     def lease_owner(self) -> str:
         """The lease name of the calling thread: two threads of one process (the API's controller

@@ -14,26 +14,28 @@ from tests.fakes.world import World
 
 
 class BrokenDriver:
-    """A RolloutService whose every ``run`` fails the way a lost database does."""
+    """A RolloutService whose every tick fails the way a lost database does."""
 
-    def __init__(self) -> None:
+    owner = "controller-under-test"
+    lease_ttl_s = 5.0
+    tick_s = 0.2
+
+    def __init__(self, world: World) -> None:
+        self.world = world
         self.runs = 0
         self.fail = True
 
-    def lease_owner(self) -> str:
-        return "controller-under-test"
-
-    def run(self, dep_id: str, **_kw: Any) -> None:
+    def tick(self, dep_id: str) -> Any:
         self.runs += 1
         if self.fail:
             raise RuntimeError("database is locked")
+        return self.world.store.get(dep_id)
 
 
 def run_ticks(ctl: Controller, world: World, seconds: int) -> None:
     for _ in range(seconds):
         ctl.tick()
-        for t in list(ctl._drivers.values()):
-            t.join(5)
+        ctl.run_due()
         world.clock.advance(1.0)
 
 
@@ -42,7 +44,7 @@ def test_a_failing_driver_is_retried_with_backoff_and_logged_once_with_its_trace
 ) -> None:
     world = World(tmp_path)
     world.deploy("v1")
-    driver = BrokenDriver()
+    driver = BrokenDriver(world)
     ctl = Controller(driver, world.store, interval_s=1.0, clock=world.clock)  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="shipwarden.services.controller"):
         run_ticks(ctl, world, 300)

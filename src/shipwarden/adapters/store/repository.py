@@ -512,6 +512,26 @@ class Store:
             )
             return bool(res.rowcount)  # type: ignore[attr-defined]
 
+    def renew_leases(self, dep_ids: Sequence[str], owner: str, ttl: float) -> set[str]:
+        """Renew every lease ``owner`` holds among ``dep_ids`` in one write (a controller driving a
+        hundred deployments renews them together, not one write per deployment and tick); the ids
+        it holds afterwards — one missing was taken over after its lease had expired, or ended."""
+        if not dep_ids:
+            return set()
+        now = self._clock()
+        with self._sessions.begin() as s:
+            s.execute(
+                update(DeploymentRow)
+                .where(
+                    DeploymentRow.id.in_(dep_ids),
+                    DeploymentRow.active,
+                    (DeploymentRow.lease_owner == owner) | (DeploymentRow.lease_expires_at < now),
+                )
+                .values(lease_owner=owner, lease_expires_at=now + ttl)
+            )
+            mine = (DeploymentRow.id.in_(dep_ids), DeploymentRow.lease_owner == owner)
+            return set(s.scalars(select(DeploymentRow.id).where(*mine)))
+
     def release_lease(self, dep_id: str, owner: str) -> None:
         with self._sessions.begin() as s:
             s.execute(
