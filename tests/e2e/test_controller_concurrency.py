@@ -269,3 +269,35 @@ def test_driving_and_stop_are_safe_while_a_tick_starts_drivers() -> None:
         assert not rollout.ticking, f"ticks still running after stop(): {sorted(rollout.ticking)}"
         assert not rollout.twice, rollout.twice
         assert not store.leases, f"leases still held after stop(): {sorted(store.leases)}"
+
+
+def test_a_hundred_deployments_are_ticked_by_a_few_threads_each_in_turn() -> None:
+    """A hundred deployments driven at once: every one is ticked again and again, by the
+    controller's few workers (not a thread each, with a connection each), never two ticks of one
+    deployment at the same time."""
+    rollout, store = _BusyRollout(), _ActiveStore(100)
+    counts: dict[str, int] = {}
+    most = [0]
+    tick = rollout.tick
+
+    def counting(dep_id: str) -> Any:
+        counts[dep_id] = counts.get(dep_id, 0) + 1
+        most[0] = max(most[0], len(rollout.ticking) + 1)
+        return tick(dep_id)
+
+    rollout.tick = counting  # type: ignore[method-assign]
+    before = threading.active_count()
+    ctl = Controller(rollout, store, interval_s=0.05, workers=4)  # type: ignore[arg-type]
+    ctl.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (len(counts) < 100 or min(counts.values()) < 3) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        threads = threading.active_count() - before
+    finally:
+        ctl.stop(10)
+    assert len(counts) == 100 and min(counts.values()) >= 3, counts
+    assert threads <= 5, threads  # four workers and the loop
+    assert most[0] <= 4
+    assert not rollout.twice, rollout.twice
+    assert not store.leases
