@@ -172,17 +172,24 @@ class Bench:
         bad = {n: d for n, d in deps.items() if d.phase.value != "succeeded"}
         failed = {n: f"{d.phase.value}: {d.reason}"[:300] for n, d in bad.items()}
         ends = [d.finished_at for d in deps.values() if d.finished_at]
-        starting = []
+        starting = [
+            s.finished_at - s.started_at
+            for i in ids.values()
+            for s in store.steps(i)
+            if s.phase == "starting" and s.finished_at
+        ]
+        phases: dict[str, list[float]] = {}
         for i in ids.values():
             for s in store.steps(i):
-                if s.phase == "starting" and s.finished_at:
-                    starting.append(s.finished_at - s.started_at)
+                if s.finished_at:
+                    phases.setdefault(s.phase, []).append(s.finished_at - s.started_at)
         return {
             "deployments": len(ids),
             "failed_deployments": len(failed),
             "failed": dict(list(failed.items())[:10]),
             "last_done_at": max(ends) if ends else None,
             "instance_startup_s": _spread(starting),
+            "phase_s": {p: _spread(xs) for p, xs in phases.items()},
         }
 
     def wait(self, ids: dict[str, str], timeout: float) -> bool:
@@ -257,7 +264,7 @@ def run_serve(b: Bench, timeout: float) -> dict[str, Any]:
         if not wait_for_port("127.0.0.1", port, 60):
             raise RuntimeError(f"serve did not start; see {b.root / 'serve.log'}")
         proc = Proc(serve.pid)
-        out: dict[str, Any] = {"mode": "serve"}
+        out: dict[str, Any] = {"mode": "serve", "controller_rss_idle_mb": round(proc.hwm_mb(), 1)}
         t0 = time.time()
         first = b.record(b.names, "v1")
         ok = b.wait(first, timeout)
