@@ -37,7 +37,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, machine_info, write_result
+from _common import RESULTS, ROOT, machine_info, write_result
 
 from shipwarden.adapters.net import free_port, wait_for_port
 from shipwarden.bootstrap import Services, build_service, load_policy
@@ -95,11 +95,22 @@ CANARY_JUDGED = """\
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306"
 
 
+def _ports(n: int) -> list[int]:
+    """``n`` distinct free ports (``free_port`` may hand out a port again once it is closed)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        p = free_port()
+        if p not in ports:
+            ports.append(p)
+    return ports
+
+
 def _policy(names: list[str], loaded: set[str]) -> str:
     out = ["apiVersion: shipwarden/v1", "team: bench", "services:"]
+    ports = iter(_ports(2 * len(names)))
     for i, name in enumerate(names):
         strategy = CANARY_JUDGED if name in loaded else (BLUE_GREEN if i % 2 == 0 else CANARY)
-        out.append(f"  - name: {name}\n" + RUN.format(port=free_port(), preview=free_port()) + strategy)
+        out.append(f"  - name: {name}\n" + RUN.format(port=next(ports), preview=next(ports)) + strategy)
     return "\n".join(out) + "\n"
 
 
@@ -439,6 +450,10 @@ def main(argv: list[str] | None = None) -> int:
         batch = out["batch"]["wall_s"]
         out["batch_vs_alone"] = round(batch / alone, 2) if alone and batch else None
     suffix = "" if args.db == "sqlite" else f"-{args.db}"
+    earlier = RESULTS / f"concurrency{suffix}.json"
+    if earlier.exists():  # a run of one mode keeps the other mode's last figures
+        kept = json.loads(earlier.read_text()).get("modes", {})
+        result["modes"] = {**{m: v for m, v in kept.items() if m not in result["modes"]}, **result["modes"]}
     print(write_result(f"concurrency{suffix}", result))
     return 0
 

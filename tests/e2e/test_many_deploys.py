@@ -40,7 +40,11 @@ NAMES = [f"svc{i:02}" for i in range(N)]
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[DeployEnv]:
     env = make_env(tmp_path)
-    body = "".join(SERVICE.format(name=n, port=free_port(), preview=free_port()) for n in NAMES)
+    ports: set[int] = {env.port, env.preview_port}
+    while len(ports) < 2 * N + 2:  # distinct: a closed port may be handed out again
+        ports.add(free_port())
+    free = iter(sorted(ports - {env.port, env.preview_port}))
+    body = "".join(SERVICE.format(name=n, port=next(free), preview=next(free)) for n in NAMES)
     head = env.policy_path.read_text().split("services:\n", 1)[0]
     env.policy_path.write_text(f"{head}services:\n{body}")
     try:
