@@ -51,6 +51,7 @@ __all__ = [
     "SessionPolicy",
     "SessionState",
     "SessionStatus",
+    "StaleAccess",
     "Target",
     "address_allowed",
     "admit_session",
@@ -573,3 +574,22 @@ def check_login(
         return LockoutDecision(True, timedelta(0), max(a.failures, b.failures))
     worst = a if a.retry_after >= b.retry_after else b
     return LockoutDecision(False, worst.retry_after, worst.failures)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cached verdicts
+
+
+class StaleAccess(Exception):
+    """A decision made from a credential verified earlier (cached) at an *access generation* the
+    store has since moved past: a token was revoked or a user's roles, allowlist or standing
+    changed meanwhile.  The decision is not committed; judge the request again from the store.
+
+    The generation is a counter the store bumps with every such change (in the change's own
+    transaction); ``current`` is its value when the refusal was made, if known."""
+
+    def __init__(self, expected: int, current: int | None) -> None:
+        super().__init__(f"access rules changed since the credential was verified (generation {expected}, "
+                         f"now {current if current is not None else 'later'})")  # fmt: skip
+        self.expected = expected
+        self.current = current

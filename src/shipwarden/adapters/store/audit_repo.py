@@ -27,6 +27,7 @@ from sqlalchemy import JSON, Column, Connection, Dialect, MetaData, Table, inser
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
+from shipwarden.adapters.store.access_repo import read_generation
 from shipwarden.adapters.store.models import (
     ApprovalRow,
     AuditCheckpointRow,
@@ -36,6 +37,7 @@ from shipwarden.adapters.store.models import (
 )
 from shipwarden.adapters.store.repository import Store
 from shipwarden.adapters.store.seals import CHECKPOINT_COLUMNS, checkpoint_of
+from shipwarden.domain.access import StaleAccess
 from shipwarden.domain.audit import (
     GENESIS_HASH,
     ROW_COLUMNS,
@@ -149,14 +151,28 @@ class AuditRepo:
         with self._sessions() as s:
             return self._head(s)
 
-    def append(self, drafts: Sequence[EntryDraft] | K8sBatch, chain: AuditChain) -> ChainHead:
+    def append(
+        self,
+        drafts: Sequence[EntryDraft] | K8sBatch,
+        chain: AuditChain,
+        *,
+        access_generation: int | None = None,
+    ) -> ChainHead:
         """Link ``drafts`` (or a converted Kubernetes ``EventList``) after the head and insert
         them in one transaction, with the checkpoints they make due (the store's ``seals``): the
         batch and its checkpoints are stored together or not at all.  Returns the new head; the
-        batch's entries are the ``len(drafts)`` seqs up to it."""
+        batch's entries are the ``len(drafts)`` seqs up to it.
+
+        ``access_generation``: the drafts record decisions made at that access generation (from
+        cached credentials); the transaction reads the generation and, if it moved, stores
+        nothing and raises ``StaleAccess``."""
         seals = self.store.seals
 
         def tx(s: Session) -> ChainHead:
+            if access_generation is not None:
+                current = read_generation(s)
+                if current != access_generation:
+                    raise StaleAccess(access_generation, current)
             head = self._head(s)
             rows = chain.rows(head, drafts)
             if not rows:

@@ -168,6 +168,17 @@ class AuthFailureRow(Base):
     at: Mapped[float] = mapped_column(Double)
 
 
+class AccessGenerationRow(Base):
+    """One row (``id`` 1): a counter bumped with every change that can alter whether a credential
+    is accepted and what it may do — a token revoked, a user's roles, allowlist, password, MFA or
+    disabled flag changed.  Cached verdicts are only committed at the generation they were made at."""
+
+    __tablename__ = "access_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class AuthThrottleRow(Base):
     """One row per lockout key: the row every attempt on that key locks before it counts the key's
     recent attempts and reserves one, so that concurrent attempts are counted one after another."""

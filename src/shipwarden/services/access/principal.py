@@ -26,6 +26,9 @@ class Principal:
     token_services: frozenset[str] | None = None
     mfa_verified_at: datetime | None = None
     mfa_enabled: bool = False
+    generation: int | None = None
+    """The access generation the credential was verified at (``domain.access.StaleAccess``);
+    None when it was not read from the store for this request's verdict alone (sessions, CLI)."""
 
     @classmethod
     def anonymous(cls, ip: str) -> Principal:
