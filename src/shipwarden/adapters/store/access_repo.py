@@ -169,7 +169,7 @@ def bump_generation(s: Session) -> None:
 
 def read_generation(s: Session) -> int:
     """The access generation as ``s`` sees it (0 if the counter row is missing)."""
-    return int(s.execute(_GENERATION).scalar() or 0)
+    return int(s.connection().execute(_GENERATION).scalar() or 0)
 
 
 def _session(r: SessionRow) -> SessionRecord:
