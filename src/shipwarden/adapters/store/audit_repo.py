@@ -23,12 +23,12 @@ from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, Dialect, MetaData, Table, insert, or_, select
+from sqlalchemy import JSON, Column, Connection, Dialect, MetaData, Table, insert, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
-from shipwarden.adapters.store.access_repo import read_generation
 from shipwarden.adapters.store.models import (
+    AccessGenerationRow,
     ApprovalRow,
     AuditCheckpointRow,
     AuditRow,
@@ -131,6 +131,12 @@ class _BatchInsert:
 
 
 _HEAD = select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
+_LAST = _HEAD.subquery()
+_GENERATION_AND_HEAD = (
+    select(AccessGenerationRow.value, _LAST.c.seq, _LAST.c.hash)
+    .select_from(AccessGenerationRow.__table__.outerjoin(_LAST, true()))
+    .where(AccessGenerationRow.id == 1)
+)
 _CHECKPOINTS = select(*CHECKPOINT_COLUMNS).order_by(AuditCheckpointRow.seq)
 _LAST_CHECKPOINT = select(*CHECKPOINT_COLUMNS).order_by(AuditCheckpointRow.seq.desc()).limit(1)
 
@@ -169,11 +175,13 @@ class AuditRepo:
         seals = self.store.seals
 
         def tx(s: Session) -> ChainHead:
-            if access_generation is not None:
-                current = read_generation(s)
+            if access_generation is None:
+                head = self._head(s)
+            else:  # the generation and the head in one statement (one round trip)
+                current, seq, hash_ = s.connection().execute(_GENERATION_AND_HEAD).one()
                 if current != access_generation:
                     raise StaleAccess(access_generation, current)
-            head = self._head(s)
+                head = ChainHead(seq, hash_) if seq is not None else ChainHead(0, GENESIS_HASH)
             rows = chain.rows(head, drafts)
             if not rows:
                 return head
