@@ -27,8 +27,9 @@ class Principal:
     mfa_verified_at: datetime | None = None
     mfa_enabled: bool = False
     generation: int | None = None
-    """The access generation the credential was verified at (``domain.access.StaleAccess``);
-    None when it was not read from the store for this request's verdict alone (sessions, CLI)."""
+    """For an API token: the access generation it was verified at (it may come from the cache of
+    verified tokens); the request's access entry is committed only at that generation
+    (``domain.access.StaleAccess``).  None for sessions and the local operator."""
 
     @classmethod
     def anonymous(cls, ip: str) -> Principal:
