@@ -328,6 +328,15 @@ class AccessRepo:
             r = s.get(SessionRow, id_hash)
             return _session(r) if r else None
 
+    def session_auth(self, id_hash: str) -> tuple[SessionRecord, UserRecord] | None:
+        """The session with ``id_hash`` and its user, in one statement."""
+        with self._sessions() as s:
+            r = s.execute(
+                select(SessionRow, UserRow).join(UserRow, UserRow.id == SessionRow.user_id)
+                .where(SessionRow.id_hash == id_hash)
+            ).first()  # fmt: skip
+            return (_session(r[0]), UserRecord.of(r[1])) if r else None
+
     def user_sessions(self, user_id: int) -> list[SessionRecord]:
         with self._sessions() as s:
             rows = s.scalars(
