@@ -3,18 +3,24 @@
 The expected numbers come from tests/fixtures/real/expect.py (standard library only, not
 shipwarden's parsers), kept beside the files as ``<format>/expected.json``.  JUnit, SARIF, k6 and
 Locust files go through ``POST /evidence`` (and ``shipwarden evidence upload`` for one file per
-format), Kubernetes audit files through ``POST /k8s/audit``.
+format), Kubernetes audit files through ``POST /k8s/audit``, CI webhook payloads through the signed
+``POST /webhooks/github`` and ``POST /webhooks/circleci``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.integration.http.conftest import Api
+from shipwarden.entrypoints.http import create_app
+from tests.integration.http.conftest import Api, Clock
+from tests.integration.http.hardening import InProcess, circleci_request, github_request, make_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -104,3 +110,57 @@ def test_k8s_audit_corpus(api: Api) -> None:
         stored += want["stored"] + want["rejected"]
     assert len(api.audit(source="kubernetes")) == stored
     assert api.services.audit.verify().ok
+
+
+# --- CI webhooks through the signed routes ------------------------------------------------------------------
+
+
+@pytest.fixture
+def hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[InProcess, TestClient]]:
+    p = make_pipeline(tmp_path, monkeypatch)
+    clock = Clock()
+    svc = p.services(clock)
+    with TestClient(create_app(svc), client=("127.0.0.1", 40000), raise_server_exceptions=False) as client:
+        yield InProcess(p, svc, clock), client
+    svc.store.engine.dispose()
+
+
+def _check_delivery(client: TestClient, name: str, r: Any, want: dict[str, Any]) -> None:
+    assert r.status_code == 202, f"{name}: {r.status_code} {r.text}"
+    got = r.json()
+    assert got["outcome"] == want["outcome"], f"{name}: {got}"
+    repo = client.app.state.changes.repo  # type: ignore[attr-defined]
+    if want["ci"] is not None:
+        ev = repo.evidence(got["evidence_id"])
+        assert (ev.commit_sha, ev.category) == (want["commit"], "ci"), name
+        assert {"stage": ev.report.name, "status": ev.report.status} == want["ci"], name
+    else:
+        assert "evidence_id" not in got, name
+    if want.get("labels") is not None:
+        change = repo.find_change(head_sha=want["commit"], branch=want["branch"])
+        assert change is not None and list(change.labels) == want["labels"], name
+
+
+def test_github_webhook_corpus(hooks: tuple[InProcess, TestClient]) -> None:
+    """In name order: the check runs of PR #2's head create its change before its pull_request events."""
+    api, client = hooks
+    api.clock.now = datetime.now(UTC)
+    files = corpus("github-webhooks")
+    assert len(files) >= 5
+    for name, want in files:
+        headers, body = github_request((REAL / "github-webhooks" / name).read_bytes(), event=want["event"])
+        _check_delivery(client, name, client.post("/webhooks/github", content=body, headers=headers), want)
+
+
+def test_circleci_webhook_corpus(hooks: tuple[InProcess, TestClient]) -> None:
+    api, client = hooks
+    files = corpus("circleci-webhooks")
+    assert len(files) >= 5
+    for name, want in files:
+        # the signed happened_at must be inside the replay window: the clock is set just after it
+        api.clock.now = datetime.fromisoformat(want["happened_at"].replace("Z", "+00:00")) + timedelta(
+            seconds=2
+        )
+        body = (REAL / "circleci-webhooks" / name).read_bytes()
+        headers = {**circleci_request(body)[0], "circleci-event-type": want["event"]}
+        _check_delivery(client, name, client.post("/webhooks/circleci", content=body, headers=headers), want)
