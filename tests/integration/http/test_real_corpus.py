@@ -77,6 +77,8 @@ def test_locust_corpus(uploader: Any) -> None:
     for name, want in corpus("locust"):
         got = _post(uploader, "locust", "locust", name)
         assert got["error_rate"] == pytest.approx(want["error_rate"], abs=1e-6), name
+        if "p95_ms" in want:
+            assert (got["p95_ms"], got["p99_ms"]) == (want["p95_ms"], want["p99_ms"]), name
 
 
 def test_k6_corpus(uploader: Any) -> None:
