@@ -166,3 +166,77 @@ def test_circleci_webhook_corpus(hooks: tuple[InProcess, TestClient]) -> None:
         body = (REAL / "circleci-webhooks" / name).read_bytes()
         headers = {**circleci_request(body)[0], "circleci-event-type": want["event"]}
         _check_delivery(client, name, client.post("/webhooks/circleci", content=body, headers=headers), want)
+
+
+# --- metric back-end answers through the providers ----------------------------------------------------------
+
+
+@pytest.fixture
+def replay_server() -> Iterator[Any]:
+    """A loopback HTTP server answering every request with ``server.body`` (a recorded answer)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body: bytes = self.server.body  # type: ignore[attr-defined]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.body = b""  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_prometheus_query_range_corpus(replay_server: Any) -> None:
+    from shipwarden.adapters.metrics.base import Aggregation, NoData, Series
+    from shipwarden.adapters.metrics.prometheus import PrometheusProvider
+
+    files = corpus("prometheus")
+    assert len(files) >= 5
+    with PrometheusProvider(f"http://127.0.0.1:{replay_server.server_port}", timeout_s=5) as prom:
+        for name, want in files:
+            replay_server.body = (REAL / "prometheus" / name).read_bytes()
+            got = prom.query_range(
+                "up", service="web", version="v1", start=1.0, end=61.0, step=5.0,
+                aggregate=Aggregation.SUM if want["aggregate"] == "sum" else None,
+            )  # fmt: skip
+            if want["nodata"]:
+                assert isinstance(got, NoData), name
+                continue
+            assert isinstance(got, Series), f"{name}: {got}"
+            assert len(got.points) == want["points"], name
+            assert list(got.points[0]) == want["first"] and list(got.points[-1]) == want["last"], name
+            assert sum(got.values()) == pytest.approx(want["total"]), name
+
+
+def test_newrelic_nerdgraph_corpus(replay_server: Any) -> None:
+    from shipwarden.adapters.metrics.base import NoData, Value
+    from shipwarden.adapters.metrics.newrelic import NewRelicProvider
+
+    files = corpus("newrelic")
+    assert files
+    url = f"http://127.0.0.1:{replay_server.server_port}/graphql"
+    with NewRelicProvider("NRAK-CORPUS", 1, endpoint=url, timeout_s=5) as nr:
+        for name, want in files:
+            replay_server.body = (REAL / "newrelic" / name).read_bytes()
+            got = nr.query(
+                "SELECT count(*) FROM Transaction {window}", service="web", version="v1", window_s=60
+            )
+            if want["nodata"]:
+                assert isinstance(got, NoData), name
+            else:
+                assert isinstance(got, Value) and got.value == want["value"], f"{name}: {got}"
