@@ -1,10 +1,11 @@
 """Issue 11: every file of the real-file corpus (tests/fixtures/real) through the real entry points.
 
 The expected numbers come from tests/fixtures/real/expect.py (standard library only, not
-shipwarden's parsers), kept beside the files as ``<format>/expected.json``.  JUnit, SARIF, k6 and
-Locust files go through ``POST /evidence`` (and ``shipwarden evidence upload`` for one file per
-format), Kubernetes audit files through ``POST /k8s/audit``, CI webhook payloads through the signed
-``POST /webhooks/github`` and ``POST /webhooks/circleci``.
+shipwarden's parsers), kept beside the files as ``<format>/expected.json``.  Every JUnit, SARIF, k6
+and Locust file goes through ``POST /evidence`` and through ``shipwarden evidence upload``;
+Kubernetes audit files through ``POST /k8s/audit``; CI webhook payloads through the signed
+``POST /webhooks/github`` and ``POST /webhooks/circleci``; recorded Prometheus and NerdGraph answers
+through ``PrometheusProvider`` / ``NewRelicProvider`` against a loopback server that replays them.
 """
 
 from __future__ import annotations
@@ -240,3 +241,56 @@ def test_newrelic_nerdgraph_corpus(replay_server: Any) -> None:
                 assert isinstance(got, NoData), name
             else:
                 assert isinstance(got, Value) and got.value == want["value"], f"{name}: {got}"
+
+
+# --- the CLI: `shipwarden evidence upload` ------------------------------------------------------------------
+
+
+def _summary_matches(fmt: str, got: dict[str, Any], want: dict[str, Any]) -> bool:
+    if fmt == "junit":
+        return {k: got[k] for k in want} == want
+    if fmt == "sarif":
+        return bool(got["findings"] == want["findings"])
+    if fmt == "locust":
+        ok = got["error_rate"] == pytest.approx(want["error_rate"], abs=1e-6)
+        return ok and all(got[k] == want[k] for k in ("p95_ms", "p99_ms") if k in want)
+    rate_ok = (
+        got["error_rate"] is None
+        if want["error_rate"] is None
+        else got["error_rate"] == pytest.approx(want["error_rate"])
+    )
+    return (got["p95_ms"], got["p99_ms"]) == (want["p95_ms"], want["p99_ms"]) and rate_ok
+
+
+def test_every_evidence_file_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``shipwarden evidence upload FILE --commit … --kind …`` stores what expect.py worked out."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from shipwarden.adapters.store.changes_repo import ChangesRepo
+    from shipwarden.bootstrap import build_service, load_policy
+    from shipwarden.entrypoints.cli import app
+    from tests.fixtures.deploy_env import make_env
+
+    env = make_env(tmp_path)
+    monkeypatch.setenv("SHIPWARDEN_STATE_DIR", str(env.settings.state_dir))
+    monkeypatch.setenv("SHIPWARDEN_POLICY", str(env.policy_path))
+    monkeypatch.setenv("SHIPWARDEN_ACTOR", "tester")
+    stored: list[tuple[str, str, str, dict[str, Any]]] = []
+    for fmt in ("junit", "sarif", "k6", "locust"):
+        for name, want in corpus(fmt):
+            args = ["evidence", "upload", str(REAL / fmt / name), "--commit", SHA, "--kind", fmt]
+            r = CliRunner().invoke(app, [*args, *(["--category", "unit"] if fmt == "junit" else [])])
+            assert r.exit_code == 0, f"{fmt}/{name}: {r.output}"
+            found = re.search(r"^stored (\S+):", r.output, re.M)
+            assert found, r.output
+            stored.append((fmt, name, found.group(1), want))
+    services = build_service(env.settings, load_policy(env.policy_path))
+    try:
+        repo = ChangesRepo(services.store)
+        for fmt, name, ev_id, want in stored:
+            got = dict(repo.evidence(ev_id).summary)
+            assert _summary_matches(fmt, got, want), f"{fmt}/{name}: {got} != {want}"
+    finally:
+        services.store.engine.dispose()
