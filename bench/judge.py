@@ -29,10 +29,12 @@ Trap families (``FAMILIES``; the strengths cycle through the runs):
   from a gamma distribution so that error counts vary 1.5–5× as much as
   binomial counts, independently per arm, plus per-arm latency jitter;
 * ``persistent`` — each arm's error rate (and latency) follows its own
-  log-AR(1) drift, ±20–30 %, correlation 0.5–0.85 from one interval to the
-  next (a bad instance stays bad for a while);
+  log-AR(1) drift, ±20–30 %, that decorrelates within 20–60 s (a bad
+  instance stays bad for up to a minute: at 10 s intervals that is a
+  correlation of 0.6–0.85 from one interval to the next);
 * ``noisy-instance`` — one of 3 or 5 instances of one arm has an error rate
-  that wanders (log-AR(1), σ 0.7–1.0) and drags its latency with it;
+  that wanders (log-AR(1), σ 0.7–1.0, a minute's persistence), its latency
+  wandering with it (an eighth as much, up and down);
 * ``bursts`` — in 3–8 % of the intervals one arm (either) gets a burst of
   errors (3–10× its usual count) and, separately, a latency hiccup;
 * ``diurnal`` — strong day cycle (traffic ±50–80 %, errors, latency) over
@@ -100,7 +102,7 @@ FAMILIES: dict[str, list[dict[str, Any]]] = {
         for err in (1.0, 3.0)
     ],
     "over-dispersion": [{"phi": phi} for phi in (1.5, 2.0, 3.0, 5.0)],
-    "persistent": [{"sd": sd, "r": r} for sd in (0.2, 0.3) for r in (0.5, 0.7, 0.85)],
+    "persistent": [{"sd": sd, "tau": tau} for sd in (0.2, 0.3) for tau in (20.0, 40.0, 60.0)],
     "noisy-instance": [{"instances": k, "sd": sd} for k in (3, 5) for sd in (0.7, 1.0)],
     "bursts": [{"rate": q, "size": size} for q in (0.03, 0.08) for size in (3.0, 10.0)],
     "diurnal": [{"amplitude": a} for a in (0.5, 0.8)],
@@ -158,7 +160,9 @@ def _ar1(rng: np.random.Generator, n: int, sd: float, r: float) -> np.ndarray:
     return x
 
 
-def _draw(rng: np.random.Generator, arm: Arm, sigma: float, slow_shift: float, hist: bool, t: float) -> Sample:
+def _draw(
+    rng: np.random.Generator, arm: Arm, sigma: float, slow_shift: float, hist: bool, t: float
+) -> Sample:
     n = int(rng.poisson(max(arm.lam, 0.0)))
     shares = np.array([g[0] for g in arm.groups])
     shares = shares / shares.sum()
@@ -214,7 +218,8 @@ def generate(seed: int, index: int, family: str, strength: dict[str, Any], effec
 
     # shared by both arms
     amp = float(strength.get("amplitude", 0.3)) if family == "diurnal" else 0.3
-    day = np.sin(2 * math.pi * (np.arange(n) * interval) / 86400.0 * (6.0 if family == "diurnal" else 1.0) + phase)
+    period = 86400.0 / (6.0 if family == "diurnal" else 1.0)  # the diurnal family: a 4-hour "day"
+    day = np.sin(2 * math.pi * (np.arange(n) * interval) / period + phase)
     traffic = 1.0 + amp * day
     err_shared = (1.0 + 0.8 * amp * day) * np.exp(rng.normal(0.0, 0.25, n) - 0.25**2 / 2)
     lat_shared = 0.25 * amp * day + rng.normal(0.0, 0.05, n)
@@ -242,14 +247,15 @@ def generate(seed: int, index: int, family: str, strength: dict[str, Any], effec
         err_arm = rng.gamma(shape, 1.0 / shape)
         lat_arm = rng.normal(0.0, 0.02 * math.sqrt(phi - 1.0), (2, n))
     elif family in ("persistent", "combined"):
-        sd, r = (float(strength["sd"]), float(strength["r"])) if family == "persistent" else (0.2, 0.7)
+        sd, tau = (float(strength["sd"]), float(strength["tau"])) if family == "persistent" else (0.2, 40.0)
+        r = math.exp(-interval / tau)  # deviations decorrelate within `tau` seconds
         for a in range(2):
             x = _ar1(rng, n, sd, r)
             err_arm[a] = np.exp(x - sd * sd / 2)
             lat_arm[a] = x / 6.0
     elif family == "noisy-instance":
         sd = float(strength["sd"])
-        x = _ar1(rng, n, sd, 0.7)
+        x = _ar1(rng, n, sd, math.exp(-interval / 60.0))  # a bad instance stays bad for about a minute
         noisy = (int(rng.integers(0, 2)), 1.0 / int(strength["instances"]), x)
     if family in ("bursts", "combined"):
         q, size_b = (float(strength["rate"]), float(strength["size"])) if family == "bursts" else (0.03, 3.0)
@@ -304,7 +310,7 @@ def generate(seed: int, index: int, family: str, strength: dict[str, Any], effec
             if noisy is not None and noisy[0] == a:
                 share, x = noisy[1], noisy[2]
                 mult = math.exp(x[i] - 0.5 * float(strength["sd"]) ** 2)  # mean 1 over the run
-                groups = [(1.0 - share, p, mu), (share, p * mult, mu + max(x[i], 0.0) / 4.0)]
+                groups = [(1.0 - share, p, mu), (share, p * mult, mu + x[i] / 8.0)]
             if slow_frac[a, i] > 0:
                 f = slow_frac[a, i]
                 groups = [(g[0] * (1 - f), g[1], g[2]) for g in groups] + [(f, p, mu + math.log(3.0))]
@@ -463,8 +469,12 @@ def main() -> int:
     ap.add_argument("--runs-aa", type=int, default=400, help="A/A runs per trap family")
     ap.add_argument("--runs-ab", type=int, default=300, help="A/B runs per effect (random background)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--seed", type=int, default=REPORTING_SEED,
-                    help=f"corpus seed (defaults were tuned on {TUNING_SEED}, never on {REPORTING_SEED})")
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=REPORTING_SEED,
+        help=f"corpus seed (defaults were tuned on {TUNING_SEED}, never on {REPORTING_SEED})",
+    )
     ap.add_argument("--families", nargs="*", help="only these trap families")
     ap.add_argument("--tolerance", type=float, help="override both metrics' tolerance")
     ap.add_argument("--regression", type=float, help="override both metrics' regression ratio")
@@ -484,21 +494,32 @@ def main() -> int:
     print(f"{'false rollbacks (A/A)':<28}{'runs':>6}{'seq':>8}{'seq med':>8}{'MW':>8}")
     for fam in [f for f in FAMILIES if f in seq["false_rollbacks"]]:
         s, m = seq["false_rollbacks"][fam], mw["false_rollbacks"][fam]
-        print(f"{fam:<28}{s['runs']:>6}{s['fail_rate']:>8.1%}{s['median_samples_to_decision']!s:>8}"
-              f"{m['fail_rate']:>8.1%}")
+        print(
+            f"{fam:<28}{s['runs']:>6}{s['fail_rate']:>8.1%}{s['median_samples_to_decision']!s:>8}"
+            f"{m['fail_rate']:>8.1%}"
+        )
     print(f"{'power':<28}{'runs':>6}{'seq':>8}{'seq med':>8}{'MW':>8}")
     for label, _, _ in EFFECTS:
         if label not in seq["power"]:
             continue
         s, m = seq["power"][label]["all"], mw["power"][label]["all"]
-        print(f"{label:<28}{s['runs']:>6}{s['fail_rate']:>8.1%}{s['median_samples_to_decision']!s:>8}"
-              f"{m['fail_rate']:>8.1%}")
-    print(f"median samples to decision: sequential {seq['median_samples_to_decision']}, "
-          f"mann-whitney {mw['median_samples_to_decision']}")
+        print(
+            f"{label:<28}{s['runs']:>6}{s['fail_rate']:>8.1%}{s['median_samples_to_decision']!s:>8}"
+            f"{m['fail_rate']:>8.1%}"
+        )
+    print(
+        f"median samples to decision: sequential {seq['median_samples_to_decision']}, "
+        f"mann-whitney {mw['median_samples_to_decision']}"
+    )
     result = {
         "benchmark": "judge",
-        "corpus": {"seed": a.seed, "runs": len(rows), "runs_aa_per_family": a.runs_aa,
-                   "runs_ab_per_effect": a.runs_ab, "intervals_per_run": INTERVALS},
+        "corpus": {
+            "seed": a.seed,
+            "runs": len(rows),
+            "runs_aa_per_family": a.runs_aa,
+            "runs_ab_per_effect": a.runs_ab,
+            "intervals_per_run": INTERVALS,
+        },
         "spec": make_spec(overrides).model_dump(by_alias=True),
         "sequential": seq,
         "mann-whitney": mw,
