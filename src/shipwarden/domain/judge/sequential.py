@@ -335,6 +335,8 @@ class _MetricTest:
         self.below = RateBelowEProcess(floor) if floor is not None and cfg.direction == "increase" else None
         self.extra: dict[str, float | int | str | None] = {}
         self.fading = False  # set by verdict(): failure evidence held back because the excess fades
+        self.judged = 0  # intervals fed to this test
+        self.min_fail = MIN_FAIL_INTERVALS  # the judge lowers it for windows shorter than that
 
     def set_persistence(self, persistence: float) -> None:
         for p in (self.up, self.down):
@@ -343,6 +345,7 @@ class _MetricTest:
                 p._fit = None
 
     def update(self, bn: int, bx: int, cn: int, cx: int) -> None:
+        self.judged += 1
         if self.up is not None:
             self.up.update(bn, bx, cn, cx)
         if self.down is not None:  # "canary lower" = baseline/canary ratio high: swap the arms
@@ -391,10 +394,8 @@ class _MetricTest:
         """Failure evidence counts only when it is a regression, not a transient: seen in at least
         MIN_FAIL_INTERVALS judged intervals, and not fading (a canary getting better interval by
         interval is still warming up).  Holding back can only lower the false-rollback rate."""
-        if proc.intervals < MIN_FAIL_INTERVALS:
-            numbers[f"waiting{tag}"] = (
-                f"evidence in {proc.intervals} of {MIN_FAIL_INTERVALS} intervals needed"
-            )
+        if proc.intervals < self.min_fail:
+            numbers[f"waiting{tag}"] = f"evidence in {proc.intervals} of {self.min_fail} intervals needed"
             return False
         trend = proc.fading()
         numbers[f"trendT{tag}"] = round(trend, 3)
@@ -469,6 +470,11 @@ class _MetricTest:
         if bx + cx == 0 and (bn == 0 or cn == 0):
             why = "no data yet"
             return MetricVerdict(self.name, Classification.NODATA, crit, b_rate, c_rate, ratio, why, numbers)
+        procs = [x for x in (self.up, self.down) if x is not None]
+        if self.judged < self.min_fail or any(x.log_e_fail >= log_fail_at for x in procs):
+            # no early pass before a failure could have been seen, nor while one is held back
+            why = f"collecting evidence: rate {c_rate:.4g} vs baseline {b_rate:.4g} ({bx}+{cx} events)"
+            return MetricVerdict(self.name, Classification.RUNNING, crit, b_rate, c_rate, ratio, why, numbers)
         if self.below is not None:
             numbers["negligibleRate"] = self.below.floor
             numbers["eBelowNegligible"] = math.exp(min(self.below.log_e, 700.0))
@@ -480,7 +486,6 @@ class _MetricTest:
                 return MetricVerdict(
                     self.name, Classification.PASS, crit, b_rate, c_rate, ratio, why, numbers
                 )
-        procs = [x for x in (self.up, self.down) if x is not None]
         # pass early only a canary that also *looks* within tolerance: one between tolerance and
         # regression keeps being judged, and fails if the evidence gets there by the horizon
         if all(x.log_e_pass >= log_pass_at and not x.ratio > x.null_ratio for x in procs):
@@ -532,6 +537,18 @@ def _threshold(estimate: float, a: Sample, b: Sample) -> float | None:
     return float(above[0]) if above.size else float(common[-1])
 
 
+def assumed_dispersion(v: float, intervals: int, interval_seconds: float | None = None) -> float:
+    """The dispersion the failure test allows for when the counts are in fact binomial: ``v`` is the
+    binomial variance of the canary's share of one interval's events, ``intervals`` how many were
+    judged.  (The ``_dispersion`` of a RatioEProcess on data without extra variance.)"""
+    if v <= 0 or intervals <= 0:
+        return 1.0
+    persist = math.exp(-(interval_seconds or DEFAULT_INTERVAL_SECONDS) / PERSISTENCE_SECONDS)
+    inflate = (1.0 + persist * persist) / (1.0 - persist * persist)
+    se = math.sqrt(2.0 * inflate / intervals) / v
+    return 1.0 + min(Z_UP * se, MAX_UNCERTAINTY) * (1.0 + persist) / (1.0 - persist) * v
+
+
 def auto_warmup(spec: JudgeSpec) -> int:
     """Intervals the judge leaves unjudged at the start: AUTO_WARMUP (at most a sixth of the window)
     with ``warmup: auto``; none when the warm-up is explicit (the caller skips those samples)."""
@@ -559,6 +576,8 @@ class SequentialJudge:
         self._verdict = Verdict(self.name, Decision.RUNNING, 0, None, "no samples yet")
         self.warmup = auto_warmup(self.spec)
         self._times: list[float] = []
+        for test in self._tests.values():
+            test.min_fail = min(MIN_FAIL_INTERVALS, self.judged_window)
 
     def _persistence(self) -> float:
         """Assumed interval-to-interval persistence of one arm's deviations, from the analysis
@@ -577,33 +596,52 @@ class SequentialJudge:
         return self._verdict
 
     def plan(
-        self, baseline_per_sample: float, canary_per_sample: float, error_rate: float
+        self,
+        baseline_per_sample: float,
+        canary_per_sample: float,
+        error_rate: float,
+        interval_seconds: float | None = None,
     ) -> list[dict[str, float | int | str | bool | None]]:
         """What this judge, as configured, can catch at this traffic (requests per interval and arm).
 
         Per metric: events per interval (errors at ``error_rate``; for latency
         the requests slower than the baseline's quantile), the ratio its
-        horizon test catches with probability 1 − β within ``samples``
-        intervals (``detectableRatio``), and the intervals it needs to catch
-        ``regression`` (``samplesNeeded``; None if no number would do).
+        horizon test catches with probability 1 − β within the judged part of
+        the window (``detectableRatio``), and the intervals it needs to catch
+        ``regression``, warm-up included (``samplesNeeded``; None if no number
+        would do).  Binomial noise is assumed, with the allowance for unseen
+        over-dispersion the failure test makes at this interval
+        (``assumedDispersion``).
         """
         out: list[dict[str, float | int | str | bool | None]] = []
         for name, t in self._tests.items():
             rate = error_rate if name == "error_rate" else round(1.0 - self.spec.metrics.latency.quantile, 12)
             null, power = 1.0 + t.tolerance, 1.0 - t.beta
             n = self.judged_window
+            share = canary_per_sample / (canary_per_sample + baseline_per_sample)
+            v = (baseline_per_sample + canary_per_sample) * rate * share * (1.0 - share)
+            phi = assumed_dispersion(v, n, interval_seconds)
             r = detectable_ratio(
-                baseline_per_sample * n, canary_per_sample * n, rate, t.alpha_horizon, power, null
+                baseline_per_sample * n / phi, canary_per_sample * n / phi, rate, t.alpha_horizon, power, null
             )
-            need = samples_needed(
-                baseline_per_sample, canary_per_sample, rate, t.cfg.regression, t.alpha_horizon, power, null
-            )
+            need = None
+            for _ in range(3):  # the allowance shrinks with the intervals: settle k and φ together
+                k = samples_needed(
+                    baseline_per_sample / phi, canary_per_sample / phi, rate, t.cfg.regression,
+                    t.alpha_horizon, power, null,
+                )  # fmt: skip
+                if k is None:
+                    break
+                need = k + self.warmup
+                phi = assumed_dispersion(v, max(k, MIN_FAIL_INTERVALS), interval_seconds)
             out.append({
                 "name": name,
                 "eventRate": rate,
                 "baselineEventsPerSample": baseline_per_sample * rate,
                 "canaryEventsPerSample": canary_per_sample * rate,
-                "samples": n,
+                "samples": self.spec.samples,
+                "warmupSamples": self.warmup,
+                "assumedDispersion": round(assumed_dispersion(v, n, interval_seconds), 3),
                 "detectableRatio": r,
                 "regression": t.cfg.regression,
                 "samplesNeeded": need,

@@ -174,7 +174,7 @@ def plan_command(
         raise typer.Exit(2) from None
     per_sample = rps * seconds
     canary = per_sample * weight / 100.0
-    metrics = SequentialJudge(spec).plan(per_sample - canary, canary, error_rate)
+    metrics = SequentialJudge(spec).plan(per_sample - canary, canary, error_rate, seconds)
     out = {
         "traffic": {
             "rps": rps,
