@@ -438,36 +438,43 @@ def stats_of(rs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarise(rows: list[dict[str, Any]], judge: str) -> dict[str, Any]:
+    """False rollbacks per trap family (and tier), power per effect (overall, per family, tier and
+    analysis interval), samples to decision."""
     aa: dict[str, list[dict[str, Any]]] = defaultdict(list)
     ab: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    steps: dict[str, list[int]] = defaultdict(list)
     for r in rows:
+        x = r[judge]
+        at = x["decided_at"] if x["decided_at"] is not None else INTERVALS
+        for key in ("all", "A/A" if r["effect"] == "A/A" else "A/B", f"tier:{r['tier']}",
+                    f"interval:{r['interval']:g}s"):  # fmt: skip
+            steps[key].append(at)
         if r["effect"] == "A/A":
-            aa[r["family"]].append(r[judge])
-            aa[f"{r['family']}/{r['tier']}"].append(r[judge])
-            aa["all"].append(r[judge])
+            for key in ("all", r["family"], f"{r['family']}/{r['tier']}", f"tier:{r['tier']}",
+                        f"interval:{r['interval']:g}s"):  # fmt: skip
+                aa[key].append(x)
         else:
-            ab[r["effect"]]["all"].append(r[judge])
-            ab[r["effect"]][r["family"]].append(r[judge])
-            ab[r["effect"]][f"tier:{r['tier']}"].append(r[judge])
-    steps = [r[judge]["decided_at"] for r in rows if r[judge]["decided_at"] is not None]
+            for key in ("all", r["family"], f"tier:{r['tier']}", f"interval:{r['interval']:g}s"):
+                ab[r["effect"]][key].append(x)
     return {
         "false_rollbacks": {k: stats_of(v) for k, v in sorted(aa.items())},
         "power": {e: {k: stats_of(v) for k, v in sorted(by.items())} for e, by in ab.items()},
-        "median_samples_to_decision": statistics.median(steps) if steps else None,
-        "median_samples_to_decision_aa": statistics.median(
-            [r[judge]["decided_at"] for r in rows if r["effect"] == "A/A" and r[judge]["decided_at"]] or [0]
-        ),
-        "median_samples_to_decision_ab": statistics.median(
-            [r[judge]["decided_at"] for r in rows if r["effect"] != "A/A" and r[judge]["decided_at"]] or [0]
-        ),
+        "samples_to_decision": {k: statistics.median(v) for k, v in sorted(steps.items())},
+        "median_samples_to_decision": statistics.median(steps["all"]),
+        "median_samples_to_decision_aa": statistics.median(steps["A/A"] or [0]),
+        "median_samples_to_decision_ab": statistics.median(steps["A/B"] or [0]),
         "seconds_total": sum(r[judge]["seconds"] for r in rows),
     }
+
+
+def _pct(x: float) -> str:
+    return f"{x:6.1%}"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--runs-aa", type=int, default=400, help="A/A runs per trap family")
-    ap.add_argument("--runs-ab", type=int, default=300, help="A/B runs per effect (random background)")
+    ap.add_argument("--runs-ab", type=int, default=250, help="A/B runs per effect (random background)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument(
         "--seed",
@@ -476,7 +483,7 @@ def main() -> int:
         help=f"corpus seed (defaults were tuned on {TUNING_SEED}, never on {REPORTING_SEED})",
     )
     ap.add_argument("--families", nargs="*", help="only these trap families")
-    ap.add_argument("--tolerance", type=float, help="override both metrics' tolerance")
+    ap.add_argument("--tolerance", type=float, help="override both metrics' tolerance (both judges)")
     ap.add_argument("--regression", type=float, help="override both metrics' regression ratio")
     ap.add_argument("--alpha", type=float)
     ap.add_argument("--beta", type=float)
@@ -488,41 +495,86 @@ def main() -> int:
     t0 = time.perf_counter()
     rows = run_jobs(jobs, a.workers)
     wall = time.perf_counter() - t0
-    seq, mw = summarise(rows, "sequential"), summarise(rows, "mann-whitney")
+    judges = ("sequential", "mann-whitney")
+    summary = {j: summarise(rows, j) for j in judges}
+    seq, mw = summary["sequential"], summary["mann-whitney"]
+
+    fams = [f for f in FAMILIES if f in seq["false_rollbacks"]]
+    effects = [label for label, _, _ in EFFECTS if label in seq["power"]]
+    false_rollbacks = {f: {j: summary[j]["false_rollbacks"][f] for j in judges} for f in [*fams, "all"]}
+    power = {
+        e: {j: summary[j]["power"][e]["all"] for j in judges}
+        | {
+            "by": {
+                k: {j: summary[j]["power"][e][k]["fail_rate"] for j in judges}
+                | {"runs": seq["power"][e][k]["runs"]}
+                for k in seq["power"][e]
+                if k != "all"
+            }
+        }
+        for e in effects
+    }
+    seq_med, mw_med = seq["median_samples_to_decision"], mw["median_samples_to_decision"]
+    as_good = [
+        e for e in effects if power[e]["sequential"]["fail_rate"] >= power[e]["mann-whitney"]["fail_rate"]
+    ]
+    goals = {
+        "false_rollbacks_le_1pct_in_every_family": {
+            "met": all(seq["false_rollbacks"][f]["fail_rate"] <= 0.01 for f in fams),
+            "worst": max(((seq["false_rollbacks"][f]["fail_rate"], f) for f in fams), default=None),
+        },
+        "power_ge_mann_whitney_for_every_effect": {
+            "met": len(as_good) == len(effects),
+            "effects_met": as_good,
+        },
+        "median_samples_le_half_of_fixed_window": {"met": seq_med <= INTERVALS / 2, "sequential": seq_med,
+                                                   "mann-whitney": mw_med},
+    }  # fmt: skip
 
     print(f"judge benchmark: {len(rows)} runs, {wall:.1f}s wall, {a.workers} worker(s), seed {a.seed}")
-    print(f"{'false rollbacks (A/A)':<28}{'runs':>6}{'seq':>8}{'seq med':>8}{'MW':>8}")
-    for fam in [f for f in FAMILIES if f in seq["false_rollbacks"]]:
-        s, m = seq["false_rollbacks"][fam], mw["false_rollbacks"][fam]
-        print(
-            f"{fam:<28}{s['runs']:>6}{s['fail_rate']:>8.1%}{s['median_samples_to_decision']!s:>8}"
-            f"{m['fail_rate']:>8.1%}"
+    print(f"\n{'false rollbacks (A/A)':<24}{'runs':>6}{'sequential':>12}{'(95% CI)':>16}{'med':>6}{'MW':>9}")
+    for f in [*fams, "all"]:
+        s, m = seq["false_rollbacks"][f], mw["false_rollbacks"][f]
+        lo, hi = s["fail_rate_ci95"]
+        print(f"{f:<24}{s['runs']:>6}{_pct(s['fail_rate']):>12}{f'{lo:.1%}–{hi:.1%}':>16}"
+              f"{s['median_samples_to_decision']!s:>6}{_pct(m['fail_rate']):>9}")  # fmt: skip
+    head = f"\n{'power':<14}{'runs':>6}{'sequential':>12}{'MW':>8}{'seq med':>9}{'seq med fail':>14}"
+    print(head + "".join(f"{k:>9}" for k in ("10s", "60s", "300s")))
+    for e in effects:
+        s, m = seq["power"][e]["all"], mw["power"][e]["all"]
+        by = power[e]["by"]
+        cells = "".join(
+            f"{by[f'interval:{i}s']['sequential']:>5.0%}/{by[f'interval:{i}s']['mann-whitney']:<3.0%}"
+            for i in (10, 60, 300)
+            if f"interval:{i}s" in by
         )
-    print(f"{'power':<28}{'runs':>6}{'seq':>8}{'seq med':>8}{'MW':>8}")
-    for label, _, _ in EFFECTS:
-        if label not in seq["power"]:
-            continue
-        s, m = seq["power"][label]["all"], mw["power"][label]["all"]
-        print(
-            f"{label:<28}{s['runs']:>6}{s['fail_rate']:>8.1%}{s['median_samples_to_decision']!s:>8}"
-            f"{m['fail_rate']:>8.1%}"
-        )
-    print(
-        f"median samples to decision: sequential {seq['median_samples_to_decision']}, "
-        f"mann-whitney {mw['median_samples_to_decision']}"
-    )
+        med, med_fail = s["median_samples_to_decision"], s["median_samples_to_fail"]
+        print(f"{e:<14}{s['runs']:>6}{_pct(s['fail_rate']):>12}{_pct(m['fail_rate']):>8}"
+              f"{med!s:>9}{med_fail!s:>14}  {cells}")  # fmt: skip
+    print("\nmedian samples to decision (sequential; Mann-Whitney always decides at 30):")
+    print("  " + ", ".join(f"{k} {v:g}" for k, v in seq["samples_to_decision"].items()))
+    print("goals:", json.dumps(goals))
+
     result = {
         "benchmark": "judge",
         "corpus": {
             "seed": a.seed,
+            "tuning_seed": TUNING_SEED,
             "runs": len(rows),
             "runs_aa_per_family": a.runs_aa,
             "runs_ab_per_effect": a.runs_ab,
             "intervals_per_run": INTERVALS,
+            "interval_seconds": list(INTERVAL_CHOICES),
+            "requests_per_interval_per_arm": TIERS,
+            "families": FAMILIES,
+            "effects": {label: {"kind": kind, "size": size} for label, kind, size in EFFECTS},
         },
         "spec": make_spec(overrides).model_dump(by_alias=True),
-        "sequential": seq,
-        "mann-whitney": mw,
+        "false_rollbacks": false_rollbacks,
+        "power": power,
+        "samples_to_decision": {j: summary[j]["samples_to_decision"] for j in judges},
+        "goals": goals,
+        "detail": {j: {"false_rollbacks": summary[j]["false_rollbacks"]} for j in judges},
         "wall_seconds": wall,
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "workers": a.workers},
     }
