@@ -450,8 +450,9 @@ def summarise(rows: list[dict[str, Any]], judge: str) -> dict[str, Any]:
                     f"interval:{r['interval']:g}s"):  # fmt: skip
             steps[key].append(at)
         if r["effect"] == "A/A":
-            for key in ("all", r["family"], f"{r['family']}/{r['tier']}", f"tier:{r['tier']}",
-                        f"interval:{r['interval']:g}s"):  # fmt: skip
+            fam, every = r["family"], f"{r['interval']:g}s"
+            for key in ("all", fam, f"{fam}/{r['tier']}", f"tier:{r['tier']}", f"interval:{every}",
+                        f"{fam}/interval:{every}"):  # fmt: skip
                 aa[key].append(x)
         else:
             for key in ("all", r["family"], f"tier:{r['tier']}", f"interval:{r['interval']:g}s"):
