@@ -10,10 +10,12 @@ import getpass
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -22,8 +24,13 @@ from shipwarden.adapters.platforms.local import LocalPlatform
 from shipwarden.adapters.routers.nginx import NginxRouter
 from shipwarden.adapters.store.engine import make_engine, migrate
 from shipwarden.adapters.store.repository import Store
+from shipwarden.adapters.witness import HeadFile
+from shipwarden.domain._yaml import MAX_BYTES
 from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_networks
+from shipwarden.domain.audit import AuditChain
+from shipwarden.domain.dr.topology import Credentials, Endpoint
 from shipwarden.domain.policy import LoadedPolicy, PolicyError, PolicyIssue, load_policy_text
+from shipwarden.ports.databases import WriteLoad
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
 from shipwarden.security.signing import (
     fingerprint,
@@ -38,25 +45,35 @@ from shipwarden.services.access import AccessService
 from shipwarden.services.alerts import RolloutAlerts
 from shipwarden.services.analysis import AnalysisController
 from shipwarden.services.audit import AuditService
+from shipwarden.services.dr.context import DrContext
 from shipwarden.services.rollout import RolloutService
 from shipwarden.settings import Settings
 
 
 def load_policy(path: Path) -> LoadedPolicy:
+    """The one way a policy file is loaded (``policy check``, every command, the API, the controller):
+    its exact bytes through ``load_policy_text``.  Any problem is a ``PolicyError``."""
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # the loader refuses anything longer; never read a huge file whole
     except OSError as exc:
         raise PolicyError(
-            [PolicyIssue(str(path), None, "", f"cannot read policy file: {exc.strerror}")]
+            [PolicyIssue(str(path), None, "", f"cannot read policy file: {exc.strerror or exc}")]
         ) from None
-    return load_policy_text(text, str(path))
+    return load_policy_text(raw, str(path))
 
 
 def open_store(settings: Settings) -> Store:
+    """The store for the CLI's rollout commands; it signs the audit checkpoints its appends make due
+    (and appends them to the witness file) like the API service's."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
     migrate(engine)
-    return Store(engine)
+    store = Store(engine)
+    key = load_signing_key(settings)
+    chain = AuditChain(lambda: datetime.now(UTC), checkpoint_every=settings.audit_checkpoint_every)
+    store.attach_sealer(chain.sealer(key, fingerprint(key.public_key())), HeadFile(settings.head_file).append)
+    return store
 
 
 def make_router(settings: Settings) -> NginxRouter:
@@ -230,7 +247,12 @@ def build_service(
     )
     access = AccessService(store, Envelope(load_keyring(settings)), now, config)
     audit = AuditService(
-        store, key, now, checkpoint_every=settings.audit_checkpoint_every, extra_public_keys=extra
+        store,
+        key,
+        now,
+        checkpoint_every=settings.audit_checkpoint_every,
+        extra_public_keys=extra,
+        witness=HeadFile(settings.head_file),
     )
     rollout = None
     if policy is not None:
@@ -245,3 +267,108 @@ def build_service(
         trusted_proxies=parse_networks(settings.trusted_proxies),
         signing_public_pem=public_pem(key.public_key()),
     )
+
+
+# -- disaster recovery: databases, backups, failover (issue 14) ------------------------------------
+def _write_load(credentials: Credentials, target: Endpoint, rate: float) -> WriteLoad:
+    from shipwarden.adapters.databases.mariadb_load import MariaDBWriteLoad
+
+    return MariaDBWriteLoad(credentials, target, rate=rate)
+
+
+def make_dr(
+    settings: Settings,
+    store: Store,
+    policy: LoadedPolicy,
+    *,
+    secrets: Callable[[str], str | None] | None = None,
+    clock: Callable[[], datetime] | None = None,
+    actor: str = "shipwarden:dr",
+    envelope: Envelope | None = None,
+) -> DrContext:
+    """The DR context for every database the policy declares: drivers, listener, backup tools,
+    streamers, scratch instances and backup storage, all under ``state_dir/dr``."""
+    from shipwarden.adapters.databases.listener import HaproxyTcpListener
+    from shipwarden.adapters.databases.local_control import LocalInstanceControl
+    from shipwarden.adapters.databases.mariadb import MariaDBDriver
+    from shipwarden.adapters.databases.mariadb_binlog import MariaDBBinlogStreamer
+    from shipwarden.adapters.databases.mariadb_scratch import MariaDBScratch
+    from shipwarden.adapters.databases.mariadb_tools import MariaDBBackupTool
+    from shipwarden.adapters.storage.local import LocalBlobStore
+    from shipwarden.adapters.store.dr_repo import DrRepo
+    from shipwarden.domain.dr.spec import IMPLEMENTED_ENGINES
+    from shipwarden.services.dr.context import DatabasePorts, DrContext, DrError
+
+    lookup = secrets or secret_lookup(settings, store)
+
+    def creds(user: str, secret: str | None, what: str) -> Credentials:
+        if secret is None:
+            return Credentials(user)
+        value = lookup(secret)
+        if not value:
+            raise DrError(
+                f"{what}: secret {secret!r} is not set (shipwarden secret set {secret}, "
+                f"or SHIPWARDEN_SECRET_{secret.upper().replace('-', '_').replace('.', '_')})"
+            )
+        return Credentials(user, value)
+
+    root = settings.state_dir / "dr"
+    listener = HaproxyTcpListener(root / "listeners")
+    databases: dict[str, DatabasePorts] = {}
+    for spec in policy.policy.databases:
+        if spec.engine not in IMPLEMENTED_ENGINES:
+            raise DrError(f"database of {spec.service}: no {spec.engine} driver yet (built: mariadb)")
+        what = f"database of {spec.service}"
+        admin = creds(spec.credentials.user, spec.credentials.password_secret, what)
+        repl = creds(spec.replication.user, spec.replication.password_secret, f"replication of {what}")
+        timeout = max(0.2, min(1.0, spec.failover.check_interval))
+        backup_dir = Path(spec.backup.directory)
+        if not backup_dir.is_absolute():
+            backup_dir = settings.state_dir / backup_dir
+        databases[spec.service] = DatabasePorts(
+            spec=spec,
+            driver=MariaDBDriver(admin, connect_timeout=timeout, read_timeout=30.0),
+            replication=repl,
+            listener=listener,
+            backup_tool=MariaDBBackupTool(admin, root / "work"),
+            streamer=MariaDBBinlogStreamer(root / "archive" / spec.service, repl),
+            scratch=MariaDBScratch(root / "scratch", admin, template_cache=root / "templates"),
+            blobs=LocalBlobStore(backup_dir),
+            write_load=partial(_write_load, admin, Endpoint(spec.listener.host, spec.listener.port)),
+            control=LocalInstanceControl(MariaDBDriver(admin), root / "instances" / spec.service),
+        )
+    notify = None
+    alerts = policy.policy.alerts
+    if alerts is not None and alerts.rollout is not None:
+        from shipwarden.services.notify import Notifier
+
+        urls = list(alerts.rollout.urls)
+
+        def notify(service: str, key: str, severity: str, message: str) -> None:
+            title = f"[{service}] database: {key}"
+            kind: Literal["failure", "warning"] = "failure" if severity == "failure" else "warning"
+            Notifier([(n, lookup(n)) for n in urls]).send(title, message, kind)
+
+    return DrContext(
+        databases=databases,
+        catalogue=DrRepo(store),
+        blobs=LocalBlobStore(settings.state_dir / "backups"),
+        envelope=envelope or Envelope(load_keyring(settings)),
+        clock=clock or (lambda: datetime.now(UTC)),
+        actor=actor,
+        notify=notify,
+    )
+
+
+def dr_config_items(settings: Settings, store: Store, policy: LoadedPolicy) -> Iterator[tuple[str, bytes]]:
+    """The installation's configuration for a configuration backup (policy, sealed secrets, audit
+    log and checkpoints, a git bundle of the deployed repository)."""
+    from shipwarden.adapters.storage.config_export import config_items
+
+    repos: list[str] = []
+    delivery = policy.policy.delivery
+    if delivery is not None:
+        url = delivery.repository.url
+        if "://" not in url and not url.startswith("git@"):
+            repos.append(str((Path(policy.source).resolve().parent / url).resolve()))
+    return config_items(store, Path(policy.source), repos)

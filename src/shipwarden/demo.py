@@ -4,7 +4,10 @@ Starts nginx and v1, deploys v2 blue-green while a bounded load runs (and
 prints how many requests failed — the goal is 0), rolls back to v1 under the
 same load, then releases v2 of a second service as a canary (20 % → live
 judge against the stable version → 50 % → all), prints the deployment
-records, and cleans up so that no process is left behind.  Everything runs
+records, runs a disaster-recovery drill on a real MariaDB primary with two
+semi-synchronous replicas (backup, restore test, SIGKILL of the primary under
+load: RTO and RPO against the objectives), and cleans up so that no process
+is left behind.  Everything runs
 in a temporary state directory on loopback ports.
 """
 
@@ -19,6 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
+from shipwarden import demo_dr
 from shipwarden.adapters.net import free_port
 from shipwarden.bootstrap import build, load_policy
 from shipwarden.entrypoints.cli import views
@@ -53,6 +57,7 @@ def main() -> int:
     url = f"http://127.0.0.1:{spec.routing.port}/"
     canary_url = f"http://127.0.0.1:{app.rollout.spec('hello-canary').routing.port}/"
     failed_total = 0
+    dr_ok = False
     started = time.monotonic()
 
     def run(dep_id: str):  # type: ignore[no-untyped-def]
@@ -104,8 +109,9 @@ def main() -> int:
                     f"analysis ({'passed' if analysis.get('ok') else 'failed'}): {analysis['detail']}"
                 )
         console.print(f"(every judged sample is stored: shipwarden replay {canary.id})")
+        dr_ok = demo_dr.run(console, workdir)
     finally:
-        console.print(Rule("7. clean-up"))
+        console.print(Rule("8. clean-up"))
         for service in ("hello", "hello-canary"):
             app.platform.stop(app.platform.instances(service), 5)
         app.router.stop()
@@ -115,7 +121,7 @@ def main() -> int:
     console.print(
         f"demo finished in {time.monotonic() - started:.0f}s; failed requests in total: {failed_total}"
     )
-    return 0 if failed_total == 0 else 1
+    return 0 if failed_total == 0 and dr_ok else 1
 
 
 if __name__ == "__main__":

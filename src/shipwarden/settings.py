@@ -39,7 +39,21 @@ class Settings(BaseSettings):
     audit_public_keys: list[Path] = Field(
         default_factory=list, description="Older public keys whose checkpoints still verify (after rotation)."
     )
-    audit_checkpoint_every: int = Field(1000, description="Sign the chain head every N entries.")
+    audit_checkpoint_every: int = Field(
+        1000, ge=1, description="Sign the chain head every N entries (the same for every process)."
+    )
+    audit_head_file: Path | None = Field(
+        None,
+        description="Witness file: every signed audit checkpoint is appended here, outside the database "
+        "(default state_dir/audit.head; keep it where the database's writers cannot write).",
+    )
+    api_threads: int = Field(
+        8,
+        ge=1,
+        description="Worker threads of `serve` for blocking request work (database reads).  Few is "
+        "faster: the work holds the GIL, and dozens of threads contending for it multiplied the CPU "
+        "cost of a request several times on MariaDB (bench/api.py).",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list, description="CIDRs of proxies whose X-Forwarded-For is believed."
     )
@@ -52,6 +66,10 @@ class Settings(BaseSettings):
     mfa_required: bool = Field(True, description="Production-affecting actions need a fresh TOTP check.")
     mfa_window_s: float = Field(900, description="How long a TOTP check stays fresh.")
     cookie_secure: bool = Field(True, description="Mark the session cookie Secure (HTTPS only).")
+
+    @property
+    def head_file(self) -> Path:
+        return self.audit_head_file or self.state_dir / "audit.head"
 
     @property
     def db_url(self) -> str:

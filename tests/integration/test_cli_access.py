@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import typer
@@ -133,6 +134,89 @@ def test_single_operator_mode_allows_and_audits_until_the_first_user(cli: Cli) -
     assert new[0]["detail"]["permission"] == "deployment.create" and new[0]["service"] == "web"
 
 
+def test_the_first_user_must_be_an_admin(cli: Cli) -> None:
+    """Class 11: a first user who cannot manage users would lock the installation out of admin."""
+    for roles in (("--role", "viewer"), ("--role", "admin:web"), ()):
+        n = len(cli.audit())
+        r = cli.run("tester", "user", "create", "vic", *roles)  # refused before asking for a password
+        assert r.exit_code == 2, r.output
+        msg = _one_line(r)
+        assert "the first user must be an admin" in msg and "shipwarden user create NAME --role admin" in msg
+        assert "nobody able to manage users or tokens" in msg
+        assert cli.services().access.users() == []
+        assert [e["action"] for e in cli.audit()[n:]] == ["access"]  # the single-operator decision only
+    r = cli.run("tester", "deploy", "web", "--version", "v1", "--no-wait")
+    assert r.exit_code == 0, r.output  # still single-operator mode
+    r = cli.run("tester", "user", "create", "alice", "--role", "admin", "--no-password")
+    assert r.exit_code == 0, r.output
+    assert "shipwarden user mfa enroll alice" in r.output
+
+
+def _secret(output: str) -> str:
+    uri = next(line for line in output.splitlines() if line.startswith("otpauth://totp/"))
+    return parse_qs(urlsplit(uri).query)["secret"][0]
+
+
+def test_an_admin_created_at_the_machine_enrols_mfa_there_and_can_then_administer(cli: Cli) -> None:
+    """Class 11: ``--no-password`` admin → ``user mfa enroll`` / ``confirm`` → users and tokens."""
+    assert cli.run("tester", "user", "create", "alice", "--role", "admin", "--no-password").exit_code == 0
+    r = cli.run("alice", "user", "create", "ci", "--role", "developer", "--no-password", "--otp", "123456")
+    assert r.exit_code == 2
+    assert "alice has no second factor: enrol one with shipwarden user mfa enroll alice" in _one_line(r)
+
+    n = len(cli.audit())
+    for actor, msg in (
+        ("mallory", "mallory is not a user here"),
+        ("alice", "a second factor is enrolled by its owner: run this as bob"),
+    ):
+        who = "bob" if actor == "alice" else "alice"
+        r = cli.run(actor, "user", "mfa", "enroll", who)
+        assert r.exit_code == 2 and msg in _one_line(r), r.output
+    new = cli.audit()[n:]
+    assert [(e["action"], e["outcome"], e["detail"]["path"]) for e in new] == [
+        ("access", "denied", "user mfa enroll"),
+        ("access", "denied", "user mfa enroll"),
+    ]
+
+    r = cli.run("alice", "user", "mfa", "enroll", "alice")
+    assert r.exit_code == 0, r.output
+    secret = _secret(r.output)
+    assert "█" in r.output or "▀" in r.output  # the QR code, drawn in the terminal
+    assert "user mfa confirm alice CODE" in r.output
+    assert not cli.services().access.user("alice").mfa_enabled  # pending until a first code
+    cli.secrets["alice"] = secret
+
+    r = cli.run("alice", "user", "mfa", "confirm", "alice", cli.wrong_code("alice"))
+    assert r.exit_code == 2 and "wrong code" in _one_line(r)
+    assert not cli.services().access.user("alice").mfa_enabled
+    r = cli.run("alice", "user", "mfa", "confirm", "alice", cli.code("alice", -1))
+    assert r.exit_code == 0, r.output
+    recovery = [line for line in r.output.splitlines() if len(line) == 19 and line.count("-") == 3]
+    assert len(recovery) == 10, r.output
+    assert cli.services().access.user("alice").mfa_enabled
+    entries = cli.audit(actor="alice")
+    confirm = [e for e in entries if e["action"] == "auth.mfa_confirm"]
+    assert [(e["outcome"], e["detail"]["via"]) for e in confirm] == [("ok", "cli")]
+    assert [e["outcome"] for e in entries if e["action"] == "auth.mfa"] == ["denied"]  # the wrong code
+    r = cli.run("alice", "user", "mfa", "confirm", "alice", cli.code("alice"))
+    assert r.exit_code == 2 and "already enabled" in _one_line(r)
+
+    # now alice administers, one fresh code per command
+    ci = ("user", "create", "ci", "--role", "developer", "--no-password")
+    r = cli.run("alice", *ci, "--otp", cli.code("alice"))
+    assert r.exit_code == 0, r.output
+    r = cli.run(
+        "alice", "token", "create", "--owner", "ci", "--name", "pipeline", "--scope", "evidence.write",
+        "--otp", cli.code("alice", 1),
+    )
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip().startswith("swt_")
+    # replacing the active second factor needs a current code from it
+    r = cli.run("alice", "user", "mfa", "enroll", "alice")
+    assert r.exit_code == 2 and "already has a second factor" in _one_line(r)
+    assert cli.services().access.user("alice").mfa_enabled
+
+
 # -- (b) a viewer cannot change production ----------------------------------------------------------------
 @pytest.mark.parametrize(
     ("args", "permission"),
@@ -241,6 +325,27 @@ def test_mfa_can_be_switched_off_by_the_installation(cli: Cli) -> None:
     cli.user("rm", "release-manager")
     cli.monkeypatch.setenv("SHIPWARDEN_MFA_REQUIRED", "false")
     r = cli.run("rm", "deploy", "web", "--version", "v1", "--no-wait")
+    assert r.exit_code == 0, r.output
+
+
+def test_the_cli_is_held_to_the_intersection_of_the_user_and_role_allowlists(cli: Cli) -> None:
+    """The operator at the machine crosses no network, but a role whose address allowlist does not
+    overlap the user's admits no address at all — the CLI included (user ∩ role ∩ token)."""
+    cli.monkeypatch.setenv("SHIPWARDEN_ROLE_CIDRS", '{"auditor": ["10.7.0.0/16"]}')
+    svc = cli.services()
+    try:
+        svc.access.create_user("setup", "far", PASSWORD, [parse_binding("auditor")], ["192.168.0.0/16"])
+        svc.access.create_user("setup", "near", PASSWORD, [parse_binding("auditor")], ["10.0.0.0/8"])
+    finally:
+        svc.store.engine.dispose()
+    r = cli.run("far", "audit", "verify")
+    assert r.exit_code == 2, r.output
+    msg = _one_line(r)
+    assert "audit.read is not granted to far (auditor) from anywhere" in msg, msg
+    assert "allowlists do not overlap" in msg
+    denied = cli.audit(action="access", actor="far")[-1]
+    assert denied["outcome"] == "denied" and "do not overlap" in denied["detail"]["reason"]
+    r = cli.run("near", "audit", "verify")  # 10.0.0.0/8 ∩ 10.7.0.0/16 admits somewhere: the machine too
     assert r.exit_code == 0, r.output
 
 

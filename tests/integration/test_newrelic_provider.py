@@ -245,3 +245,20 @@ def test_plain_http_endpoint_refused_for_remote_hosts(newrelic_contract: NerdGra
     with pytest.raises(ValueError, match="https"):
         NewRelicProvider("NRAK-x", 1, endpoint="http://api.newrelic.com/graphql")
     NewRelicProvider("NRAK-x", 1, endpoint=newrelic_contract.url).close()  # loopback is fine
+
+
+def test_facet_sum_includes_other_result(
+    newrelic_contract: NerdGraphContract, provider: NewRelicProvider
+) -> None:
+    """Issue 11: the facets past the FACET LIMIT come back in ``otherResult``; a SUM over facets
+    that ignores them under-counts."""
+    newrelic_contract.script(
+        "FACET host LIMIT 2",
+        results=[{"facet": "a", "host": "a", "count": 100}, {"facet": "b", "host": "b", "count": 50}],
+        other={"count": 30},
+    )
+    tpl = ERROR_RATE.replace("AS 'value'", "") + " FACET host LIMIT 2"
+    total = provider.query(tpl, service=SERVICE, version="v1", window_s=60, aggregate=Aggregation.SUM)
+    assert isinstance(total, Value) and total.value == 180.0
+    assert "otherResult" in newrelic_contract.requests[-1].json()["query"]
+    assert newrelic_contract.violations == []

@@ -186,7 +186,7 @@ def test_long_kubernetes_values_are_stored_and_verify(store: Store) -> None:
     for fast in (False, True):
         report = audit.verify(fast=fast)
         assert report.ok and report.entries_checked == 7, report
-        assert report.checkpoints_checked == 2, report  # at seq 3 and seq 7
+        assert report.checkpoints_checked == 2, report  # at seq 3 and seq 6: the grid
     k8s = audit.query(source="kubernetes")
     assert len(k8s) == 6
     long_uri, long_user = k8s[0], k8s[1]
@@ -235,15 +235,22 @@ def test_a_batch_and_its_checkpoint_are_stored_together(store: Store) -> None:
         "items": [_k8s(f"/api/v1/namespaces/shop/pods/web-{i}", "alice@example.com") for i in range(3)],
     }
 
-    def unavailable(head: object) -> None:
-        raise RuntimeError("signing key unavailable")
+    assert store.seals is not None
+    sealer = store.seals.sealer
 
-    audit._sign = unavailable  # type: ignore[method-assign,assignment]
+    class Unavailable:
+        every = sealer.every
+        due = sealer.due
+
+        def seal(self, *_: object) -> None:
+            raise RuntimeError("signing key unavailable")
+
+    store.seals.sealer = Unavailable()  # type: ignore[assignment]
     with pytest.raises(RuntimeError):
         audit.ingest_k8s(batch)
     assert store.count_audit() == 0 and audit.repo.checkpoints() == []
-    del audit._sign
+    store.seals.sealer = sealer
     assert audit.ingest_k8s(batch) == 3 and audit.ingest_k8s(batch) == 3
-    assert [c.seq for c in audit.repo.checkpoints()] == [3, 6]
+    assert [c.seq for c in audit.repo.checkpoints()] == [2, 4, 6]  # on the grid, inside the batches
     report = audit.verify()
-    assert report.ok and report.entries_checked == 6 and report.checkpoints_checked == 2
+    assert report.ok and report.entries_checked == 6 and report.checkpoints_checked == 3

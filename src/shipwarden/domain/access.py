@@ -12,7 +12,9 @@ could this person promote to production?".
   configurable window (default 15 min), not just a logged-in session.
 * **IP allowlist** — ``X-Forwarded-For`` is client-controlled text, so it is
   honoured only when the TCP peer is one of our proxies, and then read from the
-  right: the right-most address that is not a trusted proxy is the client.
+  right: the right-most address that is not a trusted proxy is the client.  The
+  user's, a role's and a token's lists apply together: the effective allowlist is
+  their intersection (:func:`effective_allowlist`), so each can only narrow.
 * **Sessions** — OWASP defaults: 15 min idle, 8 h absolute, server-side; a
   concurrent-session cap; a new id on login and on every privilege change.
 * **Lockout** — exponential back-off per account and per source address after
@@ -33,6 +35,7 @@ __all__ = [
     "ACCOUNT_LOCKOUT",
     "ADDRESS_LOCKOUT",
     "GLOBAL_ONLY",
+    "Allowlist",
     "MATRIX",
     "PRODUCTION_AFFECTING",
     "Admission",
@@ -49,15 +52,18 @@ __all__ = [
     "SessionState",
     "SessionStatus",
     "Target",
+    "address_allowed",
     "admit_session",
     "check_login",
     "check_session",
     "client_ip",
+    "effective_allowlist",
     "ip_allowed",
     "is_allowed",
     "lockout_decision",
     "mfa_satisfied",
     "new_session_id",
+    "outside_of",
     "parse_networks",
     "permissions_of",
     "rotate_session",
@@ -312,7 +318,74 @@ def ip_allowed(ip: IpAddress | str, cidrs: Sequence[IpNetwork]) -> bool:
     """Is ``ip`` inside one of ``cidrs``?  An empty list allows nothing (deny by default):
     whether the allowlist is switched on at all is configuration, decided by the caller."""
     addr = _parse_ip(ip) if isinstance(ip, str) else ip
-    return _in_any(addr, cidrs)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return _in_any(addr, [_unmapped(n) for n in cidrs])
+
+
+Allowlist = tuple[IpNetwork, ...] | None
+"""Where requests may come from: ``None`` — no restriction at this level; a tuple — only from
+these networks (an empty tuple: from nowhere)."""
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _unmapped(net: IpNetwork) -> IpNetwork:
+    """``::ffff:10.0.0.0/104`` is ``10.0.0.0/8``: addresses are judged unmapped (see :func:`client_ip`)."""
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96 and net.subnet_of(_MAPPED):
+        mapped = net.network_address.ipv4_mapped
+        assert mapped is not None
+        return ipaddress.IPv4Network((mapped, net.prefixlen - 96))
+    return net
+
+
+def _collapse(networks: Iterable[IpNetwork]) -> tuple[IpNetwork, ...]:
+    nets = list(networks)
+    v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
+    return (*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6))
+
+
+def effective_allowlist(*levels: Iterable[IpNetwork] | None) -> Allowlist:
+    """The networks a request may come from when several allowlists apply — the user's, a role's,
+    a token's: their **intersection**.  Each level can only narrow what the others allow, never
+    widen it (a token minted with its own list is still held to its owner's).
+
+    ``None`` at a level means that level does not restrict; all ``None`` gives ``None``.  Two CIDR
+    blocks either nest or are disjoint, so the intersection is, pairwise, the smaller block of
+    each nested pair; IPv4 and IPv6 never meet.  An empty result means *from nowhere*.
+    """
+    result: tuple[IpNetwork, ...] | None = None
+    for level in levels:
+        if level is None:
+            continue
+        nets = _collapse(_unmapped(n) for n in level)
+        if result is None:
+            result = nets
+            continue
+        both: list[IpNetwork] = []
+        for a in result:
+            for b in nets:
+                if a.version != b.version:
+                    continue
+                if a.subnet_of(b):  # type: ignore[arg-type]  # same version, checked above
+                    both.append(a)
+                elif b.subnet_of(a):  # type: ignore[arg-type]
+                    both.append(b)
+        result = _collapse(both)
+    return result
+
+
+def address_allowed(ip: IpAddress | str, allowlist: Allowlist) -> bool:
+    """Is ``ip`` inside ``allowlist`` (an :func:`effective_allowlist`)?  ``None``: unrestricted."""
+    return allowlist is None or ip_allowed(ip, allowlist)
+
+
+def outside_of(inner: Iterable[IpNetwork], outer: Allowlist) -> tuple[IpNetwork, ...]:
+    """The networks of ``inner`` that reach outside ``outer`` (empty: ``inner`` only narrows it)."""
+    if outer is None:
+        return ()
+    return tuple(n for n in _collapse(_unmapped(x) for x in inner) if effective_allowlist(outer, [n]) != (n,))
 
 
 # ---------------------------------------------------------------------------------------------

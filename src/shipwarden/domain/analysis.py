@@ -31,10 +31,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from shipwarden.domain._base import Duration, PolicyError, PolicyIssue, _Strict, parse_duration
+from shipwarden.domain._base import (
+    Duration,
+    PolicyError,
+    PolicyIssue,
+    PositiveDuration,
+    _Strict,
+    parse_duration,
+)
+from shipwarden.domain._yaml import line_of, path_text, read_document
 
 # --------------------------------------------------------------------------- conditions
 
@@ -96,8 +103,8 @@ class MetricCheck(_Strict):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
     provider: Literal["prometheus", "newrelic"] = "prometheus"
     query: str = Field(min_length=1)
-    interval: Duration | None = None
-    window: Duration | None = None
+    interval: PositiveDuration | None = None
+    window: PositiveDuration | None = None
     count: int | None = Field(None, ge=1, le=100_000)
     initial_delay: Duration = Field(0.0, alias="initialDelay")
     success_condition: Condition | None = Field(None, alias="successCondition")
@@ -107,7 +114,7 @@ class MetricCheck(_Strict):
     consecutive_failure_limit: int | None = Field(None, ge=0, alias="consecutiveFailureLimit")
     inconclusive_limit: int = Field(0, ge=-1, alias="inconclusiveLimit")
     consecutive_error_limit: int = Field(4, ge=0, alias="consecutiveErrorLimit")
-    error_retry_interval: Duration = Field(10.0, alias="errorRetryInterval")
+    error_retry_interval: PositiveDuration = Field(10.0, alias="errorRetryInterval")
     min_requests: int = Field(0, ge=0, alias="minRequests")
 
     @field_validator("query")
@@ -578,39 +585,13 @@ def combine(results: Iterable[MetricResult]) -> Phase:
 # --------------------------------------------------------------------------- loading from text
 
 
-def _line_of(node: yaml.Node | None, path: Sequence[Any]) -> int | None:
-    if node is None:
-        return None
-    line: int = node.start_mark.line + 1
-    for key in path:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if k.value == key:
-                    node, line = v, k.start_mark.line + 1
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
 def load_judge_spec_text(text: str, source: str = "<judge policy>") -> JudgeSpec:
     """Parse a judge policy (YAML or JSON): either a ``JudgeSpec`` mapping or an analysis with ``judge:``.
 
     Raises ``PolicyError`` whose issues carry file:line and the field path.
     """
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise PolicyError(
-            [PolicyIssue(source, mark.line + 1 if mark else None, "", f"not valid YAML/JSON: {exc}")]
-        ) from None
+    doc = read_document(text, source)  # the policy loader's reader: same limits, same errors
+    root, data = doc.root, doc.data
     if data is None:
         return JudgeSpec()
     if not isinstance(data, dict):
@@ -627,7 +608,7 @@ def load_judge_spec_text(text: str, source: str = "<judge policy>") -> JudgeSpec
         issues = []
         for err in exc.errors():
             loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p[:1].isupper()))
-            path = ".".join(str(p) for p in loc)
+            path = path_text(loc)
             msg = err["msg"].removeprefix("Value error, ")
-            issues.append(PolicyIssue(source, _line_of(root, loc), path, msg))
+            issues.append(PolicyIssue(source, line_of(root, loc), path, msg))
         raise PolicyError(issues) from None

@@ -39,7 +39,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from shipwarden.domain._base import Duration, _Strict
+from shipwarden.domain._base import PositiveDuration, UrlPath, _Strict
+from shipwarden.domain.version import check_version
 
 _SECRET = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
 _ROLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -69,7 +70,7 @@ class WebhookSecrets(_Strict):
 
     circleci: str | None = Field(None, pattern=_SECRET)
     github: str | None = Field(None, pattern=_SECRET)
-    replay_window: Duration = Field(3600.0, alias="replayWindow")
+    replay_window: PositiveDuration = Field(3600.0, alias="replayWindow")
 
 
 class NotifyTargets(_Strict):
@@ -82,7 +83,7 @@ class NotifyTargets(_Strict):
     @classmethod
     def _names(cls, v: list[str]) -> list[str]:
         for name in v:
-            if not re.match(_SECRET, name):
+            if not re.fullmatch(_SECRET, name):
                 raise ValueError(
                     f"{name!r} is not a secret name (the URL itself belongs in the secret store)"
                 )
@@ -106,23 +107,16 @@ class Preparation(_Strict):
 
 
 class SmokeCheck(_Strict):
-    path: str = "/healthz"
+    path: UrlPath = "/healthz"
     expect_status: int = Field(200, alias="expectStatus", ge=100, le=599)
     contains: str | None = None
     requests: int = Field(3, ge=1, le=1000)
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError("must start with '/'")
-        return v
 
 
 class PerfValidation(_Strict):
     """Latency after the switch compared with the same measurement just before it."""
 
-    path: str = "/"
+    path: UrlPath = "/"
     requests: int = Field(50, ge=5, le=100_000)
     #: allowed growth of p95 over the baseline, as a fraction (0.5 = +50 %)
     max_regression: float = Field(0.5, ge=0, alias="maxRegression")
@@ -141,14 +135,22 @@ class SecurityConfirmation(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", v):
+        if v is not None and not re.fullmatch(r"^https?://[^\s/]+(/\S*)?$", v):
             raise ValueError("must be an http:// or https:// URL")
         return v
 
 
 class ReleaseNotesSpec(_Strict):
     #: documentation file the notes are prepended to; relative to the policy file; ``{service}`` allowed
-    path: str = "docs/releases/{service}.md"
+    path: str = Field("docs/releases/{service}.md", min_length=1)
+
+    @field_validator("path")
+    @classmethod
+    def _only_service(cls, v: str) -> str:
+        other = sorted(set(re.findall(r"\{[^{}]*\}", v)) - {"{service}"})
+        if other or "\x00" in v:
+            raise ValueError(f"only the {{service}} placeholder is filled in; found {other or 'a NUL'}")
+        return v
 
 
 class PostDeployment(_Strict):
@@ -176,7 +178,7 @@ class DeliveryPolicy(_Strict):
     @classmethod
     def _services(cls, v: list[str]) -> list[str]:
         for s in v:
-            if not _SERVICE.match(s):
+            if not _SERVICE.fullmatch(s):
                 raise ValueError(f"invalid service name {s!r}")
         if len(set(v)) != len(v):
             raise ValueError("a service is listed twice")
@@ -189,16 +191,21 @@ class DeliveryPolicy(_Strict):
             raise ValueError(
                 "the version must contain {short} or {sha}: each merge commit is its own version"
             )
-        probe = v.replace("{short}", "x").replace("{sha}", "x")
-        if "{" in probe or "}" in probe or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$", probe):
-            raise ValueError("only {short} and {sha} placeholders and [A-Za-z0-9._-] are allowed")
+        probe = v.replace("{short}", "").replace("{sha}", "")
+        if "{" in probe or "}" in probe:
+            raise ValueError("only the {short} and {sha} placeholders are filled in")
+        for sha in (_LONGEST_SHA, _LONGEST_SHA[:40]):  # SHA-256 and SHA-1 repositories
+            try:  # every version it can produce must be a valid one
+                version_for(v, sha)
+            except ValueError as exc:
+                raise ValueError(f"with a commit filled in: {exc}") from None
         return v
 
     @field_validator("approvers")
     @classmethod
     def _approvers(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         for role in v:
-            if not _ROLE.match(role):
+            if not _ROLE.fullmatch(role):
                 raise ValueError(f"invalid role name {role!r}")
         return v
 
@@ -210,8 +217,16 @@ class DeliveryPolicy(_Strict):
 # --- pure decisions ----------------------------------------------------------------------------------------
 
 
+_SHA = re.compile(r"^[0-9a-f]{7,64}$")
+_LONGEST_SHA = "f" * 64
+
+
 def version_for(template: str, sha: str) -> str:
-    return template.replace("{short}", sha[:12]).replace("{sha}", sha)
+    """The version the delivery pipeline deploys a merge commit as (``delivery.version``), checked
+    like any version typed by hand (``InvalidVersion``, a ``ValueError``, when it is not one)."""
+    if not _SHA.fullmatch(sha):
+        raise ValueError(f"{sha[:80]!r} is not a git commit sha")
+    return check_version(template.replace("{short}", sha[:12]).replace("{sha}", sha))
 
 
 @dataclass(frozen=True)

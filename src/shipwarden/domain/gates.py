@@ -38,20 +38,21 @@ person who is not the change's author.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from shipwarden.domain._base import Duration, _Strict
+from shipwarden.domain._base import PositiveDuration, _Strict
 from shipwarden.domain.evidence.model import (
     BackupVerification,
     CiCheck,
     Evidence,
     PerfReport,
     RollbackPlan,
+    SecurityFinding,
     SecurityReport,
     Severity,
     TestReport,
@@ -73,12 +74,28 @@ class SuiteRule(_Strict):
     max_errors: int = Field(0, ge=0, alias="maxErrors")
     #: ``None`` allows any number of skipped tests
     max_skipped: int | None = Field(None, ge=0, alias="maxSkipped")
+    #: tests that passed only on a rerun count as passed; ``None`` allows any number, ``0`` refuses them
+    max_flaky: int | None = Field(None, ge=0, alias="maxFlaky")
 
 
 class CiRule(_Strict):
     """CI workflows/jobs (by name) whose latest run must have succeeded (D2)."""
 
     required: list[str] = Field(min_length=1)
+
+
+SarifLevel = Literal["error", "warning", "note", "none"]
+
+
+class ToolRule(_Strict):
+    """How one scanner's findings count (matched on the SARIF ``tool.driver.name``, any case).
+
+    ``levels``: only results at these SARIF levels are security findings — a linter's
+    ``warning``-level style rules are not (``ESLint: {levels: [error]}``); ``[]`` counts none of
+    the tool's results (its scan must still have completed).
+    """
+
+    levels: list[SarifLevel]
 
 
 class SecurityLimits(_Strict):
@@ -89,7 +106,25 @@ class SecurityLimits(_Strict):
     )
     forbidden_rules: list[str] = Field(default_factory=list, alias="forbiddenRules")
     #: the scan must have completed within this long before the evaluation
-    max_age: Duration | None = Field(None, alias="maxAge")
+    max_age: PositiveDuration | None = Field(None, alias="maxAge")
+    #: per-tool rules, by SARIF tool name; tools not listed count every result
+    tools: dict[str, ToolRule] = Field(default_factory=dict)
+
+    @field_validator("tools")
+    @classmethod
+    def _tool_names(cls, v: dict[str, ToolRule]) -> dict[str, ToolRule]:
+        names = [n.casefold() for n in v]
+        if len(set(names)) != len(names) or any(not n.strip() for n in names):
+            raise ValueError("tool names must be non-empty and unique (compared in any case)")
+        return v
+
+    def counts(self, finding: SecurityFinding) -> bool:
+        """Whether this finding counts against the limits (its tool's ``levels``, if listed)."""
+        tool = finding.tool.casefold()
+        for name, rule in self.tools.items():
+            if name.casefold() == tool:
+                return (finding.level or "warning") in rule.levels
+        return True
 
     @field_validator("max_findings")
     @classmethod
@@ -105,7 +140,10 @@ class PerfThresholds(_Strict):
     p99_ms: float | None = Field(None, gt=0, alias="p99Ms")
     max_error_rate: float | None = Field(None, ge=0, le=1, alias="maxErrorRate")
     min_throughput_rps: float | None = Field(None, ge=0, alias="minThroughputRps")
-    max_age: Duration | None = Field(None, alias="maxAge")
+    max_age: PositiveDuration | None = Field(None, alias="maxAge")
+    #: the load tool's own threshold verdicts (k6 ``thresholds``): ``enforce`` fails the gate on any
+    #: threshold the tool itself saw fail, even when this policy's limits are looser; ``ignore`` does not
+    tool_thresholds: Literal["enforce", "ignore"] = Field("enforce", alias="toolThresholds")
 
     @model_validator(mode="after")
     def _something(self) -> PerfThresholds:
@@ -119,7 +157,7 @@ class UatSignOff(_Strict):
 
 
 class BackupRule(_Strict):
-    max_age: Duration = Field(24 * 3600.0, alias="maxAge")
+    max_age: PositiveDuration = Field(24 * 3600.0, alias="maxAge")
 
 
 class RollbackRule(_Strict):
@@ -158,7 +196,7 @@ class ChangeRule(_Strict):
     @classmethod
     def _roles(cls, v: list[str]) -> list[str]:
         for role in v:
-            if not re.match(_ROLE, role):
+            if not re.fullmatch(_ROLE, role):
                 raise ValueError(f"invalid role name {role!r}")
         if len(set(v)) != len(v):
             raise ValueError("a role is listed twice")
@@ -195,7 +233,7 @@ class GatePolicy(_Strict):
     @classmethod
     def _required_suites(cls, v: dict[str, SuiteRule]) -> dict[str, SuiteRule]:
         for name in v:
-            if not _CATEGORY.match(name):
+            if not _CATEGORY.fullmatch(name):
                 raise ValueError(f"invalid suite category {name!r}")
         missing = [c for c in REQUIRED_SUITES if c not in v]
         if missing:
@@ -405,6 +443,7 @@ def _suite_gate(category: str, rule: SuiteRule, items: list[Evidence]) -> GateRe
     failures = sum(r.failures for r in reports)
     errors = sum(r.errors for r in reports)
     skipped = sum(r.skipped for r in reports)
+    flaky = sum(r.flaky for r in reports)
     problems = []
     if tests < rule.min_tests:
         problems.append(f"{tests} tests ran, at least {rule.min_tests} required")
@@ -414,7 +453,14 @@ def _suite_gate(category: str, rule: SuiteRule, items: list[Evidence]) -> GateRe
         problems.append(f"{errors} errors (max {rule.max_errors})")
     if rule.max_skipped is not None and skipped > rule.max_skipped:
         problems.append(f"{skipped} skipped (max {rule.max_skipped})")
+    if rule.max_flaky is not None and flaky > rule.max_flaky:
+        names = sorted(
+            {f"{c.classname}.{c.name}" for r in reports for s in r.suites for c in s.cases if c.flaky}
+        )
+        problems.append(f"{flaky} flaky (passed on rerun; max {rule.max_flaky}: {', '.join(names[:5])})")
     summary = f"{tests} tests, {failures} failures, {errors} errors, {skipped} skipped"
+    if flaky:
+        summary += f", {flaky} flaky"
     summary += f" in {len(items)} report(s)"
     if problems:
         return _fail(gate, "violated", "; ".join(problems) + f" — {summary}", ids)
@@ -452,31 +498,34 @@ def _security_gate(limits: SecurityLimits, items: list[Evidence], now: datetime)
     if not fresh:
         return _fail(gate, "stale", why, [e.id for e in items])
     ids = [e.id for e in fresh]
+    reports = [e.report for e in fresh if isinstance(e.report, SecurityReport)]
+    # A scan that did not complete is not evidence: the latest scan of each tool must have completed
+    # (a re-run that completes replaces a crashed one; findings of every scan still count).
+    latest: dict[tuple[str, ...], SecurityReport] = {}
+    for rep in reports:
+        latest[tuple(sorted(t.casefold() for t in rep.tools))] = rep
+    incomplete = [w for rep in latest.values() for w in rep.incomplete]
+    if incomplete:
+        detail = "incomplete: a scan that did not complete is not evidence — " + "; ".join(incomplete[:5])
+        return _fail(gate, "missing", detail, ids)
+    findings = [f for rep in reports for f in rep.findings if limits.counts(f)]
+    ignored = sum(len(rep.findings) for rep in reports) - len(findings)
     counts = dict.fromkeys(Severity, 0)
-    rules: set[str] = set()
-    for e in fresh:
-        assert isinstance(e.report, SecurityReport)
-        for sev, n in e.report.counts().items():
-            counts[sev] += n
-        rules.update(e.report.rule_ids())
+    for f in findings:
+        counts[f.severity] += 1
     problems = []
     for sev in Severity:
         limit = limits.max_findings.get(sev)
         if limit is not None and counts[sev] > limit:
-            sev_rules = sorted(
-                {
-                    f.rule_id
-                    for e in fresh
-                    if isinstance(e.report, SecurityReport)
-                    for f in e.report.findings
-                    if f.severity == sev
-                }
-            )
+            sev_rules = sorted({f.rule_id for f in findings if f.severity == sev})
             problems.append(f"{counts[sev]} {sev.value} (max {limit}; rules: {', '.join(sev_rules[:10])})")
-    forbidden = sorted(rules & set(limits.forbidden_rules))
+    # a rule named as forbidden is forbidden at any level
+    forbidden = sorted({f.rule_id for rep in reports for f in rep.findings} & set(limits.forbidden_rules))
     if forbidden:
         problems.append(f"forbidden rules found: {', '.join(forbidden)}")
     summary = ", ".join(f"{counts[s]} {s.value}" for s in Severity if s is not Severity.NONE)
+    if ignored:
+        summary += f" ({ignored} result(s) at levels their tool's rule does not count)"
     if problems:
         return _fail(gate, "violated", "; ".join(problems), ids)
     return _ok(gate, f"within limits: {summary}", ids)
@@ -508,9 +557,13 @@ def _perf_gate(t: PerfThresholds, items: list[Evidence], now: datetime) -> GateR
             problems.append(f"{label} {value:g} {'>' if is_max else '<'} {limit:g}")
     if missing:
         return _fail(gate, "missing", f"missing: the {r.tool} report has no {', '.join(missing)}", [last.id])
+    failed = sorted(expr for expr, ok in r.tool_thresholds.items() if not ok)
+    if failed and t.tool_thresholds == "enforce":
+        problems.append(f"{r.tool} threshold(s) failed: {', '.join(failed[:5])}")
     if problems:
         return _fail(gate, "violated", "; ".join(problems), [last.id])
-    return _ok(gate, f"{r.tool} run within thresholds", [last.id])
+    ignored = f" ({len(failed)} {r.tool} threshold(s) failed; ignored by policy)" if failed else ""
+    return _ok(gate, f"{r.tool} run within thresholds{ignored}", [last.id])
 
 
 def _uat_gate(rule: UatSignOff, approvals: Sequence[Approval], commit_sha: str | None) -> GateResult:
@@ -541,6 +594,36 @@ def _backup_gate(rule: BackupRule, items: list[Evidence], now: datetime) -> Gate
         limit = timedelta(seconds=rule.max_age)
         return _fail(gate, "stale", f"backup {b.backup_id} last verified {age} ago (max {limit})", [last.id])
     return _ok(gate, f"backup {b.backup_id} verified at {b.verified_at.isoformat()}", [last.id])
+
+
+def _verified_backups_gate(
+    rule: BackupRule, verifications: Mapping[str, BackupVerification | None], now: datetime
+) -> GateResult:
+    """The backup gate when shipwarden manages the databases: each one's newest *stored* restore
+    test (``services.dr.verify``) must have passed within ``maxAge``; uploads do not count."""
+    gate = "backup"
+    if not verifications:
+        return _fail(gate, "missing", "missing: no database to verify")
+    limit = timedelta(seconds=rule.max_age)
+    missing, failed, stale, ok = [], [], [], []
+    for db, v in sorted(verifications.items()):
+        if v is None:
+            missing.append(f"{db}: never verified (shipwarden db verify {db})")
+        elif not v.ok:
+            at = v.verified_at.isoformat()
+            failed.append(f"{db}: verification of {v.backup_id} at {at} failed: {v.detail}")
+        elif v.verified_at < now - limit:
+            stale.append(f"{db}: last verified {now - v.verified_at} ago (max {limit})")
+        else:
+            ok.append(f"{db}: {v.backup_id} verified at {v.verified_at.isoformat()}")
+    ids = [f"verification:{v.backup_id}" for v in verifications.values() if v is not None]
+    if failed:
+        return _fail(gate, "violated", "; ".join(failed + stale + missing), ids)
+    if stale:
+        return _fail(gate, "stale", "; ".join(stale + missing), ids)
+    if missing:
+        return _fail(gate, "missing", "missing: " + "; ".join(missing), ids)
+    return _ok(gate, "restore-tested: " + "; ".join(ok), ids)
 
 
 def _rollback_gate(rule: RollbackRule, items: list[Evidence]) -> GateResult:
@@ -588,12 +671,15 @@ def evaluate_gates(
     *,
     commit_sha: str | None = None,
     change: ChangeFacts | None = None,
+    backups: Mapping[str, BackupVerification | None] | None = None,
 ) -> list[GateResult]:
     """Judge every gate the policy declares; one result per gate, in a stable order.
 
     ``change`` is needed for the ``change-control`` gate, which is evaluated
     whenever the policy declares non-standard rules (without it that gate
-    fails as "missing").  ``now`` must be timezone-aware like the evidence.
+    fails as "missing").  ``now`` must be timezone-aware like the evidence.  ``backups``: when
+    shipwarden manages the databases, each one's newest stored restore test; the backup gate then
+    reads only these (an uploaded "backup" claim is ignored).
     """
     if now.tzinfo is None:
         raise ValueError("evaluate_gates needs a timezone-aware 'now' (evidence times are aware)")
@@ -612,7 +698,9 @@ def evaluate_gates(
         results.append(_perf_gate(cl.performance, _of(evidence, "performance", PerfReport), now))
     if cl.uat_sign_off is not None:
         results.append(_uat_gate(cl.uat_sign_off, approvals, commit_sha))
-    if cl.backup is not None:
+    if cl.backup is not None and backups is not None:
+        results.append(_verified_backups_gate(cl.backup, backups, now))
+    elif cl.backup is not None:
         results.append(_backup_gate(cl.backup, _of(evidence, "backup", BackupVerification), now))
     if cl.rollback_plan is not None:
         results.append(_rollback_gate(cl.rollback_plan, _of(evidence, "rollback-plan", RollbackPlan)))

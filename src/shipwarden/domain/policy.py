@@ -17,16 +17,36 @@ import hashlib
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from shipwarden.domain._base import Duration, PolicyError, PolicyIssue, _Strict, parse_duration
+from shipwarden.domain._base import (
+    Duration,
+    EnvName,
+    PolicyError,
+    PolicyIssue,
+    PositiveDuration,
+    UrlPath,
+    _Strict,
+    check_template,
+    parse_duration,
+)
+from shipwarden.domain._yaml import line_of, path_text, read_document
 from shipwarden.domain.alerts import AlertsPolicy
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.delivery import DeliveryPolicy
+from shipwarden.domain.dr.spec import DatabaseSpec, validate_databases
 from shipwarden.domain.gates import GatePolicy
 
 __all__ = [
+    "RUN_PLACEHOLDERS",
     "Duration",
     "PolicyError",
     "PolicyIssue",
@@ -37,19 +57,40 @@ __all__ = [
 ]
 
 
+RUN_PLACEHOLDERS = frozenset({"version", "port", "service", "python"})
+"""What the platform substitutes in ``run.command``, ``run.env`` values and ``run.workdir``."""
+
+
+def _run_template(v: str) -> str:
+    return check_template(v, RUN_PLACEHOLDERS)
+
+
+RunTemplate = Annotated[str, AfterValidator(_run_template)]
+
+
+@dataclass(frozen=True)
+class RenderedRun:
+    """``RunSpec`` with its placeholders filled in: what the platform starts."""
+
+    argv: list[str]
+    env: dict[str, str]
+    workdir: str | None
+
+
 class RunSpec(_Strict):
     """How the local platform starts one instance of a version.
 
-    ``command`` and ``env`` values may use ``{version}``, ``{port}`` and
-    ``{service}`` placeholders.
+    ``command``, ``env`` values and ``workdir`` may use the ``{version}``, ``{port}``,
+    ``{service}`` and ``{python}`` placeholders (:data:`RUN_PLACEHOLDERS`) — bare names only;
+    ``{{``/``}}`` are literal braces.  ``render`` is the one place they are filled in.
     """
 
-    command: list[str] = Field(min_length=1)
-    port_env: str = Field("PORT", alias="portEnv")
-    env: dict[str, str] = Field(default_factory=dict)
-    workdir: str | None = None
+    command: list[RunTemplate] = Field(min_length=1)
+    port_env: EnvName = Field("PORT", alias="portEnv")
+    env: dict[EnvName, RunTemplate] = Field(default_factory=dict)
+    workdir: RunTemplate | None = None
     instances: int = Field(2, ge=1, le=64)
-    stop_timeout: Duration = Field(10.0, alias="stopTimeout")
+    stop_timeout: PositiveDuration = Field(10.0, alias="stopTimeout")
 
     @field_validator("command", mode="before")
     @classmethod
@@ -57,32 +98,59 @@ class RunSpec(_Strict):
         if isinstance(v, str):
             import shlex
 
-            return shlex.split(v)
+            try:
+                return shlex.split(v)
+            except ValueError as exc:  # "No closing quotation"
+                raise ValueError(f"cannot split the command like a shell: {exc}") from None
         return v
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: list[str]) -> list[str]:
+        if not v[0].strip():
+            raise ValueError("the program (the first word) is empty")
+        return v
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("is empty (leave it out to start in the policy file's directory)")
+        return v
+
+    @model_validator(mode="after")
+    def _port_env_is_the_platforms(self) -> RunSpec:
+        if self.port_env in self.env:
+            raise ValueError(
+                f"env.{self.port_env} would be replaced by the instance's port: {self.port_env} is "
+                "'portEnv', which the platform sets"
+            )
+        return self
+
+    def render(self, *, version: str, port: str, service: str, python: str) -> RenderedRun:
+        values = {"version": version, "port": port, "service": service, "python": python}
+        return RenderedRun(
+            argv=[a.format_map(values) for a in self.command],
+            env={k: t.format_map(values) for k, t in self.env.items()},
+            workdir=self.workdir.format_map(values) if self.workdir is not None else None,
+        )
 
 
 class HealthCheck(_Strict):
-    path: str = "/healthz"
-    interval: Duration = 1.0
-    timeout: Duration = 2.0
-    healthy_threshold: int = Field(2, ge=1, alias="healthyThreshold")
-    unhealthy_threshold: int = Field(3, ge=1, alias="unhealthyThreshold")
-    start_timeout: Duration = Field(60.0, alias="startTimeout")
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError("must start with '/'")
-        return v
+    path: UrlPath = "/healthz"
+    interval: PositiveDuration = 1.0
+    timeout: PositiveDuration = 2.0
+    healthy_threshold: int = Field(2, ge=1, le=1000, alias="healthyThreshold")
+    unhealthy_threshold: int = Field(3, ge=1, le=1000, alias="unhealthyThreshold")
+    start_timeout: PositiveDuration = Field(60.0, alias="startTimeout")
 
 
 class PreviewVerification(_Strict):
     """Requests sent through the preview route before the switch."""
 
-    path: str = "/"
+    path: UrlPath = "/"
     requests: int = Field(20, ge=1, le=10_000)
-    expect_status: int = Field(200, alias="expectStatus")
+    expect_status: int = Field(200, alias="expectStatus", ge=100, le=599)
 
 
 class BlueGreen(_Strict):
@@ -92,7 +160,7 @@ class BlueGreen(_Strict):
     verify_requests: int = Field(50, ge=1, le=100_000, alias="verifyRequests")
     pre_promotion_analysis: AnalysisSpec | None = Field(None, alias="prePromotionAnalysis")
     post_promotion_analysis: AnalysisSpec | None = Field(None, alias="postPromotionAnalysis")
-    progress_deadline: Duration = Field(600.0, alias="progressDeadline")
+    progress_deadline: PositiveDuration = Field(600.0, alias="progressDeadline")
 
     @field_validator("post_promotion_analysis")
     @classmethod
@@ -162,7 +230,7 @@ class BackgroundAnalysis(AnalysisSpec):
     """Analysis that runs continuously from ``startingStep`` until promotion (Argo's background analysis)."""
 
     starting_step: int = Field(0, ge=0, alias="startingStep")
-    interval: Duration = Field(1.0, gt=0)
+    interval: PositiveDuration = 1.0
 
 
 class ConfirmGates(_Strict):
@@ -170,7 +238,7 @@ class ConfirmGates(_Strict):
 
     before_weight_increase: bool = Field(False, alias="beforeWeightIncrease")
     before_promotion: bool = Field(False, alias="beforePromotion")
-    timeout: Duration = 600.0
+    timeout: PositiveDuration = 600.0
     on_timeout: Literal["rollback", "proceed"] = Field("rollback", alias="onTimeout")
 
 
@@ -179,7 +247,7 @@ class Canary(_Strict):
     analysis: BackgroundAnalysis | None = None
     scale_down_delay: Duration = Field(30.0, alias="scaleDownDelay")
     verify_requests: int = Field(50, ge=1, le=100_000, alias="verifyRequests")
-    progress_deadline: Duration = Field(600.0, alias="progressDeadline")
+    progress_deadline: PositiveDuration = Field(600.0, alias="progressDeadline")
     on_inconclusive: Literal["pause", "rollback"] = Field("pause", alias="onInconclusive")
     #: stable instances that must be running before traffic moves further onto the canary; stable
     #: instances that die during the canary are replaced (0: neither hold nor replace)
@@ -250,6 +318,13 @@ class Policy(_Strict):
     gates: GatePolicy | None = None
     delivery: DeliveryPolicy | None = None
     alerts: AlertsPolicy | None = None
+    databases: list[DatabaseSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _databases(self) -> Policy:
+        ports = {p: s.name for s in self.services for p in (s.routing.port, s.routing.preview_port)}
+        validate_databases(self.databases, [s.name for s in self.services], ports)
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> Policy:
@@ -284,67 +359,51 @@ class LoadedPolicy:
     source: str
 
 
-def _line_index(node: yaml.Node, path: tuple[Any, ...]) -> int | None:
-    """Line (1-based) of the node at ``path`` in a composed YAML tree, or its nearest parent."""
-    line: int = node.start_mark.line + 1
-    for key in path:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if k.value == key:
-                    node = v
-                    line = int(k.start_mark.line) + 1
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = int(node.start_mark.line) + 1
-        else:
-            return line
-    return line
-
-
-def _field_path(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], str]:
-    """Pydantic locations include union-member tags; keep only real keys and indexes."""
+def _field_path(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], str]:
+    """Pydantic locations include union-member tags (``SetWeight``, ``function-after[…]``) and
+    ``[key]`` markers; keep only real keys and indexes.  A part is real when the document has it
+    there (an env var named ``A`` is a key, not a tag), else unless it looks like a tag."""
     real: list[Any] = []
+    cur = data
     for part in loc:
-        if isinstance(part, str) and (part[:1].isupper() or "[" in part or part.startswith("function-")):
-            continue  # e.g. 'SetWeight', 'function-before[...]'
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            cur = cur[part]
+        elif isinstance(part, str) and (part[:1].isupper() or "[" in part or part.startswith("function-")):
+            continue
+        else:
+            cur = None
         real.append(part)
-    text = ""
-    for part in real:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return tuple(real), text
+    return tuple(real), path_text(tuple(real))
 
 
-def load_policy_text(text: str, source: str = "<policy>") -> LoadedPolicy:
-    """Parse and validate a policy; raises ``PolicyError`` with every issue found."""
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyError([PolicyIssue(source, line, "", f"not valid YAML: {problem}")]) from None
-    if root is None or not isinstance(data, dict):
+def load_policy_text(content: str | bytes, source: str = "<policy>") -> LoadedPolicy:
+    """Parse and validate a policy; raises ``PolicyError`` with every issue found, never anything else.
+
+    The one loader: ``policy check``, ``deploy``, the API and the controller all come here (through
+    ``bootstrap.load_policy``), so a file that passes the check is a file they accept.  ``digest``
+    is the sha256 of the exact bytes (``sha256sum`` of the file gives the same)."""
+    doc = read_document(content, source)
+    raw = content if isinstance(content, bytes) else content.encode("utf-8")
+    if doc.root is None or not isinstance(doc.data, dict):
         raise PolicyError(
             [PolicyIssue(source, 1, "", "a policy is a YAML mapping with apiVersion, team, services")]
         )
     try:
-        policy = Policy.model_validate(data)
+        policy = Policy.model_validate(doc.data)
     except ValidationError as exc:
         issues = []
         seen: set[tuple[str, str]] = set()
         for err in exc.errors():
-            path, text_path = _field_path(tuple(err["loc"]))
+            path, text_path = _field_path(tuple(err["loc"]), doc.data)
             msg = err["msg"].removeprefix("Value error, ")
             if (text_path, msg) in seen:
                 continue
             seen.add((text_path, msg))
-            issues.append(PolicyIssue(source, _line_index(root, path), text_path, msg))
+            issues.append(PolicyIssue(source, line_of(doc.root, path), text_path, msg))
         raise PolicyError(issues) from None
-    return LoadedPolicy(policy, hashlib.sha256(text.encode()).hexdigest(), source)
+    return LoadedPolicy(policy, hashlib.sha256(raw).hexdigest(), source)
 
 
 def policy_json_schema() -> dict[str, Any]:

@@ -12,9 +12,14 @@ accepted only if
   signed body), that timestamp is inside ``window`` around ``now`` — older
   deliveries could have been replayed after the seen-id record expired.
 
-GitHub signs no timestamp, so ``delivered_at=None`` skips the window check and
-dedupe alone protects; that is why seen ids must be kept at least as long as
-the window.
+GitHub signs no timestamp and no delivery id: ``X-GitHub-Delivery`` is an
+unsigned header, so a captured body re-sent under a fresh GUID passes the id
+check.  What is signed is the body, so the digest of every accepted body is
+kept too and a body already accepted is refused (``duplicate-body``) whatever
+id it comes with.  A provider never sends the same bytes twice as two different
+events (each body carries its own run/suite/event id and timestamps), so this
+refuses only replays and redeliveries.  ``delivered_at=None`` skips the window
+check; seen ids and digests must be kept at least as long as the window.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Literal
 @dataclass(frozen=True)
 class ReplayDecision:
     accepted: bool
-    reason: Literal["new", "duplicate", "too-old", "in-the-future"]
+    reason: Literal["new", "duplicate", "duplicate-body", "too-old", "in-the-future"]
     detail: str = ""
 
 
@@ -39,12 +44,23 @@ class ReplayGuard:
     max_skew: timedelta = timedelta(minutes=5)
 
     def decide(
-        self, event_id: str, delivered_at: datetime | None, now: datetime, seen: Container[str]
+        self,
+        event_id: str,
+        delivered_at: datetime | None,
+        now: datetime,
+        seen: Container[str],
+        *,
+        body_digest: str | None = None,
+        seen_digests: Container[str] = (),
     ) -> ReplayDecision:
         if not event_id:
             return ReplayDecision(False, "duplicate", "event has no id, so it cannot be deduplicated")
         if event_id in seen:
             return ReplayDecision(False, "duplicate", f"event {event_id} was already processed")
+        if body_digest is not None and body_digest in seen_digests:
+            return ReplayDecision(
+                False, "duplicate-body", f"this body (sha256 {body_digest[:16]}…) was already accepted"
+            )
         if delivered_at is not None:
             if delivered_at < now - self.window:
                 return ReplayDecision(

@@ -33,6 +33,24 @@ Safety rules encoded here, not in the reconciler:
 * rollback is possible from every non-terminal phase, and only to a version
   whose instances are observed running — otherwise the deployment fails
   loudly instead of routing to nothing.
+
+Effects that fail
+-----------------
+An entry effect can raise: a version whose workdir is gone, a command the
+platform cannot spawn, a router that is down.  Such a failure must never
+leave a deployment where no rule can reach it (it once stayed in STARTING
+forever: every tick raised before ``decide`` ran, so neither ``abort`` nor a
+deadline was ever read).  So a failure is *observed*, not thrown past the
+decision: the reconciler records it (``EffectFailure``: how many attempts in
+this phase, since when, the last error — persisted with the phase's step, so
+a restarted controller keeps counting) and still calls ``decide``.  With a
+failure in the observation ``decide`` moves nothing forward — the world is
+not what the phase needs — but it still takes every way *out*: the
+operator's rollback, the phase's deadline, and the retry budget.  The
+reconciler retries the effect with exponential backoff (``effect_backoff``);
+after ``effect_attempts(phase)`` failures the deployment rolls back with the
+failure as its cause, and a rollback whose own effect keeps failing ends
+FAILED.  Every non-terminal phase therefore ends, whatever its effect raises.
 """
 
 from __future__ import annotations
@@ -105,6 +123,70 @@ class OperatorRequest(StrEnum):
     CONFIRM = "confirm"  # pass a confirm gate (before a weight increase / before promotion)
     PAUSE = "pause"
     RESUME = "resume"
+
+
+@dataclass(frozen=True)
+class EffectFailure:
+    """The current phase's tick failed: its entry effect (or the look at the world after it) raised.
+
+    ``attempts`` counts the failed attempts since the phase was entered (a success resets it);
+    ``what`` names the failing part (an ``Effect`` value, or "observe")."""
+
+    attempts: int
+    first_at: float
+    last_at: float
+    what: str
+    error: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "attempts": self.attempts,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+            "what": self.what,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> EffectFailure:
+        return cls(
+            attempts=int(str(data["attempts"])),
+            first_at=float(str(data["first_at"])),
+            last_at=float(str(data["last_at"])),
+            what=str(data["what"]),
+            error=str(data["error"]),
+        )
+
+    def then(self, now: float, what: str, error: str) -> EffectFailure:
+        """This failure after one more failed attempt."""
+        return EffectFailure(self.attempts + 1, self.first_at, now, what, error)
+
+    @property
+    def retry_at(self) -> float:
+        """When the effect is tried again."""
+        return self.last_at + effect_backoff(self.attempts)
+
+
+#: failed attempts of a phase's effect before the deployment gives up on the phase: retried after
+#: 1, 2, 4, 8, 16 s, a forward phase rolls back on the 6th failure (about 31 s after the first)
+EFFECT_ATTEMPTS = 6
+#: a rollback is the way back to safety: it is retried longer (about 2.5 min) before it fails
+ROLLBACK_ATTEMPTS = 10
+EFFECT_BACKOFF_CAP_S = 30.0
+
+
+def effect_backoff(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th consecutive failure before trying again."""
+    return float(min(EFFECT_BACKOFF_CAP_S, 2.0 ** max(0, attempts - 1)))
+
+
+def effect_attempts(phase: Phase) -> int:
+    """How many failed attempts of ``phase``'s effect end the phase."""
+    return ROLLBACK_ATTEMPTS if phase is Phase.ROLLING_BACK else EFFECT_ATTEMPTS
+
+
+def first_failure(now: float, what: str, error: str) -> EffectFailure:
+    return EffectFailure(1, now, now, what, error)
 
 
 @dataclass(frozen=True)
@@ -204,6 +286,11 @@ class Observation:
     # when the newest running new instance was started (a resumed controller may start them long
     # after STARTING was entered): the health start time-out runs from here
     new_started_at: float | None = None
+    # the phase's effect (or the observation after it) failed this tick or is waiting for its retry:
+    # the rest of this observation is then only what could be seen without it
+    effect_failure: EffectFailure | None = None
+    # False: not even the instances could be listed (``old_running`` is unknown, not 0)
+    observed: bool = True
 
 
 @dataclass(frozen=True)
@@ -217,7 +304,7 @@ class Transition:
 
 
 def _rollback(state: RolloutState, obs: Observation, why: str) -> Transition:
-    if not state.has_stable or obs.old_running == 0:
+    if not state.has_stable or (obs.observed and obs.old_running == 0):
         if state.phase in (Phase.PENDING, Phase.STARTING, Phase.PREVIEW):
             # nothing of the new version ever served production: stop it and fail.
             return Transition(Phase.ROLLING_BACK, f"{why}; no stable version running — stopping the new one")
@@ -237,16 +324,24 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
         return None
     elapsed = obs.now - state.phase_entered_at
 
-    # Operator requests first: a rollback wins over everything else.
-    if obs.operator is OperatorRequest.ROLLBACK and p is not Phase.ROLLING_BACK:
+    # Operator requests first: a rollback wins over everything else — but once the old version is
+    # stopped there is nothing to go back to at once: the scale-down finishes (the old version
+    # becomes the previous one, which ``rollback`` deploys again) instead of failing with the new
+    # version serving and a stale stable version on record.
+    too_late = p is Phase.SCALING_DOWN and _old_gone(state, obs)
+    if obs.operator is OperatorRequest.ROLLBACK and p is not Phase.ROLLING_BACK and not too_late:
         return _rollback(state, obs, "rollback requested by operator")
     if obs.operator is OperatorRequest.PAUSE and not state.paused:
         return Transition(p, "paused by operator", paused=True)
     if obs.operator is OperatorRequest.RESUME and state.paused:
         return Transition(p, "resumed by operator", paused=False)
 
+    # The phase's effect failed: nothing moves forward, only the ways out are decided.
+    if obs.effect_failure is not None:
+        return _failing(state, plan, obs, elapsed)
+
     # A failed analysis rolls back from wherever traffic or verification is in progress (D8).
-    watching = (Phase.PREVIEW, Phase.CANARY_STEP, Phase.PROMOTING, Phase.SCALE_DOWN_WAIT)
+    watching = _WATCHING
     if p in watching and obs.analysis is not None and not obs.analysis.ok:
         return _rollback(state, obs, f"analysis failed: {obs.analysis.detail}")
     if p in watching and obs.analysis_inconclusive and not state.paused:
@@ -255,12 +350,7 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
         return Transition(p, f"paused: analysis inconclusive: {obs.analysis_inconclusive}", paused=True)
 
     # A rollout that neither progresses nor aborts is the worst state: abort it.
-    if (
-        p in watching
-        and (not state.paused or state.paused_by_analysis)
-        and elapsed > plan.progress_deadline_s
-        and not _waiting_by_design(state, plan)
-    ):
+    if _past_progress_deadline(state, plan, elapsed):
         return _rollback(state, obs, f"progress deadline: {plan.progress_deadline_s:.0f}s in {p.value}")
 
     # Once production traffic may reach the new version, its instances dying is a failed check.
@@ -285,9 +375,7 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
             if plan.strategy == "canary":
                 return Transition(Phase.CANARY_STEP, "all new instances healthy; canary step 1", step_index=0)
             return Transition(Phase.PREVIEW, f"all {plan.instances} new instances healthy")
-        probed_enough = obs.health_probes is None or obs.health_probes >= plan.healthy_threshold
-        since = max(state.phase_entered_at, obs.new_started_at or state.phase_entered_at)
-        if obs.now - since > plan.health_start_timeout_s and probed_enough:
+        if _past_start_timeout(state, plan, obs):
             return _rollback(
                 state,
                 obs,
@@ -383,7 +471,11 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
 
     if p is Phase.SCALING_DOWN:
         if obs.old_stopped or obs.old_running == 0:
-            return Transition(Phase.SUCCEEDED, "old version stopped; new version is stable")
+            late = "" if obs.operator is not OperatorRequest.ROLLBACK else (
+                " (rollback requested when the old version was already stopped: "
+                "`shipwarden rollback` deploys it again)"
+            )  # fmt: skip
+            return Transition(Phase.SUCCEEDED, f"old version stopped; new version is stable{late}")
         return None
 
     if p is Phase.ROLLING_BACK:
@@ -394,11 +486,90 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
     raise AssertionError(f"unhandled phase {p}")  # pragma: no cover
 
 
-def _waiting_by_design(state: RolloutState, plan: Plan) -> bool:
-    """Phases where waiting is the point: pauses, confirm gates, manual promotion, the warm period."""
+_WATCHING = (Phase.PREVIEW, Phase.CANARY_STEP, Phase.PROMOTING, Phase.SCALE_DOWN_WAIT)
+
+
+def _past_progress_deadline(state: RolloutState, plan: Plan, elapsed: float) -> bool:
+    return (
+        state.phase in _WATCHING
+        and (not state.paused or state.paused_by_analysis)
+        and elapsed > plan.progress_deadline_s
+        and not _waiting_by_design(state, plan, elapsed)
+    )
+
+
+def _past_start_timeout(state: RolloutState, plan: Plan, obs: Observation) -> bool:
+    probed_enough = obs.health_probes is None or obs.health_probes >= plan.healthy_threshold
+    since = max(state.phase_entered_at, obs.new_started_at or state.phase_entered_at)
+    return state.phase is Phase.STARTING and obs.now - since > plan.health_start_timeout_s and probed_enough
+
+
+_DOING = {
+    Effect.NONE: "observing the deployment",
+    Effect.START_NEW: "starting the new version",
+    Effect.ROUTE_PREVIEW: "routing the preview to the new version",
+    Effect.ROUTE_CANARY: "setting the canary's weights",
+    Effect.ROUTE_NEW: "routing production to the new version",
+    Effect.STOP_OLD: "stopping the old version",
+    Effect.ROUTE_OLD: "routing back to the stable version and stopping the new one",
+}
+
+
+def failure_cause(phase: Phase, failure: EffectFailure) -> str:
+    """What failed, as the deployment's reason says it."""
+    doing = "observing the deployment" if failure.what == "observe" else _DOING[EFFECTS[phase]]
+    span = failure.last_at - failure.first_at
+    return f"{doing} failed {failure.attempts} time(s) in {span:.0f}s: {failure.error}"
+
+
+def _old_gone(state: RolloutState, obs: Observation) -> bool:
+    """No old version runs (or there never was one)."""
+    return not state.has_stable or (obs.observed and obs.old_running == 0)
+
+
+def _failing(state: RolloutState, plan: Plan, obs: Observation, elapsed: float) -> Transition | None:
+    """The ways out of a phase whose effect fails: the retry budget and the phase's deadlines.
+
+    (The operator's rollback was decided before.)  Nothing moves forward: the observation does
+    not describe the world after the phase's effect, which is what every forward rule needs."""
+    p, failure = state.phase, obs.effect_failure
+    assert failure is not None
+    if p is Phase.SCALING_DOWN and _old_gone(state, obs):
+        # the scale-down's goal needs no effect to be seen: the old version runs no more (traffic
+        # was verified on the new one before); failing here would leave a stale stable version
+        return Transition(
+            Phase.SUCCEEDED, f"old version not running; new version is stable ({failure_cause(p, failure)})"
+        )
+    if failure.attempts >= effect_attempts(p):
+        cause = failure_cause(p, failure)
+        if p is Phase.ROLLING_BACK:
+            return Transition(Phase.FAILED, f"rollback could not complete: {cause}")
+        return _rollback(state, obs, cause)
+    if _past_progress_deadline(state, plan, elapsed):
+        return _rollback(
+            state, obs, f"progress deadline: {plan.progress_deadline_s:.0f}s in {p.value} "
+            f"({failure_cause(p, failure)})",
+        )  # fmt: skip
+    if _past_start_timeout(state, plan, obs):
+        return _rollback(
+            state, obs, f"health: {obs.new_healthy}/{plan.instances} healthy after "
+            f"{plan.health_start_timeout_s:.0f}s ({failure_cause(p, failure)})",
+        )  # fmt: skip
+    return None
+
+
+def _waiting_by_design(state: RolloutState, plan: Plan, elapsed: float) -> bool:
+    """Phases where waiting is the point: pauses, confirm gates, manual promotion, the warm period.
+
+    A timed pause waits by design only for its duration: a canary still at that step later (held
+    for ``minAvailable``, say) gets the progress deadline from the pause's end, not never."""
     if state.phase is Phase.CANARY_STEP and plan.canary_steps:
         step = plan.canary_steps[state.step_index]
-        return step.pause or _confirm_gate(plan, state.step_index) is not None
+        if _confirm_gate(plan, state.step_index) is not None:
+            return True
+        if step.pause and step.pause_s is not None:
+            return elapsed <= step.pause_s + plan.progress_deadline_s
+        return step.pause
     if state.phase is Phase.PREVIEW:
         return not plan.auto_promotion
     if state.phase is Phase.SCALE_DOWN_WAIT:

@@ -4,7 +4,8 @@ A dossier is canonical JSON (see :func:`shipwarden.domain.audit.canonical_json`)
 
     {"format": "shipwarden.dossier.v1", "created_at": ..., "deployment_id": ...,
      "record": {...the deployment record: commit, pipeline, evidence, approvals, steps...},
-     "audit": {"entries": [{"seq", "hash", "canonical"}...], "checkpoint": {...} | null},
+     "audit": {"entries": [{"seq", "hash", "canonical"}...], "checkpoint": {...} | null,
+               "head": {"seq", "hash"} | null},
      "key_fingerprint": "sha256:...", "signature": "<hex Ed25519 over the document without signature>"}
 
 An auditor needs only the file and shipwarden's public key.  Verification
@@ -18,6 +19,11 @@ padding bits would let a byte change and still decode to the same signature.
 
 Inclusion of the entries in the live chain is proven by running
 :func:`shipwarden.domain.audit.verify` over the chain up to the checkpoint.
+
+``audit.head`` is the chain's head when the dossier was made (the one its checkpoint signs).
+Each dossier handed out is thereby a witness kept outside the database: ``shipwarden audit
+verify --expect-head SEQ:HASH`` later proves the chain still reaches that head unchanged, so
+history up to it cannot be rewritten unseen, even by someone holding the database and the key.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shipwarden.domain.audit import AuditEntry, Checkpoint, canonical_json, format_ts
+from shipwarden.domain.audit import AuditEntry, ChainHead, Checkpoint, canonical_json, format_ts
 from shipwarden.security.signing import fingerprint, load_public_key
 
 __all__ = ["FORMAT", "Dossier", "DossierError", "build_dossier", "verify_dossier"]
@@ -54,6 +60,7 @@ class Dossier:
     entries: list[dict[str, Any]]
     checkpoint: Checkpoint | None
     key_fingerprint: str
+    head: ChainHead | None = None
 
 
 def _signed_bytes(doc: Mapping[str, Any]) -> bytes:
@@ -77,6 +84,7 @@ def build_dossier(deployment_id: str, record: Mapping[str, Any], entries: Sequen
         "audit": {
             "entries": [{"seq": e.seq, "hash": e.hash, "canonical": e.canonical} for e in entries],
             "checkpoint": checkpoint.to_row() if checkpoint else None,
+            "head": {"seq": checkpoint.seq, "hash": checkpoint.hash} if checkpoint else None,
         },
         "key_fingerprint": fingerprint(key.public_key()),
     }
@@ -127,6 +135,9 @@ def _check_proof(doc: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]) -
             raise DossierError("audit checkpoint does not cover the last entry")
         if prev is not None and checkpoint.seq == prev[0] and checkpoint.hash != prev[1]:
             raise DossierError("audit checkpoint contradicts the last entry")
+    head = audit.get("head")
+    if "head" in audit and head != ({"seq": checkpoint.seq, "hash": checkpoint.hash} if checkpoint else None):
+        raise DossierError("audit head is not the head the checkpoint signs")
     return entries, checkpoint
 
 
@@ -163,4 +174,5 @@ def verify_dossier(blob: bytes, public_key: Ed25519PublicKey | bytes,
     if not isinstance(record, dict) or not isinstance(doc.get("deployment_id"), str):
         raise DossierError("record missing")
     return Dossier(deployment_id=doc["deployment_id"], created_at=str(doc.get("created_at")), record=record,
-                   entries=entries, checkpoint=checkpoint, key_fingerprint=fp)
+                   entries=entries, checkpoint=checkpoint, key_fingerprint=fp,
+                   head=checkpoint.head if checkpoint is not None else None)

@@ -1,18 +1,28 @@
-"""Audit use cases (D6, D11): record, ingest Kubernetes events, checkpoint, verify, query, export, dossier.
+"""Audit use cases (D6, D11, E5): record, ingest Kubernetes events, checkpoint, verify, query, export,
+dossier.
 
 One chain holds everything: shipwarden's own entries (appended by the store in the
 transaction of each state change, and by :meth:`AuditService.access` for every
 access decision) and the Kubernetes apiserver's events (:meth:`ingest_k8s`).
-A signed checkpoint is taken whenever the head has moved ``checkpoint_every``
-entries past the last one (in the transaction of each ingested batch, and by
-:meth:`AuditService.maybe_checkpoint` for callers that poll), and on demand when a
-dossier is exported, so truncation and wholesale rewrites are caught.
+
+Checkpoints (``domain.audit.checkpoints``): the service gives the store a sealer, so every
+append that reaches the checkpoint grid signs its checkpoint in the same transaction, chained
+after the previous one; :meth:`checkpoint` signs the head on demand (``serve`` every minute,
+dossiers, exports).  Each checkpoint is then appended to the witness file outside the database
+(``adapters.witness``), and :meth:`verify` holds the chain to the witness, the grid, the
+checkpoint chain and any head kept elsewhere (``--expect-head``).  What that does and does not
+prove, attacker by attacker: docs/audit.md.
+
+Access entries (one per request, allowed or denied) and other standalone entries go through
+the group commit of :class:`~shipwarden.services.audit_writer.AuditWriter`: the caller waits
+until its entry is committed, many callers share one transaction.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,20 +31,34 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from shipwarden.adapters.store.audit_repo import AuditRepo
 from shipwarden.adapters.store.repository import NotFound, Store
 from shipwarden.domain.audit import (
+    Anchor,
     AuditChain,
     AuditEntry,
     ChainHead,
     Checkpoint,
+    EntryDraft,
     VerifyReport,
     k8s_batch,
     verify,
     verify_canonical,
 )
+from shipwarden.domain.audit.kubernetes import K8sRejected, k8s_ingest
+from shipwarden.ports.audit import HeadWitness
+from shipwarden.security.audit_export import ExportWriter
 from shipwarden.security.dossier import build_dossier
-from shipwarden.security.signing import fingerprint
+from shipwarden.security.signing import fingerprint, public_pem
+from shipwarden.services.audit_writer import AuditWriter
 from shipwarden.services.records import deployment_record
 
-__all__ = ["AuditService", "entry_json"]
+__all__ = ["AuditService", "K8sIngested", "entry_json"]
+
+
+@dataclass(frozen=True)
+class K8sIngested:
+    """What one Kubernetes audit delivery came to: events stored, and those rejected (why)."""
+
+    accepted: int
+    rejected: tuple[K8sRejected, ...] = ()
 
 
 def entry_json(e: AuditEntry) -> dict[str, Any]:
@@ -50,6 +74,7 @@ class AuditService:
         *,
         checkpoint_every: int = 1000,
         extra_public_keys: Mapping[str, Ed25519PublicKey] | None = None,
+        witness: HeadWitness | None = None,
     ) -> None:
         self.store = store
         self.repo = AuditRepo(store)
@@ -58,16 +83,20 @@ class AuditService:
         self.key_id = fingerprint(signing_key.public_key())
         self.public_keys = {**(extra_public_keys or {}), self.key_id: signing_key.public_key()}
         self.clock = clock
-        # The seq of the newest checkpoint known to exist (a lower bound: other processes may
-        # have signed later ones); None until read.  Saves two queries per ingested batch.
-        self._signed_seq: int | None = None
+        self.witness = witness
+        store.attach_sealer(self.chain.sealer(signing_key, self.key_id), witness.append if witness else None)
+        self.writer = AuditWriter(lambda drafts: self.repo.append(drafts, self.chain))
+        store.audit_sink = self._record_draft
 
     # -- writing --------------------------------------------------------------------------------
     def record(self, **entry: Any) -> None:
         self.store.audit(**entry)
 
-    def access(
-        self,
+    def _record_draft(self, **entry: Any) -> None:
+        self.writer.record(EntryDraft(**{**entry, "detail": entry.get("detail") or {}}))
+
+    @staticmethod
+    def access_draft(
         *,
         actor: str,
         allowed: bool,
@@ -79,8 +108,8 @@ class AuditService:
         service: str | None = None,
         reason: str = "",
         status: int | None = None,
-    ) -> None:
-        """One entry per access decision (E5: "audit logging of every access", allowed and denied)."""
+    ) -> EntryDraft:
+        """The entry for one access decision (E5: "audit logging of every access", allowed and denied)."""
         detail: dict[str, Any] = {
             "method": method,
             "path": path,
@@ -92,7 +121,7 @@ class AuditService:
             detail["reason"] = reason
         if status is not None:
             detail["status"] = status
-        self.store.audit(
+        return EntryDraft(
             actor=actor[:128] or "anonymous",
             action="access",
             outcome="allowed" if allowed else "denied",
@@ -100,73 +129,104 @@ class AuditService:
             detail=detail,
         )
 
+    def access(self, **decision: Any) -> None:
+        """Record one access decision; returns once it is committed (group commit)."""
+        self.writer.record(self.access_draft(**decision))
+
+    async def access_async(self, **decision: Any) -> None:
+        """:meth:`access` for the event loop: waits for the commit without holding a thread."""
+        await asyncio.wrap_future(self.writer.submit(self.access_draft(**decision)))
+
+    def close(self) -> None:
+        """Commit what is queued and stop the group-commit thread (on shutdown)."""
+        self.writer.close()
+
     def ingest_k8s(self, payload: Any) -> int:
         """Store one ``audit.k8s.io/v1`` EventList in the chain; a malformed batch stores nothing
         (``K8sAuditError`` lists every problem)."""
         batch = k8s_batch(payload, received_at=self.clock())
         if batch:
-            # The batch and, when due, the checkpoint of its head: one transaction, so a failure
-            # stores neither and the apiserver's retry cannot duplicate events.
-            _, self._signed_seq = self.repo.append(
-                batch, self.chain, signer=self._sign, signed_seq=self._signed_seq
-            )
+            # The batch and the checkpoints it makes due: one transaction, so a failure stores
+            # neither and the apiserver's retry cannot duplicate events.
+            self.repo.append(batch, self.chain)
         return len(batch)
 
-    def _sign(self, head: ChainHead) -> Checkpoint:
-        return self.chain.checkpoint(head, self.key, self.key_id)
+    def ingest_k8s_body(self, body: bytes) -> K8sIngested:
+        """Store what the apiserver POSTed — a webhook ``EventList`` or log-backend JSON lines —
+        event by event: the valid events are stored, each invalid one is recorded in the chain as
+        a ``k8s.audit.rejected`` entry saying where and why (:func:`k8s_ingest`), all in one
+        transaction.  Only a body that is not an ``EventList`` or JSON lines at all (or is JSON
+        beyond the depth and integer bounds) raises ``K8sAuditError``; a batch with bad events is
+        answered 2xx, as the webhook backend expects (a 4xx makes it retry and then drop the whole
+        batch, good events included)."""
+        batch = k8s_ingest(body, received_at=self.clock())
+        if batch:
+            self.repo.append(batch, self.chain)
+        return K8sIngested(len(batch) - len(batch.rejected), batch.rejected)
 
     def checkpoint(self) -> Checkpoint | None:
         """Sign the current head now (no-op on an empty chain or an already-signed head)."""
-        head = self.repo.head()
-        if head.seq == 0:
-            return None
-        last = self.repo.last_checkpoint()
-        if last is not None and last.seq == head.seq:
-            return last
-        cp = self._sign(head)
-        self.repo.add_checkpoint(cp)
-        self._signed_seq = max(self._signed_seq or 0, cp.seq)
-        return cp
-
-    def maybe_checkpoint(self, head: ChainHead | None = None) -> Checkpoint | None:
-        """Checkpoint if the head is ``checkpoint_every`` or more past the last checkpoint.
-
-        ``head`` is the head the caller has just written, if it knows it (saves a query).  The
-        last checkpoint's seq is remembered between calls and re-read from the store whenever
-        a checkpoint looks due, so checkpoints signed by other processes count as well."""
-        every = self.chain.checkpoint_every
-        if head is None:
-            head = self.repo.head()
-        if self._signed_seq is not None and head.seq - self._signed_seq < every:
-            return None
-        last = self.repo.last_checkpoint()
-        self._signed_seq = last.seq if last else 0
-        if head.seq - self._signed_seq < every:
-            return None
-        # ``head`` is committed: sign it as it is (a writer may have moved on since; its
-        # entries are covered by the next checkpoint).
-        cp = self._sign(head)
-        self.repo.add_checkpoint(cp)
-        self._signed_seq = cp.seq
-        return cp
+        return self.repo.checkpoint_now()
 
     # -- reading --------------------------------------------------------------------------------
-    def verify(self, *, fast: bool = False) -> VerifyReport:
-        """Walk the whole stored chain against every signed checkpoint.
+    def anchors(self, expect_head: ChainHead | None = None, *, witness: bool = True) -> list[Anchor]:
+        """What the chain must reach and agree with besides its own checkpoints: every checkpoint
+        in the witness file, and ``expect_head``.  A witness that cannot be read raises."""
+        out: list[Anchor] = []
+        if witness and self.witness is not None:
+            where = getattr(self.witness, "path", "the witness file")
+            out += [
+                Anchor(cp.seq, cp.hash, f"the witness {where} (checkpoint signed at {cp.ts})", cp)
+                for cp in self.witness.read()
+            ]
+        if expect_head is not None:
+            out.append(Anchor(expect_head.seq, expect_head.hash, "the expected head (--expect-head)"))
+        return out
 
-        The full path also checks each row's queryable columns against its hashed text."""
+    def verify(
+        self, *, fast: bool = False, expect_head: ChainHead | None = None, witness: bool = True
+    ) -> VerifyReport:
+        """Walk the whole stored chain against the checkpoint chain and grid, the witness file
+        and ``expect_head``.  The full path also checks each row's columns against its hashed text."""
         cps = self.repo.checkpoints()
+        anchors = self.anchors(expect_head, witness=witness)
+        every = self.chain.checkpoint_every
         if fast:
-            return verify_canonical(self.repo.pairs(), checkpoints=cps, keys=self.public_keys)
-        return verify(self.repo.entries(), checkpoints=cps, keys=self.public_keys)
+            return verify_canonical(
+                self.repo.pairs(), checkpoints=cps, keys=self.public_keys, every=every, anchors=anchors
+            )
+        return verify(
+            self.repo.entries(), checkpoints=cps, keys=self.public_keys, every=every, anchors=anchors
+        )
 
     def query(self, *, limit: int = 1000, **filters: Any) -> list[dict[str, Any]]:
         return [entry_json(e) for e in self.repo.entries(limit=limit, **filters)]
 
     def export(self, **filters: Any) -> Iterator[str]:
-        """JSON Lines: one entry per line, with its canonical text so each line is checkable on its own."""
-        for e in self.repo.entries(**filters):
-            yield json.dumps({**entry_json(e), "canonical": e.canonical}, ensure_ascii=False) + "\n"
+        """A signed bundle (``security.audit_export``): one line per entry, then the manifest.
+
+        The head is signed first; the bundle covers the entries up to it.  No filter: the whole
+        chain; ``after_seq`` alone: the segment after it; anything else: a selection."""
+        head = self.checkpoint()
+        top = head.seq if head is not None else 0
+        chosen = {k: v for k, v in filters.items() if v not in (None, "", 0)}
+        scope = "chain" if not chosen else ("segment" if set(chosen) == {"after_seq"} else "selection")
+        pems = {k: public_pem(v) for k, v in self.public_keys.items()}
+        w = ExportWriter(
+            self.key,
+            scope=scope,
+            filters=chosen,
+            checkpoint_every=self.chain.checkpoint_every,
+            now=self.clock(),
+            checkpoint_keys=pems,
+        )
+        for e in self.repo.entries(**filters, seq_to=top):
+            yield w.line(e)
+        after = int(chosen.get("after_seq", 0))
+        cps = [c for c in self.repo.checkpoints() if c.seq <= top and (scope != "selection" or c.seq == top)]
+        if scope == "segment":
+            cps = [c for c in cps if c.seq > after]
+        yield w.manifest(head, cps)
 
     # -- dossier --------------------------------------------------------------------------------
     def dossier(self, deployment_id: str) -> bytes:

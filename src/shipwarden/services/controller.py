@@ -14,6 +14,12 @@ router lock what they share).  A deployment whose lease another live driver hold
 is left to it; when that driver dies its lease expires and the controller takes over.
 :meth:`stop` interrupts every driver at its next tick and releases their leases, so another
 process can resume them.
+
+A driver ends with an exception only when something beneath the reconciler fails (the store, the
+database): a phase's failing effect is decided inside the tick and never gets here.  A deployment
+whose driver failed is retried with exponential backoff (``interval_s`` doubling, at most
+``MAX_RETRY_S``), and its traceback is logged once, then one line per retry — not a traceback a
+second forever.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from shipwarden.adapters.store.repository import Deployment, Store
 from shipwarden.services.rollout import RolloutService
 
 log = logging.getLogger(__name__)
+
+MAX_RETRY_S = 60.0
 
 
 class Controller:
@@ -46,6 +54,7 @@ class Controller:
         # tick registers a driver (after checking ``_stop``) and ``stop`` takes its list of drivers
         # to join under this lock, so no driver is started that ``stop`` does not wait for.
         self._lock = threading.Lock()
+        self._retry: dict[str, tuple[int, float]] = {}  # deployment → (driver failures, not before)
 
     def _driven_elsewhere(self, dep: Deployment) -> bool:
         return (
@@ -65,6 +74,8 @@ class Controller:
                     break
                 if dep.id in self._drivers or self._driven_elsewhere(dep):
                     continue
+                if self.clock() < self._retry.get(dep.id, (0, 0.0))[1]:
+                    continue  # its driver failed lately: back off
                 t = threading.Thread(target=self._drive, args=(dep.id,), name=f"drive-{dep.id}", daemon=True)
                 self._drivers[dep.id] = t
                 t.start()
@@ -74,8 +85,21 @@ class Controller:
     def _drive(self, dep_id: str) -> None:
         try:
             self.rollout.run(dep_id, until=lambda _d: self._stop.is_set())
-        except Exception:  # the next tick starts a new driver for it
-            log.exception("controller: driving %s failed; retrying next tick", dep_id)
+        except Exception as exc:  # a later tick starts a new driver for it, after a backoff
+            with self._lock:
+                failures = self._retry.get(dep_id, (0, 0.0))[0] + 1
+                delay = min(MAX_RETRY_S, self.interval_s * 2 ** (failures - 1))
+                self._retry[dep_id] = (failures, self.clock() + delay)
+            if failures == 1:
+                log.exception("controller: driving %s failed; retrying in %.0fs", dep_id, delay)
+            else:
+                log.warning(
+                    "controller: driving %s failed again (%d times); retrying in %.0fs: %s: %s",
+                    dep_id, failures, delay, type(exc).__name__, exc,
+                )  # fmt: skip
+        else:
+            with self._lock:
+                self._retry.pop(dep_id, None)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -8,6 +8,13 @@ holds no state that matters across ticks except health-probe streaks, which
 are cheap to rebuild — so a killed driver is resumed by any other process
 (the same ``deploy`` command, ``rollback``, or ``reconcile``) once its lease
 expires.
+
+A tick always reaches ``decide``.  Whatever the effect or the observation
+raises becomes an ``EffectFailure`` in the observation (persisted in the
+phase's step as ``effect_failure``, so the count survives a restart); the
+effect is retried with backoff, and ``decide`` still reads the operator's
+requests and the deadlines, and gives up on the phase when the retry budget
+is spent (see "Effects that fail" in ``domain.rollout``).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from shipwarden.adapters.platforms.base import Instance, InstanceState, Platform
@@ -32,6 +39,7 @@ from shipwarden.domain.rollout import (
     CanaryStepSpec,
     Check,
     Effect,
+    EffectFailure,
     Observation,
     OperatorRequest,
     Phase,
@@ -40,6 +48,7 @@ from shipwarden.domain.rollout import (
     analysis_watches,
     canary_weights,
     decide,
+    first_failure,
     promote_refusal,
     stable_replacements,
     stable_short,
@@ -147,6 +156,20 @@ class RolloutService:
         self._health = _Health()
         #: told every deployment the controller moved (``services.alerts.RolloutAlerts``)
         self.alerts = alerts
+        self._router_ready = False  # listeners exposed and the data plane started by this process
+        #: the effect failures of each deployment's current step, as this process last read or wrote
+        #: them (the store's copy in the step's detail is the truth; read once per step and driver)
+        self._failures: dict[str, tuple[tuple[str, int, float], EffectFailure | None]] = {}
+        self._effects: dict[Effect, Callable[[_World], dict[str, Any]]] = {
+            Effect.NONE: lambda w: {},
+            Effect.START_NEW: self._start_new,
+            Effect.ROUTE_PREVIEW: self._route_preview,
+            Effect.ROUTE_CANARY: self._route_canary,
+            Effect.ROUTE_NEW: self._route_new,
+            Effect.STOP_OLD: self._stop_old,
+            Effect.ROUTE_OLD: self._route_old,
+        }
+        """One function per ``Effect``: what makes the phase's entry effect true (idempotent)."""
 
     # -- starting ----------------------------------------------------------------------------
     def spec(self, service: str) -> ServiceSpec:
@@ -221,6 +244,11 @@ class RolloutService:
             why = promote_refusal(_plan_from_json(active.plan), active.phase, active.step_index)
             if why is not None:
                 raise DeployError(f"{service} ({active.id}): {why}")
+        if request is OperatorRequest.ROLLBACK and active.phase is Phase.SCALING_DOWN:
+            raise DeployError(
+                f"{service} ({active.id}) is stopping the old version {active.from_version}: it cannot be "
+                f"aborted back to it; `shipwarden rollback {service}` finishes and deploys it again"
+            )
         return self.store.request(active.id, request, actor)
 
     # -- the reconciler ----------------------------------------------------------------------
@@ -232,24 +260,20 @@ class RolloutService:
     ) -> Deployment:
         """Drive a deployment to a terminal phase (or until ``until`` says stop)."""
         owner = self.lease_owner()
-        dep = self.store.get(dep_id)
-        spec = self.spec(dep.service)
-        # every service of the policy at once: a later first deployment of another service
-        # then finds its listener in place and reloads nothing under that service's traffic
-        self.router.ensure_listeners([self.listener(s) for s in self.loaded.policy.services])
-        self.router.start()
         try:
             while True:
                 dep = self.store.get(dep_id)
                 if dep.phase.terminal:
+                    self._failures.pop(dep.id, None)
                     self._alert(dep)  # sends only what a crash may have left unsent
                     return dep
                 if until is not None and until(dep):
                     return dep
                 if not self.store.acquire_lease(dep.id, owner, self.lease_ttl_s):
+                    self._failures.pop(dep.id, None)  # the other driver may count on; read it again
                     self.sleep(self.tick_s)  # another live driver has it; watch
                     continue
-                dep = self.reconcile_once(dep, spec, on_tick)
+                dep = self.reconcile_once(dep, None, on_tick)
                 if not dep.phase.terminal:
                     self.sleep(self.tick_s)
         finally:
@@ -261,13 +285,35 @@ class RolloutService:
         return f"{self.owner}:{threading.get_ident()}"
 
     def reconcile_once(
-        self, dep: Deployment, spec: ServiceSpec, on_tick: Callable[[Tick], None] | None = None
+        self,
+        dep: Deployment,
+        spec: ServiceSpec | None = None,
+        on_tick: Callable[[Tick], None] | None = None,
     ) -> Deployment:
+        """One tick: effect → observe → decide → persist.  Raises only what the store raises."""
         plan = _plan_from_json(dep.plan)
-        detail = self._apply(dep, spec, plan)
-        if detail:
-            self.store.record_detail(dep.id, detail)
-        obs = self._observe(dep, spec, plan)
+        failure = self._failure(dep)
+        obs: Observation | None = None
+        if failure is None or self.clock() >= failure.retry_at:
+            effect = EFFECTS[dep.phase]
+            what = "observe" if effect is Effect.NONE else effect.value
+            try:
+                spec = spec or self.spec(dep.service)  # the service may have left the policy
+                self._prepare_router()
+                detail = self._apply(dep, spec, plan)
+                if detail:
+                    self.store.record_detail(dep.id, detail)
+                what = "observe"
+                obs = self._observe(dep, spec, plan)
+            except Exception as exc:  # whatever it is, the decision below must still be made
+                failure = self._failed(dep, failure, what, exc)
+            else:
+                if failure is not None:  # recovered: keep the evidence, stop counting
+                    self._set_failure(dep, None)
+                    failure = None
+        if obs is None:
+            obs = self._glance(dep)
+        obs = replace(obs, effect_failure=failure)
         if on_tick is not None:
             on_tick(Tick(dep, obs))
         state = RolloutState(
@@ -293,6 +339,75 @@ class RolloutService:
             return self.store.get(dep.id)
         self._alert(moved)
         return moved
+
+    def _prepare_router(self) -> None:
+        """Expose every service of the policy at once (a later first deployment of another service
+        then finds its listener in place and reloads nothing under that service's traffic) and
+        start the data plane: once per process, as part of a tick, so a router that cannot start
+        is a failing effect like any other, not an error that stops the decision."""
+        if not self._router_ready:
+            self.router.ensure_listeners([self.listener(s) for s in self.loaded.policy.services])
+            self.router.start()
+            self._router_ready = True
+
+    @staticmethod
+    def _step_key(dep: Deployment) -> tuple[str, int, float]:
+        return (dep.phase.value, dep.step_index, dep.phase_entered_at)
+
+    def _failure(self, dep: Deployment) -> EffectFailure | None:
+        """The failures of this phase's effect so far (kept in the phase's step)."""
+        key, known = self._failures.get(dep.id, (None, None))
+        if key == self._step_key(dep):
+            return known
+        steps = self.store.steps(dep.id)
+        data = steps[-1].detail.get("effect_failure") if steps else None
+        failure = EffectFailure.from_dict(data) if isinstance(data, dict) else None
+        self._failures[dep.id] = (self._step_key(dep), failure)
+        return failure
+
+    def _set_failure(self, dep: Deployment, failure: EffectFailure | None) -> None:
+        """Persist this step's failures (None: the effect succeeded again, the evidence is kept)."""
+        before = self._failure(dep)
+        if failure is not None:
+            self.store.record_detail(dep.id, {"effect_failure": failure.as_dict()})
+        elif before is not None:
+            self.store.record_detail(dep.id, {"effect_failure": None, "effect_recovered": before.as_dict()})
+        self._failures[dep.id] = (self._step_key(dep), failure)
+
+    def _failed(
+        self, dep: Deployment, before: EffectFailure | None, what: str, exc: Exception
+    ) -> EffectFailure:
+        """Record one more failed attempt of this phase's effect; log it once per attempt."""
+        now, error = self.clock(), f"{type(exc).__name__}: {exc}"
+        failure = first_failure(now, what, error) if before is None else before.then(now, what, error)
+        self._set_failure(dep, failure)
+        log.warning(
+            "%s (%s): %s failed, attempt %d; next try in %.0fs: %s",
+            dep.id, dep.phase.value, what, failure.attempts, failure.retry_at - now, error,
+            exc_info=before is None,  # the traceback once, then one line per (backed-off) attempt
+        )  # fmt: skip
+        return failure
+
+    def _glance(self, dep: Deployment) -> Observation:
+        """What can be seen while the phase's effect fails: the instances, the operator, the clock."""
+        base = Observation(
+            now=self.clock(),
+            new_version=dep.to_version,
+            old_version=dep.from_version,
+            operator=dep.operator_request,
+        )
+        try:
+            new, old = self._split(dep)
+        except Exception:
+            return replace(base, observed=False)
+        return replace(
+            base,
+            new_running=sum(i.state is InstanceState.RUNNING for i in new),
+            new_dead=sum(i.state is InstanceState.DEAD for i in new),
+            old_running=sum(i.state is InstanceState.RUNNING for i in old),
+            new_stopped=not new,
+            old_stopped=not old,
+        )
 
     def _alert(self, dep: Deployment) -> None:
         if self.alerts is None:
@@ -341,53 +456,59 @@ class RolloutService:
         return addresses
 
     def _apply(self, dep: Deployment, spec: ServiceSpec, plan: Plan) -> dict[str, Any]:
-        effect = EFFECTS[dep.phase]
         new, old = self._split(dep)
         replaced = self._restore_stable(dep, spec, plan, old)
         if replaced:
             return {"replaced_stable": replaced}  # routed on the next tick, once counted as running
-        old_live = [i for i in old if i.state is InstanceState.RUNNING]
-        old_pool = (
-            Pool(dep.from_version, tuple(i.address for i in old_live))
-            if dep.from_version and old_live
-            else None
-        )
-        new_live = [i for i in new if i.state is InstanceState.RUNNING]
-        new_pool = Pool(dep.to_version, tuple(i.address for i in new_live)) if new_live else None
-        if effect is Effect.START_NEW:
-            missing = plan.instances - len(new_live)
-            if missing > 0 and not any(i.state is InstanceState.DEAD for i in new):
-                started = self.platform.start(spec, dep.to_version, missing)
-                return {"started": [i.address for i in started]}
-        elif effect is Effect.ROUTE_PREVIEW and new_pool is not None:
-            self._route(
-                dep.service,
-                Routes(production=(_full(old_pool),) if old_pool else (), preview=(_full(new_pool),)),
-            )
-        elif effect is Effect.ROUTE_CANARY and new_pool is not None:
-            w = canary_weights(plan, dep.step_index)
-            prod = [Pool(new_pool.version, new_pool.addresses, w)] if w > 0 else []
-            if old_pool is not None and w < 100:
-                prod.append(Pool(old_pool.version, old_pool.addresses, 100 - w))
-            elif old_pool is None:
-                prod = [_full(new_pool)]
-            self._route(dep.service, Routes(production=tuple(prod), preview=(_full(new_pool),)))
-        elif effect is Effect.ROUTE_NEW and new_pool is not None:
-            self._route(dep.service, Routes(production=(_full(new_pool),), preview=(_full(new_pool),)))
-        elif effect is Effect.STOP_OLD and old:
-            self._ensure_not_routed(dep.service, {i.address for i in old})
-            self.platform.stop(old, spec.run.stop_timeout)
-            return {"stopped": [i.address for i in old]}
-        elif effect is Effect.ROUTE_OLD:
-            routes = Routes(production=(_full(old_pool),) if old_pool else (), preview=())
-            self._route(dep.service, routes)
-            if dep.traffic_restored_at is None:
-                self.store.mark_traffic_restored(dep.id)
-            if new:
-                self._ensure_not_routed(dep.service, {i.address for i in new})
-                self.platform.stop(new, spec.run.stop_timeout)
-                return {"stopped": [i.address for i in new]}
+        return self._effects[EFFECTS[dep.phase]](_World(dep, spec, plan, new, old))
+
+    def _start_new(self, w: _World) -> dict[str, Any]:
+        missing = w.plan.instances - len(w.new_live)
+        if missing > 0 and not any(i.state is InstanceState.DEAD for i in w.new):
+            started = self.platform.start(w.spec, w.dep.to_version, missing)
+            return {"started": [i.address for i in started]}
         return {}
+
+    def _route_preview(self, w: _World) -> dict[str, Any]:
+        if w.new_pool is not None:
+            production = (_full(w.old_pool),) if w.old_pool else ()
+            self._route(w.dep.service, Routes(production=production, preview=(_full(w.new_pool),)))
+        return {}
+
+    def _route_canary(self, w: _World) -> dict[str, Any]:
+        if w.new_pool is None:
+            return {}
+        weight = canary_weights(w.plan, w.dep.step_index)
+        prod = [Pool(w.new_pool.version, w.new_pool.addresses, weight)] if weight > 0 else []
+        if w.old_pool is not None and weight < 100:
+            prod.append(Pool(w.old_pool.version, w.old_pool.addresses, 100 - weight))
+        elif w.old_pool is None:
+            prod = [_full(w.new_pool)]
+        self._route(w.dep.service, Routes(production=tuple(prod), preview=(_full(w.new_pool),)))
+        return {}
+
+    def _route_new(self, w: _World) -> dict[str, Any]:
+        if w.new_pool is not None:
+            self._route(w.dep.service, Routes(production=(_full(w.new_pool),), preview=(_full(w.new_pool),)))
+        return {}
+
+    def _stop_old(self, w: _World) -> dict[str, Any]:
+        if not w.old:
+            return {}
+        self._ensure_not_routed(w.dep.service, {i.address for i in w.old})
+        self.platform.stop(w.old, w.spec.run.stop_timeout)
+        return {"stopped": [i.address for i in w.old]}
+
+    def _route_old(self, w: _World) -> dict[str, Any]:
+        routes = Routes(production=(_full(w.old_pool),) if w.old_pool else (), preview=())
+        self._route(w.dep.service, routes)
+        if w.dep.traffic_restored_at is None:
+            self.store.mark_traffic_restored(w.dep.id)
+        if not w.new:
+            return {}
+        self._ensure_not_routed(w.dep.service, {i.address for i in w.new})
+        self.platform.stop(w.new, w.spec.run.stop_timeout)
+        return {"stopped": [i.address for i in w.new]}
 
     def _route(self, service: str, routes: Routes) -> None:
         if self.router.current(service) != routes:
@@ -512,6 +633,33 @@ class RolloutService:
         return Check(True, f"{route}: {n} requests, versions {seen}{note}", self.clock())
 
 
+@dataclass(frozen=True)
+class _World:
+    """What an effect works on: the deployment and the instances this tick listed."""
+
+    dep: Deployment
+    spec: ServiceSpec
+    plan: Plan
+    new: list[Instance]
+    old: list[Instance]
+
+    @property
+    def new_live(self) -> list[Instance]:
+        return [i for i in self.new if i.state is InstanceState.RUNNING]
+
+    @property
+    def new_pool(self) -> Pool | None:
+        live = self.new_live
+        return Pool(self.dep.to_version, tuple(i.address for i in live)) if live else None
+
+    @property
+    def old_pool(self) -> Pool | None:
+        live = [i for i in self.old if i.state is InstanceState.RUNNING]
+        if self.dep.from_version is None or not live:
+            return None
+        return Pool(self.dep.from_version, tuple(i.address for i in live))
+
+
 class _NoMetrics:
     def metrics_text(self) -> str:
         return ""
@@ -549,4 +697,6 @@ def _check_detail(obs: Observation) -> dict[str, Any]:
     }
     if obs.production_weights:
         out["weights"] = dict(obs.production_weights)
+    if obs.effect_failure is not None:
+        out["effect_failure"] = obs.effect_failure.as_dict()
     return out

@@ -180,8 +180,12 @@ def test_untouched_log_verifies_and_cli_reports_where(
     out = tmp_path / "log.jsonl"
     r = runner.invoke(cli, ["audit", "export", "--out", str(out), "--source", "kubernetes"])
     assert r.exit_code == 0, r.output
-    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    *lines, manifest = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) == 6 and all(entry_hash(x["canonical"]) == x["hash"] for x in lines)
+    assert manifest["manifest"]["scope"] == "selection" and manifest["manifest"]["entries"] == 6
+    pub = copy / "keys" / "signing.pub"
+    r = runner.invoke(cli, ["audit", "verify-export", str(out), "--public-key", str(pub)])
+    assert r.exit_code == 0 and "valid: selection of 6 entries" in r.output, r.output
     with sqlite3.connect(copy / "shipwarden.db") as db:
         db.execute("DELETE FROM audit_log WHERE seq = 3")
     r = runner.invoke(cli, ["audit", "verify"])

@@ -127,7 +127,7 @@ def test_serve_dev_tls_over_real_uvicorn(tmp_path: Path) -> None:
     }
     exe = [sys.executable, "-m", "shipwarden.entrypoints.cli"]
     subprocess.run(
-        [*exe, "user", "create", "root", "--role", "viewer", "--password-stdin"],
+        [*exe, "user", "create", "root", "--role", "admin", "--password-stdin"],  # the first user: an admin
         input=PASSWORD,
         text=True,
         env=env,
@@ -166,7 +166,7 @@ def test_serve_dev_tls_over_real_uvicorn(tmp_path: Path) -> None:
                 "secure" in r.headers["set-cookie"].lower() and "httponly" in r.headers["set-cookie"].lower()
             )
             assert h.get(f"{url}/deployments").status_code == 200  # secure cookie sent back over TLS
-            assert h.get(f"{url}/audit").status_code == 403  # viewer
+            assert h.get(f"{url}/users").status_code == 403  # user.manage needs a fresh second factor
         with httpx.Client(trust_env=False) as h, pytest.raises(httpx.ConnectError):
             h.get(f"{url}/healthz")  # an unknown CA is refused
         with httpx.Client(trust_env=False) as h, pytest.raises(httpx.HTTPError):

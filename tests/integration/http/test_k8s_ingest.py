@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from shipwarden.security.audit_export import verify_export
 from tests.integration.http.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -145,24 +146,29 @@ def test_ingest_is_authenticated_chained_and_queryable(api: Api) -> None:
     hook = api.client("10.0.0.2")
     assert hook.post("/k8s/audit", json=event_list()).status_code == 401  # no token
     r = hook.post("/k8s/audit", json=event_list(), headers=h)
-    assert r.status_code == 200 and r.json() == {"accepted": 8}
+    assert r.status_code == 200 and r.json() == {"accepted": 8, "rejected": 0, "problems": []}
     # the token is good for nothing else
     assert hook.get("/audit", headers=h).status_code == 403
 
-    # malformed batches store nothing and say where
+    # bad events are recorded as rejected, with where and why; the good one in the batch is kept
     before = api.services.store.count_audit()
     bad = event_list(3)
     del bad["items"][1]["verb"]
     bad["items"][2]["stage"] = "Done"
     r = hook.post("/k8s/audit", json=bad, headers=h)
-    assert r.status_code == 400
+    assert r.status_code == 200
+    assert (r.json()["accepted"], r.json()["rejected"]) == (1, 2)
     paths = [p["path"] for p in r.json()["problems"]]
     assert paths == ["items[1].verb", "items[2].stage"]
+    # a body that is neither an EventList nor JSON lines stores nothing
     r = hook.post("/k8s/audit", content=b"{not json", headers={**h, "Content-Type": "application/json"})
     assert r.status_code == 400
-    # only the two access decisions were recorded, no event
-    assert api.services.store.count_audit() == before + 2
-    assert len(api.audit(source="kubernetes")) == 8
+    # two access decisions, one stored event and two rejection entries
+    assert api.services.store.count_audit() == before + 5
+    assert len(api.audit(source="kubernetes")) == 11
+    rejected = api.audit(action="k8s.audit.rejected")
+    assert [e["detail"]["where"] for e in rejected] == ["items[1]", "items[2]"]
+    assert rejected[0]["detail"]["problems"] == ["items[1].verb: required non-empty string (missing)"]
 
     # queryable beside shipwarden's own events, in one chain
     api.clock.advance(minutes=1)
@@ -173,6 +179,8 @@ def test_ingest_is_authenticated_chained_and_queryable(api: Api) -> None:
     assert k8s[1]["action"] == "patch deployments" and k8s[1]["actor"].startswith("system:serviceaccount")
     assert "requestObject" not in k8s[1]["detail"]  # bodies never enter the chain
     eve = root.get("/audit", params={"actor": "eve@example.com"}).json()
+    assert [e["action"] for e in eve] == ["get secrets", "k8s.audit.rejected"]  # her event, then the bad copy
+    eve = eve[:1]
     assert len(eve) == 1 and eve[0]["outcome"] == "denied" and eve[0]["action"] == "get secrets"
     everything = root.get("/audit", params={"since": "2031-03-04T09:00:00Z", "limit": 10000}).json()
     assert {e["source"] for e in everything} == {"shipwarden", "kubernetes"}
@@ -185,7 +193,9 @@ def test_ingest_is_authenticated_chained_and_queryable(api: Api) -> None:
     assert root.get("/audit/verify").json()["checkpoints_checked"] == 1
     export = root.get("/audit/export", params={"source": "kubernetes"})
     assert export.headers["content-type"].startswith("application/x-ndjson")
-    assert len(export.text.splitlines()) == 8
+    lines = export.text.splitlines()
+    assert len(lines) == 11 + 1  # the entries, then the signed manifest
+    assert verify_export(export.content, api.services.signing_public_pem).entries == 11
 
 
 def test_long_request_uri_and_user_name_are_stored_bounded_and_whole_in_the_detail(api: Api) -> None:
@@ -205,7 +215,7 @@ def test_long_request_uri_and_user_name_are_stored_bounded_and_whole_in_the_deta
     batch["items"][0].update(requestURI=path + "?x=1", user={"username": user}, objectRef=None)
     batch["items"][1].update(requestURI=path, verb="get", objectRef=None)
     r = api.client("10.0.0.2").post("/k8s/audit", json=batch, headers={"Authorization": f"Bearer {tok}"})
-    assert r.status_code == 200 and r.json() == {"accepted": 2}
+    assert r.status_code == 200 and r.json()["accepted"] == 2
 
     first, second = root.get("/audit", params={"source": "kubernetes"}).json()
     assert len(first["actor"]) == 256 and first["actor"].endswith("…") and first["detail"]["actor"] == user
@@ -217,3 +227,63 @@ def test_long_request_uri_and_user_name_are_stored_bounded_and_whole_in_the_deta
     assert user in json.loads(export[0])["canonical"] and path in json.loads(export[1])["canonical"]
     v = root.get("/audit/verify").json()
     assert v["ok"] and v["entries_checked"] == api.services.store.count_audit()
+
+
+def _hook(api: Api) -> tuple[Any, dict[str, str]]:
+    api.user("root", "admin")
+    api.services.access.create_user("setup", "kube-apiserver", None, [])
+    root = api.session("root")
+    root.put("/users/kube-apiserver/roles", json={"roles": ["admin"]})
+    tok = root.post(
+        "/tokens", json={"owner": "kube-apiserver", "name": "audit webhook", "scopes": ["k8s_audit.write"]}
+    ).json()["token"]
+    return api.client("10.0.0.2"), {"Authorization": f"Bearer {tok}"}
+
+
+# A 401 event as kube-apiserver writes it (a real cluster's audit log line, quoted in a public
+# design document about console OIDC): the request's credentials were refused, so "user" is {}.
+UNAUTHORIZED_401 = (
+    '{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata",'
+    '"auditID":"c771f01d-5995-40e4-9259-879773112159","stage":"ResponseStarted",'
+    '"requestURI":"/apis/authorization.k8s.io/v1/selfsubjectaccessreviews","verb":"create","user":{},'
+    '"sourceIPs":["10.0.152.130"],"objectRef":{"resource":"selfsubjectaccessreviews",'
+    '"apiGroup":"authorization.k8s.io","apiVersion":"v1"},"responseStatus":{"metadata":{},'
+    '"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401},'
+    '"requestReceivedTimestamp":"2023-05-16T10:27:28.826058Z","stageTimestamp":"2023-05-16T10:27:28.837875Z"}'
+)
+
+
+def test_one_bad_event_does_not_lose_the_batch(api: Api) -> None:
+    """Issue 11 (D6): a 401 event with "user": {} used to make the whole batch a 400; the apiserver
+    retried and then dropped it.  Now the good events and the 401 are stored, a truly bad event
+    is recorded as rejected with why, and the answer is 200."""
+    hook, h = _hook(api)
+    batch = event_list(4)
+    batch["items"].insert(1, json.loads(UNAUTHORIZED_401))
+    del batch["items"][3]["requestURI"]
+    r = hook.post("/k8s/audit", json=batch, headers=h)
+    assert r.status_code == 200, r.text
+    assert (r.json()["accepted"], r.json()["rejected"]) == (4, 1)
+    assert r.json()["problems"] == [
+        {"path": "items[3].requestURI", "message": "required non-empty string (missing)"}
+    ]
+    stored = api.audit(source="kubernetes")
+    assert len(stored) == 5
+    denied = [e for e in stored if e["actor"] == "(unauthenticated)"]
+    assert len(denied) == 1 and denied[0]["outcome"] == "denied"
+    assert denied[0]["action"] == "create selfsubjectaccessreviews"
+    (rej,) = api.audit(action="k8s.audit.rejected")
+    assert rej["detail"]["where"] == "items[3]" and rej["outcome"] == "failed"
+
+
+def test_log_backend_json_lines_are_accepted(api: Api) -> None:
+    hook, h = _hook(api)
+    events = event_list(3)["items"]
+    lines = [json.dumps({**e, "kind": "Event", "apiVersion": "audit.k8s.io/v1"}) for e in events]
+    body = "\n".join([*lines, UNAUTHORIZED_401, "{truncated", ""]) + "\n"
+    r = hook.post("/k8s/audit", content=body.encode(), headers={**h, "Content-Type": "application/x-ndjson"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["accepted"], r.json()["rejected"]) == (4, 1)
+    assert r.json()["problems"][0]["path"] == "line 5"
+    assert len(api.audit(source="kubernetes")) == 5
+    assert api.services.audit.verify().ok

@@ -12,6 +12,8 @@ from tests.integration.http.conftest import PASSWORD, Api, make_api
 
 pytestmark = pytest.mark.integration
 DEPLOY = ("/services/web/deployments", {"version": "v1"})
+JUNIT = b'<testsuite name="unit" tests="1" failures="0"><testcase name="t" classname="c"/></testsuite>'
+
 
 
 # -- MFA ---------------------------------------------------------------------------------------------
@@ -117,6 +119,60 @@ def test_role_and_token_allowlists(tmp_path: Path) -> None:
     h = {"Authorization": f"Bearer {tok}"}
     assert api.client("10.8.0.1").get("/deployments", headers=h).status_code == 200
     assert api.client("127.0.0.1").get("/deployments", headers=h).status_code == 403
+
+
+def test_a_token_allowlist_only_narrows_its_owners(tmp_path: Path) -> None:
+    """Class 6: the effective allowlist is user ∩ role ∩ token — a token's own list never widens."""
+    api = make_api(tmp_path, trusted_proxies=["10.99.0.0/16"], role_cidrs={"developer": ["10.1.0.0/16"]})
+    access = api.services.access
+    api.user("lim", "viewer", "developer", mfa=False, cidrs=("10.0.0.0/8",))
+    api.user("root", "admin")
+    assert api.login(api.client("127.0.0.1"), "lim") == 403
+
+    def bearer(cidrs: list[str], scopes: tuple[str, ...] = ("deployment.read",)) -> dict[str, str]:
+        tok, _ = access.issue_token("setup", "lim", "ci", list(scopes), timedelta(days=1), cidrs=cidrs)
+        return {"Authorization": f"Bearer {tok}"}
+
+    # a token minted while its owner had no list is held to the list the owner has *now*
+    access.set_cidrs("setup", "lim", [])
+    h = bearer(["127.0.0.0/8"])
+    r = api.client("127.0.0.1").get("/deployments", headers=h)
+    assert r.status_code == 200
+    access.set_cidrs("setup", "lim", ["10.0.0.0/8"])
+    r = api.client("127.0.0.1").get("/deployments", headers=h)
+    assert r.status_code == 403 and "do not overlap" in r.json()["detail"], r.text
+    assert api.client("10.1.2.3").get("/deployments", headers=h).status_code == 403  # nowhere at all
+    denied = api.audit(actor="lim", action="access", outcome="denied")[-1]
+    assert denied["detail"]["ip"] == "10.1.2.3" and "do not overlap" in denied["detail"]["reason"]
+    # minting a token whose list reaches outside its owner's is refused, with what and why
+    admin = api.session("root")
+    r = admin.post(
+        "/tokens",
+        json={"owner": "lim", "name": "ci", "scopes": ["deployment.read"], "cidrs": ["127.0.0.0/8"]},
+    )
+    assert r.status_code == 422, r.text
+    assert "can only narrow" in r.json()["detail"] and "127.0.0.0/8" in r.json()["detail"]
+    assert len(access.tokens("lim")) == 1  # only the one above
+    # a narrower token: only inside both lists, also through a trusted proxy
+    h = bearer(["10.1.2.0/24", "10.5.0.0/16"])
+    assert api.client("10.1.2.3").get("/deployments", headers=h).status_code == 200
+    assert api.client("10.5.0.1").get("/deployments", headers=h).status_code == 200
+    assert api.client("10.6.0.1").get("/deployments", headers=h).status_code == 403  # the user's only
+    proxied = api.client("10.99.0.5")
+    proxied.headers["X-Forwarded-For"] = "127.0.0.1"
+    assert proxied.get("/deployments", headers=h).status_code == 403
+    # a token without a list of its own is held to its owner's
+    h = bearer([])
+    assert api.client("10.200.0.1").get("/deployments", headers=h).status_code == 200
+    assert api.client("127.0.0.1").get("/deployments", headers=h).status_code == 403
+    assert api.client("::1").get("/deployments", headers=h).status_code == 403
+    # user ∩ role ∩ token: developer is limited to 10.1.0.0/16, the token to 10.1.2.0/24 ∪ 10.5.0.0/16
+    h = bearer(["10.1.2.0/24", "10.5.0.0/16"], ("deployment.read", "evidence.write"))
+    up = {"commit": "ab" * 20, "kind": "junit", "category": "unit"}
+    assert api.client("10.5.0.1").post("/evidence", params=up, headers=h).status_code == 403  # not the role's
+    r = api.client("10.1.2.3").post("/evidence", params=up, headers=h, content=JUNIT)
+    assert r.status_code == 201, r.text
+    assert api.client("10.5.0.1").get("/deployments", headers=h).status_code == 200  # viewer: no role list
 
 
 # -- sessions -------------------------------------------------------------------------------------------

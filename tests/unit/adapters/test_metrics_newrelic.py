@@ -132,7 +132,7 @@ def test_since_until_is_epoch_milliseconds() -> None:
 
 def test_document_passes_nrql_as_a_typed_variable() -> None:
     assert "$nrql: Nrql!" in NRQL_DOCUMENT and "$accountId: Int!" in NRQL_DOCUMENT
-    assert "nrql(query: $nrql" in NRQL_DOCUMENT and "{ results }" in NRQL_DOCUMENT
+    assert "nrql(query: $nrql" in NRQL_DOCUMENT and "{ results otherResult }" in NRQL_DOCUMENT
 
 
 def test_construction_defaults_and_validation() -> None:
@@ -149,3 +149,43 @@ def test_construction_defaults_and_validation() -> None:
     ):
         with pytest.raises(ValueError):
             NewRelicProvider(**kwargs)  # type: ignore[arg-type]
+
+
+class TestFacetTimeseries:
+    """Issue 11: FACET … TIMESERIES rows that share a bucket kept only the first row's value."""
+
+    def test_rows_of_one_bucket_without_a_facet_key_are_all_counted(self) -> None:
+        # NerdGraph writes the FACET attribute under its own name; these rows carry no "facet"
+        rows = [
+            {"beginTimeSeconds": 0, "endTimeSeconds": 60, "appName": "web", "count": 100},
+            {"beginTimeSeconds": 0, "endTimeSeconds": 60, "appName": "api", "count": 50},
+        ]
+        with pytest.raises(ProviderError) as exc:
+            rows_to_series(rows, query="q", at=60, aggregate=None)
+        assert exc.value.kind is ErrorKind.AMBIGUOUS
+        s = rows_to_series(rows, query="q", at=60, aggregate=Aggregation.SUM)
+        assert isinstance(s, Series) and [(p.t, p.value) for p in s.points] == [(60.0, 150.0)]
+
+    def test_indistinguishable_rows_of_one_bucket_are_still_two_values(self) -> None:
+        rows = [
+            {"beginTimeSeconds": 0, "endTimeSeconds": 60, "count": 100},
+            {"beginTimeSeconds": 0, "endTimeSeconds": 60, "count": 50},
+        ]
+        s = rows_to_series(rows, query="q", at=60, aggregate=Aggregation.SUM)
+        assert isinstance(s, Series) and s.points[0].value == 150.0
+
+    def test_other_result_counts_in_a_facet_sum(self) -> None:
+        rows = [{"facet": "web", "count": 100}, {"facet": "api", "count": 50}]
+        v = rows_to_measurement(rows, query="q", at=1.0, aggregate=Aggregation.SUM, other=[{"count": 25}])
+        assert isinstance(v, Value) and v.value == 175.0
+        mean = rows_to_measurement(rows, query="q", at=1.0, aggregate=Aggregation.MEAN, other=[{"count": 25}])
+        assert isinstance(mean, Value) and mean.value == 75.0
+
+    def test_other_result_buckets_count_in_a_facet_timeseries_sum(self) -> None:
+        rows = [
+            {"beginTimeSeconds": 0, "endTimeSeconds": 60, "facet": "web", "count": 100},
+            {"beginTimeSeconds": 0, "endTimeSeconds": 60, "facet": "api", "count": 50},
+        ]
+        other = [{"beginTimeSeconds": 0, "endTimeSeconds": 60, "count": 7}]
+        s = rows_to_series(rows, query="q", at=60, aggregate=Aggregation.SUM, other=other)
+        assert isinstance(s, Series) and s.points[0].value == 157.0

@@ -20,15 +20,18 @@ from shipwarden.domain.access import (
     SessionState,
     SessionStatus,
     Target,
+    address_allowed,
     admit_session,
     check_login,
     check_session,
     client_ip,
+    effective_allowlist,
     ip_allowed,
     is_allowed,
     lockout_decision,
     mfa_satisfied,
     new_session_id,
+    outside_of,
     parse_networks,
     rotate_session,
     touch_session,
@@ -142,6 +145,46 @@ class TestClientIp:
         assert ip_allowed("2001:db8::1", allow) and not ip_allowed("2001:db9::1", allow)
         assert ip_allowed("::ffff:192.0.2.1", allow)
         assert not ip_allowed("192.0.2.1", ())
+
+    def test_effective_allowlist_is_the_intersection_so_each_level_only_narrows(self) -> None:
+        user = parse_networks(["10.0.0.0/8"])
+        token = parse_networks(["127.0.0.0/8"])
+        both = effective_allowlist(user, token)
+        assert both == ()  # disjoint lists: from nowhere, not from either
+        assert not address_allowed("127.0.0.1", both) and not address_allowed("10.1.1.1", both)
+        # nested blocks: the smaller one, whichever level it comes from
+        assert effective_allowlist(user, parse_networks(["10.1.0.0/16", "192.0.2.0/24"])) == parse_networks(
+            ["10.1.0.0/16"]
+        )
+        assert effective_allowlist(parse_networks(["10.1.2.0/24"]), user) == parse_networks(["10.1.2.0/24"])
+        # three levels (user ∩ role ∩ token); a level without a list does not restrict
+        role = parse_networks(["10.1.0.0/16", "10.2.0.0/16"])
+        tok = parse_networks(["10.2.3.0/24", "10.9.0.0/16"])
+        assert effective_allowlist(user, role, tok) == parse_networks(["10.2.3.0/24"])
+        assert effective_allowlist(None, role, None) == role
+        assert effective_allowlist(None, None) is None and address_allowed("198.51.100.1", None)
+
+    def test_effective_allowlist_ipv6_and_mapped_addresses(self) -> None:
+        v6 = parse_networks(["2001:db8::/32"])
+        assert effective_allowlist(v6, parse_networks(["10.0.0.0/8"])) == ()  # IPv4 and IPv6 never meet
+        mixed = parse_networks(["10.0.0.0/8", "2001:db8::/32"])
+        assert effective_allowlist(mixed, parse_networks(["2001:db8:1::/48"])) == parse_networks(
+            ["2001:db8:1::/48"]
+        )
+        # ::ffff:10.0.0.0/104 is 10.0.0.0/8 (addresses are judged unmapped too)
+        mapped = parse_networks(["::ffff:10.0.0.0/104"])
+        assert effective_allowlist(mapped, parse_networks(["10.5.0.0/16"])) == parse_networks(["10.5.0.0/16"])
+        assert address_allowed("::ffff:10.5.0.1", effective_allowlist(mapped))
+        assert address_allowed("10.200.0.1", effective_allowlist(mapped))
+
+    def test_outside_of_names_what_a_narrower_list_would_widen(self) -> None:
+        owner = parse_networks(["10.0.0.0/8"])
+        assert outside_of(parse_networks(["10.1.0.0/16"]), owner) == ()
+        assert outside_of(parse_networks(["10.1.0.0/16", "127.0.0.0/8"]), owner) == parse_networks(
+            ["127.0.0.0/8"]
+        )
+        assert outside_of(parse_networks(["0.0.0.0/0"]), owner) == parse_networks(["0.0.0.0/0"])
+        assert outside_of(parse_networks(["127.0.0.0/8"]), None) == ()
 
     def test_bad_cidrs_are_all_named(self) -> None:
         with pytest.raises(ValueError, match="'300.0.0.0/8'.*'x'"):

@@ -73,7 +73,7 @@ def build(
         )
         entries.append(prev)
         if chain.checkpoint_due(prev):
-            cps.append(chain.checkpoint(prev, KEY, "k1"))
+            cps.append(chain.checkpoint(prev, KEY, "k1", prev=cps[-1] if cps else None))
     return entries, cps, chain
 
 
@@ -252,7 +252,7 @@ class TestCheckpoints:
 
     def test_truncated_tail_is_caught(self) -> None:
         entries, cps, chain = build(25, every=10)
-        on_demand = chain.checkpoint(entries[-1], KEY, "k1")
+        on_demand = chain.checkpoint(entries[-1], KEY, "k1", prev=cps[-1])
         r = verify(entries[:15], checkpoints=cps, keys=KEYS)
         assert (r.ok, r.seq, r.problem) == (False, 16, Problem.TRUNCATED)
         r = verify_canonical(pairs(entries[:24]), checkpoints=[*cps, on_demand], keys=KEYS)
@@ -274,17 +274,20 @@ class TestCheckpoints:
     def test_key_rotation_old_and_new_keys_verify(self) -> None:
         entries, cps, chain = build(20, every=10)
         new = Ed25519PrivateKey.generate()
-        cp2 = chain.checkpoint(entries[-1], new, "k2")
+        cp2 = chain.checkpoint(entries[-1], new, "k2", prev=cps[0])
         assert verify(entries, checkpoints=[cps[0], cp2], keys={**KEYS, "k2": new.public_key()}).ok
 
-    def test_several_checkpoints_at_one_seq_are_all_checked(self) -> None:
+    def test_two_checkpoints_at_one_seq_are_a_fork_and_a_lying_one_is_caught(self) -> None:
         entries, cps, chain = build(10, every=5)
         new = Ed25519PrivateKey.generate()
         keys = {**KEYS, "k2": new.public_key()}
-        twin = chain.checkpoint(entries[4], new, "k2")
-        assert verify(entries, checkpoints=[*cps, twin], keys=keys).checkpoints_checked == 3
-        liar = sign_checkpoint(ChainHead(5, "a" * 64), T0, new, "k2")
-        r = verify_canonical(pairs(entries), checkpoints=[*cps, liar], keys=keys)
+        twin = chain.checkpoint(entries[4], new, "k2", prev=cps[0])
+        r = verify(entries, checkpoints=[*cps, twin], keys=keys)
+        assert (r.seq, r.problem) == (5, Problem.CHECKPOINT_CHAIN) and "fork" in r.message
+        liar = sign_checkpoint(ChainHead(5, "a" * 64), T0, new, "k2", every=5)
+        r = verify_canonical(pairs(entries), checkpoints=[liar, cps[1]], keys=keys)
+        assert (r.seq, r.problem) == (10, Problem.CHECKPOINT_CHAIN)  # cps[1] links to the real one
+        r = verify_canonical(pairs(entries), checkpoints=[liar], keys=keys)
         assert (r.seq, r.problem) == (5, Problem.CHECKPOINT_MISMATCH)
 
     def test_checkpoints_need_keys(self) -> None:

@@ -50,7 +50,14 @@ def policy(**overrides: Any) -> GatePolicy:
         "ci": {"required": ["build-and-test"]},
         "checklist": {
             "securityScan": {"maxFindings": {"critical": 0, "high": 2}, "maxAge": "24h"},
-            "performance": {"p95Ms": 300, "p99Ms": 600, "maxErrorRate": 0.01, "minThroughputRps": 50},
+            # the fixture's k6 run breached its own p(99)<400; k6 verdicts: test_gates_issue11.TestK6Verdicts
+            "performance": {
+                "p95Ms": 300,
+                "p99Ms": 600,
+                "maxErrorRate": 0.01,
+                "minThroughputRps": 50,
+                "toolThresholds": "ignore",
+            },
             "uatSignOff": {"role": "qa-lead"},
             "backup": {"maxAge": "6h"},
         },
@@ -217,7 +224,7 @@ class TestViolations:
     def test_latest_perf_run_decides(self) -> None:
         bad = parse_k6_summary('{"metrics": {"http_req_duration": {"p(95)": 900, "p(99)": 950}}}')
         good = parse_k6_summary(read("k6-summary-export.json"))
-        p = policy(checklist={"performance": {"p95Ms": 300}})
+        p = policy(checklist={"performance": {"p95Ms": 300, "toolThresholds": "ignore"}})
         evidence = [ev("run1", "performance", bad, age=timedelta(hours=2)), ev("run2", "performance", good)]
         perf = by_gate(evaluate_gates(p, evidence, [], NOW))["performance"]
         assert (perf.passed, perf.evidence_ids) == (True, ("run2",))

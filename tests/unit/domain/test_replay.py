@@ -37,3 +37,11 @@ def test_unsigned_time_relies_on_dedupe() -> None:
 
 def test_empty_id_refused() -> None:
     assert not GUARD.decide("", NOW, NOW, set()).accepted
+
+
+def test_body_already_accepted_is_refused_under_a_new_id() -> None:
+    """GitHub signs the body but not X-GitHub-Delivery: a replayed body under a fresh id is refused."""
+    d = GUARD.decide("new-guid", None, NOW, set(), body_digest="ab" * 32, seen_digests={"ab" * 32})
+    assert (d.accepted, d.reason) == (False, "duplicate-body")
+    other = GUARD.decide("new-guid", None, NOW, set(), body_digest="cd" * 32, seen_digests={"ab" * 32})
+    assert other.accepted

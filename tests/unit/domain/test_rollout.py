@@ -7,10 +7,13 @@ from dataclasses import replace
 import pytest
 
 from shipwarden.domain.rollout import (
+    EFFECT_ATTEMPTS,
     EFFECTS,
+    ROLLBACK_ATTEMPTS,
     CanaryStepSpec,
     Check,
     Effect,
+    EffectFailure,
     Observation,
     OperatorRequest,
     Phase,
@@ -19,6 +22,7 @@ from shipwarden.domain.rollout import (
     analysis_watches,
     canary_weights,
     decide,
+    effect_backoff,
     promote_refusal,
     stable_replacements,
     stable_short,
@@ -413,3 +417,65 @@ def test_the_start_timeout_runs_from_when_the_instances_were_started() -> None:
     stuck = Observation(now=70.0, new_running=2, old_running=2, health_probes=50, new_started_at=35.0)
     t = decide(late, BG, stuck)
     assert t is not None and t.phase is Phase.ROLLING_BACK
+
+
+class TestEffectFailures:
+    """A failing effect moves nothing forward; the ways out stay open (issue 9, class 1)."""
+
+    FAIL = EffectFailure(attempts=2, first_at=0.0, last_at=1.0, what="start_new", error="PlatformError: x")
+
+    def test_nothing_moves_forward_while_the_effect_fails(self) -> None:
+        o = obs(new_running=2, new_healthy=2, preview_check=OK, production_check=OK, effect_failure=self.FAIL)
+        for p in (Phase.PENDING, Phase.STARTING, Phase.PREVIEW, Phase.PROMOTING, Phase.ROLLING_BACK):
+            assert decide(st(p), BG, replace(o, new_stopped=True)) is None, p
+
+    def test_abort_is_read_whatever_the_effect_raises(self) -> None:
+        for p in (Phase.PENDING, Phase.STARTING, Phase.PREVIEW, Phase.PROMOTING, Phase.SCALE_DOWN_WAIT):
+            t = decide(st(p), BG, obs(operator=OperatorRequest.ROLLBACK, effect_failure=self.FAIL))
+            assert t is not None and t.phase is Phase.ROLLING_BACK, p
+
+    def test_the_retry_budget_rolls_back_then_fails_a_rollback(self) -> None:
+        spent = replace(self.FAIL, attempts=EFFECT_ATTEMPTS)
+        t = decide(st(Phase.PREVIEW), BG, obs(effect_failure=spent))
+        assert t is not None and t.phase is Phase.ROLLING_BACK and "failed 6 time(s)" in t.reason
+        assert decide(st(Phase.ROLLING_BACK), BG, obs(effect_failure=spent)) is None  # retried longer
+        t = decide(st(Phase.ROLLING_BACK), BG, obs(effect_failure=replace(spent, attempts=ROLLBACK_ATTEMPTS)))
+        assert (
+            t is not None and t.phase is Phase.FAILED and t.reason.startswith("rollback could not complete")
+        )
+
+    def test_the_start_timeout_still_runs(self) -> None:
+        t = decide(st(Phase.STARTING), BG, obs(now=31.0, effect_failure=self.FAIL))
+        assert t is not None and t.phase is Phase.ROLLING_BACK and "PlatformError: x" in t.reason
+
+    def test_unobserved_abort_does_not_claim_there_is_no_stable_version(self) -> None:
+        t = decide(st(Phase.PROMOTING), BG, obs(old_running=0, observed=False, effect_failure=self.FAIL,
+                                                 operator=OperatorRequest.ROLLBACK))  # fmt: skip
+        assert t is not None and t.phase is Phase.ROLLING_BACK
+
+    def test_backoff_doubles_up_to_its_cap(self) -> None:
+        assert [effect_backoff(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+        assert self.FAIL.retry_at == 3.0
+
+
+class TestScalingDown:
+    def test_an_abort_once_the_old_version_is_gone_lets_it_finish(self) -> None:
+        t = decide(
+            st(Phase.SCALING_DOWN),
+            BG,
+            obs(old_running=0, old_stopped=True, operator=OperatorRequest.ROLLBACK),
+        )
+        assert t is not None and t.phase is Phase.SUCCEEDED and "rollback requested" in t.reason
+
+    def test_the_goal_is_seen_even_when_the_stop_raised(self) -> None:
+        f = EffectFailure(1, 0.0, 0.0, "stop_old", "PlatformError: y")
+        t = decide(st(Phase.SCALING_DOWN), BG, obs(old_running=0, effect_failure=f))
+        assert t is not None and t.phase is Phase.SUCCEEDED
+
+
+def test_a_timed_pause_held_past_its_duration_meets_the_progress_deadline() -> None:
+    plan = replace(CANARY, progress_deadline_s=60, min_available=2)
+    held = obs(now=10 + 5 + 61, old_running=1)  # step 2 is a 5 s pause; 1 < minAvailable 2
+    t = decide(st(Phase.CANARY_STEP, entered=10, step=1), plan, held)
+    assert t is not None and t.phase is Phase.ROLLING_BACK and t.reason.startswith("progress deadline")
+    assert decide(st(Phase.CANARY_STEP, entered=10, step=1), plan, replace(held, now=10 + 5 + 59)) is None

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from shipwarden.domain.access import PRODUCTION_AFFECTING, MfaPolicy, Permission
 from shipwarden.entrypoints.cli import app
-from shipwarden.entrypoints.cli.guard import COMMANDS, EXEMPT, mfa_commands
+from shipwarden.entrypoints.cli.guard import COMMANDS, EXEMPT, OWN_ACCOUNT, mfa_commands
 
 P = Permission
 
@@ -40,16 +40,24 @@ def _opts(key: str) -> set[str]:
 
 def test_every_registered_command_has_an_access_rule_or_an_exemption() -> None:
     assert len(COMMAND_TREE) >= 40
-    unmapped = sorted(set(COMMAND_TREE) - set(COMMANDS) - set(EXEMPT))
+    unmapped = sorted(set(COMMAND_TREE) - set(COMMANDS) - set(EXEMPT) - set(OWN_ACCOUNT))
     assert not unmapped, f"add to entrypoints/cli/guard.py COMMANDS (or EXEMPT, saying why): {unmapped}"
     assert not set(COMMANDS) & set(EXEMPT)
-    stale = sorted((set(COMMANDS) | set(EXEMPT)) - set(COMMAND_TREE))
+    assert not set(OWN_ACCOUNT) & (set(COMMANDS) | set(EXEMPT))
+    stale = sorted((set(COMMANDS) | set(EXEMPT) | set(OWN_ACCOUNT)) - set(COMMAND_TREE))
     assert not stale, f"no such command any more: {stale}"
-    assert all(reason.strip() for reason in EXEMPT.values())
+    assert all(reason.strip() for reason in [*EXEMPT.values(), *OWN_ACCOUNT.values()])
+
+
+def test_own_account_commands_are_only_the_second_factor_and_name_their_user() -> None:
+    assert set(OWN_ACCOUNT) == {"user mfa enroll", "user mfa confirm"}
+    for key in OWN_ACCOUNT:
+        assert "name" in {p.name for p in COMMAND_TREE[key].params}, key
 
 
 def test_exemptions_are_only_the_storeless_commands_and_serve() -> None:
-    assert set(EXEMPT) == {"policy check", "policy schema", "judge", "judge-plan", "dossier verify", "serve"}
+    assert set(EXEMPT) == {"policy check", "policy schema", "judge", "judge-plan", "dossier verify",
+                           "audit verify-export", "serve"}
 
 
 def test_rollout_commands_map_to_the_production_permissions() -> None:

@@ -69,7 +69,8 @@ class TestPolicySection:
         ("kw", "message"),
         [
             ({"version": "release"}, "must contain {short} or {sha}"),
-            ({"version": "{short}/../x"}, "only {short} and {sha}"),
+            ({"version": "{short}/../x"}, "contains a path separator"),
+            ({"version": "{short}{x}"}, "only the {short} and {sha} placeholders"),
             ({"notify": {"urls": ["slack://T/B/C"]}}, "is not a secret name"),
             ({"services": ["web", "web"]}, "listed twice"),
             ({"postDeployment": {"security": {"url": "ftp://x"}}}, "http:// or https://"),

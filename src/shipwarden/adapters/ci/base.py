@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +30,10 @@ from enum import StrEnum
 from typing import Any
 
 from shipwarden.domain.evidence.model import CiCheck
+from shipwarden.domain.jsonlimits import JsonLimitError, loads_bounded
+
+#: the deepest nesting a webhook body may have (GitHub's payloads nest about 6 levels)
+MAX_JSON_DEPTH = 32
 
 
 class CiError(Exception):
@@ -184,12 +187,11 @@ def opt_str(doc: Any, path: str, *keys: str) -> str | None:
 
 
 def load_body(body: bytes) -> dict[str, Any]:
+    """The JSON object of a webhook body, within ``domain.jsonlimits``' bounds (``PayloadError`` if not)."""
     try:
-        doc = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise PayloadError("body is not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise PayloadError(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        doc = loads_bounded(body, max_depth=MAX_JSON_DEPTH)
+    except JsonLimitError as exc:
+        raise PayloadError(f"body is {exc}" if str(exc).startswith("not ") else str(exc)) from None
     if not isinstance(doc, dict):
         raise PayloadError("expected a JSON object", "$")
     return doc

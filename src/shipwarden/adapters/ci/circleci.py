@@ -23,9 +23,10 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import httpx
+from pydantic import StringConstraints
 
 from shipwarden.adapters.ci.base import (
     CiApiError,
@@ -40,8 +41,19 @@ from shipwarden.adapters.ci.base import (
     hmac_sha256_hex,
     load_body,
     lower_headers,
-    opt_str,
-    parse_time,
+)
+from shipwarden.adapters.ci.contract import (
+    Branch,
+    Contract,
+    Count,
+    Ident,
+    IsoTime,
+    Name,
+    Sha,
+    check_json_media_type,
+    event_header,
+    time_of,
+    validate,
 )
 from shipwarden.domain.evidence.model import SuiteResult, TestCaseResult, TestReport, sha256_digest
 
@@ -104,71 +116,123 @@ def verify_circleci_signature(secret: str | bytes, body: bytes, header: str | No
     raise SignatureError(f"no supported signature version in {SIGNATURE_HEADER} (got {got}; supported: v1)")
 
 
-def parse_circleci_event(body: bytes, headers: Mapping[str, str] | None = None) -> CiEvent:
-    """Normalise a (verified) CircleCI webhook body.  Raises ``PayloadError`` / ``IgnoredEvent``."""
-    doc = load_body(body)
-    event_type = doc.get("type")
-    if event_type is None and headers is not None:
-        event_type = lower_headers(headers).get(EVENT_HEADER)
-    if event_type not in ("workflow-completed", "job-completed"):
-        raise IgnoredEvent(f"CircleCI event type {event_type!r} carries no CI result")
-    event_id = doc.get("id")
-    if not isinstance(event_id, str) or not event_id:
-        raise PayloadError("missing event id (needed to deduplicate redeliveries)", "$.id")
-    happened_at = parse_time(doc.get("happened_at"), "$.happened_at")
-    if happened_at is None:
-        raise PayloadError("missing", "$.happened_at")
-    pipeline = doc.get("pipeline")
-    if not isinstance(pipeline, dict):
-        raise PayloadError("missing pipeline object", "$.pipeline")
-    workflow = doc.get("workflow")
-    if not isinstance(workflow, dict):
-        raise PayloadError("missing workflow object", "$.workflow")
+WORKFLOW_STATUSES = ("success", "failed", "error", "canceled", "unauthorized")
+"""``workflow.status`` of ``workflow-completed`` (the webhooks reference: terminal states only)."""
+JOB_STATUSES = (
+    "success", "failed", "canceled", "unauthorized",  # the webhooks reference
+    "infrastructure_fail", "timedout", "terminated-unknown", "not_run",  # terminal job states of API v2
+)  # fmt: skip
+"""``job.status`` of ``job-completed``."""
+_Slug = Annotated[str, StringConstraints(strict=True, pattern=r"^[^/\s]{1,80}/[^/\s]{1,80}/[^/\s]{1,80}$")]
 
-    commit = opt_str(pipeline, "$.pipeline", "vcs", "revision")
-    branch = opt_str(pipeline, "$.pipeline", "vcs", "branch")
-    if commit is None:
-        commit = opt_str(pipeline, "$.pipeline", "trigger_parameters", "git", "checkout_sha")
-        branch = branch or opt_str(pipeline, "$.pipeline", "trigger_parameters", "git", "branch")
-    if commit is None:
-        commit = opt_str(pipeline, "$.pipeline", "trigger_parameters", "gitlab", "commit_sha")
-        branch = branch or opt_str(pipeline, "$.pipeline", "trigger_parameters", "gitlab", "branch")
+
+class _Git(Contract):
+    checkout_sha: Sha | None = None
+    branch: Branch | None = None
+
+
+class _GitLab(Contract):
+    commit_sha: Sha | None = None
+    branch: Branch | None = None
+
+
+class _TriggerParameters(Contract):
+    git: _Git | None = None
+    gitlab: _GitLab | None = None
+
+
+class _Vcs(Contract):
+    revision: Sha | None = None
+    branch: Branch | None = None
+
+
+class _Pipeline(Contract):
+    id: Ident
+    number: Count | None = None
+    vcs: _Vcs | None = None
+    trigger_parameters: _TriggerParameters | None = None
+
+
+class _Workflow(Contract):
+    id: Ident | None = None
+    name: Name
+    status: Literal[WORKFLOW_STATUSES] | None = None  # type: ignore[valid-type]
+
+
+class _Job(Contract):
+    id: Ident | None = None
+    number: Count | None = None
+    name: Name
+    status: Literal[JOB_STATUSES]  # type: ignore[valid-type]
+
+
+class _Project(Contract):
+    slug: _Slug | None = None
+
+
+class CircleCiEventBody(Contract):
+    """A ``workflow-completed`` / ``job-completed`` body as the webhooks reference documents it."""
+
+    id: Ident
+    type: Literal["workflow-completed", "job-completed"]
+    happened_at: IsoTime
+    project: _Project | None = None
+    pipeline: _Pipeline
+    workflow: _Workflow
+    job: _Job | None = None
+
+
+def parse_circleci_event(body: bytes, headers: Mapping[str, str] | None = None) -> CiEvent:
+    """Normalise a (verified) CircleCI webhook body.  Raises ``PayloadError`` / ``IgnoredEvent``.
+
+    With ``headers`` (every HTTP delivery), ``circleci-event-type`` is required and must name the
+    body's ``type``; without (tests, replays from the store) the body's ``type`` decides.
+    """
+    doc = load_body(body)
+    header_type = event_header(headers, EVENT_HEADER) if headers is not None else None
+    event_type = doc.get("type", header_type)
+    if header_type is not None and event_type != header_type:
+        raise PayloadError(f"does not match the {EVENT_HEADER} header {header_type!r}", "$.type")
+    if event_type not in ("workflow-completed", "job-completed"):
+        shown = event_type[:64] if isinstance(event_type, str) else event_type
+        raise IgnoredEvent(f"CircleCI event type {shown!r} carries no CI result")
+    ev: CircleCiEventBody = validate(CircleCiEventBody, doc)
+    pipeline, workflow = ev.pipeline, ev.workflow
+    commit, branch = (pipeline.vcs.revision, pipeline.vcs.branch) if pipeline.vcs else (None, None)
+    tp = pipeline.trigger_parameters
+    for alt in (tp.git, tp.gitlab) if tp else ():
+        if commit is None and alt is not None:
+            commit = alt.checkout_sha if isinstance(alt, _Git) else alt.commit_sha
+            branch = branch or alt.branch
     if commit is None:
         raise PayloadError(
             "no commit: neither vcs.revision nor trigger_parameters.git.checkout_sha is present", "$.pipeline"
         )
-    number = pipeline.get("number")
-    status_raw = opt_str(workflow, "$.workflow", "status")
-    job_name = job_status = job_number = None
-    if event_type == "job-completed":
-        job = doc.get("job")
-        if not isinstance(job, dict):
+    job = ev.job
+    if ev.type == "job-completed":
+        if job is None:
             raise PayloadError("missing job object on a job-completed event", "$.job")
-        job_name = opt_str(job, "$.job", "name")
-        job_status = opt_str(job, "$.job", "status")
-        if job_name is None or job_status is None:
-            raise PayloadError("job name and status are required", "$.job")
-        jn = job.get("number")
-        job_number = jn if isinstance(jn, int) and not isinstance(jn, bool) else None
-    elif status_raw is None:
+    elif workflow.status is None:
         raise PayloadError("missing workflow status on a workflow-completed event", "$.workflow.status")
+    else:
+        job = None  # a workflow event's stage is the workflow
     return CiEvent(
         provider="circleci",
-        event_id=event_id,
-        event_type=event_type,
-        delivered_at=happened_at,
+        event_id=ev.id,
+        event_type=ev.type,
+        delivered_at=time_of(ev.happened_at),
         commit_sha=commit,
         branch=branch,
-        repository=opt_str(doc, "$", "project", "slug"),
-        pipeline_id=opt_str(pipeline, "$.pipeline", "id"),
-        pipeline_number=number if isinstance(number, int) and not isinstance(number, bool) else None,
-        workflow_id=opt_str(workflow, "$.workflow", "id"),
-        workflow_name=opt_str(workflow, "$.workflow", "name"),
-        status=circleci_status(status_raw),
-        job_name=job_name,
-        job_status=circleci_status(job_status),
-        job_number=job_number,
-        raw_status=job_status if event_type == "job-completed" else status_raw,
+        repository=ev.project.slug if ev.project else None,
+        pipeline_id=pipeline.id,
+        pipeline_number=pipeline.number,
+        workflow_id=workflow.id,
+        workflow_name=workflow.name,
+        status=circleci_status(workflow.status),
+        job_name=job.name if job else None,
+        job_status=circleci_status(job.status) if job else None,
+        job_number=job.number if job else None,
+        raw_status=job.status if job else workflow.status,
     )
 
 
@@ -179,6 +243,7 @@ class CircleCiWebhook:
     secret: str | bytes
 
     def receive(self, headers: Mapping[str, str], body: bytes) -> CiEvent:
+        check_json_media_type(headers)
         verify_circleci_signature(self.secret, body, lower_headers(headers).get(SIGNATURE_HEADER))
         return parse_circleci_event(body, headers)
 

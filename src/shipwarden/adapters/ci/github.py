@@ -24,9 +24,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
+from pydantic import AfterValidator, Field, StringConstraints
 
 from shipwarden.adapters.ci.base import (
     CiApiError,
@@ -37,13 +38,27 @@ from shipwarden.adapters.ci.base import (
     PayloadError,
     SignatureError,
     digest_matches,
-    get_path,
     hmac_sha256_hex,
     load_body,
     lower_headers,
-    opt_str,
-    parse_time,
 )
+from shipwarden.adapters.ci.contract import (
+    INT32_MAX,
+    Branch,
+    Contract,
+    Count,
+    IsoTime,
+    LargeId,
+    Name,
+    Ref,
+    Sha,
+    check_json_media_type,
+    event_header,
+    printable,
+    time_of,
+    validate,
+)
+from shipwarden.domain.gitref import branch_problem
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 EVENT_HEADER = "x-github-event"
@@ -94,118 +109,188 @@ def verify_github_signature(secret: str | bytes, body: bytes, header: str | None
         raise SignatureError("X-Hub-Signature-256 does not match the body")
 
 
-def _pr_numbers(prs: Any, path: str) -> tuple[int, ...]:
-    if prs is None:
-        return ()
-    if not isinstance(prs, list):
-        raise PayloadError("expected an array", path)
-    return tuple(p["number"] for p in prs if isinstance(p, dict) and isinstance(p.get("number"), int))
+RUN_STATUSES = ("requested", "in_progress", "completed", "queued", "pending", "waiting")
+"""``workflow_run.status`` / ``check_suite.status`` (webhook payload schemas)."""
+CONCLUSIONS = (
+    "success", "failure", "neutral", "cancelled", "skipped", "timed_out", "action_required", "stale",
+    "startup_failure",
+)  # fmt: skip
+"""``workflow_run.conclusion`` / ``check_suite.conclusion``; ``null`` until completed."""
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_FullName = Annotated[
+    str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
+]
+_Label = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=100), AfterValidator(printable)
+]
+_PrNumber = Annotated[int, Field(strict=True, ge=1, le=INT32_MAX)]
+_Status = Literal[RUN_STATUSES]  # type: ignore[valid-type]
+_Conclusion = Literal[CONCLUSIONS]  # type: ignore[valid-type]
 
 
-def _require(doc: Any, path: str, *keys: str) -> str:
-    value = opt_str(doc, path, *keys)
-    if value is None:
-        raise PayloadError("missing", path + "".join(f".{k}" for k in keys))
-    return value
+class _Repository(Contract):
+    full_name: _FullName | None = None
+
+
+class _PullRef(Contract):
+    number: _PrNumber
+
+
+class _Run(Contract):
+    id: LargeId
+    name: Name
+    head_branch: Branch | None = None
+    head_sha: Sha
+    status: _Status | None = None
+    conclusion: _Conclusion | None = None
+    run_number: Count | None = None
+    check_suite_id: LargeId | None = None
+    pull_requests: list[_PullRef] = Field(default_factory=list, max_length=100)
+
+
+class _App(Contract):
+    slug: Name | None = None
+    name: Name | None = None
+
+
+class _Suite(Contract):
+    id: LargeId
+    head_branch: Branch | None = None  # null for suites on forks
+    head_sha: Sha
+    status: _Status | None = None
+    conclusion: _Conclusion | None = None
+    app: _App | None = None
+    pull_requests: list[_PullRef] = Field(default_factory=list, max_length=100)
+
+
+class WorkflowRunBody(Contract):
+    action: Literal["requested", "in_progress", "completed"]
+    workflow_run: _Run
+    repository: _Repository | None = None
+
+
+class CheckSuiteBody(Contract):
+    action: Literal["requested", "rerequested", "completed"]
+    check_suite: _Suite
+    repository: _Repository | None = None
+
+
+class PushBody(Contract):
+    ref: Ref
+    before: Sha
+    after: Sha
+    deleted: bool | None = Field(default=None, strict=True)
+    repository: _Repository | None = None
+
+
+class _Head(Contract):
+    sha: Sha
+    ref: Branch
+
+
+class _LabelRef(Contract):
+    name: _Label
+
+
+class _Pull(Contract):
+    number: _PrNumber | None = None
+    head: _Head
+    labels: list[_LabelRef] = Field(default_factory=list, max_length=100)
+    updated_at: IsoTime | None = None
+
+
+class PullRequestBody(Contract):
+    action: Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z_]{1,40}$")]
+    number: _PrNumber
+    pull_request: _Pull
+    repository: _Repository | None = None
+
+
+def _delivery_id(headers: Mapping[str, str]) -> str:
+    delivery = lower_headers(headers).get(DELIVERY_HEADER)
+    if not delivery:
+        raise PayloadError("missing X-GitHub-Delivery header (needed to deduplicate redeliveries)")
+    if not _GUID.match(delivery):
+        raise PayloadError(f"X-GitHub-Delivery is not a GUID: {delivery[:64]!r}")
+    return delivery
 
 
 def parse_github_event(body: bytes, headers: Mapping[str, str]) -> CiEvent:
-    """Normalise a (verified) GitHub delivery.  Raises ``PayloadError`` / ``IgnoredEvent``."""
-    h = lower_headers(headers)
-    event = h.get(EVENT_HEADER)
-    delivery = h.get(DELIVERY_HEADER)
-    if not event:
-        raise PayloadError("missing X-GitHub-Event header")
-    if not delivery:
-        raise PayloadError("missing X-GitHub-Delivery header (needed to deduplicate redeliveries)")
+    """Normalise a (verified) GitHub delivery.  Raises ``PayloadError`` / ``IgnoredEvent``.
+
+    The body is validated whole against the documented payload of its event (``WorkflowRunBody``,
+    ``CheckSuiteBody``, ``PushBody``, ``PullRequestBody``) before anything is read from it."""
+    event = event_header(headers, "X-GitHub-Event")
+    delivery = _delivery_id(headers)
     if event == "ping":
         raise IgnoredEvent("GitHub ping")
+    if event not in ("workflow_run", "check_suite", "push", "pull_request"):
+        raise IgnoredEvent(f"GitHub event {event!r} carries no CI result")
     doc = load_body(body)
-    repo = opt_str(doc, "$", "repository", "full_name")
-    action = doc.get("action") if isinstance(doc.get("action"), str) else None
-    event_type = f"{event}.{action}" if action else event
+    common: dict[str, Any] = {"provider": "github", "event_id": delivery, "delivered_at": None}
 
     if event == "workflow_run":
-        run = doc.get("workflow_run")
-        if not isinstance(run, dict):
-            raise PayloadError("missing workflow_run object", "$.workflow_run")
-        status = opt_str(run, "$.workflow_run", "status")
-        conclusion = opt_str(run, "$.workflow_run", "conclusion")
-        run_id = run.get("id")
+        wr: WorkflowRunBody = validate(WorkflowRunBody, doc)
+        run = wr.workflow_run
         return CiEvent(
-            provider="github",
-            event_id=delivery,
-            event_type=event_type,
-            delivered_at=None,
-            commit_sha=_require(run, "$.workflow_run", "head_sha"),
-            branch=opt_str(run, "$.workflow_run", "head_branch"),
-            repository=repo,
-            pipeline_id=str(run["check_suite_id"]) if isinstance(run.get("check_suite_id"), int) else None,
-            pipeline_number=run.get("run_number") if isinstance(run.get("run_number"), int) else None,
-            workflow_id=str(run_id) if run_id is not None else None,
-            workflow_name=_require(run, "$.workflow_run", "name"),
-            status=github_status(status, conclusion),
-            pull_requests=_pr_numbers(run.get("pull_requests"), "$.workflow_run.pull_requests"),
-            raw_status=conclusion or status,
+            **common,
+            event_type=f"workflow_run.{wr.action}",
+            commit_sha=run.head_sha,
+            branch=run.head_branch,
+            repository=_repo(wr.repository),
+            pipeline_id=str(run.check_suite_id) if run.check_suite_id is not None else None,
+            pipeline_number=run.run_number,
+            workflow_id=str(run.id),
+            workflow_name=run.name,
+            status=github_status(run.status, run.conclusion),
+            pull_requests=tuple(p.number for p in run.pull_requests),
+            raw_status=run.conclusion or run.status,
         )
     if event == "check_suite":
-        suite = doc.get("check_suite")
-        if not isinstance(suite, dict):
-            raise PayloadError("missing check_suite object", "$.check_suite")
-        status = opt_str(suite, "$.check_suite", "status")
-        conclusion = opt_str(suite, "$.check_suite", "conclusion")
-        app = get_path(suite, "app", "slug") or get_path(suite, "app", "name")
+        cs: CheckSuiteBody = validate(CheckSuiteBody, doc)
+        suite = cs.check_suite
+        app = (suite.app.slug or suite.app.name) if suite.app else None
         return CiEvent(
-            provider="github",
-            event_id=delivery,
-            event_type=event_type,
-            delivered_at=None,
-            commit_sha=_require(suite, "$.check_suite", "head_sha"),
-            branch=opt_str(suite, "$.check_suite", "head_branch"),  # null on forks
-            repository=repo,
-            pipeline_id=str(suite["id"]) if suite.get("id") is not None else None,
-            workflow_id=str(suite["id"]) if suite.get("id") is not None else None,
-            workflow_name=app if isinstance(app, str) else None,
-            status=github_status(status, conclusion),
-            pull_requests=_pr_numbers(suite.get("pull_requests"), "$.check_suite.pull_requests"),
-            raw_status=conclusion or status,
+            **common,
+            event_type=f"check_suite.{cs.action}",
+            commit_sha=suite.head_sha,
+            branch=suite.head_branch,
+            repository=_repo(cs.repository),
+            pipeline_id=str(suite.id),
+            workflow_id=str(suite.id),
+            workflow_name=app,
+            status=github_status(suite.status, suite.conclusion),
+            pull_requests=tuple(p.number for p in suite.pull_requests),
+            raw_status=suite.conclusion or suite.status,
         )
     if event == "push":
-        after = _require(doc, "$", "after")
-        if doc.get("deleted") is True or set(after) == {"0"}:
+        push: PushBody = validate(PushBody, doc)
+        if push.deleted is True or set(push.after) == {"0"}:
             raise IgnoredEvent("branch deletion")
-        ref = _require(doc, "$", "ref")
+        branch = push.ref.removeprefix("refs/heads/") if push.ref.startswith("refs/heads/") else None
+        if branch is not None and (problem := branch_problem(branch)):
+            raise PayloadError(f"not a valid git branch name: it {problem}", "$.ref")
         return CiEvent(
-            provider="github",
-            event_id=delivery,
+            **common,
             event_type="push",
-            delivered_at=None,
-            commit_sha=after,
-            branch=ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None,
-            repository=repo,
+            commit_sha=push.after,
+            branch=branch,
+            repository=_repo(push.repository),
         )
-    if event == "pull_request":
-        pr = doc.get("pull_request")
-        if not isinstance(pr, dict):
-            raise PayloadError("missing pull_request object", "$.pull_request")
-        number = doc.get("number", pr.get("number"))
-        if not isinstance(number, int):
-            raise PayloadError("missing pull request number", "$.number")
-        labels = pr.get("labels") or []
-        if not isinstance(labels, list):
-            raise PayloadError("expected an array", "$.pull_request.labels")
-        return CiEvent(
-            provider="github",
-            event_id=delivery,
-            event_type=event_type,
-            delivered_at=parse_time(pr.get("updated_at"), "$.pull_request.updated_at"),
-            commit_sha=_require(pr, "$.pull_request", "head", "sha"),
-            branch=_require(pr, "$.pull_request", "head", "ref"),
-            repository=repo,
-            pull_requests=(number,),
-            labels=tuple(x["name"] for x in labels if isinstance(x, dict) and isinstance(x.get("name"), str)),
-        )
-    raise IgnoredEvent(f"GitHub event {event!r} carries no CI result")
+    pr: PullRequestBody = validate(PullRequestBody, doc)
+    return CiEvent(
+        **{**common, "delivered_at": time_of(pr.pull_request.updated_at)},
+        event_type=f"pull_request.{pr.action}",
+        commit_sha=pr.pull_request.head.sha,
+        branch=pr.pull_request.head.ref,
+        repository=_repo(pr.repository),
+        pull_requests=(pr.number,),
+        labels=tuple(label.name for label in pr.pull_request.labels),
+    )
+
+
+def _repo(repository: _Repository | None) -> str | None:
+    return repository.full_name if repository else None
 
 
 @dataclass(frozen=True)
@@ -215,6 +300,7 @@ class GitHubWebhook:
     secret: str | bytes
 
     def receive(self, headers: Mapping[str, str], body: bytes) -> CiEvent:
+        check_json_media_type(headers)
         verify_github_signature(self.secret, body, lower_headers(headers).get(SIGNATURE_HEADER))
         return parse_github_event(body, headers)
 

@@ -8,7 +8,7 @@ Contract followed (docs.newrelic.com NerdGraph NRQL tutorial):
 * body ``{"query": <GraphQL document>, "variables": {...}}``.  The NRQL is
   passed as the ``$nrql: Nrql!`` variable, never spliced into the GraphQL
   text, so no NRQL content can alter the GraphQL document;
-* answer ``{"data": {"actor": {"account": {"nrql": {"results": [...]}}}}}``:
+* answer ``{"data": {"actor": {"account": {"nrql": {"results": [...], "otherResult": ...}}}}}``:
   ``results`` is a list of flat rows keyed by the NRQL (``count``,
   ``average.duration``, ``AS`` aliases, ``facet``, and
   ``beginTimeSeconds``/``endTimeSeconds`` for ``TIMESERIES``);
@@ -70,6 +70,7 @@ __all__ = [
     "NewRelicProvider",
     "nrql_since_until",
     "parse_nerdgraph",
+    "parse_nerdgraph_full",
 ]
 
 _KIND = "newrelic"
@@ -83,7 +84,7 @@ ENDPOINTS: Mapping[str, str] = {"US": NERDGRAPH_US, "EU": NERDGRAPH_EU}
 # Nrql scalar, the per-query time limit is Seconds.
 NRQL_DOCUMENT = (
     "query ShipwardenNrql($accountId: Int!, $nrql: Nrql!, $timeout: Seconds) "
-    "{ actor { account(id: $accountId) { nrql(query: $nrql, timeout: $timeout) { results } } } }"
+    "{ actor { account(id: $accountId) { nrql(query: $nrql, timeout: $timeout) { results otherResult } } } }"
 )
 
 # Row keys that describe a row rather than measure something.
@@ -176,12 +177,36 @@ def _value_key(row: Mapping[str, Any], query: str) -> str:
 
 
 def _series_key(row: Mapping[str, Any]) -> str:
+    """Which facet a row belongs to: its ``facet``, else its string-valued columns (NerdGraph also
+    writes each FACET attribute under its own name, and some answers carry only that)."""
     facet = row.get("facet")
-    return json.dumps(facet, sort_keys=True) if facet is not None else ""
+    if facet is not None:
+        return json.dumps(facet, sort_keys=True)
+    named = {k: v for k, v in row.items() if k not in _META_KEYS and isinstance(v, str | list | bool)}
+    return json.dumps(named, sort_keys=True) if named else ""
+
+
+def _other_rows(other: Any) -> list[Mapping[str, Any]]:
+    """NerdGraph's ``otherResult`` (the facets past the FACET ``LIMIT``, summed) as rows."""
+    if isinstance(other, Mapping):
+        series = other.get("timeSeries")
+        if isinstance(series, list):
+            return [r for r in series if isinstance(r, Mapping)]
+        return [other] if any(k not in _META_KEYS for k in other) else []
+    if isinstance(other, list):
+        return [r for r in other if isinstance(r, Mapping)]
+    return []
 
 
 def parse_nerdgraph(status: int, body: bytes, *, query: str) -> list[Mapping[str, Any]]:
     """The ``results`` rows of a NerdGraph NRQL answer, or a ProviderError for anything else."""
+    return parse_nerdgraph_full(status, body, query=query)[0]
+
+
+def parse_nerdgraph_full(
+    status: int, body: bytes, *, query: str
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """``results`` rows and ``otherResult`` rows (empty unless a FACET hit its LIMIT)."""
     try:
         doc = json.loads(body)
     except ValueError:
@@ -219,13 +244,23 @@ def parse_nerdgraph(status: int, body: bytes, *, query: str) -> list[Mapping[str
     results = nrql.get("results") if isinstance(nrql, Mapping) else None
     if not isinstance(results, list) or not all(isinstance(r, Mapping) for r in results):
         raise _err("answer has no nrql.results list", ErrorKind.PROTOCOL, status=status, query=query)
-    return results
+    assert isinstance(nrql, Mapping)
+    return results, _other_rows(nrql.get("otherResult"))
 
 
 def rows_to_measurement(
-    rows: Sequence[Mapping[str, Any]], *, query: str, at: float, aggregate: Aggregation | None
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    query: str,
+    at: float,
+    aggregate: Aggregation | None,
+    other: Sequence[Mapping[str, Any]] = (),
 ) -> Measurement:
-    """Rows of a non-TIMESERIES NRQL query -> one Value or NoData."""
+    """Rows of a non-TIMESERIES NRQL query -> one Value or NoData.
+
+    ``other`` is the answer's ``otherResult``: the facets past the FACET ``LIMIT``.  A SUM over
+    facets includes it (leaving it out under-counts); other aggregations do not (it is several
+    facets folded into one row)."""
     if not rows:
         return NoData("no rows", at=at, query=query)
     if any("beginTimeSeconds" in r for r in rows):
@@ -238,10 +273,12 @@ def rows_to_measurement(
             query=query,
         )
     values = [_number(r.get(k := _value_key(r, query)), k, query) for r in rows]
+    if aggregate is Aggregation.SUM:
+        values += [_number(r.get(k := _value_key(r, query)), k, query) for r in other]
     finite = [v for v in values if not math.isnan(v)]
     if not finite:
         return NoData("value is null", at=at, query=query)
-    if len(rows) == 1:
+    if len(values) == 1:
         facet = rows[0].get("facet")
         labels = {"facet": str(facet)} if facet is not None else {}
         return Value(finite[0], at=at, labels=labels, query=query)
@@ -250,23 +287,37 @@ def rows_to_measurement(
 
 
 def rows_to_series(
-    rows: Sequence[Mapping[str, Any]], *, query: str, at: float, aggregate: Aggregation | None
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    query: str,
+    at: float,
+    aggregate: Aggregation | None,
+    other: Sequence[Mapping[str, Any]] = (),
 ) -> RangeMeasurement:
     """TIMESERIES rows -> a Series stamped at each bucket's ``endTimeSeconds`` (null buckets dropped).
 
     The end of the bucket is used because a bucket measures the interval
-    *before* that instant, as a Prometheus range-query point does.
+    *before* that instant, as a Prometheus range-query point does.  A ``FACET … TIMESERIES``
+    answer has one row per facet per bucket: every row of a bucket is a value of that bucket
+    (never only the first), so several facets need ``aggregate``; with SUM the ``otherResult``
+    buckets (facets past the LIMIT) are added too.
     """
     if not rows:
         return NoData("no rows", at=at, query=query)
-    groups: dict[str, list[Point]] = {}
-    for r in rows:
+    groups: dict[tuple[str, int], list[Point]] = {}
+    seen: dict[tuple[str, float], int] = {}
+    tagged = [(r, "") for r in rows]
+    if aggregate is Aggregation.SUM:
+        tagged += [(r, "\x00otherResult") for r in other]
+    for r, tag in tagged:
         if "endTimeSeconds" not in r:
             raise _err("row without endTimeSeconds in a TIMESERIES answer", ErrorKind.PROTOCOL, query=query)
         key = _value_key(r, query)
-        groups.setdefault(_series_key(r), []).append(
-            Point(float(r["endTimeSeconds"]), _number(r.get(key), key, query))
-        )
+        t = float(r["endTimeSeconds"])
+        series = tag or _series_key(r)
+        # Two rows of one series in one bucket are two facets the answer does not tell apart.
+        n = seen[(series, t)] = seen.get((series, t), -1) + 1
+        groups.setdefault((series, n), []).append(Point(t, _number(r.get(key), key, query)))
     if len(groups) > 1 and aggregate is None:
         raise _err(
             f"{len(groups)} facets returned where one series was expected; pass aggregate=",
@@ -378,6 +429,10 @@ class NewRelicProvider(HttpProvider):
 
     def run_nrql(self, nrql: str) -> list[Mapping[str, Any]]:
         """Run one NRQL query and return the raw ``results`` rows; errors never show the API key."""
+        return self.run_nrql_full(nrql)[0]
+
+    def run_nrql_full(self, nrql: str) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        """``results`` and ``otherResult`` rows of one NRQL query; errors never show the API key."""
         payload = {
             "query": NRQL_DOCUMENT,
             "variables": {
@@ -404,7 +459,7 @@ class NewRelicProvider(HttpProvider):
                 time.monotonic() - started,
                 nrql,
             )
-            return parse_nerdgraph(resp.status_code, resp.content, query=nrql)
+            return parse_nerdgraph_full(resp.status_code, resp.content, query=nrql)
         except ProviderError as exc:
             exc.message = self._redact(exc.message)
             exc.args = (exc.message,)
@@ -412,10 +467,12 @@ class NewRelicProvider(HttpProvider):
 
     def run_instant(self, text: str, *, at: float, aggregate: Aggregation | None) -> Measurement:
         """The NRQL's rows as one value; see the module doc for which column counts."""
-        return rows_to_measurement(self.run_nrql(text), query=text, at=at, aggregate=aggregate)
+        rows, other = self.run_nrql_full(text)
+        return rows_to_measurement(rows, query=text, at=at, aggregate=aggregate, other=other)
 
     def run_range(
         self, text: str, *, start: float, end: float, step: float, aggregate: Aggregation | None
     ) -> RangeMeasurement:
         """The TIMESERIES rows as a series stamped at bucket ends."""
-        return rows_to_series(self.run_nrql(text), query=text, at=end, aggregate=aggregate)
+        rows, other = self.run_nrql_full(text)
+        return rows_to_series(rows, query=text, at=end, aggregate=aggregate, other=other)

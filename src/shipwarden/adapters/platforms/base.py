@@ -36,7 +36,10 @@ class Instance:
 
 class Platform(Protocol):
     def start(self, spec: ServiceSpec, version: str, count: int) -> list[Instance]:
-        """Start ``count`` new instances of ``version``; returns at once (not yet healthy)."""
+        """Start ``count`` new instances of ``version``; returns at once (not yet healthy).
+
+        All or nothing: a start that cannot be done raises :class:`PlatformError` with the cause
+        and leaves no instance of this call behind."""
 
     def instances(self, service: str) -> list[Instance]:
         """Every instance the platform knows for the service, with its observed state."""
@@ -45,4 +48,5 @@ class Platform(Protocol):
         """One health probe of one instance."""
 
     def stop(self, instances: list[Instance], grace_s: float) -> None:
-        """Drain and stop: SIGTERM, then SIGKILL after ``grace_s``."""
+        """Drain and stop: SIGTERM, then SIGKILL after ``grace_s``; forgets them, dead or alive
+        (an instance already stopped is no error)."""

@@ -15,6 +15,14 @@ A crash between writing the intent and recording the pid leaves a pid-less
 entry.  Each process carries its instance id in its environment
 (``SHIPWARDEN_INSTANCE_ID``), so the next look at the registry settles such an
 entry: the orphan is adopted if it was spawned, the entry dropped if it never was.
+
+A start either starts every instance it was asked for or raises
+:class:`PlatformError` and leaves none behind: the command, environment and
+working directory are expanded and checked before anything is spawned (an
+undefined ``{placeholder}``, an environment name with ``=`` or whitespace, a
+working directory that does not exist for that version each get their own
+message), and instances this call started before a later one failed are
+stopped again.
 """
 
 from __future__ import annotations
@@ -37,6 +45,26 @@ from shipwarden.adapters.platforms.base import Instance, InstanceState, Platform
 from shipwarden.domain.policy import ServiceSpec
 
 INSTANCE_ENV = "SHIPWARDEN_INSTANCE_ID"
+PLACEHOLDERS = ("version", "port", "service", "python")
+"""What ``run.command``, ``run.env`` values and ``run.workdir`` may use."""
+
+
+def _expand(service: str, version: str, where: str, text: str, subst: dict[str, str]) -> str:
+    try:
+        return text.format(**subst)
+    except (KeyError, IndexError, AttributeError) as exc:
+        known = ", ".join(f"{{{k}}}" for k in PLACEHOLDERS)
+        name = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise PlatformError(
+            f"cannot start {service} {version}: {where} {text!r} uses {{{name}}}, "
+            f"which is not defined (defined: {known})"
+        ) from None
+    except ValueError as exc:  # "{" without "}", a bad format spec
+        raise PlatformError(f"cannot start {service} {version}: {where} {text!r}: {exc}") from None
+
+
+def _bad_env_name(name: str) -> bool:
+    return not name or "=" in name or "\0" in name or any(c.isspace() for c in name)
 
 
 @dataclass
@@ -120,46 +148,69 @@ class LocalPlatform:
         with self._lock:
             return self._start(spec, version, count)
 
+    def _launch(
+        self, spec: ServiceSpec, version: str, port: int, iid: str
+    ) -> tuple[list[str], dict[str, str], Path]:
+        """argv, environment and working directory of one instance; PlatformError if any is invalid."""
+        name, run = spec.name, spec.run
+        subst = {"version": version, "port": str(port), "service": name, "python": sys.executable}
+        argv = [_expand(name, version, "run.command", a, subst) for a in run.command]
+        extra = {k: _expand(name, version, f"run.env.{k}", v, subst) for k, v in run.env.items()}
+        for key in (*extra, run.port_env):
+            if _bad_env_name(key):
+                raise PlatformError(
+                    f"cannot start {name} {version}: {key!r} is not a valid environment variable name "
+                    "(empty, or has '=', whitespace or NUL)"
+                )
+        env = {**os.environ, **extra, run.port_env: str(port), INSTANCE_ENV: iid}
+        cwd = self.base_dir
+        if run.workdir:
+            cwd = self.base_dir / _expand(name, version, "run.workdir", run.workdir, subst)
+            if not cwd.is_dir():
+                raise PlatformError(
+                    f"cannot start {name} {version}: workdir {run.workdir!r} is {cwd}, which does not exist"
+                )
+        return argv, env, cwd
+
     def _start(self, spec: ServiceSpec, version: str, count: int) -> list[Instance]:
-        entries = self._settled(spec.name)
         started: list[_Entry] = []
-        for _ in range(count):
-            port = free_port(self.host)
-            iid = f"{spec.name}-{version}-{secrets.token_hex(3)}"
-            log = str(self.state_dir / "logs" / f"{iid}.log")
-            entry = _Entry(iid, version, port, None, None, log)
-            entries.append(entry)
-            self._save(spec.name, entries)  # intent first: a crash now leaves a known, pid-less entry
-            subst = {"version": version, "port": str(port), "service": spec.name, "python": sys.executable}
-            argv = [a.format(**subst) for a in spec.run.command]
-            env = {
-                **os.environ,
-                **{k: v.format(**subst) for k, v in spec.run.env.items()},
-                spec.run.port_env: str(port),
-                INSTANCE_ENV: iid,
-            }
-            cwd = self.base_dir / spec.run.workdir.format(**subst) if spec.run.workdir else self.base_dir
-            try:
-                with open(log, "ab") as out:
-                    proc = subprocess.Popen(
-                        argv,
-                        cwd=cwd,
-                        env=env,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        start_new_session=True,
-                    )
-            except OSError as exc:
-                entries.remove(entry)
-                self._save(spec.name, entries)
-                raise PlatformError(f"cannot start {argv[0]!r} for {spec.name} {version}: {exc}") from exc
-            entry.pid = proc.pid
-            entry.starttime = _proc_starttime(proc.pid)
-            entry.started_at = time.time()
-            self._save(spec.name, entries)
-            started.append(entry)
+        try:
+            for _ in range(count):
+                started.append(self._start_one(spec, version))
+        except BaseException:
+            self.stop([self._instance(spec.name, e) for e in started], 0)  # all or nothing
+            raise
         return [self._instance(spec.name, e) for e in started]
+
+    def _start_one(self, spec: ServiceSpec, version: str) -> _Entry:
+        port = free_port(self.host)
+        iid = f"{spec.name}-{version}-{secrets.token_hex(3)}"
+        argv, env, cwd = self._launch(spec, version, port, iid)  # raises before anything is recorded
+        log = str(self.state_dir / "logs" / f"{iid}.log")
+        entry = _Entry(iid, version, port, None, None, log)
+        entries = self._settled(spec.name)
+        entries.append(entry)
+        self._save(spec.name, entries)  # intent first: a crash now leaves a known, pid-less entry
+        try:
+            with open(log, "ab") as out:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:  # ValueError: a NUL byte
+            entries.remove(entry)
+            self._save(spec.name, entries)
+            raise PlatformError(f"cannot start {argv[0]!r} for {spec.name} {version}: {exc}") from exc
+        entry.pid = proc.pid
+        entry.starttime = _proc_starttime(proc.pid)
+        entry.started_at = time.time()
+        self._save(spec.name, entries)
+        return entry
 
     def _instance(self, service: str, e: _Entry) -> Instance:
         if e.pid is None:

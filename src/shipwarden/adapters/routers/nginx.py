@@ -32,22 +32,21 @@ from typing import Any
 import httpx
 
 from shipwarden.adapters.net import free_port, wait_for_port
-from shipwarden.adapters.routers.base import ConfigRejected, Listener, Pool, ProbeResult, RouterError, Routes
+from shipwarden.adapters.routers.base import ConfigRejected, Listener, ProbeResult, RouterError, Routes
+from shipwarden.adapters.routers.common import (
+    NAME_RE,
+    ROUTES,
+    pid_alive,
+    routes_from_json,
+    routes_to_json,
+    validate_routes,
+)
+from shipwarden.adapters.routers.common import atomic_write as _atomic_write
+from shipwarden.adapters.routers.common import probe as _probe
+
+__all__ = ["NginxRouter", "pid_alive", "routes_from_json", "routes_to_json", "validate_routes"]
 
 HERE = Path(__file__).resolve().parent
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-ADDR_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):(\d{1,5})$")  # the balancer takes IPs only
-ROUTES = ("production", "preview")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file + rename so readers (nginx at start) never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _read(path: str) -> bytes:
@@ -55,54 +54,6 @@ def _read(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError:
         return b"shutting down"  # gone
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not running
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def routes_to_json(routes: Routes) -> dict[str, Any]:
-    """The wire/file form of a routing table (what the Lua side parses)."""
-    return {r: [{"version": p.version, "weight": p.weight, "addresses": list(p.addresses)}
-                for p in getattr(routes, r)] for r in ROUTES}
-
-
-def routes_from_json(data: dict[str, Any]) -> Routes:
-    pools = {r: tuple(Pool(i["version"], tuple(i["addresses"]), int(i["weight"])) for i in data.get(r, []))
-             for r in ROUTES}
-    return Routes(**pools)
-
-
-def validate_routes(service: str, routes: Routes) -> None:
-    """Reject a table the data plane cannot serve, before anything is changed."""
-    if not NAME_RE.match(service):
-        raise RouterError(f"invalid service name {service!r}")
-    for name in ROUTES:
-        pools: tuple[Pool, ...] = getattr(routes, name)
-        seen: set[str] = set()
-        for p in pools:
-            if not p.version or any(ord(c) < 32 for c in p.version) or p.version in seen:
-                raise RouterError(f"{service}/{name}: empty, invalid or duplicate version {p.version!r}")
-            seen.add(p.version)
-            if not isinstance(p.weight, int) or not 0 <= p.weight <= 100:
-                raise RouterError(f"{service}/{name}: weight of {p.version} must be an integer 0..100")
-            if p.weight > 0 and not p.addresses:
-                raise RouterError(f"{service}/{name}: pool {p.version} has weight but no addresses")
-            for addr in p.addresses:
-                m = ADDR_RE.match(addr)
-                if not m or max(map(int, m.groups()[:4])) > 255 or not 0 < int(m[5]) < 65536:
-                    raise RouterError(f"{service}/{name}: address {addr!r} is not ipv4:port")
-        if name == "production" and pools and sum(p.weight for p in pools) != 100:
-            raise RouterError(f"{service}/production: weights sum to {sum(p.weight for p in pools)}, not 100")
 
 
 class NginxRouter:
@@ -360,24 +311,5 @@ class NginxRouter:
         return f"http://{lst.host}:{lst.port if route == 'production' else lst.preview_port}/"
 
     def probe(self, service: str, route: str, requests: int) -> ProbeResult:
-        """Send real requests; count ``X-Shipwarden-Version`` per version.
-
-        Transport errors and 5xx answers (including 503 "no pool") count as failures; 5xx that
-        carry a version label (the instance answered) are also counted per version.
-        """
-        url, result = self.url(service, route), ProbeResult()
-        with httpx.Client(timeout=self.timeout, trust_env=False) as client:
-            for _ in range(requests):
-                try:
-                    resp = client.get(url)
-                except httpx.HTTPError:
-                    result.failures += 1
-                    continue
-                version = resp.headers.get("X-Shipwarden-Version")
-                if resp.status_code >= 500 or version is None:
-                    result.failures += 1
-                    if version is not None:  # the version itself answered 5xx
-                        result.server_errors[version] += 1
-                else:
-                    result.versions[version] += 1
-        return result
+        """Send real requests through the route; count ``X-Shipwarden-Version`` per version."""
+        return _probe(self.url(service, route), requests, self.timeout)

@@ -18,14 +18,23 @@ JSON column layouts (schema 0002):
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from shipwarden.adapters.store.models import ApiTokenRow, AuthFailureRow, SecretRow, SessionRow, UserRow
+from shipwarden.adapters.store.models import (
+    ApiTokenRow,
+    AuthFailureRow,
+    AuthThrottleRow,
+    SecretRow,
+    SessionRow,
+    UserRow,
+)
 from shipwarden.adapters.store.repository import Store, StoreError
 from shipwarden.domain.access import Binding, Permission, Role
 
@@ -154,10 +163,15 @@ def _token(r: ApiTokenRow, owner: str) -> TokenRecord:
     )
 
 
+TOUCH_EVERY_S = 60.0
+"""Granularity of an API token's ``last_used_at``."""
+
+
 class AccessRepo:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._sessions = store._sessions
+        self._touched: dict[str, float] = {}  # token id → last_used_at this process last wrote
 
     def _audit(self, s: Session, audit: Audit) -> None:
         if audit:
@@ -345,21 +359,97 @@ class AccessRepo:
         result: int = self._tx(tx)
         return result
 
-    # -- login failures -------------------------------------------------------------------
-    def add_failure(self, keys: Sequence[str], now: float) -> None:
+    # -- login attempts -------------------------------------------------------------------
+    def reserve_attempt(
+        self, since: Mapping[str, float], admit: Callable[[Mapping[str, list[float]]], float | None]
+    ) -> list[int] | None:
+        """Count and reserve one attempt on every key of ``since``, atomically.
+
+        In one transaction: lock each key's ``auth_throttle`` row (in key order, so two
+        attempts cannot deadlock on each other), read the key's attempts at or after
+        ``since[key]``, and ask ``admit`` (the lockout rule) with them.  If it refuses (None),
+        nothing is recorded and the answer is None; if it allows, it gives the time to record:
+        the attempt is recorded under every key *before* the credential is checked, and the
+        answer is the recorded rows' ids (to release on success).
+
+        A concurrent attempt on the same key waits for the lock and then counts this one, so
+        however many arrive at once, no more are admitted than the rule allows.  Read
+        committed: what the last holder of the lock recorded is seen.
+        """
+        keys = sorted(since)
+        self._ensure_throttle_rows(keys)
+
+        def tx(s: Session) -> list[int] | None:
+            for k in keys:
+                locked = s.execute(
+                    update(AuthThrottleRow)
+                    .where(AuthThrottleRow.key == k)
+                    .values(attempts=AuthThrottleRow.attempts + 1)
+                ).rowcount  # type: ignore[attr-defined]
+                if not locked:
+                    raise StoreError(f"lockout row {k!r} vanished")  # never deleted; defensive
+            at = AuthFailureRow.at
+            history = {
+                k: list(s.scalars(select(at).where(AuthFailureRow.key == k, at >= since[k]))) for k in keys
+            }
+            now = admit(history)
+            if now is None:
+                s.rollback()
+                return None
+            rows = [AuthFailureRow(key=k, at=now) for k in keys]
+            s.add_all(rows)
+            s.flush()
+            return [r.id for r in rows]
+
+        result: list[int] | None = self._read_committed(tx)
+        return result
+
+    def _ensure_throttle_rows(self, keys: Sequence[str]) -> None:
+        """Create the lock rows missing for ``keys`` (a concurrent creator winning is fine)."""
+        with self._sessions() as s:
+            have = set(s.scalars(select(AuthThrottleRow.key).where(AuthThrottleRow.key.in_(list(keys)))))
+        for k in keys:
+            if k in have:
+                continue
+            try:
+                with self._sessions.begin() as s:
+                    s.add(AuthThrottleRow(key=k, attempts=0))
+            except IntegrityError:
+                pass  # created meanwhile by another attempt
+
+    def _read_committed(self, fn: Callable[[Session], Any], attempts: int = 50) -> Any:
+        """Run ``fn`` in a READ COMMITTED transaction (SQLite: its one writer at a time), retrying
+        deadlocks and lock time-outs."""
+        opts = {} if self.store.engine.dialect.name == "sqlite" else {"isolation_level": "READ COMMITTED"}
+        for attempt in range(attempts):
+            try:
+                with self._sessions() as s:
+                    s.connection(execution_options=opts)
+                    out = fn(s)
+                    if s.in_transaction():
+                        s.commit()
+                    return out
+            except OperationalError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def release_attempt(self, ids: Sequence[int], clear: str | None = None) -> None:
+        """A successful attempt: delete its reserved rows ``ids``, and every recorded attempt under
+        ``clear`` (a success forgives the account's failures; an address keeps its count)."""
         with self._sessions.begin() as s:
-            s.add_all([AuthFailureRow(key=k, at=now) for k in keys])
+            s.execute(delete(AuthFailureRow).where(AuthFailureRow.id.in_(list(ids))))
+            if clear is not None:
+                s.execute(delete(AuthFailureRow).where(AuthFailureRow.key == clear))
 
     def failures(self, key: str, since: float) -> list[float]:
+        """Recorded attempts under ``key`` at or after ``since`` (failed ones, and those in flight)."""
         with self._sessions() as s:
             rows = s.scalars(
                 select(AuthFailureRow.at).where(AuthFailureRow.key == key, AuthFailureRow.at >= since)
             )
             return list(rows)
-
-    def clear_failures(self, key: str) -> None:
-        with self._sessions.begin() as s:
-            s.execute(delete(AuthFailureRow).where(AuthFailureRow.key == key))
 
     # -- tokens ---------------------------------------------------------------------------
     def add_token(
@@ -435,6 +525,12 @@ class AccessRepo:
         return result
 
     def touch_token(self, token_id: str, now: float) -> None:
+        """Record a token's last use, at most once per ``TOUCH_EVERY_S`` per token and process: a
+        write per request would put every authenticated read behind the database's writer lock."""
+        last = self._touched.get(token_id)
+        if last is not None and 0 <= now - last < TOUCH_EVERY_S:
+            return
+        self._touched[token_id] = now
         with self._sessions.begin() as s:
             s.execute(update(ApiTokenRow).where(ApiTokenRow.id == token_id).values(last_used_at=now))
 

@@ -11,18 +11,19 @@ the state change they describe.  This module adds what the audit service needs:
   column as is (:class:`_JSONText`), so no entry is encoded twice and no ORM object is
   built; the statement is compiled by SQLAlchemy Core once per dialect and handed to the
   driver's ``executemany`` (:class:`_BatchInsert`);
-* signed checkpoints (rows of ``audit_checkpoints``);
+* signed checkpoints (rows of ``audit_checkpoints``): those the grid requires are signed inside
+  each append's transaction by the store's ``seals`` (:mod:`.seals`), on-demand ones by
+  :meth:`AuditRepo.checkpoint_now`;
 * streaming reads in seq order for verification and export, in constant memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, Dialect, MetaData, Table, bindparam, insert, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import JSON, Column, Connection, Dialect, MetaData, Table, insert, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
@@ -34,6 +35,7 @@ from shipwarden.adapters.store.models import (
     EvidenceRow,
 )
 from shipwarden.adapters.store.repository import Store
+from shipwarden.adapters.store.seals import CHECKPOINT_COLUMNS, checkpoint_of
 from shipwarden.domain.audit import (
     GENESIS_HASH,
     ROW_COLUMNS,
@@ -127,16 +129,8 @@ class _BatchInsert:
 
 
 _HEAD = select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
-_CHECKPOINT_COLUMNS = (
-    AuditCheckpointRow.seq,
-    AuditCheckpointRow.hash,
-    AuditCheckpointRow.ts,
-    AuditCheckpointRow.key_id,
-    AuditCheckpointRow.signature,
-)
-_LAST_CHECKPOINT = select(*_CHECKPOINT_COLUMNS).order_by(AuditCheckpointRow.seq.desc()).limit(1)
-_LAST_CHECKPOINT_SEQ = select(AuditCheckpointRow.seq).order_by(AuditCheckpointRow.seq.desc()).limit(1)
-_CHECKPOINT_AT = select(AuditCheckpointRow.seq).where(AuditCheckpointRow.seq == bindparam("seq"))
+_CHECKPOINTS = select(*CHECKPOINT_COLUMNS).order_by(AuditCheckpointRow.seq)
+_LAST_CHECKPOINT = select(*CHECKPOINT_COLUMNS).order_by(AuditCheckpointRow.seq.desc()).limit(1)
 
 
 class AuditRepo:
@@ -155,71 +149,50 @@ class AuditRepo:
         with self._sessions() as s:
             return self._head(s)
 
-    def append(
-        self,
-        drafts: Sequence[EntryDraft] | K8sBatch,
-        chain: AuditChain,
-        *,
-        signer: Callable[[ChainHead], Checkpoint] | None = None,
-        signed_seq: int | None = None,
-    ) -> tuple[ChainHead, int | None]:
+    def append(self, drafts: Sequence[EntryDraft] | K8sBatch, chain: AuditChain) -> ChainHead:
         """Link ``drafts`` (or a converted Kubernetes ``EventList``) after the head and insert
-        them in one transaction.
+        them in one transaction, with the checkpoints they make due (the store's ``seals``): the
+        batch and its checkpoints are stored together or not at all.  Returns the new head; the
+        batch's entries are the ``len(drafts)`` seqs up to it."""
+        seals = self.store.seals
 
-        With ``signer``, the new head is signed and its checkpoint stored in the same
-        transaction when it is ``chain.checkpoint_every`` or more entries past the newest
-        checkpoint: the batch and its checkpoint are stored together or not at all.
-        ``signed_seq`` is the newest checkpoint's seq as far as the caller knows (a lower
-        bound; ``None``: unknown) — the store is asked only when a checkpoint looks due.
-        Returns the new head and the newest checkpoint's seq now known (``signed_seq`` if
-        the store was not asked)."""
-
-        def tx(s: Session) -> tuple[ChainHead, int | None]:
+        def tx(s: Session) -> ChainHead:
             head = self._head(s)
             rows = chain.rows(head, drafts)
             if not rows:
-                return head, signed_seq
-            conn = s.connection()
-            self._insert(conn, rows)
+                return head
+            self._insert(s.connection(), rows)
             new = ChainHead(rows[-1][_SEQ], rows[-1][_HASH])
-            every, signed = chain.checkpoint_every, signed_seq
-            if signer is not None and (signed is None or new.seq - signed >= every):
-                signed = conn.execute(_LAST_CHECKPOINT_SEQ).scalar() or 0
-                if new.seq - signed >= every:
-                    cp = signer(new)
-                    conn.execute(insert(AuditCheckpointRow), cp.to_row())
-                    signed = cp.seq
-            return new, signed
+            if seals is not None:
+                first = rows[0][_SEQ]
 
-        result: tuple[ChainHead, int | None] = self.store._retrying(tx)
+                def hashes(seq: int) -> str:
+                    return rows[seq - first][_HASH]  # type: ignore[no-any-return]
+
+                seals.after_append(s, new, first, hashes)
+            return new
+
+        result: ChainHead = self.store._retrying(tx)
         return result
 
-    def add_checkpoint(self, cp: Checkpoint) -> None:
-        """Store ``cp`` unless the head at its seq is signed already (by another process, say)."""
-        try:
-            with self._sessions.begin() as s:
-                conn = s.connection()
-                if conn.execute(_CHECKPOINT_AT, {"seq": cp.seq}).first() is None:
-                    conn.execute(insert(AuditCheckpointRow), cp.to_row())
-        except IntegrityError:
-            # A concurrent writer signed the same head between our look and our insert.
-            with self._sessions() as s:
-                if s.connection().execute(_CHECKPOINT_AT, {"seq": cp.seq}).first() is None:
-                    raise
+    def checkpoint_now(self) -> Checkpoint | None:
+        """Sign the head now, unless it is signed already (``None``: empty chain).  Needs the
+        store's ``seals``; a concurrent signer is waited out by the store's retries."""
+        seals = self.store.seals
+        if seals is None:
+            raise RuntimeError("the store has no sealer: attach one (AuditService does) to sign checkpoints")
+        result: Checkpoint | None = self.store._retrying(seals.checkpoint_now)
+        return result
 
     # -- reading --------------------------------------------------------------------------
     def checkpoints(self) -> list[Checkpoint]:
         with self._sessions() as s:
-            rows = s.scalars(select(AuditCheckpointRow).order_by(AuditCheckpointRow.seq))
-            return [
-                Checkpoint(seq=r.seq, hash=r.hash, ts=r.ts, key_id=r.key_id, signature=r.signature)
-                for r in rows
-            ]
+            return [checkpoint_of(r) for r in s.connection().execute(_CHECKPOINTS)]
 
     def last_checkpoint(self) -> Checkpoint | None:
         with self._sessions() as s:
             r = s.connection().execute(_LAST_CHECKPOINT).first()
-            return Checkpoint(r.seq, r.hash, r.ts, r.key_id, r.signature) if r else None
+            return checkpoint_of(r) if r else None
 
     def entries(
         self,
@@ -234,6 +207,7 @@ class AuditRepo:
         outcome: str | None = None,
         ts_from: str | None = None,
         ts_to: str | None = None,
+        seq_to: int | None = None,
         limit: int | None = None,
         batch: int = 5000,
     ) -> Iterator[AuditEntry]:
@@ -255,6 +229,8 @@ class AuditRepo:
             filters.append(AuditRow.ts >= ts_from)
         if ts_to:
             filters.append(AuditRow.ts <= ts_to)
+        if seq_to is not None:
+            filters.append(AuditRow.seq <= seq_to)
         last, left = after_seq, limit
         while left is None or left > 0:
             n = batch if left is None else min(batch, left)

@@ -14,13 +14,13 @@ Approvals: ``decision`` is ``approve`` / ``reject`` for change control and
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shipwarden.adapters.store.models import ApprovalRow, ChangeRow, EvidenceRow, WebhookDeliveryRow
@@ -42,7 +42,10 @@ from shipwarden.domain.evidence.model import (
 )
 from shipwarden.domain.gates import Approval
 
+T = TypeVar("T")
+
 # --- report (de)serialisation ------------------------------------------------------------------------------
+
 
 def _plain(v: Any) -> Any:
     if is_dataclass(v) and not isinstance(v, type):
@@ -69,7 +72,7 @@ def report_from_json(doc: dict[str, Any]) -> Report:
             SuiteResult(**{**s, "cases": tuple(TestCaseResult(**c) for c in s.get("cases", ()))})
             for s in d["suites"]
         )
-        return TestReport(**{**d, "suites": suites})
+        return TestReport(**{**d, "suites": suites, "notes": tuple(d.get("notes", ()))})
     if t == "SecurityReport":
 
         def finding(f: dict[str, Any]) -> SecurityFinding:
@@ -81,6 +84,7 @@ def report_from_json(doc: dict[str, Any]) -> Report:
                 "tools": tuple(d["tools"]),
                 "findings": tuple(finding(f) for f in d["findings"]),
                 "suppressed": tuple(finding(f) for f in d.get("suppressed", ())),
+                "incomplete": tuple(d.get("incomplete", ())),
             }
         )
     if t == "PerfReport":
@@ -102,11 +106,13 @@ def report_summary(report: Report) -> dict[str, Any]:
             "failures": report.failures,
             "errors": report.errors,
             "skipped": report.skipped,
+            "flaky": report.flaky,
         }
     if isinstance(report, SecurityReport):
         return {
             "findings": {k.value: n for k, n in report.counts().items() if n},
             "tools": list(report.tools),
+            **({"incomplete": list(report.incomplete)} if report.incomplete else {}),
         }
     if isinstance(report, PerfReport):
         return {
@@ -243,34 +249,70 @@ class ChangesRepo:
     def _audit(self, s: Session, **kw: Any) -> None:
         self.store._append_audit(s, **kw)
 
+    # -- unit of work ----------------------------------------------------------------------------------
+    def atomic(self, fn: Callable[[ChangesTx], T]) -> T:
+        """Run ``fn`` in one transaction: every write it makes through the ``ChangesTx`` (rows and
+        their audit entries) commits together, or none does.  Retried whole when a concurrent
+        writer took the same audit seq, so ``fn`` must only write through the transaction."""
+        result: T = self._write(lambda s: fn(ChangesTx(self, s)))
+        return result
+
     # -- webhook deliveries -----------------------------------------------------------------------------
     def seen_deliveries(self, provider: str) -> _Seen:
         return _Seen(self, provider)
+
+    def seen_bodies(self, provider: str) -> _Seen:
+        """``Container`` of the sha256 digests of the bodies accepted from ``provider``."""
+        return _Seen(self, provider, digests=True)
 
     def is_seen(self, provider: str, delivery_id: str) -> bool:
         with self._sessions() as s:
             return s.get(WebhookDeliveryRow, (provider, delivery_id)) is not None
 
-    def record_delivery(self, provider: str, delivery_id: str, *, detail: dict[str, Any]) -> bool:
-        """Remember a delivery id (with an audit entry); False if it was already recorded (a replay)."""
-        now = self._clock()
+    def is_seen_body(self, provider: str, body_sha256: str) -> bool:
+        q = select(WebhookDeliveryRow.delivery_id).where(
+            WebhookDeliveryRow.provider == provider, WebhookDeliveryRow.body_sha256 == body_sha256
+        )
+        with self._sessions() as s:
+            return s.scalars(q.limit(1)).first() is not None
 
-        def tx(s: Session) -> None:
-            s.add(WebhookDeliveryRow(provider=provider, delivery_id=delivery_id, received_at=now))
-            s.flush()
-            self._audit(
-                s,
-                actor=f"webhook:{provider}",
-                action="webhook.accepted",
-                detail={"id": delivery_id, **detail},
-            )
-
+    def record_delivery(
+        self, provider: str, delivery_id: str, *, detail: dict[str, Any], body_sha256: str | None = None
+    ) -> bool:
+        """Remember a delivery (with an audit entry); False if its id or body was already recorded."""
         try:
-            with self._sessions.begin() as s:
-                tx(s)
-        except IntegrityError:
+            self.atomic(lambda tx: tx.record_delivery(provider, delivery_id, body_sha256, detail=detail))
+        except DuplicateDelivery:
             return False
         return True
+
+    def _record_delivery(
+        self, s: Session, provider: str, delivery_id: str, body_sha256: str | None, detail: dict[str, Any]
+    ) -> None:
+        if s.get(WebhookDeliveryRow, (provider, delivery_id)) is not None:
+            raise DuplicateDelivery(f"event {delivery_id} was already processed", "duplicate")
+        if body_sha256 is not None:
+            q = select(WebhookDeliveryRow.delivery_id).where(
+                WebhookDeliveryRow.provider == provider, WebhookDeliveryRow.body_sha256 == body_sha256
+            )
+            first = s.scalars(q.limit(1)).first()
+            if first is not None:
+                raise DuplicateDelivery(
+                    f"this body (sha256 {body_sha256[:16]}…) was already accepted as delivery {first}",
+                    "duplicate-body",
+                )
+        s.add(
+            WebhookDeliveryRow(
+                provider=provider, delivery_id=delivery_id, received_at=self._clock(), body_sha256=body_sha256
+            )
+        )
+        s.flush()  # a concurrent copy fails here (primary key / unique digest) and the whole tx retries
+        self._audit(
+            s,
+            actor=f"webhook:{provider}",
+            action="webhook.accepted",
+            detail={"id": delivery_id, **({"body_sha256": body_sha256} if body_sha256 else {}), **detail},
+        )
 
     # -- evidence ---------------------------------------------------------------------------------------
     def add_evidence(
@@ -285,42 +327,65 @@ class ChangesRepo:
         source_name: str | None = None,
         actor: str,
     ) -> StoredEvidence:
-        now = self._clock()
-        ev_id = "e-" + secrets.token_hex(6)
-        headline = report_summary(report)
-
-        def tx(s: Session) -> StoredEvidence:
-            row = EvidenceRow(
-                id=ev_id,
+        result: StoredEvidence = self._write(
+            lambda s: self._add_evidence(
+                s,
                 commit_sha=commit_sha,
                 kind=kind,
                 category=category,
-                pipeline=pipeline or {},
-                digest=digest[:64] if len(digest) <= 64 else digest.removeprefix("sha256:")[:64],
-                summary={"headline": headline, "full": report_to_json(report)},
+                report=report,
+                digest=digest,
+                pipeline=pipeline,
                 source_name=source_name,
-                created_at=now,
-            )
-            s.add(row)
-            s.flush()
-            self._audit(
-                s,
                 actor=actor,
-                action="evidence.stored",
-                detail={
-                    "evidence_id": ev_id,
-                    "commit": commit_sha,
-                    "kind": kind,
-                    "category": category,
-                    "digest": digest,
-                    "pipeline": pipeline or {},
-                    "summary": headline,
-                },
             )
-            return _stored(row)
-
-        result: StoredEvidence = self._write(tx)
+        )
         return result
+
+    def _add_evidence(
+        self,
+        s: Session,
+        *,
+        commit_sha: str,
+        kind: str,
+        category: str,
+        report: Report,
+        digest: str,
+        pipeline: dict[str, Any] | None,
+        source_name: str | None,
+        actor: str,
+    ) -> StoredEvidence:
+        now = self._clock()
+        ev_id = "e-" + secrets.token_hex(6)
+        headline = report_summary(report)
+        row = EvidenceRow(
+            id=ev_id,
+            commit_sha=commit_sha,
+            kind=kind,
+            category=category,
+            pipeline=pipeline or {},
+            digest=digest[:64] if len(digest) <= 64 else digest.removeprefix("sha256:")[:64],
+            summary={"headline": headline, "full": report_to_json(report)},
+            source_name=source_name,
+            created_at=now,
+        )
+        s.add(row)
+        s.flush()
+        self._audit(
+            s,
+            actor=actor,
+            action="evidence.stored",
+            detail={
+                "evidence_id": ev_id,
+                "commit": commit_sha,
+                "kind": kind,
+                "category": category,
+                "digest": digest,
+                "pipeline": pipeline or {},
+                "summary": headline,
+            },
+        )
+        return _stored(row)
 
     def evidence_for(self, commit_sha: str) -> list[StoredEvidence]:
         """Evidence of one commit plus commit-independent facts (backup verifications)."""
@@ -341,12 +406,15 @@ class ChangesRepo:
 
     # -- changes ----------------------------------------------------------------------------------------
     def find_change(self, *, head_sha: str, branch: str | None = None) -> Change | None:
+        with self._sessions() as s:
+            return self._find_change(s, head_sha, branch)
+
+    def _find_change(self, s: Session, head_sha: str, branch: str | None) -> Change | None:
         q = select(ChangeRow).where(ChangeRow.head_sha == head_sha).order_by(ChangeRow.created_at.desc())
         if branch is not None:
             q = q.where(ChangeRow.branch == branch)
-        with self._sessions() as s:
-            r = s.scalars(q).first()
-            return Change.of(r) if r else None
+        r = s.scalars(q).first()
+        return Change.of(r) if r else None
 
     def change_for_deployment(self, dep_id: str) -> Change | None:
         with self._sessions() as s:
@@ -379,48 +447,71 @@ class ChangesRepo:
         labels: tuple[str, ...] = (),
         service: str | None = None,
     ) -> Change:
-        now = self._clock()
-        change_id = "c-" + secrets.token_hex(5)
-
-        def tx(s: Session) -> Change:
-            # a newer commit on the same branch supersedes the older, unmerged change
-            for old in s.scalars(
-                select(ChangeRow).where(
-                    ChangeRow.branch == branch,
-                    ChangeRow.repo == repo,
-                    ChangeRow.status.in_(("pending", "blocked", "waiting_approval", "approved")),
-                )
-            ):
-                old.status, old.reason, old.updated_at = "superseded", f"superseded by {head_sha[:12]}", now
-            row = ChangeRow(
-                id=change_id,
-                service=service,
+        result: Change = self._write(
+            lambda s: self._create_change(
+                s,
                 repo=repo,
                 branch=branch,
                 head_sha=head_sha,
+                actor=actor,
                 pr_number=pr_number,
                 author=author,
-                labels={"labels": list(labels)},
-                facts={},
-                status="pending",
-                classification={},
-                gates={},
-                reason="waiting for evidence",
-                created_at=now,
-                updated_at=now,
+                labels=labels,
+                service=service,
             )
-            s.add(row)
-            s.flush()
-            self._audit(
-                s,
-                actor=actor,
-                action="change.created",
-                detail={"change_id": change_id, "branch": branch, "commit": head_sha, "pr": pr_number},
-            )
-            return Change.of(row)
-
-        result: Change = self._write(tx)
+        )
         return result
+
+    def _create_change(
+        self,
+        s: Session,
+        *,
+        repo: str,
+        branch: str,
+        head_sha: str,
+        actor: str,
+        pr_number: int | None = None,
+        author: str | None = None,
+        labels: tuple[str, ...] = (),
+        service: str | None = None,
+    ) -> Change:
+        now = self._clock()
+        change_id = "c-" + secrets.token_hex(5)
+        # a newer commit on the same branch supersedes the older, unmerged change
+        for old in s.scalars(
+            select(ChangeRow).where(
+                ChangeRow.branch == branch,
+                ChangeRow.repo == repo,
+                ChangeRow.status.in_(("pending", "blocked", "waiting_approval", "approved")),
+            )
+        ):
+            old.status, old.reason, old.updated_at = "superseded", f"superseded by {head_sha[:12]}", now
+        row = ChangeRow(
+            id=change_id,
+            service=service,
+            repo=repo,
+            branch=branch,
+            head_sha=head_sha,
+            pr_number=pr_number,
+            author=author,
+            labels={"labels": list(labels)},
+            facts={},
+            status="pending",
+            classification={},
+            gates={},
+            reason="waiting for evidence",
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(row)
+        s.flush()
+        self._audit(
+            s,
+            actor=actor,
+            action="change.created",
+            detail={"change_id": change_id, "branch": branch, "commit": head_sha, "pr": pr_number},
+        )
+        return Change.of(row)
 
     def update_change(
         self,
@@ -434,33 +525,56 @@ class ChangesRepo:
         deployment_id: str | None = None,
         **values: Any,
     ) -> Change:
-        now = self._clock()
-
-        def tx(s: Session) -> Change:
-            row = s.get(ChangeRow, change_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"no change {change_id!r}")
-            for k, v in values.items():
-                if k == "labels":
-                    v = {"labels": list(v)}
-                setattr(row, k, v)
-            if deployment_id is not None:
-                row.deployment_id = deployment_id
-            row.updated_at = now
-            self._audit(
+        result: Change = self._write(
+            lambda s: self._update_change(
                 s,
+                change_id,
                 actor=actor,
                 action=action,
                 outcome=outcome,
+                audit_detail=audit_detail,
                 service=service,
                 deployment_id=deployment_id,
-                detail={"change_id": change_id, "commit": row.head_sha, **(audit_detail or {})},
+                **values,
             )
-            s.flush()
-            return Change.of(row)
-
-        result: Change = self._write(tx)
+        )
         return result
+
+    def _update_change(
+        self,
+        s: Session,
+        change_id: str,
+        *,
+        actor: str,
+        action: str,
+        outcome: str = "ok",
+        audit_detail: dict[str, Any] | None = None,
+        service: str | None = None,
+        deployment_id: str | None = None,
+        **values: Any,
+    ) -> Change:
+        now = self._clock()
+        row = s.get(ChangeRow, change_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"no change {change_id!r}")
+        for k, v in values.items():
+            if k == "labels":
+                v = {"labels": list(v)}
+            setattr(row, k, v)
+        if deployment_id is not None:
+            row.deployment_id = deployment_id
+        row.updated_at = now
+        self._audit(
+            s,
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            service=service,
+            deployment_id=deployment_id,
+            detail={"change_id": change_id, "commit": row.head_sha, **(audit_detail or {})},
+        )
+        s.flush()
+        return Change.of(row)
 
     # -- approvals --------------------------------------------------------------------------------------
     def add_approval(
@@ -498,10 +612,49 @@ class ChangesRepo:
 
 
 class _Seen:
-    """``Container`` view of seen delivery ids for ``ReplayGuard.decide``."""
+    """``Container`` view of seen delivery ids (or body digests) for ``ReplayGuard.decide``."""
 
-    def __init__(self, repo: ChangesRepo, provider: str) -> None:
-        self._repo, self._provider = repo, provider
+    def __init__(self, repo: ChangesRepo, provider: str, *, digests: bool = False) -> None:
+        self._repo, self._provider, self._digests = repo, provider, digests
 
-    def __contains__(self, delivery_id: object) -> bool:
-        return isinstance(delivery_id, str) and self._repo.is_seen(self._provider, delivery_id)
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        if self._digests:
+            return self._repo.is_seen_body(self._provider, key)
+        return self._repo.is_seen(self._provider, key)
+
+
+class DuplicateDelivery(Exception):
+    """A delivery whose id (``reason="duplicate"``) or body (``"duplicate-body"``) was already accepted."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ChangesTx:
+    """The writes of ``ChangesRepo`` bound to one open transaction (see ``ChangesRepo.atomic``)."""
+
+    def __init__(self, repo: ChangesRepo, session: Session) -> None:
+        self._repo, self._s = repo, session
+
+    def record_delivery(
+        self, provider: str, delivery_id: str, body_sha256: str | None, *, detail: dict[str, Any]
+    ) -> None:
+        """Remember a delivery; ``DuplicateDelivery`` (the transaction rolls back) if already accepted."""
+        self._repo._record_delivery(self._s, provider, delivery_id, body_sha256, detail)
+
+    def add_evidence(self, **kw: Any) -> StoredEvidence:
+        kw.setdefault("pipeline", None)
+        kw.setdefault("source_name", None)
+        return self._repo._add_evidence(self._s, **kw)
+
+    def find_change(self, *, head_sha: str, branch: str | None = None) -> Change | None:
+        return self._repo._find_change(self._s, head_sha, branch)
+
+    def create_change(self, **kw: Any) -> Change:
+        return self._repo._create_change(self._s, **kw)
+
+    def update_change(self, change_id: str, **kw: Any) -> Change:
+        return self._repo._update_change(self._s, change_id, **kw)

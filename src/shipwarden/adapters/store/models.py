@@ -6,7 +6,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Double, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -156,6 +168,16 @@ class AuthFailureRow(Base):
     at: Mapped[float] = mapped_column(Double)
 
 
+class AuthThrottleRow(Base):
+    """One row per lockout key: the row every attempt on that key locks before it counts the key's
+    recent attempts and reserves one, so that concurrent attempts are counted one after another."""
+
+    __tablename__ = "auth_throttle"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    attempts: Mapped[int] = mapped_column(BigInteger, default=0)  # reservations ever made (a version)
+
+
 class SecretRow(Base):
     """Secrets (webhook secrets, provider keys, notifier URLs), envelope-encrypted at rest."""
 
@@ -168,6 +190,12 @@ class SecretRow(Base):
 
 
 class AuditCheckpointRow(Base):
+    """Signed checkpoints of the audit chain, themselves a chain (``prev``; ``domain.audit.checkpoints``).
+
+    ``entries``/``prev``/``every`` are NULL in v1 checkpoints (before migration 0006).  ``prev`` is
+    unique: a checkpoint has at most one successor, so two writers signing at once cannot fork the
+    chain — the second one's insert fails and it retries after the first."""
+
     __tablename__ = "audit_checkpoints"
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -175,6 +203,11 @@ class AuditCheckpointRow(Base):
     ts: Mapped[str] = mapped_column(String(40))
     key_id: Mapped[str] = mapped_column(String(128))  # "sha256:" + 64 hex (security.signing.fingerprint)
     signature: Mapped[str] = mapped_column(Text)
+    entries: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    prev: Mapped[str | None] = mapped_column(String(64))
+    every: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (UniqueConstraint("prev", name="uq_audit_checkpoints_prev"),)
 
 
 # -- changes, evidence, approvals (D1–D3, D9, E3) ----------------------------------------------
@@ -230,13 +263,18 @@ class ApprovalRow(Base):
 
 
 class WebhookDeliveryRow(Base):
-    """Seen webhook deliveries, for replay protection (dedupe on the provider's event id)."""
+    """Seen webhook deliveries, for replay protection: the provider's event id and, since 0006,
+    the sha256 of the accepted body (GitHub signs no id or time, so a replayed body is caught
+    by its digest)."""
 
     __tablename__ = "webhook_deliveries"
 
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     received_at: Mapped[float] = mapped_column(Double)
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ux_webhook_deliveries_body", "provider", "body_sha256", unique=True),)
 
 
 class AnalysisRecordRow(Base):
@@ -253,3 +291,74 @@ class AnalysisRecordRow(Base):
     step_index: Mapped[int] = mapped_column(Integer)
     baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     canary: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# -- disaster recovery (E6, E9, E10): migration 0009_dr_catalogue ----------------------------------
+class DrBackupRow(Base):
+    """The backup catalogue: every snapshot, dump, archived binlog and configuration bundle."""
+
+    __tablename__ = "dr_backups"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    service: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # snapshot | logical | binlog | config
+    status: Mapped[str] = mapped_column(String(16))  # ok | corrupt | missing | deleted
+    created_at: Mapped[float] = mapped_column(Double)
+    finished_at: Mapped[float | None] = mapped_column(Double)
+    source: Mapped[str] = mapped_column(String(256))
+    location: Mapped[str] = mapped_column(String(512))
+    size: Mapped[int] = mapped_column(BigInteger)
+    raw_size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(64))
+    gtid: Mapped[str] = mapped_column(Text)
+    gtid_end: Mapped[str] = mapped_column(Text)
+    binlog_file: Mapped[str | None] = mapped_column(String(128))
+    binlog_pos: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DrVerificationRow(Base):
+    """Restore tests: what the checklist's "backup verified" gate reads."""
+
+    __tablename__ = "dr_verifications"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    service: Mapped[str] = mapped_column(String(64), index=True)
+    backup_id: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[float] = mapped_column(Double)
+    finished_at: Mapped[float] = mapped_column(Double)
+    ok: Mapped[bool] = mapped_column()
+    detail: Mapped[str] = mapped_column(Text)
+    tables: Mapped[int] = mapped_column(Integer)
+    mismatches: Mapped[dict[str, Any]] = mapped_column(JSON)
+    gtid: Mapped[str] = mapped_column(Text)
+
+
+class DrDrillRow(Base):
+    """Failovers and drills with their measured RTO/RPO and the full report."""
+
+    __tablename__ = "dr_drills"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    service: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[float] = mapped_column(Double)
+    finished_at: Mapped[float] = mapped_column(Double)
+    passed: Mapped[bool] = mapped_column()
+    rto_s: Mapped[float | None] = mapped_column(Double)
+    rpo_lost: Mapped[int | None] = mapped_column(Integer)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DrTopologyRow(Base):
+    """Which instance is each service's primary now; changed only by failover (epoch + 1, CAS)."""
+
+    __tablename__ = "dr_topology"
+
+    service: Mapped[str] = mapped_column(String(64), primary_key=True)
+    primary_endpoint: Mapped[str] = mapped_column(String(256))
+    replicas: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fenced: Mapped[dict[str, Any]] = mapped_column(JSON)
+    epoch: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[float] = mapped_column(Double)

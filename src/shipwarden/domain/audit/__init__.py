@@ -65,26 +65,34 @@ being consistent: for a deleted entry it is the seq that is missing, for an
 entry rewritten with a recomputed hash it is the *next* entry, whose link no
 longer matches.
 
-Why signed checkpoints
-----------------------
+Why signed checkpoints, chained, on a grid, and witnessed
+---------------------------------------------------------
 A chain alone cannot detect two attacks: cutting off the tail (the remaining
 prefix is perfectly consistent) and rewriting everything from some point on
-while recomputing every hash.  Both are caught by *checkpoints*: every
-``checkpoint_every`` entries (and on demand, e.g. when a dossier is exported)
-the head ``{seq, hash, ts}`` is signed with shipwarden's Ed25519 key, whose
-private half the database never sees.  Verification checks each signature and
-that the chain, when it reaches a checkpoint's ``seq``, has exactly that hash;
-a chain that ends before a signed checkpoint was truncated.  Entries after the
-last checkpoint are protected by the chain only, which is why checkpoints are
-cheap and frequent.
+while recomputing every hash.  *Checkpoints* catch the second: Ed25519
+signatures over ``(seq, entry count, hash, previous checkpoint's digest,
+interval)`` with shipwarden's key, whose private half the database never sees.
+They chain to each other, so deleting one breaks the next one's link; each
+promises the next within ``checkpoint_every`` entries, and the store signs it in
+the transaction of the append that reaches it, so the verifier can demand every
+one that must exist — deleting them all, or all after some point, is found.
+Only the *unsealed tail* (fewer than ``checkpoint_every`` entries after the
+newest checkpoint) is protected by the chain alone.  Cutting the chain back to an
+older checkpoint and deleting the newer ones leaves a consistent, shorter log
+that no database-only check can tell from a quiet one: that is what *anchors*
+are for — heads recorded outside the database (the witness file every checkpoint
+is appended to, a dossier's head, ``--expect-head``) that the chain must reach
+and agree with.  docs/audit.md tabulates what each kind of attacker can still do.
 
 Where things live
 -----------------
 * :mod:`.canonical`    — canonical JSON (:func:`canonical_json` and its faster encoders), :func:`entry_hash`
 * :mod:`.entries`      — :class:`EntryDraft`, :class:`AuditEntry`, :class:`ChainHead`, the field limits,
   timestamps (:func:`format_ts`), :func:`make_entry` (checking and linking one entry)
-* :mod:`.checkpoints`  — :class:`Checkpoint`, :func:`sign_checkpoint`, signature checks
-* :mod:`.verification` — :func:`verify_canonical` (fast), :func:`verify` (full), :class:`VerifyReport`
+* :mod:`.checkpoints`  — :class:`Checkpoint` (v1, v2 chained), :func:`sign_checkpoint`, :class:`Sealer`
+  (where checkpoints are due), signature checks
+* :mod:`.verification` — :func:`verify_canonical` (fast), :func:`verify` (full), :class:`VerifyReport`,
+  :class:`Anchor` (a head recorded outside the database)
 * :mod:`.kubernetes`   — ``audit.k8s.io/v1`` ``EventList`` conversion: :func:`k8s_batch`, :class:`K8sBatch`
 * :mod:`.chain`        — :class:`AuditChain`, the helper services call: entries, store rows
   (:data:`ROW_COLUMNS`; the Kubernetes ingest loop), checkpoints, verification
@@ -97,7 +105,8 @@ from __future__ import annotations
 from shipwarden.domain.audit.canonical import _encode_sorted_object as _encode_sorted_object  # unit tests
 from shipwarden.domain.audit.canonical import canonical_json, entry_hash
 from shipwarden.domain.audit.chain import ROW_COLUMNS, AuditChain
-from shipwarden.domain.audit.checkpoints import Checkpoint, sign_checkpoint
+from shipwarden.domain.audit.checkpoints import FIRST_PREV, Checkpoint, Sealer, next_due, sign_checkpoint
+from shipwarden.domain.audit.checkpoints import _checkpoint_valid as checkpoint_problem
 from shipwarden.domain.audit.entries import (
     ACTION_MAX,
     ACTOR_MAX,
@@ -114,6 +123,7 @@ from shipwarden.domain.audit.entries import GENESIS as GENESIS  # public before 
 from shipwarden.domain.audit.entries import SERVICE_MAX as SERVICE_MAX
 from shipwarden.domain.audit.entries import SOURCES as SOURCES
 from shipwarden.domain.audit.entries import Source as Source
+from shipwarden.domain.audit.entries import _check_draft as check_draft
 from shipwarden.domain.audit.kubernetes import (
     K8sAuditError,
     K8sBatch,
@@ -121,13 +131,15 @@ from shipwarden.domain.audit.kubernetes import (
     k8s_batch,
     k8s_event_list_to_drafts,
 )
-from shipwarden.domain.audit.verification import Problem, VerifyReport, verify, verify_canonical
+from shipwarden.domain.audit.verification import Anchor, Problem, VerifyReport, verify, verify_canonical
 
 __all__ = [
     "ACTION_MAX",
     "ACTOR_MAX",
     "DEPLOYMENT_ID_MAX",
+    "FIRST_PREV",
     "GENESIS_HASH",
+    "Anchor",
     "AuditChain",
     "AuditEntry",
     "AuditError",
@@ -139,13 +151,17 @@ __all__ = [
     "ROW_COLUMNS",
     "K8sProblem",
     "Problem",
+    "Sealer",
     "VerifyReport",
     "canonical_json",
+    "check_draft",
+    "checkpoint_problem",
     "entry_hash",
     "format_ts",
     "k8s_batch",
     "k8s_event_list_to_drafts",
     "make_entry",
+    "next_due",
     "sign_checkpoint",
     "verify",
     "verify_canonical",

@@ -15,7 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shipwarden.domain.audit.canonical import _encode_sorted_object, _json_str
-from shipwarden.domain.audit.checkpoints import Checkpoint, sign_checkpoint
+from shipwarden.domain.audit.checkpoints import Checkpoint, Sealer, sign_checkpoint
 from shipwarden.domain.audit.entries import (
     _TS_FORM,
     ACTION_MAX,
@@ -188,12 +188,22 @@ class AuditChain:
         return out
 
     def checkpoint_due(self, head: ChainHead | AuditEntry) -> bool:
-        """True when ``head`` is on the periodic checkpoint grid."""
+        """True when ``head`` is on the periodic checkpoint grid of a chain checkpointed from the start."""
         return head.seq > 0 and head.seq % self.checkpoint_every == 0
 
-    def checkpoint(self, head: ChainHead | AuditEntry, key: Ed25519PrivateKey, key_id: str) -> Checkpoint:
-        """Sign ``head`` now (periodic or on demand)."""
-        return sign_checkpoint(head, self.clock(), key, key_id)
+    def checkpoint(
+        self,
+        head: ChainHead | AuditEntry,
+        key: Ed25519PrivateKey,
+        key_id: str,
+        prev: Checkpoint | None = None,
+    ) -> Checkpoint:
+        """Sign ``head`` now (periodic or on demand) as the checkpoint after ``prev``."""
+        return sign_checkpoint(head, self.clock(), key, key_id, prev=prev, every=self.checkpoint_every)
+
+    def sealer(self, key: Ed25519PrivateKey, key_id: str) -> Sealer:
+        """What the store calls in each append to sign the checkpoints the grid requires."""
+        return Sealer(key, key_id, self.checkpoint_every, self.clock)
 
     verify = staticmethod(verify)
     verify_canonical = staticmethod(verify_canonical)

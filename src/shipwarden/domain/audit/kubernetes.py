@@ -16,6 +16,7 @@ from typing import Any
 
 from shipwarden.domain.audit.canonical import _encode_sorted_object
 from shipwarden.domain.audit.entries import _TS_FORM, ACTION_MAX, ACTOR_MAX, AuditError, EntryDraft, _parse_ts
+from shipwarden.domain.jsonlimits import JsonLimitError, loads_bounded
 
 _K8S_STAGES = frozenset({"RequestReceived", "ResponseStarted", "ResponseComplete", "Panic"})
 _K8S_LEVELS = frozenset({"None", "Metadata", "Request", "RequestResponse"})
@@ -44,6 +45,19 @@ class K8sAuditError(ValueError):
         shown = "; ".join(map(str, self.problems[:10]))
         more = f" (and {len(self.problems) - 10} more)" if len(self.problems) > 10 else ""
         super().__init__(f"invalid Kubernetes audit EventList: {shown}{more}")
+
+
+#: the actor of an event whose request failed authentication (401, ``"user": {}``)
+UNAUTHENTICATED = "(unauthenticated)"
+#: the action of the entry that records an event shipwarden could not accept
+REJECTED_ACTION = "k8s.audit.rejected"
+#: apiVersions of log-backend lines (one Event per line); v1beta1 (clusters before 1.24) has the
+#: same fields for everything shipwarden keeps
+_LOG_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1"})
+
+
+def _code_of(status: Any) -> Any:
+    return status.get("code") if type(status) is dict else None
 
 
 def _k8s_outcome(stage: str, code: int | None) -> str:
@@ -118,7 +132,11 @@ def _k8s_event(ev: Any, i: int, received_at: datetime, problems: list[K8sProblem
         problems.append(K8sProblem(f"items[{i}].user", "required UserInfo object"))
     else:
         username = user.get("username")  # type: ignore[assignment]
-        if type(username) is not str or not username:
+        if username is None and not user and _code_of(get("responseStatus")) == 401:
+            # A request whose credentials were refused has no user: the apiserver writes
+            # "user": {} with code 401.  That is an event worth keeping (who knocked, from where).
+            username = UNAUTHENTICATED
+        elif type(username) is not str or not username:
             problems.append(K8sProblem(f"items[{i}].user.username", "required non-empty string"))
     ips = get("sourceIPs")
     if ips is None:
@@ -209,6 +227,15 @@ def _k8s_event(ev: Any, i: int, received_at: datetime, problems: list[K8sProblem
 
 
 @dataclass(frozen=True, slots=True)
+class K8sRejected:
+    """One event that was not accepted: where it was (``items[3]`` / ``line 4``), and why."""
+
+    where: str
+    audit_id: str | None
+    problems: tuple[K8sProblem, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class K8sBatch:
     """One ``audit.k8s.io/v1`` ``EventList``, checked and converted by :func:`k8s_batch`, in batch
     order: per event the fields of its entry (:data:`_K8sEvent`).  :meth:`AuditChain.rows` links
@@ -217,6 +244,9 @@ class K8sBatch:
 
     events: tuple[_K8sEvent, ...]
     _sealed: object = field(default=None, repr=False, compare=False)
+    #: events that could not be accepted; each is also in ``events`` as a ``k8s.audit.rejected``
+    #: entry saying why (made by :func:`k8s_ingest`)
+    rejected: tuple[K8sRejected, ...] = ()
     """``_SEALED`` when made by :func:`k8s_batch`: only then are the events trusted to be what
     the converter makes (a batch built by hand is linked through its drafts, fully checked)."""
 
@@ -270,3 +300,124 @@ def k8s_event_list_to_drafts(payload: Any, *, received_at: datetime) -> list[Ent
     """Convert an ``audit.k8s.io/v1`` ``EventList`` into chain drafts, in batch order
     (:func:`k8s_batch`, as drafts)."""
     return k8s_batch(payload, received_at=received_at).drafts()
+
+
+def _rejection(
+    ev: Any, where: str, problems: list[K8sProblem], received_at: datetime
+) -> tuple[_K8sEvent, K8sRejected]:
+    """The entry that records an unacceptable event: who it names (if anyone), where, and why."""
+    audit_id = ev.get("auditID") if type(ev) is dict else None
+    audit_id = audit_id if type(audit_id) is str and audit_id else None
+    user = ev.get("user") if type(ev) is dict else None
+    actor = user.get("username") if type(user) is dict else None
+    actor = _bounded(actor, ACTOR_MAX) if type(actor) is str and actor else "unknown"
+    shown = [_bounded(str(p), 500) for p in problems[:20]]
+    detail = {"auditID": audit_id, "problems": shown, "where": where}
+    return (actor, REJECTED_ACTION, "failed", detail, received_at), K8sRejected(
+        where, audit_id, tuple(problems)
+    )
+
+
+def _ingest_events(items: list[tuple[str, Any, str | None]], received_at: datetime) -> K8sBatch:
+    """Convert each event on its own: good ones become entries, bad ones rejection entries."""
+    events: list[_K8sEvent] = []
+    rejected: list[K8sRejected] = []
+    for where, ev, log_problem in items:
+        problems: list[K8sProblem] = []
+        if log_problem is not None:
+            problems.append(K8sProblem(where, log_problem))
+            converted = None
+        else:
+            converted = _k8s_event(ev, 0, received_at, problems)
+            problems = [K8sProblem(where + p.path.removeprefix("items[0]"), p.message) for p in problems]
+        if converted is not None and not problems:
+            events.append(converted)
+            continue
+        entry, why = _rejection(ev, where, problems, received_at)
+        events.append(entry)
+        rejected.append(why)
+    return K8sBatch(tuple(events), _SEALED, tuple(rejected))
+
+
+MAX_DEPTH = 64
+"""Kubernetes objects in requestObject/responseObject nest about 20 levels; 64 leaves room."""
+
+
+def k8s_ingest(body: bytes | str, *, received_at: datetime) -> K8sBatch:
+    """What the apiserver sent, event by event: a webhook ``EventList`` or log-backend JSON lines.
+
+    Unlike :func:`k8s_batch`, one bad event does not refuse the batch: the webhook backend would
+    retry it and then drop it, losing every good event with it.  Each event that cannot be
+    accepted becomes a ``k8s.audit.rejected`` entry naming where it was and why (its body is not
+    kept), in batch order, and is listed in :attr:`K8sBatch.rejected`.
+
+    * A JSON object with ``items`` is an ``EventList``: its envelope must be right
+      (``apiVersion: audit.k8s.io/v1``, ``kind: EventList``), else :class:`K8sAuditError`.
+    * Otherwise the body is the log backend's format: one ``Event`` per line (``kind: Event``,
+      ``apiVersion`` ``audit.k8s.io/v1`` — or ``v1beta1``, whose kept fields are the same).  A
+      line that is not JSON is rejected by its line number.  A body of which no line is JSON is
+      :class:`K8sAuditError`.
+    """
+    if isinstance(body, bytes):
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise K8sAuditError([K8sProblem("$", f"body is not UTF-8 (byte {exc.start})")]) from None
+    else:
+        text = body
+    try:
+        doc = loads_bounded(text, max_depth=MAX_DEPTH)
+    except JsonLimitError as exc:
+        if not exc.message.startswith("not JSON"):  # JSON beyond a bound: depth, integer size
+            raise K8sAuditError([K8sProblem("$", str(exc))]) from None
+        doc = _NOT_JSON
+    if type(doc) is dict and ("items" in doc or doc.get("kind") == "EventList"):
+        problems: list[K8sProblem] = []
+        if doc.get("apiVersion") != "audit.k8s.io/v1":
+            problems.append(
+                K8sProblem("apiVersion", f"must be 'audit.k8s.io/v1', got {doc.get('apiVersion')!r}")
+            )
+        if doc.get("kind") != "EventList":
+            problems.append(K8sProblem("kind", f"must be 'EventList', got {doc.get('kind')!r}"))
+        items = doc.get("items")
+        if not isinstance(items, list):
+            problems.append(K8sProblem("items", "required list of Events"))
+        if problems:
+            raise K8sAuditError(problems)
+        assert isinstance(items, list)
+        return _ingest_events([(f"items[{i}]", ev, None) for i, ev in enumerate(items)], received_at)
+    lines: list[tuple[str, Any, str | None]] = []
+    if doc is not _NOT_JSON:
+        lines.append(("line 1", doc, _log_problem(doc)))
+    else:
+        parsed = 0
+        for n, raw in enumerate(text.splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                ev = loads_bounded(raw, max_depth=MAX_DEPTH)
+            except JsonLimitError as exc:
+                lines.append((f"line {n}", None, str(exc)))
+                continue
+            parsed += 1
+            lines.append((f"line {n}", ev, _log_problem(ev)))
+        if not parsed:
+            what = (
+                "an EventList nor JSON lines" if text.strip() else "an EventList nor JSON lines: it is empty"
+            )
+            raise K8sAuditError([K8sProblem("$", f"body is neither {what}")])
+    return _ingest_events(lines, received_at)
+
+
+_NOT_JSON = object()
+
+
+def _log_problem(ev: Any) -> str | None:
+    """Why a log-backend line is not an audit Event (``None`` if it is one to check further)."""
+    if type(ev) is not dict:
+        return "each line must be an audit Event object"
+    if ev.get("kind") != "Event":
+        return f"kind must be 'Event', got {ev.get('kind')!r}"
+    if ev.get("apiVersion") not in _LOG_VERSIONS:
+        return f"apiVersion must be one of {sorted(_LOG_VERSIONS)}, got {ev.get('apiVersion')!r}"
+    return None

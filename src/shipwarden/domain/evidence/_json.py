@@ -25,6 +25,8 @@ def load_json(data: bytes | str, source: str) -> Any:
         raise EvidenceError(msg, source=source, line=exc.lineno, column=exc.colno) from None
     except RecursionError:
         raise EvidenceError("not valid JSON: nested too deeply", source=source) from None
+    except ValueError as exc:  # e.g. an integer over sys.int_max_str_digits (was a 500)
+        raise EvidenceError(f"not valid JSON: {exc}", source=source) from None
 
 
 class JsonReader:

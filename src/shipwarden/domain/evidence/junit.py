@@ -11,15 +11,32 @@ Why a hand-wired expat parser instead of ``ElementTree.fromstring``:
   testsuite 'tests' is not an integer") needs them, so the element → line map
   is recorded while building the tree.
 
-Counting rules: the root may be ``<testsuites>`` (pytest) or ``<testsuite>``
-(Surefire); nested suites are flattened.  Counts missing from the attributes
-are derived from the ``<testcase>`` children; when both exist the larger value
-wins, so a report can never claim fewer failures than it lists.
+Counting rules — **the test cases are counted; declared totals are a cross-check**:
+
+* The root may be ``<testsuites>`` (pytest) or ``<testsuite>`` (Surefire); nested
+  suites are flattened, each test counted once in the suite that lists it.  A
+  suite's attributes describe its whole subtree (PHPUnit's outer suite declares
+  12 for its 2 own and 10 nested tests), so they are compared with the subtree,
+  never added to it.
+* Reruns.  Surefire and cargo-nextest write ``<flakyFailure>``/``<flakyError>``
+  inside a test that passed on a rerun (passed, flaky) and ``<rerunFailure>``/
+  ``<rerunError>`` beside the final ``<failure>`` (failed once, not per run).
+  Retrying runners that write one ``<testcase>`` per run (Gradle test-retry,
+  gotestsum ``--rerun-fails``, fastlane trainer) are folded per suite: a test
+  listed several times is one test, and one with a passed and a failed run is
+  passed and flaky.  Whether flaky tests
+  are acceptable is the policy's choice (``maxFlaky``), not the parser's.
+* A suite that lists no test cases keeps its declared counts (it is all the file
+  says).  A suite that declares more failures and errors than its subtree's test
+  cases and reruns account for keeps the difference as unlisted failures: a
+  report can never claim fewer failures than it declares or lists.  Other
+  disagreements are recorded in ``TestReport.notes``.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import astuple, dataclass
 from xml.parsers import expat
 
 from shipwarden.domain.evidence.model import (
@@ -112,57 +129,183 @@ class _Reader:
         except ValueError:
             raise self.error(elem, f"<{elem.tag}> attribute time={raw!r} is not a number") from None
 
-    def case(self, elem: ET.Element) -> TestCaseResult:
+    def case(self, elem: ET.Element) -> tuple[TestCaseResult, int]:
+        """One ``<testcase>`` and how many failed runs it lists besides its outcome (reruns)."""
         outcome: Outcome = "passed"
         message: str | None = None
+        reruns = flaky_runs = 0
+        rerun_message: str | None = None
         for child in elem:
-            if child.tag in ("failure", "rerunFailure") and outcome not in ("error",):
-                outcome, message = "failed", child.get("message") or (child.text or "").strip()[:500] or None
-            elif child.tag == "error":
-                outcome, message = "error", child.get("message") or (child.text or "").strip()[:500] or None
-            elif child.tag == "skipped" and outcome == "passed":
+            tag = child.tag
+            if tag == "error":
+                outcome, message = "error", _message(child)
+            elif tag == "failure" and outcome != "error":
+                outcome, message = "failed", _message(child)
+            elif tag == "skipped" and outcome == "passed":
                 outcome, message = "skipped", child.get("message")
+            elif tag in _RERUN:
+                reruns += 1
+                rerun_message = rerun_message or _message(child)
+            elif tag in _FLAKY:
+                flaky_runs += 1
         name = elem.get("name")
         if name is None:
             raise self.error(elem, "<testcase> has no 'name' attribute")
-        return TestCaseResult(elem.get("classname", ""), name, outcome, self.seconds(elem), message)
+        flaky = False
+        if reruns and outcome in ("passed", "skipped"):
+            # Surefire lists rerunFailure only beside the final failure; alone it still says "failed".
+            outcome, message, reruns = "failed", rerun_message, reruns - 1
+        if flaky_runs and outcome == "passed":
+            flaky = True
+        runs = 1 + reruns + flaky_runs
+        result = TestCaseResult(
+            elem.get("classname", ""), name, outcome, self.seconds(elem), message, flaky, runs
+        )
+        return result, reruns + flaky_runs
 
-    def suite(self, elem: ET.Element) -> SuiteResult:
-        cases = tuple(self.case(c) for c in elem if c.tag == "testcase")
-        derived = {
-            "tests": len(cases),
-            "failures": sum(c.outcome == "failed" for c in cases),
-            "errors": sum(c.outcome == "error" for c in cases),
-            "skipped": sum(c.outcome == "skipped" for c in cases),
-        }
-        counts: dict[str, int] = {}
-        for attr, from_children in derived.items():
-            declared = self.count(elem, attr)
-            if attr == "skipped" and declared is None:
-                declared = self.count(elem, "disabled")
-            counts[attr] = max(declared or 0, from_children)
-        if counts["failures"] + counts["errors"] + counts["skipped"] > counts["tests"]:
-            counts["tests"] = counts["failures"] + counts["errors"] + counts["skipped"]
-        return SuiteResult(
-            name=elem.get("name", ""),
-            tests=counts["tests"],
-            failures=counts["failures"],
-            errors=counts["errors"],
-            skipped=counts["skipped"],
-            time_s=self.seconds(elem),
-            cases=cases,
+    def walk(self, elem: ET.Element, notes: list[str]) -> tuple[list[SuiteResult], _Tally]:
+        """The suites of ``elem``'s subtree (each with its own cases), and the subtree's totals.
+
+        Each test is counted once, in the suite that lists it; a suite's declared totals cover its
+        whole subtree (PHPUnit declares 12 on the outer suite of 2 + 10 nested tests) and are only
+        compared with what the subtree lists.
+        """
+        cases, failed_reruns, folded = _fold([self.case(c) for c in elem if c.tag == "testcase"])
+        own = _Tally.of(cases, failed_reruns, folded)
+        out: list[SuiteResult] = []
+        sub = _Tally()
+        nested = [c for c in elem if c.tag == "testsuite"]
+        for child in nested:
+            suites, tally = self.walk(child, notes)
+            out.extend(suites)
+            sub = sub + tally
+        total = own + sub
+        declared = {a: self.count(elem, a) for a in ("tests", "failures", "errors", "skipped")}
+        if declared["skipped"] is None:
+            declared["skipped"] = self.count(elem, "disabled")
+        name = elem.get("name", "")
+        if not cases and not nested:
+            if elem.tag != "testsuite":
+                return out, total
+            # A suite that lists no test cases: its declared counts are all there is.
+            n = {k: v or 0 for k, v in declared.items()}
+            tests = max(n["tests"], n["failures"] + n["errors"] + n["skipped"])
+            suite = SuiteResult(name, tests, n["failures"], n["errors"], n["skipped"], self.seconds(elem))
+            return [suite], _Tally(tests, n["failures"], n["errors"], n["skipped"])
+        unlisted = 0
+        where = f"line {self.lines.get(id(elem))}: <{elem.tag}{f' name={name!r}' if name else ''}>"
+        if declared["failures"] is not None or declared["errors"] is not None:
+            said = (declared["failures"] or 0) + (declared["errors"] or 0)
+            shown = total.failures + total.errors
+            if said > shown + total.failed_reruns:
+                unlisted = said - shown - total.failed_reruns
+                notes.append(
+                    f"{where} declares {said} failures and errors, its test cases show {shown}: "
+                    f"{unlisted} unlisted failure(s) counted"
+                )
+        # unlisted failures are tests too, but the conservative reading takes them from the passes
+        tests = max(own.tests, own.failures + unlisted + own.errors + own.skipped)
+        if declared["tests"] is not None:
+            listed = total.tests + tests - own.tests
+            if not listed <= declared["tests"] <= listed + total.folded_runs:
+                notes.append(f"{where} declares {declared['tests']} tests, its test cases show {total.tests}")
+        if cases or unlisted:
+            suite = SuiteResult(
+                name=name,
+                tests=tests,
+                failures=own.failures + unlisted,
+                errors=own.errors,
+                skipped=own.skipped,
+                time_s=self.seconds(elem),
+                cases=cases,
+                flaky=own.flaky,
+                unlisted_failures=unlisted,
+            )
+            out.insert(0, suite)
+            total = total + _Tally(tests - own.tests, unlisted)
+        return out, total
+
+
+def _message(elem: ET.Element) -> str | None:
+    return elem.get("message") or (elem.text or "").strip()[:500] or None
+
+
+_RERUN = frozenset({"rerunFailure", "rerunError"})  # failed reruns of a test that failed in the end
+_FLAKY = frozenset({"flakyFailure", "flakyError"})  # failed runs of a test that passed in the end
+
+
+@dataclass(frozen=True)
+class _Tally:
+    tests: int = 0
+    failures: int = 0
+    errors: int = 0
+    skipped: int = 0
+    flaky: int = 0
+    #: failed runs that reruns account for (a producer may count each in its declared totals)
+    failed_reruns: int = 0
+    #: runs of a test listed several times, beyond the first
+    folded_runs: int = 0
+
+    @staticmethod
+    def of(cases: tuple[TestCaseResult, ...], failed_reruns: int, folded_runs: int) -> _Tally:
+        return _Tally(
+            len(cases),
+            sum(c.outcome == "failed" for c in cases),
+            sum(c.outcome == "error" for c in cases),
+            sum(c.outcome == "skipped" for c in cases),
+            sum(c.flaky for c in cases),
+            failed_reruns,
+            folded_runs,
         )
 
+    def __add__(self, other: _Tally) -> _Tally:
+        return _Tally(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
-def _suites(elem: ET.Element) -> list[ET.Element]:
-    """Every ``<testsuite>`` that holds test cases (or is a leaf), depth first, in document order."""
-    out: list[ET.Element] = []
-    nested = [c for c in elem if c.tag == "testsuite"]
-    if elem.tag == "testsuite" and (any(c.tag == "testcase" for c in elem) or not nested):
-        out.append(elem)
-    for child in nested:
-        out.extend(_suites(child))
-    return out
+
+def _fold(runs: list[tuple[TestCaseResult, int]]) -> tuple[tuple[TestCaseResult, ...], int, int]:
+    """Fold the runs of one test listed several times in a suite into one test.
+
+    Retrying runners (Gradle test-retry, gotestsum ``--rerun-fails``, fastlane trainer,
+    web-test-runner) write one ``<testcase>`` per run.  A test with a passed and a failed run
+    passed on a rerun: one test, passed and flaky.  Runs that all failed are one failure (an
+    error if every run errored); runs that all passed are one pass; a test skipped in every run
+    is one skip.  Returns the cases, the failed runs folded away (a producer may count each in
+    its declared failures) and all runs folded away (in its declared tests)."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (case, _) in enumerate(runs):
+        groups.setdefault((case.classname, case.name), []).append(i)
+    out: list[TestCaseResult | None] = [c for c, _ in runs]
+    failed_reruns = sum(n for _, n in runs)
+    folded = 0
+    for idx in groups.values():
+        if len(idx) < 2:
+            continue
+        cases = [runs[i][0] for i in idx]
+        ran = [c for c in cases if c.outcome != "skipped"] or cases
+        failed = [c for c in ran if c.outcome in ("failed", "error")]
+        outcome: Outcome
+        if not failed:
+            outcome = ran[-1].outcome
+        elif len(failed) < len(ran):
+            outcome = "passed"
+        else:
+            outcome = "error" if all(c.outcome == "error" for c in failed) else "failed"
+        flaky = outcome == "passed" and (bool(failed) or any(c.flaky for c in ran))
+        failed_reruns += len(failed) - (0 if outcome == "passed" else 1)
+        folded += len(idx) - 1
+        for i in idx:
+            out[i] = None
+        first = cases[0]
+        out[idx[0]] = TestCaseResult(
+            first.classname,
+            first.name,
+            outcome,
+            sum(c.time_s for c in cases),
+            next((c.message for c in (failed if outcome != "passed" else ran) if c.message), None),
+            flaky=flaky,
+            runs=sum(c.runs for c in cases),
+        )
+    return tuple(c for c in out if c is not None), failed_reruns, folded
 
 
 def parse_junit(data: bytes | str, *, source: str = "<junit>") -> TestReport:
@@ -174,14 +317,15 @@ def parse_junit(data: bytes | str, *, source: str = "<junit>") -> TestReport:
     if root.tag not in ("testsuites", "testsuite"):
         expected = "a JUnit report has <testsuites> or <testsuite>"
         raise reader.error(root, f"root element is <{root.tag}>; {expected}")
-    suites = tuple(reader.suite(s) for s in _suites(root))
+    notes: list[str] = []
+    suites, _ = reader.walk(root, notes)
     if root.tag == "testsuites" and not suites:
         # An empty <testsuites/> is a valid file but proves nothing; keep its declared counts, if any.
         n = {a: reader.count(root, a) or 0 for a in ("tests", "failures", "errors", "skipped")}
         tests = max(n["tests"], n["failures"] + n["errors"] + n["skipped"])
-        suites = (
+        suites = [
             SuiteResult(
                 root.get("name", ""), tests, n["failures"], n["errors"], n["skipped"], reader.seconds(root)
-            ),
-        )
-    return TestReport(suites=suites, digest=sha256_digest(data), source=source)
+            )
+        ]
+    return TestReport(suites=tuple(suites), digest=sha256_digest(data), source=source, notes=tuple(notes))

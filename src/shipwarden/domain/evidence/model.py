@@ -84,13 +84,22 @@ class TestCaseResult:
     outcome: Outcome
     time_s: float = 0.0
     message: str | None = None
+    #: passed, but only after failing runs (a Surefire ``flakyFailure``, or a failed and a passed run of
+    #: the same test in one suite); ``runs`` counts every run the report lists for it
+    flaky: bool = False
+    runs: int = 1
 
     __test__ = False  # not a pytest class, despite the name
 
 
 @dataclass(frozen=True)
 class SuiteResult:
-    """One ``<testsuite>``: counts are never lower than what its test cases show."""
+    """One ``<testsuite>``'s own test cases, counted once per test (reruns folded in).
+
+    ``flaky`` tests are counted as passed.  ``unlisted_failures`` are failures the suite's
+    attributes declare that no listed test case (nor any rerun) accounts for: they are kept in
+    ``failures`` — a report cannot hide a failure by not listing it.
+    """
 
     name: str
     tests: int
@@ -99,6 +108,8 @@ class SuiteResult:
     skipped: int
     time_s: float = 0.0
     cases: tuple[TestCaseResult, ...] = ()
+    flaky: int = 0
+    unlisted_failures: int = 0
 
     @property
     def passed(self) -> int:
@@ -113,6 +124,8 @@ class TestReport:
     digest: str
     source: str = "<junit>"
     format: str = "junit"
+    #: where the declared totals disagree with the test cases (the cases are what is counted)
+    notes: tuple[str, ...] = ()
 
     __test__ = False
 
@@ -136,6 +149,11 @@ class TestReport:
     def passed(self) -> int:
         return sum(s.passed for s in self.suites)
 
+    @property
+    def flaky(self) -> int:
+        """Tests that passed only on a rerun (counted in ``passed`` too)."""
+        return sum(s.flaky for s in self.suites)
+
 
 # --- security ----------------------------------------------------------------------------------------------
 
@@ -155,9 +173,11 @@ class SecurityFinding:
     rule_id: str
     severity: Severity
     message: str
-    #: where the severity came from: ``security-severity`` (a CVSS-like score) or ``level``
-    severity_source: Literal["security-severity", "level"]
+    #: where the severity came from: ``security-severity`` (a CVSS-like score), the scanner's own
+    #: severity property (``vendor``, e.g. AppScan's ``Severity: High``) or the SARIF ``level``
+    severity_source: Literal["security-severity", "vendor", "level"]
     score: float | None = None
+    #: the result's SARIF level: its own, else its rule's default, else SARIF's default ``warning``
     level: str | None = None
     uri: str | None = None
     line: int | None = None
@@ -174,6 +194,9 @@ class SecurityReport:
     source: str = "<sarif>"
     suppressed: tuple[SecurityFinding, ...] = ()
     format: str = "sarif"
+    #: runs that did not complete, one sentence each (``executionSuccessful: false``, or error-level
+    #: tool notifications and no results): such a scan is not evidence of a clean tree
+    incomplete: tuple[str, ...] = ()
 
     def counts(self) -> dict[Severity, int]:
         out = dict.fromkeys(Severity, 0)

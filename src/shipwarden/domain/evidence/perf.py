@@ -23,7 +23,11 @@ and a final ``Aggregated`` row (``None,Total`` before Locust 1.0).  Columns
 Average Response Time, Min Response Time, Max Response Time, Average Content
 Size, Requests/s, Failures/s, 50%, 66%, 75%, 80%, 90%, 95%, 98%, 99%, 99.9%,
 99.99%, 100%``; older releases call the counts ``# requests``/``# failures``.
-Percentiles are ``N/A`` when no request was made.
+Percentiles are ``N/A`` when no request was made.  Locust 0.x (a ``Method``
+column) counted only successful requests in
+``# requests``; its error rate is ``failures / (requests + failures)`` and the
+request count includes the failures.  The file is read in UTF-8, UTF-16 (BOM)
+or, failing those, Windows-1252: an endpoint name is not a reason to refuse it.
 """
 
 from __future__ import annotations
@@ -118,15 +122,31 @@ _ALIASES = {
 }
 
 
+def _decode(data: bytes) -> str:
+    """CSV text in whatever encoding Locust's host wrote it.
+
+    UTF-8 (with or without BOM) and UTF-16 with a BOM are read as such; anything else is read as
+    Windows-1252/Latin-1, which maps every byte.  Only endpoint names can be non-ASCII, and the
+    gate reads the numbers of the ``Aggregated`` row, so one name in another encoding must not
+    refuse the whole report.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+
+
 def parse_locust_stats(data: bytes | str, *, source: str = "<locust>") -> PerfReport:
     """Parse Locust's ``*_stats.csv``; uses the ``Aggregated`` row.  Errors carry the line and column name."""
-    if isinstance(data, bytes):
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise EvidenceError(f"not UTF-8 text (byte offset {exc.start})", source=source) from None
-    else:
-        text = data
+    text = _decode(data) if isinstance(data, bytes) else data
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
@@ -184,9 +204,14 @@ def parse_locust_stats(data: bytes | str, *, source: str = "<locust>") -> PerfRe
 
     requests = number("requests")
     failures = number("failures")
+    # Locust 0.x (a "Method" column) counted successes only in "# requests": its own fail_ratio was
+    # failures / (requests + failures).  Later files count a failure as a request too.  A file whose
+    # vintage is not certain ("Type" column, "Total" row) is read the later way, the higher rate.
+    legacy = "Method" in header and "Type" not in header
+    if legacy and requests is not None and failures is not None:
+        requests += failures
     error_rate = None
     if requests is not None and failures is not None and requests > 0:
-        # Locust counts a failure as a request too (num_requests includes failures).
         error_rate = min(failures / requests, 1.0)
     return PerfReport(
         tool="locust",

@@ -17,10 +17,24 @@ for the same files:
   ``error`` → high, ``warning`` → medium, ``note`` → low, ``none`` → none.
   A scanner that found something it calls an error should not slip past a
   "no high findings" limit just because it does not emit scores.
+* Between the two: a scanner that keeps its severity in its own property
+  (AppScan's ``properties.Severity: "High"``, Bandit's ``issue_severity``) is
+  read from that property — on the result, else on its rule — when the value is
+  a severity word (critical, high, medium/moderate, low, info/none).
+* A ``security-severity`` that is explicitly *no value* — ``"undefined"``,
+  ``"null"``, ``""``, JSON ``null`` (Snyk writes ``"undefined"`` for licence
+  issues) — is absent, not malformed; any other non-number is malformed.
 
 Results with an accepted suppression (``suppressions[]`` entry whose status is
 absent or ``accepted``) are reported separately and not counted; results whose
-``baselineState`` is ``absent`` (already fixed) are skipped.
+``baselineState`` is ``absent`` (already fixed) are skipped, and so are results
+of ``kind`` ``pass`` or ``notApplicable`` (a rule that was checked and held).
+
+**A scan that did not complete is not a clean scan.**  A run whose
+``invocations[].executionSuccessful`` is ``false``, or that has error-level
+``toolExecutionNotifications`` and no results (the scanner crashed before it
+reported anything), is recorded in ``SecurityReport.incomplete``; the gate
+fails on it and says so.
 """
 
 from __future__ import annotations
@@ -31,6 +45,25 @@ from shipwarden.domain.evidence._json import JsonReader, key_path, load_json
 from shipwarden.domain.evidence.model import SecurityFinding, SecurityReport, Severity, sha256_digest
 
 _LEVELS = {"error": Severity.HIGH, "warning": Severity.MEDIUM, "note": Severity.LOW, "none": Severity.NONE}
+#: severity words scanners write in their own properties (and some in security-severity)
+_WORDS = {
+    "critical": Severity.CRITICAL,
+    "very high": Severity.CRITICAL,
+    "high": Severity.HIGH,
+    "medium": Severity.MEDIUM,
+    "moderate": Severity.MEDIUM,
+    "low": Severity.LOW,
+    "info": Severity.NONE,
+    "informational": Severity.NONE,
+    "information": Severity.NONE,
+    "none": Severity.NONE,
+    "negligible": Severity.NONE,
+}
+#: "no value" spellings of security-severity
+_NO_VALUE = frozenset({"", "undefined", "null", "none", "n/a", "unknown"})
+#: property names (compared case-insensitively) that hold a scanner's own severity word
+_VENDOR_KEYS = ("severity", "issue_severity", "security_severity_level", "impact")
+_NOT_FINDINGS = frozenset({"pass", "notApplicable"})
 
 
 def severity_from_score(score: float) -> Severity:
@@ -94,6 +127,7 @@ class _Run:
         return None
 
     def score(self, holder: dict[str, Any], path: str) -> float | None:
+        """The ``security-severity`` score of a result or rule, ``None`` when it has none."""
         props = holder.get("properties")
         if props is None:
             return None
@@ -102,9 +136,14 @@ class _Run:
             return None
         spath = f'{path}.properties["security-severity"]'
         raw = props["security-severity"]
+        if raw is None:
+            return None
         if isinstance(raw, str):
+            text = raw.strip().lower()
+            if text in _NO_VALUE:
+                return None
             try:
-                value = float(raw.strip())
+                value = float(text)
             except ValueError:
                 raise self.r.error(spath, f"security-severity {raw!r} is not a number") from None
         else:
@@ -112,6 +151,18 @@ class _Run:
         if not 0.0 <= value <= 10.0:
             raise self.r.error(spath, f"security-severity {value} is outside 0.0–10.0")
         return value
+
+    def vendor(self, holder: dict[str, Any]) -> Severity | None:
+        """A scanner's own severity word (``properties.Severity: "High"``), if it has one we know."""
+        props = holder.get("properties")
+        if not isinstance(props, dict):
+            return None
+        keys = {k.lower(): k for k in props if isinstance(k, str)}
+        for name in _VENDOR_KEYS:
+            value = props.get(keys.get(name, ""))
+            if isinstance(value, str) and value.strip().lower() in _WORDS:
+                return _WORDS[value.strip().lower()]
+        return None
 
     def level(self, value: Any, path: str) -> str:
         level = self.r.string(value, path)
@@ -135,6 +186,7 @@ class _Run:
         score = self.score(result, path)
         if score is None and rule is not None:
             score = self.score(rule[0], rule[1])
+        vendor = self.vendor(result) or (self.vendor(rule[0]) if rule is not None else None)
         level: str | None = None
         if "level" in result:
             level = self.level(result["level"], f"{path}.level")
@@ -144,11 +196,16 @@ class _Run:
                 config = r.obj(config, f"{rule[1]}.defaultConfiguration")
                 if "level" in config:
                     level = self.level(config["level"], f"{rule[1]}.defaultConfiguration.level")
-        source: Literal["security-severity", "level"]
+        if level is None:
+            # SARIF §3.27.10: a result whose kind is not "fail" defaults to level "none"
+            level = "warning" if result.get("kind", "fail") == "fail" else "none"
+        source: Literal["security-severity", "vendor", "level"]
         if score is not None:
             severity, source = severity_from_score(score), "security-severity"
+        elif vendor is not None:
+            severity, source = vendor, "vendor"
         else:
-            severity, source = _LEVELS[level or "warning"], "level"
+            severity, source = _LEVELS[level], "level"
 
         uri: str | None = None
         line: int | None = None
@@ -176,6 +233,34 @@ def _suppressed(r: JsonReader, result: dict[str, Any], path: str) -> bool:
     return False
 
 
+def _incomplete(r: JsonReader, run: dict[str, Any], path: str, *, has_results: bool) -> str:
+    """Why this run did not complete ("" if it did): the tool says so, or it crashed silently."""
+    invocations = run.get("invocations")
+    if invocations is None:
+        return ""
+    errors: list[str] = []
+    for k, inv in enumerate(r.arr(invocations, f"{path}.invocations")):
+        ipath = f"{path}.invocations[{k}]"
+        inv = r.obj(inv, ipath)
+        notes = inv.get("toolExecutionNotifications") or []
+        for n, note in enumerate(r.arr(notes, f"{ipath}.toolExecutionNotifications")):
+            note = r.obj(note, f"{ipath}.toolExecutionNotifications[{n}]")
+            if note.get("level", "warning") == "error":
+                msg = note.get("message")
+                text = msg.get("text") if isinstance(msg, dict) else None
+                errors.append(str(text or "error")[:200])
+        ok = inv.get("executionSuccessful")
+        if ok is False:
+            cause = f": {errors[0]}" if errors else ""
+            exit_code = inv.get("exitCode")
+            code = f" (exit code {exit_code})" if isinstance(exit_code, int) else ""
+            return f"the tool reports executionSuccessful: false{code}{cause}"
+    if errors and not has_results:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return f"error notifications and no results: {errors[0]}{more}"
+    return ""
+
+
 def parse_sarif(data: bytes | str, *, source: str = "<sarif>") -> SecurityReport:
     """Parse a SARIF 2.1.0 log; raises ``EvidenceError`` with the JSON path of the first bad value."""
     r = JsonReader(source)
@@ -187,6 +272,7 @@ def parse_sarif(data: bytes | str, *, source: str = "<sarif>") -> SecurityReport
     tools: list[str] = []
     findings: list[SecurityFinding] = []
     suppressed: list[SecurityFinding] = []
+    incomplete: list[str] = []
     for i, raw_run in enumerate(runs):
         rpath = f"$.runs[{i}]"
         run = _Run(r, r.obj(raw_run, rpath), rpath)
@@ -195,10 +281,14 @@ def parse_sarif(data: bytes | str, *, source: str = "<sarif>") -> SecurityReport
         if run_results is None:
             # SARIF: absent results means "the tool did not run to completion" — not a clean scan.
             raise r.error(key_path(rpath, "results"), "missing: a run without 'results' did not complete")
-        for j, res in enumerate(r.arr(run_results, f"{rpath}.results")):
+        run_results = r.arr(run_results, f"{rpath}.results")
+        why = _incomplete(r, raw_run, rpath, has_results=bool(run_results))
+        if why:
+            incomplete.append(f"{run.tool} ({rpath}): {why}")
+        for j, res in enumerate(run_results):
             path = f"{rpath}.results[{j}]"
             res = r.obj(res, path)
-            if res.get("baselineState") == "absent":
+            if res.get("baselineState") == "absent" or res.get("kind") in _NOT_FINDINGS:
                 continue
             finding = run.finding(res, path)
             (suppressed if _suppressed(r, res, path) else findings).append(finding)
@@ -210,4 +300,5 @@ def parse_sarif(data: bytes | str, *, source: str = "<sarif>") -> SecurityReport
         digest=sha256_digest(data),
         source=source,
         suppressed=tuple(suppressed),
+        incomplete=tuple(incomplete),
     )

@@ -10,6 +10,7 @@ permission matrix, and a TOTP code via ``--otp`` for production-affecting action
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,12 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.text import Text
 
 from shipwarden.domain.policy import PolicyError, UnknownService, policy_json_schema
 from shipwarden.domain.rollout import OperatorRequest
+from shipwarden.domain.version import InvalidVersion, check_version
 from shipwarden.entrypoints.cli import views
 from shipwarden.entrypoints.cli.guard import OtpOpt, check
+from shipwarden.entrypoints.cli.output import console, err, error, policy_errors
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -32,9 +35,7 @@ app = typer.Typer(
 )
 policy_app = typer.Typer(no_args_is_help=True, help="Validate policy files and print their schema.")
 app.add_typer(policy_app, name="policy")
-# Pipes and CI logs get wide, unwrapped output instead of Rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+__all__ = ["app", "console", "err", "main"]  # console/err: output.py's (no markup, ever)
 
 PolicyOpt = Annotated[
     Path | None, typer.Option("--policy", "-p", help="Policy file [env SHIPWARDEN_POLICY].")
@@ -78,14 +79,13 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except PolicyError as exc:
-        for issue in exc.issues:
-            err.print(f"[red]error:[/red] {issue}", highlight=False)
+        policy_errors(exc)
         raise typer.Exit(2) from None
-    except (UnknownService, DeployError, StoreError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+    except (UnknownService, DeployError, StoreError, InvalidVersion) as exc:
+        error(exc)
         raise typer.Exit(2) from None
     except RouterError as exc:
-        err.print(f"[red]router error:[/red] {exc}", highlight=False)
+        error(exc, label="router error")
         raise typer.Exit(1) from None
 
 
@@ -109,13 +109,15 @@ def policy_check(files: Annotated[list[Path], typer.Argument(help="Policy files 
         except PolicyError as exc:
             bad += 1
             for issue in exc.issues:
-                err.print(f"{issue}", highlight=False, soft_wrap=True)
+                err.print(str(issue), soft_wrap=True)
             continue
         names = ", ".join(s.name for s in loaded.policy.services)
         console.print(
-            f"[green]ok[/green] {f}: team {loaded.policy.team}, services {names} "
-            f"(digest {loaded.digest[:12]})",
-            highlight=False,
+            Text.assemble(
+                ("ok", "green"),
+                f" {f}: team {loaded.policy.team}, services {names} (digest {loaded.digest[:12]})",
+            ),
+            soft_wrap=True,
         )
     if bad:
         raise typer.Exit(2)
@@ -128,6 +130,9 @@ def policy_schema() -> None:
 
 
 # -- deployments -------------------------------------------------------------------------------
+_SHA = re.compile(r"^[0-9a-f]{7,64}$")
+
+
 @app.command()
 def deploy(
     service: str,
@@ -136,15 +141,23 @@ def deploy(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Drive the rollout to the end.")] = True,
     otp: OtpOpt = None,
 ) -> None:
-    """Deploy VERSION of SERVICE with the policy's strategy (re-running resumes an interrupted one)."""
+    """Deploy VERSION of SERVICE with the policy's strategy (re-running resumes an interrupted one).
+
+    VERSION: 1-128 characters A-Z a-z 0-9 . _ + -, starting with a letter or digit (no '/', no '..')."""
     with _errors():
+        check_version(version)  # before anything, the access check's audit entry included, is recorded
+        if commit is not None and not _SHA.fullmatch(commit):
+            error(f"--commit {commit[:80]!r} is not a git commit sha (7-64 lowercase hex digits)")
+            raise typer.Exit(2)
         check("deploy", service=service, otp=otp)
         a = _app()
         dep = a.rollout.start(service, version, actor=a.actor, commit_sha=commit)
         console.print(
-            f"deployment [bold]{dep.id}[/bold]: {service} {dep.from_version or '∅'} → {version} "
-            f"({dep.strategy})",
-            highlight=False,
+            Text.assemble(
+                "deployment ",
+                (dep.id, "bold"),
+                f": {service} {dep.from_version or '∅'} → {version} ({dep.strategy})",
+            )
         )
         if wait:
             _drive(a, dep.id)
@@ -352,3 +365,7 @@ _admin.register(app)
 from shipwarden.entrypoints.cli import changes as _changes  # noqa: E402 - explain, approve, reject, evidence
 
 _changes.register(app)
+
+from shipwarden.entrypoints.cli import dr as _dr  # noqa: E402 - db (backups, restore, failover), dr drill
+
+_dr.register(app)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,12 +22,14 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from shipwarden.entrypoints.cli.guard import OtpOpt, authorized, services
+from shipwarden.entrypoints.cli.guard import OtpOpt, authorized, check_own, services
 
 __all__ = ["audit_app", "dossier_app", "register", "secret_app", "serve", "token_app", "user_app"]
 
 audit_app = typer.Typer(no_args_is_help=True, help="Verify, export and query the central audit log.")
 user_app = typer.Typer(no_args_is_help=True, help="Manage users, role bindings and allowlists.")
+mfa_app = typer.Typer(no_args_is_help=True, help="Enrol your own second factor (TOTP) from this machine.")
+user_app.add_typer(mfa_app, name="mfa")
 token_app = typer.Typer(no_args_is_help=True, help="Issue, list and revoke API tokens.")
 secret_app = typer.Typer(no_args_is_help=True, help="Encrypted secrets and KEK rotation.")
 
@@ -45,13 +49,15 @@ dossier_app = typer.Typer(
 
 
 def _out() -> Any:
-    from rich.console import Console
+    from shipwarden.entrypoints.cli.output import console
 
-    return Console(width=None if sys.stdout.isatty() else 200)
+    return console  # markup off: names, roles and messages print as written
 
 
 def _err(msg: str, code: int = 2) -> typer.Exit:
-    sys.stderr.write(f"error: {msg}\n")
+    from shipwarden.entrypoints.cli.output import error
+
+    error(msg)
     return typer.Exit(code)
 
 
@@ -80,17 +86,52 @@ Action = Annotated[str | None, typer.Option(help="Only this action (e.g. access,
 Source = Annotated[str | None, typer.Option(help="shipwarden or kubernetes.")]
 
 
+def _head_arg(value: str | None, option: str = "--expect-head") -> Any:
+    """``SEQ:HASH`` → ChainHead (exit 2 with a precise message otherwise)."""
+    from shipwarden.domain.audit import ChainHead
+
+    if value is None:
+        return None
+    seq, _, digest = value.partition(":")
+    if not seq.isdigit() or int(seq) < 1 or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise _err(f"{option}: expected SEQ:HASH (a seq >= 1 and 64 lower-case hex digits), got {value!r}")
+    return ChainHead(int(seq), digest)
+
+
+ExpectHead = Annotated[
+    str | None,
+    typer.Option(
+        "--expect-head",
+        help="SEQ:HASH of a head kept outside the database (a dossier, an earlier verify); the chain must "
+        "reach it and agree.",
+    ),
+]
+
+
 @audit_app.command("verify")
 def audit_verify(
     fast: Annotated[bool, typer.Option(help="Hash-chain only, skip column checks.")] = False,
+    expect_head: ExpectHead = None,
+    witness: Annotated[
+        bool, typer.Option(help="Hold the chain to the witness file (audit_head_file, state_dir/audit.head).")
+    ] = True,
 ) -> None:
-    """Check every entry's hash and link and every signed checkpoint; say where the first problem is."""
+    """Check every entry's hash and link, the signed checkpoint chain and grid, the witness file and
+    --expect-head; say where the first problem is."""
+    from shipwarden.adapters.witness import WitnessError
+
+    head = _head_arg(expect_head)
     with authorized("audit verify") as (svc, _):
-        report = svc.audit.verify(fast=fast)
+        try:
+            report = svc.audit.verify(fast=fast, expect_head=head, witness=witness)
+        except WitnessError as exc:
+            sys.stderr.write(f"witness unreadable: {exc}\n")
+            raise typer.Exit(1) from None
     if report.ok:
         _out().print(
             f"ok: {report.entries_checked} entries, {report.checkpoints_checked} signed checkpoints, "
-            f"head seq {report.head.seq} {report.head.hash[:16]}…",
+            f"{report.anchors_checked} witnessed heads, {report.unsealed} entries after the last checkpoint; "
+            f"head {report.head.seq}:{report.head.hash}",
             highlight=False,
         )
         return
@@ -107,13 +148,17 @@ def audit_export(
     service: Service = None,
     action: Action = None,
     source: Source = None,
+    after_seq: Annotated[int, typer.Option(min=0, help="Only entries after this seq (a segment).")] = 0,
 ) -> None:
-    """Write entries as JSON Lines (with canonical text and hash)."""
+    """Write a signed bundle: the entries as JSON Lines, then a signed manifest (count, head, checkpoints).
+    Check it offline with `shipwarden audit verify-export FILE --public-key PEM`."""
     with authorized("audit export") as (svc, _):
         f = _filters(since=since, until=until, actor=actor, service=service, action=action, source=source)
+        if after_seq:
+            f["after_seq"] = after_seq
         sink = out.open("w", encoding="utf-8") if out else sys.stdout
         try:
-            n = 0
+            n = -1  # the manifest line is not an entry
             for line in svc.audit.export(**f):
                 sink.write(line)
                 n += 1
@@ -121,7 +166,33 @@ def audit_export(
             if out:
                 sink.close()
         if out:
-            _out().print(f"{n} entries → {out}")
+            _out().print(f"{n} entries + signed manifest → {out}", highlight=False)
+
+
+@audit_app.command("verify-export")
+def audit_verify_export(
+    file: Path,
+    public_key: Annotated[Path, typer.Option("--public-key", help="shipwarden's Ed25519 public key (PEM).")],
+    expect_head: ExpectHead = None,
+) -> None:
+    """Check an export bundle offline with the public key alone (no database needed)."""
+    from shipwarden.security.audit_export import ExportError, verify_export
+
+    head = _head_arg(expect_head)
+    try:
+        data, pem = file.read_bytes(), public_key.read_bytes()
+    except OSError as exc:
+        raise _err(str(exc)) from None
+    try:
+        r = verify_export(data, pem, expect_head=head)
+    except (ExportError, ValueError) as exc:
+        sys.stderr.write(f"INVALID: {exc}\n")
+        raise typer.Exit(1) from None
+    _out().print(
+        f"valid: {r.scope} of {r.entries} entries, head {r.head.seq}:{r.head.hash}, "
+        f"{r.checkpoints} checkpoints, key {r.key_fingerprint[:23]}…, exported {r.created_at}",
+        highlight=False,
+    )
 
 
 @audit_app.command("query")
@@ -194,6 +265,13 @@ def dossier_verify(
         f"checkpoint seq {d.checkpoint.seq if d.checkpoint else '-'}, key {d.key_fingerprint[:23]}…",
         highlight=False,
     )
+    if d.head is not None:
+        _out().print(
+            f"audit chain head when it was made: {d.head.seq}:{d.head.hash}\n"
+            f"(keep it: `shipwarden audit verify --expect-head {d.head.seq}:{d.head.hash}` proves later "
+            "that history up to it was not rewritten)",
+            highlight=False,
+        )
 
 
 # -- users and tokens -------------------------------------------------------------------------------
@@ -219,14 +297,83 @@ def user_create(
     no_password: Annotated[bool, typer.Option(help="Service account: tokens only, no login.")] = False,
     otp: OtpOpt = None,
 ) -> None:
-    """Create a user (the first user of an installation can be created by anyone at the machine)."""
+    """Create a user.  The first user of an installation is created by whoever is at the machine,
+    and must be an admin (``--role admin``): it ends single-operator mode."""
     from shipwarden.services.access import parse_binding
 
     with authorized("user create", otp=otp) as (svc, who):
         bindings = [parse_binding(r) for r in role]
+        first = not svc.access.has_users()
+        if first:  # refuse a non-admin first user before asking for a password
+            svc.access.check_first_user(name, bindings)
         pw = None if no_password else _password(password_stdin)
-        svc.access.create_user(who.name, name, pw, bindings, cidr)
+        create = svc.access.create_first_user if first else svc.access.create_user
+        create(who.name, name, pw, bindings, cidr)
     _out().print(f"user {name} created with {', '.join(role) or 'no role'}", highlight=False)
+    if first:
+        _out().print(
+            f"{name} is the first user: single-operator mode is over. Next, as {name}: "
+            f"shipwarden user mfa enroll {name}",
+            highlight=False,
+        )
+
+
+@contextmanager
+def _own_account(command: str, name: str, otp: str | None = None) -> Iterator[tuple[Any, Any]]:
+    """``guard.check_own`` for ``command``, then yield ``(services, principal)``; access and input
+    errors raised in the body exit 2 with their message."""
+    from shipwarden.adapters.store.repository import StoreError
+    from shipwarden.services.access import AccessError
+
+    svc, who = check_own(command, name, otp=otp)
+    try:
+        yield svc, who
+    except (AccessError, StoreError, ValueError) as exc:
+        raise _err(str(exc)) from None
+
+
+def _qr(text: str) -> str:
+    """``text`` as a QR code drawn with block characters (dark modules dark on any terminal)."""
+    import io
+
+    import qrcode
+
+    qr = qrcode.QRCode(border=2)
+    qr.add_data(text)
+    qr.make(fit=True)
+    buf = io.StringIO()
+    if sys.stdout.isatty():
+        buf.isatty = lambda: True  # type: ignore[method-assign]  # colours: black on white, whatever the theme
+        qr.print_ascii(out=buf, tty=True)
+    else:
+        qr.print_ascii(out=buf, invert=True)
+    return buf.getvalue()
+
+
+@mfa_app.command("enroll")
+def mfa_enroll(name: str, otp: OtpOpt = None) -> None:
+    """Start enrolling NAME's second factor (run it as NAME): prints the otpauth:// URI and its QR
+    code for an authenticator app; it is active once `user mfa confirm NAME CODE` checks a first code.
+    Replacing an active second factor needs a current code from it (--otp)."""
+    with _own_account("user mfa enroll", name, otp) as (svc, who):
+        secret, uri = svc.access.enroll_local_mfa(who)
+    sys.stdout.write(f"{uri}\n\n{_qr(uri)}\n")
+    sys.stdout.write(f"secret (to type in instead of scanning): {secret}\n")
+    sys.stderr.write(
+        f"scan it with an authenticator app, then activate it with its current code:\n"
+        f"  shipwarden user mfa confirm {name} CODE\n"
+    )
+
+
+@mfa_app.command("confirm")
+def mfa_confirm(name: str, code: Annotated[str, typer.Argument(help="The app's current code.")]) -> None:
+    """Activate NAME's pending second factor with its current code (run it as NAME); prints the
+    recovery codes once."""
+    with _own_account("user mfa confirm", name) as (svc, who):
+        codes = svc.access.confirm_local_mfa(who, code)
+    sys.stderr.write(f"second factor active for {name}; recovery codes (shown once, keep them offline):\n")
+    sys.stdout.write("".join(f"{c}\n" for c in codes))
+    sys.stderr.write("each code works once; production-affecting commands now take --otp CODE\n")
 
 
 @user_app.command("list")
@@ -360,7 +507,7 @@ def serve(
         raise _err("--dev-tls generates its own pair: drop --tls-cert/--tls-key")
     if bool(tls_cert) != bool(tls_key):
         raise _err("--tls-cert and --tls-key go together")
-    svc = services()
+    svc = _services_or_exit()
     if dev_tls:
         tls_cert, tls_key = dev_certificate(svc.settings.state_dir / "tls", host)
     if not tls_cert and not insecure_http:
@@ -368,8 +515,12 @@ def serve(
     for p in (tls_cert, tls_key):
         if p is not None and not p.exists():
             raise _err(f"{p}: no such file")
-    app = create_app(svc)
+    app = _worker_threads(create_app(svc), svc.settings.api_threads)
     _checkpoint_timer(svc, every_s=60.0)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # what start-up built lives for the process: keep it out of every later full collection
     driver = None
     if controller and svc.rollout is not None:
         from shipwarden.services.controller import Controller
@@ -382,21 +533,39 @@ def serve(
     finally:
         if driver is not None:
             driver.stop()
+        svc.audit.close()  # uvicorn has finished the requests in flight: commit what they queued
+
+
+def _services_or_exit() -> Any:
+    """``services()`` for ``serve``: an invalid policy file is its issues and exit 2, not a traceback."""
+    from shipwarden.domain.policy import PolicyError
+    from shipwarden.entrypoints.cli.output import policy_errors
+
+    try:
+        return services()
+    except PolicyError as exc:
+        policy_errors(exc)
+        raise typer.Exit(2) from None
 
 
 def _run_uvicorn(app: Any, host: str, port: int, tls_cert: Path | None, tls_key: Path | None) -> None:
-    import uvicorn
+    from shipwarden.entrypoints.http.server import run  # header limits, 431, no proxy headers
 
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
-        log_level="warning",
-        forwarded_allow_ips="",  # X-Forwarded-For is judged by deps against trusted_proxies, not by uvicorn
-        proxy_headers=False,
-    )
+    run(app, host, port, tls_cert, tls_key)
+
+
+def _worker_threads(app: Any, n: int) -> Any:
+    """``app`` with the event loop's worker-thread limit set to ``n`` when it starts (anyio's default
+    is 40: under load, 40 threads fighting for the GIL cost more CPU than the work itself)."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = n
+        await app(scope, receive, send)
+
+    return wrapped
 
 
 def _checkpoint_timer(svc: Any, every_s: float) -> None:

@@ -18,12 +18,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from shipwarden.entrypoints.cli.guard import OtpOpt, check
-
-console = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, highlight=False)
+from shipwarden.entrypoints.cli.output import console, err, error, policy_errors
 
 evidence_app = typer.Typer(no_args_is_help=True, help="Upload CI evidence (test reports, scans, load tests).")
 
@@ -45,13 +42,13 @@ def _fail(exc: Exception) -> typer.Exit:
     from shipwarden.services.changes import ChangeError
 
     if isinstance(exc, ChangeError):
-        err.print(f"[red]error:[/red] {exc.message}")
+        error(exc.message)
         where = exc.extra.get("where")
         if where:
             loc = ":".join(str(x) for x in (where.get("source"), where.get("line"), where.get("column")) if x)
-            err.print(f"  at {loc}{' ' + where['path'] if where.get('path') else ''}")
+            err.print(f"  at {loc}{' ' + where['path'] if where.get('path') else ''}", soft_wrap=True)
         return typer.Exit(2)
-    err.print(f"[red]error:[/red] {exc}")
+    error(exc)
     return typer.Exit(2)
 
 
@@ -63,8 +60,7 @@ def _run(fn: Any) -> Any:
     try:
         return fn()
     except PolicyError as exc:
-        for issue in exc.issues:
-            err.print(f"[red]error:[/red] {issue}")
+        policy_errors(exc)
         raise typer.Exit(2) from None
     except (ChangeError, StoreError) as exc:
         raise _fail(exc) from None

@@ -1,8 +1,9 @@
 """Access control for the command line: the command → permission table and the one check.
 
 Every command that touches the store is listed in :data:`COMMANDS` with the permission
-it needs and what it acts on; commands that touch no store are in :data:`EXEMPT` with
-the reason.  ``tests/unit/entrypoints/test_cli_access.py`` walks the Typer command tree
+it needs and what it acts on — or, for what a user does to their own account (enrolling
+their second factor), in :data:`OWN_ACCOUNT`; commands that touch no store are in
+:data:`EXEMPT` with the reason.  ``tests/unit/entrypoints/test_cli_access.py`` walks the Typer command tree
 against both, so a new command cannot forget its check.
 
 A command calls :func:`check` (or :func:`authorized`) with its own name before doing
@@ -18,6 +19,10 @@ user).  Every decision, allowed or denied, is one ``access`` audit entry (``via:
   ``--otp CODE`` or ``SHIPWARDEN_OTP``, checked like ``POST /auth/mfa/verify``
   (throttled, and each code works once).  The actor's name is whatever the
   environment says; the code is what proves it.
+* **Own second factor** — a user enrols their second factor from the machine with
+  ``user mfa enroll NAME`` then ``user mfa confirm NAME CODE`` (:func:`check_own`): only
+  as that user, and replacing an active one needs a current code from it.  So an admin
+  created at the machine (even ``--no-password``) can reach fresh MFA without the API.
 
 A refusal is one line on stderr and exit code 2, and nothing but its audit entry
 (and, for a bad code, the failed ``auth.mfa`` entry) is written.
@@ -39,11 +44,13 @@ from shipwarden.domain.access import GLOBAL_ONLY, MATRIX, Permission, Role, Targ
 __all__ = [
     "COMMANDS",
     "EXEMPT",
+    "OWN_ACCOUNT",
     "SINGLE_OPERATOR",
     "OtpOpt",
     "Rule",
     "authorized",
     "check",
+    "check_own",
     "services",
 ]
 
@@ -105,6 +112,17 @@ COMMANDS: Mapping[str, Rule] = {
     "secret set": Rule(P.POLICY_WRITE),
     "secret list": Rule(P.POLICY_WRITE),
     "secret rotate": Rule(P.POLICY_WRITE),
+    # databases and disaster recovery (dr.py)
+    "db status": Rule(P.DEPLOYMENT_READ, "service"),
+    "db backup": Rule(P.DEPLOYMENT_RECONCILE, "service"),  # scheduled work a daemon does too
+    "db check": Rule(P.DEPLOYMENT_RECONCILE, "service"),
+    "db verify": Rule(P.DEPLOYMENT_RECONCILE, "service"),
+    "db watch": Rule(P.DEPLOYMENT_RECONCILE),  # the DR daemon: fails over as the policy says
+    "db restore": Rule(P.DEPLOYMENT_ROLLBACK, "service"),
+    "db failover": Rule(P.DEPLOYMENT_ROLLBACK, "service"),
+    "db rebuild": Rule(P.DEPLOYMENT_ROLLBACK, "service"),
+    "db rewrap": Rule(P.POLICY_WRITE),  # as 'secret rotate'
+    "dr drill": Rule(P.DEPLOYMENT_ROLLBACK, "service"),  # kills the primary for real
 }
 """Every store-touching command → what it needs.  The CLI's half of "one permission matrix"."""
 
@@ -114,9 +132,16 @@ EXEMPT: Mapping[str, str] = {
     "judge": "judges sample files offline; touches no store",
     "judge-plan": "sizes a judge window from numbers given on the command line; touches no store",
     "dossier verify": "checks a file against a public key offline; touches no store",
+    "audit verify-export": "checks an export bundle against a public key offline; touches no store",
     "serve": "starts the API, which authorises every request itself (entrypoints/http/deps.py)",
 }
 """Commands without a check, and why."""
+
+OWN_ACCOUNT: Mapping[str, str] = {
+    "user mfa enroll": "starts enrolling the actor's own second factor (NAME must be the actor)",
+    "user mfa confirm": "activates the actor's own pending second factor with its first code",
+}
+"""Commands a user runs on their own account, needing no permission (see :func:`check_own`)."""
 
 SINGLE_OPERATOR = "no users configured: single-operator mode"
 
@@ -174,13 +199,15 @@ def _decide(svc: Any, who: Any, rule: Rule, target: Target | None, otp: str | No
     decision = svc.access.authorize(who, perm, target)
     if decision.allowed:
         return who, decision.reason
+    if decision.address:
+        raise _Refused(decision.reason, decision.reason)
     if decision.mfa:
         if not who.mfa_enabled:
             raise _Refused(
                 decision.reason,
                 f"{perm.value}{where} affects production and needs a TOTP check, but {who.name} has no "
-                "second factor: log in to the API and enrol one "
-                "(POST /auth/mfa/enroll, then /auth/mfa/confirm)",
+                f"second factor: enrol one with shipwarden user mfa enroll {who.name}, then "
+                f"shipwarden user mfa confirm {who.name} CODE (or through the API: POST /auth/mfa/enroll)",
             )
         if not otp:
             raise _Refused(
@@ -301,6 +328,69 @@ def check(
         return svc, who
     except PolicyError as exc:
         raise _policy_fail(exc) from None
+    except (AccessError, StoreError, AuditError, ValueError, PermissionError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def check_own(command: str, name: str, *, otp: str | None = None) -> tuple[Any, Any]:
+    """:data:`OWN_ACCOUNT` ``command`` on user ``name``: allowed only when the local actor *is*
+    ``name`` (an existing, enabled user, from an allowed place); when ``command`` would replace an
+    active second factor, only with a current code from it (``otp``).  The decision is one
+    ``access`` audit entry; a refusal exits 2 with one line.  Returns ``(services, principal)``."""
+    from shipwarden.adapters.store.repository import StoreError
+    from shipwarden.domain.audit import AuditError
+    from shipwarden.services.access import AccessError, NotFoundError
+
+    if command not in OWN_ACCOUNT:
+        raise KeyError(command)
+    try:
+        svc = services(with_policy=False)
+        actor = svc.settings.actor or getpass.getuser()
+        who = svc.access.local_principal(actor)
+        reason, refused = "the actor's own account", None
+        if not svc.access.has_users():
+            refused = (
+                "no users yet (single-operator mode): create the first user, an admin, first: "
+                f"shipwarden user create {name} --role admin"
+            )
+        elif who.user_id is None:
+            try:
+                state = "is disabled" if svc.access.user(actor).disabled else "is not a user"
+            except NotFoundError:
+                state = "is not a user"
+            refused = f"{actor} {state} here: set SHIPWARDEN_ACTOR to your user name"
+        elif name != actor:
+            refused = (
+                f"a second factor is enrolled by its owner: run this as {name} (SHIPWARDEN_ACTOR={name}); "
+                f"an admin can reset another user's with shipwarden user reset-mfa {name}"
+            )
+        elif not (d := svc.access.authorize(who, None)).allowed:
+            refused = d.reason
+        elif command == "user mfa enroll" and who.mfa_enabled:
+            if not otp:
+                refused = (
+                    f"{name} already has a second factor: replacing it needs a current code from it "
+                    f"(--otp CODE); lost it? an admin runs shipwarden user reset-mfa {name}"
+                )
+            else:
+                try:
+                    who = svc.access.verify_local_otp(who, otp)
+                    reason = "TOTP code verified"
+                except AccessError as exc:
+                    refused = f"{name}'s TOTP code was refused: {exc}"
+        svc.audit.access(
+            actor=actor,
+            allowed=refused is None,
+            method="CLI",
+            path=command,
+            ip="local",
+            via="cli",
+            permission=None,
+            reason=refused or reason,
+        )
+        if refused is not None:
+            raise _fail(refused)
+        return svc, who
     except (AccessError, StoreError, AuditError, ValueError, PermissionError) as exc:
         raise _fail(str(exc)) from None
 

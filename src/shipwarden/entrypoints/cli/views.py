@@ -1,4 +1,7 @@
-"""Rich renderings for the CLI: live rollout view, history, records."""
+"""Rich renderings for the CLI: live rollout view, history, records.
+
+Every piece of recorded text (reasons, versions, names, actors) goes into a ``Text``, never a
+markup string, so it prints as written on any console (see ``output.py``)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,11 @@ from shipwarden.adapters.store.repository import Deployment, Store
 
 _STYLE = {"ok": "green", "failed": "red", "running": "yellow"}
 _PHASE_STYLE = {"succeeded": "bold green", "rolled_back": "bold yellow", "failed": "bold red"}
+
+
+def _p(value: object) -> Text:
+    """Recorded text, printed literally (a reason may well contain ``[...]``)."""
+    return Text(str(value))
 
 
 def _t(ts: float | None) -> str:
@@ -38,11 +46,11 @@ def rollout_view(store: Store, dep: Deployment, extra: str = "") -> Group:
         took = (s.finished_at or now) - s.started_at
         table.add_row(
             str(s.seq),
-            s.phase,
+            _p(s.phase),
             _t(s.started_at),
             f"{took:5.1f}s",
             Text(s.outcome, _STYLE.get(s.outcome, "")),
-            s.reason,
+            _p(s.reason),
         )
     return Group(head, table, Text(extra, "dim"))
 
@@ -60,7 +68,7 @@ def live(
             key = f"{d.phase}:{d.step_index}"
             if not last_phase or last_phase[-1] != key:
                 last_phase.append(key)
-                console.print(f"  {_t(time.time())} {d.phase.value:<16} {d.reason}", highlight=False)
+                console.print(_p(f"  {_t(time.time())} {d.phase.value:<16} {d.reason}"), highlight=False)
 
         return run(on_tick)
 
@@ -99,7 +107,7 @@ def follow_controller(
         for dep_id in sorted(now - seen):
             d = store.get(dep_id)
             console.print(
-                f"driving {d.id}: {d.service} {d.from_version or '(none)'} → {d.to_version} ({d.phase})",
+                _p(f"driving {d.id}: {d.service} {d.from_version or '(none)'} → {d.to_version} ({d.phase})"),
                 highlight=False,
             )
         for dep_id in sorted(seen - now):
@@ -113,7 +121,7 @@ def follow_controller(
 def status(console: Console, store: Store, service: str, follow: bool = True) -> None:
     dep = store.active(service) or next(iter(store.history(service, 1)), None)
     if dep is None:
-        console.print(f"{service}: no deployments yet")
+        console.print(_p(f"{service}: no deployments yet"))
         return
     if not follow or dep.phase.terminal or not console.is_terminal:
         console.print(rollout_view(store, dep))
@@ -132,16 +140,11 @@ def history(console: Console, deps: list[Deployment]) -> None:
     for d in deps:
         took = f"{d.finished_at - d.created_at:.1f}s" if d.finished_at else "…"
         table.add_row(
-            d.id,
-            d.service,
-            d.kind,
-            d.from_version or "∅",
-            d.to_version,
-            d.strategy,
+            *map(_p, (d.id, d.service, d.kind, d.from_version or "∅", d.to_version, d.strategy)),
             datetime.fromtimestamp(d.created_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S"),
             took,
             Text(d.outcome, _PHASE_STYLE.get(d.phase.value, "yellow")),
-            d.actor,
+            _p(d.actor),
         )
     console.print(table)
 
@@ -184,10 +187,9 @@ def record(console: Console, r: dict[str, Any]) -> None:
         "rolled_back_at",
     ):
         if r.get(k) is not None:
-            console.print(f"  {k:<14} {r[k]}", highlight=False)
-    console.print(
-        f"  {'policy':<14} {r['policy']['source']} (sha256 {r['policy']['digest'][:16]}…)", highlight=False
-    )
+            console.print(_p(f"  {k:<14} {r[k]}"), highlight=False)
+    policy = r["policy"]
+    console.print(_p(f"  {'policy':<14} {policy['source']} (sha256 {policy['digest'][:16]}…)"))
     table = Table(box=None, header_style="dim", title="steps")
     for col in ("#", "phase", "started", "took", "result", "reason", "checks"):
         table.add_column(col, overflow="fold", no_wrap=col in ("phase", "started", "took"))
@@ -195,12 +197,12 @@ def record(console: Console, r: dict[str, Any]) -> None:
         detail = _summary(s["detail"])
         table.add_row(
             str(s["seq"]),
-            s["phase"],
+            _p(s["phase"]),
             (s["started_at"] or "")[11:23],  # HH:MM:SS.mmm
             f"{s['duration_s']:.2f}s" if s["duration_s"] is not None else "…",
             Text(s["outcome"], _STYLE.get(s["outcome"], "")),
-            s["reason"],
-            detail,
+            _p(s["reason"]),
+            _p(detail),
         )
     console.print(table)
     console.print(

@@ -4,21 +4,29 @@ Routes raise the services' own exceptions; this module maps each family to one
 status code, so every bad input gets a precise message and nothing changes:
 
 =====  =====================================================================
- 400   malformed request (bad X-Forwarded-For, malformed Kubernetes EventList)
+ 400   malformed request (bad X-Forwarded-For, malformed Kubernetes EventList or webhook payload)
  401   not authenticated: no/unknown/expired/revoked credentials, wrong password or code
  403   authenticated but not allowed: role, token scope, address, missing fresh MFA
  404   unknown deployment, service, user, token, session
- 409   conflicts with current state: deployment in progress, name taken, session limit
+ 409   conflicts with current state: deployment in progress, name taken, session limit, replay
+ 413   request body over its route's limit (``limits.BodyLimit``, counted while streaming)
+ 415   a webhook that is not ``application/json``
  422   invalid field values (unknown role or scope, bad CIDR, bad timestamp)
  423   account locked after repeated failures (Retry-After)
  429   source address throttled after repeated failures (Retry-After)
+ 431   request header block over ``server.MAX_HEADER_BYTES`` (answered by ``server.HeaderGuard``)
  503   no policy loaded, so no deployments can be started
 =====  =====================================================================
+
+Refusals at the edge (413, 431, webhook refusals) are audited through one ``RefusalLog`` per
+app (``app.state.refusals``), which bounds how many entries a flood from one source can write.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,6 +38,7 @@ from shipwarden.bootstrap import Services
 from shipwarden.domain.audit import AuditError, K8sAuditError
 from shipwarden.domain.policy import UnknownService
 from shipwarden.entrypoints.http.deps import ACCESS_ATTR, PUBLIC
+from shipwarden.entrypoints.http.limits import BodyLimit
 from shipwarden.services.access import (
     AuthenticationError,
     Conflict,
@@ -38,6 +47,7 @@ from shipwarden.services.access import (
     NotFoundError,
     PermissionDenied,
 )
+from shipwarden.services.refusals import RefusalLog
 from shipwarden.services.rollout import DeployError
 
 __all__ = ["ROUTERS", "create_app"]
@@ -73,13 +83,31 @@ def _access_rule(route: APIRoute) -> dict[str, Any]:
 
 
 def create_app(container: Services) -> FastAPI:
+    refusals = RefusalLog(container.store.audit)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        refusals.flush()  # the last window's count of refusals not written one by one
+
     app = FastAPI(
         title="shipwarden",
         version="0.1.0",
         description="Production deployment control plane. Every route states its access rule in "
         "`x-shipwarden-access` (permission, authentication, scope).",
+        lifespan=lifespan,
     )
     app.state.container = container
+    app.state.refusals = refusals
+
+    def refused_at_edge(scope: Any, status: int, detail: dict[str, Any]) -> None:
+        client = scope.get("client")
+        ip = client[0] if client else "unknown"
+        path = str(scope.get("path", ""))[:256]
+        info = {"status": status, "method": scope.get("method"), "path": path, "ip": ip}
+        refusals.refuse(source=ip, actor="anonymous", action="http.refused", detail={**info, **detail})
+
+    app.add_middleware(BodyLimit, on_refuse=refused_at_edge)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

@@ -16,7 +16,16 @@ denied, and raises 401/403 with the reason.  Each dependency also carries its ru
 ``x-shipwarden-access`` and tests can walk every route against the matrix.
 
 Webhook routes (authenticated by provider signatures, not by tokens) use
-:func:`audit_access` to record their own allowed/denied decisions.
+:func:`audit_access` (or, on the event loop, :func:`audit_access_async`) to record their own
+allowed/denied decisions.
+
+Cost per request.  The access entry goes through the audit service's group commit: the
+request waits until its entry is committed (so no access takes effect unaudited) but shares
+the transaction with every other request waiting at that moment.  ``require``'s dependency is
+``async``: it authorises on the event loop (``authorize`` is pure) and awaits the commit
+without holding a worker thread; only the principal's lookup (``current_principal``, a
+database read) and a callable scope run in the thread pool.  ``get_container`` and
+``client_address`` are ``async`` too: FastAPI would otherwise hop to a thread for each.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from shipwarden.bootstrap import Services
 from shipwarden.domain.access import ForwardedForError, Permission, Target, client_ip
@@ -40,6 +50,7 @@ __all__ = [
     "Principal",
     "Scope",
     "audit_access",
+    "audit_access_async",
     "get_container",
     "require",
 ]
@@ -51,7 +62,7 @@ Scope = str | Callable[[Request, Services], Target | None] | None
 """What a request acts on: a path/query parameter naming the service, or a function."""
 
 
-def get_container(request: Request) -> Services:
+async def get_container(request: Request) -> Services:
     services: Services = request.app.state.container
     return services
 
@@ -72,27 +83,60 @@ def audit_access(
     reason: str = "",
     status: int | None = None,
 ) -> None:
-    """Record one access decision (for routes with their own authentication, e.g. webhooks)."""
-    c.audit.access(
-        actor=actor,
-        allowed=allowed,
-        method=request.method,
-        path=request.url.path,
-        ip=ip or (request.client.host if request.client else "unknown"),
-        via=via,
-        permission=permission.value if permission else None,
-        service=service,
-        reason=reason,
-        status=status,
-    )
+    """Record one access decision (for routes with their own authentication, e.g. webhooks);
+    returns once it is committed.  Blocks: from ``async`` code use :func:`audit_access_async`."""
+    c.audit.access(**_decision(request, actor, allowed, via, ip, permission, service, reason, status))
 
 
-def client_address(request: Request, c: ContainerDep) -> str:
+async def audit_access_async(
+    request: Request,
+    c: Services,
+    *,
+    actor: str,
+    allowed: bool,
+    via: str,
+    ip: str | None = None,
+    permission: Permission | None = None,
+    service: str | None = None,
+    reason: str = "",
+    status: int | None = None,
+) -> None:
+    """:func:`audit_access` for the event loop: awaits the commit without holding a thread."""
+    decision = _decision(request, actor, allowed, via, ip, permission, service, reason, status)
+    await c.audit.access_async(**decision)
+
+
+def _decision(
+    request: Request,
+    actor: str,
+    allowed: bool,
+    via: str,
+    ip: str | None,
+    permission: Permission | None,
+    service: str | None,
+    reason: str,
+    status: int | None,
+) -> dict[str, Any]:
+    return {
+        "actor": actor,
+        "allowed": allowed,
+        "method": request.method,
+        "path": request.url.path,
+        "ip": ip or (request.client.host if request.client else "unknown"),
+        "via": via,
+        "permission": permission.value if permission else None,
+        "service": service,
+        "reason": reason,
+        "status": status,
+    }
+
+
+async def client_address(request: Request, c: ContainerDep) -> str:
     peer = request.client.host if request.client else "0.0.0.0"
     try:
         return str(client_ip(peer, request.headers.get("x-forwarded-for"), c.trusted_proxies))
     except (ForwardedForError, ValueError) as exc:
-        audit_access(
+        await audit_access_async(
             request, c, actor="anonymous", allowed=False, via="none", ip=peer, reason=str(exc), status=400
         )
         raise HTTPException(400, str(exc)) from None
@@ -101,8 +145,11 @@ def client_address(request: Request, c: ContainerDep) -> str:
 ClientIp = Annotated[str, Depends(client_address)]
 
 
-def current_principal(request: Request, c: ContainerDep, ip: ClientIp) -> Principal:
-    """Bearer API token first, then the session cookie; neither → anonymous (rejected by ``require``)."""
+async def current_principal(request: Request, c: ContainerDep, ip: ClientIp) -> Principal:
+    """Bearer API token first, then the session cookie; neither → anonymous (rejected by ``require``).
+
+    The lookup reads the store, in a worker thread; a refusal's audit entry is awaited here, so no
+    worker thread waits for a commit."""
     header = request.headers.get("authorization")
     via = "none"
     try:
@@ -111,19 +158,21 @@ def current_principal(request: Request, c: ContainerDep, ip: ClientIp) -> Princi
             scheme, _, cred = header.partition(" ")
             if scheme.lower() != "bearer" or not cred.strip():
                 raise AuthenticationError("Authorization header must be 'Bearer <API token>'")
-            return c.access.authenticate_token(cred.strip(), ip)
+            principal: Principal = await run_in_threadpool(c.access.authenticate_token, cred.strip(), ip)
+            return principal
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             via = "session"
             cross = _cross_site(request)
             if cross:
-                audit_access(
+                await audit_access_async(
                     request, c, actor="anonymous", allowed=False, via=via, ip=ip, reason=cross, status=403
                 )
                 raise HTTPException(403, cross)
-            return c.access.authenticate_session(cookie, ip)
+            principal = await run_in_threadpool(c.access.authenticate_session, cookie, ip)
+            return principal
     except AuthenticationError as exc:
-        audit_access(
+        await audit_access_async(
             request, c, actor="anonymous", allowed=False, via=via, ip=ip, reason=str(exc), status=401
         )
         raise
@@ -154,11 +203,11 @@ def _cross_site(request: Request) -> str | None:
     )
 
 
-def _target(scope: Scope, request: Request, c: Services) -> Target | None:
+async def _target(scope: Scope, request: Request, c: Services) -> Target | None:
     if scope is None:
         return None
-    if callable(scope):
-        return scope(request, c)
+    if callable(scope):  # may read the store (e.g. a deployment's service): off the event loop
+        return await run_in_threadpool(scope, request, c)
     value = request.path_params.get(scope) or request.query_params.get(scope)
     return Target(service=value) if value else None
 
@@ -166,12 +215,12 @@ def _target(scope: Scope, request: Request, c: Services) -> Target | None:
 def require(permission: Permission | None, *, scope: Scope = None, session_only: bool = False) -> Any:
     """A dependency admitting principals allowed ``permission`` (``None``: any authenticated one)."""
 
-    def dependency(request: Request, c: ContainerDep, p: CurrentPrincipal) -> Principal:
-        target = _target(scope, request, c)
+    async def dependency(request: Request, c: ContainerDep, p: CurrentPrincipal) -> Principal:
+        target = await _target(scope, request, c)
         decision = c.access.authorize(p, permission, target)
         if decision.allowed and session_only and p.kind != "session":
             decision = Decision(False, 403, "this endpoint needs a logged-in session, not an API token")
-        audit_access(
+        await audit_access_async(
             request,
             c,
             actor=p.name,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shipwarden.domain.access import Binding, IpNetwork, Role, parse_networks
+from shipwarden.domain.access import Allowlist, Binding, IpNetwork, Role, parse_networks
 from shipwarden.services.access.errors import InvalidInput
 
 
@@ -39,3 +39,9 @@ def parse_cidrs(cidrs: Sequence[str]) -> tuple[IpNetwork, ...]:
         return parse_networks(cidrs)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
+
+
+def stored_allowlist(cidrs: Sequence[str]) -> Allowlist:
+    """A user's or token's stored list as one level of ``effective_allowlist``: none stored means
+    that level does not restrict (``None``), not "from nowhere"."""
+    return parse_cidrs(cidrs) if cidrs else None

@@ -15,13 +15,15 @@ from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.access import (
     ACCOUNT_LOCKOUT,
     ADDRESS_LOCKOUT,
+    Allowlist,
     LockoutPolicy,
     MfaPolicy,
     Role,
     SessionPolicy,
+    effective_allowlist,
 )
 from shipwarden.security.envelope import Envelope
-from shipwarden.services.access.bindings import parse_cidrs
+from shipwarden.services.access.bindings import parse_cidrs, stored_allowlist
 from shipwarden.services.access.errors import NotFoundError
 
 
@@ -62,6 +64,12 @@ class AccessCore:
     @staticmethod
     def _dt(ts: float | None) -> datetime | None:
         return datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
+
+    @staticmethod
+    def _allowlist(u: UserRecord, token_cidrs: Sequence[str] = ()) -> Allowlist:
+        """Where ``u`` (through a token with ``token_cidrs``) may act from: user ∩ token, for every
+        authentication path (login, session, token, CLI).  ``authorize`` narrows it by role."""
+        return effective_allowlist(stored_allowlist(u.cidrs), stored_allowlist(token_cidrs))
 
     def _user(self, name: str) -> UserRecord:
         u = self.repo.user(name)

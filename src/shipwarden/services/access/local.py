@@ -1,4 +1,5 @@
-"""The operator at the machine (the CLI): single-operator mode until the first user, ``--otp`` step-up."""
+"""The operator at the machine (the CLI): single-operator mode until the first user, ``--otp`` step-up,
+and enrolling one's own second factor (``shipwarden user mfa enroll|confirm``)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,26 @@ class LocalOperator(Mfa):
             ip="local",
             user_id=u.id,
             bindings=u.bindings,
+            allowlist=self._allowlist(u),
             mfa_enabled=u.mfa_enabled,
         )
+
+    def _own(self, p: Principal) -> None:
+        if p.kind != "local" or p.user_id is None:
+            raise InvalidInput("only a local user can enrol their own second factor here")
+
+    def enroll_local_mfa(self, p: Principal) -> tuple[str, str]:
+        """Start enrolling the local user's own second factor: (secret, otpauth URI), inactive until
+        :meth:`confirm_local_mfa`.  Replacing an active one needs a fresh check (``p`` verified)."""
+        self._own(p)
+        return self.mfa_enroll(p)
+
+    def confirm_local_mfa(self, p: Principal, code: str) -> list[str]:
+        """Activate the local user's pending enrolment with its first code (throttled, each code
+        once, audited as ``auth.mfa_confirm`` via the CLI); returns the recovery codes, shown once."""
+        self._own(p)
+        audit = {"actor": p.name, "action": "auth.mfa_confirm", "detail": {"ip": p.ip, "via": "cli"}}
+        return self._activate(p, code, audit)
 
     def verify_local_otp(self, p: Principal, code: str) -> Principal:
         """Step-up for the operator at the machine (CLI ``--otp``): the same TOTP check as

@@ -1,16 +1,25 @@
 """Throttling of password and second-factor guesses, per account and per source address.
 
-Failed attempts are counted under two keys, ``<kind>:<user>`` (``kind`` is ``user`` for password
-logins, ``mfa`` for TOTP and recovery codes) and ``ip:<address>``; the decision over each window
-is ``domain.access.lockout_decision``.  A refusal is audited as ``locked``, a failure as ``denied``.
+Attempts are counted under two keys, ``<kind>:<user>`` (``kind`` is ``user`` for password logins,
+``mfa`` for TOTP and recovery codes) and ``ip:<address>``; the decision over each window is
+``domain.access.lockout_decision``.
+
+The check and the count are one atomic step: :meth:`Lockout._reserve` asks the store to lock both
+keys, judge their recent attempts and — if allowed — record this attempt, all *before* the
+credential is looked at.  Concurrent guesses therefore queue on the keys and each sees the ones
+before it: no more than the lockout rule allows are ever checked, however they arrive (from one
+address or many; the account key counts them all).  A failed attempt simply keeps its record; a
+successful one releases it (and forgives the account's earlier failures).  A refusal is audited as
+``locked``, a failure as ``denied``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shipwarden.domain.access import lockout_decision
+from shipwarden.domain.access import LockoutDecision, lockout_decision
 from shipwarden.services.access.core import AccessCore
 from shipwarden.services.access.errors import LoginThrottled
 
@@ -23,22 +32,48 @@ def _action(kind: str) -> str:
     return f"auth.{'login' if kind == 'user' else 'mfa'}"
 
 
-class Lockout(AccessCore):
-    """Counts failed attempts and refuses further ones while an account or address is locked."""
+@dataclass(frozen=True)
+class Attempt:
+    """One admitted attempt, recorded before its credential is checked."""
 
-    def _throttle(self, name: str, ip: str, now: datetime, ts: float, kind: str = "user") -> None:
+    name: str
+    ip: str
+    kind: str
+    ids: tuple[int, ...]
+
+
+class Lockout(AccessCore):
+    """Admits attempts one at a time per key and refuses them while an account or address is locked."""
+
+    def _reserve(self, name: str, ip: str, kind: str = "user") -> Attempt:
+        """Admit and record one attempt for ``name`` from ``ip``, or raise :class:`LoginThrottled`."""
         cfg = self.config
-        acct = lockout_decision(
-            _times(self.repo.failures(f"{kind}:{name}", ts - cfg.account_lockout.window.total_seconds())),
-            now,
-            cfg.account_lockout,
+        acct_key, addr_key = f"{kind}:{name}", f"ip:{ip}"
+        decided: dict[str, LockoutDecision] = {}
+        ts = self.clock().timestamp()
+
+        def admit(history: Mapping[str, list[float]]) -> float | None:
+            # The time is read under the lock, and never before an attempt already recorded (by a
+            # server whose clock is ahead): otherwise that attempt would look "future" and not count.
+            t = max([self.clock().timestamp(), *history[acct_key], *history[addr_key]])
+            now = datetime.fromtimestamp(t, tz=UTC)
+            decided["acct"] = lockout_decision(_times(history[acct_key]), now, cfg.account_lockout)
+            decided["addr"] = lockout_decision(_times(history[addr_key]), now, cfg.address_lockout)
+            return t if decided["acct"].allowed and decided["addr"].allowed else None
+
+        ids = self.repo.reserve_attempt(
+            {
+                acct_key: ts - cfg.account_lockout.window.total_seconds(),
+                addr_key: ts - cfg.address_lockout.window.total_seconds(),
+            },
+            admit,
         )
-        addr = lockout_decision(
-            _times(self.repo.failures(f"ip:{ip}", ts - cfg.address_lockout.window.total_seconds())),
-            now,
-            cfg.address_lockout,
-        )
-        for d, account, what in ((acct, True, f"account {name!r}"), (addr, False, f"address {ip}")):
+        if ids is not None:
+            return Attempt(name, ip, kind, tuple(ids))
+        for d, account, what in (
+            (decided["acct"], True, f"account {name!r}"),
+            (decided["addr"], False, f"address {ip}"),
+        ):
             if not d.allowed:
                 secs = max(1, int(d.retry_after.total_seconds() + 0.999))
                 self.store.audit(
@@ -52,19 +87,18 @@ class Lockout(AccessCore):
                     d.retry_after,
                     account=account,
                 )
+        raise AssertionError("refused without a refusing decision")  # pragma: no cover
 
-    def _record_failure(
-        self, name: str, ip: str, ts: float, reason: str, *, kind: str = "user", actor: str | None = None
-    ) -> None:
-        """Count a failed attempt against the account and the address, and audit it as denied."""
-        self.repo.add_failure([f"{kind}:{name}", f"ip:{ip}"], ts)
+    def _record_failure(self, attempt: Attempt, reason: str, *, actor: str | None = None) -> None:
+        """The attempt failed: its record stays (it counts), and it is audited as denied."""
         self.store.audit(
-            actor=name if actor is None else actor,
-            action=_action(kind),
+            actor=attempt.name if actor is None else actor,
+            action=_action(attempt.kind),
             outcome="denied",
-            detail={"ip": ip, "reason": reason},
+            detail={"ip": attempt.ip, "reason": reason},
         )
 
-    def _clear_failures(self, name: str, kind: str = "user") -> None:
-        """A success forgives the account's failures (the address keeps its count)."""
-        self.repo.clear_failures(f"{kind}:{name}")
+    def _succeeded(self, attempt: Attempt) -> None:
+        """The attempt succeeded: drop its record, and forgive the account's failures (the
+        address keeps the count of its failures)."""
+        self.repo.release_attempt(attempt.ids, clear=f"{attempt.kind}:{attempt.name}")

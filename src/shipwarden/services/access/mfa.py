@@ -7,6 +7,8 @@ A successful check gives the session fresh MFA under a new id.
 
 from __future__ import annotations
 
+from typing import Any
+
 from shipwarden.adapters.store.access_repo import UserRecord
 from shipwarden.domain.access import Permission, mfa_satisfied
 from shipwarden.security.totp import (
@@ -52,23 +54,27 @@ class Mfa(Sessions):
 
     def _secret(self, u: UserRecord) -> str:
         if u.mfa_secret is None:
-            raise InvalidInput("no MFA enrolment: POST /auth/mfa/enroll first")
+            raise InvalidInput(
+                f"no MFA enrolment to confirm: start one first (shipwarden user mfa enroll {u.name}, "
+                "or POST /auth/mfa/enroll)"
+            )
         return self.envelope.decrypt(u.mfa_secret, self._aad(u.id)).decode()
 
     def _check_code(self, p: Principal, u: UserRecord, code: str) -> None:
-        now, ts = self._now()
-        self._throttle(u.name, p.ip, now, ts, kind="mfa")
-        chk = verify_totp(self._secret(u), code, now, u.mfa_last_step)
+        secret = self._secret(u)
+        attempt = self._reserve(u.name, p.ip, kind="mfa")  # counted before the code is looked at
+        now = self.clock()
+        chk = verify_totp(secret, code, now, u.mfa_last_step)
         if chk.ok and chk.step is not None and not self.repo.advance_mfa_step(u.id, chk.step):
             chk = type(chk)(TotpResult.REPLAYED, chk.step)
         if not chk.ok:
-            self._record_failure(u.name, p.ip, ts, chk.result.value, kind="mfa", actor=p.name)
+            self._record_failure(attempt, chk.result.value, actor=p.name)
             if chk.result is TotpResult.REPLAYED:
                 raise AuthenticationError("this code was already used: wait for the next one")
             raise AuthenticationError(
                 "wrong code (or outside the allowed ±30 s clock drift): check the authenticator's time"
             )
-        self._clear_failures(u.name, kind="mfa")
+        self._succeeded(attempt)
 
     def _verify_enabled(self, p: Principal, code: str) -> None:
         """The step-up check of an enrolled user (session or CLI): their current TOTP code."""
@@ -77,14 +83,19 @@ class Mfa(Sessions):
             raise InvalidInput("MFA is not enabled for this account: enrol first (POST /auth/mfa/enroll)")
         self._check_code(p, u, code)
 
-    def mfa_confirm(self, p: Principal, code: str) -> tuple[str, list[str]]:
-        """Activate a pending enrolment with a first code; returns (new session id, recovery codes)."""
+    def _activate(self, p: Principal, code: str, audit: dict[str, Any] | None = None) -> list[str]:
+        """Check the first code of a pending enrolment and make it active; its recovery codes."""
         u = self._user(p.name)
         if u.mfa_enabled:
             raise Conflict("MFA is already enabled")
         self._check_code(p, u, code)
         codes, hashes = generate_recovery_codes()
-        self.repo.update_user(u.id, recovery_hashes=hashes)
+        self.repo.update_user(u.id, audit=audit, recovery_hashes=hashes)
+        return codes
+
+    def mfa_confirm(self, p: Principal, code: str) -> tuple[str, list[str]]:
+        """Activate a pending enrolment with a first code; returns (new session id, recovery codes)."""
+        codes = self._activate(p, code)
         sid = self._rotate(p, mfa=True, action="auth.mfa_confirm", detail={})
         return sid, codes
 
@@ -95,12 +106,12 @@ class Mfa(Sessions):
 
     def mfa_recover(self, p: Principal, code: str) -> tuple[str, int]:
         """Step-up with a single-use recovery code; returns (new session id, codes left)."""
-        now, ts = self._now()
         u = self._user(p.name)
-        self._throttle(u.name, p.ip, now, ts, kind="mfa")
+        attempt = self._reserve(u.name, p.ip, kind="mfa")
         idx = use_recovery_code(code, u.recovery_hashes) if u.mfa_enabled else None
         if idx is None or not self.repo.consume_recovery_code(u.id, idx, hash_recovery_code(code)):
-            self._record_failure(u.name, p.ip, ts, "recovery", kind="mfa", actor=p.name)
+            self._record_failure(attempt, "recovery", actor=p.name)
             raise AuthenticationError("not a valid, unused recovery code")
+        self._succeeded(attempt)
         left = sum(1 for h in u.recovery_hashes if h is not None) - 1
         return self._rotate(p, mfa=True, action="auth.mfa", detail={"method": "recovery", "left": left}), left

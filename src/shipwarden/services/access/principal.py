@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from shipwarden.domain.access import Binding, Permission
+from shipwarden.domain.access import Allowlist, Binding, Permission
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,9 @@ class Principal:
     ip: str
     user_id: int | None = None
     bindings: tuple[Binding, ...] = ()
-    cidrs: tuple[str, ...] = ()
+    allowlist: Allowlist = None
+    """Where this principal may act from: the intersection of its user's and its token's lists
+    (``domain.access.effective_allowlist``); role lists narrow it further per binding."""
     session_hash: str | None = None
     token_id: str | None = None
     token_scopes: frozenset[Permission] | None = None
@@ -53,3 +55,5 @@ class Decision:
     reason: str = ""
     mfa: bool = False
     """Refused only for want of a fresh TOTP check (the role would allow it)."""
+    address: bool = False
+    """Refused for where the request comes from (an address allowlist), not for the role."""

@@ -15,13 +15,12 @@ from shipwarden.adapters.store.access_repo import SessionRecord, UserRecord
 from shipwarden.domain.access import (
     SessionState,
     SessionStatus,
+    address_allowed,
     admit_session,
     check_session,
-    ip_allowed,
     new_session_id,
 )
 from shipwarden.security.passwords import hash_password, needs_rehash, verify_password
-from shipwarden.services.access.bindings import parse_cidrs
 from shipwarden.services.access.errors import AuthenticationError, Conflict, NotFoundError, PermissionDenied
 from shipwarden.services.access.lockout import Lockout
 from shipwarden.services.access.principal import Principal
@@ -36,22 +35,17 @@ class Sessions(Lockout):
 
     def login(self, name: str, password: str, ip: str) -> tuple[str, SessionState]:
         """Password login → a new session id (shown once; stored hashed).  Always a *new* id (rotation)."""
+        attempt = self._reserve(name, ip)  # counted before the password is looked at
         now, ts = self._now()
-        self._throttle(name, ip, now, ts)
         u = self.repo.user(name)
         ok = verify_password(u.password_hash if u else None, password)
         if not ok or u is None or u.disabled:
-            self._record_failure(name, ip, ts, "disabled" if (ok and u is not None) else "bad credentials")
+            self._record_failure(attempt, "disabled" if (ok and u is not None) else "bad credentials")
             raise AuthenticationError("wrong user name or password")
-        if u.cidrs and not ip_allowed(ip, parse_cidrs(u.cidrs)):
-            self.store.audit(
-                actor=name,
-                action="auth.login",
-                outcome="denied",
-                detail={"ip": ip, "reason": "address not allowed"},
-            )
+        if not address_allowed(ip, self._allowlist(u)):
+            self._record_failure(attempt, "address not allowed")
             raise PermissionDenied(f"logins for {name!r} are not allowed from {ip}")
-        self._clear_failures(name)
+        self._succeeded(attempt)
         if u.password_hash and needs_rehash(u.password_hash):
             self.repo.update_user(u.id, password_hash=hash_password(password))
         existing = [self._state(r, u) for r in self.repo.user_sessions(u.id)]
@@ -114,7 +108,7 @@ class Sessions(Lockout):
             ip=ip,
             user_id=u.id,
             bindings=u.bindings,
-            cidrs=u.cidrs,
+            allowlist=self._allowlist(u),
             session_hash=r.id_hash,
             mfa_verified_at=self._dt(r.mfa_at),
             mfa_enabled=u.mfa_enabled,

@@ -2,7 +2,9 @@
 
 The plaintext is returned once at minting and stored only as its hash.  A token's scopes may not
 exceed what its owner's roles grant when it is minted; per request, ``authorize`` judges both the
-scopes and the owner's *current* roles.
+scopes and the owner's *current* roles.  Likewise a token's address allowlist may only narrow its
+owner's: minting refuses networks outside it, and per request the token is held to the
+intersection of its list and its owner's *current* one.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from shipwarden.adapters.store.access_repo import TokenRecord
-from shipwarden.domain.access import MATRIX, Binding, Permission
+from shipwarden.domain.access import MATRIX, Binding, Permission, outside_of
 from shipwarden.security.tokens import (
     ApiToken,
     TokenStatus,
@@ -41,7 +43,12 @@ class Tokens(AccessCore):
     ) -> tuple[str, TokenRecord]:
         """Mint a token for ``owner``; the plaintext is returned once and never stored."""
         u = self._user(owner)
-        parse_cidrs(cidrs)
+        wider = outside_of(parse_cidrs(cidrs), self._allowlist(u))
+        if wider:
+            raise InvalidInput(
+                f"a token can only narrow its owner's address allowlist: {', '.join(map(str, wider))} "
+                f"reaches outside {owner!r}'s ({', '.join(u.cidrs)})"
+            )
         now, ts = self._now()
         try:
             token, rec = issue_token(owner, name, scopes, now, ttl, services)
@@ -126,7 +133,7 @@ class Tokens(AccessCore):
             ip=ip,
             user_id=u.id,
             bindings=u.bindings,
-            cidrs=rec.cidrs or u.cidrs,
+            allowlist=self._allowlist(u, rec.cidrs),
             token_id=rec.id,
             token_scopes=rec.scopes,
             token_services=rec.services,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shipwarden.adapters.store.access_repo import AlreadyExists, UserRecord
-from shipwarden.domain.access import Binding
+from shipwarden.domain.access import Binding, Permission, is_allowed
 from shipwarden.security.passwords import hash_password
 from shipwarden.services.access.bindings import binding_text, parse_cidrs
 from shipwarden.services.access.core import AccessCore
@@ -61,6 +61,32 @@ class Users(AccessCore):
             )
         except AlreadyExists as exc:
             raise Conflict(str(exc)) from None
+
+    def create_first_user(
+        self,
+        actor: str,
+        name: str,
+        password: str | None,
+        bindings: Sequence[Binding],
+        cidrs: Sequence[str] = (),
+    ) -> UserRecord:
+        """The user that ends single-operator mode (see :meth:`check_first_user`)."""
+        self.check_first_user(name, bindings)
+        return self.create_user(actor, name, password, bindings, cidrs)
+
+    def check_first_user(self, name: str, bindings: Sequence[Binding]) -> None:
+        """May ``name`` with ``bindings`` be the first user?  Only an administrator: from then on
+        roles apply and only an admin manages users and tokens, so a first user without that role
+        would leave nobody able to create one."""
+        if self.repo.count_users() > 0:
+            raise Conflict("users exist already: this is not the first user")
+        if not all(is_allowed(bindings, p) for p in (Permission.USER_MANAGE, Permission.TOKEN_MANAGE)):
+            held = ", ".join(binding_text(b) for b in bindings) or "no role"
+            raise InvalidInput(
+                f"the first user must be an admin: creating {name!r} with {held} would end single-operator "
+                "mode with nobody able to manage users or tokens (only an admin can, and nobody could "
+                f"become one); create the administrator first: shipwarden user create NAME --role admin"
+            )
 
     def users(self) -> list[UserRecord]:
         return self.repo.users()

@@ -42,6 +42,7 @@ from shipwarden.services.changes.errors import (
     Unauthorized,
     UnknownChange,
     Unprocessable,
+    UnsupportedMedia,
 )
 from shipwarden.services.changes.evidence import KINDS, MAX_EVIDENCE_BYTES, EvidenceIntake
 from shipwarden.services.changes.evidence import _parse as _parse  # the evidence parsing tests call it
@@ -66,6 +67,7 @@ __all__ = [
     "NotConfigured",
     "StateConflict",
     "TooLarge",
+    "UnsupportedMedia",
     "Unauthorized",
     "UnknownChange",
     "Unprocessable",

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -21,6 +22,7 @@ from shipwarden.domain.delivery import DeliveryPolicy
 from shipwarden.domain.gates import Approval, GatePolicy
 from shipwarden.domain.policy import LoadedPolicy
 from shipwarden.services.changes.errors import NotConfigured
+from shipwarden.services.refusals import RefusalLog
 from shipwarden.services.rollout import RolloutService
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -49,6 +51,7 @@ class ChangeCore:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         schedule: Callable[[Callable[[], None]], None] | None = None,
         http_client: Callable[[], httpx.Client] | None = None,
+        refusals: RefusalLog | None = None,
     ) -> None:
         self.store = store
         self.repo = ChangesRepo(store)
@@ -62,6 +65,15 @@ class ChangeCore:
         self._http = http_client or (lambda: httpx.Client(timeout=5.0))
         self.base_dir = Path(policy.source).resolve().parent
         self._git: GitRepository | None = None
+        #: where refusals are audited; without one (CLI, tests) each is written directly
+        self.refusals = refusals
+
+    def _refused(self, *, source: str, actor: str, action: str, detail: dict[str, Any]) -> None:
+        """Audit one refused request (bounded per source when a ``RefusalLog`` is configured)."""
+        if self.refusals is not None:
+            self.refusals.refuse(source=source, actor=actor, action=action, detail=detail)
+        else:
+            self.store.audit(actor=actor, action=action, outcome="denied", detail=detail)
 
     # -- configuration ----------------------------------------------------------------------------------
     @property

@@ -48,5 +48,9 @@ class TooLarge(ChangeError):
     status = 413
 
 
+class UnsupportedMedia(ChangeError):
+    status = 415
+
+
 class NotConfigured(ChangeError):
     status = 503

@@ -7,7 +7,6 @@ by the domain parsers before anything is stored, so a malformed file is refused 
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime
 from typing import Any
@@ -24,6 +23,8 @@ from shipwarden.domain.evidence import (
     parse_sarif,
     sha256_digest,
 )
+from shipwarden.domain.gitref import branch_problem
+from shipwarden.domain.jsonlimits import JsonLimitError, loads_bounded
 from shipwarden.services.changes.core import _SHA, OPEN
 from shipwarden.services.changes.errors import BadRequest, ChangeError, TooLarge, Unprocessable
 from shipwarden.services.changes.gates import GateEvaluation
@@ -60,12 +61,19 @@ class EvidenceIntake(GateEvaluation):
 
         def refused(error: str) -> None:
             # whichever check refuses the upload, the audit log says what was sent and why
-            detail = {"commit": commit_sha, "kind": kind, "file": filename, "error": error}
-            self.store.audit(actor=actor, action="evidence.rejected", outcome="denied", detail=detail)
+            detail = {
+                "commit": str(commit_sha)[:80],
+                "kind": str(kind)[:40],
+                "file": filename,
+                "error": error[:500],
+            }
+            self._refused(source=actor, actor=actor, action="evidence.rejected", detail=detail)
 
         try:
             if not isinstance(commit_sha, str) or not _SHA.match(commit_sha):
                 raise BadRequest(f"commit must be a full 40-hex-digit sha, got {commit_sha!r}")
+            if branch is not None and (problem := branch_problem(branch)):
+                raise BadRequest(f"branch is not a valid git branch name: it {problem}")
             if kind not in KINDS:
                 raise BadRequest(f"unknown evidence kind {kind!r}; one of: {', '.join(KINDS)}")
             fixed = KINDS[kind]
@@ -123,48 +131,59 @@ def _parse(kind: str, data: bytes, source: str) -> Any:
     doc = _json_object(data, source)
     if kind == "backup":
         bid, at, ok = doc.get("backupId"), doc.get("verifiedAt"), doc.get("ok")
-        if not isinstance(bid, str) or not bid:
-            raise EvidenceError("expected a non-empty string", source=source, path="$.backupId")
+        bid = _text(bid, source, "$.backupId", 256)
         if not isinstance(ok, bool):
             raise EvidenceError("expected true or false", source=source, path="$.ok")
+        if not isinstance(at, str) or len(at) > 64:
+            raise EvidenceError("expected an ISO 8601 time string", source=source, path="$.verifiedAt")
         try:
-            when = datetime.fromisoformat(str(at).replace("Z", "+00:00"))
+            when = datetime.fromisoformat(at.replace("Z", "+00:00"))
         except ValueError:
             raise EvidenceError(
                 f"{at!r} is not an ISO 8601 time", source=source, path="$.verifiedAt"
             ) from None
         if when.tzinfo is None:
             raise EvidenceError(f"{at!r} has no timezone", source=source, path="$.verifiedAt")
-        return BackupVerification(bid, when, ok, str(doc.get("detail", "")))
+        detail = doc.get("detail", "")
+        if not isinstance(detail, str) or len(detail) > 4096:
+            raise EvidenceError(
+                "expected a string of at most 4096 characters", source=source, path="$.detail"
+            )
+        return BackupVerification(bid, when, ok, detail)
     migrations = doc.get("migrations", [])
     if not isinstance(migrations, list):
         raise EvidenceError("expected a list", source=source, path="$.migrations")
     out = []
     for i, m in enumerate(migrations):
-        if (
-            not isinstance(m, dict)
-            or not isinstance(m.get("name"), str)
-            or not isinstance(m.get("reversible"), bool)
-        ):
+        if not isinstance(m, dict) or not isinstance(m.get("reversible"), bool):
             raise EvidenceError(
                 "expected {name: string, reversible: bool}", source=source, path=f"$.migrations[{i}]"
             )
+        _text(m.get("name"), source, f"$.migrations[{i}].name", 256)
         out.append(Migration(m["name"], m["reversible"]))
     prev = doc.get("previousVersion")
-    if prev is not None and not isinstance(prev, str):
-        raise EvidenceError("expected a string", source=source, path="$.previousVersion")
+    if prev is not None:
+        _text(prev, source, "$.previousVersion", 128)  # deployments.to_version holds 128
     return RollbackPlan(prev, tuple(out))
 
 
+def _text(value: Any, source: str, path: str, limit: int) -> str:
+    """A non-empty, printable string of at most ``limit`` characters (it is stored and displayed)."""
+    if not isinstance(value, str) or not value:
+        raise EvidenceError("expected a non-empty string", source=source, path=path)
+    if len(value) > limit:
+        raise EvidenceError(f"longer than {limit} characters", source=source, path=path)
+    if not value.isprintable():
+        raise EvidenceError("contains a non-printable character", source=source, path=path)
+    return value
+
+
 def _json_object(data: bytes, source: str) -> dict[str, Any]:
+    """A JSON object within ``domain.jsonlimits``' bounds (depth, integer size, no NaN)."""
     try:
-        doc = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise EvidenceError("not UTF-8", source=source) from None
-    except json.JSONDecodeError as exc:
-        raise EvidenceError(
-            f"not JSON: {exc.msg}", source=source, line=exc.lineno, column=exc.colno
-        ) from None
+        doc = loads_bounded(data, max_depth=32)
+    except JsonLimitError as exc:
+        raise EvidenceError(exc.message, source=source, line=exc.line, column=exc.column) from None
     if not isinstance(doc, dict):
         raise EvidenceError("expected a JSON object", source=source, path="$")
     return doc

@@ -13,7 +13,7 @@ from typing import Any
 
 from shipwarden.adapters.store.changes_repo import Change
 from shipwarden.adapters.vcs.git import GitError
-from shipwarden.domain.evidence import Evidence, Migration, RollbackPlan
+from shipwarden.domain.evidence import BackupVerification, Evidence, Migration, RollbackPlan
 from shipwarden.domain.gates import ChangeFacts, GateResult, classify_change, evaluate_gates
 from shipwarden.services.changes.core import OPEN
 from shipwarden.services.changes.delivery import ContinuousDelivery
@@ -84,6 +84,20 @@ class GateEvaluation(Merging, ContinuousDelivery):
         )
         return out
 
+    def _backup_verifications(self, services: list[str]) -> dict[str, BackupVerification | None] | None:
+        """The newest stored restore test of each deployed service's database (``shipwarden db
+        verify``), when the policy declares databases for them; None: no managed database, the
+        gate falls back to uploaded evidence."""
+        from shipwarden.adapters.store.dr_repo import DrRepo
+        from shipwarden.services.dr.verify import as_gate_fact
+
+        declared = {d.service for d in self.loaded.policy.databases}
+        managed = [s for s in services if s in declared]
+        if not managed:
+            return None
+        repo = DrRepo(self.store)
+        return {s: as_gate_fact(next(iter(repo.verifications(s, limit=1)), None)) for s in managed}
+
     def evaluate(self, change_id: str) -> tuple[Change, list[GateResult]]:
         """Judge every gate for the change's head commit and record the result; no merge here."""
         change = self.repo.get_change(change_id)
@@ -97,6 +111,7 @@ class GateEvaluation(Merging, ContinuousDelivery):
             self._now(),
             commit_sha=change.head_sha,
             change=facts,
+            backups=self._backup_verifications(self.delivery.services),
         )
         results.append(self._branch_gate(change))
         classification: dict[str, Any] = {}

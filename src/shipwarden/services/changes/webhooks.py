@@ -1,14 +1,27 @@
-"""CI webhook intake (D2): signature, replay protection, then the stage result as ``ci`` evidence.
+"""CI webhook intake (D2): media type, signature, contract, replay protection, then one transaction.
 
-The provider signature is checked on the raw body (401 and nothing else on failure), then replay
-protection (``ReplayGuard``: seen delivery ids in ``webhook_deliveries``, CircleCI's signed
-``happened_at`` inside the window; 409 on a replay), then the stage result is stored as ``ci``
-evidence of its commit and the change for that commit and branch is (re-)evaluated.  Every refusal
-is audited with a digest of the body, never the body itself.
+In order, each refusal audited (a digest of the body, never the body) and nothing stored:
+
+1. ``Content-Type`` must be ``application/json`` (415), then the provider signature over the raw
+   body (401), then the body against the provider's documented contract (400, with the JSON path;
+   ``adapters.ci.contract``): a commit is 40 lower-case hex digits, a branch is a name git accepts,
+   statuses are in the provider's enum, ids and numbers fit their columns.
+2. Replay protection (409, ``domain.replay.ReplayGuard``): a delivery id already seen, a body whose
+   sha256 was already accepted (GitHub signs no id or time: a captured body re-sent under a new
+   ``X-GitHub-Delivery`` is a replay), or CircleCI's signed ``happened_at`` outside the window.
+3. **One transaction** (``ChangesRepo.atomic``): the delivery row (id + body digest), the ``ci``
+   evidence, the change created or relabelled, and each one's audit entry commit together or not
+   at all.  Before, they were separate commits: a failure after the first left a delivery row that
+   refused every redelivery as a duplicate, so that change could never be created.  Two identical
+   deliveries racing each other meet the primary key / unique digest: one commits, the other is
+   a 409.
+4. Then the change is evaluated (``progress``): gates, and a merge if approved, each step its own
+   persisted transition, as for evidence uploads and approvals.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -17,11 +30,20 @@ from typing import Any
 
 from shipwarden.adapters.ci.base import CiEvent, IgnoredEvent, PayloadError, SignatureError
 from shipwarden.adapters.ci.circleci import CircleCiWebhook
+from shipwarden.adapters.ci.contract import UnsupportedMediaType
 from shipwarden.adapters.ci.github import GitHubWebhook
+from shipwarden.adapters.store.changes_repo import ChangesTx, DuplicateDelivery
 from shipwarden.domain.evidence import sha256_digest
 from shipwarden.domain.replay import ReplayGuard
 from shipwarden.services.changes.core import _SHA
-from shipwarden.services.changes.errors import BadRequest, StateConflict, Unauthorized, UnknownChange
+from shipwarden.services.changes.errors import (
+    BadRequest,
+    ChangeError,
+    StateConflict,
+    Unauthorized,
+    UnknownChange,
+    UnsupportedMedia,
+)
 from shipwarden.services.changes.gates import GateEvaluation
 
 
@@ -41,40 +63,82 @@ class WebhookResult:
 class WebhookIntake(GateEvaluation):
     """Turns authenticated CI deliveries into evidence and changes."""
 
-    def receive_webhook(self, provider: str, headers: Mapping[str, str], body: bytes) -> WebhookResult:
-        """Authenticate, dedupe and record one CI delivery; then (re-)evaluate the change it is about."""
+    def receive_webhook(
+        self,
+        provider: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        source: str = "local",
+        access: Mapping[str, Any] | None = None,
+    ) -> WebhookResult:
+        """Authenticate, validate, dedupe and record one CI delivery; then (re-)evaluate its change.
+
+        ``source`` (the client address) keys the bound on refusal audit entries; ``access``
+        (method, path, ip) is added to each refusal's entry, which is also its access record."""
         if provider not in ("circleci", "github"):
             raise UnknownChange(f"unknown webhook provider {provider!r} (circleci, github)")
         actor = f"webhook:{provider}"
+        digest = hashlib.sha256(body).hexdigest()
+
+        def refuse(exc: ChangeError, event: CiEvent | None = None) -> ChangeError:
+            detail: dict[str, Any] = {
+                **(access or {}),
+                "status": exc.status,
+                "reason": exc.message[:500],
+                "body_sha256": digest,
+                "body_bytes": len(body),
+            }
+            if event is not None:
+                detail.update(id=event.event_id, commit=event.commit_sha, branch=event.branch)
+            self._refused(source=source, actor=actor, action="webhook.rejected", detail=detail)
+            return exc
+
         try:
             cfg = self.delivery.webhooks
             name = getattr(cfg, provider)
             secret = self.secrets(name) if name else None
+            receiver = (CircleCiWebhook if provider == "circleci" else GitHubWebhook)(secret or "")
             if not secret:
                 raise SignatureError(
                     f"no {provider} webhook secret is configured"
                     + (f" (secret {name!r} is not set)" if name else " (delivery.webhooks." + provider + ")")
                 )
-            receiver = CircleCiWebhook(secret) if provider == "circleci" else GitHubWebhook(secret)
             event = receiver.receive(headers, body)
+        except UnsupportedMediaType as exc:
+            raise refuse(UnsupportedMedia(f"unsupported media type: {exc}")) from None
         except SignatureError as exc:
-            self._reject(actor, 401, f"signature check failed: {exc}", body)
-            raise Unauthorized(f"signature check failed: {exc}") from None
+            raise refuse(Unauthorized(f"signature check failed: {exc}")) from None
         except IgnoredEvent as exc:
             self.store.audit(actor=actor, action="webhook.ignored", outcome="ok", detail={"reason": str(exc)})
             return WebhookResult(202, "ignored", str(exc))
         except PayloadError as exc:
-            self._reject(actor, 400, f"malformed payload: {exc}", body)
-            raise BadRequest(f"malformed {provider} payload: {exc}") from None
+            raise refuse(BadRequest(f"malformed {provider} payload: {exc}")) from None
 
         guard = ReplayGuard(window=timedelta(seconds=cfg.replay_window))
         decision = guard.decide(
-            event.event_id, event.delivered_at, self._now(), self.repo.seen_deliveries(provider)
+            event.event_id,
+            event.delivered_at,
+            self._now(),
+            self.repo.seen_deliveries(provider),
+            body_digest=digest,
+            seen_digests=self.repo.seen_bodies(provider),
         )
         if not decision.accepted:
             msg = f"replay refused ({decision.reason}): {decision.detail}"
-            self._reject(actor, 409, msg, body, event=event)
-            raise StateConflict(msg, reason=decision.reason)
+            raise refuse(StateConflict(msg, reason=decision.reason), event)
+        try:
+            result, change_id = self.repo.atomic(lambda tx: self._record(tx, event, digest))
+        except DuplicateDelivery as exc:  # an identical delivery committed first
+            msg = f"replay refused ({exc.reason}): {exc}"
+            raise refuse(StateConflict(msg, reason=exc.reason), event) from None
+        if change_id is None:
+            return result
+        change = self.progress(change_id)
+        return WebhookResult(202, "accepted", change.reason, change.id, change.status, result.evidence_id)
+
+    def _record(self, tx: ChangesTx, event: CiEvent, body_digest: str) -> tuple[WebhookResult, str | None]:
+        """Every write of one delivery, in the caller's transaction; the change to evaluate next."""
         summary = {
             "type": event.event_type,
             "commit": event.commit_sha,
@@ -83,26 +147,13 @@ class WebhookIntake(GateEvaluation):
             "status": event.stage_status.value if event.stage_status else None,
             "pipeline": event.pipeline_id,
         }
-        if not self.repo.record_delivery(provider, event.event_id, detail=summary):
-            msg = f"replay refused (duplicate): event {event.event_id} was already processed"
-            self._reject(actor, 409, msg, body, event=event)
-            raise StateConflict(msg, reason="duplicate")
-        return self._on_event(event)
-
-    def _reject(
-        self, actor: str, status: int, reason: str, body: bytes, event: CiEvent | None = None
-    ) -> None:
-        detail: dict[str, Any] = {"status": status, "reason": reason, "body_sha256": sha256_digest(body)}
-        if event is not None:
-            detail.update(id=event.event_id, commit=event.commit_sha, branch=event.branch)
-        self.store.audit(actor=actor, action="webhook.rejected", outcome="denied", detail=detail)
-
-    def _on_event(self, event: CiEvent) -> WebhookResult:
+        tx.record_delivery(event.provider, event.event_id, body_digest, detail=summary)
         check = event.as_check()
         sha = event.commit_sha
         if check is None or sha is None or not _SHA.match(sha):
             why = "carries no stage result" if check is None else "has no full commit sha"
-            return WebhookResult(202, "ignored", f"event {event.event_id} {why}")
+            return WebhookResult(202, "ignored", f"event {event.event_id} {why}"), None
+        actor = f"webhook:{event.provider}"
         pipeline = {
             "provider": event.provider,
             "pipeline_id": event.pipeline_id,
@@ -113,7 +164,7 @@ class WebhookIntake(GateEvaluation):
             "event_id": event.event_id,
             "raw_status": event.raw_status,
         }
-        ev = self.repo.add_evidence(
+        ev = tx.add_evidence(
             commit_sha=sha,
             kind="ci",
             category="ci",
@@ -121,29 +172,28 @@ class WebhookIntake(GateEvaluation):
             digest=sha256_digest(json.dumps(pipeline, sort_keys=True)),
             pipeline=pipeline,
             source_name=f"{event.provider}:{event.event_type}",
-            actor=f"webhook:{event.provider}",
+            actor=actor,
         )
         main = self.delivery.repository.main_branch
         if not event.branch or event.branch == main:
             what = f"CI result for {main}" if event.branch else "CI result without a branch"
-            return WebhookResult(202, "accepted", f"{what} recorded", evidence_id=ev.id)
-        change = self.repo.find_change(head_sha=sha, branch=event.branch)
+            return WebhookResult(202, "accepted", f"{what} recorded", evidence_id=ev.id), None
+        change = tx.find_change(head_sha=sha, branch=event.branch)
         if change is None:
-            change = self.repo.create_change(
+            change = tx.create_change(
                 repo=event.repository or self.delivery.repository.url,
                 branch=event.branch,
                 head_sha=sha,
-                actor=f"webhook:{event.provider}",
+                actor=actor,
                 pr_number=event.pull_requests[0] if event.pull_requests else None,
                 labels=event.labels,
             )
         elif event.labels and set(event.labels) != set(change.labels):
-            change = self.repo.update_change(
+            change = tx.update_change(
                 change.id,
-                actor=f"webhook:{event.provider}",
+                actor=actor,
                 action="change.labels",
                 labels=event.labels,
                 audit_detail={"labels": list(event.labels)},
             )
-        change = self.progress(change.id)
-        return WebhookResult(202, "accepted", change.reason, change.id, change.status, ev.id)
+        return WebhookResult(202, "accepted", change.reason, change.id, change.status, ev.id), change.id

@@ -187,11 +187,15 @@ class TestNormalisation:
             ("error", CiStatus.FAILED),
             ("canceled", CiStatus.CANCELED),
             ("unauthorized", CiStatus.FAILED),
-            ("brand-new-status", CiStatus.UNKNOWN),
         ],
     )
     def test_status_mapping_never_invents_success(self, raw: str, status: CiStatus) -> None:
         assert parse_circleci_event(json.dumps(workflow_event_vcs(raw)).encode()).status is status
+
+    def test_status_outside_the_documented_enum_is_refused(self) -> None:
+        with pytest.raises(PayloadError) as exc:
+            parse_circleci_event(json.dumps(workflow_event_vcs("brand-new-status")).encode())
+        assert exc.value.path == "$.workflow.status"
 
     def test_unknown_keys_ignored(self) -> None:
         doc = workflow_event_vcs()

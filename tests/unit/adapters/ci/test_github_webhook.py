@@ -26,6 +26,7 @@ def deliver(event: str, doc: dict[str, Any], delivery: str = "72d3162e-cc78-11e3
         "X-GitHub-Delivery": delivery,
         "X-Hub-Signature-256": "sha256=" + hmac_sha256_hex(SECRET, body),
         "User-Agent": "GitHub-Hookshot/044aadd",
+        "Content-Type": "application/json",
     }
     return headers, body
 

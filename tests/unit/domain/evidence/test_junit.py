@@ -164,3 +164,82 @@ class TestNeverUnderstates:
         assert report.tests >= len(outcomes)
         assert report.tests >= report.failures + report.errors + report.skipped
         assert report.passed == report.tests - report.failures - report.errors - report.skipped
+
+
+REAL = Path(__file__).parents[3] / "fixtures" / "real" / "junit"
+
+
+class TestCountsFromTestCases:
+    """Issue 11: declared totals are a cross-check; each test case is counted once."""
+
+    def test_phpunit_suite_with_own_cases_and_nested_suites_is_not_counted_twice(self) -> None:
+        # PHPUnit's outer suite declares tests="12" for its 2 own and 10 nested tests (read as 22 before).
+        report = parse_junit((REAL / "phpunit-nested-dorny.xml").read_bytes())
+        assert (report.tests, report.failures, report.errors, report.passed) == (12, 2, 0, 10)
+        assert report.notes == ()
+
+    def test_declared_failures_no_case_accounts_for_are_kept(self) -> None:
+        xml = (
+            '<testsuite name="s" tests="2" failures="2"><testcase name="a"/><testcase name="b"/></testsuite>'
+        )
+        report = parse_junit(xml)
+        assert (report.tests, report.failures) == (2, 2)
+        assert report.suites[0].unlisted_failures == 2
+        assert "declares 2 failures and errors, its test cases show 0" in report.notes[0]
+
+    def test_testcases_directly_under_testsuites_are_counted(self) -> None:
+        report = parse_junit('<testsuites><testcase name="a"><failure/></testcase></testsuites>')
+        assert (report.tests, report.failures) == (1, 1)
+
+
+class TestReruns:
+    def test_surefire_flaky_failure_is_passed_and_flaky(self) -> None:
+        report = parse_junit((REAL / "surefire-flaky-mikepenz.xml").read_bytes())
+        assert (report.tests, report.failures, report.errors, report.passed, report.flaky) == (1, 0, 0, 1, 1)
+        (case,) = report.suites[0].cases
+        assert case.flaky and case.outcome == "passed" and case.runs == 2
+
+    def test_surefire_reruns_count_once_per_test(self) -> None:
+        report = parse_junit((REAL / "surefire-reruns-enricomi.xml").read_bytes())
+        # failsAssertionAlways: failure + 3 rerunFailure = 1 failure; throwsAlways: 1 error; 2 flaky passes
+        assert (report.tests, report.failures, report.errors, report.passed, report.flaky) == (4, 1, 1, 2, 2)
+        runs = {c.name: c.runs for c in report.suites[0].cases}
+        assert runs == {
+            "throwsAlways": 4,
+            "failsAssertionAlways": 4,
+            "failsAssertionOnlyFirstAttempt": 2,
+            "throwsOnlyFirstAttempt": 2,
+        }
+
+    def test_a_test_listed_once_per_run_that_passed_on_rerun_is_one_flaky_pass(self) -> None:
+        # Gradle test-retry / web-test-runner write one <testcase> per run and count each failed run.
+        xml = (
+            '<testsuite name="s" tests="3" failures="1">'
+            '<testcase classname="C" name="retried"><failure message="flaky"/></testcase>'
+            '<testcase classname="C" name="retried"/>'
+            '<testcase classname="C" name="other"/>'
+            "</testsuite>"
+        )
+        report = parse_junit(xml)
+        assert (report.tests, report.failures, report.passed, report.flaky) == (2, 0, 2, 1)
+        assert report.notes == ()
+
+    def test_runs_that_all_failed_are_one_failure(self) -> None:
+        xml = (
+            '<testsuite name="s" tests="2" failures="2">'
+            '<testcase classname="C" name="t"><failure/></testcase>'
+            '<testcase classname="C" name="t"><failure/></testcase></testsuite>'
+        )
+        report = parse_junit(xml)
+        assert (report.tests, report.failures, report.flaky, report.notes) == (1, 1, 0, ())
+
+    def test_trainer_repetitions_fold_into_tests(self) -> None:
+        # fastlane trainer (Xcode retries): 4 tests, one flaky pass, one failure in every repetition
+        report = parse_junit((REAL / "xcode-trainer-retried-dorny.xml").read_bytes())
+        assert (report.tests, report.failures, report.passed, report.flaky) == (4, 1, 3, 1)
+        assert report.notes == ()
+
+    def test_rerun_failure_alone_still_fails(self) -> None:
+        xml = '<testsuite name="s"><testcase name="t"><rerunFailure message="boom"/></testcase></testsuite>'
+        report = parse_junit(xml)
+        assert (report.failures, report.flaky) == (1, 0)

@@ -157,3 +157,86 @@ class TestErrors:
         with pytest.raises(EvidenceError) as exc:
             parse_sarif("[]")
         assert exc.value.path == "$"
+
+
+class TestRealScannerQuirks:
+    """Issue 11: shapes real scanners write that were rejected or misread."""
+
+    @staticmethod
+    def run(rules: list[dict[str, object]], results: list[dict[str, object]], **extra: object) -> str:
+        driver = {"name": extra.pop("tool", "Snyk Open Source"), "rules": rules}
+        run = {"tool": {"driver": driver}, "results": results, **extra}
+        return json.dumps({"version": "2.1.0", "runs": [run]})
+
+    @pytest.mark.parametrize("value", ["undefined", "null", "", None])
+    def test_snyk_licence_issue_without_a_score_falls_back_to_the_level(self, value: object) -> None:
+        # Snyk Open Source writes "security-severity": "undefined" (or "null") on licence rules
+        rules = [{"id": "snyk:lic:pip:barman:GPL-3.0", "properties": {"security-severity": value}}]
+        results = [
+            {"ruleId": "snyk:lic:pip:barman:GPL-3.0", "level": "error", "message": {"text": "GPL-3.0"}}
+        ]
+        report = parse_sarif(self.run(rules, results))
+        (finding,) = report.findings
+        assert (finding.severity, finding.severity_source, finding.score) == (Severity.HIGH, "level", None)
+
+    def test_appscan_vendor_severity_is_used(self) -> None:
+        # HCL AppScan keeps its severity in result.properties.Severity and sets no level
+        results = [
+            {
+                "ruleId": "SA2251137538",
+                "message": {"text": "JQuery HTML Function Use"},
+                "properties": {
+                    "Severity": "High",
+                    "Status": "Open",
+                    "IssueType": "CrossSiteScripting.Reflected",
+                },
+            },
+            {
+                "ruleId": "SA3760839856",
+                "message": {"text": "Web, Local Storage Insecure"},
+                "properties": {"Severity": "Medium", "Status": "Open", "IssueType": "Validation.Required"},
+            },
+        ]
+        report = parse_sarif(self.run([], results, tool="HCL AppScan Static Analyzer"))
+        assert [(f.severity, f.severity_source) for f in report.findings] == [
+            (Severity.HIGH, "vendor"),
+            (Severity.MEDIUM, "vendor"),
+        ]
+
+    def test_a_crashed_run_is_incomplete_not_clean(self) -> None:
+        invocations = [
+            {
+                "executionSuccessful": False,
+                "exitCode": 2,
+                "toolExecutionNotifications": [{"level": "error", "message": {"text": "out of memory"}}],
+            }
+        ]
+        report = parse_sarif(self.run([], [], tool="Semgrep OSS", invocations=invocations))
+        assert report.findings == ()
+        (why,) = report.incomplete
+        assert why == (
+            "Semgrep OSS ($.runs[0]): the tool reports executionSuccessful: false (exit code 2): "
+            "out of memory"
+        )
+
+    def test_error_notifications_without_results_are_incomplete(self) -> None:
+        invocations = [
+            {"toolExecutionNotifications": [{"level": "error", "message": {"text": "parse error"}}]}
+        ]
+        report = parse_sarif(self.run([], [], tool="CodeQL", invocations=invocations))
+        assert report.incomplete and "parse error" in report.incomplete[0]
+
+    def test_error_notifications_beside_results_do_not_make_a_run_incomplete(self) -> None:
+        invocations = [
+            {
+                "executionSuccessful": True,
+                "toolExecutionNotifications": [{"level": "error", "message": {"text": "one file skipped"}}],
+            }
+        ]
+        results = [{"ruleId": "r", "level": "note", "message": {"text": "x"}}]
+        report = parse_sarif(self.run([], results, tool="CodeQL", invocations=invocations))
+        assert report.incomplete == ()
+
+    def test_passing_results_are_not_findings(self) -> None:
+        results = [{"ruleId": "r", "kind": "pass", "message": {"text": "held"}}]
+        assert parse_sarif(self.run([], results, tool="Checkov")).findings == ()

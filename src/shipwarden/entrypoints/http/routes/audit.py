@@ -1,4 +1,4 @@
-"""The central audit log: query, JSONL export, verification, checkpoints."""
+"""The central audit log: query, signed export bundle, verification, checkpoints."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shipwarden.domain.access import Permission
-from shipwarden.domain.audit import format_ts
+from shipwarden.domain.audit import ChainHead, format_ts
 from shipwarden.entrypoints.http.deps import ContainerDep, Principal, require
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -29,7 +29,7 @@ class Filters(BaseModel):
     source: Literal["shipwarden", "kubernetes"] | None = None
     deployment_id: str | None = None
     outcome: str | None = None
-    after_seq: int = 0
+    after_seq: int = Field(0, ge=0, le=2**63 - 1)  # a BIGINT column: larger was an OverflowError (500)
 
     def kwargs(self) -> dict[str, Any]:
         out = self.model_dump(exclude={"since", "until"}, exclude_none=True)
@@ -47,6 +47,8 @@ class VerifyOut(BaseModel):
     ok: bool
     entries_checked: int
     checkpoints_checked: int
+    anchors_checked: int
+    unsealed: int
     head_seq: int
     head_hash: str
     seq: int | None
@@ -60,6 +62,9 @@ class CheckpointOut(BaseModel):
     ts: str
     key_id: str
     signature: str
+    entries: int | None = None
+    prev: str | None = None
+    every: int | None = None
 
 
 @router.get("")
@@ -73,18 +78,31 @@ def query(
 
 @router.get("/export")
 def export(who: Exporter, c: ContainerDep, f: FiltersDep) -> StreamingResponse:
-    """JSON Lines, one entry per line with its canonical text and hash."""
+    """A signed bundle: JSON Lines, one entry per line with its canonical text and hash, then a
+    signed manifest; check it offline with `shipwarden audit verify-export FILE --public-key PEM`."""
     return StreamingResponse(c.audit.export(**f.kwargs()), media_type="application/x-ndjson")
 
 
 @router.get("/verify")
-def verify(who: Reader, c: ContainerDep, fast: bool = False) -> VerifyOut:
-    """Walk the whole chain and every signed checkpoint; says where the first problem is."""
-    r = c.audit.verify(fast=fast)
+def verify(
+    who: Reader,
+    c: ContainerDep,
+    fast: bool = False,
+    expect_head: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,18}:[0-9a-f]{64}$")] = None,
+) -> VerifyOut:
+    """Walk the whole chain, the checkpoint chain and grid, and the witness file (and
+    ``expect_head=SEQ:HASH``, a head kept elsewhere); says where the first problem is."""
+    head = None
+    if expect_head is not None:
+        seq, digest = expect_head.split(":")
+        head = ChainHead(int(seq), digest)
+    r = c.audit.verify(fast=fast, expect_head=head)
     return VerifyOut(
         ok=r.ok,
         entries_checked=r.entries_checked,
         checkpoints_checked=r.checkpoints_checked,
+        anchors_checked=r.anchors_checked,
+        unsealed=r.unsealed,
         head_seq=r.head.seq,
         head_hash=r.head.hash,
         seq=r.seq,

@@ -16,6 +16,7 @@ from shipwarden.adapters.store.repository import Deployment, NotFound
 from shipwarden.bootstrap import Services
 from shipwarden.domain.access import Permission, Target
 from shipwarden.domain.rollout import OperatorRequest, Phase
+from shipwarden.domain.version import Version
 from shipwarden.entrypoints.http.deps import ContainerDep, Principal, require
 from shipwarden.services.records import deployment_record
 from shipwarden.services.rollout import RolloutService
@@ -59,7 +60,7 @@ class DeploymentOut(BaseModel):
 
 
 class DeployIn(BaseModel):
-    version: str = Field(min_length=1, max_length=128)
+    version: Version  # the one version rule (domain/version.py): 422 with its message
     commit: str | None = Field(None, pattern=r"^[0-9a-f]{7,64}$")
 
 

@@ -6,11 +6,17 @@ named in ``delivery.webhooks``), never by an API token.  Answers:
 * 202 accepted (the change was evaluated; merge/deploy may follow) or ignored
   (an authentic event that carries no CI result, e.g. a ping);
 * 401 missing/wrong signature, or no secret configured — nothing stored;
-* 400 malformed payload (with the JSON path) — nothing stored;
-* 409 replay: an already-processed delivery id, or a signed timestamp outside
-  the replay window — nothing stored.
+* 400 payload outside the provider's documented contract (with the JSON path),
+  or a missing event header — nothing stored;
+* 409 replay: an already-processed delivery id or body, or a signed timestamp
+  outside the replay window — nothing stored;
+* 413 body over 25 MB (``limits.BodyLimit``, before the body is buffered);
+* 415 not ``application/json``.
 
-Every answer is audited (``webhook.*`` by the service, plus the access log).
+Every answer is audited: an accepted delivery by ``webhook.accepted`` plus the
+access log; a refusal by one ``webhook.rejected`` entry that is also its access
+record (method, path, address), written through the app's ``RefusalLog`` so an
+unauthenticated flood cannot grow the audit log without bound.
 A deployment that follows a merge runs in the background; the response does
 not wait for it.
 """
@@ -23,15 +29,13 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from shipwarden.bootstrap import Services, secret_lookup
-from shipwarden.entrypoints.http.deps import ContainerDep, audit_access
+from shipwarden.entrypoints.http.deps import ContainerDep, audit_access_async
 from shipwarden.services.changes import ChangeError, ChangeService, NotConfigured
 
 router = APIRouter(tags=["webhooks"])
-
-MAX_BODY = 25 * 1024 * 1024  # GitHub does not send payloads over 25 MB
-
 
 def _background(fn: Callable[[], None]) -> None:
     threading.Thread(target=fn, name="shipwarden-cd", daemon=True).start()
@@ -52,6 +56,7 @@ def change_service(request: Request, c: Services) -> ChangeService:
         state_dir=c.settings.state_dir,
         secrets=secret_lookup(c.settings, c.store, c.access),
         schedule=_background,
+        refusals=getattr(request.app.state, "refusals", None),
     )
     request.app.state.changes = svc
     return svc
@@ -65,19 +70,19 @@ def http_error(exc: ChangeError) -> HTTPException:
 
 
 async def _receive(provider: str, request: Request, c: Services) -> JSONResponse:
-    body = await request.body()
+    body = await request.body()  # at most limits.ROUTE_LIMITS[path]: BodyLimit answered 413 otherwise
     actor = f"webhook:{provider}"
+    ip = request.client.host if request.client else "unknown"
+    access = {"method": request.method, "path": request.url.path, "ip": ip, "via": "signature"}
     try:
-        if len(body) > MAX_BODY:
-            raise HTTPException(413, f"payload is {len(body)} bytes; the limit is {MAX_BODY}")
         svc = change_service(request, c)
-        result = svc.receive_webhook(provider, dict(request.headers), body)
-    except ChangeError as exc:
-        audit_access(
-            request, c, actor=actor, allowed=False, via="signature", reason=exc.message, status=exc.status
+        # database work and audit commits: off the event loop
+        result = await run_in_threadpool(
+            svc.receive_webhook, provider, dict(request.headers), body, source=ip, access=access
         )
+    except ChangeError as exc:
         raise http_error(exc) from None
-    audit_access(request, c, actor=actor, allowed=True, via="signature")
+    await audit_access_async(request, c, actor=actor, allowed=True, via="signature")
     return JSONResponse(result.as_dict(), status_code=result.status)
 
 

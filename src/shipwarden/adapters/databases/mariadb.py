@@ -1,0 +1,279 @@
+"""The MariaDB driver: status, GTID replication, promotion and fencing, checksums (over PyMySQL).
+
+One short-lived connection per operation, with connect *and* read time-outs: a frozen
+server (SIGSTOP) still completes the TCP handshake in the kernel, so only the read
+time-out notices it.  Semi-synchronous replication is configured to wait ``AFTER_SYNC``
+(MariaDB defaults to ``AFTER_COMMIT``, where other sessions can see a commit no replica
+has, and lose it on failover).
+
+Fencing is ``read_only=1`` (MariaDB has no ``super_read_only``; the administrative user
+bypasses ``read_only`` but the application's does not), then every client session is
+killed so an open transaction cannot commit afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+
+from shipwarden.domain.dr.gtid import GtidPosition
+from shipwarden.domain.dr.topology import Credentials, Endpoint, ReplicaStatus, ServerStatus
+from shipwarden.ports.databases import BinlogFile, DatabaseError
+
+__all__ = ["MariaDBDriver", "SYSTEM_SCHEMAS"]
+
+SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class MariaDBDriver:
+    engine = "mariadb"
+
+    def __init__(self, credentials: Credentials, *, connect_timeout: float = 2.0, read_timeout: float = 30.0):
+        self.credentials = credentials
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+
+    @contextmanager
+    def _conn(self, ep: Endpoint, timeout: float | None = None) -> Iterator[Any]:
+        """A connection whose handshake is bounded by the connect time-out too (a frozen server
+        accepts TCP in the kernel and then says nothing), and whose queries by ``timeout``."""
+        connect = timeout or self.connect_timeout
+        try:
+            conn = pymysql.connect(
+                host=ep.host,
+                port=ep.port,
+                user=self.credentials.user,
+                password=self.credentials.password or "",
+                connect_timeout=connect,
+                read_timeout=connect,
+                write_timeout=connect,
+                autocommit=True,
+                cursorclass=pymysql.cursors.DictCursor,
+            )
+        except pymysql.MySQLError as exc:
+            raise DatabaseError(f"{ep}: cannot connect: {exc}") from exc
+        conn._read_timeout = conn._write_timeout = timeout or self.read_timeout  # after the handshake
+        try:
+            yield conn
+        except pymysql.MySQLError as exc:
+            raise DatabaseError(f"{ep}: {exc}") from exc
+        finally:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a dead server: nothing to close politely
+                pass
+
+    def _rows(self, ep: Endpoint, sql: str, timeout: float | None = None) -> list[dict[str, Any]]:
+        with self._conn(ep, timeout) as c, c.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+
+    def _exec(self, ep: Endpoint, statements: Sequence[str], timeout: float | None = None) -> None:
+        with self._conn(ep, timeout) as c, c.cursor() as cur:
+            for sql in statements:
+                cur.execute(sql)
+
+    # -- observation ------------------------------------------------------------------------------
+    def ping(self, endpoint: Endpoint, timeout: float) -> str | None:
+        try:
+            self._rows(endpoint, "SELECT 1 AS ok", timeout)
+            return None
+        except DatabaseError as exc:
+            return str(exc)
+
+    def status(self, endpoint: Endpoint) -> ServerStatus:
+        with self._conn(endpoint) as c, c.cursor() as cur:
+            cur.execute(
+                "SELECT @@server_id AS sid, @@read_only AS ro, @@gtid_binlog_pos AS bp, "
+                "@@gtid_current_pos AS cp, @@version AS v"
+            )
+            v = cur.fetchone()
+            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', "
+                        "'Rpl_semi_sync_master_clients')")  # fmt: skip
+            st = {r["Variable_name"]: r["Value"] for r in cur.fetchall()}
+            cur.execute("SHOW MASTER STATUS")
+            m = cur.fetchone()
+        assert v is not None
+        semi = st.get("Rpl_semi_sync_master_status")
+        return ServerStatus(
+            endpoint=endpoint,
+            server_id=int(v["sid"]),
+            read_only=bool(int(v["ro"])),
+            gtid_binlog_pos=GtidPosition.parse(v["bp"]),
+            gtid_current_pos=GtidPosition.parse(v["cp"]),
+            semi_sync_master=None if semi is None else semi == "ON",
+            semi_sync_clients=int(st.get("Rpl_semi_sync_master_clients", 0) or 0),
+            binlog_file=m["File"] if m else None,
+            binlog_pos=int(m["Position"]) if m else None,
+            version=str(v["v"]),
+        )
+
+    def replica_status(self, endpoint: Endpoint) -> ReplicaStatus | None:
+        rows = self._rows(endpoint, "SHOW SLAVE STATUS")
+        if not rows:
+            return None
+        r = rows[0]
+        host, port = r.get("Master_Host") or "", int(r.get("Master_Port") or 0)
+        behind = r.get("Seconds_Behind_Master")
+        return ReplicaStatus(
+            endpoint=endpoint,
+            source=Endpoint(host, port) if host and port else None,
+            io_running=str(r.get("Slave_IO_Running") or "No"),
+            sql_running=r.get("Slave_SQL_Running") == "Yes",
+            last_io_error=str(r.get("Last_IO_Error") or ""),
+            last_sql_error=str(r.get("Last_SQL_Error") or ""),
+            seconds_behind=None if behind is None else int(behind),
+            gtid_io_pos=GtidPosition.parse(r.get("Gtid_IO_Pos")),
+            gtid_slave_pos=GtidPosition.parse(self._rows(endpoint, "SELECT @@gtid_slave_pos AS p")[0]["p"]),
+        )
+
+    def binlogs(self, endpoint: Endpoint) -> list[BinlogFile]:
+        return [
+            BinlogFile(r["Log_name"], int(r["File_size"])) for r in self._rows(endpoint, "SHOW BINARY LOGS")
+        ]
+
+    def binlog_start(self, endpoint: Endpoint, file: str) -> GtidPosition:
+        rows = self._rows(endpoint, f"SELECT BINLOG_GTID_POS({_lit(file)}, 4) AS p")
+        return GtidPosition.parse(rows[0]["p"] if rows else "")
+
+    def wait_applied(self, endpoint: Endpoint, position: GtidPosition, timeout: float) -> bool:
+        if not position:
+            return True
+        rows = self._rows(
+            endpoint, f"SELECT MASTER_GTID_WAIT({_lit(str(position))}, {float(timeout)}) AS r", timeout + 5
+        )
+        return bool(rows) and int(rows[0]["r"]) == 0
+
+    # -- changes ----------------------------------------------------------------------------------
+    def configure_primary(self, endpoint: Endpoint, *, semi_sync: bool, semi_sync_timeout: float) -> None:
+        self._exec(
+            endpoint,
+            [
+                f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if semi_sync else 'OFF'}",
+                "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'",
+                f"SET GLOBAL rpl_semi_sync_master_timeout = {int(semi_sync_timeout * 1000)}",
+            ],
+        )
+
+    def promote(
+        self, endpoint: Endpoint, *, semi_sync: bool, semi_sync_timeout: float, writable: bool = True
+    ) -> None:
+        ms = int(semi_sync_timeout * 1000)
+        self._exec(
+            endpoint,
+            [
+                "STOP SLAVE",
+                "RESET SLAVE ALL",
+                f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if semi_sync else 'OFF'}",
+                "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'",
+                f"SET GLOBAL rpl_semi_sync_master_timeout = {ms}",
+                *(["SET GLOBAL read_only = 0"] if writable else []),
+            ],
+        )
+
+    def set_writable(self, endpoint: Endpoint) -> None:
+        self._exec(endpoint, ["SET GLOBAL read_only = 0"])
+
+    def stop_receiving(self, endpoint: Endpoint) -> None:
+        self._exec(endpoint, ["STOP SLAVE IO_THREAD"])
+
+    def fence(self, endpoint: Endpoint) -> int:
+        with self._conn(endpoint) as c, c.cursor() as cur:
+            cur.execute("SET GLOBAL read_only = 1")
+            cur.execute(
+                "SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
+            )
+            killed = 0
+            for row in cur.fetchall():
+                if row["USER"] in ("system user", "event_scheduler") or str(row["COMMAND"]).startswith(
+                    ("Binlog Dump", "Daemon", "Slave_")
+                ):
+                    continue
+                try:
+                    cur.execute(f"KILL CONNECTION {int(row['ID'])}")
+                    killed += 1
+                except pymysql.MySQLError:
+                    pass  # it ended by itself meanwhile
+            return killed
+
+    def replicate_from(
+        self,
+        endpoint: Endpoint,
+        source: Endpoint,
+        credentials: Credentials,
+        *,
+        semi_sync: bool,
+        start_at: GtidPosition | None = None,
+    ) -> None:
+        statements = ["SET GLOBAL read_only = 1", "STOP SLAVE"]
+        if start_at is not None:
+            statements.append(f"SET GLOBAL gtid_slave_pos = {_lit(str(start_at))}")
+        statements += [
+            f"CHANGE MASTER TO MASTER_HOST = {_lit(source.host)}, MASTER_PORT = {int(source.port)}, "
+            f"MASTER_USER = {_lit(credentials.user)}, MASTER_PASSWORD = {_lit(credentials.password or '')}, "
+            "MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1",
+            f"SET GLOBAL rpl_semi_sync_slave_enabled = {'ON' if semi_sync else 'OFF'}",
+            # a replica acting as a semi-sync primary would wait for acks from nobody at each applied commit
+            "SET GLOBAL rpl_semi_sync_master_enabled = OFF",
+            "START SLAVE",
+        ]
+        self._exec(endpoint, statements)
+
+    # -- checksums --------------------------------------------------------------------------------
+    def _tables(self, cur: Any, schemas: Sequence[str]) -> list[str]:
+        if schemas:
+            where = "TABLE_SCHEMA IN (" + ",".join(_lit(s) for s in schemas) + ")"
+        else:
+            where = "TABLE_SCHEMA NOT IN (" + ",".join(_lit(s) for s in SYSTEM_SCHEMAS) + ")"
+        cur.execute(
+            "SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t FROM information_schema.TABLES "
+            f"WHERE TABLE_TYPE = 'BASE TABLE' AND {where} ORDER BY 1, 2"
+        )
+        return [f"{r['s']}.{r['t']}" for r in cur.fetchall()]
+
+    def _checksum(self, cur: Any, tables: Sequence[str]) -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for i in range(0, len(tables), 50):
+            chunk = tables[i : i + 50]
+            names = ", ".join(".".join(_q(p) for p in t.split(".", 1)) for t in chunk)
+            cur.execute(f"CHECKSUM TABLE {names} EXTENDED")
+            for row in cur.fetchall():
+                out[str(row["Table"])] = None if row["Checksum"] is None else int(row["Checksum"])
+        return out
+
+    def checksums(self, endpoint: Endpoint, schemas: Sequence[str]) -> dict[str, int | None]:
+        with self._conn(endpoint) as c, c.cursor() as cur:
+            return self._checksum(cur, self._tables(cur, schemas))
+
+    def consistent_checksums(
+        self, endpoint: Endpoint, schemas: Sequence[str]
+    ) -> tuple[GtidPosition, dict[str, int | None]]:
+        with self._conn(endpoint) as c, c.cursor() as cur:
+            cur.execute("SHOW SLAVE STATUS")
+            replica = cur.fetchone() is not None
+            if replica:
+                cur.execute("STOP SLAVE SQL_THREAD")
+                query = "SELECT @@gtid_slave_pos AS p"
+            else:
+                cur.execute("FLUSH TABLES WITH READ LOCK")
+                query = "SELECT @@gtid_binlog_pos AS p"
+            try:
+                tables = self._tables(cur, schemas)
+                cur.execute(query)
+                row = cur.fetchone()
+                sums = self._checksum(cur, tables)
+            finally:
+                cur.execute("START SLAVE SQL_THREAD" if replica else "UNLOCK TABLES")
+            return GtidPosition.parse(row["p"] if row else ""), sums

@@ -1,0 +1,119 @@
+"""What every router driver shares: table validation, the table's file form, real probes,
+atomic files and a lock that serializes changes across processes.
+
+Drivers import this module, never each other (`.importlinter`: drivers are independent).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shipwarden.adapters.routers.base import Pool, ProbeResult, RouterError, Routes
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ADDR_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):(\d{1,5})$")  # IPs only
+ROUTES = ("production", "preview")
+VERSION_HEADER = "X-Shipwarden-Version"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write via a temp file + rename so readers (a proxy at start) never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path``: serializes router changes across processes
+    (threads of one process serialize on the driver's own lock first)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def routes_to_json(routes: Routes) -> dict[str, Any]:
+    """The wire/file form of a routing table."""
+    return {r: [{"version": p.version, "weight": p.weight, "addresses": list(p.addresses)}
+                for p in getattr(routes, r)] for r in ROUTES}
+
+
+def routes_from_json(data: dict[str, Any]) -> Routes:
+    pools = {r: tuple(Pool(i["version"], tuple(i["addresses"]), int(i["weight"])) for i in data.get(r, []))
+             for r in ROUTES}
+    return Routes(**pools)
+
+
+def validate_routes(service: str, routes: Routes) -> None:
+    """Reject a table the data plane cannot serve, before anything is changed."""
+    if not NAME_RE.match(service):
+        raise RouterError(f"invalid service name {service!r}")
+    for name in ROUTES:
+        pools: tuple[Pool, ...] = getattr(routes, name)
+        seen: set[str] = set()
+        for p in pools:
+            if not p.version or any(ord(c) < 32 or c.isspace() for c in p.version) or p.version in seen:
+                raise RouterError(f"{service}/{name}: empty, invalid or duplicate version {p.version!r}")
+            seen.add(p.version)
+            if not isinstance(p.weight, int) or not 0 <= p.weight <= 100:
+                raise RouterError(f"{service}/{name}: weight of {p.version} must be an integer 0..100")
+            if p.weight > 0 and not p.addresses:
+                raise RouterError(f"{service}/{name}: pool {p.version} has weight but no addresses")
+            for addr in p.addresses:
+                m = ADDR_RE.match(addr)
+                if not m or max(map(int, m.groups()[:4])) > 255 or not 0 < int(m[5]) < 65536:
+                    raise RouterError(f"{service}/{name}: address {addr!r} is not ipv4:port")
+        if name == "production" and pools and sum(p.weight for p in pools) != 100:
+            raise RouterError(f"{service}/production: weights sum to {sum(p.weight for p in pools)}, not 100")
+
+
+def probe(url: str, requests: int, timeout: float) -> ProbeResult:
+    """Send real requests to ``url``; count the router's version label per answer.
+
+    Transport errors and 5xx answers (including the router's own 503 "no pool") count as
+    failures; 5xx that carry a version label (the instance answered) are also counted per
+    version."""
+    result = ProbeResult()
+    with httpx.Client(timeout=timeout, trust_env=False) as client:
+        for _ in range(requests):
+            try:
+                resp = client.get(url)
+            except httpx.HTTPError:
+                result.failures += 1
+                continue
+            version = resp.headers.get(VERSION_HEADER)
+            if resp.status_code >= 500 or version is None:
+                result.failures += 1
+                if version is not None:  # the version itself answered 5xx
+                    result.server_errors[version] += 1
+            else:
+                result.versions[version] += 1
+    return result

@@ -1,0 +1,109 @@
+-- shipwarden per-version metrics inside HAProxy (HaproxyRouter).
+--
+-- Routing itself needs no Lua: the frontend picks a version slot from a range map
+-- (rand(100) -> slot) that the Runtime API replaces atomically.  Lua only counts, because
+-- HAProxy's own counters are per server and per backend (a slot changes version over time)
+-- and it has no latency histograms, which the canary judge needs.
+--
+-- The state is one Lua state shared by all threads (`lua-load`, not `lua-load-per-thread`),
+-- so counters need no merging; each action holds the Lua lock for a few microseconds.
+-- Exposed in the same Prometheus text as the nginx driver's, so both report alike:
+--   shipwarden_router_requests_total{service,route,version,code}
+--   shipwarden_router_request_duration_seconds_bucket{service,route,version,le}
+-- Counted are responses an instance gave (http-response); a request HAProxy answers
+-- itself (every instance of the version unreachable after retries) is not a version's
+-- response: it shows up as a probe failure and in the health checks, not here.
+
+local BUCKET_BASE, BUCKET_GROWTH, BUCKET_COUNT = 0.001, 1.25, 47
+local BUCKETS, BUCKET_LABELS = {}, {}
+for i = 1, BUCKET_COUNT do
+    BUCKETS[i] = BUCKET_BASE * BUCKET_GROWTH ^ (i - 1)
+    BUCKET_LABELS[i] = string.format("%.6g", BUCKETS[i])
+end
+local LOG_GROWTH = math.log(BUCKET_GROWTH)
+
+local function bucket_index(elapsed)
+    if elapsed <= BUCKET_BASE then return 1 end
+    local i = math.ceil(math.log(elapsed / BUCKET_BASE) / LOG_GROWTH) + 1
+    if i > BUCKET_COUNT + 1 then i = BUCKET_COUNT + 1 end
+    while i > 1 and elapsed <= BUCKETS[i - 1] do i = i - 1 end
+    while i <= BUCKET_COUNT and elapsed > BUCKETS[i] do i = i + 1 end
+    return i
+end
+
+local requests = {}   -- "service\troute\tversion\tcode" -> count
+local hist = {}       -- "service\troute\tversion" -> { counts = {}, sum = 0 }
+
+local function now_us()
+    local t = core.now()
+    return t.sec * 1000000 + t.usec
+end
+
+core.register_action("sw_start", { "http-req" }, function(txn)
+    txn:set_var("txn.sw_t0", now_us())
+end)
+
+core.register_action("sw_count", { "http-res" }, function(txn)
+    local version = txn:get_var("txn.sw_ver")
+    if version == nil then return end
+    local labels = txn:get_var("txn.sw_service") .. "\t" .. txn:get_var("txn.sw_route") .. "\t" .. version
+    local key = labels .. "\t" .. tostring(txn.sf:status())
+    requests[key] = (requests[key] or 0) + 1
+    local t0 = txn:get_var("txn.sw_t0")
+    local elapsed = t0 and math.max(0, now_us() - t0) / 1e6 or 0
+    local h = hist[labels]
+    if h == nil then
+        h = { counts = {}, sum = 0 }
+        hist[labels] = h
+    end
+    local i = bucket_index(elapsed)
+    h.counts[i] = (h.counts[i] or 0) + 1
+    h.sum = h.sum + elapsed
+end)
+
+local function quote(s)
+    return '"' .. s:gsub('[%c"\\]', function(c) return string.format("\\x%02x", c:byte()) end) .. '"'
+end
+
+local function split(key)
+    local f = {}
+    for part in key:gmatch("[^\t]+") do f[#f + 1] = part end
+    return f
+end
+
+local function render()
+    local lines = {
+        "# HELP shipwarden_router_requests_total Requests through the router by service, route, version, status.",
+        "# TYPE shipwarden_router_requests_total counter",
+    }
+    for key, v in pairs(requests) do
+        local f = split(key)
+        lines[#lines + 1] = string.format(
+            'shipwarden_router_requests_total{service=%s,route=%s,version=%s,code=%s} %d',
+            quote(f[1]), quote(f[2]), quote(f[3]), quote(f[4]), v)
+    end
+    lines[#lines + 1] = "# HELP shipwarden_router_request_duration_seconds Time from request to response, per version."
+    lines[#lines + 1] = "# TYPE shipwarden_router_request_duration_seconds histogram"
+    for key, h in pairs(hist) do
+        local f = split(key)
+        local base = string.format("{service=%s,route=%s,version=%s", quote(f[1]), quote(f[2]), quote(f[3]))
+        local cum = 0
+        for i = 1, BUCKET_COUNT + 1 do
+            cum = cum + (h.counts[i] or 0)
+            lines[#lines + 1] = string.format('shipwarden_router_request_duration_seconds_bucket%s,le="%s"} %d',
+                base, BUCKET_LABELS[i] or "+Inf", cum)
+        end
+        lines[#lines + 1] = string.format("shipwarden_router_request_duration_seconds_sum%s} %.6f", base, h.sum)
+        lines[#lines + 1] = string.format("shipwarden_router_request_duration_seconds_count%s} %d", base, cum)
+    end
+    return table.concat(lines, "\n") .. "\n"
+end
+
+core.register_service("sw_metrics", "http", function(applet)
+    local body = render()
+    applet:set_status(200)
+    applet:add_header("content-type", "text/plain; version=0.0.4")
+    applet:add_header("content-length", tostring(#body))
+    applet:start_response()
+    applet:send(body)
+end)

@@ -1,0 +1,130 @@
+"""Group commit of audit entries that must be stored before a request is answered (E5).
+
+Every access is audited, allowed or denied, and the entry must exist before the request takes
+effect: a crash may leave an access audited but unanswered, never answered but unaudited.  With
+one transaction per entry that costs a database commit per request, all of them contending for
+the head of one hash chain — under concurrency the requests queue behind each other's commits
+(SQLite's single writer, retries on the seq a concurrent writer took).
+
+Instead each caller hands its draft to :class:`AuditWriter` and waits for a future; one writer
+thread takes everything queued, links it after the chain's head and stores it in *one*
+transaction (with any checkpoint it makes due), then resolves every future with its entry's seq.
+While a commit runs, the next requests queue up and go together in the next one: batches grow
+with the load, without a timer or a linger, so a lone request waits for one commit only.
+
+Durability is unchanged: a caller's future resolves only after the transaction holding its entry
+committed; if the commit fails, every caller of that batch gets the exception (the request then
+fails rather than proceed unaudited).  A draft the chain refuses (``AuditError``) fails alone:
+the batch is retried entry by entry.  :meth:`AuditWriter.close` stops taking drafts and returns
+once everything already queued is committed (``serve`` calls it on shutdown; an ``atexit`` hook
+covers other processes).  Async callers await the future (``asyncio.wrap_future``) without
+holding a thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+
+from shipwarden.domain.audit import AuditError, ChainHead, EntryDraft, check_draft
+
+__all__ = ["AuditWriter"]
+
+_Item = tuple[EntryDraft, "Future[int]"]
+
+
+class AuditWriter:
+    """One writer thread committing queued drafts in batches through ``commit``.
+
+    ``commit(drafts)`` links and stores the drafts in one transaction and returns the new head
+    (the drafts are the ``len(drafts)`` entries up to it)."""
+
+    def __init__(
+        self, commit: Callable[[Sequence[EntryDraft]], ChainHead], *, max_batch: int = 1000
+    ) -> None:
+        self._commit = commit
+        self.max_batch = max_batch
+        self._q: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.batches = 0
+        """Transactions committed (for tests and benchmarks: entries / batches = mean batch)."""
+        self.committed = 0
+
+    def submit(self, draft: EntryDraft) -> Future[int]:
+        """Queue ``draft``; the future resolves to its seq once committed.  A draft the chain would
+        refuse raises ``AuditError`` here, before anything is queued."""
+        check_draft(draft)
+        fut: Future[int] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the audit writer is closed: no more entries are accepted")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._thread.start()
+                atexit.register(self.close)
+            self._q.put((draft, fut))
+        return fut
+
+    def record(self, draft: EntryDraft, timeout: float | None = 60.0) -> int:
+        """Queue ``draft`` and wait until it is committed; its seq."""
+        return self.submit(draft).result(timeout)
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Refuse new drafts, commit everything queued, stop the thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            self._q.put(None)
+        if thread is not None:
+            thread.join(timeout)
+        atexit.unregister(self.close)
+
+    # -- the writer thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[_Item]) -> None:
+        try:
+            head = self._commit([d for d, _ in batch])
+        except AuditError as exc:
+            if len(batch) > 1:  # one refused draft must not fail the others
+                for item in batch:
+                    self._write([item])
+            else:
+                batch[0][1].set_exception(exc)
+            return
+        except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it, whatever it is
+            for _, fut in batch:
+                fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.batches += 1
+        self.committed += len(batch)
+        first = head.seq - len(batch) + 1
+        for i, (_, fut) in enumerate(batch):
+            fut.set_result(first + i)

@@ -1,0 +1,164 @@
+"""FakeRouter: routing tables in a dict, probes answered by a backend lookup, failures on demand.
+
+It keeps the router contract of ``adapters/routers/base.py`` the way NginxRouter does: a table
+the data plane could not serve is refused (RouterError) and changes nothing; ``current`` is what
+was last applied; ``probe`` picks a version by weight for each request, an instance of it round
+robin, and on a refused connection retries another instance of the same version first, then of
+the route's other pools (as the Lua balancer does); a route with no pool answers 503.
+``backend(address)`` says who answers there: ``(version, status)`` or None (connection refused).
+Weighted choice is deterministic (smooth weighted round robin), so tests need no tolerance.
+
+``ignore_applies``: ``apply`` returns but the data plane keeps its old table (a proxy that did
+not take the change) — the case the reconciler's convergence probes exist for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+from shipwarden.adapters.routers.base import Listener, Pool, ProbeResult, RouterError, Routes
+from tests.fakes.faults import Faults
+
+Backend = Callable[[str], "tuple[str, int] | None"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_ADDR = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):(\d{1,5})$")
+MAX_RETRIES = 4
+
+
+class FakeRouter:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.faults = Faults(RouterError)
+        self.running = False
+        self.listeners: dict[str, Listener] = {}
+        self.tables: dict[str, Routes] = {}
+        self.applied: list[tuple[str, Routes]] = []  # every table the data plane took, in order
+        self.on_apply: list[Callable[[str, Routes], None]] = []
+        self.ignore_applies = False
+        self.reloads = 0
+        self._credit: dict[tuple[str, str], dict[str, int]] = {}  # smooth WRR state per route
+        self._rr: dict[tuple[str, str, str], int] = {}  # round robin per pool
+
+    # -- TrafficRouter -----------------------------------------------------------------------
+    def start(self) -> None:
+        self.faults.check("start")
+        self.running = True
+
+    def stop(self) -> None:
+        self.running = False
+
+    def ensure_listener(self, listener: Listener) -> None:
+        self.ensure_listeners([listener])
+
+    def ensure_listeners(self, listeners: Sequence[Listener]) -> None:
+        self.faults.check("ensure_listeners")
+        for x in listeners:
+            if not _NAME.match(x.service):
+                raise RouterError(f"invalid service name {x.service!r}")
+        wanted = {**self.listeners, **{x.service: x for x in listeners}}
+        ports = [(x.host, p) for x in wanted.values() for p in (x.port, x.preview_port)]
+        if len(set(ports)) != len(ports):
+            raise RouterError(f"port conflict among listeners: {sorted(ports)}")
+        if wanted != self.listeners and self.running:
+            self.reloads += 1
+        self.listeners = wanted
+
+    def apply(self, service: str, routes: Routes) -> None:
+        self.faults.check("apply")
+        if not self.running:
+            raise RouterError("the router is not running")
+        _validate(service, routes)
+        if self.ignore_applies:
+            return
+        self.tables[service] = routes
+        self.applied.append((service, routes))
+        for hook in self.on_apply:
+            hook(service, routes)
+
+    def current(self, service: str) -> Routes | None:
+        self.faults.check("current")
+        if not self.running:
+            raise RouterError("the router is not running")
+        return self.tables.get(service)
+
+    def probe(self, service: str, route: str, requests: int) -> ProbeResult:
+        self.faults.check("probe")
+        if service not in self.listeners or route not in ("production", "preview"):
+            raise RouterError(f"no listener for {service!r} route {route!r}")
+        table = self.tables.get(service) if self.running else None
+        pools = tuple(getattr(table, route)) if table is not None else ()
+        result = ProbeResult()
+        for _ in range(requests):
+            answer = self._request(service, route, pools)
+            if answer is None:
+                result.failures += 1
+                continue
+            version, status = answer
+            if status >= 500:
+                result.failures += 1
+                result.server_errors[version] += 1
+            else:
+                result.versions[version] += 1
+        return result
+
+    # -- the balancer --------------------------------------------------------------------------
+    def _request(self, service: str, route: str, pools: tuple[Pool, ...]) -> tuple[str, int] | None:
+        live = [p for p in pools if p.weight > 0 and p.addresses]
+        if not live:
+            return None  # 503: no pool serves the route
+        chosen = self._pick(service, route, live)
+        order = self._peers(service, route, chosen) + [
+            a for p in live if p is not chosen for a in p.addresses
+        ] + [a for p in pools if p not in live for a in p.addresses]  # fmt: skip
+        npeers = sum(len(p.addresses) for p in pools)
+        for address in order[: 1 + min(npeers - 1, MAX_RETRIES)]:
+            answer = self.backend(address)
+            if answer is not None:
+                return answer
+        return None  # 502: every attempt refused
+
+    def _pick(self, service: str, route: str, live: list[Pool]) -> Pool:
+        credit = self._credit.setdefault((service, route), {})
+        total = sum(p.weight for p in live)
+        for p in live:
+            credit[p.version] = credit.get(p.version, 0) + p.weight
+        best = max(live, key=lambda p: credit[p.version])
+        credit[best.version] -= total
+        return best
+
+    def _peers(self, service: str, route: str, pool: Pool) -> list[str]:
+        key = (service, route, pool.version)
+        n = self._rr.get(key, 0)
+        self._rr[key] = n + 1
+        k = n % len(pool.addresses)
+        return list(pool.addresses[k:] + pool.addresses[:k])
+
+    # -- test controls -----------------------------------------------------------------------
+    def production_addresses(self, service: str) -> set[str]:
+        """Addresses production traffic can reach now (pools with weight)."""
+        table = self.tables.get(service)
+        return {a for p in (table.production if table else ()) if p.weight > 0 for a in p.addresses}
+
+
+def _validate(service: str, routes: Routes) -> None:
+    if not _NAME.match(service):
+        raise RouterError(f"invalid service name {service!r}")
+    for name in ("production", "preview"):
+        pools: tuple[Pool, ...] = getattr(routes, name)
+        seen: set[str] = set()
+        for p in pools:
+            if not p.version or p.version in seen:
+                raise RouterError(f"{service}/{name}: empty or duplicate version {p.version!r}")
+            seen.add(p.version)
+            if not isinstance(p.weight, int) or not 0 <= p.weight <= 100:
+                raise RouterError(f"{service}/{name}: weight of {p.version} must be an integer 0..100")
+            if p.weight > 0 and not p.addresses:
+                raise RouterError(f"{service}/{name}: pool {p.version} has weight but no addresses")
+            for addr in p.addresses:
+                m = _ADDR.match(addr)
+                if not m or max(map(int, m.groups()[:4])) > 255 or not 0 < int(m[5]) < 65536:
+                    raise RouterError(f"{service}/{name}: address {addr!r} is not ipv4:port")
+        if name == "production" and pools and sum(p.weight for p in pools) != 100:
+            raise RouterError(f"{service}/production: weights sum to {sum(p.weight for p in pools)}, not 100")

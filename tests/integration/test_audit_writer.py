@@ -1,0 +1,116 @@
+"""The group commit of access entries (issue 9, class 12): nothing lost, nothing unaudited.
+
+Against the real store (SQLite file, MariaDB, PostgreSQL): many threads record entries at once,
+the writer is held inside a commit while they queue, and is closed with entries still queued.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from shipwarden.adapters.store.engine import make_engine, migrate
+from shipwarden.adapters.store.repository import Store
+from shipwarden.domain.audit import AuditError, ChainHead, EntryDraft
+from shipwarden.services.audit import AuditService
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def audit(database_url: str) -> Iterator[AuditService]:
+    engine = make_engine(database_url)
+    migrate(engine)
+    svc = AuditService(Store(engine), Ed25519PrivateKey.generate(), lambda: datetime(2031, 3, 4, tzinfo=UTC),
+                       checkpoint_every=7)  # fmt: skip
+    yield svc
+    svc.close()
+    engine.dispose()
+
+
+class Gate:
+    """Holds the writer inside its first commit until released, so the next entries queue up."""
+
+    def __init__(self, svc: AuditService) -> None:
+        self.open, self.entered = threading.Event(), threading.Event()
+        self.real = svc.writer._commit
+        self.first = True
+        svc.writer._commit = self  # type: ignore[assignment]
+
+    def __call__(self, drafts: Sequence[EntryDraft]) -> ChainHead:
+        if self.first:
+            self.first = False
+            self.entered.set()
+            assert self.open.wait(30)
+        return self.real(drafts)
+
+
+def _access(svc: AuditService, i: int) -> None:
+    svc.access(actor=f"user{i}", allowed=i % 3 != 0, method="GET", path=f"/x/{i}", ip="127.0.0.1",
+               via="token", permission="deployment.read")  # fmt: skip
+
+
+def test_concurrent_accesses_share_transactions_and_all_are_committed(audit: AuditService) -> None:
+    gate = Gate(audit)
+    n = 60
+    threads = [threading.Thread(target=_access, args=(audit, i)) for i in range(n)]
+    threads[0].start()
+    assert gate.entered.wait(30)
+    for t in threads[1:]:
+        t.start()
+    while audit.writer._q.qsize() < n - 1:  # everyone else is waiting for the commit in progress
+        threading.Event().wait(0.01)
+    gate.open.set()
+    for t in threads:
+        t.join(30)
+    assert audit.writer.committed == n and audit.writer.batches == 2  # the first, then all the others
+    entries = audit.query(action="access", limit=1000)
+    assert sorted(e["actor"] for e in entries) == sorted(f"user{i}" for i in range(n))
+    assert sum(e["outcome"] == "denied" for e in entries) == 20
+    report = audit.verify()
+    assert report.ok and report.entries_checked == n and report.checkpoints_checked == n // 7, report
+
+
+def test_close_commits_everything_queued_then_refuses(audit: AuditService) -> None:
+    gate = Gate(audit)
+    futures = [audit.writer.submit(audit.access_draft(actor=f"u{i}", allowed=True, method="GET", path="/",
+                                                      ip="::1", via="token", permission=None))
+               for i in range(25)]  # fmt: skip
+    assert gate.entered.wait(30)
+    closer = threading.Thread(target=audit.close)
+    closer.start()  # shutdown begins with 24 entries still queued behind the commit in progress
+    gate.open.set()
+    closer.join(30)
+    assert not closer.is_alive()
+    assert [f.result(0) for f in futures] == list(range(1, 26))  # every one committed, in order
+    assert audit.store.count_audit() == 25 and audit.verify().ok
+    with pytest.raises(RuntimeError, match="closed"):
+        audit.writer.submit(EntryDraft(actor="late", action="access"))
+
+
+def test_a_refused_draft_fails_alone_and_a_failed_commit_fails_its_waiters(audit: AuditService) -> None:
+    with pytest.raises(AuditError):
+        audit.writer.submit(EntryDraft(actor="", action="access"))  # refused before it is queued
+    gate = Gate(audit)
+    good = [audit.writer.submit(EntryDraft(actor=f"a{i}", action="access")) for i in range(3)]
+    assert gate.entered.wait(30)
+    bad = audit.writer.submit(EntryDraft(actor="b", action="access", detail={"x": float("nan")}))
+    after = [audit.writer.submit(EntryDraft(actor=f"c{i}", action="access")) for i in range(3)]
+    gate.open.set()
+    with pytest.raises(AuditError, match="JSON"):
+        bad.result(30)
+    assert [f.result(30) for f in good + after] == [1, 2, 3, 4, 5, 6]
+
+    def broken(drafts: Sequence[EntryDraft]) -> ChainHead:
+        raise ConnectionError("database gone")
+
+    audit.writer._commit = broken  # type: ignore[assignment]
+    waiting = [audit.writer.submit(EntryDraft(actor="d", action="access")) for _ in range(2)]
+    for f in waiting:
+        with pytest.raises(ConnectionError):
+            f.result(30)  # the caller's request fails: it does not go on unaudited
+    assert audit.store.count_audit() == 6
