@@ -18,6 +18,22 @@ Ville's inequality the probability that this e-process *ever* reaches 1/α is
 at most α, at every sample size and however often it is looked at — the
 controller may evaluate it every tick and stop at the first crossing.
 
+**Production noise.**  Real counts vary more than that between intervals, and
+separately in each arm (a bad instance, a retry storm), often for a while.
+Each interval's likelihood ratio is therefore tempered by the dispersion the
+data show — extra variance and its persistence, estimated from the residuals
+with an allowance for the estimate's own uncertainty and a persistence floor
+derived from the analysis interval (``RatioEProcess._dispersion``) — which
+keeps the mixture an e-process to second order; on binomial data it is the
+exact likelihood ratio again.
+
+**Warm-up.**  A cold canary is slower for its first intervals, exactly like a
+regression while it lasts.  With ``warmup: auto`` the first AUTO_WARMUP
+intervals are not judged, and a failure needs its evidence in
+MIN_FAIL_INTERVALS judged intervals and an excess that is not fading (a
+negative trend of the per-interval log ratio holds it back); holding back
+only ever lowers the false-rollback rate.
+
 **Latency.**  The threshold for interval *i* is the baseline's ``quantile``
 latency over intervals 1 … i-1 — fixed before interval *i* is seen, so the
 test above stays valid; under "same latency distribution" both arms exceed it
@@ -26,7 +42,8 @@ at the same rate whatever it is.  The first interval only calibrates it.
 **Passing early.**  The mirror e-process (ρ < ``regression`` against ρ =
 ``regression``) crosses 1/β with probability ≤ β when the canary really is at
 least ``regression`` times worse.  The judge passes early once every metric
-has crossed, both arms have ``minRequests`` requests, and nothing failed; at
+has crossed with its observed ratio within tolerance, both arms have
+``minRequests`` requests, and nothing failed or is held back; at
 the horizon (``samples``) with enough traffic it passes on the absence of
 failure evidence — unless ``undersized: inconclusive`` and the window could
 not have caught a ``regression``-times-worse canary (``detectableRatio``, see
