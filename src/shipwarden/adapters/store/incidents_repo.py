@@ -24,7 +24,7 @@ from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.incidents import ActionItem, Incident, Severity, Status
 from shipwarden.ports.incidents import AlertSignal, IncidentNotFound
 
-__all__ = ["IncidentRepo"]
+__all__ = ["IncidentRepo", "analysis_samples"]
 
 _STAMPS = ("acknowledged_at", "identified_at", "mitigated_at", "restored_at", "resolved_at")
 
@@ -248,3 +248,22 @@ class IncidentRepo:
         q = q.order_by(IncidentActionItemRow.incident_id, IncidentActionItemRow.number)
         with self.store._tx() as s:
             return [_item(r) for r in s.scalars(q)]
+
+
+def analysis_samples(store: Store, service: str, start: float, end: float) -> list[dict[str, Any]]:
+    """The analysis records (judge samples, metric measurements) of ``service``'s deployments taken
+    between ``start`` and ``end`` — the metric history kept when no Prometheus is configured."""
+    from shipwarden.adapters.store.models import AnalysisRecordRow, DeploymentRow
+
+    q = (
+        select(AnalysisRecordRow)
+        .join(DeploymentRow, DeploymentRow.id == AnalysisRecordRow.deployment_id)
+        .where(DeploymentRow.service == service, AnalysisRecordRow.at >= start, AnalysisRecordRow.at <= end)
+        .order_by(AnalysisRecordRow.at, AnalysisRecordRow.id)
+    )
+    with store._tx() as s:
+        return [
+            {"deployment_id": r.deployment_id, "key": r.key, "kind": r.kind, "name": r.name, "at": r.at,
+             "canary": r.canary, "baseline": r.baseline}
+            for r in s.scalars(q)
+        ]  # fmt: skip

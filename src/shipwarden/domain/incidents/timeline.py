@@ -115,7 +115,7 @@ def title_of(e: AuditEntry, kind: str) -> str:
         return f"{svc}{a} {_short(d.get('name', ''), 60)} by {e.actor}".rstrip()
     if kind == "incident":
         what = a.split(".", 1)[1].replace("_", " ")
-        said = d.get("status") or d.get("commander") or d.get("title") or d.get("alert") or ""
+        said = next((d[k] for k in ("title", "status", "commander", "alert", "suspect") if d.get(k)), "")
         return f"incident {d.get('incident', '')} {what} {_short(said, 80)} ({e.actor})".replace("  ", " ")
     name = d.get("alertname") or d.get("name") or d.get("title") or d.get("key") or ""
     status = d.get("status") or e.outcome

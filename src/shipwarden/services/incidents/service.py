@@ -298,7 +298,8 @@ class IncidentService:
         """The incident's timeline from the audit log (every line with its entry's seq and hash)."""
         inc = incident_id if isinstance(incident_id, Incident) else self.get(incident_id)
         ranking = ranking if ranking is not None else self.suspects(inc)
-        top = [s.candidate for s in ranking.suspects[:5]]
+        # the suspects worth a look: on the timeline even when of another service
+        top = [s.candidate for s in ranking.suspects[:5] if s.probability >= ranking.threshold]
         since = min([inc.onset_at - self.timeline_before, *(c.started_at for c in top)])
         until = inc.resolved_at or self.clock()
         deployments = {c.deployment_id for c in top if c.deployment_id}
