@@ -325,17 +325,20 @@ class Weights:
 
 
 DEFAULT_WEIGHTS = Weights(
-    bias=1.0,
+    bias=-0.5,
     kind={"deployment": 0.5, "config": 0.5, "failover": 1.0, "secret": 0.0, "merge": -2.0, "rollback": -1.5},
     scope={"same": 2.0, "related": 0.5, "global": -0.5, "other": -3.0},
-    analysis={"failed": 0.0, "inconclusive": 0.5, "passed": -0.5, "none": 0.0},
+    analysis={"failed": 0.0, "inconclusive": 0.5, "passed": 0.0, "none": 0.0},
     rolled_back=-3.0,
     exposure=1.0,
     age=1.5,
     age_scale=15.0,
     threshold=0.5,
 )
-"""Tuned by ``bench/incidents.py --tune`` (see that file and bench/results/incidents.json)."""
+"""Tuned by ``bench/incidents.py --tune`` on the tuning seed (200 incidents: all right 96 %, every
+fault's cause blamed, "no change" precision 100 %, recall 84 %); the figures that count are the
+reporting seed's, in bench/results/incidents.json.  The search moved only ``bias`` (+1 → −0.5) and
+``analysis passed`` (−0.5 → 0) from the hand-set starting point."""
 
 
 def score(f: Features, w: Weights = DEFAULT_WEIGHTS) -> tuple[float, dict[str, float]]:
