@@ -179,6 +179,7 @@ class Services:
     clock: Callable[[], datetime]
     trusted_proxies: tuple[IpNetwork, ...]
     signing_public_pem: bytes
+    incidents: Incidents | None = None
 
 
 def _kek_id(key: bytes) -> str:
@@ -268,6 +269,8 @@ def build_service(
         clock=now,
         trusted_proxies=parse_networks(settings.trusted_proxies),
         signing_public_pem=public_pem(key.public_key()),
+        incidents=make_incidents(settings, store, rollout=rollout, clock=now,
+                                 secrets=secret_lookup(settings, store, access)),  # fmt: skip
     )
 
 

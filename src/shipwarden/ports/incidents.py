@@ -193,3 +193,7 @@ class ReportWriter(Protocol):
     """Lays a report document out as files (HTML with its plots, PDF)."""
 
     def write(self, doc: Mapping[str, Any], directory: Path, *, pdf: bool = True) -> ReportFiles: ...
+
+    def html(self, doc: Mapping[str, Any]) -> str:
+        """The report as one self-contained HTML page (plots embedded)."""
+        ...

@@ -113,6 +113,9 @@ class ChromiumReportWriter:
         self.binary = binary or chromium()
         self.require_pdf, self.timeout = require_pdf, timeout
 
+    def html(self, doc: Mapping[str, Any]) -> str:
+        return render_html(doc, metric_figure(doc))
+
     def write(self, doc: Mapping[str, Any], directory: Path, *, pdf: bool = True) -> ReportFiles:
         directory.mkdir(parents=True, exist_ok=True)
         json_path = directory / "report.json"

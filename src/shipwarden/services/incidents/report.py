@@ -42,6 +42,11 @@ class IncidentReports:
             history=history, items=svc.items(inc.id), now=now, audit_head=svc.head(), links=links,
         )  # fmt: skip
 
+    def html(self, incident_id: str) -> str:
+        if self.writer is None:
+            raise RuntimeError("no report writer configured")
+        return self.writer.html(self.document(incident_id))
+
     def write(self, incident_id: str, directory: Path, *, pdf: bool = True, actor: str) -> ReportFiles:
         if self.writer is None:
             raise RuntimeError("no report writer configured")
