@@ -247,10 +247,19 @@ def rollback(
     otp: OtpOpt = None,
 ) -> None:
     """Roll back the incident's suspect deployment (as `shipwarden rollback SERVICE` would)."""
+    from shipwarden.domain.incidents import IncidentError
+    from shipwarden.ports.incidents import IncidentNotFound
+
     with _errors():
         inc_ctx = _incidents(with_rollout=True)
-        # what would be rolled back decides the permission's scope; reading it changes nothing
-        _, ref, target = inc_ctx.service.rollback_target(incident_id, suspect)
+        # what would be rolled back decides the permission's scope; reading it changes nothing.  When
+        # it cannot be told, the check runs for the installation (only a global role passes, and the
+        # decision is audited) before the reason is shown.
+        try:
+            _, ref, target = inc_ctx.service.rollback_target(incident_id, suspect)
+        except (IncidentError, IncidentNotFound):
+            check("incident rollback", service=None, otp=otp)
+            raise
         if service is not None and service != target:
             error(f"the suspect {ref} is of {target}, not {service}: nothing was rolled back")
             raise typer.Exit(2)
