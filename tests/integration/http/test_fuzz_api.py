@@ -77,8 +77,8 @@ SETTINGS = {
 
 
 REFUSAL_RECORDS = {"audit_log", "auth_failures", "auth_throttle"}
-"""Where refusals are recorded (the audit log; failed logins, for lockout; login attempts, reserved in
-``auth_throttle`` before the credential is checked): they change on refusal."""
+"""Where refusals are recorded (the audit log; failed logins and the attempts reserved before a
+credential is checked, for lockout): they change on refusal, by design."""
 
 
 def _client_address(app: Any) -> Any:
