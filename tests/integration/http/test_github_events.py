@@ -170,3 +170,23 @@ def test_a_workflow_run_named_empty_is_named_after_its_workflow(gh: tuple[InProc
     assert gate(change_of(client, sha), "ci:build-and-test")["reason"] == "missing"
     ev = client.app.state.changes.repo.evidence(res["evidence_id"])  # type: ignore[attr-defined]
     assert (ev.report.name, ev.report.status) == ("test", "success")
+
+
+def test_a_new_head_keeps_the_pull_requests_labels_before_its_pull_request_event(
+    gh: tuple[InProcess, TestClient],
+) -> None:
+    """GitHub does not redeliver a failed delivery by itself: if the synchronize event of a new
+    push is lost or late, the CI result of the new head must not make an unlabelled change."""
+    api, client = gh
+    first = api.pipeline.remote.commit("changes", {"app.py": "print(6)\n"}, "first")
+    send(client, "pull_request", on_commit(real("pull_request.labeled.8.json"), first))
+    assert change_of(client, first).labels == ("bug",)
+    second = api.pipeline.remote.commit("changes", {"app.py": "print(7)\n"}, "second")
+    api.clock.advance(seconds=60)
+    send(client, "check_run", on_commit(real("check_run.completed.2.json"), second, run="build-and-test"))
+    change = change_of(client, second)
+    assert change.id != change_of(client, first).id
+    assert change.labels == ("bug",) and change.classification["required_roles"] == ["cab"]
+    # the pull request's own event still decides: unlabeled on the new head clears it
+    send(client, "pull_request", on_commit(real("pull_request.unlabeled.25.json"), second))
+    assert change_of(client, second).labels == ()

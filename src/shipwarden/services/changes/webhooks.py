@@ -188,12 +188,19 @@ class WebhookIntake(GateEvaluation):
             return WebhookResult(202, "accepted", f"CI result for {main} recorded", evidence_id=ev.id), None
         change = tx.find_change(head_sha=sha, branch=event.branch)
         if change is None:
+            pr_number = event.pull_requests[0] if event.pull_requests else None
+            # A new head of a labelled pull request keeps its labels until a pull_request event
+            # says otherwise: a CI result that arrives before (or without) that event must not
+            # create an unlabelled change that change control by label would not hold back.
+            before = tx.latest_on_branch(event.branch)
+            same_pr = before is not None and (pr_number is None or before.pr_number in (None, pr_number))
             change = tx.create_change(
                 repo=event.repository or self.delivery.repository.url,
                 branch=event.branch,
                 head_sha=sha,
                 actor=actor,
-                pr_number=event.pull_requests[0] if event.pull_requests else None,
+                pr_number=pr_number,
+                labels=before.labels if before is not None and same_pr else (),
             )
         return WebhookResult(202, "accepted", change.reason, change.id, change.status, ev.id), change.id
 
