@@ -14,7 +14,7 @@ JSON column layouts (schema 0002):
 * ``api_tokens.scopes``     ``{"name": ..., "scopes": [...], "services": [...]|null}``
 * ``users.mfa_secret`` / ``secrets.blob``: base64 of an envelope blob (``security.envelope``).
 
-The *access generation* (table ``access_generation``, schema 0010) is bumped in the transaction
+The *access generation* (table ``access_generation``, schema 0011) is bumped in the transaction
 of every change that can alter a credential's verdict — a user updated (roles, allowlist,
 password, MFA, disabled), a token revoked — so that verdicts cached by a process can be checked
 against it where they are committed (``AuditRepo.append``), in one read per batch of requests.

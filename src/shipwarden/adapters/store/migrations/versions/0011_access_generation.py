@@ -8,16 +8,16 @@ decision made from a cached token of another generation (the request is then jud
 the database).  So a revocation takes effect for every request committed after it, in every
 process, without a database read per request.
 
-Revision ID: 0010_access_generation
-Revises: 0009_dr_catalogue
+Revision ID: 0011_access_generation
+Revises: 0010_incidents
 Create Date: 2026-12-03
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_access_generation"
-down_revision = "0009_dr_catalogue"
+revision = "0011_access_generation"
+down_revision = "0010_incidents"
 branch_labels = None
 depends_on = None
 
