@@ -1,14 +1,15 @@
 """Every traffic-router driver against its real proxy and real sample-service processes (D10, E1).
 
 Each test runs once per driver (``router_kit``: nginx, HAProxy): zero failed requests while
-tables change under load, the preview route, weighted splits, per-version metrics fine enough
-for the judge, validation before any change, rejected configurations that change nothing,
-tables that survive a restart, and instances that die or drain under load.
+tables change under load, per-version metrics that agree with the clients and are fine enough for
+the judge, rejected configurations that change nothing, tables that survive a restart, and
+instances that die or drain under load.  What the router port promises (read-back, refused
+tables, weights, the preview route, retries, listeners) is tested once for every driver and the
+fake in tests/contract/test_router_contract.py.
 """
 
 from __future__ import annotations
 
-import math
 import signal
 import socket
 import threading
@@ -17,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -34,6 +36,19 @@ Factory = Callable[..., SampleService]
 
 def pool(version: str, services: list[SampleService], weight: int = 100) -> Pool:
     return Pool(version, tuple(s.address for s in services), weight)
+
+
+def counted(router: Any, service: str, route: str = "production") -> Counter[tuple[str, str]]:
+    """``shipwarden_router_requests_total`` of one route by (version, code), from the router."""
+    out: Counter[tuple[str, str]] = Counter()
+    for fam in text_string_to_metric_families(router.metrics_text()):
+        for smp in fam.samples:
+            lbl = smp.labels
+            if smp.name == "shipwarden_router_requests_total" and (lbl["service"], lbl["route"]) == (
+                service, route
+            ):
+                out[lbl["version"], lbl["code"]] += int(smp.value)
+    return out
 
 
 @dataclass
@@ -133,34 +148,19 @@ def test_a_new_version_replacing_an_old_one_under_load_fails_no_request(
     assert router.probe(svc, "production", 10).versions == Counter(r6=10)
 
 
-def test_preview_route_reaches_only_preview_pool(
+def test_request_counts_per_version_match_what_clients_saw(
     router_kit: RouterKit, sample_service: Factory
 ) -> None:
-    router, svc = router_kit.router, router_kit.listener.service
-    stable, candidate = sample_service("v1"), sample_service("v2")
-    router.apply(svc, Routes(production=(pool("v1", [stable]),), preview=(pool("v2", [candidate]),)))
-    assert router.probe(svc, "preview", 50).versions == Counter(v2=50)
-    assert router.probe(svc, "production", 50).versions == Counter(v1=50)
-    expected = Routes(production=(pool("v1", [stable]),), preview=(pool("v2", [candidate]),))
-    assert router.current(svc) == expected
-
-
-def test_weighted_split_matches_weight(
-    router_kit: RouterKit, sample_service: Factory
-) -> None:
+    """The split itself is the contract's (tests/contract); here: the router's per-version counters
+    agree with the probe request for request, and both instances of a version share its weight."""
     router, svc = router_kit.router, router_kit.listener.service
     stable = [sample_service("v1"), sample_service("v1")]
     canary = [sample_service("v2"), sample_service("v2")]
     router.apply(svc, Routes(production=(pool("v1", stable, 80), pool("v2", canary, 20))))
-    n, p = 1000, 0.2
-    result = router.probe(svc, "production", n)
-    assert result.failures == 0 and result.total == n
-    bound = 5 * math.sqrt(n * p * (1 - p))  # 5 sigma ~ 63 requests; a 0/100 or 50/50 split fails
-    assert abs(result.versions["v2"] - n * p) < bound, result.versions
-    metrics = router.metrics_text()
-    line = f'shipwarden_router_requests_total{{service="{svc}",route="production",version="v2",code="200"}}'
-    assert f"{line} {result.versions['v2']}" in metrics
-    for s in canary:  # both instances of a version share its weight
+    result = router.probe(svc, "production", 400)
+    assert result.failures == 0 and result.versions["v1"] > 0 and result.versions["v2"] > 0
+    assert counted(router, svc) == {(v, "200"): n for v, n in result.versions.items()}
+    for s in canary:
         served = httpx.get(s.url + "metrics").text
         assert 'code="200",version="v2"} 0.0' not in served
 
@@ -237,13 +237,14 @@ def test_reload_refused_by_the_proxy_keeps_the_old_config(
     assert router.probe("web", "production", 10).versions == Counter(v1=10)
 
 
-def test_listener_port_conflicts_are_refused(router_kit: RouterKit) -> None:
+def test_a_listener_on_the_admin_port_is_refused_and_changes_no_file(router_kit: RouterKit) -> None:
+    """(A clash between listeners is the contract's.)"""
     router = router_kit.router
     serving = router.conf_path.read_bytes()
-    for port in (router_kit.listener.port, router.admin_port):
-        with pytest.raises(RouterError, match="port conflict"):
-            router.ensure_listener(Listener("api", port, free_port()))
+    with pytest.raises(RouterError, match="port conflict"):
+        router.ensure_listener(Listener("api", router.admin_port, free_port()))
     assert router.conf_path.read_bytes() == serving
+    assert "api" not in router.listeners
 
 
 def test_ensure_listeners_adds_several_services_in_one_reload_and_none_when_unchanged(
@@ -303,30 +304,6 @@ def test_a_table_survives_a_reload_for_another_listener(
         time.sleep(0.5)
     assert load.failures == Counter(), load.failures
     assert router.current("web") == table
-
-
-def test_apply_rejects_bad_tables_without_changing_anything(
-    router_kit: RouterKit, sample_service: Factory
-) -> None:
-    router = router_kit.router
-    v1 = sample_service("v1")
-    good = Routes(production=(pool("v1", [v1]),))
-    router.apply("web", good)
-    bad = [
-        Routes(production=(pool("v1", [v1], 60), Pool("v2", (v1.address,), 30))),  # sums to 90
-        Routes(production=(pool("v1", [v1], 50), Pool("v2", (), 50))),  # weight without addresses
-        Routes(production=(Pool("v1", ("localhost:80",)),)),  # not ipv4:port
-        Routes(production=(pool("v1", [v1], 50), pool("v1", [v1], 50))),  # duplicate version
-        Routes(production=(Pool("v 1", (v1.address,)),)),  # a space in a version
-        Routes(preview=(Pool("v2", (), 100),)),
-    ]
-    for routes in bad:
-        with pytest.raises(RouterError):
-            router.apply("web", routes)
-    with pytest.raises(RouterError):
-        router.apply("bad name", good)
-    assert router.current("web") == good
-    assert router.current("unknown") is None
 
 
 def test_sigkill_of_a_backend_mid_traffic_fails_no_request(

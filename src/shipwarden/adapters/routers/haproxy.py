@@ -545,10 +545,14 @@ class HaproxyRouter:
         return new
 
     def current(self, service: str) -> Routes | None:
-        """The table HAProxy serves now, read back from its maps and servers."""
-        if service not in self._listeners and not self._state_has(service):
+        """The table HAProxy serves now, read back from its maps and servers; None before the
+        first ``apply`` (by this or another controller process: the state file says)."""
+        tables = self._tables
+        if self._state_path.exists():  # atomically replaced: no lock needed to read it
+            tables = json.loads(self._state_path.read_text()).get("tables", {})
+        if service not in tables:
             return None
-        saved = self._tables.get(service, {})
+        saved = tables[service]
         data: dict[str, list[dict[str, Any]]] = {}
         for route in ROUTES:
             name = f"be_{service}_{route}"

@@ -318,9 +318,20 @@ function _M.balance()
     if not ok then ngx.log(ngx.ERR, "shipwarden: set_current_peer ", peer.addr, ": ", err) end
 end
 
+-- Did the last upstream attempt answer?  When every attempt failed (refused, reset, timed out)
+-- nginx answers 502/504 itself and $upstream_header_time ends in "-" (no header was received);
+-- that answer is the router's, not the version's, so it gets no version label.
+local function upstream_answered()
+    local t = ngx.var.upstream_header_time
+    local last = t and t:match("([^%s,:]+)%s*$")
+    return last ~= nil and last ~= "-"
+end
+
 function _M.header()
     local c = ngx.ctx.sw
-    if c and c.version ~= "none" then ngx.header["X-Shipwarden-Version"] = c.version end
+    if c and c.version ~= "none" and upstream_answered() then
+        ngx.header["X-Shipwarden-Version"] = c.version
+    end
 end
 
 function _M.log()
