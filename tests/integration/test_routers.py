@@ -58,6 +58,14 @@ class Traffic:
     versions: Counter[str] = field(default_factory=Counter)
 
 
+def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    """Poll ``condition`` (a loaded machine starts load threads slowly); it must come true."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
 @contextmanager
 def traffic(
     url: str, concurrency: int = 20, max_seconds: float = 30.0, keepalive: bool = True
@@ -190,9 +198,30 @@ def test_latency_histogram_tells_a_30ms_version_from_a_fast_one(
 
 
 def test_route_without_pools_answers_503_with_clear_body(router_kit: RouterKit) -> None:
-    resp = httpx.get(router_kit.router.url(router_kit.listener.service, "preview"))
+    router, svc = router_kit.router, router_kit.listener.service
+    resp = httpx.get(router.url(svc, "preview"))
     assert resp.status_code == 503
     assert "no pool serves the preview route of service web" in resp.text
+    assert counted(router, svc, "preview") == {("none", "503"): 1}  # counted, as no version's
+
+
+def test_every_instance_of_a_version_dying_under_load_is_counted_as_clients_saw_it(
+    router_kit: RouterKit, sample_service: Factory
+) -> None:
+    """When no instance of the version answers, the proxy answers 502/503 itself: the client's
+    failure must show in the version's counters (the judge's error rate), code for code."""
+    router, svc = router_kit.router, router_kit.listener.service
+    v1 = [sample_service("v1"), sample_service("v1")]
+    router.apply(svc, Routes(production=(pool("v1", v1),)))
+    with traffic(router.url(svc), concurrency=10) as load:
+        wait_until(lambda: load.requests >= 100)
+        for s in v1:
+            s.stop(signal.SIGKILL)
+        wait_until(lambda: sum(load.failures.values()) >= 100)
+    failed = dict(load.failures)
+    assert failed and all(k in ("HTTP 502", "HTTP 503", "HTTP 504") for k in failed), failed
+    seen = {("v1", "200"): load.versions["v1"], **{("v1", k[5:]): n for k, n in failed.items()}}
+    assert counted(router, svc) == seen
 
 
 def test_invalid_config_is_rejected_and_old_one_keeps_serving(

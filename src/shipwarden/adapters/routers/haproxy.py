@@ -19,7 +19,9 @@ How routing changes without a reload:
   file in place.  The file always lists the current servers and the map files on disk always
   hold the current tables, so a reload or a restart serves the last table.
 * per-version request counts and latency histograms come from a few lines of Lua
-  (``shipwarden_haproxy.lua``) in the same Prometheus text as the nginx driver's.
+  (``shipwarden_haproxy.lua``) in the same Prometheus text as the nginx driver's, counted as
+  nginx counts them: every response of the route, HAProxy's own 502/503/504 after failed
+  retries for the version drawn, a route without pools as version ``none``.
 
 State dir: ``conf/haproxy.cfg``, ``maps/``, ``state.json`` (admin port, listeners, tables
 with their slots: a new controller process takes over), ``logs/haproxy.log``, ``haproxy.pid``.
@@ -225,7 +227,7 @@ class HaproxyRouter:
             f"    bind {lst.host}:{port} backlog 4096",
             f"    http-request set-var(txn.sw_service) str({svc})",
             f"    http-request set-var(txn.sw_route) str({route})",
-            "    http-request lua.sw_start",
+            "    http-request set-var(txn.sw_t0) date(0,us)",  # the clock of Lua's core.now()
             f"    http-request set-var(txn.sw_slot) rand(100),map_int({weights})",
             f"    http-request set-var(txn.sw_ver) var(txn.sw_slot),map_str({versions})",
             # the table map only names the pools (membership and order) for ``current``
@@ -233,7 +235,8 @@ class HaproxyRouter:
             f'    http-request return status 503 content-type text/plain string "no pool serves the {route}'
             f' route of service {svc}\\n" unless {{ var(txn.sw_slot) -m found }}',
             "    http-response set-header X-Shipwarden-Version %[var(txn.sw_ver)]",
-            "    http-response lua.sw_count",
+            # every response, HAProxy's own 502/503/504 included (see shipwarden_haproxy.lua)
+            "    http-after-response set-var(txn.sw_counted) lua.sw_count",
             f"    use_backend be_{name}_%[var(txn.sw_slot)]",
         ]
         by_slot = {p["slot"]: p for p in self._tables.get(svc, {}).get(route, [])}

@@ -10,9 +10,14 @@
 -- Exposed in the same Prometheus text as the nginx driver's, so both report alike:
 --   shipwarden_router_requests_total{service,route,version,code}
 --   shipwarden_router_request_duration_seconds_bucket{service,route,version,le}
--- Counted are responses an instance gave (http-response); a request HAProxy answers
--- itself (every instance of the version unreachable after retries) is not a version's
--- response: it shows up as a probe failure and in the health checks, not here.
+-- Counted is every response the route's frontend sends, as nginx's log phase counts them:
+-- an instance's answer, and the answers HAProxy gives itself — 502/503/504 when every
+-- instance of the version drawn failed after the retries (counted for that version), the 503
+-- of a route without pools (version "none").  HAProxy 2.6 runs no Lua action in
+-- `http-after-response`, the only rule set that sees its own responses, but it evaluates
+-- sample fetches there: the counter is the fetch `lua.sw_count`, called by
+-- `http-after-response set-var(txn.sw_counted) lua.sw_count`.  A request the client
+-- abandons before any response (nginx logs a 499) is not counted.
 
 local BUCKET_BASE, BUCKET_GROWTH, BUCKET_COUNT = 0.001, 1.25, 47
 local BUCKETS, BUCKET_LABELS = {}, {}
@@ -39,14 +44,11 @@ local function now_us()
     return t.sec * 1000000 + t.usec
 end
 
-core.register_action("sw_start", { "http-req" }, function(txn)
-    txn:set_var("txn.sw_t0", now_us())
-end)
-
-core.register_action("sw_count", { "http-res" }, function(txn)
-    local version = txn:get_var("txn.sw_ver")
-    if version == nil then return end
-    local labels = txn:get_var("txn.sw_service") .. "\t" .. txn:get_var("txn.sw_route") .. "\t" .. version
+core.register_fetches("sw_count", function(txn)
+    local service = txn:get_var("txn.sw_service")
+    if service == nil then return "" end
+    local version = txn:get_var("txn.sw_ver") or "none"
+    local labels = service .. "\t" .. txn:get_var("txn.sw_route") .. "\t" .. version
     local key = labels .. "\t" .. tostring(txn.sf:status())
     requests[key] = (requests[key] or 0) + 1
     local t0 = txn:get_var("txn.sw_t0")
@@ -59,6 +61,7 @@ core.register_action("sw_count", { "http-res" }, function(txn)
     local i = bucket_index(elapsed)
     h.counts[i] = (h.counts[i] or 0) + 1
     h.sum = h.sum + elapsed
+    return "1"
 end)
 
 local function quote(s)
