@@ -66,6 +66,10 @@ SLOTS = 4
 """Version slots per route: a table holds at most this many versions (a rollout needs two or
 three); a new version always gets a slot that no pool of the serving table uses."""
 _SUN_PATH_MAX = 100  # AF_UNIX paths are limited to 108 bytes
+_DYNAMIC_SERVER = "pool-max-conn -1 pool-purge-delay 5s"
+"""``add server`` options: a dynamic server gets no idle-connection pool by default in 2.6 (a server
+from the file does), so every request would open a new connection to the instance — a quarter of
+the throughput.  These are the file's defaults."""
 
 
 def _maxconn() -> int:
@@ -439,7 +443,7 @@ class HaproxyRouter:
         wanted = {_server_name(a): a for a in addresses}
         for name, addr in wanted.items():
             if name not in have:
-                self._api(f"add server {backend}/{name} {addr}", "New server registered")
+                self._api(f"add server {backend}/{name} {addr} {_DYNAMIC_SERVER}", "New server registered")
             if name not in have or not have[name][1]:
                 self._api(f"enable server {backend}/{name}")
         for name, (_, ready) in have.items():
