@@ -240,6 +240,11 @@ def test_every_instance_of_a_version_dying_under_load_is_counted_as_clients_saw_
             s.stop(signal.SIGKILL)
         wait_until(lambda: sum(load.failures.values()) >= 100)
     failed = dict(load.failures)
+    # HAProxy closes a keep-alive client's connection without an answer when a request's last
+    # attempt went out on a reused instance connection that died (the client may retry it):
+    # no response, nothing to count (documented in haproxy.py).  nginx answers 502.
+    silent = failed.pop("RemoteProtocolError", 0)
+    assert silent == 0 or router_kit.name == "haproxy", failed
     assert failed and all(k in ("HTTP 502", "HTTP 503", "HTTP 504") for k in failed), failed
     seen = {("v1", "200"): load.versions["v1"], **{("v1", k[5:]): n for k, n in failed.items()}}
     assert counted(router, svc) == seen

@@ -66,6 +66,8 @@ SLOTS = 4
 """Version slots per route: a table holds at most this many versions (a rollout needs two or
 three); a new version always gets a slot that no pool of the serving table uses."""
 _SUN_PATH_MAX = 100  # AF_UNIX paths are limited to 108 bytes
+_BATCH_OK = re.compile(r"^(New server registered\.|New version created: \d+)$")
+"""What a Runtime API command may answer besides nothing when it succeeded."""
 _DYNAMIC_SERVER = "pool-max-conn -1 pool-purge-delay 5s"
 """``add server`` options: a dynamic server gets no idle-connection pool by default in 2.6 (a server
 from the file does), so every request would open a new connection to the instance — a quarter of
@@ -168,16 +170,25 @@ class HaproxyRouter:
     def _map(self, service: str, route: str, kind: str) -> Path:
         return self.state_dir / "maps" / f"{service}.{route}.{kind}"
 
-    def _write_maps(self, service: str, route: str, labels: Sequence[tuple[str, str]] | None = None) -> None:
+    def _write_maps(
+        self, service: str, route: str, labels: Sequence[tuple[str, str]] | None = None,
+        pools: list[dict[str, Any]] | None = None,
+    ) -> None:
         """The maps on disk, which a reload or restart loads: ``weights`` (range -> slot),
-        ``versions`` (slot -> version label) and ``table`` (slot -> position in the table)."""
-        pools = self._tables.get(service, {}).get(route, [])
+        ``versions`` (slot -> version label) and ``table`` (slot -> position in the table).
+        Replaced atomically but not synced: ``state.json`` is the durable copy, and ``start``
+        writes every map from it before HAProxy reads them."""
+        if pools is None:
+            pools = self._tables.get(service, {}).get(route, [])
         if labels is None:
             labels = [(p["slot"], p["version"]) for p in pools]
-        atomic_write(self._map(service, route, "weights"), "".join(f"{r} {s}\n" for r, s in _ranges(pools)))
-        atomic_write(self._map(service, route, "versions"), "".join(f"{s} {v}\n" for s, v in labels))
-        positions = "".join(f"{p['slot']} {i}\n" for i, p in enumerate(pools))
-        atomic_write(self._map(service, route, "table"), positions)
+        files = {
+            "weights": "".join(f"{r} {s}\n" for r, s in _ranges(pools)),
+            "versions": "".join(f"{s} {v}\n" for s, v in labels),
+            "table": "".join(f"{p['slot']} {i}\n" for i, p in enumerate(pools)),
+        }
+        for kind, text in files.items():
+            atomic_write(self._map(service, route, kind), text, durable=False)
 
     # ------------------------------------------------------------ config
     def render_config(self, listeners: Sequence[Listener] | None = None) -> str:
@@ -285,10 +296,12 @@ class HaproxyRouter:
             return set()
         return {k for k in kids if pid_alive(k)}
 
-    def _ensure_maps(self, listeners: Sequence[Listener]) -> None:
+    def _ensure_maps(self, listeners: Sequence[Listener], rewrite: bool = False) -> None:
+        """Map files for ``listeners`` (the config names them: they must exist); ``rewrite``: all of
+        them from the saved tables (at start: they are not synced to disk, state.json is)."""
         for lst in listeners:
             for route in ROUTES:
-                if not self._map(lst.service, route, "weights").exists():
+                if rewrite or not self._map(lst.service, route, "weights").exists():
                     self._write_maps(lst.service, route)
 
     def start(self) -> None:
@@ -297,7 +310,7 @@ class HaproxyRouter:
             if self.running():
                 return
             text = self.render_config()
-            self._ensure_maps(list(self._listeners.values()))
+            self._ensure_maps(list(self._listeners.values()), rewrite=True)
             self.validate_config(text)
             atomic_write(self.conf_path, text)
             for stale in (self.admin_sock, self.master_sock):
@@ -409,13 +422,20 @@ class HaproxyRouter:
             raise RouterError(f"haproxy refused {command.split()[0:2]}: {answer.strip()}")
         return answer
 
-    def _replace_map(self, path: Path, entries: Sequence[tuple[str, str]]) -> None:
-        """Swap a whole map atomically: prepare a new version, fill it, commit it."""
-        answer = self._api(f"prepare map {path}", "New version created")
-        ver = answer.rsplit(":", 1)[1].strip()
-        for key, value in entries:
-            self._api(f"add map @{ver} {path} {key} {value}")
-        self._api(f"commit map @{ver} {path}")
+    def _batch(self, commands: Sequence[str]) -> list[str]:
+        """Run ``commands`` in one Runtime API connection (``;``-separated, in order) and check them:
+        every answer must be a success (empty, or one of ``_BATCH_OK``), else RouterError naming
+        the refusal.  Returns the versions ``prepare map`` created, in order."""
+        if not commands:
+            return []
+        if not self.running():
+            raise RouterError("haproxy is not running")
+        answer = self._socket(self.admin_sock, "; ".join(commands))
+        versions = re.findall(r"^New version created: (\d+)$", answer, flags=re.M)
+        refused = [ln for ln in answer.splitlines() if ln.strip() and not _BATCH_OK.match(ln.strip())]
+        if refused:
+            raise RouterError(f"haproxy refused a routing change: {' / '.join(refused)}")
+        return versions
 
     @overload
     def _show_map(self, path: Path) -> dict[str, str]: ...
@@ -428,34 +448,32 @@ class HaproxyRouter:
         pairs = [(f[1], f[2]) for f in rows if len(f) == 3]
         return dict(pairs) if unique else pairs
 
-    def _servers(self, backend: str) -> dict[str, tuple[str, bool]]:
-        """Servers of ``backend``: name -> (ip:port, ready)."""
-        out: dict[str, tuple[str, bool]] = {}
-        for line in self._api(f"show servers state {backend}").splitlines():
+    def _servers(self, backend: str | None = None) -> dict[str, dict[str, tuple[str, bool]]]:
+        """Servers by backend (all backends, or one): backend -> name -> (ip:port, ready)."""
+        out: dict[str, dict[str, tuple[str, bool]]] = {}
+        for line in self._api(f"show servers state {backend or ''}".strip()).splitlines():
             f = line.split()
-            if len(f) > 18 and not line.startswith("#") and f[1] == backend:
+            if len(f) > 18 and not line.startswith("#"):
                 # fields: be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state … srv_port
-                out[f[3]] = (f"{f[4]}:{f[18]}", int(f[6]) == 0)
+                out.setdefault(f[1], {})[f[3]] = (f"{f[4]}:{f[18]}", int(f[6]) == 0)
         return out
 
-    def _sync_servers(self, backend: str, addresses: Sequence[str]) -> None:
-        have = self._servers(backend)
+    @staticmethod
+    def _server_changes(
+        backend: str, have: dict[str, tuple[str, bool]], addresses: Sequence[str]
+    ) -> list[str]:
+        """Commands that make ``backend`` serve exactly ``addresses``: new servers are added and
+        enabled, servers that left go to maintenance (their in-flight requests finish)."""
+        out: list[str] = []
         wanted = {_server_name(a): a for a in addresses}
         for name, addr in wanted.items():
             if name not in have:
-                self._api(f"add server {backend}/{name} {addr} {_DYNAMIC_SERVER}", "New server registered")
+                out.append(f"add server {backend}/{name} {addr} {_DYNAMIC_SERVER}")
             if name not in have or not have[name][1]:
-                self._api(f"enable server {backend}/{name}")
-        for name, (_, ready) in have.items():
-            if name not in wanted and ready:
-                self._api(f"disable server {backend}/{name}")  # maintenance: in-flight requests finish
-
-    def _collect(self, backend: str, keep: Sequence[str]) -> None:
-        """Delete servers in maintenance that no request uses any more (best effort)."""
-        keep_names = {_server_name(a) for a in keep}
-        for name, (_, ready) in self._servers(backend).items():
-            if not ready and name not in keep_names:
-                self._socket(self.admin_sock, f"del server {backend}/{name}")
+                out.append(f"enable server {backend}/{name}")
+        out += [f"disable server {backend}/{name}" for name, (_, ready) in have.items()
+                if name not in wanted and ready]
+        return out
 
     # ------------------------------------------------------------ port
     def ensure_listener(self, listener: Listener) -> None:
@@ -496,37 +514,61 @@ class HaproxyRouter:
             if not self.running():
                 raise RouterError("haproxy is not running")
             table = self._tables.setdefault(service, {})
+            changes = {}
             for route in ROUTES:
                 pools: tuple[Pool, ...] = getattr(routes, route)
                 if len(pools) > SLOTS:
                     raise RouterError(f"{service}/{route}: at most {SLOTS} versions, not {len(pools)}")
-                old = table.get(route, [])
-                new = self._assign_slots(old, pools)
-                name = f"be_{service}_{route}"
-                for p in new:  # instances first, then labels, then the switch
-                    self._sync_servers(f"{name}_{p['slot']}", p["addresses"])
-                # labels of the old table's slots stay: a request that drew one just before the
-                # switch still finds its version (a slot is reused only after a table without it)
-                used = {p["slot"] for p in new}
-                labels = [(p["slot"], p["version"]) for p in new + [p for p in old if p["slot"] not in used]]
-                self._replace_map(self._map(service, route, "versions"), labels)
-                self._replace_map(self._map(service, route, "weights"), _ranges(new))
-                positions = [(p["slot"], str(i)) for i, p in enumerate(new)]
-                self._replace_map(self._map(service, route, "table"), positions)
-                for p in old:
-                    if p["slot"] not in used:
-                        self._sync_servers(f"{name}_{p['slot']}", [])
+                new = self._assign_slots(table.get(route, []), pools)
+                if route not in table or new != table[route]:  # else HAProxy serves it already
+                    changes[route] = new
+            if not changes:
+                return
+            servers = self._servers()  # one snapshot of every backend's servers
+            for route, new in changes.items():
+                self._apply_route(service, route, table.get(route, []), new, servers)
                 table[route] = new
-                self._write_maps(service, route, labels)
-                for i in range(SLOTS):
-                    slot = f"s{i}"
-                    keep: list[str] = next((p["addresses"] for p in new if p["slot"] == slot), [])
-                    self._collect(f"{name}_{slot}", keep)
             self._save_state()
             # the file names the current servers, so a later reload or restart serves this table
             text = self.render_config()
             if self.conf_path.exists() and text != self.conf_path.read_text():
                 atomic_write(self.conf_path, text)
+
+    def _apply_route(
+        self, service: str, route: str, old: list[dict[str, Any]], new: list[dict[str, Any]],
+        servers: dict[str, dict[str, tuple[str, bool]]],
+    ) -> None:
+        """Instances first, then labels, then the switch, then the instances that left — in three
+        Runtime API connections, each command checked."""
+        name = f"be_{service}_{route}"
+        paths = [self._map(service, route, kind) for kind in ("versions", "weights", "table")]
+        before = [c for p in new for c in self._server_changes(
+            f"{name}_{p['slot']}", servers.get(f"{name}_{p['slot']}", {}), p["addresses"])]
+        versions = self._batch([*before, *(f"prepare map {path}" for path in paths)])
+        if len(versions) != len(paths):
+            raise RouterError(f"haproxy did not prepare the maps of {service}/{route}")
+        # labels of the old table's slots stay: a request that drew one just before the switch
+        # still finds its version (a slot is reused only after a table without it)
+        used = {p["slot"] for p in new}
+        labels = [(p["slot"], p["version"]) for p in new + [p for p in old if p["slot"] not in used]]
+        entries = [labels, _ranges(new), [(p["slot"], str(i)) for i, p in enumerate(new)]]
+        switch = [f"add map @{ver} {path} {key} {value}" if kv else f"commit map @{ver} {path}"
+                  for ver, path, rows in zip(versions, paths, entries, strict=True)
+                  for key, value, kv in [*((k, v, True) for k, v in rows), ("", "", False)]]
+        left = [c for p in old if p["slot"] not in used for c in self._server_changes(
+            f"{name}_{p['slot']}", servers.get(f"{name}_{p['slot']}", {}), [])]
+        self._batch(switch + left)
+        self._write_maps(service, route, labels, new)
+        # servers in maintenance since an earlier change, idle by now: delete them (best effort;
+        # one still busy stays until a later change)
+        collect = []
+        for i in range(SLOTS):
+            backend = f"{name}_s{i}"
+            keep = {_server_name(a) for a in next((p["addresses"] for p in new if p["slot"] == f"s{i}"), [])}
+            collect += [f"del server {backend}/{srv}" for srv, (_, ready) in servers.get(backend, {}).items()
+                        if not ready and srv not in keep]
+        if collect:
+            self._socket(self.admin_sock, "; ".join(collect))
 
     def _state_has(self, service: str) -> bool:
         return service in self._tables
@@ -571,7 +613,7 @@ class HaproxyRouter:
                 weights[slot] = weights.get(slot, 0) + hi - lo + 1
             pools = []
             for slot in sorted(positions, key=lambda x: positions[x]):
-                servers = self._servers(f"{name}_{slot}")
+                servers = self._servers(f"{name}_{slot}").get(f"{name}_{slot}", {})
                 ready = [addr for addr, ok in servers.values() if ok]
                 saved_addrs: list[str] = next(
                     (p["addresses"] for p in saved.get(route, []) if p["slot"] == slot), []
