@@ -292,6 +292,24 @@ def test_reload_refused_by_the_proxy_keeps_the_old_config(
     assert router.probe("web", "production", 10).versions == Counter(v1=10)
 
 
+def test_per_version_counters_survive_a_reload_for_another_listener(
+    router_kit: RouterKit, sample_service: Factory
+) -> None:
+    """A reset would blind the judge for an interval (it reads a drop as no data): nginx's shared
+    dict survives a reload; HAProxy's new worker starts from the old one's counts."""
+    router, svc = router_kit.router, router_kit.listener.service
+    router.apply(svc, Routes(production=(pool("v1", [sample_service("v1")]),)))
+    assert router.probe(svc, "production", 20).versions == Counter(v1=20)
+    before = router_kit.serving()
+    router.ensure_listener(Listener("api", free_port(), free_port()))
+    assert router_kit.serving().isdisjoint(before)  # reloaded
+    assert router.probe(svc, "production", 10).versions == Counter(v1=10)
+    assert counted(router, svc) == {("v1", "200"): 30}
+    buckets = [ln for ln in router.metrics_text().splitlines()
+               if ln.startswith("shipwarden_router_request_duration_seconds_count") and '"v1"' in ln]
+    assert len(buckets) == 1 and buckets[0].endswith(" 30"), buckets
+
+
 def test_a_listener_on_the_admin_port_is_refused_and_changes_no_file(router_kit: RouterKit) -> None:
     """(A clash between listeners is the contract's.)"""
     router = router_kit.router

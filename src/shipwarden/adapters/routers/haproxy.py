@@ -123,6 +123,7 @@ class HaproxyRouter:
         self.conf_path = self.state_dir / "conf" / "haproxy.cfg"
         self.pid_path = self.state_dir / "haproxy.pid"
         self.log_path = self.state_dir / "logs" / "haproxy.log"
+        self.counters_path = self.state_dir / "counters.tsv"
         self._state_path = self.state_dir / "state.json"
         self._lock_path = self.state_dir / "router.lock"
         sock_dir = self.state_dir
@@ -201,6 +202,7 @@ class HaproxyRouter:
             f"    pidfile {self.pid_path}",
             f"    stats socket {self.admin_sock} mode 600 level admin expose-fd listeners",
             "    stats timeout 30s",
+            f"    setenv SHIPWARDEN_COUNTERS {self.counters_path}",  # read by the Lua at load
             f"    lua-load {HERE / 'shipwarden_haproxy.lua'}",
             f"    nbthread {self.threads}",
             f"    maxconn {_maxconn()}",
@@ -223,6 +225,7 @@ class HaproxyRouter:
             "frontend shipwarden_admin",
             f"    bind 127.0.0.1:{self.admin_port}",
             "    http-request use-service lua.sw_metrics if { path /metrics }",
+            "    http-request use-service lua.sw_counters if { path /counters }",
             '    http-request return status 200 content-type text/plain string "ok\\n" if { path /healthz }',
             '    http-request return status 404 content-type text/plain string "not found\\n"',
         ]
@@ -313,8 +316,8 @@ class HaproxyRouter:
             self._ensure_maps(list(self._listeners.values()), rewrite=True)
             self.validate_config(text)
             atomic_write(self.conf_path, text)
-            for stale in (self.admin_sock, self.master_sock):
-                stale.unlink(missing_ok=True)
+            for stale in (self.admin_sock, self.master_sock, self.counters_path):
+                stale.unlink(missing_ok=True)  # a new process counts from zero, as nginx's does
             log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
             try:
                 self._proc = subprocess.Popen(
@@ -382,6 +385,7 @@ class HaproxyRouter:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         reloads, failed = self._reloads()
         atomic_write(self.conf_path, text)
+        self._save_counters()
         os.kill(self.pid() or 0, signal.SIGUSR2)
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
@@ -398,6 +402,17 @@ class HaproxyRouter:
             if now > reloads:
                 return
         raise RouterError(f"haproxy did not finish reloading; see {self.log_path}")
+
+    def _save_counters(self) -> None:
+        """The serving worker's per-version counts, for the worker a reload starts (see the Lua);
+        without them (admin port unreachable) the new worker counts from zero."""
+        try:
+            resp = httpx.get(f"{self.admin_url}/counters", timeout=self.timeout, trust_env=False)
+            resp.raise_for_status()
+        except httpx.HTTPError:
+            self.counters_path.unlink(missing_ok=True)
+            return
+        atomic_write(self.counters_path, resp.text, durable=False)
 
     # ------------------------------------------------------------ runtime API
     def _socket(self, path: Path, command: str) -> str:

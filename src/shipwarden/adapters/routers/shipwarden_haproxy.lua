@@ -39,6 +39,45 @@ end
 local requests = {}   -- "service\troute\tversion\tcode" -> count
 local hist = {}       -- "service\troute\tversion" -> { counts = {}, sum = 0 }
 
+-- A reload starts a new worker with a new Lua state.  So that the counters do not drop (the
+-- judge reads a drop as an interval with no data; nginx's shared dict survives a HUP),
+-- HaproxyRouter saves the old worker's counts (/counters) to $SHIPWARDEN_COUNTERS just before it
+-- signals the master, and the new state starts from them.  Requests the old worker finishes
+-- after that are not carried over.  A fresh start removes the file: counters start at zero.
+local function load_counters(path)
+    local f = path and io.open(path, "r")
+    if not f then return end
+    for line in f:lines() do
+        local fields = {}
+        for part in line:gmatch("[^\t]+") do fields[#fields + 1] = part end
+        if fields[1] == "r" and #fields == 6 then
+            local key = table.concat(fields, "\t", 2, 5)
+            requests[key] = (requests[key] or 0) + (tonumber(fields[6]) or 0)
+        elseif fields[1] == "h" and #fields == 6 then
+            local h = { counts = {}, sum = tonumber(fields[5]) or 0 }
+            local i = 0
+            for c in fields[6]:gmatch("[^,]+") do
+                i = i + 1
+                h.counts[i] = tonumber(c) or 0
+            end
+            hist[table.concat(fields, "\t", 2, 4)] = h
+        end
+    end
+    f:close()
+end
+load_counters(os.getenv("SHIPWARDEN_COUNTERS"))
+
+local function dump_counters()
+    local lines = {}
+    for key, v in pairs(requests) do lines[#lines + 1] = "r\t" .. key .. "\t" .. string.format("%d", v) end
+    for labels, h in pairs(hist) do
+        local c = {}
+        for i = 1, BUCKET_COUNT + 1 do c[i] = string.format("%d", h.counts[i] or 0) end
+        lines[#lines + 1] = "h\t" .. labels .. "\t" .. string.format("%.9f", h.sum) .. "\t" .. table.concat(c, ",")
+    end
+    return table.concat(lines, "\n") .. "\n"
+end
+
 local function now_us()
     local t = core.now()
     return t.sec * 1000000 + t.usec
@@ -102,11 +141,18 @@ local function render()
     return table.concat(lines, "\n") .. "\n"
 end
 
-core.register_service("sw_metrics", "http", function(applet)
-    local body = render()
+local function serve(applet, body, ctype)
     applet:set_status(200)
-    applet:add_header("content-type", "text/plain; version=0.0.4")
+    applet:add_header("content-type", ctype)
     applet:add_header("content-length", tostring(#body))
     applet:start_response()
     applet:send(body)
+end
+
+core.register_service("sw_counters", "http", function(applet)
+    serve(applet, dump_counters(), "text/tab-separated-values")
+end)
+
+core.register_service("sw_metrics", "http", function(applet)
+    serve(applet, render(), "text/plain; version=0.0.4")
 end)
