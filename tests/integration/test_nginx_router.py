@@ -3,8 +3,6 @@ driver keeps, are in test_routers.py)."""
 
 from __future__ import annotations
 
-import signal
-import time
 from collections.abc import Callable
 
 import httpx
@@ -46,14 +44,3 @@ def test_the_access_log_names_the_serving_version(
     nginx_router.stop()  # flushes the buffered log
     log = (nginx_router.state_dir / "logs" / "access.log").read_text()
     assert "service=web route=production version=v2 " in log
-
-
-def test_retries_after_a_killed_backend_are_counted(
-    nginx_router: NginxRouter, nginx_listener: Listener, sample_service: Factory
-) -> None:
-    v1 = [sample_service("v1") for _ in range(2)]
-    nginx_router.apply("web", Routes(production=(pool("v1", v1),)))
-    v1[0].stop(signal.SIGKILL)
-    time.sleep(0.2)
-    assert nginx_router.probe("web", "production", 20).failures == 0
-    assert "shipwarden_router_upstream_retries_total" in nginx_router.metrics_text()

@@ -393,6 +393,17 @@ def test_sigkill_of_a_backend_mid_traffic_fails_no_request(
     assert load.failures == Counter(), load.failures
 
 
+def test_retries_after_a_killed_instance_are_counted(router_kit: RouterKit, sample_service: Factory) -> None:
+    router, svc = router_kit.router, router_kit.listener.service
+    v1 = [sample_service("v1") for _ in range(2)]
+    router.apply(svc, Routes(production=(pool("v1", v1),)))
+    v1[0].stop(signal.SIGKILL)
+    assert router.probe(svc, "production", 20).failures == 0
+    name = f'shipwarden_router_upstream_retries_total{{service="{svc}",route="production"}}'
+    retried = [ln for ln in router.metrics_text().splitlines() if ln.startswith(name)]
+    assert len(retried) == 1 and int(retried[0].split()[-1]) > 0, retried
+
+
 def test_sigterm_drain_of_an_instance_under_load_fails_no_request(
     router_kit: RouterKit, sample_service: Factory
 ) -> None:

@@ -38,6 +38,23 @@ end
 
 local requests = {}   -- "service\troute\tversion\tcode" -> count
 local hist = {}       -- "service\troute\tversion" -> { counts = {}, sum = 0 }
+local retries_base = {}  -- "service\troute" -> retries counted before the last reload
+
+-- Extra attempts per route (HAProxy's own counters of the route's slot backends: retries on the
+-- same instance and redispatches to another), as nginx's balancer counts them.
+local function retries()
+    local out = {}
+    for key, n in pairs(retries_base) do out[key] = n end
+    for name, be in pairs(core.backends) do
+        local service, route = name:match("^be_(.+)_(%a+)_s%d+$")
+        if service then
+            local st = be:get_stats()
+            local key = service .. "\t" .. route
+            out[key] = (out[key] or 0) + (tonumber(st.wretr) or 0) + (tonumber(st.wredis) or 0)
+        end
+    end
+    return out
+end
 
 -- A reload starts a new worker with a new Lua state.  So that the counters do not drop (the
 -- judge reads a drop as an interval with no data; nginx's shared dict survives a HUP),
@@ -61,6 +78,8 @@ local function load_counters(path)
                 h.counts[i] = tonumber(c) or 0
             end
             hist[table.concat(fields, "\t", 2, 4)] = h
+        elseif fields[1] == "x" and #fields == 4 then
+            retries_base[fields[2] .. "\t" .. fields[3]] = tonumber(fields[4]) or 0
         end
     end
     f:close()
@@ -75,6 +94,7 @@ local function dump_counters()
         for i = 1, BUCKET_COUNT + 1 do c[i] = string.format("%d", h.counts[i] or 0) end
         lines[#lines + 1] = "h\t" .. labels .. "\t" .. string.format("%.9f", h.sum) .. "\t" .. table.concat(c, ",")
     end
+    for key, n in pairs(retries()) do lines[#lines + 1] = "x\t" .. key .. "\t" .. string.format("%d", n) end
     return table.concat(lines, "\n") .. "\n"
 end
 
@@ -137,6 +157,13 @@ local function render()
         end
         lines[#lines + 1] = string.format("shipwarden_router_request_duration_seconds_sum%s} %.6f", base, h.sum)
         lines[#lines + 1] = string.format("shipwarden_router_request_duration_seconds_count%s} %d", base, cum)
+    end
+    lines[#lines + 1] = "# HELP shipwarden_router_upstream_retries_total Extra upstream attempts (retried after a failure)."
+    lines[#lines + 1] = "# TYPE shipwarden_router_upstream_retries_total counter"
+    for key, n in pairs(retries()) do
+        local f = split(key)
+        lines[#lines + 1] = string.format('shipwarden_router_upstream_retries_total{service=%s,route=%s} %d',
+            quote(f[1]), quote(f[2]), n)
     end
     return table.concat(lines, "\n") .. "\n"
 end
