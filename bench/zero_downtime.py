@@ -3,20 +3,21 @@
 For each router (``--router nginx|haproxy|all``), all against the production port of one
 service (v1 and v2 pools, two sample-service instances each):
 
-1. steady: wrk with no routing changes (all traffic on v1), for the baseline throughput;
+1. steady: wrk with no routing changes, all traffic on v1, for the baseline throughput;
 2. switching: wrk while >= 60 blue-green flips (all traffic v1 <-> v2) and >= 60 canary
-   weight changes (10/25/50/75/100 steps) are applied;
-3. held tables (diagnostic): wrk on each table of the change plan in turn, held for a while
-   with no change, so the switching throughput can be told apart from what the tables
-   themselves cost (a split over four backend processes serves less than two on two cores).
+   weight changes (10/25/50/75/100 steps) are applied, a change every 0.25 s;
+3. same tables: before each switching segment, a segment over the same cycle of tables with a
+   change every 3 s (12x fewer changes).  Steady and switching differ in two ways: the changes,
+   and the tables themselves (a split over four single-process backends serves less than two
+   of them on two cores).  Switching vs same tables is the cost of the changes alone;
+4. each table held (diagnostic): wrk on each table of the plan for a few seconds.
 
-The switching phase runs wrk in segments of at most 30 s, sized from the last measured
-throughput, until the phase totals ``--target-requests`` (default 1,000,000) and the change
-counts are reached, or ``--max-switching-seconds`` passes; a routing change is applied every
-0.25 s while wrk runs.  ``failed`` counts non-2xx/3xx answers plus every socket error wrk saw;
-the goal is 0.  Every phase also records the CPU time each party used per request (router,
-backends, wrk, this process: the controller calling ``apply``), read from /proc, which says
-where the throughput of the switching phase goes.
+Switching runs in wrk segments of at most 30 s, sized from the last measured throughput, until
+the switching segments total ``--target-requests`` (default 1,000,000) and the change counts are
+reached, or ``--max-switching-seconds`` passes.  ``failed`` counts non-2xx/3xx answers plus every
+socket error wrk saw, in every phase; the goal is 0.  Every phase also records the CPU time each
+party used per request (router, backends, wrk, this process: the controller calling ``apply``),
+read from /proc, which says where the throughput goes.
 
 Writes ``bench/results/zero_downtime.json`` with one entry per router (a run of one router
 keeps the other's entry); exits 1 if any request failed or too few changes were made, so
@@ -175,77 +176,90 @@ def bench_router(name: str, args: argparse.Namespace) -> dict[str, Any]:
         print(f"[{name}] steady phase: {args.steady_seconds:.0f}s ...", flush=True)
         steady, steady_cpu = _run_segment(url, args.steady_seconds, wrk_kw, groups)
 
-        # Switching phase in wrk segments until both the request target and the change
-        # counts are reached (throughput on a shared 2-core machine varies a lot).
+        # Switching in wrk segments until both the request target and the change counts are
+        # reached; each switching segment follows a segment over the same tables changed 12x less
+        # often, so both see the same machine (throughput on a shared 2-core machine drifts).
         plan = change_plan(pools)
-        cycle = itertools.cycle(plan)
         done: Counter[str] = Counter()
         apply_ms: list[float] = []
-        segments: list[WrkResult] = []
-        sw_cpu: Counter[str] = Counter()
+        fast: list[WrkResult] = []
+        slow: list[WrkResult] = []
+        fast_cpu: Counter[str] = Counter()
+        slow_cpu: Counter[str] = Counter()
 
-        def changes(running: Callable[[], bool], t_end: float) -> None:
-            t0 = time.monotonic() + 0.5
-            for i, (kind, routes) in enumerate(cycle):
-                time.sleep(max(0.0, t0 + i * args.change_interval - time.monotonic()))
-                if not running() or time.monotonic() > t_end - 1.5:
-                    return
-                a = time.perf_counter()
-                router.apply("bench", routes)
-                apply_ms.append((time.perf_counter() - a) * 1000)
-                if running():  # count only changes made while load was running
-                    done[kind] += 1
+        def changes(interval: float, count: bool) -> Changes:
+            def run(running: Callable[[], bool], t_end: float) -> None:
+                t0 = time.monotonic() + 0.5
+                for i, (kind, routes) in enumerate(itertools.cycle(plan)):
+                    time.sleep(max(0.0, t0 + i * interval - time.monotonic()))
+                    if not running() or time.monotonic() > t_end - 1.5:
+                        return
+                    a = time.perf_counter()
+                    router.apply("bench", routes)
+                    if count:
+                        apply_ms.append((time.perf_counter() - a) * 1000)
+                        if running():  # count only changes made while load was running
+                            done[kind] += 1
+            return run
 
+        slow_seconds = len(plan) * args.slow_interval + 2
         phase_start = time.monotonic()
         while True:
-            total = sum(r.requests for r in segments)
+            total = sum(r.requests for r in fast)
             spent = time.monotonic() - phase_start
             enough_changes = min(done["switch"], done["weight"]) >= args.cycles * 5
             if (total >= args.target_requests and enough_changes) or spent >= args.max_switching_seconds:
                 break
-            rps = segments[-1].rps if segments else steady.rps
+            print(f"[{name}] same tables, a change every {args.slow_interval}s: {slow_seconds:.0f}s",
+                  flush=True)
+            seg, cpu = _run_segment(url, slow_seconds, wrk_kw, groups, changes(args.slow_interval, False))
+            slow.append(seg)
+            slow_cpu.update(cpu)
+            rps = fast[-1].rps if fast else seg.rps
             need = (args.target_requests - total) / max(rps, 1.0) * 1.05
             seconds = min(args.segment_seconds, max(10.0, need), args.max_switching_seconds - spent + 5)
-            print(f"[{name}] switching segment {len(segments) + 1}: {seconds:.0f}s, a change every "
+            print(f"[{name}] switching segment {len(fast) + 1}: {seconds:.0f}s, a change every "
                   f"{args.change_interval}s ({total:,} requests so far)", flush=True)
-            seg, cpu = _run_segment(url, seconds, wrk_kw, groups, changes)
-            segments.append(seg)
-            sw_cpu.update(cpu)
+            seg, cpu = _run_segment(url, seconds, wrk_kw, groups, changes(args.change_interval, True))
+            fast.append(seg)
+            fast_cpu.update(cpu)
 
-        # Diagnostic: each table of the plan held still, as long as the switching phase held it.
+        # Diagnostic: each table of the plan held still, to show what the table itself costs.
         held: list[dict[str, Any]] = []
-        if args.held_seconds > 0:
-            print(f"[{name}] held tables: {len(plan)} x {args.held_seconds:.0f}s ...", flush=True)
+        if args.table_seconds > 0:
+            print(f"[{name}] each table held: {len(plan)} x {args.table_seconds:.0f}s ...", flush=True)
             for kind, routes in plan:
                 router.apply("bench", routes)
-                res, cpu = _run_segment(url, args.held_seconds, wrk_kw, groups)
+                res, cpu = _run_segment(url, args.table_seconds, wrk_kw, groups)
                 held.append({"table": {p.version: p.weight for p in routes.production}, "kind": kind,
                              "rps": round(res.rps, 1), "failed": res.failed,
                              "cpu_us_per_request": _per_request(cpu, res.requests)})
         counters = router_counters(router)
 
-    sw_requests = sum(r.requests for r in segments)
-    sw_seconds = sum(r.duration_s for r in segments)
-    sw_failed = sum(r.failed for r in segments)
-    requests = steady.requests + sw_requests
-    failed = steady.failed + sw_failed + sum(h["failed"] for h in held)
-    switching_rps = sw_requests / sw_seconds if sw_seconds else 0.0
+    def summed(results: list[WrkResult]) -> tuple[int, float, int, float]:
+        n, secs = sum(r.requests for r in results), sum(r.duration_s for r in results)
+        return n, secs, sum(r.failed for r in results), n / secs if secs else 0.0
+
+    sw_requests, sw_seconds, sw_failed, switching_rps = summed(fast)
+    slow_requests, _, slow_failed, slow_rps = summed(slow)
+    requests = steady.requests + sw_requests + slow_requests
+    failed = steady.failed + sw_failed + slow_failed + sum(h["failed"] for h in held)
     apply_sorted = sorted(apply_ms) or [float("nan")]
-    held_rps = statistics.mean(h["rps"] for h in held) if held else None
     result = {
         "requests": requests,
         "failed": failed,
         "switches": done["switch"],
         "weight_changes": done["weight"],
         "steady_rps": round(steady.rps, 1),
+        "same_tables_rps": round(slow_rps, 1),
         "switching_rps": round(switching_rps, 1),
         "switching_vs_steady": round(switching_rps / steady.rps, 3) if steady.rps else None,
-        "held_tables_rps": round(held_rps, 1) if held_rps else None,
-        "switching_vs_held_tables": round(switching_rps / held_rps, 3) if held_rps else None,
+        "switching_vs_same_tables": round(switching_rps / slow_rps, 3) if slow_rps else None,
         "goal_met": failed == 0 and sw_requests >= 1_000_000 and min(done["switch"], done["weight"]) >= 50,
         "cpu_us_per_request": {
             "steady": _per_request(steady_cpu, steady.requests),
-            "switching": _per_request(dict(sw_cpu), sw_requests),
+            "same_tables": _per_request(dict(slow_cpu), slow_requests),
+            "switching": _per_request(dict(fast_cpu), sw_requests),
         },
         "apply_ms": {
             "p50": round(statistics.median(apply_sorted), 2),
@@ -255,9 +269,10 @@ def bench_router(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "steady": steady.as_dict(),
         "switching": {
             "requests": sw_requests, "failed": sw_failed, "duration_s": round(sw_seconds, 2),
-            "segments": [r.as_dict() for r in segments],
+            "segments": [r.as_dict() for r in fast],
         },
-        "held_tables": held,
+        "same_tables": {"change_interval_s": args.slow_interval, "segments": [r.as_dict() for r in slow]},
+        "each_table_held": held,
         "router_counters": counters,
         "setup": {
             "wrk": f"-c{args.connections} -t{args.threads} --latency --timeout 5s",
@@ -274,7 +289,8 @@ def bench_router(name: str, args: argparse.Namespace) -> dict[str, Any]:
     print(f"[{name}] requests {requests:,}  failed {failed}  "
           f"switches {done['switch']}  weight changes {done['weight']}")
     print(f"[{name}] steady {steady.rps:,.0f} rps  switching {switching_rps:,.0f} rps "
-          f"({result['switching_vs_steady']})  held tables {result['held_tables_rps']} rps  "
+          f"({result['switching_vs_steady']})  same tables {slow_rps:,.0f} rps "
+          f"({result['switching_vs_same_tables']})  "
           f"apply p50 {result['apply_ms']['p50']} ms", flush=True)
     return result
 
@@ -295,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steady-seconds", type=float, default=15)
     ap.add_argument("--segment-seconds", type=float, default=30, help="length of one wrk run while switching")
     ap.add_argument("--max-switching-seconds", type=float, default=180)
-    ap.add_argument("--held-seconds", type=float, default=3,
+    ap.add_argument("--slow-interval", type=float, default=3,
+                    help="seconds between changes in the same-tables segments (12x fewer changes)")
+    ap.add_argument("--table-seconds", type=float, default=2,
                     help="diagnostic phase: seconds each table of the plan is held (0: skip)")
     ap.add_argument("--change-interval", type=float, default=0.25, help="seconds between routing changes")
     ap.add_argument("--cycles", type=int, default=12,
