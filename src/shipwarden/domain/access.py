@@ -112,6 +112,9 @@ class Permission(StrEnum):
     POLICY_WRITE = "policy.write"
     USER_MANAGE = "user.manage"
     TOKEN_MANAGE = "token.manage"
+    INCIDENT_MANAGE = "incident.manage"
+    """Open incidents, move them, name their commander, fill in their report, track action items.
+    Rolling back from an incident still needs ``deployment.rollback`` on the suspect's service."""
     K8S_AUDIT_WRITE = "k8s_audit.write"
     """Held by the token the kube-apiserver's audit webhook uses; granted to no person by default."""
 
@@ -127,6 +130,7 @@ _OPERATE = frozenset(
         P.DEPLOYMENT_RECONCILE,
         P.EVIDENCE_WRITE,
         P.AUDIT_READ,
+        P.INCIDENT_MANAGE,
     }
 )
 
