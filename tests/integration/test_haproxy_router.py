@@ -36,3 +36,21 @@ def test_start_rebuilds_the_maps_from_the_saved_tables(tmp_path: Path, sample_se
         router.start()
         assert router.probe("web", "production", 10).versions == Counter(v2=10)
         assert router.probe("web", "preview", 10).versions == Counter(v1=10)
+
+
+def test_counters_shown_during_a_reload_handover_never_go_down(
+    tmp_path: Path, sample_service: Factory
+) -> None:
+    """Between the freeze (the counts handed to the new worker) and the new worker taking over,
+    the old worker shows the frozen counts: what the new one shows starts from them, so a
+    scrape in between cannot see a drop (Prometheus' rate() would read it as a reset)."""
+    v1 = sample_service("v1")
+    with running_router("haproxy", tmp_path / "h") as (router, listener):
+        router.apply("web", Routes(production=(pool("v1", [v1]),)))
+        router.probe("web", "production", 5)
+        router._counters("freeze")
+        frozen = router.metrics_text()
+        router.probe("web", "production", 5)
+        assert router.metrics_text() == frozen
+        router._counters("thaw")  # a refused reload: the live counts again
+        assert 'version="v1",code="200"} 10\n' in router.metrics_text()

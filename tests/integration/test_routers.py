@@ -290,6 +290,7 @@ def test_reload_refused_by_the_proxy_keeps_the_old_config(
             router.ensure_listener(Listener("api", taken, free_port()))
     assert router.conf_path.read_bytes() == serving
     assert router.probe("web", "production", 10).versions == Counter(v1=10)
+    assert counted(router, "web") == {("v1", "200"): 10}  # the old worker's counters still move
 
 
 def test_per_version_counters_survive_a_reload_for_another_listener(

@@ -405,39 +405,47 @@ class HaproxyRouter:
         return int(m[1]), int(m[2])
 
     def _reload(self, text: str) -> None:
-        """Install ``text`` and reload seamlessly; restore the old file if the master refused it."""
+        """Install ``text`` and reload seamlessly; restore the old file if the master refused it.
+        The serving worker's counts are frozen and handed to the new one (see the Lua)."""
         old = self.conf_path.read_text()
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         reloads, failed = self._reloads()
         atomic_write(self.conf_path, text)
-        self._save_counters()
-        os.kill(self.pid() or 0, signal.SIGUSR2)
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            try:
-                now, now_failed = self._reloads()
-            except (RouterError, OSError):
-                continue  # the master re-executes itself: its socket comes back
-            if now_failed > failed:
-                atomic_write(self.conf_path, old)
-                raise ConfigRejected(
-                    f"haproxy refused the reload, old config keeps serving: {self._log_alerts(offset)}"
-                )
-            if now > reloads:
-                return
-        raise RouterError(f"haproxy did not finish reloading; see {self.log_path}")
-
-    def _save_counters(self) -> None:
-        """The serving worker's per-version counts, for the worker a reload starts (see the Lua);
-        without them (admin port unreachable) the new worker counts from zero."""
+        self._counters("freeze")
         try:
-            resp = httpx.get(f"{self.admin_url}/counters", timeout=self.timeout, trust_env=False)
+            os.kill(self.pid() or 0, signal.SIGUSR2)
+            deadline = time.monotonic() + self.timeout
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                try:
+                    now, now_failed = self._reloads()
+                except (RouterError, OSError):
+                    continue  # the master re-executes itself: its socket comes back
+                if now_failed > failed:
+                    atomic_write(self.conf_path, old)
+                    raise ConfigRejected(
+                        f"haproxy refused the reload, old config keeps serving: {self._log_alerts(offset)}"
+                    )
+                if now > reloads:
+                    return
+            raise RouterError(f"haproxy did not finish reloading; see {self.log_path}")
+        except RouterError:
+            self._counters("thaw")  # the old worker serves on: its live counts again
+            raise
+
+    def _counters(self, action: Literal["freeze", "thaw"]) -> None:
+        """``freeze``: the serving worker's counts, saved for the worker a reload starts, and shown
+        unchanged until then; ``thaw``: shown live again.  Best effort: without them (admin port
+        unreachable) the new worker counts from zero."""
+        try:
+            resp = httpx.get(f"{self.admin_url}/counters?{action}", timeout=self.timeout, trust_env=False)
             resp.raise_for_status()
         except httpx.HTTPError:
-            self.counters_path.unlink(missing_ok=True)
+            if action == "freeze":
+                self.counters_path.unlink(missing_ok=True)
             return
-        atomic_write(self.counters_path, resp.text, durable=False)
+        if action == "freeze":
+            atomic_write(self.counters_path, resp.text, durable=False)
 
     # ------------------------------------------------------------ runtime API
     def _socket(self, path: Path, command: str) -> str:

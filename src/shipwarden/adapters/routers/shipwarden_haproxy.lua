@@ -56,11 +56,22 @@ local function retries()
     return out
 end
 
--- A reload starts a new worker with a new Lua state.  So that the counters do not drop (the
--- judge reads a drop as an interval with no data; nginx's shared dict survives a HUP),
--- HaproxyRouter saves the old worker's counts (/counters) to $SHIPWARDEN_COUNTERS just before it
--- signals the master, and the new state starts from them.  Requests the old worker finishes
--- after that are not carried over.  A fresh start removes the file: counters start at zero.
+-- A reload starts a new worker with a new Lua state.  So that the counters neither drop to zero
+-- (the judge reads a drop as an interval without data, Prometheus' rate() as a reset; nginx's
+-- shared dict survives a HUP) nor ever go down, HaproxyRouter hands them over:
+--   1. GET /counters?freeze: the serving worker returns its counts and from then on *shows*
+--      them unchanged (it keeps counting underneath); the router saves them to
+--      $SHIPWARDEN_COUNTERS and signals the master;
+--   2. the new worker's Lua state starts from that file, so anything it shows is >= what the
+--      old one showed;
+--   3. a reload the master refuses: GET /counters?thaw, the old worker shows its live counts
+--      again (>= the frozen ones).  A freeze ends by itself after FREEZE_SECONDS, should the
+--      controller die in between.
+-- Requests the old worker answers after the freeze (until the new one takes over the sockets,
+-- well under a second) are not counted.  A fresh start removes the file: counters start at 0.
+local FREEZE_SECONDS = 30
+local frozen, frozen_until = nil, 0
+
 local function load_counters(path)
     local f = path and io.open(path, "r")
     if not f then return end
@@ -86,15 +97,34 @@ local function load_counters(path)
 end
 load_counters(os.getenv("SHIPWARDEN_COUNTERS"))
 
-local function dump_counters()
+-- The counts as one value: live tables (`copy`: copied, for a freeze) and the retries now.
+local function state(copy)
+    if not copy then return { requests = requests, hist = hist, retries = retries() } end
+    local r, h = {}, {}
+    for key, v in pairs(requests) do r[key] = v end
+    for key, v in pairs(hist) do
+        local c = {}
+        for i = 1, BUCKET_COUNT + 1 do c[i] = v.counts[i] or 0 end
+        h[key] = { counts = c, sum = v.sum }
+    end
+    return { requests = r, hist = h, retries = retries() }
+end
+
+local function shown()
+    if frozen and core.now().sec < frozen_until then return frozen end
+    frozen = nil
+    return state(false)
+end
+
+local function dump_counters(st)
     local lines = {}
-    for key, v in pairs(requests) do lines[#lines + 1] = "r\t" .. key .. "\t" .. string.format("%d", v) end
-    for labels, h in pairs(hist) do
+    for key, v in pairs(st.requests) do lines[#lines + 1] = "r\t" .. key .. "\t" .. string.format("%d", v) end
+    for labels, h in pairs(st.hist) do
         local c = {}
         for i = 1, BUCKET_COUNT + 1 do c[i] = string.format("%d", h.counts[i] or 0) end
         lines[#lines + 1] = "h\t" .. labels .. "\t" .. string.format("%.9f", h.sum) .. "\t" .. table.concat(c, ",")
     end
-    for key, n in pairs(retries()) do lines[#lines + 1] = "x\t" .. key .. "\t" .. string.format("%d", n) end
+    for key, n in pairs(st.retries) do lines[#lines + 1] = "x\t" .. key .. "\t" .. string.format("%d", n) end
     return table.concat(lines, "\n") .. "\n"
 end
 
@@ -133,12 +163,12 @@ local function split(key)
     return f
 end
 
-local function render()
+local function render(st)
     local lines = {
         "# HELP shipwarden_router_requests_total Requests through the router by service, route, version, status.",
         "# TYPE shipwarden_router_requests_total counter",
     }
-    for key, v in pairs(requests) do
+    for key, v in pairs(st.requests) do
         local f = split(key)
         lines[#lines + 1] = string.format(
             'shipwarden_router_requests_total{service=%s,route=%s,version=%s,code=%s} %d',
@@ -146,7 +176,7 @@ local function render()
     end
     lines[#lines + 1] = "# HELP shipwarden_router_request_duration_seconds Time from request to response, per version."
     lines[#lines + 1] = "# TYPE shipwarden_router_request_duration_seconds histogram"
-    for key, h in pairs(hist) do
+    for key, h in pairs(st.hist) do
         local f = split(key)
         local base = string.format("{service=%s,route=%s,version=%s", quote(f[1]), quote(f[2]), quote(f[3]))
         local cum = 0
@@ -160,7 +190,7 @@ local function render()
     end
     lines[#lines + 1] = "# HELP shipwarden_router_upstream_retries_total Extra upstream attempts (retried after a failure)."
     lines[#lines + 1] = "# TYPE shipwarden_router_upstream_retries_total counter"
-    for key, n in pairs(retries()) do
+    for key, n in pairs(st.retries) do
         local f = split(key)
         lines[#lines + 1] = string.format('shipwarden_router_upstream_retries_total{service=%s,route=%s} %d',
             quote(f[1]), quote(f[2]), n)
@@ -177,9 +207,14 @@ local function serve(applet, body, ctype)
 end
 
 core.register_service("sw_counters", "http", function(applet)
-    serve(applet, dump_counters(), "text/tab-separated-values")
+    if applet.qs == "freeze" then
+        frozen, frozen_until = state(true), core.now().sec + FREEZE_SECONDS
+    elseif applet.qs == "thaw" then
+        frozen = nil
+    end
+    serve(applet, dump_counters(shown()), "text/tab-separated-values")
 end)
 
 core.register_service("sw_metrics", "http", function(applet)
-    serve(applet, render(), "text/plain; version=0.0.4")
+    serve(applet, render(shown()), "text/plain; version=0.0.4")
 end)
