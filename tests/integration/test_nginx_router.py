@@ -3,6 +3,8 @@ driver keeps, are in test_routers.py)."""
 
 from __future__ import annotations
 
+import signal
+from collections import Counter
 from collections.abc import Callable
 
 import httpx
@@ -44,3 +46,16 @@ def test_the_access_log_names_the_serving_version(
     nginx_router.stop()  # flushes the buffered log
     log = (nginx_router.state_dir / "logs" / "access.log").read_text()
     assert "service=web route=production version=v2 " in log
+
+
+def test_a_version_whose_every_instance_is_marked_down_is_retried_on_another(
+    nginx_router: NginxRouter, nginx_listener: Listener, sample_service: Factory
+) -> None:
+    """nginx tries the route's other pools once the drawn version's instances failed (HAProxy
+    does not: see haproxy.py).  A peer that refused is skipped for 2 s; when every peer of the
+    drawn pool was skipped, the balancer used to find none and answer 500."""
+    stable, canary = sample_service("v1"), sample_service("v2")
+    nginx_router.apply("web", Routes(production=(pool("v1", [stable], 50), pool("v2", [canary], 50))))
+    canary.stop(signal.SIGKILL)
+    result = nginx_router.probe("web", "production", 40)
+    assert result.failures == 0 and result.versions == Counter(v1=40), result
