@@ -31,6 +31,7 @@ from shipwarden.domain.audit import AuditChain
 from shipwarden.domain.dr.topology import Credentials, Endpoint
 from shipwarden.domain.policy import LoadedPolicy, PolicyError, PolicyIssue, load_policy_text
 from shipwarden.ports.databases import WriteLoad
+from shipwarden.ports.incidents import MetricHistory, OnCallLookup
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
 from shipwarden.security.signing import (
     fingerprint,
@@ -47,6 +48,7 @@ from shipwarden.services.alerts import RolloutAlerts
 from shipwarden.services.analysis import AnalysisController
 from shipwarden.services.audit import AuditService
 from shipwarden.services.dr.context import DrContext
+from shipwarden.services.incidents import IncidentReports, IncidentService, related_from
 from shipwarden.services.rollout import RolloutService
 from shipwarden.settings import Settings
 
@@ -178,6 +180,7 @@ class Services:
     clock: Callable[[], datetime]
     trusted_proxies: tuple[IpNetwork, ...]
     signing_public_pem: bytes
+    incidents: Incidents | None = None
 
 
 def _kek_id(key: bytes) -> str:
@@ -267,6 +270,8 @@ def build_service(
         clock=now,
         trusted_proxies=parse_networks(settings.trusted_proxies),
         signing_public_pem=public_pem(key.public_key()),
+        incidents=make_incidents(settings, store, rollout=rollout, clock=now,
+                                 secrets=secret_lookup(settings, store, access)),  # fmt: skip
     )
 
 
@@ -373,3 +378,62 @@ def dr_config_items(settings: Settings, store: Store, policy: LoadedPolicy) -> I
         if "://" not in url and not url.startswith("git@"):
             repos.append(str((Path(policy.source).resolve().parent / url).resolve()))
     return config_items(store, Path(policy.source), repos)
+
+
+# -- incidents and post-incident reports (D12) -----------------------------------------------------
+class RolloutRollback:
+    """``ports.incidents.ServiceRollback`` over the store and the rollout service's own rollback."""
+
+    def __init__(self, store: Store, rollout: RolloutService) -> None:
+        self.store, self.rollout = store, rollout
+
+    def current(self, service: str) -> tuple[str | None, str | None]:
+        active = self.store.active(service)
+        return (active.id if active else None), self.store.stable_version(service)[0]
+
+    def deployment(self, deployment_id: str) -> tuple[str, str, str]:
+        d = self.store.get(deployment_id)
+        return d.service, d.to_version, d.phase.value
+
+    def rollback(self, service: str, *, actor: str) -> str:
+        return self.rollout.rollback(service, actor=actor).id
+
+
+@dataclass
+class Incidents:
+    service: IncidentService
+    reports: IncidentReports
+    reports_dir: Path
+
+
+def make_incidents(
+    settings: Settings,
+    store: Store,
+    *,
+    rollout: RolloutService | None = None,
+    oncall: OnCallLookup | None = None,
+    clock: Callable[[], datetime] | None = None,
+    secrets: Callable[[str], str | None] | None = None,
+    require_pdf: bool = False,
+) -> Incidents:
+    """The incident use cases on ``store``: metric history from Prometheus when configured, else the
+    analysis samples the store keeps; rollbacks through ``rollout``; commanders from ``oncall``
+    (alerting's rota, once it is wired; none: incidents open without a commander)."""
+    from shipwarden.adapters.metrics.router_history import PrometheusRouterHistory, SampleHistory
+    from shipwarden.adapters.reports.incident import ChromiumReportWriter
+    from shipwarden.adapters.store.audit_repo import AuditRepo
+    from shipwarden.adapters.store.incidents_repo import IncidentRepo, analysis_samples
+
+    providers = make_providers(settings, secrets)
+    metrics: MetricHistory
+    if "prometheus" in providers:
+        metrics = PrometheusRouterHistory(providers["prometheus"])
+    else:
+        metrics = SampleHistory(partial(analysis_samples, store))
+    service = IncidentService(
+        IncidentRepo(store), AuditRepo(store), oncall=oncall, metrics=metrics,
+        rollbacks=RolloutRollback(store, rollout) if rollout is not None else None,
+        related=related_from(settings.incident_related), clock=clock or (lambda: datetime.now(UTC)),
+    )  # fmt: skip
+    reports = IncidentReports(service, ChromiumReportWriter(require_pdf=require_pdf))
+    return Incidents(service, reports, settings.incident_reports_dir or settings.state_dir / "reports")

@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     router_admin_port: int = Field(0, description="nginx admin port (0: pick a free one and remember it).")
     tick_s: float = 0.2
     prometheus_url: str | None = Field(None, description="Prometheus base URL for analysis metrics.")
+    incident_related: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Services each service depends on (incident correlation): {"checkout": ["payments"]}.',
+    )
+    incident_reports_dir: Path | None = Field(None, description="Incident reports (state_dir/reports).")
     newrelic_api_key: str | None = Field(None, description="New Relic user key (NRAK-…) for NRQL metrics.")
     newrelic_account_id: int | None = None
     newrelic_region: str = "US"

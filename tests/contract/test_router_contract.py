@@ -1,4 +1,5 @@
-"""The traffic-router port's contract, run against every driver: FakeRouter and NginxRouter.
+"""The traffic-router port's contract, run against every driver: FakeRouter, NginxRouter and
+HaproxyRouter (each real one on its own proxy and real sample-service processes).
 
 What the reconciler relies on (``adapters/routers/base.py``): ``current`` reads back what
 ``apply`` set (None before anything was), applying twice changes nothing, a table the data plane
@@ -6,7 +7,9 @@ cannot serve is refused with RouterError and leaves the serving one; ``probe`` s
 requests: production by weight, the preview route only to preview pools, a route without pools
 fails every request, a dead instance is retried on another one of its version, 5xx answered by a
 version are failures counted for that version; listeners are idempotent and refuse port clashes.
-The FakeRouter the reconciler's unit tests use must pass what nginx passes; HAProxy will join.
+The FakeRouter the reconciler's unit tests use must pass what the real drivers pass.  What only
+real drivers share (metrics, behaviour under load, reloads, restarts) is in
+tests/integration/test_routers.py; what one driver alone does, in its own test file.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +26,7 @@ import pytest
 from shipwarden.adapters.net import free_port
 from shipwarden.adapters.routers.base import Listener, Pool, RouterError, Routes, TrafficRouter
 from tests.fakes.router import FakeRouter
+from tests.fixtures.routers import DRIVERS, running_router
 
 pytestmark = pytest.mark.xdist_group("router_contract")
 
@@ -34,8 +39,8 @@ class Driver:
     kill: Callable[[str], None]  # the instance at an address dies
 
 
-@pytest.fixture(params=["fake", "nginx"])
-def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
+@pytest.fixture(params=["fake", *DRIVERS])
+def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
     if request.param == "fake":
         answers: dict[str, tuple[str, int]] = {}
         router = FakeRouter(answers.get)
@@ -51,7 +56,6 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
 
         yield Driver(router, listener, fake_backend, lambda a: answers.pop(a, None))
         return
-    nginx, listener = request.getfixturevalue("nginx_router"), request.getfixturevalue("nginx_listener")
     factory = request.getfixturevalue("sample_service")
     running: dict[str, Any] = {}
 
@@ -60,7 +64,8 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
         running[svc.address] = svc
         return str(svc.address)
 
-    yield Driver(nginx, listener, backend, lambda a: running[a].stop(signal.SIGKILL))
+    with running_router(request.param, tmp_path / request.param) as (router, listener):
+        yield Driver(router, listener, backend, lambda a: running[a].stop(signal.SIGKILL))
 
 
 def pool(version: str, *addresses: str, weight: int = 100) -> Pool:
@@ -93,6 +98,7 @@ def test_a_table_the_data_plane_cannot_serve_is_refused_and_changes_nothing(driv
         Routes(production=(pool("v1", v1, weight=50), Pool("v2", (), 50))),  # weight, no addresses
         Routes(production=(Pool("v1", ("localhost:80",)),)),  # not ipv4:port
         Routes(production=(pool("v1", v1, weight=50), pool("v1", v1, weight=50))),  # duplicate version
+        Routes(production=(Pool("v 1", (v1,)),)),  # a space in a version (it becomes a label)
         Routes(preview=(Pool("v2", (), 100),)),
     ]
     for table in bad:
@@ -101,6 +107,7 @@ def test_a_table_the_data_plane_cannot_serve_is_refused_and_changes_nothing(driv
     with pytest.raises(RouterError):
         r.apply("bad name", good)
     assert r.current(svc) == good
+    assert r.current("unknown") is None
 
 
 def test_probe_follows_the_weights_and_the_preview_reaches_only_its_pool(driver: Driver) -> None:
@@ -135,14 +142,10 @@ def test_a_dead_instance_is_retried_on_another_of_its_version(driver: Driver) ->
     assert res.failures == 10 and sum(res.versions.values()) == 0
 
 
-def test_when_no_instance_answers_the_failures_are_not_the_versions_5xx(
-    driver: Driver, request: pytest.FixtureRequest
-) -> None:
+def test_when_no_instance_answers_the_failures_are_not_the_versions_5xx(driver: Driver) -> None:
     """``server_errors`` are 5xx *answered by a version* (the port's docstring): a probe with
-    ``routing_only`` counts them as routed.  nginx labels its own 502 (every upstream refused)
-    with the version it tried, so a pool whose instances all refuse looks routed there."""
-    if not isinstance(driver.router, FakeRouter):
-        request.applymarker(pytest.mark.xfail(strict=True, reason="NginxRouter labels nginx's own 502"))
+    ``routing_only`` counts them as routed, so the proxy's own 502/503 (every instance refused)
+    must carry no version label, or a pool whose instances all refuse would look routed there."""
     r, svc = driver.router, driver.listener.service
     a = driver.backend("v1")
     r.apply(svc, Routes(production=(pool("v1", a),)))

@@ -22,6 +22,7 @@ blueGreen:
       algorithm: sequential
       samples: 60
       minRequests: 150
+      warmup: 0s  # green on the preview route has no cold start worth five intervals of a loaded machine
       metrics: {errorRate: {negligible: 0.01}, latency: {tolerance: 0.5, regression: 3.0}}
 """
 

@@ -14,16 +14,14 @@ not take the change) — the case the reconciler's convergence probes exist for.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 
 from shipwarden.adapters.routers.base import Listener, Pool, ProbeResult, RouterError, Routes
+from shipwarden.adapters.routers.common import NAME_RE, validate_routes
 from tests.fakes.faults import Faults
 
 Backend = Callable[[str], "tuple[str, int] | None"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_ADDR = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):(\d{1,5})$")
 MAX_RETRIES = 4
 
 
@@ -55,7 +53,7 @@ class FakeRouter:
     def ensure_listeners(self, listeners: Sequence[Listener]) -> None:
         self.faults.check("ensure_listeners")
         for x in listeners:
-            if not _NAME.match(x.service):
+            if not NAME_RE.match(x.service):
                 raise RouterError(f"invalid service name {x.service!r}")
         wanted = {**self.listeners, **{x.service: x for x in listeners}}
         ports = [(x.host, p) for x in wanted.values() for p in (x.port, x.preview_port)]
@@ -69,7 +67,7 @@ class FakeRouter:
         self.faults.check("apply")
         if not self.running:
             raise RouterError("the router is not running")
-        _validate(service, routes)
+        validate_routes(service, routes)  # the real drivers' rules
         if self.ignore_applies:
             return
         self.tables[service] = routes
@@ -140,25 +138,3 @@ class FakeRouter:
         """Addresses production traffic can reach now (pools with weight)."""
         table = self.tables.get(service)
         return {a for p in (table.production if table else ()) if p.weight > 0 for a in p.addresses}
-
-
-def _validate(service: str, routes: Routes) -> None:
-    if not _NAME.match(service):
-        raise RouterError(f"invalid service name {service!r}")
-    for name in ("production", "preview"):
-        pools: tuple[Pool, ...] = getattr(routes, name)
-        seen: set[str] = set()
-        for p in pools:
-            if not p.version or p.version in seen:
-                raise RouterError(f"{service}/{name}: empty or duplicate version {p.version!r}")
-            seen.add(p.version)
-            if not isinstance(p.weight, int) or not 0 <= p.weight <= 100:
-                raise RouterError(f"{service}/{name}: weight of {p.version} must be an integer 0..100")
-            if p.weight > 0 and not p.addresses:
-                raise RouterError(f"{service}/{name}: pool {p.version} has weight but no addresses")
-            for addr in p.addresses:
-                m = _ADDR.match(addr)
-                if not m or max(map(int, m.groups()[:4])) > 255 or not 0 < int(m[5]) < 65536:
-                    raise RouterError(f"{service}/{name}: address {addr!r} is not ipv4:port")
-        if name == "production" and pools and sum(p.weight for p in pools) != 100:
-            raise RouterError(f"{service}/production: weights sum to {sum(p.weight for p in pools)}, not 100")

@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from shipwarden.adapters.store.access_repo import bump_generation
 from shipwarden.adapters.store.engine import make_engine, migrate
 from shipwarden.adapters.store.repository import Store
+from shipwarden.domain.access import StaleAccess
 from shipwarden.domain.audit import AuditError, ChainHead, EntryDraft
 from shipwarden.services.audit import AuditService
 
@@ -41,12 +43,12 @@ class Gate:
         self.first = True
         svc.writer._commit = self  # type: ignore[assignment]
 
-    def __call__(self, drafts: Sequence[EntryDraft]) -> ChainHead:
+    def __call__(self, drafts: Sequence[EntryDraft], generation: int | None) -> ChainHead:
         if self.first:
             self.first = False
             self.entered.set()
             assert self.open.wait(30)
-        return self.real(drafts)
+        return self.real(drafts, generation)
 
 
 def _access(svc: AuditService, i: int) -> None:
@@ -105,7 +107,7 @@ def test_a_refused_draft_fails_alone_and_a_failed_commit_fails_its_waiters(audit
         bad.result(30)
     assert [f.result(30) for f in good + after] == [1, 2, 3, 4, 5, 6]
 
-    def broken(drafts: Sequence[EntryDraft]) -> ChainHead:
+    def broken(drafts: Sequence[EntryDraft], generation: int | None) -> ChainHead:
         raise ConnectionError("database gone")
 
     audit.writer._commit = broken  # type: ignore[assignment]
@@ -114,3 +116,42 @@ def test_a_refused_draft_fails_alone_and_a_failed_commit_fails_its_waiters(audit
         with pytest.raises(ConnectionError):
             f.result(30)  # the caller's request fails: it does not go on unaudited
     assert audit.store.count_audit() == 6
+
+
+def test_decisions_of_a_stale_access_generation_are_not_committed(audit: AuditService) -> None:
+    """A draft made from a cached credential names the access generation it was judged at; the
+    batch's transaction stores it only at that generation.  The drafts beside it are unaffected."""
+
+    def bump() -> None:  # what a revocation or a role change does in its own transaction
+        with audit.store._sessions.begin() as s:
+            bump_generation(s)
+
+    gate = Gate(audit)
+    first = audit.writer.submit(EntryDraft(actor="first", action="access"), generation=0)
+    assert gate.entered.wait(30)
+    bump()  # generation 1 from now on
+    current = audit.writer.submit(EntryDraft(actor="current", action="access"), generation=1)
+    older = audit.writer.submit(EntryDraft(actor="older", action="access"), generation=0)
+    plain = audit.writer.submit(EntryDraft(actor="plain", action="access"))
+    gate.open.set()
+    # the first batch was judged at 0 and its transaction read 1: refused, though it was in flight
+    with pytest.raises(StaleAccess) as stale:
+        first.result(30)
+    assert stale.value.current == 1
+    with pytest.raises(StaleAccess):
+        older.result(30)
+    assert [current.result(30), plain.result(30)] == [1, 2]
+
+    gate = Gate(audit)  # hold the next commit, so the two below go in one batch
+    blocker = audit.writer.submit(EntryDraft(actor="blocker", action="access"))
+    assert gate.entered.wait(30)
+    stale_alone = audit.writer.submit(EntryDraft(actor="stale", action="access"), generation=0)
+    beside = audit.writer.submit(EntryDraft(actor="beside", action="access"))
+    gate.open.set()
+    assert blocker.result(30) == 3
+    with pytest.raises(StaleAccess):
+        stale_alone.result(30)
+    assert beside.result(30) == 4
+    stored = [e["actor"] for e in audit.query(action="access", limit=100)]
+    assert stored == ["current", "plain", "blocker", "beside"]
+    assert audit.verify().ok

@@ -405,6 +405,12 @@ VALUES = {
     "scope": "deployment.read",
     "commit": "ab" * 20,
     "kind": "junit",
+    "incident_id": "inc-20300101-000000",
+    "title": "x",
+    "new_status": "resolved",
+    "section": "lessons",
+    "text": "x",
+    "number": "1",
 }
 
 

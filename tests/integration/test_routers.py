@@ -1,14 +1,15 @@
 """Every traffic-router driver against its real proxy and real sample-service processes (D10, E1).
 
 Each test runs once per driver (``router_kit``: nginx, HAProxy): zero failed requests while
-tables change under load, the preview route, weighted splits, per-version metrics fine enough
-for the judge, validation before any change, rejected configurations that change nothing,
-tables that survive a restart, and instances that die or drain under load.
+tables change under load, per-version metrics that agree with the clients and are fine enough for
+the judge, rejected configurations that change nothing, tables that survive a restart, and
+instances that die or drain under load.  What the router port promises (read-back, refused
+tables, weights, the preview route, retries, listeners) is tested once for every driver and the
+fake in tests/contract/test_router_contract.py.
 """
 
 from __future__ import annotations
 
-import math
 import signal
 import socket
 import threading
@@ -17,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -36,11 +38,32 @@ def pool(version: str, services: list[SampleService], weight: int = 100) -> Pool
     return Pool(version, tuple(s.address for s in services), weight)
 
 
+def counted(router: Any, service: str, route: str = "production") -> Counter[tuple[str, str]]:
+    """``shipwarden_router_requests_total`` of one route by (version, code), from the router."""
+    out: Counter[tuple[str, str]] = Counter()
+    for fam in text_string_to_metric_families(router.metrics_text()):
+        for smp in fam.samples:
+            lbl = smp.labels
+            if smp.name == "shipwarden_router_requests_total" and (lbl["service"], lbl["route"]) == (
+                service, route
+            ):
+                out[lbl["version"], lbl["code"]] += int(smp.value)
+    return out
+
+
 @dataclass
 class Traffic:
     requests: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     versions: Counter[str] = field(default_factory=Counter)
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    """Poll ``condition`` (a loaded machine starts load threads slowly); it must come true."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
 
 
 @contextmanager
@@ -133,36 +156,42 @@ def test_a_new_version_replacing_an_old_one_under_load_fails_no_request(
     assert router.probe(svc, "production", 10).versions == Counter(r6=10)
 
 
-def test_preview_route_reaches_only_preview_pool(
+def test_request_counts_per_version_match_what_clients_saw(
     router_kit: RouterKit, sample_service: Factory
 ) -> None:
-    router, svc = router_kit.router, router_kit.listener.service
-    stable, candidate = sample_service("v1"), sample_service("v2")
-    router.apply(svc, Routes(production=(pool("v1", [stable]),), preview=(pool("v2", [candidate]),)))
-    assert router.probe(svc, "preview", 50).versions == Counter(v2=50)
-    assert router.probe(svc, "production", 50).versions == Counter(v1=50)
-    expected = Routes(production=(pool("v1", [stable]),), preview=(pool("v2", [candidate]),))
-    assert router.current(svc) == expected
-
-
-def test_weighted_split_matches_weight(
-    router_kit: RouterKit, sample_service: Factory
-) -> None:
+    """The split itself is the contract's (tests/contract); here: the router's per-version counters
+    agree with the probe request for request, and both instances of a version share its weight."""
     router, svc = router_kit.router, router_kit.listener.service
     stable = [sample_service("v1"), sample_service("v1")]
     canary = [sample_service("v2"), sample_service("v2")]
     router.apply(svc, Routes(production=(pool("v1", stable, 80), pool("v2", canary, 20))))
-    n, p = 1000, 0.2
-    result = router.probe(svc, "production", n)
-    assert result.failures == 0 and result.total == n
-    bound = 5 * math.sqrt(n * p * (1 - p))  # 5 sigma ~ 63 requests; a 0/100 or 50/50 split fails
-    assert abs(result.versions["v2"] - n * p) < bound, result.versions
-    metrics = router.metrics_text()
-    line = f'shipwarden_router_requests_total{{service="{svc}",route="production",version="v2",code="200"}}'
-    assert f"{line} {result.versions['v2']}" in metrics
-    for s in canary:  # both instances of a version share its weight
+    result = router.probe(svc, "production", 400)
+    assert result.failures == 0 and result.versions["v1"] > 0 and result.versions["v2"] > 0
+    assert counted(router, svc) == {(v, "200"): n for v, n in result.versions.items()}
+    for s in canary:
         served = httpx.get(s.url + "metrics").text
         assert 'code="200",version="v2"} 0.0' not in served
+
+
+def _established(port: int) -> int:
+    """Established TCP connections whose local port is ``port`` (the instance's side), from /proc."""
+    with open("/proc/net/tcp") as f:
+        rows = [ln.split() for ln in f.readlines()[1:]]
+    return sum(1 for r in rows if int(r[1].split(":")[1], 16) == port and r[3] == "01")
+
+
+def test_connections_to_instances_are_kept_open_between_requests(
+    router_kit: RouterKit, sample_service: Factory
+) -> None:
+    """A new connection per request costs an instance far more than the request (HAProxy's
+    dynamic servers had no idle-connection pool: throughput fell to a quarter)."""
+    router, svc = router_kit.router, router_kit.listener.service
+    v1 = sample_service("v1")
+    router.apply(svc, Routes(production=(pool("v1", [v1]),)))
+    with httpx.Client(trust_env=False) as client:  # one keep-alive client, requests one by one
+        for _ in range(20):
+            assert client.get(router.url(svc)).status_code == 200
+        assert _established(int(v1.address.rsplit(":", 1)[1])) >= 1
 
 
 def test_latency_histogram_tells_a_30ms_version_from_a_fast_one(
@@ -190,9 +219,35 @@ def test_latency_histogram_tells_a_30ms_version_from_a_fast_one(
 
 
 def test_route_without_pools_answers_503_with_clear_body(router_kit: RouterKit) -> None:
-    resp = httpx.get(router_kit.router.url(router_kit.listener.service, "preview"))
+    router, svc = router_kit.router, router_kit.listener.service
+    resp = httpx.get(router.url(svc, "preview"))
     assert resp.status_code == 503
     assert "no pool serves the preview route of service web" in resp.text
+    assert counted(router, svc, "preview") == {("none", "503"): 1}  # counted, as no version's
+
+
+def test_every_instance_of_a_version_dying_under_load_is_counted_as_clients_saw_it(
+    router_kit: RouterKit, sample_service: Factory
+) -> None:
+    """When no instance of the version answers, the proxy answers 502/503 itself: the client's
+    failure must show in the version's counters (the judge's error rate), code for code."""
+    router, svc = router_kit.router, router_kit.listener.service
+    v1 = [sample_service("v1"), sample_service("v1")]
+    router.apply(svc, Routes(production=(pool("v1", v1),)))
+    with traffic(router.url(svc), concurrency=10) as load:
+        wait_until(lambda: load.requests >= 100)
+        for s in v1:
+            s.stop(signal.SIGKILL)
+        wait_until(lambda: sum(load.failures.values()) >= 100)
+    failed = dict(load.failures)
+    # HAProxy closes a keep-alive client's connection without an answer when a request's last
+    # attempt went out on a reused instance connection that died (the client may retry it):
+    # no response, nothing to count (documented in haproxy.py).  nginx answers 502.
+    silent = failed.pop("RemoteProtocolError", 0)
+    assert silent == 0 or router_kit.name == "haproxy", failed
+    assert failed and all(k in ("HTTP 502", "HTTP 503", "HTTP 504") for k in failed), failed
+    seen = {("v1", "200"): load.versions["v1"], **{("v1", k[5:]): n for k, n in failed.items()}}
+    assert counted(router, svc) == seen
 
 
 def test_invalid_config_is_rejected_and_old_one_keeps_serving(
@@ -235,15 +290,35 @@ def test_reload_refused_by_the_proxy_keeps_the_old_config(
             router.ensure_listener(Listener("api", taken, free_port()))
     assert router.conf_path.read_bytes() == serving
     assert router.probe("web", "production", 10).versions == Counter(v1=10)
+    assert counted(router, "web") == {("v1", "200"): 10}  # the old worker's counters still move
 
 
-def test_listener_port_conflicts_are_refused(router_kit: RouterKit) -> None:
+def test_per_version_counters_survive_a_reload_for_another_listener(
+    router_kit: RouterKit, sample_service: Factory
+) -> None:
+    """A reset would blind the judge for an interval (it reads a drop as no data): nginx's shared
+    dict survives a reload; HAProxy's new worker starts from the old one's counts."""
+    router, svc = router_kit.router, router_kit.listener.service
+    router.apply(svc, Routes(production=(pool("v1", [sample_service("v1")]),)))
+    assert router.probe(svc, "production", 20).versions == Counter(v1=20)
+    before = router_kit.serving()
+    router.ensure_listener(Listener("api", free_port(), free_port()))
+    assert router_kit.serving().isdisjoint(before)  # reloaded
+    assert router.probe(svc, "production", 10).versions == Counter(v1=10)
+    assert counted(router, svc) == {("v1", "200"): 30}
+    buckets = [ln for ln in router.metrics_text().splitlines()
+               if ln.startswith("shipwarden_router_request_duration_seconds_count") and '"v1"' in ln]
+    assert len(buckets) == 1 and buckets[0].endswith(" 30"), buckets
+
+
+def test_a_listener_on_the_admin_port_is_refused_and_changes_no_file(router_kit: RouterKit) -> None:
+    """(A clash between listeners is the contract's.)"""
     router = router_kit.router
     serving = router.conf_path.read_bytes()
-    for port in (router_kit.listener.port, router.admin_port):
-        with pytest.raises(RouterError, match="port conflict"):
-            router.ensure_listener(Listener("api", port, free_port()))
+    with pytest.raises(RouterError, match="port conflict"):
+        router.ensure_listener(Listener("api", router.admin_port, free_port()))
     assert router.conf_path.read_bytes() == serving
+    assert "api" not in router.listeners
 
 
 def test_ensure_listeners_adds_several_services_in_one_reload_and_none_when_unchanged(
@@ -305,30 +380,6 @@ def test_a_table_survives_a_reload_for_another_listener(
     assert router.current("web") == table
 
 
-def test_apply_rejects_bad_tables_without_changing_anything(
-    router_kit: RouterKit, sample_service: Factory
-) -> None:
-    router = router_kit.router
-    v1 = sample_service("v1")
-    good = Routes(production=(pool("v1", [v1]),))
-    router.apply("web", good)
-    bad = [
-        Routes(production=(pool("v1", [v1], 60), Pool("v2", (v1.address,), 30))),  # sums to 90
-        Routes(production=(pool("v1", [v1], 50), Pool("v2", (), 50))),  # weight without addresses
-        Routes(production=(Pool("v1", ("localhost:80",)),)),  # not ipv4:port
-        Routes(production=(pool("v1", [v1], 50), pool("v1", [v1], 50))),  # duplicate version
-        Routes(production=(Pool("v 1", (v1.address,)),)),  # a space in a version
-        Routes(preview=(Pool("v2", (), 100),)),
-    ]
-    for routes in bad:
-        with pytest.raises(RouterError):
-            router.apply("web", routes)
-    with pytest.raises(RouterError):
-        router.apply("bad name", good)
-    assert router.current("web") == good
-    assert router.current("unknown") is None
-
-
 def test_sigkill_of_a_backend_mid_traffic_fails_no_request(
     router_kit: RouterKit, sample_service: Factory
 ) -> None:
@@ -341,6 +392,17 @@ def test_sigkill_of_a_backend_mid_traffic_fails_no_request(
         time.sleep(1.5)
     assert load.requests > 200
     assert load.failures == Counter(), load.failures
+
+
+def test_retries_after_a_killed_instance_are_counted(router_kit: RouterKit, sample_service: Factory) -> None:
+    router, svc = router_kit.router, router_kit.listener.service
+    v1 = [sample_service("v1") for _ in range(2)]
+    router.apply(svc, Routes(production=(pool("v1", v1),)))
+    v1[0].stop(signal.SIGKILL)
+    assert router.probe(svc, "production", 20).failures == 0
+    name = f'shipwarden_router_upstream_retries_total{{service="{svc}",route="production"}}'
+    retried = [ln for ln in router.metrics_text().splitlines() if ln.startswith(name)]
+    assert len(retried) == 1 and int(retried[0].split()[-1]) > 0, retried
 
 
 def test_sigterm_drain_of_an_instance_under_load_fails_no_request(

@@ -51,6 +51,7 @@ __all__ = [
     "SessionPolicy",
     "SessionState",
     "SessionStatus",
+    "StaleAccess",
     "Target",
     "address_allowed",
     "admit_session",
@@ -112,6 +113,9 @@ class Permission(StrEnum):
     POLICY_WRITE = "policy.write"
     USER_MANAGE = "user.manage"
     TOKEN_MANAGE = "token.manage"
+    INCIDENT_MANAGE = "incident.manage"
+    """Open incidents, move them, name their commander, fill in their report, track action items.
+    Rolling back from an incident still needs ``deployment.rollback`` on the suspect's service."""
     K8S_AUDIT_WRITE = "k8s_audit.write"
     """Held by the token the kube-apiserver's audit webhook uses; granted to no person by default."""
 
@@ -127,6 +131,7 @@ _OPERATE = frozenset(
         P.DEPLOYMENT_RECONCILE,
         P.EVIDENCE_WRITE,
         P.AUDIT_READ,
+        P.INCIDENT_MANAGE,
     }
 )
 
@@ -573,3 +578,22 @@ def check_login(
         return LockoutDecision(True, timedelta(0), max(a.failures, b.failures))
     worst = a if a.retry_after >= b.retry_after else b
     return LockoutDecision(False, worst.retry_after, worst.failures)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cached verdicts
+
+
+class StaleAccess(Exception):
+    """A decision made from a credential verified earlier (cached) at an *access generation* the
+    store has since moved past: a token was revoked or a user's roles, allowlist or standing
+    changed meanwhile.  The decision is not committed; judge the request again from the store.
+
+    The generation is a counter the store bumps with every such change (in the change's own
+    transaction); ``current`` is its value when the refusal was made, if known."""
+
+    def __init__(self, expected: int, current: int | None) -> None:
+        super().__init__(f"access rules changed since the credential was verified (generation {expected}, "
+                         f"now {current if current is not None else 'later'})")  # fmt: skip
+        self.expected = expected
+        self.current = current

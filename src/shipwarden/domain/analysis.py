@@ -33,7 +33,14 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from shipwarden.domain._base import Duration, PolicyError, PolicyIssue, PositiveDuration, _Strict
+from shipwarden.domain._base import (
+    Duration,
+    PolicyError,
+    PolicyIssue,
+    PositiveDuration,
+    _Strict,
+    parse_duration,
+)
 from shipwarden.domain._yaml import line_of, path_text, read_document
 
 # --------------------------------------------------------------------------- conditions
@@ -250,6 +257,16 @@ class JudgeMetrics(_Strict):
     latency: LatencyMetric = Field(default_factory=LatencyMetric)
 
 
+def _warmup(v: Any) -> Any:
+    """``auto`` or a duration (``30s``, ``2m``, a number of seconds)."""
+    if isinstance(v, str) and v.strip().lower() == "auto":
+        return "auto"
+    try:
+        return parse_duration(v)
+    except ValueError:
+        raise ValueError(f"invalid warmup {v!r}: use 'auto' or a duration like '30s', '2m'") from None
+
+
 def _judge_shorthand(v: Any) -> Any:
     """``judge: sequential`` is shorthand for ``judge: {algorithm: sequential}``."""
     return {"algorithm": v} if isinstance(v, str) else v
@@ -272,14 +289,22 @@ class JudgeSpec(_Strict):
     min_requests: int = Field(200, ge=0, alias="minRequests")
     pass_score: float = Field(90.0, ge=0.0, le=100.0, alias="passScore")
     #: samples from the first ``warmup`` of a run are recorded but not judged (Kayenta's
-    #: ``beginCanaryAnalysisAfterMins``): fresh canary processes answer slower than warm ones
-    warmup: Duration = 0.0
+    #: ``beginCanaryAnalysisAfterMins``): fresh canary processes answer slower than warm ones.
+    #: ``auto`` (the default): the sequential judge does not judge its first intervals (five, at
+    #: most a sixth of ``samples``) and holds back failure evidence that fades; a duration
+    #: replaces that with an explicit warm-up for both judges (``0s``: judge from the start)
+    warmup: Annotated[float | Literal["auto"], BeforeValidator(_warmup)] = "auto"
     #: the end of the window for a metric that could not have caught a ``regression``-times-worse
     #: canary at the traffic seen (its ``detectableRatio`` is above ``regression``): "pass" on the
     #: absence of failure evidence, as Kayenta does, or "inconclusive" — hold for a human rather
     #: than promote on too little data (sequential judge)
     undersized: Literal["pass", "inconclusive"] = "pass"
     metrics: JudgeMetrics = Field(default_factory=JudgeMetrics)
+
+    @property
+    def warmup_seconds(self) -> float:
+        """The explicit warm-up skipped before any judge sees a sample (0 with ``auto``)."""
+        return 0.0 if self.warmup == "auto" else float(self.warmup)
 
     @model_validator(mode="after")
     def _something_enabled(self) -> JudgeSpec:

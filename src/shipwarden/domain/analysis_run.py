@@ -120,7 +120,7 @@ class AnalysisRun:
         self.last_sample_at = canary.t
         if self.first_sample_at is None:
             self.first_sample_at = canary.t
-        warmup = self.spec.judge.warmup if self.spec.judge is not None else 0.0
+        warmup = self.spec.judge.warmup_seconds if self.spec.judge is not None else 0.0
         if canary.t - self.first_sample_at < warmup:
             self.warmup_skipped += 1
             return

@@ -9,12 +9,28 @@ other's code; ``bootstrap`` connects them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
-__all__ = ["AlertSignal", "IncidentSink", "OnCallLookup"]
+from shipwarden.domain.audit import AuditEntry, ChainHead
+from shipwarden.domain.incidents import ActionItem, History, Incident
+
+__all__ = [
+    "AlertSignal",
+    "AuditReader",
+    "IncidentConflict",
+    "IncidentNotFound",
+    "IncidentSink",
+    "IncidentStore",
+    "MetricHistory",
+    "OnCallLookup",
+    "ReportFiles",
+    "ReportWriter",
+    "ServiceRollback",
+]
 
 
 @dataclass(frozen=True)
@@ -48,4 +64,136 @@ class OnCallLookup(Protocol):
 
     def on_call(self, service: str | None, at: datetime) -> list[str]:
         """User names on call for ``service`` (its escalation policy's first level) at ``at``."""
+        ...
+
+
+# -- what the incident use cases need (D12); implemented by adapters, wired by bootstrap ----------
+
+
+class IncidentNotFound(LookupError):
+    """No incident (or action item) with that id."""
+
+
+class IncidentConflict(RuntimeError):
+    """The incident changed under the request (another writer); nothing was changed by it."""
+
+
+class IncidentStore(Protocol):
+    """Incidents, the alerts attached to them and their action items.  Every write is one
+    transaction together with its audit entry (``incident.*``, ``detail.incident`` = the id)."""
+
+    def create(self, incident: Incident, *, actor: str, detail: Mapping[str, Any]) -> Incident: ...
+
+    def get(self, incident_id: str) -> Incident:
+        """Raises :class:`IncidentNotFound`."""
+        ...
+
+    def find(self, *, open_only: bool = False, service: str | None = None, limit: int = 50) -> list[Incident]:
+        """Newest first."""
+        ...
+
+    def update(
+        self,
+        incident_id: str,
+        change: Callable[[Incident], Incident],
+        *,
+        actor: str,
+        action: str,
+        detail: Mapping[str, Any],
+        outcome: str = "ok",
+    ) -> Incident:
+        """Apply ``change`` to the stored incident (read for update) and store the result with its
+        audit entry, in one transaction.  ``change`` raising stores nothing."""
+        ...
+
+    def record(self, incident_id: str, *, actor: str, action: str, detail: Mapping[str, Any],
+               outcome: str = "ok") -> None:
+        """An audit entry about the incident that changes none of its fields (a rollback asked for)."""
+        ...
+
+    def attach_alert(self, incident_id: str, alert: AlertSignal, *, actor: str) -> bool:
+        """Record that ``alert`` changed while the incident was open; ``False``: already recorded
+        (alerting delivers at least once)."""
+        ...
+
+    def alerts(self, incident_id: str) -> list[dict[str, Any]]: ...
+
+    def add_item(self, item: ActionItem, *, actor: str) -> ActionItem:
+        """Stored with the next free number of its incident."""
+        ...
+
+    def update_item(
+        self,
+        incident_id: str,
+        number: int,
+        change: Callable[[ActionItem], ActionItem],
+        *,
+        actor: str,
+        detail: Mapping[str, Any],
+    ) -> ActionItem: ...
+
+    def items(self, incident_id: str | None = None, *, open_only: bool = False) -> list[ActionItem]: ...
+
+
+class AuditReader(Protocol):
+    """The audit log as the timeline and the correlation read it (``AuditRepo`` is one)."""
+
+    def entries(
+        self,
+        *,
+        after_seq: int = 0,
+        action_prefix: str | None = None,
+        service: str | None = None,
+        deployment_id: str | None = None,
+        ts_from: str | None = None,
+        ts_to: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[AuditEntry]: ...
+
+    def head(self) -> ChainHead: ...
+
+
+class MetricHistory(Protocol):
+    """Request, error and latency history of a service's production route (the router's counters)."""
+
+    def history(
+        self, service: str, start: datetime, end: datetime, *, impact: tuple[datetime, datetime] | None = None
+    ) -> History:
+        """Series from ``start`` to ``end``; ``impact`` (onset, restored) asks the source for its own
+        count of failed requests in that window when it has one."""
+        ...
+
+
+class ServiceRollback(Protocol):
+    """The existing rollback use case (``RolloutService.rollback``), as an incident calls it."""
+
+    def current(self, service: str) -> tuple[str | None, str | None]:
+        """``(active deployment id or None, stable version or None)`` of ``service``."""
+        ...
+
+    def deployment(self, deployment_id: str) -> tuple[str, str, str]:
+        """``(service, to_version, phase)`` of a deployment."""
+        ...
+
+    def rollback(self, service: str, *, actor: str) -> str:
+        """Roll ``service`` back now; the id of the deployment that does it (raises on refusal)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    directory: Path
+    json: Path
+    html: Path
+    pdf: Path | None
+    plots: Sequence[Path] = ()
+
+
+class ReportWriter(Protocol):
+    """Lays a report document out as files (HTML with its plots, PDF)."""
+
+    def write(self, doc: Mapping[str, Any], directory: Path, *, pdf: bool = True) -> ReportFiles: ...
+
+    def html(self, doc: Mapping[str, Any]) -> str:
+        """The report as one self-contained HTML page (plots embedded)."""
         ...

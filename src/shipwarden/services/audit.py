@@ -85,7 +85,9 @@ class AuditService:
         self.clock = clock
         self.witness = witness
         store.attach_sealer(self.chain.sealer(signing_key, self.key_id), witness.append if witness else None)
-        self.writer = AuditWriter(lambda drafts: self.repo.append(drafts, self.chain))
+        self.writer = AuditWriter(
+            lambda drafts, generation: self.repo.append(drafts, self.chain, access_generation=generation)
+        )
         store.audit_sink = self._record_draft
 
     # -- writing --------------------------------------------------------------------------------
@@ -129,13 +131,16 @@ class AuditService:
             detail=detail,
         )
 
-    def access(self, **decision: Any) -> None:
-        """Record one access decision; returns once it is committed (group commit)."""
-        self.writer.record(self.access_draft(**decision))
+    def access(self, *, generation: int | None = None, **decision: Any) -> None:
+        """Record one access decision; returns once it is committed (group commit).  ``generation``:
+        the access generation the decision was made at (a cached credential); if the store's has
+        moved, nothing is recorded and ``StaleAccess`` is raised (judge the request again)."""
+        self.writer.submit(self.access_draft(**decision), generation=generation).result(60.0)
 
-    async def access_async(self, **decision: Any) -> None:
+    async def access_async(self, *, generation: int | None = None, **decision: Any) -> None:
         """:meth:`access` for the event loop: waits for the commit without holding a thread."""
-        await asyncio.wrap_future(self.writer.submit(self.access_draft(**decision)))
+        fut = self.writer.submit(self.access_draft(**decision), generation=generation)
+        await asyncio.wrap_future(fut)
 
     def close(self) -> None:
         """Commit what is queued and stop the group-commit thread (on shutdown)."""

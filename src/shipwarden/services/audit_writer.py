@@ -19,6 +19,13 @@ the batch is retried entry by entry.  :meth:`AuditWriter.close` stops taking dra
 once everything already queued is committed (``serve`` calls it on shutdown; an ``atexit`` hook
 covers other processes).  Async callers await the future (``asyncio.wrap_future``) without
 holding a thread.
+
+A draft may carry the *access generation* its decision was made at (a request judged from a
+cached credential, see ``domain.access.StaleAccess``).  The batch's transaction reads the
+generation and commits such drafts only if it is still theirs; otherwise their callers get
+``StaleAccess`` (nothing of theirs is stored) and judge the request again from the store, while
+the drafts without a generation are committed as usual.  Generations only grow, so within a
+batch the drafts of an older generation than the newest one present are stale without asking.
 """
 
 from __future__ import annotations
@@ -29,22 +36,24 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
+from shipwarden.domain.access import StaleAccess
 from shipwarden.domain.audit import AuditError, ChainHead, EntryDraft, check_draft
 
-__all__ = ["AuditWriter"]
+__all__ = ["AuditWriter", "Commit"]
 
-_Item = tuple[EntryDraft, "Future[int]"]
+_Item = tuple[EntryDraft, "Future[int]", int | None]
+
+Commit = Callable[[Sequence[EntryDraft], int | None], ChainHead]
+"""``commit(drafts, generation)``: link and store ``drafts`` in one transaction and return the new
+head; with a ``generation``, first check the access generation is that one (else store nothing and
+raise ``StaleAccess``)."""
 
 
 class AuditWriter:
-    """One writer thread committing queued drafts in batches through ``commit``.
+    """One writer thread committing queued drafts in batches through ``commit`` (:data:`Commit`:
+    the drafts are the ``len(drafts)`` entries up to the head it returns)."""
 
-    ``commit(drafts)`` links and stores the drafts in one transaction and returns the new head
-    (the drafts are the ``len(drafts)`` entries up to it)."""
-
-    def __init__(
-        self, commit: Callable[[Sequence[EntryDraft]], ChainHead], *, max_batch: int = 1000
-    ) -> None:
+    def __init__(self, commit: Commit, *, max_batch: int = 1000) -> None:
         self._commit = commit
         self.max_batch = max_batch
         self._q: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
@@ -55,9 +64,11 @@ class AuditWriter:
         """Transactions committed (for tests and benchmarks: entries / batches = mean batch)."""
         self.committed = 0
 
-    def submit(self, draft: EntryDraft) -> Future[int]:
+    def submit(self, draft: EntryDraft, *, generation: int | None = None) -> Future[int]:
         """Queue ``draft``; the future resolves to its seq once committed.  A draft the chain would
-        refuse raises ``AuditError`` here, before anything is queued."""
+        refuse raises ``AuditError`` here, before anything is queued.  With ``generation`` (the
+        access generation its decision was made at) it is committed only at that generation, else
+        the future raises ``StaleAccess``."""
         check_draft(draft)
         fut: Future[int] = Future()
         with self._lock:
@@ -67,7 +78,7 @@ class AuditWriter:
                 self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
                 self._thread.start()
                 atexit.register(self.close)
-            self._q.put((draft, fut))
+            self._q.put((draft, fut, generation))
         return fut
 
     def record(self, draft: EntryDraft, timeout: float | None = 60.0) -> int:
@@ -108,8 +119,23 @@ class AuditWriter:
                 return
 
     def _write(self, batch: list[_Item]) -> None:
+        generation = max((g for _, _, g in batch if g is not None), default=None)
+        if generation is not None:
+            older = [item for item in batch if item[2] is not None and item[2] < generation]
+            for _, fut, g in older:
+                fut.set_exception(StaleAccess(g or 0, None))
+            if older:
+                batch = [item for item in batch if item[2] is None or item[2] >= generation]
         try:
-            head = self._commit([d for d, _ in batch])
+            head = self._commit([d for d, _, _ in batch], generation)
+        except StaleAccess as exc:
+            for _, fut, g in batch:
+                if g is not None:
+                    fut.set_exception(exc)
+            rest = [item for item in batch if item[2] is None]
+            if rest:
+                self._write(rest)
+            return
         except AuditError as exc:
             if len(batch) > 1:  # one refused draft must not fail the others
                 for item in batch:
@@ -118,7 +144,7 @@ class AuditWriter:
                 batch[0][1].set_exception(exc)
             return
         except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it, whatever it is
-            for _, fut in batch:
+            for _, fut, _ in batch:
                 fut.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
@@ -126,5 +152,5 @@ class AuditWriter:
         self.batches += 1
         self.committed += len(batch)
         first = head.seq - len(batch) + 1
-        for i, (_, fut) in enumerate(batch):
+        for i, (_, fut, _) in enumerate(batch):
             fut.set_result(first + i)

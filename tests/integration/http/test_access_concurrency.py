@@ -72,12 +72,12 @@ def test_n_concurrent_requests_make_n_access_entries_in_shared_commits(served: t
     real = writer._commit
     first = [0]  # the size of the batch held in its commit
 
-    def held(drafts: Sequence[EntryDraft]) -> ChainHead:
+    def held(drafts: Sequence[EntryDraft], generation: int | None) -> ChainHead:
         if not entered.is_set():
             first[0] = len(drafts)
             entered.set()
             assert release.wait(60)
-        return real(drafts)
+        return real(drafts, generation)
 
     writer._commit = held  # type: ignore[assignment]
 

@@ -76,8 +76,9 @@ SETTINGS = {
 }
 
 
-REFUSAL_RECORDS = {"audit_log", "auth_failures"}
-"""Where refusals are recorded (the audit log; failed logins, for lockout): they change on refusal."""
+REFUSAL_RECORDS = {"audit_log", "auth_failures", "auth_throttle"}
+"""Where refusals are recorded (the audit log; failed logins and the attempts reserved before a
+credential is checked, for lockout): they change on refusal, by design."""
 
 
 def _client_address(app: Any) -> Any:

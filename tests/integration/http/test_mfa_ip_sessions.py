@@ -6,8 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from shipwarden.entrypoints.http.deps import SESSION_COOKIE
+from shipwarden.services.access.sessions import TOUCH_EVERY_S
 from tests.integration.http.conftest import PASSWORD, Api, make_api
 
 pytestmark = pytest.mark.integration
@@ -196,6 +198,32 @@ def test_idle_and_absolute_expiry(api: Api) -> None:
             break
     assert api.clock() - start >= timedelta(hours=8)
     assert r.status_code == 401 and "older than 8:00:00" in r.json()["detail"]
+
+
+def test_a_session_in_use_is_not_written_on_every_request_and_idles_from_the_last_write(api: Api) -> None:
+    api.user("v", "viewer", mfa=False)
+    c = api.session("v")
+    writes = [0]
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE SESSIONS"):
+            writes[0] += 1
+
+    event.listen(api.services.store.engine, "before_cursor_execute", count)
+    for _ in range(5):  # within TOUCH_EVERY_S of the login: last_seen_at is recent enough as it is
+        api.clock.advance(seconds=1)
+        assert c.get("/auth/me").status_code == 200
+    assert writes[0] == 0
+    api.clock.advance(seconds=TOUCH_EVERY_S)
+    assert c.get("/auth/me").status_code == 200
+    assert writes[0] == 1  # old enough: written
+    last_write = api.clock()
+    api.clock.advance(seconds=1)
+    assert c.get("/auth/me").status_code == 200  # not written: idleness counts from last_write
+    api.clock.now = last_write + timedelta(minutes=15)
+    r = c.get("/auth/me")
+    assert r.status_code == 401 and "without activity" in r.json()["detail"]
+    event.remove(api.services.store.engine, "before_cursor_execute", count)
 
 
 def test_logout_revocation_concurrency_and_rotation(api: Api) -> None:

@@ -28,15 +28,21 @@ def _records(pairs: list[tuple[Sample, Sample]]) -> list[dict[str, object]]:
 def test_a_cold_start_inside_the_warmup_is_not_judged() -> None:
     # the first three intervals: a cold canary with 20 % errors; then as healthy as the baseline
     pairs = [_pair(float(t), 200 if t < 3 else 5) for t in range(14)]
-    cold = AnalysisRun.new(_spec(), 0.0, gating=True)
+    auto = AnalysisRun.new(_spec(), 0.0, gating=True)  # warmup: auto (the judge's own)
     warm = AnalysisRun.new(_spec("3s"), 0.0, gating=True)
+    bad = AnalysisRun.new(_spec("3s"), 0.0, gating=True)  # stays at 20 %: a regression, not a warm-up
     for b, c in pairs:
-        cold.add_samples(b, c)
+        auto.add_samples(b, c)
         warm.add_samples(b, c)
-    assert cold.status().state is RunState.FAILED
+        bad.add_samples(b, _pair(b.t, 200)[1])
     status = warm.status()
     assert status.state is RunState.PASSED, status.detail
     assert status.numbers["judgeWarmupSamplesSkipped"] == 3
+    assert bad.status().state is RunState.FAILED
+    # without an explicit warm-up nothing is skipped before the judge, whose automatic warm-up and
+    # "an excess that fades is not a regression" keep the cold start from rolling it back
+    assert auto.status().state is not RunState.FAILED, auto.status().detail
+    assert "judgeWarmupSamplesSkipped" not in auto.status().numbers
 
 
 def test_replaying_the_records_skips_exactly_the_same_samples() -> None:

@@ -57,7 +57,7 @@ def test_own_account_commands_are_only_the_second_factor_and_name_their_user() -
 
 def test_exemptions_are_only_the_storeless_commands_and_serve() -> None:
     assert set(EXEMPT) == {"policy check", "policy schema", "judge", "judge-plan", "dossier verify",
-                           "audit verify-export", "serve"}
+                           "audit verify-export", "incident verify-report", "serve"}
 
 
 def test_rollout_commands_map_to_the_production_permissions() -> None:

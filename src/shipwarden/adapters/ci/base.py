@@ -96,7 +96,9 @@ class CiEvent:
     ``X-GitHub-Delivery``).  ``delivered_at`` is a provider-signed time when
     there is one (CircleCI ``happened_at``), else ``None``.  ``workflow_*``
     describe the pipeline stage (CircleCI workflow, GitHub workflow run or
-    check suite); ``job_*`` are set for job-level events only.
+    check suite); ``job_*`` are set for job-level events only (CircleCI job, GitHub
+    check run or commit status).  ``labels`` is the pull request's label set after the
+    event (possibly empty) for the events that carry one, ``None`` for the others.
     """
 
     provider: str
@@ -115,7 +117,7 @@ class CiEvent:
     job_status: CiStatus | None = None
     job_number: int | None = None
     pull_requests: tuple[int, ...] = ()
-    labels: tuple[str, ...] = ()
+    labels: tuple[str, ...] | None = None
     raw_status: str | None = None
 
     @property

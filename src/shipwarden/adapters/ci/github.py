@@ -1,4 +1,15 @@
-"""GitHub: webhooks (Actions ``workflow_run``, ``check_suite``, ``push``, ``pull_request``) and PR merge.
+"""GitHub: webhooks (``workflow_run``, ``check_suite``, ``check_run``, ``status``, ``push``,
+``pull_request``) and PR merge.
+
+Which events carry a CI result: ``workflow_run`` (an Actions workflow, by its name),
+``check_suite`` (one app's suite, by the app's slug), ``check_run`` (one check — an Actions job
+or any app's check — by its name) and ``status`` (a commit status, by its ``context``).  A CI
+that reports only through commit statuses or check runs can so satisfy ``ci.required``.
+``pull_request`` carries no result but the pull request's labels, which change-control rules
+match on: the label set after the event is ``pull_request.labels`` with the event's own
+``label`` added (``labeled``) or removed (``unlabeled``).  No event's ``updated_at`` is taken
+for a delivery time: a redelivery repeats the original body, times and all, and must not be
+refused as too old (deduplication is by delivery id and body digest).
 
 Webhook authentication: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the
 raw body keyed with the webhook secret>``, compared in constant time.  The
@@ -27,7 +38,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, StrictStr, StringConstraints
 
 from shipwarden.adapters.ci.base import (
     CiApiError,
@@ -55,7 +66,6 @@ from shipwarden.adapters.ci.contract import (
     check_json_media_type,
     event_header,
     printable,
-    time_of,
     validate,
 )
 from shipwarden.domain.gitref import branch_problem
@@ -110,7 +120,14 @@ def verify_github_signature(secret: str | bytes, body: bytes, header: str | None
 
 
 RUN_STATUSES = ("requested", "in_progress", "completed", "queued", "pending", "waiting")
-"""``workflow_run.status`` / ``check_suite.status`` (webhook payload schemas)."""
+"""``workflow_run.status`` / ``check_suite.status`` / ``check_run.status`` (webhook payload schemas)."""
+STATUS_STATES = {
+    "success": CiStatus.SUCCESS,
+    "failure": CiStatus.FAILED,
+    "error": CiStatus.FAILED,
+    "pending": CiStatus.RUNNING,
+}
+"""``status.state`` (commit statuses) folded into ``CiStatus``."""
 CONCLUSIONS = (
     "success", "failure", "neutral", "cancelled", "skipped", "timed_out", "action_required", "stale",
     "startup_failure",
@@ -136,9 +153,14 @@ class _PullRef(Contract):
     number: _PrNumber
 
 
+_RunName = Annotated[StrictStr, Field(max_length=255), AfterValidator(printable)]
+"""``workflow_run.name``: GitHub sends ``""`` for some runs; the workflow's name is then in ``workflow``."""
+
+
 class _Run(Contract):
     id: LargeId
-    name: Name
+    name: _RunName
+    path: Annotated[StrictStr, Field(max_length=255), AfterValidator(printable)] | None = None
     head_branch: Branch | None = None
     head_sha: Sha
     status: _Status | None = None
@@ -163,9 +185,58 @@ class _Suite(Contract):
     pull_requests: list[_PullRef] = Field(default_factory=list, max_length=100)
 
 
+class _Workflow(Contract):
+    name: _RunName | None = None
+    path: _RunName | None = None
+
+
 class WorkflowRunBody(Contract):
     action: Literal["requested", "in_progress", "completed"]
     workflow_run: _Run
+    workflow: _Workflow | None = None
+    repository: _Repository | None = None
+
+
+class _RunSuite(Contract):
+    id: LargeId
+    head_branch: Branch | None = None
+    head_sha: Sha
+    app: _App | None = None
+    pull_requests: list[_PullRef] = Field(default_factory=list, max_length=100)
+
+
+class _CheckRun(Contract):
+    id: LargeId
+    name: Name
+    head_sha: Sha
+    status: _Status
+    conclusion: _Conclusion | None = None
+    check_suite: _RunSuite | None = None
+    app: _App | None = None
+    pull_requests: list[_PullRef] = Field(default_factory=list, max_length=100)
+
+
+class CheckRunBody(Contract):
+    action: Literal["created", "completed", "rerequested", "requested_action"]
+    check_run: _CheckRun
+    repository: _Repository | None = None
+
+
+class _BranchHead(Contract):
+    sha: Sha
+
+
+class _StatusBranch(Contract):
+    name: Branch
+    commit: _BranchHead
+
+
+class StatusBody(Contract):
+    id: LargeId
+    sha: Sha
+    context: Name
+    state: Literal["pending", "success", "failure", "error"]
+    branches: list[_StatusBranch] = Field(default_factory=list, max_length=100)
     repository: _Repository | None = None
 
 
@@ -203,7 +274,17 @@ class PullRequestBody(Contract):
     action: Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z_]{1,40}$")]
     number: _PrNumber
     pull_request: _Pull
+    label: _LabelRef | None = None  # the label added or removed (``labeled`` / ``unlabeled``)
     repository: _Repository | None = None
+
+    def labels_after(self) -> tuple[str, ...]:
+        """The label set after this event: ``pull_request.labels`` with ``label`` added or removed."""
+        names = [label.name for label in self.pull_request.labels]
+        if self.label is not None and self.action == "unlabeled":
+            names = [n for n in names if n != self.label.name]
+        elif self.label is not None and self.action == "labeled" and self.label.name not in names:
+            names.append(self.label.name)
+        return tuple(names)
 
 
 def _delivery_id(headers: Mapping[str, str]) -> str:
@@ -219,12 +300,13 @@ def parse_github_event(body: bytes, headers: Mapping[str, str]) -> CiEvent:
     """Normalise a (verified) GitHub delivery.  Raises ``PayloadError`` / ``IgnoredEvent``.
 
     The body is validated whole against the documented payload of its event (``WorkflowRunBody``,
-    ``CheckSuiteBody``, ``PushBody``, ``PullRequestBody``) before anything is read from it."""
+    ``CheckSuiteBody``, ``CheckRunBody``, ``StatusBody``, ``PushBody``, ``PullRequestBody``) before
+    anything is read from it."""
     event = event_header(headers, "X-GitHub-Event")
     delivery = _delivery_id(headers)
     if event == "ping":
         raise IgnoredEvent("GitHub ping")
-    if event not in ("workflow_run", "check_suite", "push", "pull_request"):
+    if event not in ("workflow_run", "check_suite", "check_run", "status", "push", "pull_request"):
         raise IgnoredEvent(f"GitHub event {event!r} carries no CI result")
     doc = load_body(body)
     common: dict[str, Any] = {"provider": "github", "event_id": delivery, "delivered_at": None}
@@ -232,6 +314,10 @@ def parse_github_event(body: bytes, headers: Mapping[str, str]) -> CiEvent:
     if event == "workflow_run":
         wr: WorkflowRunBody = validate(WorkflowRunBody, doc)
         run = wr.workflow_run
+        workflow = wr.workflow or _Workflow()
+        name = run.name or workflow.name or run.path or workflow.path
+        if not name:
+            raise PayloadError("the run has no name (nor has its workflow)", "$.workflow_run.name")
         return CiEvent(
             **common,
             event_type=f"workflow_run.{wr.action}",
@@ -241,7 +327,7 @@ def parse_github_event(body: bytes, headers: Mapping[str, str]) -> CiEvent:
             pipeline_id=str(run.check_suite_id) if run.check_suite_id is not None else None,
             pipeline_number=run.run_number,
             workflow_id=str(run.id),
-            workflow_name=run.name,
+            workflow_name=name,
             status=github_status(run.status, run.conclusion),
             pull_requests=tuple(p.number for p in run.pull_requests),
             raw_status=run.conclusion or run.status,
@@ -263,6 +349,41 @@ def parse_github_event(body: bytes, headers: Mapping[str, str]) -> CiEvent:
             pull_requests=tuple(p.number for p in suite.pull_requests),
             raw_status=suite.conclusion or suite.status,
         )
+    if event == "check_run":
+        cr: CheckRunBody = validate(CheckRunBody, doc)
+        check = cr.check_run
+        run_suite = check.check_suite
+        run_app = check.app or (run_suite.app if run_suite else None)
+        prs = check.pull_requests or (run_suite.pull_requests if run_suite else [])
+        return CiEvent(
+            **common,
+            event_type=f"check_run.{cr.action}",
+            commit_sha=check.head_sha,
+            branch=run_suite.head_branch if run_suite else None,
+            repository=_repo(cr.repository),
+            pipeline_id=str(run_suite.id) if run_suite else None,
+            workflow_id=str(run_suite.id) if run_suite else None,
+            workflow_name=(run_app.slug or run_app.name) if run_app else None,
+            job_name=check.name,
+            job_status=github_status(check.status, check.conclusion),
+            pull_requests=tuple(p.number for p in prs),
+            raw_status=check.conclusion or check.status,
+        )
+    if event == "status":
+        st: StatusBody = validate(StatusBody, doc)
+        # ``branches`` lists branches that contain the commit; only one whose head it is names it
+        heads = [b.name for b in st.branches if b.commit.sha == st.sha]
+        return CiEvent(
+            **common,
+            event_type=f"status.{st.state}",
+            commit_sha=st.sha,
+            branch=heads[0] if len(heads) == 1 else None,
+            repository=_repo(st.repository),
+            pipeline_id=str(st.id),
+            job_name=st.context,
+            job_status=STATUS_STATES[st.state],
+            raw_status=st.state,
+        )
     if event == "push":
         push: PushBody = validate(PushBody, doc)
         if push.deleted is True or set(push.after) == {"0"}:
@@ -279,13 +400,13 @@ def parse_github_event(body: bytes, headers: Mapping[str, str]) -> CiEvent:
         )
     pr: PullRequestBody = validate(PullRequestBody, doc)
     return CiEvent(
-        **{**common, "delivered_at": time_of(pr.pull_request.updated_at)},
+        **common,  # ``updated_at`` is when the pull request last changed, not when this was sent
         event_type=f"pull_request.{pr.action}",
         commit_sha=pr.pull_request.head.sha,
         branch=pr.pull_request.head.ref,
         repository=_repo(pr.repository),
         pull_requests=(pr.number,),
-        labels=tuple(label.name for label in pr.pull_request.labels),
+        labels=pr.labels_after(),
     )
 
 

@@ -26,13 +26,15 @@ ROUTES = ("production", "preview")
 VERSION_HEADER = "X-Shipwarden-Version"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file + rename so readers (a proxy at start) never see half a file."""
+def atomic_write(path: Path, text: str, durable: bool = True) -> None:
+    """Write via a temp file + rename so readers (a proxy at start) never see half a file;
+    ``durable``: synced to disk before the rename (not for files rebuilt from a durable one)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

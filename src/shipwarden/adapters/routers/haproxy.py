@@ -7,22 +7,49 @@ How routing changes without a reload:
   ``rand(100)`` and a range map (``0:79 s0``, ``80:99 s1``) names its slot; a second map names
   the slot's version, which the router puts in ``X-Shipwarden-Version``.
 * ``apply`` gives a new version a slot no live request can be using, adds its instances as
-  dynamic servers (``add server``), labels the slot, then swaps the range map atomically
-  (``prepare map`` / ``commit map``).  Servers that left go to maintenance (in-flight
-  requests finish) and are deleted once idle.  No reload, no dropped request.
+  dynamic servers (``add server``, with the idle-connection pool a server from the file has),
+  labels the slot, then swaps the range map atomically (``prepare map`` / ``commit map``).
+  Servers that left go to maintenance (in-flight requests finish) and are deleted once idle.
+  The commands of a changed route go in three Runtime API connections, each answer checked; an
+  unchanged route is not touched.  No reload, no dropped request.
 * within a slot, ``retries`` with ``option redispatch`` send a request that could not
   connect (an instance killed or draining) to another instance of the same version.
 * the configuration changes only with listeners: it passes ``haproxy -c`` before it
   replaces the serving one, and the master reloads it seamlessly (master-worker mode, the
   listening sockets passed over the admin socket: ``expose-fd listeners``).  A reload the
   master refuses (a port taken by someone else) leaves the old workers serving and the old
-  file in place.  The file always lists the current servers and the map files on disk always
-  hold the current tables, so a reload or a restart serves the last table.
-* per-version request counts and latency histograms come from a few lines of Lua
-  (``shipwarden_haproxy.lua``) in the same Prometheus text as the nginx driver's.
+  file in place.  The file always lists the current servers and ``state.json`` (synced) holds
+  the tables; the map files are replaced atomically on every change and rewritten from
+  ``state.json`` at start, so a reload or a restart serves the last table.
+* per-version request counts, latency histograms and retries come from a few lines of Lua
+  (``shipwarden_haproxy.lua``) in the same Prometheus text as the nginx driver's, counted as
+  nginx counts them: every response of the route, HAProxy's own 502/503/504 after failed
+  retries for the version drawn, a route without pools as version ``none``.  A reload carries
+  the counts over to the new worker (nginx's shared dict survives a HUP): the judge reads a
+  drop as an interval without data.
+
+Where it behaves differently from the nginx driver (both pass the same contract and tests):
+
+* retries stay within the version drawn.  nginx, once every instance of that version failed,
+  tries the route's other pools (a weight-0 blue included) and the request succeeds there;
+  HAProxy answers 503 (counted for the version).  A backend cannot hand a request to another
+  backend, and a ``backup`` server needs health checks to ever be used.
+* nginx skips an instance that refused a connection for 2 s (per worker); HAProxy has no
+  health checks here and keeps drawing it, then redispatches: a refused connection costs
+  nothing on loopback, but an instance that drops SYNs costs each request ``timeout connect``
+  (2 s) before the redispatch.
+* when the last attempt of a request went out on a reused instance connection that died
+  (its instances killed mid-request), HAProxy closes the client's keep-alive connection
+  without an answer, so the client may retry (RFC 9112 9.3.1); nginx answers 502.  Such a
+  request, and one the client abandons (nginx logs 499), is not counted.
+* at most ``SLOTS`` (4) versions per route.
+* the per-version counting runs a Lua fetch per request, under HAProxy's global Lua lock:
+  about 9 of HAProxy's ~26 CPU microseconds per proxied request on this machine (nginx's
+  LuaJIT phases cost less: ~16-19 us per request in all).
 
 State dir: ``conf/haproxy.cfg``, ``maps/``, ``state.json`` (admin port, listeners, tables
-with their slots: a new controller process takes over), ``logs/haproxy.log``, ``haproxy.pid``.
+with their slots: a new controller process takes over), ``counters.tsv`` (counts carried over
+a reload), ``logs/haproxy.log``, ``haproxy.pid``.
 """
 
 from __future__ import annotations
@@ -64,6 +91,12 @@ SLOTS = 4
 """Version slots per route: a table holds at most this many versions (a rollout needs two or
 three); a new version always gets a slot that no pool of the serving table uses."""
 _SUN_PATH_MAX = 100  # AF_UNIX paths are limited to 108 bytes
+_BATCH_OK = re.compile(r"^(New server registered\.|New version created: \d+)$")
+"""What a Runtime API command may answer besides nothing when it succeeded."""
+_DYNAMIC_SERVER = "pool-max-conn -1 pool-purge-delay 5s"
+"""``add server`` options: a dynamic server gets no idle-connection pool by default in 2.6 (a server
+from the file does), so every request would open a new connection to the instance — a quarter of
+the throughput.  These are the file's defaults."""
 
 
 def _maxconn() -> int:
@@ -115,6 +148,7 @@ class HaproxyRouter:
         self.conf_path = self.state_dir / "conf" / "haproxy.cfg"
         self.pid_path = self.state_dir / "haproxy.pid"
         self.log_path = self.state_dir / "logs" / "haproxy.log"
+        self.counters_path = self.state_dir / "counters.tsv"
         self._state_path = self.state_dir / "state.json"
         self._lock_path = self.state_dir / "router.lock"
         sock_dir = self.state_dir
@@ -163,16 +197,25 @@ class HaproxyRouter:
     def _map(self, service: str, route: str, kind: str) -> Path:
         return self.state_dir / "maps" / f"{service}.{route}.{kind}"
 
-    def _write_maps(self, service: str, route: str, labels: Sequence[tuple[str, str]] | None = None) -> None:
+    def _write_maps(
+        self, service: str, route: str, labels: Sequence[tuple[str, str]] | None = None,
+        pools: list[dict[str, Any]] | None = None,
+    ) -> None:
         """The maps on disk, which a reload or restart loads: ``weights`` (range -> slot),
-        ``versions`` (slot -> version label) and ``table`` (slot -> position in the table)."""
-        pools = self._tables.get(service, {}).get(route, [])
+        ``versions`` (slot -> version label) and ``table`` (slot -> position in the table).
+        Replaced atomically but not synced: ``state.json`` is the durable copy, and ``start``
+        writes every map from it before HAProxy reads them."""
+        if pools is None:
+            pools = self._tables.get(service, {}).get(route, [])
         if labels is None:
             labels = [(p["slot"], p["version"]) for p in pools]
-        atomic_write(self._map(service, route, "weights"), "".join(f"{r} {s}\n" for r, s in _ranges(pools)))
-        atomic_write(self._map(service, route, "versions"), "".join(f"{s} {v}\n" for s, v in labels))
-        positions = "".join(f"{p['slot']} {i}\n" for i, p in enumerate(pools))
-        atomic_write(self._map(service, route, "table"), positions)
+        files = {
+            "weights": "".join(f"{r} {s}\n" for r, s in _ranges(pools)),
+            "versions": "".join(f"{s} {v}\n" for s, v in labels),
+            "table": "".join(f"{p['slot']} {i}\n" for i, p in enumerate(pools)),
+        }
+        for kind, text in files.items():
+            atomic_write(self._map(service, route, kind), text, durable=False)
 
     # ------------------------------------------------------------ config
     def render_config(self, listeners: Sequence[Listener] | None = None) -> str:
@@ -185,6 +228,7 @@ class HaproxyRouter:
             f"    pidfile {self.pid_path}",
             f"    stats socket {self.admin_sock} mode 600 level admin expose-fd listeners",
             "    stats timeout 30s",
+            f"    setenv SHIPWARDEN_COUNTERS {self.counters_path}",  # read by the Lua at load
             f"    lua-load {HERE / 'shipwarden_haproxy.lua'}",
             f"    nbthread {self.threads}",
             f"    maxconn {_maxconn()}",
@@ -207,6 +251,7 @@ class HaproxyRouter:
             "frontend shipwarden_admin",
             f"    bind 127.0.0.1:{self.admin_port}",
             "    http-request use-service lua.sw_metrics if { path /metrics }",
+            "    http-request use-service lua.sw_counters if { path /counters }",
             '    http-request return status 200 content-type text/plain string "ok\\n" if { path /healthz }',
             '    http-request return status 404 content-type text/plain string "not found\\n"',
         ]
@@ -226,7 +271,7 @@ class HaproxyRouter:
             f"    bind {lst.host}:{port} backlog 4096",
             f"    http-request set-var(txn.sw_service) str({svc})",
             f"    http-request set-var(txn.sw_route) str({route})",
-            "    http-request lua.sw_start",
+            "    http-request set-var(txn.sw_t0) date(0,us)",  # the clock of Lua's core.now()
             f"    http-request set-var(txn.sw_slot) rand(100),map_int({weights})",
             f"    http-request set-var(txn.sw_ver) var(txn.sw_slot),map_str({versions})",
             # the table map only names the pools (membership and order) for ``current``
@@ -234,7 +279,8 @@ class HaproxyRouter:
             f'    http-request return status 503 content-type text/plain string "no pool serves the {route}'
             f' route of service {svc}\\n" unless {{ var(txn.sw_slot) -m found }}',
             "    http-response set-header X-Shipwarden-Version %[var(txn.sw_ver)]",
-            "    http-response lua.sw_count",
+            # every response, HAProxy's own 502/503/504 included (see shipwarden_haproxy.lua)
+            "    http-after-response set-var(txn.sw_counted) lua.sw_count",
             f"    use_backend be_{name}_%[var(txn.sw_slot)]",
         ]
         by_slot = {p["slot"]: p for p in self._tables.get(svc, {}).get(route, [])}
@@ -279,10 +325,12 @@ class HaproxyRouter:
             return set()
         return {k for k in kids if pid_alive(k)}
 
-    def _ensure_maps(self, listeners: Sequence[Listener]) -> None:
+    def _ensure_maps(self, listeners: Sequence[Listener], rewrite: bool = False) -> None:
+        """Map files for ``listeners`` (the config names them: they must exist); ``rewrite``: all of
+        them from the saved tables (at start: they are not synced to disk, state.json is)."""
         for lst in listeners:
             for route in ROUTES:
-                if not self._map(lst.service, route, "weights").exists():
+                if rewrite or not self._map(lst.service, route, "weights").exists():
                     self._write_maps(lst.service, route)
 
     def start(self) -> None:
@@ -291,11 +339,11 @@ class HaproxyRouter:
             if self.running():
                 return
             text = self.render_config()
-            self._ensure_maps(list(self._listeners.values()))
+            self._ensure_maps(list(self._listeners.values()), rewrite=True)
             self.validate_config(text)
             atomic_write(self.conf_path, text)
-            for stale in (self.admin_sock, self.master_sock):
-                stale.unlink(missing_ok=True)
+            for stale in (self.admin_sock, self.master_sock, self.counters_path):
+                stale.unlink(missing_ok=True)  # a new process counts from zero, as nginx's does
             log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
             try:
                 self._proc = subprocess.Popen(
@@ -358,27 +406,47 @@ class HaproxyRouter:
         return int(m[1]), int(m[2])
 
     def _reload(self, text: str) -> None:
-        """Install ``text`` and reload seamlessly; restore the old file if the master refused it."""
+        """Install ``text`` and reload seamlessly; restore the old file if the master refused it.
+        The serving worker's counts are frozen and handed to the new one (see the Lua)."""
         old = self.conf_path.read_text()
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         reloads, failed = self._reloads()
         atomic_write(self.conf_path, text)
-        os.kill(self.pid() or 0, signal.SIGUSR2)
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            try:
-                now, now_failed = self._reloads()
-            except (RouterError, OSError):
-                continue  # the master re-executes itself: its socket comes back
-            if now_failed > failed:
-                atomic_write(self.conf_path, old)
-                raise ConfigRejected(
-                    f"haproxy refused the reload, old config keeps serving: {self._log_alerts(offset)}"
-                )
-            if now > reloads:
-                return
-        raise RouterError(f"haproxy did not finish reloading; see {self.log_path}")
+        self._counters("freeze")
+        try:
+            os.kill(self.pid() or 0, signal.SIGUSR2)
+            deadline = time.monotonic() + self.timeout
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                try:
+                    now, now_failed = self._reloads()
+                except (RouterError, OSError):
+                    continue  # the master re-executes itself: its socket comes back
+                if now_failed > failed:
+                    atomic_write(self.conf_path, old)
+                    raise ConfigRejected(
+                        f"haproxy refused the reload, old config keeps serving: {self._log_alerts(offset)}"
+                    )
+                if now > reloads:
+                    return
+            raise RouterError(f"haproxy did not finish reloading; see {self.log_path}")
+        except RouterError:
+            self._counters("thaw")  # the old worker serves on: its live counts again
+            raise
+
+    def _counters(self, action: Literal["freeze", "thaw"]) -> None:
+        """``freeze``: the serving worker's counts, saved for the worker a reload starts, and shown
+        unchanged until then; ``thaw``: shown live again.  Best effort: without them (admin port
+        unreachable) the new worker counts from zero."""
+        try:
+            resp = httpx.get(f"{self.admin_url}/counters?{action}", timeout=self.timeout, trust_env=False)
+            resp.raise_for_status()
+        except httpx.HTTPError:
+            if action == "freeze":
+                self.counters_path.unlink(missing_ok=True)
+            return
+        if action == "freeze":
+            atomic_write(self.counters_path, resp.text, durable=False)
 
     # ------------------------------------------------------------ runtime API
     def _socket(self, path: Path, command: str) -> str:
@@ -403,13 +471,20 @@ class HaproxyRouter:
             raise RouterError(f"haproxy refused {command.split()[0:2]}: {answer.strip()}")
         return answer
 
-    def _replace_map(self, path: Path, entries: Sequence[tuple[str, str]]) -> None:
-        """Swap a whole map atomically: prepare a new version, fill it, commit it."""
-        answer = self._api(f"prepare map {path}", "New version created")
-        ver = answer.rsplit(":", 1)[1].strip()
-        for key, value in entries:
-            self._api(f"add map @{ver} {path} {key} {value}")
-        self._api(f"commit map @{ver} {path}")
+    def _batch(self, commands: Sequence[str]) -> list[str]:
+        """Run ``commands`` in one Runtime API connection (``;``-separated, in order) and check them:
+        every answer must be a success (empty, or one of ``_BATCH_OK``), else RouterError naming
+        the refusal.  Returns the versions ``prepare map`` created, in order."""
+        if not commands:
+            return []
+        if not self.running():
+            raise RouterError("haproxy is not running")
+        answer = self._socket(self.admin_sock, "; ".join(commands))
+        versions = re.findall(r"^New version created: (\d+)$", answer, flags=re.M)
+        refused = [ln for ln in answer.splitlines() if ln.strip() and not _BATCH_OK.match(ln.strip())]
+        if refused:
+            raise RouterError(f"haproxy refused a routing change: {' / '.join(refused)}")
+        return versions
 
     @overload
     def _show_map(self, path: Path) -> dict[str, str]: ...
@@ -422,34 +497,32 @@ class HaproxyRouter:
         pairs = [(f[1], f[2]) for f in rows if len(f) == 3]
         return dict(pairs) if unique else pairs
 
-    def _servers(self, backend: str) -> dict[str, tuple[str, bool]]:
-        """Servers of ``backend``: name -> (ip:port, ready)."""
-        out: dict[str, tuple[str, bool]] = {}
-        for line in self._api(f"show servers state {backend}").splitlines():
+    def _servers(self, backend: str | None = None) -> dict[str, dict[str, tuple[str, bool]]]:
+        """Servers by backend (all backends, or one): backend -> name -> (ip:port, ready)."""
+        out: dict[str, dict[str, tuple[str, bool]]] = {}
+        for line in self._api(f"show servers state {backend or ''}".strip()).splitlines():
             f = line.split()
-            if len(f) > 18 and not line.startswith("#") and f[1] == backend:
+            if len(f) > 18 and not line.startswith("#"):
                 # fields: be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state … srv_port
-                out[f[3]] = (f"{f[4]}:{f[18]}", int(f[6]) == 0)
+                out.setdefault(f[1], {})[f[3]] = (f"{f[4]}:{f[18]}", int(f[6]) == 0)
         return out
 
-    def _sync_servers(self, backend: str, addresses: Sequence[str]) -> None:
-        have = self._servers(backend)
+    @staticmethod
+    def _server_changes(
+        backend: str, have: dict[str, tuple[str, bool]], addresses: Sequence[str]
+    ) -> list[str]:
+        """Commands that make ``backend`` serve exactly ``addresses``: new servers are added and
+        enabled, servers that left go to maintenance (their in-flight requests finish)."""
+        out: list[str] = []
         wanted = {_server_name(a): a for a in addresses}
         for name, addr in wanted.items():
             if name not in have:
-                self._api(f"add server {backend}/{name} {addr}", "New server registered")
+                out.append(f"add server {backend}/{name} {addr} {_DYNAMIC_SERVER}")
             if name not in have or not have[name][1]:
-                self._api(f"enable server {backend}/{name}")
-        for name, (_, ready) in have.items():
-            if name not in wanted and ready:
-                self._api(f"disable server {backend}/{name}")  # maintenance: in-flight requests finish
-
-    def _collect(self, backend: str, keep: Sequence[str]) -> None:
-        """Delete servers in maintenance that no request uses any more (best effort)."""
-        keep_names = {_server_name(a) for a in keep}
-        for name, (_, ready) in self._servers(backend).items():
-            if not ready and name not in keep_names:
-                self._socket(self.admin_sock, f"del server {backend}/{name}")
+                out.append(f"enable server {backend}/{name}")
+        out += [f"disable server {backend}/{name}" for name, (_, ready) in have.items()
+                if name not in wanted and ready]
+        return out
 
     # ------------------------------------------------------------ port
     def ensure_listener(self, listener: Listener) -> None:
@@ -490,37 +563,61 @@ class HaproxyRouter:
             if not self.running():
                 raise RouterError("haproxy is not running")
             table = self._tables.setdefault(service, {})
+            changes = {}
             for route in ROUTES:
                 pools: tuple[Pool, ...] = getattr(routes, route)
                 if len(pools) > SLOTS:
                     raise RouterError(f"{service}/{route}: at most {SLOTS} versions, not {len(pools)}")
-                old = table.get(route, [])
-                new = self._assign_slots(old, pools)
-                name = f"be_{service}_{route}"
-                for p in new:  # instances first, then labels, then the switch
-                    self._sync_servers(f"{name}_{p['slot']}", p["addresses"])
-                # labels of the old table's slots stay: a request that drew one just before the
-                # switch still finds its version (a slot is reused only after a table without it)
-                used = {p["slot"] for p in new}
-                labels = [(p["slot"], p["version"]) for p in new + [p for p in old if p["slot"] not in used]]
-                self._replace_map(self._map(service, route, "versions"), labels)
-                self._replace_map(self._map(service, route, "weights"), _ranges(new))
-                positions = [(p["slot"], str(i)) for i, p in enumerate(new)]
-                self._replace_map(self._map(service, route, "table"), positions)
-                for p in old:
-                    if p["slot"] not in used:
-                        self._sync_servers(f"{name}_{p['slot']}", [])
+                new = self._assign_slots(table.get(route, []), pools)
+                if route not in table or new != table[route]:  # else HAProxy serves it already
+                    changes[route] = new
+            if not changes:
+                return
+            servers = self._servers()  # one snapshot of every backend's servers
+            for route, new in changes.items():
+                self._apply_route(service, route, table.get(route, []), new, servers)
                 table[route] = new
-                self._write_maps(service, route, labels)
-                for i in range(SLOTS):
-                    slot = f"s{i}"
-                    keep: list[str] = next((p["addresses"] for p in new if p["slot"] == slot), [])
-                    self._collect(f"{name}_{slot}", keep)
             self._save_state()
             # the file names the current servers, so a later reload or restart serves this table
             text = self.render_config()
             if self.conf_path.exists() and text != self.conf_path.read_text():
                 atomic_write(self.conf_path, text)
+
+    def _apply_route(
+        self, service: str, route: str, old: list[dict[str, Any]], new: list[dict[str, Any]],
+        servers: dict[str, dict[str, tuple[str, bool]]],
+    ) -> None:
+        """Instances first, then labels, then the switch, then the instances that left — in three
+        Runtime API connections, each command checked."""
+        name = f"be_{service}_{route}"
+        paths = [self._map(service, route, kind) for kind in ("versions", "weights", "table")]
+        before = [c for p in new for c in self._server_changes(
+            f"{name}_{p['slot']}", servers.get(f"{name}_{p['slot']}", {}), p["addresses"])]
+        versions = self._batch([*before, *(f"prepare map {path}" for path in paths)])
+        if len(versions) != len(paths):
+            raise RouterError(f"haproxy did not prepare the maps of {service}/{route}")
+        # labels of the old table's slots stay: a request that drew one just before the switch
+        # still finds its version (a slot is reused only after a table without it)
+        used = {p["slot"] for p in new}
+        labels = [(p["slot"], p["version"]) for p in new + [p for p in old if p["slot"] not in used]]
+        entries = [labels, _ranges(new), [(p["slot"], str(i)) for i, p in enumerate(new)]]
+        switch = [f"add map @{ver} {path} {key} {value}" if kv else f"commit map @{ver} {path}"
+                  for ver, path, rows in zip(versions, paths, entries, strict=True)
+                  for key, value, kv in [*((k, v, True) for k, v in rows), ("", "", False)]]
+        left = [c for p in old if p["slot"] not in used for c in self._server_changes(
+            f"{name}_{p['slot']}", servers.get(f"{name}_{p['slot']}", {}), [])]
+        self._batch(switch + left)
+        self._write_maps(service, route, labels, new)
+        # servers in maintenance since an earlier change, idle by now: delete them (best effort;
+        # one still busy stays until a later change)
+        collect = []
+        for i in range(SLOTS):
+            backend = f"{name}_s{i}"
+            keep = {_server_name(a) for a in next((p["addresses"] for p in new if p["slot"] == f"s{i}"), [])}
+            collect += [f"del server {backend}/{srv}" for srv, (_, ready) in servers.get(backend, {}).items()
+                        if not ready and srv not in keep]
+        if collect:
+            self._socket(self.admin_sock, "; ".join(collect))
 
     def _state_has(self, service: str) -> bool:
         return service in self._tables
@@ -546,10 +643,14 @@ class HaproxyRouter:
         return new
 
     def current(self, service: str) -> Routes | None:
-        """The table HAProxy serves now, read back from its maps and servers."""
-        if service not in self._listeners and not self._state_has(service):
+        """The table HAProxy serves now, read back from its maps and servers; None before the
+        first ``apply`` (by this or another controller process: the state file says)."""
+        tables = self._tables
+        if self._state_path.exists():  # atomically replaced: no lock needed to read it
+            tables = json.loads(self._state_path.read_text()).get("tables", {})
+        if service not in tables:
             return None
-        saved = self._tables.get(service, {})
+        saved = tables[service]
         data: dict[str, list[dict[str, Any]]] = {}
         for route in ROUTES:
             name = f"be_{service}_{route}"
@@ -561,7 +662,7 @@ class HaproxyRouter:
                 weights[slot] = weights.get(slot, 0) + hi - lo + 1
             pools = []
             for slot in sorted(positions, key=lambda x: positions[x]):
-                servers = self._servers(f"{name}_{slot}")
+                servers = self._servers(f"{name}_{slot}").get(f"{name}_{slot}", {})
                 ready = [addr for addr, ok in servers.values() if ok]
                 saved_addrs: list[str] = next(
                     (p["addresses"] for p in saved.get(route, []) if p["slot"] == slot), []

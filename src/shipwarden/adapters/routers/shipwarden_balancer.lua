@@ -270,6 +270,7 @@ function _M.access(service, route_name)
 end
 
 local down = {}   -- addr -> time until which this worker avoids the peer
+local ANY = math.huge   -- as `now` for pick_rr: every peer is past its down mark (ignore them)
 
 local function pick_rr(pool, now, tried)
     local n = #pool.peers
@@ -288,12 +289,12 @@ local function pick_retry(c, now)
     for pass = 1, 3 do   -- other versions with weight, then any pool, then ignore down marks
         for _, p in ipairs(c.r.pools) do
             if p ~= c.pool and (pass > 1 or p.weight > 0) then
-                peer = pick_rr(p, pass == 3 and 0 or now, tried)
+                peer = pick_rr(p, pass == 3 and ANY or now, tried)
                 if peer then return peer end
             end
         end
     end
-    return pick_rr(c.pool, 0, tried) or c.peer   -- only tried peers left: a new connection to the last one
+    return pick_rr(c.pool, ANY, tried) or c.peer   -- only tried peers left: a new connection to the last one
 end
 
 function _M.balance()
@@ -301,7 +302,7 @@ function _M.balance()
     local now = ngx.now()
     local peer
     if c.tries == 0 then
-        peer = pick_rr(c.pool, now) or pick_rr(c.pool, 0)
+        peer = pick_rr(c.pool, now) or pick_rr(c.pool, ANY)
         local more = math.min(c.r.npeers - 1, MAX_RETRIES)
         if more > 0 then balancer.set_more_tries(more) end
         c.tried = {}
@@ -318,9 +319,20 @@ function _M.balance()
     if not ok then ngx.log(ngx.ERR, "shipwarden: set_current_peer ", peer.addr, ": ", err) end
 end
 
+-- Did the last upstream attempt answer?  When every attempt failed (refused, reset, timed out)
+-- nginx answers 502/504 itself and $upstream_header_time ends in "-" (no header was received);
+-- that answer is the router's, not the version's, so it gets no version label.
+local function upstream_answered()
+    local t = ngx.var.upstream_header_time
+    local last = t and t:match("([^%s,:]+)%s*$")
+    return last ~= nil and last ~= "-"
+end
+
 function _M.header()
     local c = ngx.ctx.sw
-    if c and c.version ~= "none" then ngx.header["X-Shipwarden-Version"] = c.version end
+    if c and c.version ~= "none" and upstream_answered() then
+        ngx.header["X-Shipwarden-Version"] = c.version
+    end
 end
 
 function _M.log()

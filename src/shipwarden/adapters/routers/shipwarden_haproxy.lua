@@ -10,9 +10,14 @@
 -- Exposed in the same Prometheus text as the nginx driver's, so both report alike:
 --   shipwarden_router_requests_total{service,route,version,code}
 --   shipwarden_router_request_duration_seconds_bucket{service,route,version,le}
--- Counted are responses an instance gave (http-response); a request HAProxy answers
--- itself (every instance of the version unreachable after retries) is not a version's
--- response: it shows up as a probe failure and in the health checks, not here.
+-- Counted is every response the route's frontend sends, as nginx's log phase counts them:
+-- an instance's answer, and the answers HAProxy gives itself — 502/503/504 when every
+-- instance of the version drawn failed after the retries (counted for that version), the 503
+-- of a route without pools (version "none").  HAProxy 2.6 runs no Lua action in
+-- `http-after-response`, the only rule set that sees its own responses, but it evaluates
+-- sample fetches there: the counter is the fetch `lua.sw_count`, called by
+-- `http-after-response set-var(txn.sw_counted) lua.sw_count`.  A request the client
+-- abandons before any response (nginx logs a 499) is not counted.
 
 local BUCKET_BASE, BUCKET_GROWTH, BUCKET_COUNT = 0.001, 1.25, 47
 local BUCKETS, BUCKET_LABELS = {}, {}
@@ -33,20 +38,106 @@ end
 
 local requests = {}   -- "service\troute\tversion\tcode" -> count
 local hist = {}       -- "service\troute\tversion" -> { counts = {}, sum = 0 }
+local retries_base = {}  -- "service\troute" -> retries counted before the last reload
+
+-- Extra attempts per route (HAProxy's own counters of the route's slot backends: retries on the
+-- same instance and redispatches to another), as nginx's balancer counts them.
+local function retries()
+    local out = {}
+    for key, n in pairs(retries_base) do out[key] = n end
+    for name, be in pairs(core.backends) do
+        local service, route = name:match("^be_(.+)_(%a+)_s%d+$")
+        if service then
+            local st = be:get_stats()
+            local key = service .. "\t" .. route
+            out[key] = (out[key] or 0) + (tonumber(st.wretr) or 0) + (tonumber(st.wredis) or 0)
+        end
+    end
+    return out
+end
+
+-- A reload starts a new worker with a new Lua state.  So that the counters neither drop to zero
+-- (the judge reads a drop as an interval without data, Prometheus' rate() as a reset; nginx's
+-- shared dict survives a HUP) nor ever go down, HaproxyRouter hands them over:
+--   1. GET /counters?freeze: the serving worker returns its counts and from then on *shows*
+--      them unchanged (it keeps counting underneath); the router saves them to
+--      $SHIPWARDEN_COUNTERS and signals the master;
+--   2. the new worker's Lua state starts from that file, so anything it shows is >= what the
+--      old one showed;
+--   3. a reload the master refuses: GET /counters?thaw, the old worker shows its live counts
+--      again (>= the frozen ones).  A freeze ends by itself after FREEZE_SECONDS, should the
+--      controller die in between.
+-- Requests the old worker answers after the freeze (until the new one takes over the sockets,
+-- well under a second) are not counted.  A fresh start removes the file: counters start at 0.
+local FREEZE_SECONDS = 30
+local frozen, frozen_until = nil, 0
+
+local function load_counters(path)
+    local f = path and io.open(path, "r")
+    if not f then return end
+    for line in f:lines() do
+        local fields = {}
+        for part in line:gmatch("[^\t]+") do fields[#fields + 1] = part end
+        if fields[1] == "r" and #fields == 6 then
+            local key = table.concat(fields, "\t", 2, 5)
+            requests[key] = (requests[key] or 0) + (tonumber(fields[6]) or 0)
+        elseif fields[1] == "h" and #fields == 6 then
+            local h = { counts = {}, sum = tonumber(fields[5]) or 0 }
+            local i = 0
+            for c in fields[6]:gmatch("[^,]+") do
+                i = i + 1
+                h.counts[i] = tonumber(c) or 0
+            end
+            hist[table.concat(fields, "\t", 2, 4)] = h
+        elseif fields[1] == "x" and #fields == 4 then
+            retries_base[fields[2] .. "\t" .. fields[3]] = tonumber(fields[4]) or 0
+        end
+    end
+    f:close()
+end
+load_counters(os.getenv("SHIPWARDEN_COUNTERS"))
+
+-- The counts as one value: live tables (`copy`: copied, for a freeze) and the retries now.
+local function state(copy)
+    if not copy then return { requests = requests, hist = hist, retries = retries() } end
+    local r, h = {}, {}
+    for key, v in pairs(requests) do r[key] = v end
+    for key, v in pairs(hist) do
+        local c = {}
+        for i = 1, BUCKET_COUNT + 1 do c[i] = v.counts[i] or 0 end
+        h[key] = { counts = c, sum = v.sum }
+    end
+    return { requests = r, hist = h, retries = retries() }
+end
+
+local function shown()
+    if frozen and core.now().sec < frozen_until then return frozen end
+    frozen = nil
+    return state(false)
+end
+
+local function dump_counters(st)
+    local lines = {}
+    for key, v in pairs(st.requests) do lines[#lines + 1] = "r\t" .. key .. "\t" .. string.format("%d", v) end
+    for labels, h in pairs(st.hist) do
+        local c = {}
+        for i = 1, BUCKET_COUNT + 1 do c[i] = string.format("%d", h.counts[i] or 0) end
+        lines[#lines + 1] = "h\t" .. labels .. "\t" .. string.format("%.9f", h.sum) .. "\t" .. table.concat(c, ",")
+    end
+    for key, n in pairs(st.retries) do lines[#lines + 1] = "x\t" .. key .. "\t" .. string.format("%d", n) end
+    return table.concat(lines, "\n") .. "\n"
+end
 
 local function now_us()
     local t = core.now()
     return t.sec * 1000000 + t.usec
 end
 
-core.register_action("sw_start", { "http-req" }, function(txn)
-    txn:set_var("txn.sw_t0", now_us())
-end)
-
-core.register_action("sw_count", { "http-res" }, function(txn)
-    local version = txn:get_var("txn.sw_ver")
-    if version == nil then return end
-    local labels = txn:get_var("txn.sw_service") .. "\t" .. txn:get_var("txn.sw_route") .. "\t" .. version
+core.register_fetches("sw_count", function(txn)
+    local service = txn:get_var("txn.sw_service")
+    if service == nil then return "" end
+    local version = txn:get_var("txn.sw_ver") or "none"
+    local labels = service .. "\t" .. txn:get_var("txn.sw_route") .. "\t" .. version
     local key = labels .. "\t" .. tostring(txn.sf:status())
     requests[key] = (requests[key] or 0) + 1
     local t0 = txn:get_var("txn.sw_t0")
@@ -59,6 +150,7 @@ core.register_action("sw_count", { "http-res" }, function(txn)
     local i = bucket_index(elapsed)
     h.counts[i] = (h.counts[i] or 0) + 1
     h.sum = h.sum + elapsed
+    return "1"
 end)
 
 local function quote(s)
@@ -71,12 +163,12 @@ local function split(key)
     return f
 end
 
-local function render()
+local function render(st)
     local lines = {
         "# HELP shipwarden_router_requests_total Requests through the router by service, route, version, status.",
         "# TYPE shipwarden_router_requests_total counter",
     }
-    for key, v in pairs(requests) do
+    for key, v in pairs(st.requests) do
         local f = split(key)
         lines[#lines + 1] = string.format(
             'shipwarden_router_requests_total{service=%s,route=%s,version=%s,code=%s} %d',
@@ -84,7 +176,7 @@ local function render()
     end
     lines[#lines + 1] = "# HELP shipwarden_router_request_duration_seconds Time from request to response, per version."
     lines[#lines + 1] = "# TYPE shipwarden_router_request_duration_seconds histogram"
-    for key, h in pairs(hist) do
+    for key, h in pairs(st.hist) do
         local f = split(key)
         local base = string.format("{service=%s,route=%s,version=%s", quote(f[1]), quote(f[2]), quote(f[3]))
         local cum = 0
@@ -96,14 +188,33 @@ local function render()
         lines[#lines + 1] = string.format("shipwarden_router_request_duration_seconds_sum%s} %.6f", base, h.sum)
         lines[#lines + 1] = string.format("shipwarden_router_request_duration_seconds_count%s} %d", base, cum)
     end
+    lines[#lines + 1] = "# HELP shipwarden_router_upstream_retries_total Extra upstream attempts (retried after a failure)."
+    lines[#lines + 1] = "# TYPE shipwarden_router_upstream_retries_total counter"
+    for key, n in pairs(st.retries) do
+        local f = split(key)
+        lines[#lines + 1] = string.format('shipwarden_router_upstream_retries_total{service=%s,route=%s} %d',
+            quote(f[1]), quote(f[2]), n)
+    end
     return table.concat(lines, "\n") .. "\n"
 end
 
-core.register_service("sw_metrics", "http", function(applet)
-    local body = render()
+local function serve(applet, body, ctype)
     applet:set_status(200)
-    applet:add_header("content-type", "text/plain; version=0.0.4")
+    applet:add_header("content-type", ctype)
     applet:add_header("content-length", tostring(#body))
     applet:start_response()
     applet:send(body)
+end
+
+core.register_service("sw_counters", "http", function(applet)
+    if applet.qs == "freeze" then
+        frozen, frozen_until = state(true), core.now().sec + FREEZE_SECONDS
+    elseif applet.qs == "thaw" then
+        frozen = nil
+    end
+    serve(applet, dump_counters(shown()), "text/tab-separated-values")
+end)
+
+core.register_service("sw_metrics", "http", function(applet)
+    serve(applet, render(shown()), "text/plain; version=0.0.4")
 end)

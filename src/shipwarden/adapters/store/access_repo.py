@@ -13,6 +13,11 @@ JSON column layouts (schema 0002):
   once confirmed — so "MFA enabled" is "recovery codes were issued".
 * ``api_tokens.scopes``     ``{"name": ..., "scopes": [...], "services": [...]|null}``
 * ``users.mfa_secret`` / ``secrets.blob``: base64 of an envelope blob (``security.envelope``).
+
+The *access generation* (table ``access_generation``, schema 0011) is bumped in the transaction
+of every change that can alter a credential's verdict — a user updated (roles, allowlist,
+password, MFA, disabled), a token revoked — so that verdicts cached by a process can be checked
+against it where they are committed (``AuditRepo.append``), in one read per batch of requests.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from shipwarden.adapters.store.models import (
+    AccessGenerationRow,
     ApiTokenRow,
     AuthFailureRow,
     AuthThrottleRow,
@@ -138,6 +144,34 @@ class TokenRecord:
     last_used_at: float | None
 
 
+@dataclass(frozen=True)
+class TokenAuth:
+    """What authenticating an API token needs, read in one statement: the token, its owner, and
+    the access generation they were read at."""
+
+    token: TokenRecord
+    user: UserRecord
+    generation: int
+
+
+_GENERATION = select(AccessGenerationRow.value).where(AccessGenerationRow.id == 1)
+_BUMP = (
+    update(AccessGenerationRow)
+    .where(AccessGenerationRow.id == 1)
+    .values(value=AccessGenerationRow.value + 1)
+)
+
+
+def bump_generation(s: Session) -> None:
+    """Bump the access generation inside ``s``'s transaction (the change's own)."""
+    s.execute(_BUMP)
+
+
+def read_generation(s: Session) -> int:
+    """The access generation as ``s`` sees it (0 if the counter row is missing)."""
+    return int(s.connection().execute(_GENERATION).scalar() or 0)
+
+
 def _session(r: SessionRow) -> SessionRecord:
     return SessionRecord(
         r.id_hash, r.user_id, r.created_at, r.last_seen_at, r.mfa_at, r.revoked_at, r.client_ip
@@ -172,6 +206,8 @@ class AccessRepo:
         self.store = store
         self._sessions = store._sessions
         self._touched: dict[str, float] = {}  # token id → last_used_at this process last wrote
+        self.changed: Callable[[], None] = lambda: None
+        """Called after this process committed a change that bumped the access generation."""
 
     def _audit(self, s: Session, audit: Audit) -> None:
         if audit:
@@ -251,11 +287,13 @@ class AccessRepo:
                     setattr(row, key, value)
                 else:
                     raise TypeError(f"unknown user field {key!r}")
+            bump_generation(s)
             self._audit(s, audit)
             s.flush()
             return UserRecord.of(row)
 
         result: UserRecord = self._tx(tx)
+        self.changed()
         return result
 
     def advance_mfa_step(self, user_id: int, step: int) -> bool:
@@ -289,6 +327,15 @@ class AccessRepo:
         with self._sessions() as s:
             r = s.get(SessionRow, id_hash)
             return _session(r) if r else None
+
+    def session_auth(self, id_hash: str) -> tuple[SessionRecord, UserRecord] | None:
+        """The session with ``id_hash`` and its user, in one statement."""
+        with self._sessions() as s:
+            r = s.execute(
+                select(SessionRow, UserRow).join(UserRow, UserRow.id == SessionRow.user_id)
+                .where(SessionRow.id_hash == id_hash)
+            ).first()  # fmt: skip
+            return (_session(r[0]), UserRecord.of(r[1])) if r else None
 
     def user_sessions(self, user_id: int) -> list[SessionRecord]:
         with self._sessions() as s:
@@ -486,14 +533,23 @@ class AccessRepo:
 
         self._tx(tx)
 
-    def token_by_hash(self, token_hash: str) -> TokenRecord | None:
+    def token_auth(self, token_hash: str) -> TokenAuth | None:
+        """The token with ``token_hash``, its owner and the access generation, in one statement
+        (one snapshot: the generation is never newer than the rows read with it)."""
+        gen = _GENERATION.scalar_subquery()
         with self._sessions() as s:
             r = s.execute(
-                select(ApiTokenRow, UserRow.name)
+                select(ApiTokenRow, UserRow, gen)
                 .join(UserRow, UserRow.id == ApiTokenRow.user_id)
                 .where(ApiTokenRow.token_hash == token_hash)
             ).first()
-            return _token(r[0], r[1]) if r else None
+            if r is None:
+                return None
+            return TokenAuth(_token(r[0], r[1].name), UserRecord.of(r[1]), int(r[2] or 0))
+
+    def generation(self) -> int:
+        with self._sessions() as s:
+            return read_generation(s)
 
     def token(self, token_id: str) -> TokenRecord | None:
         with self._sessions() as s:
@@ -518,10 +574,12 @@ class AccessRepo:
                 .where(ApiTokenRow.id == token_id, ApiTokenRow.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+            bump_generation(s)
             self._audit(s, audit)
             return bool(res.rowcount)  # type: ignore[attr-defined]
 
         result: bool = self._tx(tx)
+        self.changed()
         return result
 
     def touch_token(self, token_id: str, now: float) -> None:

@@ -23,11 +23,12 @@ from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, Dialect, MetaData, Table, insert, or_, select
+from sqlalchemy import JSON, Column, Connection, Dialect, MetaData, Table, insert, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
 from shipwarden.adapters.store.models import (
+    AccessGenerationRow,
     ApprovalRow,
     AuditCheckpointRow,
     AuditRow,
@@ -36,6 +37,7 @@ from shipwarden.adapters.store.models import (
 )
 from shipwarden.adapters.store.repository import Store
 from shipwarden.adapters.store.seals import CHECKPOINT_COLUMNS, checkpoint_of
+from shipwarden.domain.access import StaleAccess
 from shipwarden.domain.audit import (
     GENESIS_HASH,
     ROW_COLUMNS,
@@ -129,6 +131,12 @@ class _BatchInsert:
 
 
 _HEAD = select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
+_LAST = _HEAD.subquery()
+_GENERATION_AND_HEAD = (
+    select(AccessGenerationRow.value, _LAST.c.seq, _LAST.c.hash)
+    .select_from(AccessGenerationRow.__table__.outerjoin(_LAST, true()))
+    .where(AccessGenerationRow.id == 1)
+)
 _CHECKPOINTS = select(*CHECKPOINT_COLUMNS).order_by(AuditCheckpointRow.seq)
 _LAST_CHECKPOINT = select(*CHECKPOINT_COLUMNS).order_by(AuditCheckpointRow.seq.desc()).limit(1)
 
@@ -149,15 +157,31 @@ class AuditRepo:
         with self._sessions() as s:
             return self._head(s)
 
-    def append(self, drafts: Sequence[EntryDraft] | K8sBatch, chain: AuditChain) -> ChainHead:
+    def append(
+        self,
+        drafts: Sequence[EntryDraft] | K8sBatch,
+        chain: AuditChain,
+        *,
+        access_generation: int | None = None,
+    ) -> ChainHead:
         """Link ``drafts`` (or a converted Kubernetes ``EventList``) after the head and insert
         them in one transaction, with the checkpoints they make due (the store's ``seals``): the
         batch and its checkpoints are stored together or not at all.  Returns the new head; the
-        batch's entries are the ``len(drafts)`` seqs up to it."""
+        batch's entries are the ``len(drafts)`` seqs up to it.
+
+        ``access_generation``: the drafts record decisions made at that access generation (from
+        cached credentials); the transaction reads the generation and, if it moved, stores
+        nothing and raises ``StaleAccess``."""
         seals = self.store.seals
 
         def tx(s: Session) -> ChainHead:
-            head = self._head(s)
+            if access_generation is None:
+                head = self._head(s)
+            else:  # the generation and the head in one statement (one round trip)
+                current, seq, hash_ = s.connection().execute(_GENERATION_AND_HEAD).one()
+                if current != access_generation:
+                    raise StaleAccess(access_generation, current)
+                head = ChainHead(seq, hash_) if seq is not None else ChainHead(0, GENESIS_HASH)
             rows = chain.rows(head, drafts)
             if not rows:
                 return head

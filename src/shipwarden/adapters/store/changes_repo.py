@@ -416,6 +416,11 @@ class ChangesRepo:
         r = s.scalars(q).first()
         return Change.of(r) if r else None
 
+    def _latest_on_branch(self, s: Session, branch: str) -> Change | None:
+        q = select(ChangeRow).where(ChangeRow.branch == branch).order_by(ChangeRow.created_at.desc())
+        r = s.scalars(q).first()
+        return Change.of(r) if r else None
+
     def change_for_deployment(self, dep_id: str) -> Change | None:
         with self._sessions() as s:
             r = s.scalars(select(ChangeRow).where(ChangeRow.deployment_id == dep_id)).first()
@@ -652,6 +657,10 @@ class ChangesTx:
 
     def find_change(self, *, head_sha: str, branch: str | None = None) -> Change | None:
         return self._repo._find_change(self._s, head_sha, branch)
+
+    def latest_on_branch(self, branch: str) -> Change | None:
+        """The newest change of ``branch`` (any head commit)."""
+        return self._repo._latest_on_branch(self._s, branch)
 
     def create_change(self, **kw: Any) -> Change:
         return self._repo._create_change(self._s, **kw)

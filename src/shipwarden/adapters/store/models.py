@@ -168,6 +168,17 @@ class AuthFailureRow(Base):
     at: Mapped[float] = mapped_column(Double)
 
 
+class AccessGenerationRow(Base):
+    """One row (``id`` 1): a counter bumped with every change that can alter whether a credential
+    is accepted and what it may do — a token revoked, a user's roles, allowlist, password, MFA or
+    disabled flag changed.  Cached verdicts are only committed at the generation they were made at."""
+
+    __tablename__ = "access_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class AuthThrottleRow(Base):
     """One row per lockout key: the row every attempt on that key locks before it counts the key's
     recent attempts and reserves one, so that concurrent attempts are counted one after another."""
@@ -362,3 +373,70 @@ class DrTopologyRow(Base):
     fenced: Mapped[dict[str, Any]] = mapped_column(JSON)
     epoch: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[float] = mapped_column(Double)
+
+
+class IncidentRow(Base):
+    """One incident (D12); its timeline is read from the audit log, not stored here."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    service: Mapped[str | None] = mapped_column(String(64), index=True)
+    severity: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    commander: Mapped[str | None] = mapped_column(String(128))
+    opened_at: Mapped[float] = mapped_column(Double, index=True)
+    opened_by: Mapped[str] = mapped_column(String(256))
+    onset_at: Mapped[float] = mapped_column(Double)
+    detected_at: Mapped[float] = mapped_column(Double)
+    alert_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    acknowledged_at: Mapped[float | None] = mapped_column(Double)
+    identified_at: Mapped[float | None] = mapped_column(Double)
+    mitigated_at: Mapped[float | None] = mapped_column(Double)
+    restored_at: Mapped[float | None] = mapped_column(Double)
+    resolved_at: Mapped[float | None] = mapped_column(Double)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    notes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+class IncidentAlertRow(Base):
+    """An alert change seen while the incident was open (alerting delivers at least once: unique)."""
+
+    __tablename__ = "incident_alerts"
+    __table_args__ = (
+        UniqueConstraint(
+            "incident_id", "fingerprint", "status", "starts_at", name="uq_incident_alert_change"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(String(32), ForeignKey("incidents.id"), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(256))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    service: Mapped[str | None] = mapped_column(String(64))
+    starts_at: Mapped[float] = mapped_column(Double)
+    ends_at: Mapped[float | None] = mapped_column(Double)
+    audit_seq: Mapped[int | None] = mapped_column(BigInteger)
+    received_at: Mapped[float] = mapped_column(Double)
+
+
+class IncidentActionItemRow(Base):
+    """A follow-up from the post-incident review, tracked to closure."""
+
+    __tablename__ = "incident_action_items"
+
+    incident_id: Mapped[str] = mapped_column(String(32), ForeignKey("incidents.id"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    title: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    due: Mapped[str | None] = mapped_column(String(10))
+    created_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(256))
+    closed_at: Mapped[float | None] = mapped_column(Double)
+    note: Mapped[str] = mapped_column(Text, default="")

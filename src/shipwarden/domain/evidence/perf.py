@@ -14,7 +14,10 @@ k6 writes its end-of-test summary in two JSON shapes, and teams use both:
 
 Figures taken: ``http_req_duration`` ``p(95)``/``p(99)`` (ms; k6 reports time
 metrics in ms in both shapes), ``http_req_failed`` rate, ``http_reqs`` count and
-rate.  k6's default ``summaryTrendStats`` has no ``p(99)``; then ``p99_ms`` is
+rate.  A test of a gRPC service has no ``http_*`` metrics: its latency is
+``grpc_req_duration`` and its count ``grpc_reqs`` (k6 has no gRPC failure-rate
+metric, so the error rate is then ``None``: a gate that needs it fails as missing).
+k6's default ``summaryTrendStats`` has no ``p(99)``; then ``p99_ms`` is
 ``None`` and a gate that needs it fails as "missing" rather than guessing.
 
 Locust ``--csv PREFIX`` writes ``PREFIX_stats.csv`` with one row per endpoint
@@ -79,11 +82,16 @@ def parse_k6_summary(data: bytes | str, *, source: str = "<k6>") -> PerfReport:
     r = JsonReader(source)
     doc = r.obj(load_json(data, source), "$")
     metrics = r.obj(doc.get("metrics"), "$.metrics")
-    if "http_req_duration" not in metrics:
-        raise r.error("$.metrics.http_req_duration", "missing: the summary has no HTTP request durations")
-    duration = r.obj(metrics["http_req_duration"], "$.metrics.http_req_duration")
-    p95 = _stat(r, duration, "$.metrics.http_req_duration", ("p(95)",))
-    p99 = _stat(r, duration, "$.metrics.http_req_duration", ("p(99)",))
+    # a gRPC service's test has no http_* metrics: k6 measures it as grpc_req_duration / grpc_reqs
+    proto = "http" if "http_req_duration" in metrics or "grpc_req_duration" not in metrics else "grpc"
+    dname = f"{proto}_req_duration"
+    if dname not in metrics:
+        missing = "missing: the summary has no HTTP or gRPC request durations"
+        raise r.error("$.metrics.http_req_duration", missing)
+    dpath = key_path("$.metrics", dname)
+    duration = r.obj(metrics[dname], dpath)
+    p95 = _stat(r, duration, dpath, ("p(95)",))
+    p99 = _stat(r, duration, dpath, ("p(99)",))
 
     error_rate: float | None = None
     if "http_req_failed" in metrics:
@@ -93,11 +101,12 @@ def parse_k6_summary(data: bytes | str, *, source: str = "<k6>") -> PerfReport:
             raise r.error("$.metrics.http_req_failed", f"error rate {error_rate} is above 1")
     requests: int | None = None
     throughput: float | None = None
-    if "http_reqs" in metrics:
-        reqs = r.obj(metrics["http_reqs"], "$.metrics.http_reqs")
-        count = _stat(r, reqs, "$.metrics.http_reqs", ("count",))
+    if f"{proto}_reqs" in metrics:
+        rpath = key_path("$.metrics", f"{proto}_reqs")
+        reqs = r.obj(metrics[f"{proto}_reqs"], rpath)
+        count = _stat(r, reqs, rpath, ("count",))
         requests = int(count) if count is not None else None
-        throughput = _stat(r, reqs, "$.metrics.http_reqs", ("rate",))
+        throughput = _stat(r, reqs, rpath, ("rate",))
     return PerfReport(
         tool="k6",
         requests=requests,

@@ -18,6 +18,22 @@ Ville's inequality the probability that this e-process *ever* reaches 1/α is
 at most α, at every sample size and however often it is looked at — the
 controller may evaluate it every tick and stop at the first crossing.
 
+**Production noise.**  Real counts vary more than that between intervals, and
+separately in each arm (a bad instance, a retry storm), often for a while.
+Each interval's likelihood ratio is therefore tempered by the dispersion the
+data show — extra variance and its persistence, estimated from the residuals
+with an allowance for the estimate's own uncertainty and a persistence floor
+derived from the analysis interval (``RatioEProcess._dispersion``) — which
+keeps the mixture an e-process to second order; on binomial data it is the
+exact likelihood ratio again.
+
+**Warm-up.**  A cold canary is slower for its first intervals, exactly like a
+regression while it lasts.  With ``warmup: auto`` the first AUTO_WARMUP
+intervals are not judged, and a failure needs its evidence in
+MIN_FAIL_INTERVALS judged intervals and an excess that is not fading (a
+negative trend of the per-interval log ratio holds it back); holding back
+only ever lowers the false-rollback rate.
+
 **Latency.**  The threshold for interval *i* is the baseline's ``quantile``
 latency over intervals 1 … i-1 — fixed before interval *i* is seen, so the
 test above stays valid; under "same latency distribution" both arms exceed it
@@ -26,7 +42,8 @@ at the same rate whatever it is.  The first interval only calibrates it.
 **Passing early.**  The mirror e-process (ρ < ``regression`` against ρ =
 ``regression``) crosses 1/β with probability ≤ β when the canary really is at
 least ``regression`` times worse.  The judge passes early once every metric
-has crossed, both arms have ``minRequests`` requests, and nothing failed; at
+has crossed with its observed ratio within tolerance, both arms have
+``minRequests`` requests, and nothing failed or is held back; at
 the horizon (``samples``) with enough traffic it passes on the absence of
 failure evidence — unless ``undersized: inconclusive`` and the window could
 not have caught a ``regression``-times-worse canary (``detectableRatio``, see
@@ -40,6 +57,7 @@ probability is ≤ α.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
@@ -57,7 +75,30 @@ PASS_STEPS = np.array([1.15, 1.3, 1.5, 1.75, 2.0, 2.5, 3.2])
 # Share of each test's α kept for one conventional test at the planned horizon (group-sequential
 # style): the always-valid e-process gives up power to be valid at every look, and most
 # undecided runs reach the horizon anyway, where a fixed-sample test is much sharper.
-HORIZON_ALPHA_SHARE = 0.5
+HORIZON_ALPHA_SHARE = 0.8
+# Over-dispersion (see RatioEProcess._dispersion).  The failure test uses the estimated extra
+# variance plus Z_UP standard errors of that estimate (at most MAX_UNCERTAINTY): a variance
+# estimated from a few intervals is uncertain, and an underestimate is what rolls back healthy
+# canaries.  One arm's deviations (a bad instance, a retry storm) are assumed to last up to
+# about PERSISTENCE_SECONDS: AR(1) with correlation exp(−interval / PERSISTENCE_SECONDS) from
+# one interval to the next, or more if the data say so (at most MAX_PERSISTENCE).
+Z_UP = 0.25
+MAX_UNCERTAINTY = 0.05
+PERSISTENCE_SECONDS = 60.0
+DEFAULT_INTERVAL_SECONDS = 10.0  # assumed when the samples' times do not tell the interval
+MAX_PERSISTENCE = 0.9
+# A failure needs the evidence in at least MIN_FAIL_INTERVALS judged intervals, and an excess
+# that does not fade (the trend of the per-interval log ratio above −FADING_T standard errors).
+MIN_FAIL_INTERVALS = 3
+FADING_T = 1.0
+# An early pass also needs the observed ratio within tolerance: a canary between tolerance and
+# regression is judged to the end of the window.
+# Default warm-up (``warmup: auto``): the first AUTO_WARMUP intervals, at most a sixth of the window.
+AUTO_WARMUP = 5
+# Chosen on the benchmark's tuning seed (bench/judge.py TUNING_SEED), never on its reporting seed.
+
+
+_N = NormalDist()
 
 
 def _logsumexp(a: FloatArray) -> float:
@@ -70,6 +111,17 @@ class RatioEProcess:
 
     ``log_e_fail`` is the log e-value against "ρ ≤ null_ratio",
     ``log_e_pass`` the log e-value against "ρ ≥ regression".
+
+    Each interval's conditional binomial log-likelihood ratio is *tempered*:
+    divided by that interval's dispersion φ_i = 1 + κ·v_i, where v_i is the
+    binomial variance of the canary's share of its events and κ the extra
+    variance (per unit v²) that the binomial model misses — one arm's error
+    rate wandering, bursts, a noisy instance — including its persistence
+    from one interval to the next (see ``_dispersion``).  A likelihood ratio
+    raised to 1/φ has expectation ≤ 1 under the null when the counts vary φ
+    times as much as binomial ones (to second order), so the tempered
+    mixture stays an e-process; with binomial noise κ → 0 and it is the exact
+    likelihood ratio.
     """
 
     def __init__(self, null_ratio: float, regression: float) -> None:
@@ -82,8 +134,12 @@ class RatioEProcess:
         self._pass = slice(2 + fail_alt.size, None)
         self._logw_fail = -math.log(fail_alt.size)
         self._logw_pass = -math.log(pass_alt.size)
-        self._loglik = np.zeros(self._grid.size)
-        self._intervals: list[tuple[int, int, float]] = []  # (events, canary events, null share)
+        self._ll: list[FloatArray] = []  # per informative interval: log-likelihood over the grid
+        self._counts: list[tuple[int, int, int, int]] = []  # (bn, bx, cn, cx) of those intervals
+        self._fit: tuple[float, FloatArray, FloatArray] | None = None  # cached (κ, φ_fail, φ_pass)
+        #: assumed AR(1) persistence of one arm's extra noise from one interval to the next (at
+        #: least); the judge sets it from the analysis interval
+        self.persistence = math.exp(-DEFAULT_INTERVAL_SECONDS / PERSISTENCE_SECONDS)
         self.baseline_n = self.canary_n = 0
         self.baseline_x = self.canary_x = 0
 
@@ -96,34 +152,148 @@ class RatioEProcess:
             return  # no events, or one arm absent: the conditional likelihood is flat
         share = self._grid * canary_n
         pi = share / (share + baseline_n)
-        self._loglik += canary_x * np.log(pi) + baseline_x * np.log1p(-pi)
-        self._intervals.append((baseline_x + canary_x, canary_x, float(pi[0])))
+        self._ll.append(canary_x * np.log(pi) + baseline_x * np.log1p(-pi))
+        self._counts.append((baseline_n, baseline_x, canary_n, canary_x))
+        self._fit = None
+
+    @property
+    def intervals(self) -> int:
+        """Intervals with at least one event (the others carry no information about ρ)."""
+        return len(self._counts)
+
+    def _arrays(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        a = np.array(self._counts, dtype=np.float64).reshape(-1, 4)
+        return a[:, 0], a[:, 1], a[:, 2], a[:, 3]
+
+    def _dispersion(self) -> tuple[float, FloatArray, FloatArray]:
+        """(κ, φ_fail, φ_pass): long-run extra variance per unit v², and the per-interval tempering
+        of the failure and pass tests.
+
+        Residuals r_i = canary events − the interval's events × the canary's share at the
+        fitted ratio; v_i their binomial variance.  Extra variance per interval is κ_0·v_i²,
+        κ_0 = [k/(k−1)·Σ r_i² − Σ v_i + Σ v_i²/Σ v_i] / Σ v_i² (a moment estimate; the last
+        term gives back what fitting the ratio took).  Noise that persists from one interval to
+        the next adds up faster than independent noise: the long-run variance is
+        κ = κ_0·(1 + a)/(1 − a) for AR(1) persistence a — the larger of the assumed
+        ``persistence`` and the lag-1 autocorrelation of the residuals' extra part (corrected
+        for its small-sample bias).  The failure test adds Z_UP standard errors of κ_0 (more
+        when the noise persists, at most MAX_UNCERTAINTY) before that factor; the pass test
+        uses the estimate itself, since a pass that comes too early costs power, not a
+        false rollback.
+        """
+        if self._fit is not None:
+            return self._fit
+        bn, bx, cn, cx = self._arrays()
+        k = bn.size
+        x = bx + cx
+        rho = ((cx.sum() + 0.5) / cn.sum()) / ((bx.sum() + 0.5) / bn.sum()) if k else 1.0
+        pi = rho * cn / (rho * cn + bn)
+        r = cx - x * pi
+        v = x * pi * (1.0 - pi)
+        d = float(np.sum(v * v))
+        total_v = float(np.sum(v))
+        persist = self.persistence
+        kappa0 = 0.0
+        if k >= 2 and d > 0:
+            extra = k / (k - 1) * float(np.sum(r * r)) - total_v + d / total_v
+            kappa0 = max(0.0, extra / d)
+            if k >= 3 and extra > 0:
+                a1 = float(np.sum(r[1:] * r[:-1])) / extra
+                a1 = a1 + (1.0 + 4.0 * a1) / k  # Kendall's bias of an autocorrelation
+                persist = min(max(a1, persist), MAX_PERSISTENCE)
+        # relative sd of a variance from k intervals: √(2/k), × √((1+a²)/(1−a²)) when persistent
+        inflate = (1.0 + persist * persist) / (1.0 - persist * persist)
+        se = math.sqrt(2.0 * inflate * float(np.sum((v + kappa0 * v * v) ** 2))) / d if d > 0 else math.inf
+        factor = (1.0 + persist) / (1.0 - persist)
+        kappa = (kappa0 + min(Z_UP * se, MAX_UNCERTAINTY)) * factor
+        self._fit = (kappa, 1.0 + kappa * v, 1.0 + kappa0 * factor * v)
+        return self._fit
+
+    @property
+    def kappa(self) -> float:
+        """The long-run extra variance per unit v² the failure test allows for."""
+        return self._dispersion()[0] if self._counts else 0.0
+
+    @property
+    def dispersion(self) -> float:
+        """How much more variable the canary's share of the events is than binomial, as the failure
+        test assumes it (≥ 1; an event-weighted mean over the intervals)."""
+        if not self._counts:
+            return 1.0
+        bn, bx, cn, cx = self._arrays()
+        x = bx + cx
+        phi = self._dispersion()[1]
+        return float(np.sum(phi * x) / np.sum(x))
+
+    def _tempered(self, ref: int, which: slice) -> FloatArray:
+        if not self._ll:
+            return np.zeros(self._grid[which].size)
+        ll = np.array(self._ll)
+        _, phi_fail, phi_pass = self._dispersion()
+        phi = phi_fail if ref == 0 else phi_pass
+        return np.asarray(np.sum((ll[:, which] - ll[:, ref : ref + 1]) / phi[:, None], axis=0))
 
     def horizon_p_value(self) -> float:
         """One-sided p-value of "ρ ≤ null_ratio" from all intervals, for the *planned* horizon only.
 
         Under the null boundary the canary's share of each interval's events is
         Binomial(X_i, π0_i), so their sum is Poisson-binomial; its exact upper
-        tail is computed by convolution.  Valid only at a sample size fixed in
-        advance — which is why the judge spends a separate part of α on it.
+        tail is computed by convolution, at the observed excess shrunk by
+        √(dispersion) when the counts vary more than binomial ones.  Valid only
+        at a sample size fixed in advance — which is why the judge spends a
+        separate part of α on it.
         """
-        if not self._intervals:
+        if not self._counts:
             return 1.0
         from scipy import signal, stats  # only at the horizon; keeps start-up fast
 
-        observed = sum(c for _, c, _ in self._intervals)
+        bn, bx, cn, cx = self._arrays()
+        x = (bx + cx).astype(np.int64)
+        p0 = self.null_ratio * cn / (self.null_ratio * cn + bn)
+        expected = float(np.sum(x * p0))
+        var0 = float(np.sum(x * p0 * (1.0 - p0)))
+        phi = self._dispersion()[1]
+        var_phi = float(np.sum(x * p0 * (1.0 - p0) * phi))
+        excess = float(cx.sum()) - expected
+        if var_phi <= 0:
+            return 1.0
+        shrunk = expected + excess * math.sqrt(var0 / var_phi)
+        if var0 >= 50.0:  # many events: the normal approximation is as good, and far cheaper
+            return float(_N.cdf(-(math.ceil(shrunk - 1e-9) - 0.5 - expected) / math.sqrt(var0)))
+        observed = math.ceil(shrunk - 1e-9)
         pmf = np.ones(1)
-        for x, _, p0 in self._intervals:
-            pmf = signal.convolve(pmf, stats.binom.pmf(np.arange(x + 1), x, p0))
-        return float(min(1.0, max(0.0, np.sum(pmf[observed:]))))
+        for xi, pi in zip(x, p0, strict=True):
+            pmf = signal.convolve(pmf, stats.binom.pmf(np.arange(xi + 1), xi, pi))
+        return float(min(1.0, max(0.0, np.sum(pmf[max(observed, 0) :]))))
+
+    def fading(self) -> float:
+        """t statistic of the trend of the per-interval log ratio (negative: the excess is fading).
+
+        Weighted least squares of log((c+½)/n_c) − log((b+½)/n_b) on the interval number, each
+        interval weighted by the inverse of its (dispersion-inflated) variance.
+        """
+        k = len(self._counts)
+        if k < 3:
+            return 0.0
+        bn, bx, cn, cx = self._arrays()
+        y = np.log((cx + 0.5) / cn) - np.log((bx + 0.5) / bn)
+        phi = self._dispersion()[1]
+        w = 1.0 / ((1.0 / (cx + 0.5) + 1.0 / (bx + 0.5)) * phi)
+        t = np.arange(k, dtype=np.float64)
+        tm = float(np.sum(w * t) / np.sum(w))
+        sxx = float(np.sum(w * (t - tm) ** 2))
+        if sxx <= 0:
+            return 0.0
+        slope = float(np.sum(w * (t - tm) * y)) / sxx
+        return slope * math.sqrt(sxx)
 
     @property
     def log_e_fail(self) -> float:
-        return self._logw_fail + _logsumexp(self._loglik[self._fail] - self._loglik[0])
+        return self._logw_fail + _logsumexp(self._tempered(0, self._fail))
 
     @property
     def log_e_pass(self) -> float:
-        return self._logw_pass + _logsumexp(self._loglik[self._pass] - self._loglik[1])
+        return self._logw_pass + _logsumexp(self._tempered(1, self._pass))
 
     @property
     def ratio(self) -> float:
@@ -181,8 +351,18 @@ class _MetricTest:
         floor = getattr(cfg, "negligible", None)
         self.below = RateBelowEProcess(floor) if floor is not None and cfg.direction == "increase" else None
         self.extra: dict[str, float | int | str | None] = {}
+        self.fading = False  # set by verdict(): failure evidence held back because the excess fades
+        self.judged = 0  # intervals fed to this test
+        self.min_fail = MIN_FAIL_INTERVALS  # the judge lowers it for windows shorter than that
+
+    def set_persistence(self, persistence: float) -> None:
+        for p in (self.up, self.down):
+            if p is not None and p.persistence != persistence:
+                p.persistence = persistence
+                p._fit = None
 
     def update(self, bn: int, bx: int, cn: int, cx: int) -> None:
+        self.judged += 1
         if self.up is not None:
             self.up.update(bn, bx, cn, cx)
         if self.down is not None:  # "canary lower" = baseline/canary ratio high: swap the arms
@@ -205,8 +385,9 @@ class _MetricTest:
                 continue
             if p.baseline_x == 0 or p.canary_n == 0:
                 return None
+            phi = p.dispersion  # noisier counts are worth fewer binomial ones
             r = detectable_ratio(
-                p.baseline_n * scale, p.canary_n * scale, p.baseline_x / p.baseline_n,
+                p.baseline_n * scale / phi, p.canary_n * scale / phi, p.baseline_x / p.baseline_n,
                 self.alpha_horizon, 1.0 - self.beta, null_ratio=1.0 + self.tolerance,
             )  # fmt: skip
             worst = max(worst, r)
@@ -225,6 +406,25 @@ class _MetricTest:
         else:
             caught = "could not have caught any ratio"
         return f" ({caught}; regression ×{self.cfg.regression:g})"
+
+    def _persists(self, proc: RatioEProcess, tag: str, numbers: dict[str, float | int | str | None]) -> bool:
+        """Failure evidence counts only when it is a regression, not a transient: seen in at least
+        MIN_FAIL_INTERVALS judged intervals, and not fading (a canary getting better interval by
+        interval is still warming up).  Holding back can only lower the false-rollback rate."""
+        if proc.intervals < self.min_fail:
+            numbers[f"waiting{tag}"] = f"evidence in {proc.intervals} of {self.min_fail} intervals needed"
+            return False
+        trend = proc.fading()
+        numbers[f"trendT{tag}"] = round(trend, 3)
+        if trend <= -FADING_T:
+            self.fading = True
+            return False
+        return True
+
+    @staticmethod
+    def _dispersion_note(proc: RatioEProcess) -> str:
+        d = proc.dispersion
+        return f"; counts {d:.2g}× as variable as binomial, evidence weighted down" if d >= 1.05 else ""
 
     def verdict(self, at_horizon: bool = False, scale: float = 1.0) -> MetricVerdict:
         log_fail_at = math.log(1.0 / self.alpha_seq)
@@ -249,18 +449,21 @@ class _MetricTest:
             **self.extra,
         }
         crit = self.cfg.critical
+        self.fading = False
         for tag, proc in (("Up", self.up), ("Down", self.down)):
             if proc is None:
                 continue
             numbers[f"eFail{tag}"] = math.exp(min(proc.log_e_fail, 700.0))
             numbers[f"ePass{tag}"] = math.exp(min(proc.log_e_pass, 700.0))
+            numbers[f"dispersion{tag}"] = round(proc.dispersion, 4)
         for tag, proc, cls in (("Up", self.up, Classification.HIGH), ("Down", self.down, Classification.LOW)):
-            if proc is not None and proc.log_e_fail >= log_fail_at:
+            if proc is not None and proc.log_e_fail >= log_fail_at and self._persists(proc, tag, numbers):
                 word = "higher" if cls is Classification.HIGH else "lower"
                 why = (
                     f"canary {word}: rate {c_rate:.4g} vs baseline {b_rate:.4g} (ratio {ratio:.3g}); "
                     f"e-value {numbers[f'eFail{tag}']:.3g} ≥ {1 / self.alpha_seq:.3g} "
                     f"against ratio ≤ {1 + self.tolerance:g}"
+                    f"{self._dispersion_note(proc)}"
                 )
                 return MetricVerdict(self.name, cls, crit, b_rate, c_rate, ratio, why, numbers)
         if at_horizon:
@@ -273,7 +476,7 @@ class _MetricTest:
                 pv = proc.horizon_p_value()
                 numbers[f"horizonP{tag}"] = pv
                 numbers["horizonAlpha"] = self.alpha_horizon
-                if pv <= self.alpha_horizon:
+                if pv <= self.alpha_horizon and self._persists(proc, tag, numbers):
                     word = "higher" if cls is Classification.HIGH else "lower"
                     why = (
                         f"canary {word} at the planned horizon: rate {c_rate:.4g} vs baseline {b_rate:.4g} "
@@ -284,6 +487,11 @@ class _MetricTest:
         if bx + cx == 0 and (bn == 0 or cn == 0):
             why = "no data yet"
             return MetricVerdict(self.name, Classification.NODATA, crit, b_rate, c_rate, ratio, why, numbers)
+        procs = [x for x in (self.up, self.down) if x is not None]
+        if self.judged < self.min_fail or any(x.log_e_fail >= log_fail_at for x in procs):
+            # no early pass before a failure could have been seen, nor while one is held back
+            why = f"collecting evidence: rate {c_rate:.4g} vs baseline {b_rate:.4g} ({bx}+{cx} events)"
+            return MetricVerdict(self.name, Classification.RUNNING, crit, b_rate, c_rate, ratio, why, numbers)
         if self.below is not None:
             numbers["negligibleRate"] = self.below.floor
             numbers["eBelowNegligible"] = math.exp(min(self.below.log_e, 700.0))
@@ -295,8 +503,9 @@ class _MetricTest:
                 return MetricVerdict(
                     self.name, Classification.PASS, crit, b_rate, c_rate, ratio, why, numbers
                 )
-        procs = [x for x in (self.up, self.down) if x is not None]
-        if all(x.log_e_pass >= log_pass_at for x in procs):
+        # pass early only a canary that also *looks* within tolerance: one between tolerance and
+        # regression keeps being judged, and fails if the evidence gets there by the horizon
+        if all(x.log_e_pass >= log_pass_at and not x.ratio > x.null_ratio for x in procs):
             why = (
                 f"ruled out a {self.cfg.regression:g}× regression: rate {c_rate:.4g} "
                 f"vs baseline {b_rate:.4g} (ratio {ratio:.3g}; e-value ≥ {1 / self.beta:.3g})"
@@ -345,6 +554,24 @@ def _threshold(estimate: float, a: Sample, b: Sample) -> float | None:
     return float(above[0]) if above.size else float(common[-1])
 
 
+def assumed_dispersion(v: float, intervals: int, interval_seconds: float | None = None) -> float:
+    """The dispersion the failure test allows for when the counts are in fact binomial: ``v`` is the
+    binomial variance of the canary's share of one interval's events, ``intervals`` how many were
+    judged.  (The ``_dispersion`` of a RatioEProcess on data without extra variance.)"""
+    if v <= 0 or intervals <= 0:
+        return 1.0
+    persist = math.exp(-(interval_seconds or DEFAULT_INTERVAL_SECONDS) / PERSISTENCE_SECONDS)
+    inflate = (1.0 + persist * persist) / (1.0 - persist * persist)
+    se = math.sqrt(2.0 * inflate / intervals) / v
+    return 1.0 + min(Z_UP * se, MAX_UNCERTAINTY) * (1.0 + persist) / (1.0 - persist) * v
+
+
+def auto_warmup(spec: JudgeSpec) -> int:
+    """Intervals the judge leaves unjudged at the start: AUTO_WARMUP (at most a sixth of the window)
+    with ``warmup: auto``; none when the warm-up is explicit (the caller skips those samples)."""
+    return min(AUTO_WARMUP, spec.samples // 6) if spec.warmup == "auto" else 0
+
+
 class SequentialJudge:
     """Feed one interval of both arms at a time; decides PASS/FAIL as soon as the evidence suffices."""
 
@@ -364,39 +591,74 @@ class SequentialJudge:
         self._baseline_latency = _BaselineLatency()
         self._totals = Totals()
         self._verdict = Verdict(self.name, Decision.RUNNING, 0, None, "no samples yet")
+        self.warmup = auto_warmup(self.spec)
+        self._times: list[float] = []
+        for test in self._tests.values():
+            test.min_fail = min(MIN_FAIL_INTERVALS, self.judged_window)
+
+    def _persistence(self) -> float:
+        """Assumed interval-to-interval persistence of one arm's deviations, from the analysis
+        interval (the median step of the samples' ``t``; DEFAULT_INTERVAL_SECONDS if they do not say)."""
+        steps = [b - a for a, b in zip(self._times, self._times[1:], strict=False) if b > a]
+        interval = float(np.median(steps)) if steps else DEFAULT_INTERVAL_SECONDS
+        return math.exp(-interval / PERSISTENCE_SECONDS)
+
+    @property
+    def judged_window(self) -> int:
+        """Intervals of the window that are judged (the window less the automatic warm-up)."""
+        return max(1, self.spec.samples - self.warmup)
 
     @property
     def verdict(self) -> Verdict:
         return self._verdict
 
     def plan(
-        self, baseline_per_sample: float, canary_per_sample: float, error_rate: float
+        self,
+        baseline_per_sample: float,
+        canary_per_sample: float,
+        error_rate: float,
+        interval_seconds: float | None = None,
     ) -> list[dict[str, float | int | str | bool | None]]:
         """What this judge, as configured, can catch at this traffic (requests per interval and arm).
 
         Per metric: events per interval (errors at ``error_rate``; for latency
         the requests slower than the baseline's quantile), the ratio its
-        horizon test catches with probability 1 − β within ``samples``
-        intervals (``detectableRatio``), and the intervals it needs to catch
-        ``regression`` (``samplesNeeded``; None if no number would do).
+        horizon test catches with probability 1 − β within the judged part of
+        the window (``detectableRatio``), and the intervals it needs to catch
+        ``regression``, warm-up included (``samplesNeeded``; None if no number
+        would do).  Binomial noise is assumed, with the allowance for unseen
+        over-dispersion the failure test makes at this interval
+        (``assumedDispersion``).
         """
         out: list[dict[str, float | int | str | bool | None]] = []
         for name, t in self._tests.items():
             rate = error_rate if name == "error_rate" else round(1.0 - self.spec.metrics.latency.quantile, 12)
             null, power = 1.0 + t.tolerance, 1.0 - t.beta
-            n = self.spec.samples
+            n = self.judged_window
+            share = canary_per_sample / (canary_per_sample + baseline_per_sample)
+            v = (baseline_per_sample + canary_per_sample) * rate * share * (1.0 - share)
+            phi = assumed_dispersion(v, n, interval_seconds)
             r = detectable_ratio(
-                baseline_per_sample * n, canary_per_sample * n, rate, t.alpha_horizon, power, null
+                baseline_per_sample * n / phi, canary_per_sample * n / phi, rate, t.alpha_horizon, power, null
             )
-            need = samples_needed(
-                baseline_per_sample, canary_per_sample, rate, t.cfg.regression, t.alpha_horizon, power, null
-            )
+            need = None
+            for _ in range(3):  # the allowance shrinks with the intervals: settle k and φ together
+                k = samples_needed(
+                    baseline_per_sample / phi, canary_per_sample / phi, rate, t.cfg.regression,
+                    t.alpha_horizon, power, null,
+                )  # fmt: skip
+                if k is None:
+                    break
+                need = k + self.warmup
+                phi = assumed_dispersion(v, max(k, MIN_FAIL_INTERVALS), interval_seconds)
             out.append({
                 "name": name,
                 "eventRate": rate,
                 "baselineEventsPerSample": baseline_per_sample * rate,
                 "canaryEventsPerSample": canary_per_sample * rate,
-                "samples": n,
+                "samples": self.spec.samples,
+                "warmupSamples": self.warmup,
+                "assumedDispersion": round(assumed_dispersion(v, n, interval_seconds), 3),
                 "detectableRatio": r,
                 "regression": t.cfg.regression,
                 "samplesNeeded": need,
@@ -408,15 +670,27 @@ class SequentialJudge:
         if self._verdict.decision.done:
             return self._verdict
         self._totals.add(baseline, canary)
+        n = self._totals.samples
+        self._times.append(canary.t)
+        if n <= self.warmup:  # a fresh canary answers slower: its first intervals are not judged
+            self._baseline_latency.add(baseline)  # the baseline is warm: it calibrates the threshold
+            self._verdict = Verdict(
+                self.name, Decision.RUNNING, n, None,
+                f"warm-up: interval {n} of {self.warmup} is not judged (warmup: auto)", (), None,
+                self._totals.baseline_requests, self._totals.canary_requests,
+            )  # fmt: skip
+            return self._verdict
+        persistence = self._persistence()
+        for test in self._tests.values():
+            test.set_persistence(persistence)
         if "error_rate" in self._tests:
             self._tests["error_rate"].update(
                 baseline.requests, baseline.errors, canary.requests, canary.errors
             )
         if "latency" in self._tests:
             self._update_latency(baseline, canary)
-        n = self._totals.samples
         # detectableRatio live: what the horizon test will catch if traffic keeps this pace
-        scale = max(1.0, self.spec.samples / n)
+        scale = max(1.0, self.judged_window / (n - self.warmup))
         metrics = tuple(t.verdict(scale=scale) for t in self._tests.values())
         failed = [m for m in metrics if m.classification in (Classification.HIGH, Classification.LOW)]
         if failed:
@@ -475,6 +749,13 @@ class SequentialJudge:
             for m in metrics
         )  # fmt: skip
         decision, score, why = final_decision(self.spec, closed, self._totals)
+        fading = [name for name, t in self._tests.items() if t.fading]
+        if decision is Decision.PASS and fading:
+            why = (
+                f"{', '.join(fading)}: canary worse than the baseline but getting better interval by "
+                "interval — a slow start longer than the warm-up? Set 'warmup' to its length"
+            )
+            decision = Decision.INCONCLUSIVE
         undersized = "; ".join(f"{name}{note}" for name, note in notes.items() if note)
         if decision is Decision.PASS and undersized and self.spec.undersized == "inconclusive":
             why = (

@@ -370,3 +370,7 @@ _changes.register(app)
 from shipwarden.entrypoints.cli import dr as _dr  # noqa: E402 - db (backups, restore, failover), dr drill
 
 _dr.register(app)
+
+from shipwarden.entrypoints.cli import incidents as _incidents  # noqa: E402 - incident … (D12)
+
+_incidents.register(app)

@@ -515,7 +515,8 @@ def serve(
     for p in (tls_cert, tls_key):
         if p is not None and not p.exists():
             raise _err(f"{p}: no such file")
-    app = _worker_threads(create_app(svc), svc.settings.api_threads)
+    api = create_app(svc)
+    app = _worker_threads(api, svc.settings.api_threads)
     _checkpoint_timer(svc, every_s=60.0)
     import gc
 
@@ -529,7 +530,7 @@ def serve(
         driver.start()
     sys.stderr.write(f"shipwarden API on {'https' if tls_cert else 'http'}://{host}:{port}\n")
     try:
-        _run_uvicorn(app, host, port, tls_cert, tls_key)
+        _run_uvicorn(app, host, port, tls_cert, tls_key, refusals=api.state.refusals)
     finally:
         if driver is not None:
             driver.stop()
@@ -548,10 +549,12 @@ def _services_or_exit() -> Any:
         raise typer.Exit(2) from None
 
 
-def _run_uvicorn(app: Any, host: str, port: int, tls_cert: Path | None, tls_key: Path | None) -> None:
+def _run_uvicorn(
+    app: Any, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, *, refusals: Any = None
+) -> None:
     from shipwarden.entrypoints.http.server import run  # header limits, 431, no proxy headers
 
-    run(app, host, port, tls_cert, tls_key)
+    run(app, host, port, tls_cert, tls_key, refusals=refusals)
 
 
 def _worker_threads(app: Any, n: int) -> Any:

@@ -123,6 +123,21 @@ COMMANDS: Mapping[str, Rule] = {
     "db rebuild": Rule(P.DEPLOYMENT_ROLLBACK, "service"),
     "db rewrap": Rule(P.POLICY_WRITE),  # as 'secret rotate'
     "dr drill": Rule(P.DEPLOYMENT_ROLLBACK, "service"),  # kills the primary for real
+    # incidents (incidents.py), as their HTTP routes
+    "incident open": Rule(P.INCIDENT_MANAGE),
+    "incident list": Rule(P.DEPLOYMENT_READ),
+    "incident show": Rule(P.DEPLOYMENT_READ),
+    "incident status": Rule(P.INCIDENT_MANAGE),
+    "incident ack": Rule(P.INCIDENT_MANAGE),
+    "incident commander": Rule(P.INCIDENT_MANAGE),
+    "incident note": Rule(P.INCIDENT_MANAGE),
+    "incident timeline": Rule(P.DEPLOYMENT_READ),
+    "incident suspects": Rule(P.DEPLOYMENT_READ),
+    "incident rollback": Rule(P.DEPLOYMENT_ROLLBACK, "service"),  # the suspect's service, as `rollback`
+    "incident report": Rule(P.DEPLOYMENT_READ),
+    "incident action add": Rule(P.INCIDENT_MANAGE),
+    "incident action close": Rule(P.INCIDENT_MANAGE),
+    "incident action list": Rule(P.DEPLOYMENT_READ),
 }
 """Every store-touching command → what it needs.  The CLI's half of "one permission matrix"."""
 
@@ -133,6 +148,7 @@ EXEMPT: Mapping[str, str] = {
     "judge-plan": "sizes a judge window from numbers given on the command line; touches no store",
     "dossier verify": "checks a file against a public key offline; touches no store",
     "audit verify-export": "checks an export bundle against a public key offline; touches no store",
+    "incident verify-report": "checks a report file against an export bundle offline; touches no store",
     "serve": "starts the API, which authorises every request itself (entrypoints/http/deps.py)",
 }
 """Commands without a check, and why."""

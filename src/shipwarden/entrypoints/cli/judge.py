@@ -43,10 +43,10 @@ def _read(path: Path, what: str) -> str:
 
 def warmup_pairs(canary: list[Sample], spec: JudgeSpec) -> int:
     """How many leading pairs fall in the warm-up (from the first sample's time, as live)."""
-    if not canary or spec.warmup <= 0:
+    if not canary or spec.warmup_seconds <= 0:
         return 0
     first = canary[0].t
-    return sum(1 for s in canary if s.t - first < spec.warmup)
+    return sum(1 for s in canary if s.t - first < spec.warmup_seconds)
 
 
 def run_judge(baseline: list[Sample], canary: list[Sample], spec: JudgeSpec, algorithm: str) -> Verdict:
@@ -174,7 +174,7 @@ def plan_command(
         raise typer.Exit(2) from None
     per_sample = rps * seconds
     canary = per_sample * weight / 100.0
-    metrics = SequentialJudge(spec).plan(per_sample - canary, canary, error_rate)
+    metrics = SequentialJudge(spec).plan(per_sample - canary, canary, error_rate, seconds)
     out = {
         "traffic": {
             "rps": rps,

@@ -8,7 +8,8 @@ status code, so every bad input gets a precise message and nothing changes:
  401   not authenticated: no/unknown/expired/revoked credentials, wrong password or code
  403   authenticated but not allowed: role, token scope, address, missing fresh MFA
  404   unknown deployment, service, user, token, session
- 409   conflicts with current state: deployment in progress, name taken, session limit, replay
+ 409   conflicts with current state: deployment in progress, name taken, session limit, replay,
+       an incident move its status does not allow
  413   request body over its route's limit (``limits.BodyLimit``, counted while streaming)
  415   a webhook that is not ``application/json``
  422   invalid field values (unknown role or scope, bad CIDR, bad timestamp)
@@ -36,9 +37,11 @@ from fastapi.routing import APIRoute
 from shipwarden.adapters.store.repository import NotFound, StoreError
 from shipwarden.bootstrap import Services
 from shipwarden.domain.audit import AuditError, K8sAuditError
+from shipwarden.domain.incidents import IncidentError
 from shipwarden.domain.policy import UnknownService
 from shipwarden.entrypoints.http.deps import ACCESS_ATTR, PUBLIC
 from shipwarden.entrypoints.http.limits import BodyLimit
+from shipwarden.ports.incidents import IncidentNotFound
 from shipwarden.services.access import (
     AuthenticationError,
     Conflict,
@@ -62,6 +65,7 @@ ROUTERS: list[str] = [
     "webhooks",
     "evidence",
     "changes",
+    "incidents",
 ]
 """Modules of ``entrypoints.http.routes`` whose ``router`` is mounted; add one line per resource."""
 
@@ -130,11 +134,13 @@ def create_app(container: Services) -> FastAPI:
 
     @app.exception_handler(NotFoundError)
     @app.exception_handler(NotFound)
+    @app.exception_handler(IncidentNotFound)
     @app.exception_handler(UnknownService)
     def _404(_: Request, exc: Exception) -> JSONResponse:
         return _error(404, str(exc).strip("'\""))
 
     @app.exception_handler(Conflict)
+    @app.exception_handler(IncidentError)
     @app.exception_handler(DeployError)
     @app.exception_handler(StoreError)
     def _409(_: Request, exc: Exception) -> JSONResponse:

@@ -23,8 +23,11 @@ Cost per request.  The access entry goes through the audit service's group commi
 request waits until its entry is committed (so no access takes effect unaudited) but shares
 the transaction with every other request waiting at that moment.  ``require``'s dependency is
 ``async``: it authorises on the event loop (``authorize`` is pure) and awaits the commit
-without holding a worker thread; only the principal's lookup (``current_principal``, a
-database read) and a callable scope run in the thread pool.  ``get_container`` and
+without holding a worker thread.  An API token verified recently is authenticated from memory
+(``AccessService.verified_tokens``), its decision committed only if the store's access
+generation has not moved since (else judged again from the store: ``StaleAccess``), so a
+revocation or role change takes effect at once; only a lookup in the store (a token not seen
+lately, a session) and a callable scope run in the thread pool.  ``get_container`` and
 ``client_address`` are ``async`` too: FastAPI would otherwise hop to a thread for each.
 """
 
@@ -38,7 +41,7 @@ from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from shipwarden.bootstrap import Services
-from shipwarden.domain.access import ForwardedForError, Permission, Target, client_ip
+from shipwarden.domain.access import ForwardedForError, Permission, StaleAccess, Target, client_ip
 from shipwarden.services.access import AuthenticationError, Decision, Principal
 
 __all__ = [
@@ -100,10 +103,12 @@ async def audit_access_async(
     service: str | None = None,
     reason: str = "",
     status: int | None = None,
+    generation: int | None = None,
 ) -> None:
-    """:func:`audit_access` for the event loop: awaits the commit without holding a thread."""
+    """:func:`audit_access` for the event loop: awaits the commit without holding a thread.
+    ``generation``: see ``AuditService.access`` (raises ``StaleAccess`` if it moved)."""
     decision = _decision(request, actor, allowed, via, ip, permission, service, reason, status)
-    await c.audit.access_async(**decision)
+    await c.audit.access_async(generation=generation, **decision)
 
 
 def _decision(
@@ -148,8 +153,13 @@ ClientIp = Annotated[str, Depends(client_address)]
 async def current_principal(request: Request, c: ContainerDep, ip: ClientIp) -> Principal:
     """Bearer API token first, then the session cookie; neither → anonymous (rejected by ``require``).
 
-    The lookup reads the store, in a worker thread; a refusal's audit entry is awaited here, so no
-    worker thread waits for a commit."""
+    A token this process verified recently is taken from ``AccessService.verified_tokens`` on the
+    event loop; otherwise the lookup reads the store, in a worker thread.  A refusal's audit entry
+    is awaited here, so no worker thread waits for a commit."""
+    return await _authenticate(request, c, ip, cached=True)
+
+
+async def _authenticate(request: Request, c: Services, ip: str, *, cached: bool) -> Principal:
     header = request.headers.get("authorization")
     via = "none"
     try:
@@ -158,7 +168,9 @@ async def current_principal(request: Request, c: ContainerDep, ip: ClientIp) -> 
             scheme, _, cred = header.partition(" ")
             if scheme.lower() != "bearer" or not cred.strip():
                 raise AuthenticationError("Authorization header must be 'Bearer <API token>'")
-            principal: Principal = await run_in_threadpool(c.access.authenticate_token, cred.strip(), ip)
+            principal = c.access.cached_token(cred.strip(), ip) if cached else None
+            if principal is None:
+                principal = await run_in_threadpool(c.access.authenticate_token, cred.strip(), ip)
             return principal
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
@@ -212,26 +224,40 @@ async def _target(scope: Scope, request: Request, c: Services) -> Target | None:
     return Target(service=value) if value else None
 
 
+STALE_RETRIES = 3
+"""Times a request is judged again after its decision turned out stale (``StaleAccess``: access
+changed between the credential's verification and the commit of its access entry).  Each retry
+reads the store afresh; the last attempt is committed unconditionally — decided from the store
+just before, as every request was before verdicts were cached."""
+
+
 def require(permission: Permission | None, *, scope: Scope = None, session_only: bool = False) -> Any:
     """A dependency admitting principals allowed ``permission`` (``None``: any authenticated one)."""
 
     async def dependency(request: Request, c: ContainerDep, p: CurrentPrincipal) -> Principal:
         target = await _target(scope, request, c)
-        decision = c.access.authorize(p, permission, target)
-        if decision.allowed and session_only and p.kind != "session":
-            decision = Decision(False, 403, "this endpoint needs a logged-in session, not an API token")
-        await audit_access_async(
-            request,
-            c,
-            actor=p.name,
-            allowed=decision.allowed,
-            via=p.via,
-            ip=p.ip,
-            permission=permission,
-            service=target.service if target else None,
-            reason=decision.reason,
-            status=None if decision.allowed else decision.status,
-        )
+        for attempt in range(STALE_RETRIES + 1):
+            decision = c.access.authorize(p, permission, target)
+            if decision.allowed and session_only and p.kind != "session":
+                decision = Decision(False, 403, "this endpoint needs a logged-in session, not an API token")
+            try:
+                await audit_access_async(
+                    request,
+                    c,
+                    actor=p.name,
+                    allowed=decision.allowed,
+                    via=p.via,
+                    ip=p.ip,
+                    permission=permission,
+                    service=target.service if target else None,
+                    reason=decision.reason,
+                    status=None if decision.allowed else decision.status,
+                    generation=p.generation if attempt < STALE_RETRIES else None,
+                )
+                break
+            except StaleAccess as exc:  # access changed since p was verified: nothing was recorded
+                c.access.verified_tokens.saw(exc.current)
+                p = await _authenticate(request, c, p.ip, cached=False)
         if not decision.allowed:
             headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else None
             raise HTTPException(decision.status, decision.reason, headers=headers)

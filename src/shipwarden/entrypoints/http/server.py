@@ -118,7 +118,17 @@ def uvicorn_config(
     )
 
 
-def run(app: Any, host: str, port: int, tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
-    refusals = getattr(getattr(app, "state", None), "refusals", None)
+def run(
+    app: Any,
+    host: str,
+    port: int,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    *,
+    refusals: RefusalLog | None = None,
+) -> None:
+    """Serve ``app``; ``refusals`` audits the 431s (default: the app's own ``state.refusals``)."""
+    if refusals is None:
+        refusals = getattr(getattr(app, "state", None), "refusals", None)
     config = uvicorn_config(app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, refusals=refusals)
     uvicorn.Server(config).run()

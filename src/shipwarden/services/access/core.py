@@ -25,6 +25,7 @@ from shipwarden.domain.access import (
 from shipwarden.security.envelope import Envelope
 from shipwarden.services.access.bindings import parse_cidrs, stored_allowlist
 from shipwarden.services.access.errors import NotFoundError
+from shipwarden.services.access.token_cache import VerifiedTokens
 
 
 @dataclass
@@ -56,6 +57,8 @@ class AccessCore:
         self.clock = clock
         self.config = config or AccessConfig()
         self._role_nets = {Role(r): parse_cidrs(c) for r, c in self.config.role_cidrs.items()}
+        self.verified_tokens = VerifiedTokens()
+        self.repo.changed = self.verified_tokens.clear  # this process changed access: forget at once
 
     def _now(self) -> tuple[datetime, float]:
         now = self.clock()

@@ -26,6 +26,10 @@ class Principal:
     token_services: frozenset[str] | None = None
     mfa_verified_at: datetime | None = None
     mfa_enabled: bool = False
+    generation: int | None = None
+    """For an API token: the access generation it was verified at (it may come from the cache of
+    verified tokens); the request's access entry is committed only at that generation
+    (``domain.access.StaleAccess``).  None for sessions and the local operator."""
 
     @classmethod
     def anonymous(cls, ip: str) -> Principal:

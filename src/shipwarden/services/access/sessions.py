@@ -25,6 +25,12 @@ from shipwarden.services.access.errors import AuthenticationError, Conflict, Not
 from shipwarden.services.access.lockout import Lockout
 from shipwarden.services.access.principal import Principal
 
+TOUCH_EVERY_S = 10.0
+"""A session's ``last_seen_at`` is written when it is at least this old (or 1 % of the idle
+time-out, if less), not on every request: a write per request put every request of a browser
+behind the database's writer lock.  Idleness counts from the last write, so a session can expire
+up to this much *earlier* than with a write per request, never later."""
+
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -84,10 +90,10 @@ class Sessions(Lockout):
 
     def authenticate_session(self, session_id: str, ip: str) -> Principal:
         now, ts = self._now()
-        r = self.repo.session(_sha(session_id)) if session_id else None
-        u = self.repo.user_by_id(r.user_id) if r else None
-        if r is None or u is None:
+        found = self.repo.session_auth(_sha(session_id)) if session_id else None
+        if found is None:
             raise AuthenticationError("unknown session: log in again")
+        r, u = found
         status = check_session(self._state(r, u), now, self.config.session)
         if status is not SessionStatus.OK:
             if status is not SessionStatus.REVOKED:  # expiry is enforced server-side: the id is dead for good
@@ -101,7 +107,8 @@ class Sessions(Lockout):
             raise AuthenticationError(f"{msg}; log in again")
         if u.disabled:
             raise AuthenticationError("account is disabled")
-        self.repo.touch_session(r.id_hash, ts)
+        if ts - r.last_seen_at >= min(TOUCH_EVERY_S, self.config.session.idle.total_seconds() / 100):
+            self.repo.touch_session(r.id_hash, ts)
         return Principal(
             name=u.name,
             kind="session",

@@ -10,6 +10,7 @@ intersection of its list and its owner's *current* one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from shipwarden.adapters.store.access_repo import TokenRecord
@@ -101,13 +102,25 @@ class Tokens(AccessCore):
         ):
             raise Conflict(f"token {token_id} is already revoked")
 
+    def cached_token(self, presented: str, ip: str) -> Principal | None:
+        """The principal of a token this process verified recently (``VerifiedTokens``), or None:
+        then call :meth:`authenticate_token`.  No I/O — safe on the event loop."""
+        if token_id_of(presented) is None:
+            return None
+        p = self.verified_tokens.get(hash_token(presented.strip()), self._now()[1])
+        return replace(p, ip=ip) if p is not None else None
+
     def authenticate_token(self, presented: str, ip: str) -> Principal:
+        """Verify ``presented`` against the store (one read: token, owner, access generation) and
+        keep the verdict in ``verified_tokens``."""
         now, ts = self._now()
         if token_id_of(presented) is None:
             raise AuthenticationError("malformed API token")
-        rec = self.repo.token_by_hash(hash_token(presented.strip()))
-        if rec is None:
+        token_hash = hash_token(presented.strip())
+        found = self.repo.token_auth(token_hash)
+        if found is None:
             raise AuthenticationError("unknown API token")
+        rec, u = found.token, found.user
         api = ApiToken(
             token_id=rec.id,
             token_hash=rec.token_hash,
@@ -123,11 +136,10 @@ class Tokens(AccessCore):
         # Scope (permission, service) is judged per request in authorize(); here only validity.
         if status not in (TokenStatus.OK, TokenStatus.OUT_OF_SCOPE):
             raise AuthenticationError(f"API token {rec.id} is {status.value}")
-        u = self.repo.user_by_id(rec.user_id)
-        if u is None or u.disabled:
+        if u.disabled:
             raise AuthenticationError(f"the owner of API token {rec.id} is disabled")
         self.repo.touch_token(rec.id, ts)
-        return Principal(
+        p = Principal(
             name=u.name,
             kind="token",
             ip=ip,
@@ -137,4 +149,7 @@ class Tokens(AccessCore):
             token_id=rec.id,
             token_scopes=rec.scopes,
             token_services=rec.services,
+            generation=found.generation,
         )
+        self.verified_tokens.put(token_hash, replace(p, ip=""), rec.expires_at, ts)
+        return p

@@ -148,6 +148,8 @@ class WebhookIntake(GateEvaluation):
             "pipeline": event.pipeline_id,
         }
         tx.record_delivery(event.provider, event.event_id, body_digest, detail=summary)
+        if event.labels is not None:
+            return self._relabel(tx, event)
         check = event.as_check()
         sha = event.commit_sha
         if check is None or sha is None or not _SHA.match(sha):
@@ -175,25 +177,60 @@ class WebhookIntake(GateEvaluation):
             actor=actor,
         )
         main = self.delivery.repository.main_branch
-        if not event.branch or event.branch == main:
-            what = f"CI result for {main}" if event.branch else "CI result without a branch"
-            return WebhookResult(202, "accepted", f"{what} recorded", evidence_id=ev.id), None
+        if not event.branch:
+            # a commit status or a fork's check names no branch: the change of that head, if any
+            change = tx.find_change(head_sha=sha)
+            if change is None:
+                what = "CI result without a branch recorded"
+                return WebhookResult(202, "accepted", what, evidence_id=ev.id), None
+            return WebhookResult(202, "accepted", change.reason, change.id, change.status, ev.id), change.id
+        if event.branch == main:
+            return WebhookResult(202, "accepted", f"CI result for {main} recorded", evidence_id=ev.id), None
         change = tx.find_change(head_sha=sha, branch=event.branch)
         if change is None:
+            pr_number = event.pull_requests[0] if event.pull_requests else None
+            # A new head of a labelled pull request keeps its labels until a pull_request event
+            # says otherwise: a CI result that arrives before (or without) that event must not
+            # create an unlabelled change that change control by label would not hold back.
+            before = tx.latest_on_branch(event.branch)
+            same_pr = before is not None and (pr_number is None or before.pr_number in (None, pr_number))
             change = tx.create_change(
                 repo=event.repository or self.delivery.repository.url,
                 branch=event.branch,
                 head_sha=sha,
                 actor=actor,
-                pr_number=event.pull_requests[0] if event.pull_requests else None,
-                labels=event.labels,
+                pr_number=pr_number,
+                labels=before.labels if before is not None and same_pr else (),
             )
-        elif event.labels and set(event.labels) != set(change.labels):
+        return WebhookResult(202, "accepted", change.reason, change.id, change.status, ev.id), change.id
+
+    def _relabel(self, tx: ChangesTx, event: CiEvent) -> tuple[WebhookResult, str | None]:
+        """A pull request event: its labels (added and removed) become the change's, which is
+        created for the PR's head if CI has not reported yet (not for a closed pull request)."""
+        labels = event.labels or ()
+        sha, branch = event.commit_sha, event.branch
+        main = self.delivery.repository.main_branch
+        if sha is None or not _SHA.match(sha) or not branch or branch == main:
+            return WebhookResult(202, "ignored", f"event {event.event_id} names no change"), None
+        actor = f"webhook:{event.provider}"
+        change = tx.find_change(head_sha=sha, branch=branch)
+        if change is None:
+            if event.event_type == "pull_request.closed":
+                return WebhookResult(202, "ignored", f"pull request of {branch} closed"), None
+            change = tx.create_change(
+                repo=event.repository or self.delivery.repository.url,
+                branch=branch,
+                head_sha=sha,
+                actor=actor,
+                pr_number=event.pull_requests[0] if event.pull_requests else None,
+                labels=labels,
+            )
+        elif set(labels) != set(change.labels):
             change = tx.update_change(
                 change.id,
                 actor=actor,
                 action="change.labels",
-                labels=event.labels,
-                audit_detail={"labels": list(event.labels)},
+                labels=labels,
+                audit_detail={"labels": list(labels), "was": list(change.labels), "event": event.event_type},
             )
-        return WebhookResult(202, "accepted", change.reason, change.id, change.status, ev.id), change.id
+        return WebhookResult(202, "accepted", change.reason, change.id, change.status), change.id

@@ -168,6 +168,106 @@ class TestEvents:
             ("risk:high", "payments"),
         )
 
+    def test_check_run_is_a_stage_named_after_the_check(self) -> None:
+        doc = {
+            "action": "completed",
+            "check_run": {
+                "id": 128620228,
+                "name": "build-and-test",
+                "head_sha": SHA,
+                "status": "completed",
+                "conclusion": "failure",
+                "check_suite": {"id": 118578147, "head_branch": "feature/refunds", "head_sha": SHA},
+                "app": {"slug": "github-actions"},
+                "pull_requests": [{"number": 17}],
+            },
+            "repository": REPO,
+        }
+        e = parse_github_event(*reversed(deliver("check_run", doc)))
+        assert (e.event_type, e.stage_name, e.stage_status) == (
+            "check_run.completed",
+            "build-and-test",
+            CiStatus.FAILED,
+        )
+        assert (e.branch, e.pipeline_id, e.workflow_name, e.pull_requests) == (
+            "feature/refunds", "118578147", "github-actions", (17,),
+        )  # fmt: skip
+
+    @pytest.mark.parametrize(
+        ("state", "heads", "branch", "status"),
+        [
+            ("success", {"feature/refunds": SHA, "main": "1" * 40}, "feature/refunds", CiStatus.SUCCESS),
+            (
+                "failure",
+                {"feature/refunds": SHA, "other": SHA},
+                None,
+                CiStatus.FAILED,
+            ),  # two heads: ambiguous
+            ("error", {"main": "1" * 40}, None, CiStatus.FAILED),  # contained, not the head
+            ("pending", {}, None, CiStatus.RUNNING),
+        ],
+    )
+    def test_commit_status_is_a_stage_named_after_its_context(
+        self, state: str, heads: dict[str, str], branch: str | None, status: CiStatus
+    ) -> None:
+        doc = {
+            "id": 6805126730,
+            "sha": SHA,
+            "name": "acme/payments",
+            "context": "ci/circleci: build",
+            "state": state,
+            "branches": [{"name": n, "commit": {"sha": s}} for n, s in heads.items()],
+            "repository": REPO,
+        }
+        e = parse_github_event(*reversed(deliver("status", doc)))
+        assert (e.stage_name, e.stage_status, e.branch, e.commit_sha) == (
+            "ci/circleci: build",
+            status,
+            branch,
+            SHA,
+        )
+
+    @pytest.mark.parametrize(
+        ("action", "label", "listed", "after"),
+        [
+            ("labeled", "risk:high", ["payments"], ("payments", "risk:high")),  # label not yet in the list
+            ("labeled", "risk:high", ["risk:high"], ("risk:high",)),
+            ("unlabeled", "risk:high", ["risk:high", "payments"], ("payments",)),  # list still has it
+            ("unlabeled", "risk:high", [], ()),
+            ("synchronize", None, ["payments"], ("payments",)),
+        ],
+    )
+    def test_pull_request_labels_after_the_event(
+        self, action: str, label: str | None, listed: list[str], after: tuple[str, ...]
+    ) -> None:
+        doc: dict[str, Any] = {
+            "action": action,
+            "number": 17,
+            "pull_request": {
+                "head": {"sha": SHA, "ref": "feature/refunds"},
+                "labels": [{"name": n} for n in listed],
+                "updated_at": "2019-05-15T15:20:33Z",
+            },
+            "repository": REPO,
+        }
+        if label:
+            doc["label"] = {"name": label}
+        e = parse_github_event(*reversed(deliver("pull_request", doc)))
+        assert e.labels == after
+        assert e.delivered_at is None  # updated_at is when the PR changed, not when this was sent
+
+    def test_workflow_run_without_a_name_takes_its_workflows(self) -> None:
+        doc = workflow_run()
+        doc["workflow_run"]["name"] = ""
+        doc["workflow"] = {"name": "test", "path": ".github/workflows/test.yml"}
+        assert parse_github_event(*reversed(deliver("workflow_run", doc))).workflow_name == "test"
+        del doc["workflow"]
+        doc["workflow_run"]["path"] = ".github/workflows/test.yml"
+        assert (
+            parse_github_event(*reversed(deliver("workflow_run", doc))).workflow_name
+            == ".github/workflows/test.yml"
+        )
+
     def test_ping_ignored(self) -> None:
         with pytest.raises(IgnoredEvent):
             parse_github_event(*reversed(deliver("ping", {"zen": "Keep it logically awesome."})))

@@ -43,6 +43,14 @@ class TestK6:
             "http_req_failed: rate<0.01": False,
         }
 
+    def test_grpc_only_test_is_measured_by_grpc_req_duration(self) -> None:
+        """A gRPC service's k6 test has no http_* metrics (k6-reporter's real gRPC summary)."""
+        real = Path(__file__).parents[3] / "fixtures" / "real" / "k6" / "k6-reporter-grpc.json"
+        r = parse_k6_summary(real.read_bytes(), source="grpc.json")
+        assert (r.p95_ms, r.p99_ms, r.error_rate) == (pytest.approx(2.5228432), None, None)
+        assert (r.requests, r.throughput_rps) == (9615, pytest.approx(2833.55024))
+        assert r.tool_thresholds == {"fake_rate: rate >= 0.8": False, "grpc_req_duration: med <= 2": True}
+
     def test_missing_duration_metric(self) -> None:
         with pytest.raises(EvidenceError) as exc:
             parse_k6_summary(read("k6-no-duration.json"))

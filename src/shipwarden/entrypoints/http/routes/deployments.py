@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from shipwarden.adapters.store.repository import Deployment, NotFound
 from shipwarden.bootstrap import Services
@@ -71,24 +71,25 @@ class Accepted(BaseModel):
     record: str
 
 
-def _out(d: Deployment) -> DeploymentOut:
-    return DeploymentOut(
-        id=d.id,
-        service=d.service,
-        kind=d.kind,
-        strategy=d.strategy,
-        from_version=d.from_version,
-        to_version=d.to_version,
-        commit=d.commit_sha,
-        phase=d.phase.value,
-        outcome=d.outcome,
-        paused=d.paused,
-        actor=d.actor,
-        reason=d.reason,
-        operator_request=d.operator_request.value if d.operator_request else None,
-        created_at=d.created_at,
-        finished_at=d.finished_at,
-    )
+def _out_fields(d: Deployment) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "service": d.service,
+        "kind": d.kind,
+        "strategy": d.strategy,
+        "from_version": d.from_version,
+        "to_version": d.to_version,
+        "commit": d.commit_sha,
+        "phase": d.phase.value,
+        "outcome": d.outcome,
+        "paused": d.paused,
+        "actor": d.actor,
+        "reason": d.reason,
+        "operator_request": d.operator_request.value if d.operator_request else None,
+        "created_at": d.created_at,
+        "finished_at": d.finished_at,
+    }
+
 
 
 def _rollout(c: Services) -> RolloutService:
@@ -101,12 +102,18 @@ def _accepted(d: Deployment, message: str) -> Accepted:
     return Accepted(id=d.id, service=d.service, status=message, record=f"/deployments/{d.id}")
 
 
-@router.get("/deployments")
+_DEPLOYMENTS = TypeAdapter(list[DeploymentOut])
+
+
+@router.get("/deployments", response_model=list[DeploymentOut])
 def list_deployments(
     who: Reader, c: ContainerDep, service: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 20
-) -> list[DeploymentOut]:
+) -> Response:
     """Newest first; a role scoped to some services must filter by one of them."""
-    return [_out(d) for d in c.store.history(service, limit)]
+    # The hot read of the API: validated and encoded in one pass of pydantic-core, not built as
+    # models here and validated again by FastAPI (a tenth of the request's CPU).
+    rows = [_out_fields(d) for d in c.store.history(service, limit)]
+    return Response(_DEPLOYMENTS.dump_json(_DEPLOYMENTS.validate_python(rows)), media_type="application/json")
 
 
 @router.get("/deployments/{deployment_id}")

@@ -57,6 +57,7 @@ def change_service(request: Request, c: Services) -> ChangeService:
         secrets=secret_lookup(c.settings, c.store, c.access),
         schedule=_background,
         refusals=getattr(request.app.state, "refusals", None),
+        clock=c.clock,
     )
     request.app.state.changes = svc
     return svc
@@ -94,5 +95,6 @@ async def circleci(request: Request, c: ContainerDep) -> JSONResponse:
 
 @router.post("/webhooks/github", status_code=202)
 async def github(request: Request, c: ContainerDep) -> JSONResponse:
-    """GitHub ``workflow_run``, ``check_suite``, ``push``, ``pull_request`` (``X-Hub-Signature-256``)."""
+    """GitHub ``workflow_run``, ``check_suite``, ``check_run``, ``status``, ``pull_request``, ``push``
+    (``X-Hub-Signature-256``)."""
     return await _receive("github", request, c)
