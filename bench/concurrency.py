@@ -412,6 +412,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default="serve,cli")
     ap.add_argument("--db", choices=["sqlite", "mariadb"], default="sqlite")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per batch")
+    ap.add_argument(
+        "--malloc-arena-max", type=int, default=0,
+        help="MALLOC_ARENA_MAX for serve (0: glibc's default, 8 per core); most of serve's growth "
+        "under a hundred rollouts is the worker threads' malloc arenas",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     result: dict[str, Any] = {
         "benchmark": "concurrency",
@@ -419,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         "instances_per_service": 1,
         "loaded_services": args.loaded,
         "db": args.db,
+        "malloc_arena_max": args.malloc_arena_max or None,
         "machine": {**machine_info(), "loadavg_at_start": _loadavg()},
         "modes": {},
     }
@@ -434,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
                 c.execute(text(f"CREATE DATABASE {name}"))
             db_url = f"{MARIADB}/{name}"
         b = Bench(root, args.services, args.loaded, db_url)
+        if args.malloc_arena_max:
+            b.env["MALLOC_ARENA_MAX"] = str(args.malloc_arena_max)
         try:
             out = run_serve(b, args.timeout) if mode == "serve" else run_cli(b, args.timeout)
             result["modes"][mode] = out
@@ -449,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
         alone = max((a["wall_s"] or 0) for a in out["alone"].values())
         batch = out["batch"]["wall_s"]
         out["batch_vs_alone"] = round(batch / alone, 2) if alone and batch else None
-    suffix = "" if args.db == "sqlite" else f"-{args.db}"
+    suffix = ("" if args.db == "sqlite" else f"-{args.db}") + (
+        f"-arena{args.malloc_arena_max}" if args.malloc_arena_max else ""
+    )
     earlier = RESULTS / f"concurrency{suffix}.json"
     if earlier.exists():  # a run of one mode keeps the other mode's last figures
         kept = json.loads(earlier.read_text()).get("modes", {})
