@@ -26,7 +26,7 @@ PROCESSES = 8
 
 DRIVE = """
 import json, sys
-from shipwarden.adapters.routers.base import Listener
+from shipwarden.adapters.routers.base import Listener, Pool, Routes
 from shipwarden.adapters.routers.haproxy import HaproxyRouter
 from shipwarden.adapters.routers.nginx import NginxRouter
 driver, state, service, backend, listeners = sys.argv[1:6]
