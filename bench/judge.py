@@ -555,7 +555,8 @@ def main() -> int:
 
     held_out = a.seed != TUNING_SEED
     which = "held out: never tuned on" if held_out else "the TUNING seed: not for reporting"
-    print(f"judge benchmark: {len(rows)} runs, {wall:.1f}s wall, {a.workers} worker(s), seed {a.seed}", f"({which})")
+    head = f"judge benchmark: {len(rows)} runs, {wall:.1f}s wall, {a.workers} worker(s)"
+    print(f"{head}, seed {a.seed} ({which})")
     print(f"\n{'false rollbacks (A/A)':<24}{'runs':>6}{'sequential':>12}{'(95% CI)':>16}{'med':>6}{'MW':>9}")
     for f in [*fams, "all"]:
         s, m = seq["false_rollbacks"][f], mw["false_rollbacks"][f]
