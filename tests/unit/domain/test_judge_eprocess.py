@@ -59,7 +59,7 @@ def _crossings(
     hits = 0
     for stream in streams:
         p = RatioEProcess(NULL, 1.75)
-        p.persistence = math.exp(-60.0 / seq.PERSISTENCE_SECONDS)
+        p.persistence = seq.assumed_persistence(60.0)
         if not temper:
             zero = (0.0, np.ones(LOOKS), np.ones(LOOKS))
             p._dispersion = lambda z=zero, q=p: (0.0, z[1][: q.intervals], z[2][: q.intervals])  # type: ignore[method-assign]

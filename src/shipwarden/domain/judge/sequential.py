@@ -90,12 +90,15 @@ HORIZON_ALPHA_SHARE = 0.8
 # estimated from a few intervals is uncertain, and an underestimate is what rolls back healthy
 # canaries.  One arm's deviations (a bad instance, a retry storm) are assumed to last up to
 # about PERSISTENCE_SECONDS: AR(1) with correlation exp(−interval / PERSISTENCE_SECONDS) from
-# one interval to the next, or more if the data say so (at most MAX_PERSISTENCE).
+# one interval to the next — but never more than ASSUMED_PERSISTENCE_CAP: at short intervals the
+# window holds enough intervals per minute for the data's own lag-1 estimate to show a longer
+# memory — or more if the data say so (at most MAX_PERSISTENCE).
 Z_UP = 0.25
 MAX_UNCERTAINTY = 0.05
 PERSISTENCE_SECONDS = 60.0
 DEFAULT_INTERVAL_SECONDS = 10.0  # assumed when the samples' times do not tell the interval
 MAX_PERSISTENCE = 0.9
+ASSUMED_PERSISTENCE_CAP = 0.72  # exp(−10 s / 30 s); chosen on the tuning seed (was 0.85 at 10 s)
 # A failure needs the evidence in at least MIN_FAIL_INTERVALS judged intervals, and an excess
 # that does not fade (the trend of the per-interval log ratio above −FADING_T standard errors).
 MIN_FAIL_INTERVALS = 3
@@ -156,7 +159,7 @@ class RatioEProcess:
         self._fit: tuple[float, FloatArray, FloatArray] | None = None  # cached (κ, φ_fail, φ_pass)
         #: assumed AR(1) persistence of one arm's extra noise from one interval to the next (at
         #: least); the judge sets it from the analysis interval
-        self.persistence = math.exp(-DEFAULT_INTERVAL_SECONDS / PERSISTENCE_SECONDS)
+        self.persistence = assumed_persistence(DEFAULT_INTERVAL_SECONDS)
         self.baseline_n = self.canary_n = 0
         self.baseline_x = self.canary_x = 0
 
@@ -651,13 +654,18 @@ def _threshold(estimate: float, a: Sample, b: Sample) -> float | None:
     return float(above[0]) if above.size else float(common[-1])
 
 
+def assumed_persistence(interval_seconds: float) -> float:
+    """The interval-to-interval persistence of one arm's deviations the failure test assumes at least."""
+    return min(math.exp(-interval_seconds / PERSISTENCE_SECONDS), ASSUMED_PERSISTENCE_CAP)
+
+
 def assumed_dispersion(v: float, intervals: int, interval_seconds: float | None = None) -> float:
     """The dispersion the failure test allows for when the counts are in fact binomial: ``v`` is the
     binomial variance of the canary's share of one interval's events, ``intervals`` how many were
     judged.  (The ``_dispersion`` of a RatioEProcess on data without extra variance.)"""
     if v <= 0 or intervals <= 0:
         return 1.0
-    persist = math.exp(-(interval_seconds or DEFAULT_INTERVAL_SECONDS) / PERSISTENCE_SECONDS)
+    persist = assumed_persistence(interval_seconds or DEFAULT_INTERVAL_SECONDS)
     inflate = (1.0 + persist * persist) / (1.0 - persist * persist)
     se = math.sqrt(2.0 * inflate / intervals) / v
     return 1.0 + min(Z_UP * se, MAX_UNCERTAINTY) * (1.0 + persist) / (1.0 - persist) * v
@@ -700,7 +708,7 @@ class SequentialJudge:
         interval (the median step of the samples' ``t``; DEFAULT_INTERVAL_SECONDS if they do not say)."""
         steps = [b - a for a, b in zip(self._times, self._times[1:], strict=False) if b > a]
         interval = float(np.median(steps)) if steps else DEFAULT_INTERVAL_SECONDS
-        return math.exp(-interval / PERSISTENCE_SECONDS)
+        return assumed_persistence(interval)
 
     @property
     def judged_window(self) -> int:
