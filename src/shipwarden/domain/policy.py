@@ -86,6 +86,7 @@ class RunSpec(_Strict):
     """
 
     command: list[RunTemplate] = Field(min_length=1)
+    platform: PlatformName = "local"
     port_env: EnvName = Field("PORT", alias="portEnv")
     env: dict[EnvName, RunTemplate] = Field(default_factory=dict)
     workdir: RunTemplate | None = None
@@ -279,9 +280,16 @@ class Strategy(_Strict):
         return "blueGreen" if self.blue_green is not None else "canary"
 
 
+RouterDriver = Literal["nginx", "haproxy"]
+"""``routing.driver``: the traffic routers built (``bootstrap.ROUTERS`` has one line per name)."""
+PlatformName = Literal["local"]
+"""``run.platform``: where instances run (``bootstrap.PLATFORMS``)."""
+
+
 class Routing(_Strict):
     port: int = Field(ge=1, le=65535)
     preview_port: int = Field(alias="previewPort", ge=1, le=65535)
+    driver: RouterDriver = "nginx"
 
     @model_validator(mode="after")
     def _distinct(self) -> Routing:
