@@ -1,0 +1,150 @@
+"""The seams of alerting (E7, E8): escalation, delivery channels, and the alert feed.
+
+Alerting receives alerts (Alertmanager's webhook, shipwarden's own rollout alerts, NRQL
+conditions), groups them by the policy's routing tree, applies inhibitions and silences,
+deduplicates them against a durable notification log and hands each group change to its
+*receiver*.  A receiver of the policy's ``alerting.receivers`` is either
+
+* a set of **channels** (Apprise URLs, PagerDuty routing keys) that alerting delivers to
+  itself through its durable outbox (:class:`Channel`), or
+* an **escalation policy** (``escalation: NAME``): alerting calls :class:`EscalationSink`,
+  implemented by the on-call side (levels, time-outs, acknowledgements, schedules), which
+  may in turn deliver through the same channels (:class:`ChannelDelivery`).
+
+Every call here happens *after* alerting recorded the change durably and at least once per
+change (a crash between the record and the call repeats the call on restart): implementations
+must be idempotent per ``(group.key, group.receiver, group.seq)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+__all__ = [
+    "AlertView",
+    "Channel",
+    "ChannelDelivery",
+    "DeliveryOutcome",
+    "EscalationSink",
+    "GroupNotice",
+]
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """One alert as a notification shows it (Alertmanager's webhook ``alerts[]`` item)."""
+
+    fingerprint: str
+    status: Literal["firing", "resolved"]
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    generator_url: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "")
+
+    @property
+    def severity(self) -> str:
+        return self.labels.get("severity", "")
+
+
+@dataclass(frozen=True)
+class GroupNotice:
+    """One change of an alert group, as handed to a receiver.
+
+    ``seq`` grows by one with each notice of the group for this receiver (the notification
+    log's counter); ``dedup_key`` is stable for the group and receiver across notices (a
+    PagerDuty incident key: trigger and resolve carry the same one), and ``notice_id`` =
+    ``f"{dedup_key}/{seq}"`` identifies this very notice (an idempotency key).
+    """
+
+    key: str
+    """The group key (the route's path and the values of its ``group_by`` labels)."""
+    receiver: str
+    """Name of the receiver in the policy."""
+    seq: int
+    status: Literal["firing", "resolved"]
+    """``firing`` while any alert of the group fires."""
+    group_labels: Mapping[str, str]
+    common_labels: Mapping[str, str]
+    common_annotations: Mapping[str, str]
+    alerts: Sequence[AlertView]
+    """Firing alerts first, then those resolved since the last notice."""
+    dedup_key: str
+    opened_at: datetime
+    """When the group first fired (a resolve carries the same instant)."""
+    context: Sequence[str] = ()
+    """Deployment awareness: the service's last deployments and changes, one line each."""
+    external_url: str = ""
+
+    @property
+    def notice_id(self) -> str:
+        return f"{self.dedup_key}/{self.seq}"
+
+    @property
+    def service(self) -> str | None:
+        return self.group_labels.get("service") or self.common_labels.get("service")
+
+    @property
+    def severity(self) -> str:
+        return self.common_labels.get("severity", "")
+
+    @property
+    def firing(self) -> list[AlertView]:
+        return [a for a in self.alerts if a.status == "firing"]
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What one attempt to deliver a notice to one target answered."""
+
+    ok: bool
+    detail: str = ""
+    retry: bool = True
+    """``False``: retrying cannot help (the target refused the message as invalid)."""
+
+
+class Channel(Protocol):
+    """One delivery target (an Apprise URL, a PagerDuty routing key).  ``deliver`` never raises:
+    failures are outcomes, retried by alerting's outbox with backoff."""
+
+    @property
+    def name(self) -> str:
+        """The printable name (masked; never a secret)."""
+        ...
+
+    def deliver(self, notice: GroupNotice) -> DeliveryOutcome: ...
+
+
+class ChannelDelivery(Protocol):
+    """Alerting's durable outbox, offered to the on-call side: a notice queued here reaches the
+    channels of ``receiver`` at least once, and once per ``notice.notice_id``, even across a
+    crash or a target that is down for a while."""
+
+    def enqueue(self, notice: GroupNotice, receiver: str) -> bool:
+        """Queue ``notice`` for the channels of the policy's receiver ``receiver``; ``False`` if
+        that notice id was already queued for it (nothing done)."""
+        ...
+
+
+class EscalationSink(Protocol):
+    """The on-call side's escalation engine, for receivers that name an escalation policy.
+
+    ``open`` is called when a group starts firing (or fires again after it resolved) with the
+    name of the escalation policy its receiver names; the engine freezes that policy's levels
+    for the group (a later policy edit does not change a running escalation).  ``update`` is
+    called when the set of firing alerts of an open group changes; ``resolve`` when none fires
+    any more.  All three are idempotent per ``(notice.key, notice.receiver, notice.seq)``.
+    """
+
+    def open(self, notice: GroupNotice, policy: str) -> None: ...
+
+    def update(self, notice: GroupNotice) -> None: ...
+
+    def resolve(self, notice: GroupNotice) -> None: ...
