@@ -18,12 +18,19 @@ must be idempotent per ``(group.key, group.receiver, group.seq)``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+from shipwarden.domain.alerting import Alert, LogEntry, Silence
 
 __all__ = [
+    "AlertingStore",
+    "GroupState",
+    "OutboxItem",
+    "Placement",
+    "QueuedNotice",
     "AlertView",
     "Channel",
     "ChannelDelivery",
@@ -148,3 +155,121 @@ class EscalationSink(Protocol):
     def update(self, notice: GroupNotice) -> None: ...
 
     def resolve(self, notice: GroupNotice) -> None: ...
+
+
+# -- the pipeline's own store (implemented by ``adapters/store/alerting_repo.py``) ---------------
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an alert is grouped: one matching route, for its receiver."""
+
+    group_key: str
+    receiver: str
+    route_id: str
+    group_labels: Mapping[str, str]
+    group_wait: float
+    group_interval: float
+    repeat_interval: float
+
+
+@dataclass(frozen=True)
+class GroupState:
+    id: str
+    key: str
+    receiver: str
+    route_id: str
+    group_labels: Mapping[str, str]
+    first_at: float
+    last_flush_at: float | None
+    next_flush_at: float | None
+    entry: LogEntry | None
+    """The notification log: what the last notice to this receiver said."""
+    alerts: Sequence[Alert]
+
+
+@dataclass(frozen=True)
+class QueuedNotice:
+    notice_id: str
+    target: str
+    """``apprise:SECRET``, ``pagerduty:SECRET``, ``escalation:POLICY``, ``incident:``."""
+    receiver: str | None
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    notice_id: str
+    target: str
+    receiver: str | None
+    payload: Mapping[str, Any]
+    attempts: int
+    created_at: float
+
+
+Scheduler = Callable[[Placement, float, float | None, float | None, bool], float]
+
+
+class AlertingStore(Protocol):
+    def ingest(
+        self,
+        alerts: Sequence[Alert],
+        placements: Callable[[Alert], Sequence[Placement]],
+        *,
+        source: str,
+        now: float,
+        schedule: Scheduler,
+    ) -> int: ...
+
+    def sweep(
+        self, now: float, placements: Callable[[Alert], Sequence[Placement]], schedule: Scheduler
+    ) -> int: ...
+
+    def due_groups(self, now: float, limit: int = 200) -> list[GroupState]: ...
+
+    def firing(self) -> list[Alert]: ...
+
+    def alerts(self, *, state: str | None = None, limit: int = 500) -> list[tuple[Alert, str]]: ...
+
+    def flushed(
+        self,
+        gid: str,
+        *,
+        now: float,
+        next_flush_at: float | None,
+        entry: LogEntry | None = None,
+        drop: Sequence[str] = (),
+        outbox: Sequence[QueuedNotice] = (),
+        audit: Mapping[str, Any] | None = None,
+        incident_payloads: Sequence[dict[str, Any]] = (),
+    ) -> bool: ...
+
+    def enqueue(self, items: Sequence[QueuedNotice], *, now: float) -> int: ...
+
+    def claim(self, now: float, *, lease: float, limit: int = 50) -> list[OutboxItem]: ...
+
+    def settle(
+        self,
+        item_id: int,
+        *,
+        now: float,
+        ok: bool,
+        detail: str,
+        retry_at: float | None,
+        audit: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+    def outbox_counts(self) -> dict[str, int]: ...
+
+    def outbox(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def next_due(self) -> float | None: ...
+
+    def add_silence(self, silence: Silence, *, actor: str, now: float) -> None: ...
+
+    def silences(self, *, now: float | None = None, include_expired: bool = False) -> list[Silence]: ...
+
+    def expire_silence(self, silence_id: str, *, actor: str, now: float) -> Silence | None: ...
+
+    def reschedule_all(self, now: float) -> None: ...
