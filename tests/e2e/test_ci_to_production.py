@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from shipwarden.domain.delivery import version_for
 from shipwarden.entrypoints.http import create_app
 from shipwarden.services.changes import ChangeService, Forbidden, render_explanation
 from shipwarden.settings import Settings
+from tests.fixtures.apprise_receiver import Receiver
 from tests.fixtures.deploy_env import GOOD
 from tests.fixtures.git_repos import GitRemote
 from tests.integration.test_change_pipeline import (
@@ -72,33 +71,6 @@ services:
     security: {{requireHeaders: [x-version]}}
     releaseNotes: {{path: "docs/releases/{{service}}.md"}}
 """
-
-
-class Receiver:
-    """An HTTP endpoint that records what Apprise's ``json://`` plugin posts."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                outer.messages.append(json.loads(self.rfile.read(n) or b"{}"))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @dataclass

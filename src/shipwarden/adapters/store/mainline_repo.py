@@ -214,7 +214,10 @@ class MainlineRepo:
             return [_judged(r) for r in s.scalars(q)]
 
     def open_violations(self, branch: str) -> list[JudgedCommit]:
-        """Violations since the last commit judged deployable, not accepted by an operator."""
+        """Violations since the last commit judged deployable, not accepted by an operator.
+
+        A gated head held back only because of them (``ungated-history``) is not one: its own
+        content passed the gates, and accepting the commits that held it is enough."""
         with self._sessions() as s:
             last = s.scalars(
                 select(MainCommitRow.id)
@@ -225,6 +228,7 @@ class MainlineRepo:
             q = select(MainCommitRow).where(
                 MainCommitRow.branch == branch,
                 MainCommitRow.verdict == "violation",
+                MainCommitRow.reason != "ungated-history",
                 MainCommitRow.accepted_at.is_(None),
                 MainCommitRow.id > (last or 0),
             )
