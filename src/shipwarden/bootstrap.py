@@ -270,8 +270,9 @@ def build_service(
     alerting = None
     if policy is not None:
         alerting = make_alerting(
-            settings, store, policy, secrets=secrets, incidents=incidents.service, clock=lambda: now().timestamp()
-        )
+            settings, store, policy, secrets=secrets, incidents=incidents.service,
+            clock=lambda: now().timestamp(),
+        )  # fmt: skip
     return Services(
         settings=settings,
         store=store,
