@@ -549,3 +549,39 @@ def make_alerting(
         rules_target=rules,
         clock=clock,
     )
+
+
+def start_alerting(svc: Services) -> Callable[[], None]:
+    """Run the alert engine (and the NRQL conditions, when New Relic is configured) in the
+    background of ``serve``; returns the function that stops them."""
+    import threading
+
+    from shipwarden.adapters.metrics.base import Value
+    from shipwarden.domain.alerting.monitoring import CustomCondition
+    from shipwarden.services.alerting.service import NrqlConditions
+
+    alerting = svc.alerting
+    if alerting is None or alerting.engine is None:
+        return lambda: None
+    engine = alerting.engine
+    engine.start()
+    stop = threading.Event()
+    conditions = alerting.monitoring.nrql_conditions() if alerting.monitoring is not None else []
+    if conditions:
+        providers = make_providers(svc.settings, secret_lookup(svc.settings, svc.store, svc.access))
+        nr = providers.get("newrelic")
+        if nr is not None:
+
+            def query(c: CustomCondition, service: str, at: float) -> float | None:
+                assert c.nrql is not None
+                m = nr.query(c.nrql, service=service, version="", window_s=c.window, at=at)
+                return m.value if isinstance(m, Value) else None
+
+            nrql = NrqlConditions(conditions, query, lambda a: alerting.ingest(a, source="nrql"), team=alerting.team)
+            threading.Thread(target=nrql.loop, args=(stop,), name="nrql-conditions", daemon=True).start()
+
+    def stopper() -> None:
+        stop.set()
+        engine.stop()
+
+    return stopper
