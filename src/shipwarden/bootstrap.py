@@ -578,7 +578,8 @@ def start_alerting(svc: Services) -> Callable[[], None]:
                 return m.value if isinstance(m, Value) else None
 
             nrql = NrqlConditions(conditions, query, lambda a: alerting.ingest(a, source="nrql"), team=alerting.team)
-            threading.Thread(target=nrql.loop, args=(stop,), name="nrql-conditions", daemon=True).start()
+            runner = threading.Thread(target=nrql.loop, args=(stop,), name="nrql-conditions", daemon=True)
+            runner.start()
 
     def stopper() -> None:
         stop.set()
