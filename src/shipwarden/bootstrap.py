@@ -577,7 +577,8 @@ def start_alerting(svc: Services) -> Callable[[], None]:
                 m = nr.query(c.nrql, service=service, version="", window_s=c.window, at=at)
                 return m.value if isinstance(m, Value) else None
 
-            nrql = NrqlConditions(conditions, query, lambda a: alerting.ingest(a, source="nrql"), team=alerting.team)
+            sink = partial(alerting.ingest, source="nrql")
+            nrql = NrqlConditions(conditions, query, sink, team=alerting.team)
             runner = threading.Thread(target=nrql.loop, args=(stop,), name="nrql-conditions", daemon=True)
             runner.start()
 
