@@ -66,13 +66,20 @@ def file_lock(path: Path) -> Iterator[None]:
 
 def routes_to_json(routes: Routes) -> dict[str, Any]:
     """The wire/file form of a routing table."""
-    return {r: [{"version": p.version, "weight": p.weight, "addresses": list(p.addresses)}
-                for p in getattr(routes, r)] for r in ROUTES}
+    return {
+        r: [
+            {"version": p.version, "weight": p.weight, "addresses": list(p.addresses)}
+            for p in getattr(routes, r)
+        ]
+        for r in ROUTES
+    }
 
 
 def routes_from_json(data: dict[str, Any]) -> Routes:
-    pools = {r: tuple(Pool(i["version"], tuple(i["addresses"]), int(i["weight"])) for i in data.get(r, []))
-             for r in ROUTES}
+    pools = {
+        r: tuple(Pool(i["version"], tuple(i["addresses"]), int(i["weight"])) for i in data.get(r, []))
+        for r in ROUTES
+    }
     return Routes(**pools)
 
 

@@ -139,12 +139,21 @@ class NginxRouter:
         if os.geteuid() == 0:
             user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
         log = f"access_log {self.state_dir}/logs/access.log shipwarden buffer=256k flush=1s;"
-        return self._fill((HERE / "nginx.conf.tmpl").read_text(), {
-            "MODULES_DIR": str(self.modules_dir), "USER": user, "WORKERS": str(self.workers),
-            "STATE_DIR": str(self.state_dir), "LUA_DIR": str(HERE), "ROUTES_FILE": str(self.routes_path),
-            "ACCESS_LOG": log if self.access_log else "access_log off;", "ADMIN_PORT": str(self.admin_port),
-            "SERVERS": "\n".join(servers), "EXTRA_HTTP": "\n".join(f"    {d}" for d in self.extra_http),
-        })
+        return self._fill(
+            (HERE / "nginx.conf.tmpl").read_text(),
+            {
+                "MODULES_DIR": str(self.modules_dir),
+                "USER": user,
+                "WORKERS": str(self.workers),
+                "STATE_DIR": str(self.state_dir),
+                "LUA_DIR": str(HERE),
+                "ROUTES_FILE": str(self.routes_path),
+                "ACCESS_LOG": log if self.access_log else "access_log off;",
+                "ADMIN_PORT": str(self.admin_port),
+                "SERVERS": "\n".join(servers),
+                "EXTRA_HTTP": "\n".join(f"    {d}" for d in self.extra_http),
+            },
+        )
 
     @staticmethod
     def _fill(template: str, values: dict[str, str]) -> str:
@@ -157,7 +166,9 @@ class NginxRouter:
         try:
             proc = subprocess.run(
                 [self.nginx_bin, "-t", "-q", "-p", str(self.state_dir), "-c", str(candidate)],
-                capture_output=True, text=True, timeout=30,
+                capture_output=True,
+                text=True,
+                timeout=30,
             )
         finally:
             candidate.unlink(missing_ok=True)
@@ -206,7 +217,9 @@ class NginxRouter:
             _atomic_write(self.conf_path, text)
             proc = subprocess.run(
                 [self.nginx_bin, "-p", str(self.state_dir), "-c", str(self.conf_path)],
-                capture_output=True, text=True, timeout=30,
+                capture_output=True,
+                text=True,
+                timeout=30,
             )
             if proc.returncode != 0:
                 raise RouterError(f"nginx failed to start: {proc.stderr.strip()}")

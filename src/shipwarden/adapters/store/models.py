@@ -517,3 +517,46 @@ class AlertingSilenceRow(Base):
     created_at: Mapped[float] = mapped_column(Double)
     created_by: Mapped[str] = mapped_column(String(256))
     expired_by: Mapped[str | None] = mapped_column(String(256))
+
+
+class MainHeadRow(Base):
+    """The head of each watched main branch whose commits have been judged (D9, since 0015).
+
+    Moved by compare-and-set in the transaction that records the verdicts, so two processes that
+    see the same push judge it once."""
+
+    __tablename__ = "main_heads"
+
+    branch: Mapped[str] = mapped_column(String(256), primary_key=True)
+    sha: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+class MainCommitRow(Base):
+    """One commit's verdict as it arrived on main (D9): deployed through the gates, covered by its
+    change, or a violation; ``effect`` is what that verdict still has to do (a deployment to start,
+    an alert to send), recorded before it is done."""
+
+    __tablename__ = "main_commits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    branch: Mapped[str] = mapped_column(String(256))
+    sha: Mapped[str] = mapped_column(String(64), index=True)
+    arrival: Mapped[str] = mapped_column(String(64))  # the head of the update it came with
+    previous: Mapped[str | None] = mapped_column(String(64))
+    via: Mapped[str] = mapped_column(String(64))
+    parents: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    author: Mapped[str] = mapped_column(String(256))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(String(32))
+    verdict: Mapped[str] = mapped_column(String(16), index=True)  # deploy | covered | violation
+    change_id: Mapped[str | None] = mapped_column(String(32))
+    why: Mapped[str] = mapped_column(Text, default="")
+    effect: Mapped[str] = mapped_column(String(16))  # pending | done | none
+    effect_detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    seen_at: Mapped[float] = mapped_column(Double)
+    accepted_by: Mapped[str | None] = mapped_column(String(128))
+    accepted_at: Mapped[float | None] = mapped_column(Double)
+    accept_reason: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_main_commits_branch_verdict", "branch", "verdict", "id"),)

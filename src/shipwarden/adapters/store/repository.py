@@ -579,12 +579,32 @@ class Store:
             return int(s.scalar(select(func.count()).select_from(AuditRow)) or 0)
 
     # -- analysis records -------------------------------------------------------------------
-    def record_analysis(self, dep_id: str, *, key: str, kind: str, name: str, at: float, step_index: int,
-                        canary: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+    def record_analysis(
+        self,
+        dep_id: str,
+        *,
+        key: str,
+        kind: str,
+        name: str,
+        at: float,
+        step_index: int,
+        canary: dict[str, Any],
+        baseline: dict[str, Any] | None,
+    ) -> None:
         """Persist one judge sample pair or metric measurement before the analysis uses it."""
         with self._sessions.begin() as s:
-            s.add(AnalysisRecordRow(deployment_id=dep_id, key=key, kind=kind, name=name, at=at,
-                                    step_index=step_index, canary=canary, baseline=baseline))
+            s.add(
+                AnalysisRecordRow(
+                    deployment_id=dep_id,
+                    key=key,
+                    kind=kind,
+                    name=name,
+                    at=at,
+                    step_index=step_index,
+                    canary=canary,
+                    baseline=baseline,
+                )
+            )
 
     def analysis_records(self, dep_id: str, key: str | None = None) -> list[dict[str, Any]]:
         q = select(AnalysisRecordRow).where(AnalysisRecordRow.deployment_id == dep_id)
@@ -592,8 +612,15 @@ class Store:
             q = q.where(AnalysisRecordRow.key == key)
         with self._sessions() as s:
             return [
-                {"key": r.key, "kind": r.kind, "name": r.name, "at": r.at, "step_index": r.step_index,
-                 "canary": r.canary, "baseline": r.baseline}
+                {
+                    "key": r.key,
+                    "kind": r.kind,
+                    "name": r.name,
+                    "at": r.at,
+                    "step_index": r.step_index,
+                    "canary": r.canary,
+                    "baseline": r.baseline,
+                }
                 for r in s.scalars(q.order_by(AnalysisRecordRow.id))
             ]
 
@@ -601,7 +628,8 @@ class Store:
         """Rollback: production routes to the stable version again (first time only)."""
         now = self._clock()
         with self._sessions.begin() as s:
-            s.execute(update(DeploymentRow)
-                      .where(DeploymentRow.id == dep_id, DeploymentRow.traffic_restored_at.is_(None))
-                      .values(traffic_restored_at=now))
-
+            s.execute(
+                update(DeploymentRow)
+                .where(DeploymentRow.id == dep_id, DeploymentRow.traffic_restored_at.is_(None))
+                .values(traffic_restored_at=now)
+            )

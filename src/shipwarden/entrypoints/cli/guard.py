@@ -93,6 +93,8 @@ COMMANDS: Mapping[str, Rule] = {
     "approve": Rule(P.CHANGE_APPROVE),
     "reject": Rule(P.CHANGE_APPROVE),
     "evidence upload": Rule(P.EVIDENCE_WRITE),
+    "main watch": Rule(P.DEPLOYMENT_RECONCILE),  # polls main and deploys what the gates passed (a daemon)
+    "main accept": Rule(P.CHANGE_APPROVE),  # accepts a commit that went around the gates
     # administration (admin.py)
     "audit verify": Rule(P.AUDIT_READ),
     "audit query": Rule(P.AUDIT_READ),

@@ -33,6 +33,7 @@ from shipwarden.adapters.ci.circleci import CircleCiWebhook
 from shipwarden.adapters.ci.contract import UnsupportedMediaType
 from shipwarden.adapters.ci.github import GitHubWebhook
 from shipwarden.adapters.store.changes_repo import ChangesTx, DuplicateDelivery
+from shipwarden.adapters.vcs.git import GitError
 from shipwarden.domain.evidence import sha256_digest
 from shipwarden.domain.replay import ReplayGuard
 from shipwarden.services.changes.core import _SHA
@@ -132,6 +133,8 @@ class WebhookIntake(GateEvaluation):
         except DuplicateDelivery as exc:  # an identical delivery committed first
             msg = f"replay refused ({exc.reason}): {exc}"
             raise refuse(StateConflict(msg, reason=exc.reason), event) from None
+        if event.event_type == "push" and event.branch == self.delivery.repository.main_branch:
+            return self._main_pushed(event)
         if change_id is None:
             return result
         change = self.progress(change_id)
@@ -234,3 +237,28 @@ class WebhookIntake(GateEvaluation):
                 audit_detail={"labels": list(labels), "was": list(change.labels), "event": event.event_type},
             )
         return WebhookResult(202, "accepted", change.reason, change.id, change.status), change.id
+
+    def _main_pushed(self, event: CiEvent) -> WebhookResult:
+        """A push to main (recorded, deduplicated): judge every commit it brought (D9)."""
+        detail: dict[str, Any] = {
+            "delivery": event.event_id,
+            "before": event.before_sha,
+            "after": event.commit_sha,
+        }
+        if event.forced is not None:
+            detail["forced"] = event.forced
+        try:
+            judged = self.watch_main(via=f"webhook:{event.provider}", detail=detail, seed=event.before_sha)
+        except (GitError, ValueError) as exc:
+            # the delivery is recorded; polling (``shipwarden main watch``) judges the push later
+            self.store.audit(
+                actor=f"webhook:{event.provider}",
+                action="main.watch_failed",
+                outcome="failed",
+                detail={**detail, "error": str(exc)[:500]},
+            )
+            return WebhookResult(202, "accepted", f"push to main recorded; main could not be read now: {exc}")
+        if not judged:
+            return WebhookResult(202, "accepted", "push to main recorded; nothing new to judge")
+        parts = [f"{j.sha[:12]} {j.verdict} ({j.reason})" for j in judged]
+        return WebhookResult(202, "accepted", "push to main judged: " + "; ".join(parts))
