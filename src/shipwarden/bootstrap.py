@@ -25,6 +25,7 @@ from shipwarden.adapters.store.repository import Store
 from shipwarden.adapters.witness import HeadFile
 from shipwarden.domain._yaml import MAX_BYTES
 from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_networks
+from shipwarden.domain.alerting import Rollback
 from shipwarden.domain.audit import AuditChain
 from shipwarden.domain.dr.topology import Credentials, Endpoint
 from shipwarden.domain.policy import (
@@ -35,8 +36,9 @@ from shipwarden.domain.policy import (
     RouterDriver,
     load_policy_text,
 )
+from shipwarden.ports.alerting import Channel, EscalationSink
 from shipwarden.ports.databases import WriteLoad
-from shipwarden.ports.incidents import MetricHistory, OnCallLookup
+from shipwarden.ports.incidents import IncidentSink, MetricHistory, OnCallLookup
 from shipwarden.ports.platform import Platform
 from shipwarden.ports.routing import TrafficRouter
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
@@ -51,6 +53,7 @@ from shipwarden.security.signing import (
     write_new,
 )
 from shipwarden.services.access import AccessService
+from shipwarden.services.alerting.service import AlertingService
 from shipwarden.services.alerts import RolloutAlerts
 from shipwarden.services.analysis import AnalysisController
 from shipwarden.services.audit import AuditService
@@ -237,6 +240,7 @@ class Services:
     trusted_proxies: tuple[IpNetwork, ...]
     signing_public_pem: bytes
     incidents: Incidents | None = None
+    alerting: AlertingService | None = None
 
 
 def _kek_id(key: bytes) -> str:
@@ -317,6 +321,14 @@ def build_service(
     rollout = None
     if policy is not None:
         _, _, rollout = make_rollout(settings, store, policy, access)
+    secrets = secret_lookup(settings, store, access)
+    incidents = make_incidents(settings, store, rollout=rollout, clock=now, secrets=secrets)
+    alerting = None
+    if policy is not None:
+        alerting = make_alerting(
+            settings, store, policy, secrets=secrets, incidents=incidents.service,
+            clock=lambda: now().timestamp(),
+        )  # fmt: skip
     return Services(
         settings=settings,
         store=store,
@@ -326,8 +338,8 @@ def build_service(
         clock=now,
         trusted_proxies=parse_networks(settings.trusted_proxies),
         signing_public_pem=public_pem(key.public_key()),
-        incidents=make_incidents(settings, store, rollout=rollout, clock=now,
-                                 secrets=secret_lookup(settings, store, access)),  # fmt: skip
+        incidents=incidents,
+        alerting=alerting,
     )
 
 
@@ -495,3 +507,141 @@ def make_incidents(
     )  # fmt: skip
     reports = IncidentReports(service, ChromiumReportWriter(require_pdf=require_pdf))
     return Incidents(service, reports, settings.incident_reports_dir or settings.state_dir / "reports")
+
+
+# -- alerting (E7, E8) -----------------------------------------------------------------------------
+def _rollbacks(store: Store, grace: float) -> list[Rollback]:
+    """Rollbacks in progress, or ended less than ``grace`` ago (their symptoms are muted)."""
+    from shipwarden.domain.rollout import Phase
+
+    now = time.time()
+    out: list[Rollback] = []
+    for d in store.history(None, limit=50):
+        rolling = d.kind == "rollback" or d.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK)
+        if not rolling:
+            continue
+        if d.finished_at is not None and now - d.finished_at > grace:
+            continue
+        started = d.created_at if d.kind == "rollback" else (d.detected_at or d.created_at)
+        out.append(Rollback(d.service, started, d.finished_at))
+    return out
+
+
+def _recent_changes(store: Store, service: str) -> list[str]:
+    """Every page lists the service's last three deployments (deployment awareness)."""
+    lines = []
+    for d in store.history(service, limit=3):
+        when = datetime.fromtimestamp(d.created_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        lines.append(
+            f"{when} {d.kind} {d.from_version or '(none)'} -> {d.to_version} by {d.actor}: "
+            f"{d.phase.value} ({d.id})"
+        )
+    return lines
+
+
+def make_alerting(
+    settings: Settings,
+    store: Store,
+    policy: LoadedPolicy,
+    *,
+    secrets: Callable[[str], str | None],
+    incidents: IncidentSink | None = None,
+    escalation: EscalationSink | None = None,
+    clock: Callable[[], float] = time.time,
+) -> AlertingService | None:
+    """The alerting pipeline of the policy's ``alerting`` section (``None`` without one): the
+    store's tables, Apprise and PagerDuty channels whose URLs and keys are secrets, the
+    incident sink, and rules for Prometheus from the ``monitoring`` section."""
+    from shipwarden.adapters.metrics.prometheus_rules import PrometheusRules
+    from shipwarden.adapters.notify.apprise_channel import AppriseChannel
+    from shipwarden.adapters.notify.pagerduty import PagerDutyChannel
+    from shipwarden.adapters.store.alerting_repo import AlertingRepo
+    from shipwarden.ports.alerting import DeliveryOutcome, GroupNotice
+    from shipwarden.services.alerting.pipeline import AlertEngine, AlertPipeline
+    from shipwarden.services.notify import mask_url
+
+    spec = policy.policy.alerting
+    if spec is None:
+        return None
+
+    class _Unset:
+        def __init__(self, target: str) -> None:
+            self.name = target
+
+        def deliver(self, notice: GroupNotice) -> DeliveryOutcome:
+            return DeliveryOutcome(False, f"secret {self.name.partition(':')[2]!r} is not set")
+
+    def channel_for(target: str) -> Channel:
+        kind, _, name = target.partition(":")
+        value = secrets(name)
+        if not value:
+            return _Unset(target)
+        if kind == "pagerduty":
+            return PagerDutyChannel(name, value, url=settings.pagerduty_url)
+        return AppriseChannel(name, value, masked=mask_url(value))
+
+    pipeline = AlertPipeline(
+        AlertingRepo(store),
+        spec,
+        channel_for=channel_for,
+        escalation=escalation,
+        incidents=incidents,
+        rollbacks=partial(_rollbacks, store, spec.rollback_grace),
+        context=partial(_recent_changes, store),
+        external_url=settings.alert_external_url,
+        clock=clock,
+    )
+    rules = None
+    if settings.prometheus_rules_file is not None:
+        rules = PrometheusRules(
+            settings.prometheus_rules_file,
+            reload_url=settings.prometheus_reload_url,
+            pid_file=settings.prometheus_pid_file,
+        )
+    return AlertingService(
+        pipeline,
+        AlertEngine(pipeline),
+        token=partial(secrets, settings.alert_webhook_secret),
+        monitoring=policy.policy.monitoring,
+        team=policy.policy.team,
+        rules_target=rules,
+        clock=clock,
+    )
+
+
+def start_alerting(svc: Services) -> Callable[[], None]:
+    """Run the alert engine (and the NRQL conditions, when New Relic is configured) in the
+    background of ``serve``; returns the function that stops them."""
+    import threading
+
+    from shipwarden.adapters.metrics.base import Value
+    from shipwarden.domain.alerting.monitoring import CustomCondition
+    from shipwarden.services.alerting.service import NrqlConditions
+
+    alerting = svc.alerting
+    if alerting is None or alerting.engine is None:
+        return lambda: None
+    engine = alerting.engine
+    engine.start()
+    stop = threading.Event()
+    conditions = alerting.monitoring.nrql_conditions() if alerting.monitoring is not None else []
+    if conditions:
+        providers = make_providers(svc.settings, secret_lookup(svc.settings, svc.store, svc.access))
+        nr = providers.get("newrelic")
+        if nr is not None:
+
+            def query(c: CustomCondition, service: str, at: float) -> float | None:
+                assert c.nrql is not None
+                m = nr.query(c.nrql, service=service, version="", window_s=c.window, at=at)
+                return m.value if isinstance(m, Value) else None
+
+            sink = partial(alerting.ingest, source="nrql")
+            nrql = NrqlConditions(conditions, query, sink, team=alerting.team)
+            runner = threading.Thread(target=nrql.loop, args=(stop,), name="nrql-conditions", daemon=True)
+            runner.start()
+
+    def stopper() -> None:
+        stop.set()
+        engine.stop()
+
+    return stopper

@@ -32,7 +32,7 @@ from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.alerting import Alert, LogEntry, Matcher, Silence
 from shipwarden.ports.alerting import GroupState, OutboxItem, Placement, QueuedNotice
 
-__all__ = ["AlertingRepo", "group_id"]
+__all__ = ["AlertingRepo", "group_id", "store_counts"]
 
 _CHUNK = 400
 A = cast(Table, AlertingAlertRow.__table__)
@@ -563,3 +563,21 @@ def _silence(r: Any) -> Silence:
         owner=r.owner,
         comment=r.comment or "",
     )
+
+
+def store_counts(store: Store) -> dict[str, Any]:
+    """What ``/metrics`` reads from the store at scrape time (three grouped counts)."""
+    from shipwarden.adapters.store.models import DeploymentRow, StepRow
+
+    D = cast(Table, DeploymentRow.__table__)
+    St = cast(Table, StepRow.__table__)
+    with store.engine.connect() as conn:
+        phases = {r[0]: int(r[1]) for r in conn.execute(select(D.c.phase, func.count()).group_by(D.c.phase))}
+        decisions = {
+            (r[0], r[1]): int(r[2])
+            for r in conn.execute(
+                select(St.c.phase, St.c.outcome, func.count()).group_by(St.c.phase, St.c.outcome)
+            )
+        }
+        outbox = {r[0]: int(r[1]) for r in conn.execute(select(O.c.state, func.count()).group_by(O.c.state))}
+    return {"phases": phases, "decisions": decisions, "outbox": outbox}

@@ -531,10 +531,14 @@ def serve(
 
         driver = Controller(svc.rollout, svc.store)
         driver.start()
+    from shipwarden.bootstrap import start_alerting
+
+    stop_alerting = start_alerting(svc)
     sys.stderr.write(f"shipwarden API on {'https' if tls_cert else 'http'}://{host}:{port}\n")
     try:
         _run_uvicorn(app, host, port, tls_cert, tls_key, refusals=api.state.refusals)
     finally:
+        stop_alerting()
         if driver is not None:
             driver.stop()
         svc.audit.close()  # uvicorn has finished the requests in flight: commit what they queued
