@@ -39,6 +39,8 @@ from shipwarden.domain._base import (
     parse_duration,
 )
 from shipwarden.domain._yaml import line_of, path_text, read_document
+from shipwarden.domain.alerting.monitoring import MonitoringPolicy
+from shipwarden.domain.alerting.spec import AlertingPolicy
 from shipwarden.domain.alerts import AlertsPolicy
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.delivery import DeliveryPolicy
@@ -319,6 +321,19 @@ class Policy(_Strict):
     delivery: DeliveryPolicy | None = None
     alerts: AlertsPolicy | None = None
     databases: list[DatabaseSpec] = Field(default_factory=list)
+    alerting: AlertingPolicy | None = None
+    monitoring: MonitoringPolicy | None = None
+
+    @model_validator(mode="after")
+    def _monitored(self) -> Policy:
+        if self.monitoring is not None:
+            names = {s.name for s in self.services}
+            unknown = sorted(set(self.monitoring.services) - names)
+            if unknown:
+                raise ValueError(
+                    f"monitoring.services names service(s) the policy does not declare: {', '.join(unknown)}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _databases(self) -> Policy:

@@ -442,6 +442,83 @@ class IncidentActionItemRow(Base):
     note: Mapped[str] = mapped_column(Text, default="")
 
 
+class AlertingAlertRow(Base):
+    """One alert by fingerprint (E8): its latest labels, state and times (migration 0012)."""
+
+    __tablename__ = "alerting_alerts"
+
+    fingerprint: Mapped[str] = mapped_column(String(16), primary_key=True)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON)
+    annotations: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(8), index=True)  # firing | resolved
+    starts_at: Mapped[float] = mapped_column(Double)
+    ends_at: Mapped[float | None] = mapped_column(Double)
+    generator_url: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+class AlertingGroupRow(Base):
+    """An alert group for one receiver, and its notification log (what its last notice said)."""
+
+    __tablename__ = "alerting_groups"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # digest of (group key, receiver)
+    group_key: Mapped[str] = mapped_column(Text)
+    receiver: Mapped[str] = mapped_column(String(64))
+    route_id: Mapped[str] = mapped_column(String(255))
+    group_labels: Mapped[dict[str, Any]] = mapped_column(JSON)
+    first_at: Mapped[float] = mapped_column(Double)
+    last_flush_at: Mapped[float | None] = mapped_column(Double)
+    next_flush_at: Mapped[float | None] = mapped_column(Double, index=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    firing: Mapped[list[str]] = mapped_column(JSON, default=list)
+    resolved: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sent_at: Mapped[float | None] = mapped_column(Double)
+    opened_at: Mapped[float | None] = mapped_column(Double)
+
+
+class AlertingMemberRow(Base):
+    __tablename__ = "alerting_members"
+
+    group_id: Mapped[str] = mapped_column(String(32), ForeignKey("alerting_groups.id"), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(16), primary_key=True, index=True)
+
+
+class AlertingOutboxRow(Base):
+    """A notice (or an escalation or incident call) to hand over at least once, once per key."""
+
+    __tablename__ = "alerting_outbox"
+    __table_args__ = (UniqueConstraint("notice_id", "target", name="uq_alerting_outbox_notice"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notice_id: Mapped[str] = mapped_column(String(200))
+    target: Mapped[str] = mapped_column(String(200))  # kind:name, e.g. apprise:OPS_URL, pagerduty:PD_KEY
+    group_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    receiver: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Double)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float | None] = mapped_column(Double, index=True)
+    delivered_at: Mapped[float | None] = mapped_column(Double)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class AlertingSilenceRow(Base):
+    __tablename__ = "alerting_silences"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    matchers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    owner: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    starts_at: Mapped[float] = mapped_column(Double)
+    ends_at: Mapped[float] = mapped_column(Double, index=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(256))
+    expired_by: Mapped[str | None] = mapped_column(String(256))
+
+
 class MainHeadRow(Base):
     """The head of each watched main branch whose commits have been judged (D9, since 0015).
 

@@ -507,6 +507,9 @@ def serve(
 ) -> None:
     """Serve the HTTP API over TLS (and, by default, drive the deployments it records)."""
     from shipwarden.entrypoints.http import create_app
+    from shipwarden.entrypoints.memory import bound_malloc_arenas
+
+    bound_malloc_arenas()
     from shipwarden.entrypoints.http.tls import dev_certificate
 
     if dev_tls and (tls_cert or tls_key):

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015_main_commits"
-down_revision = "0011_access_generation"
+down_revision = "0012_alerting"
 branch_labels = None
 depends_on = None
 
