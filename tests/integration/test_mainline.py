@@ -334,3 +334,37 @@ def test_the_push_webhook_judges_main_and_a_redelivery_is_refused(h: Harness, os
     assert len(violations(h)) == 1
     # the poll that follows finds it judged already
     assert h.service.watch_main(via="poll") == []
+
+
+# --- recorded before performed --------------------------------------------------------------------------
+
+
+def test_a_verdict_recorded_before_a_crash_is_performed_by_the_next_look(
+    h: Harness, oscar: Outsider, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oscar.sync()
+    sha = oscar.commit({"src/app.py": "print('crash')\n"}, "Pushed while shipwarden was dying")
+    oscar.push_main()
+    with monkeypatch.context() as m:  # the process dies after the verdict is committed, before its alert
+        m.setattr(type(h.service), "perform_pending", lambda self, inline=False: None)
+        (v,) = h.service.watch_main(via="poll")
+    assert v.effect == "pending" and violations(h) and receiver.messages == []
+    assert "alert: not sent yet" in render_explanation(h.service.explain(sha))
+    assert h.service.watch_main(via="poll") == []  # nothing new on main, but the owed alert goes out
+    (after,) = verdicts(h, sha)
+    assert after.effect == "done" and any(sha[:12] in m["title"] for m in receiver.messages)
+    # an effect claimed by a process that died long ago is claimed again; a fresh claim is not
+    assert not h.service.mainline.claim(after.id)  # done
+    with h.store._sessions.begin() as s:
+        from shipwarden.adapters.store.models import MainCommitRow
+
+        row = s.get(MainCommitRow, after.id)
+        assert row is not None
+        row.effect, row.effect_detail = "running", {"claimed_at": h.store._clock()}
+    assert not h.service.mainline.claim(after.id)
+    with h.store._sessions.begin() as s:
+        row = s.get(MainCommitRow, after.id)
+        assert row is not None
+        row.effect_detail = {"claimed_at": h.store._clock() - 3600}
+    assert [p.id for p in h.service.mainline.pending("main")] == [after.id]
+    assert h.service.mainline.claim(after.id) and not h.service.mainline.claim(after.id)

@@ -210,26 +210,44 @@ class MainlineWatch(ContinuousDelivery):
                 facts=facts,
             )
         if change.status != "merged" or change.merge_sha != jc.sha:
+            # not ours to start: already deploying or done (a re-claimed effect), or never merged here
             self.mainline.set_effect(
                 jc.id,
                 "done",
-                {"deployed": False, "change_id": change.id, "why": f"change is {change.status}"},
+                {"deployed": change.status not in ("approved", "merged"), "change_id": change.id,
+                 "why": f"change is {change.status}"},
                 actor=CD_ACTOR,
                 action="main.deploy_skipped",
-            )
+            )  # fmt: skip
             return
-        self.mainline.set_effect(
-            jc.id,
-            "done",
-            {"deployed": True, "change_id": change.id},
+        self.store.audit(
             actor=CD_ACTOR,
             action="main.deploy_started",
+            detail={"commit": jc.sha, "change_id": change.id, "reason": jc.reason},
         )
-        cid = change.id
-        if inline:
+        cid, jid = change.id, jc.id
+
+        def run() -> None:
             self._deploy_quietly(cid)
+            done = self.repo.get_change(cid)
+            self.mainline.set_effect(
+                jid,
+                "done",
+                {
+                    "deployed": True,
+                    "change_id": cid,
+                    "status": done.status,
+                    "deployment_id": done.deployment_id,
+                },
+                actor=CD_ACTOR,
+                action="main.deployed",
+                outcome="ok" if done.status == "deployed" else "failed",
+            )
+
+        if inline:
+            run()
         else:
-            self.schedule(lambda: self._deploy_quietly(cid))
+            self.schedule(run)
 
     def _alert_targets(self) -> list[str]:
         alerts = getattr(self.loaded.policy, "alerts", None)
@@ -378,7 +396,10 @@ def render_commit_explanation(doc: dict[str, Any]) -> str:
             f"arrived: {at} via {v['via']} (main moved {(v['previous'] or '∅')[:12]} → {v['arrival'][:12]})"
         )
         if v["verdict"] == "deploy":
-            state = "DEPLOYED through the gates" if v["deployed"] else "deployable, not deployed"
+            if v["effect"] != "done":
+                state = "deploying through the gates"
+            else:
+                state = "DEPLOYED through the gates" if v["deployed"] else "deployable, not deployed"
         elif v["verdict"] == "covered":
             state = "covered (ships with the head it arrived under; not deployed by itself)"
         else:
@@ -388,6 +409,8 @@ def render_commit_explanation(doc: dict[str, Any]) -> str:
         if v["change_id"]:
             lines.append(f"change: {v['change_id']}")
         eff = v["effect_detail"]
+        if v["verdict"] == "deploy" and eff.get("status"):
+            lines.append(f"deployment: {eff.get('deployment_id') or 'none'} — change {eff['status']}")
         if v["verdict"] == "violation":
             if v["effect"] != "done":
                 lines.append("alert: not sent yet")
