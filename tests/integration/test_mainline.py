@@ -368,3 +368,17 @@ def test_a_verdict_recorded_before_a_crash_is_performed_by_the_next_look(
         row.effect_detail = {"claimed_at": h.store._clock() - 3600}
     assert [p.id for p in h.service.mainline.pending("main")] == [after.id]
     assert h.service.mainline.claim(after.id) and not h.service.mainline.claim(after.id)
+
+
+def test_a_push_webhook_whose_before_is_unknown_judges_no_history(tmp_path: Path) -> None:
+    """The first push seen, with a ``before`` this repository never had: the head is recorded as
+    where the watch starts, nothing before it is judged (nor alerted)."""
+    (tmp_path / "fresh").mkdir()
+    fresh = build_harness(tmp_path / "fresh", lambda url: LOCAL_SERVICE + GATES + delivery_section(url))
+    head = fresh.remote.head("main")
+    assert head is not None
+    body = push_body("1" * 40, head)
+    res = fresh.service.receive_webhook("github", github_headers(body), body)
+    assert res.status == 202 and "nothing new to judge" in res.detail, res
+    assert fresh.service.mainline.judged_head("main") == head
+    assert list(fresh.store.audit_entries(action="policy.violation")) == []

@@ -73,9 +73,15 @@ class MainlineWatch(ContinuousDelivery):
         this thread (the caller is already scheduled) rather than through ``schedule``."""
         branch = self.delivery.repository.main_branch
         judged: list[JudgedCommit] = []
+        if seed is not None and (not _SHA.match(seed) or set(seed) == {"0"}):
+            seed = None
+        if seed is not None and self.mainline.judged_head(branch) is None:
+            self.git.sync()
+            if not self.git.has_commit(seed):
+                seed = None  # a hint only: a commit this repository does not know judges nothing
         for _ in range(5):
             previous = self.mainline.judged_head(branch)
-            since = previous or (seed if seed and _SHA.match(seed) and set(seed) != {"0"} else None)
+            since = previous or seed
             update = self.git.arrivals(branch, since)
             if update.head is None or (update.head == since and not update.commits):
                 if previous is None and update.head is not None:
