@@ -270,8 +270,9 @@ def build_service(
         clock=now,
         trusted_proxies=parse_networks(settings.trusted_proxies),
         signing_public_pem=public_pem(key.public_key()),
-        incidents=make_incidents(settings, store, rollout=rollout, clock=now,
-                                 secrets=secret_lookup(settings, store, access)),  # fmt: skip
+        incidents=make_incidents(
+            settings, store, rollout=rollout, clock=now, secrets=secret_lookup(settings, store, access)
+        ),  # fmt: skip
     )
 
 

@@ -382,3 +382,27 @@ def test_a_push_webhook_whose_before_is_unknown_judges_no_history(tmp_path: Path
     assert res.status == 202 and "nothing new to judge" in res.detail, res
     assert fresh.service.mainline.judged_head("main") == head
     assert list(fresh.store.audit_entries(action="policy.violation")) == []
+
+
+def test_a_squash_merge_elsewhere_is_deployed_only_if_it_is_exactly_the_approved_change(
+    h: Harness, oscar: Outsider
+) -> None:
+    change = approved_not_merged(h, "feature/squash", {"src/app.py": "print('squash')\n"})
+    oscar.sync()
+    oscar.git("fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*")
+    oscar.git("merge", "-q", "--squash", change.head_sha)
+    oscar.git("commit", "-q", "-m", "Squashed feature/squash (#12)")
+    squash = oscar.push_main()
+    (head,) = h.service.watch_main(via="poll")
+    assert head.sha == squash and (head.verdict, head.reason) == ("deploy", "clean-merge"), head.why
+    assert h.service.repo.get_change(change.id).merge_sha == squash and len(h.deploys) == 1
+    # the same, with one more line slipped into the squash: nobody judged that content
+    other = approved_not_merged(h, "feature/squash2", {"src/other.py": "print('other')\n"})
+    oscar.sync()
+    oscar.git("fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*")
+    oscar.git("merge", "-q", "--squash", other.head_sha)
+    oscar.commit({"src/extra.py": "x = 1\n"}, "Squashed feature/squash2 (#13)")
+    oscar.push_main()
+    (head,) = h.service.watch_main(via="poll")
+    assert (head.verdict, head.reason) == ("violation", "no-change")
+    assert h.service.repo.get_change(other.id).status == "approved"

@@ -192,8 +192,10 @@ class AnalysisController:
         assert dep.from_version is not None
         text = self.source.metrics_text()
         production = router_counts(text, dep.service)
-        arm = production if active.canary_route == "production" else router_counts(
-            text, dep.service, active.canary_route
+        arm = (
+            production
+            if active.canary_route == "production"
+            else router_counts(text, dep.service, active.canary_route)
         )  # parse the text once when both arms are on production (a canary)
         base, new = production.get(dep.from_version), arm.get(dep.to_version)
         before = self._last.get((dep.id, active.key))  # each run diffs against its own previous snapshot

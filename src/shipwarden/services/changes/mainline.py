@@ -110,10 +110,8 @@ class MainlineWatch(ContinuousDelivery):
                     )
                 ]
             else:
-                verdicts = judge(
-                    self._arrival(since, update.head, update.forced, commits),
-                    self._facts_for(commits, since),
-                )
+                arrival = self._arrival(since, update.head, update.forced, commits)
+                verdicts = judge(arrival, self._facts_for(commits, since, arrival.squashed))
             extra = {**(detail or {}), **({"truncated": True} if update.truncated else {})}
             try:
                 judged = self.mainline.record(
@@ -142,13 +140,29 @@ class MainlineWatch(ContinuousDelivery):
         }
         branch = self.delivery.repository.main_branch
         open_v = {v.sha: v.reason for v in self.mainline.open_violations(branch)}
-        return Arrival(previous, head, forced, commits, clean, open_v)
+        squashed = None
+        direct = {c.sha for c in commits} | {c.parents[1] for c in commits if len(c.parents) == 2}
+        if not forced and not any(ch.head_sha in direct for ch in self.mainline.changes_for((head,))):
+            # new shas for approved content? (GitHub's squash / rebase merge): compare trees
+            for ch in self.repo.list_changes(status="approved", limit=20):
+                try:
+                    if self.git.merges_to(previous, ch.head_sha, head):
+                        squashed = ch.id
+                        break
+                except (GitError, ValueError):
+                    continue
+        return Arrival(previous, head, forced, commits, clean, open_v, squashed)
 
-    def _facts_for(self, commits: tuple[MainCommit, ...], previous: str) -> list[ChangeFact]:
+    def _facts_for(
+        self, commits: tuple[MainCommit, ...], previous: str, squashed: str | None = None
+    ) -> list[ChangeFact]:
         """The changes the new commits are (or merge) the heads of, or that merged into them."""
         shas = {c.sha for c in commits} | {c.parents[1] for c in commits if len(c.parents) == 2}
+        found = self.mainline.changes_for(tuple(sorted(shas)))
+        if squashed is not None and all(ch.id != squashed for ch in found):
+            found.append(self.repo.get_change(squashed))
         facts = []
-        for ch in self.mainline.changes_for(tuple(sorted(shas))):
+        for ch in found:
             results = ch.gates.get("results", [])
             try:
                 own = self.git.own_commits(ch.head_sha, previous)

@@ -37,6 +37,7 @@ from shipwarden.services.changes import ChangeError, ChangeService, NotConfigure
 
 router = APIRouter(tags=["webhooks"])
 
+
 def _background(fn: Callable[[], None]) -> None:
     threading.Thread(target=fn, name="shipwarden-cd", daemon=True).start()
 
