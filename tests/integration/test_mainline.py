@@ -209,6 +209,11 @@ def test_a_pull_request_merged_by_hand_before_its_gates_passed(h: Harness, oscar
     assert "before its gates passed (it was pending" in judged[merge].why
     run_scheduled(h)
     assert h.change(sha).status == "pending" and h.change(sha).deployment_id is None
+    # its evidence goes green afterwards: the change passes, but what reached main stays undeployed
+    h.green_evidence(sha)
+    later = h.change(sha)
+    assert later.status == "not_deployed" and "reached main around the gates" in later.reason
+    assert h.remote.head("main") == merge and h.deploys == []
 
 
 def test_a_blocked_change_merged_by_hand_is_gates_failed(h: Harness, oscar: Outsider) -> None:

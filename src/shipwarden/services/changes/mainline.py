@@ -319,6 +319,28 @@ class MainlineWatch(ContinuousDelivery):
                     reason=f"not deployed: {jc.why}",
                 )
 
+    def _reached_main_around_gate(self, change: Change) -> Change | None:
+        """A change approved after its commit already reached main around the gates is not merged
+        (there is nothing to merge) nor deployed: that commit's verdict stands (``main accept``)."""
+        found = [v for v in self.mainline.verdicts(change.head_sha) if v.verdict == "violation"]
+        if not found:
+            return None
+        v = found[0]
+        short = change.head_sha[:12]
+        reason = (
+            f"not deployed: its commit {short} reached main around the gates before they passed "
+            f"({v.reason}, a policy violation); after review, `shipwarden main accept {short}`"
+        )
+        return self.repo.update_change(
+            change.id,
+            actor=WATCH_ACTOR,
+            action="delivery.held",
+            outcome="failed",
+            audit_detail={"reason": reason, "violation": v.reason},
+            status="not_deployed",
+            reason=reason,
+        )
+
     # -- merges of ours ---------------------------------------------------------------------------------
     def _after_merge(self, change_id: str) -> None:
         """What ``progress`` schedules after a merge: judge main (the merge is on it) and deploy."""
