@@ -241,12 +241,15 @@ def test_a_force_push_rewriting_main_is_not_deployed(h: Harness, oscar: Outsider
 
 
 def test_a_merge_of_ours_is_judged_and_deployed(h: Harness) -> None:
+    first = h.push("feature/ok", {"src/util.py": "x = 1\n"}, "First step")
     change = gated_change(h, "feature/ok", {"src/app.py": "print('ok')\n"})
     assert len(h.deploys) == 1
     run_scheduled(h)  # judges main, then deploys (no rollout here: the deployment cannot run)
     (v,) = verdicts(h, change.merge_sha)
     assert v.verdict == "deploy" and v.reason == "shipwarden-merge" and v.effect_detail["deployed"] is True
+    # the merge brought three commits: each judged, only the head deployed
     assert [x.reason for x in verdicts(h, change.head_sha)] == ["approved-change"]  # covered
+    assert [(x.verdict, x.reason) for x in verdicts(h, first)] == [("covered", "part-of-change")]
     assert h.change(change.head_sha).status == "deploy_failed"  # it tried: no rollout service here
     assert violations(h) == []
     text = render_explanation(h.service.explain(change.merge_sha))
