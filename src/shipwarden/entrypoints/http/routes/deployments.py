@@ -91,7 +91,6 @@ def _out_fields(d: Deployment) -> dict[str, Any]:
     }
 
 
-
 def _rollout(c: Services) -> RolloutService:
     if c.rollout is None:
         raise HTTPException(503, "no policy loaded: start the server with --policy to manage deployments")
