@@ -56,7 +56,12 @@ class DeploymentRow(Base):
     rolled_back_at: Mapped[float | None] = mapped_column(Double)
     traffic_restored_at: Mapped[float | None] = mapped_column(Double)
 
-    __table_args__ = (Index("ix_deployments_service_active", "service", "active"),)
+    __table_args__ = (
+        Index("ix_deployments_service_active", "service", "active"),
+        # newest first, of all services or of one (migration 0017)
+        Index("ix_deployments_created_at", "created_at"),
+        Index("ix_deployments_service_created_at", "service", "created_at"),
+    )
 
 
 class StepRow(Base):
