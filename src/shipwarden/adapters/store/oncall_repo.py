@@ -10,6 +10,7 @@ and bumps ``version``, so two engines (or an engine and a person acknowledging) 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from shipwarden.adapters.store.models import OnCallEscalationRow, OnCallLinkNonceRow, OnCallPageRow
 from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.oncall.escalation import Escalation, Snapshot, Status
+from shipwarden.domain.oncall.page import RecentChange
 from shipwarden.ports.oncall import (
     Change,
     Contact,
@@ -28,7 +30,7 @@ from shipwarden.ports.oncall import (
     PendingPage,
 )
 
-__all__ = ["OnCallRepo"]
+__all__ = ["OnCallRepo", "StoreRecentChanges"]
 
 
 def _esc(r: OnCallEscalationRow) -> Escalation:
@@ -282,3 +284,29 @@ class OnCallRepo:
                 }
                 for r in s.scalars(q)
             ]
+
+
+class StoreRecentChanges:
+    """``ports.oncall.RecentChanges``: a service's last deployments and merged changes, newest first."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def recent(self, service: str | None, limit: int = 5) -> list[RecentChange]:
+        out = [
+            RecentChange(
+                d.created_at,
+                "deployment",
+                d.id,
+                f"{d.from_version or '(none)'} -> {d.to_version} {d.phase.value} by {d.actor}",
+            )
+            for d in self.store.history(service, limit)
+        ]
+        if service is not None:
+            merged = list(self.store.audit_entries(action="change.merged", service=service))[-limit:]
+            for e in merged:
+                detail = e.detail or {}
+                ref = str(detail.get("change") or detail.get("change_id") or e.seq)
+                when = datetime.fromisoformat(e.ts.replace("Z", "+00:00")).timestamp()
+                out.append(RecentChange(when, "change.merged", ref, str(detail.get("sha", ""))[:12]))
+        return sorted(out, key=lambda c: c.at, reverse=True)[:limit]
