@@ -37,7 +37,7 @@ oncall:
     primary:
       timeZone: Europe/Berlin
       layers:
-        - {name: weekly, rotation: weekly, start: 2027-01-11, handoff: "09:00", members: [alice, bob]}
+        - {name: weekly, rotation: weekly, start: 2026-11-30, handoff: "09:00", members: [alice, bob]}
   escalation:
     default:
       repeat: 1
