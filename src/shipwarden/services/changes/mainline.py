@@ -297,7 +297,7 @@ class MainlineWatch(ContinuousDelivery):
     # -- accept -----------------------------------------------------------------------------------------
     def accept_violation(self, ref: str, *, user: str, reason: str) -> list[JudgedCommit]:
         """An operator accepts a violation after review: later gated heads deploy again."""
-        from shipwarden.adapters.store.repository import NotFound
+        from shipwarden.ports.store import NotFound
         from shipwarden.services.changes.errors import BadRequest, UnknownChange
 
         if not reason.strip():
