@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from shipwarden.adapters.metrics.base import MetricProvider, NoData, Value
-from shipwarden.adapters.metrics.base import ProviderError as ProviderFailure
 from shipwarden.domain import analysis as A
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.analysis_run import AnalysisRun, RunState, measurement_to_json
 from shipwarden.domain.judge.samples import Sample
 from shipwarden.domain.policy import AnalysisStep, ServiceSpec
 from shipwarden.domain.rollout import Check, Phase
+from shipwarden.ports.metrics import MetricProvider, NoData, Value
+from shipwarden.ports.metrics import ProviderError as ProviderFailure
 from shipwarden.ports.routing import TrafficRouter, VersionCounts
 from shipwarden.ports.store import Deployment, DeploymentStore
 

@@ -23,8 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shipwarden.adapters.store.changes_repo import Change
-from shipwarden.adapters.store.mainline_repo import HeadChanged, MainlineRepo
+from shipwarden.adapters.store.mainline_repo import MainlineRepo
 from shipwarden.adapters.store.repository import Store
 from shipwarden.adapters.vcs.git import GitError
 from shipwarden.domain.mainline import (
@@ -36,6 +35,7 @@ from shipwarden.domain.mainline import (
     Verdict,
     judge,
 )
+from shipwarden.ports.changes import Change, HeadChanged
 from shipwarden.services.changes.core import CD_ACTOR
 from shipwarden.services.changes.delivery import ContinuousDelivery
 from shipwarden.services.notify import Notifier
