@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from shipwarden.adapters.store.repository import Deployment, Store
 from shipwarden.domain.alerts import Alert, DeploymentView, RolloutAlertSpec, rollout_alert
+from shipwarden.ports.store import Deployment, DeploymentStore
 from shipwarden.services.notify import Notifier
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def view(d: Deployment) -> DeploymentView:
 
 class RolloutAlerts:
     def __init__(
-        self, store: Store, spec: RolloutAlertSpec, secrets: SecretLookup, *, timeout: float = 10.0
+        self, store: DeploymentStore, spec: RolloutAlertSpec, secrets: SecretLookup, *, timeout: float = 10.0
     ) -> None:
         self.store, self.spec, self.secrets, self.timeout = store, spec, secrets, timeout
 

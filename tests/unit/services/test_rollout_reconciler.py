@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shipwarden.adapters.store.repository import Deployment, Store
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.rollout import (
     CanaryStepSpec,
     Check,
@@ -30,6 +30,7 @@ from shipwarden.domain.rollout import (
     RolloutState,
     decide,
 )
+from shipwarden.ports.store import Deployment
 from shipwarden.services.rollout import DeployError
 from tests.fakes.platform import CRASH, SICK, Behaviour
 from tests.fakes.world import BLUE_GREEN, CANARY, World

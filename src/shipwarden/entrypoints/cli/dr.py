@@ -49,10 +49,10 @@ _GTID = re.compile(r"^\d+-\d+-\d+(,\d+-\d+-\d+)*$")
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    from shipwarden.adapters.store.repository import StoreError
     from shipwarden.domain.dr.gtid import GtidError
     from shipwarden.domain.policy import PolicyError, UnknownService
     from shipwarden.ports.databases import DatabaseError, StaleTopology
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.dr.context import DrError
 
     try:

@@ -35,7 +35,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 
-from shipwarden.adapters.store.repository import NotFound, StoreError
 from shipwarden.bootstrap import Services
 from shipwarden.domain.audit import AuditError, K8sAuditError
 from shipwarden.domain.incidents import IncidentError
@@ -43,6 +42,7 @@ from shipwarden.domain.policy import UnknownService
 from shipwarden.entrypoints.http.deps import ACCESS_ATTR, PUBLIC
 from shipwarden.entrypoints.http.limits import BodyLimit
 from shipwarden.ports.incidents import IncidentNotFound
+from shipwarden.ports.store import NotFound, StoreError
 from shipwarden.services.access import (
     AuthenticationError,
     Conflict,

@@ -13,8 +13,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from shipwarden.adapters.store.changes_repo import Change, StoredEvidence
-from shipwarden.adapters.store.repository import NotFound
+from shipwarden.ports.changes import Change, StoredEvidence
+from shipwarden.ports.store import NotFound
 from shipwarden.services.changes.core import ChangeCore
 from shipwarden.services.changes.errors import UnknownChange
 from shipwarden.services.records import deployment_record

@@ -32,9 +32,10 @@ from shipwarden.adapters.ci.base import CiEvent, IgnoredEvent, PayloadError, Sig
 from shipwarden.adapters.ci.circleci import CircleCiWebhook
 from shipwarden.adapters.ci.contract import UnsupportedMediaType
 from shipwarden.adapters.ci.github import GitHubWebhook
-from shipwarden.adapters.store.changes_repo import ChangesTx, DuplicateDelivery
+from shipwarden.adapters.store.changes_repo import ChangesTx
 from shipwarden.domain.evidence import sha256_digest
 from shipwarden.domain.replay import ReplayGuard
+from shipwarden.ports.changes import DuplicateDelivery
 from shipwarden.services.changes.core import _SHA
 from shipwarden.services.changes.errors import (
     BadRequest,
