@@ -28,7 +28,7 @@ from shipwarden.adapters.store.models import (
     ServiceStateRow,
     StepRow,
 )
-from shipwarden.adapters.store.seals import Seals
+from shipwarden.adapters.store.seals import CoreTx, Seals
 from shipwarden.domain.audit import GENESIS_HASH, ChainHead, Checkpoint, EntryDraft, Sealer, make_entry
 from shipwarden.domain.rollout import OperatorRequest, Phase, Transition
 from shipwarden.ports.store import Deployment, NotFound, Step, StoreError
@@ -154,6 +154,27 @@ class Store:
                 if (attempts is not None and attempt >= attempts) or time.monotonic() > deadline:
                     raise
                 time.sleep(random.uniform(0.0, min(0.2, 0.005 * 2 ** min(attempt, 8))))
+
+    def _retrying_core(self, fn: Callable[[CoreTx], Any]) -> Any:
+        """:meth:`_retrying` for a write made with Core statements only (the group commit of audit
+        entries): a transaction of ``engine.begin()``, no ORM ``Session`` to set up and tear down
+        per batch.  Checkpoints it sealed are handed on after its commit, as a session's are."""
+        deadline = time.monotonic() + self.RETRY_FOR_S
+        attempt = 0
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    tx = CoreTx(conn)
+                    result = fn(tx)
+            except (IntegrityError, OperationalError):
+                attempt += 1
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.0, min(0.2, 0.005 * 2 ** min(attempt, 8))))
+                continue
+            if self.seals is not None:
+                self.seals.committed(tx)
+            return result
 
     # -- audit ----------------------------------------------------------------------------
     def _append_audit(
