@@ -5,7 +5,7 @@ persisted with the transition before its effect.  ``pause_cause`` says who pause
 ("operator" or "analysis"), which the reconciler used to read back from the reason's text.
 
 Revision ID: 0016_zones
-Revises: 0011_access_generation
+Revises: 0013_oncall
 Create Date: 2026-12-03
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016_zones"
-down_revision = "0011_access_generation"
+down_revision = "0013_oncall"
 branch_labels = None
 depends_on = None
 
