@@ -25,6 +25,22 @@ step (set weight / pause) before PROMOTING.  Any failure before traffic moved
 goes to ROLLING_BACK, which routes production back to the stable version
 (whose instances were never stopped), then stops the new ones.
 
+``decide`` is the transition table ``TABLE`` read top-down: the first row whose phase and
+condition apply decides (a transition, or ``STAY``).  The rows every phase shares come first —
+the operator's rollback, pause and resume, a failing effect, a failed or inconclusive analysis,
+the progress deadline, new instances dying once they may serve — then each phase's own rows.
+
+Zones (E2)
+----------
+Where the policy declares zones, a rollout is a sequence of waves, one per zone (``Plan.zones``,
+the state's ``wave``): STARTING starts the new version in that zone, PREVIEW / CANARY_STEP run in
+it (a canary's weight applies to that zone's share of the traffic, ``zone_new_share``), PROMOTING
+switches it; then the next zone's STARTING — through ZONE_WAIT when the policy pauses between
+zones — and after the last zone SCALE_DOWN_WAIT.  The old version stays warm in every zone until
+then, so ROLLING_BACK from any wave puts every zone back at once.  Traffic moves further only
+while every zone is served by ``minHealthyPerZone`` instances (``zone_short``); the reconciler
+restores dead stable instances in their zone meanwhile.
+
 Safety rules encoded here, not in the reconciler:
 
 * a new version that is not fully healthy never receives production traffic;
