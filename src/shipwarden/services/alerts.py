@@ -44,6 +44,7 @@ def view(d: Deployment) -> DeploymentView:
         created_at=d.created_at,
         detected_at=d.detected_at,
         traffic_restored_at=d.traffic_restored_at,
+        pause_cause=d.pause_cause,
     )
 
 

@@ -73,6 +73,8 @@ def _deployment_of(row: DeploymentRow) -> Deployment:
         detected_at=row.detected_at,
         rolled_back_at=row.rolled_back_at,
         traffic_restored_at=row.traffic_restored_at,
+        wave=row.wave,
+        pause_cause=row.pause_cause,
     )
 
 
@@ -402,14 +404,16 @@ class Store:
             row = s.get(DeploymentRow, dep.id, with_for_update=True)
             if row is None:
                 raise NotFound(dep.id)
-            if row.phase != dep.phase.value or row.step_index != dep.step_index:
+            if row.phase != dep.phase.value or row.step_index != dep.step_index or row.wave != dep.wave:
                 raise StoreError(f"deployment {dep.id} moved to {row.phase} concurrently")
             was = row.phase
             cur = s.scalar(
                 select(StepRow).where(StepRow.deployment_id == dep.id).order_by(StepRow.seq.desc())
             )
-            new_step = t.phase != Phase(row.phase) or (
-                t.step_index is not None and t.step_index != row.step_index
+            new_step = (
+                t.phase != Phase(row.phase)
+                or (t.step_index is not None and t.step_index != row.step_index)
+                or (t.wave is not None and t.wave != row.wave)
             )
             failing = t.phase in (Phase.ROLLING_BACK, Phase.FAILED) and row.phase != Phase.ROLLING_BACK.value
             if cur is not None and new_step:
@@ -422,6 +426,8 @@ class Store:
                 row.phase_entered_at = now
                 if t.step_index is not None:
                     row.step_index = t.step_index
+                if t.wave is not None:
+                    row.wave = t.wave
                 s.add(
                     StepRow(
                         deployment_id=dep.id,
@@ -433,11 +439,12 @@ class Store:
                         if t.phase is Phase.SUCCEEDED
                         else ("failed" if t.phase.terminal else "running"),
                         reason=t.reason,
-                        detail={"step_index": row.step_index},
+                        detail={"step_index": row.step_index, **({"wave": row.wave} if row.wave else {})},
                     )
                 )
             if t.paused is not None:
                 row.paused = t.paused
+                row.pause_cause = t.pause_cause if t.paused else None
             # keep the cause visible in the outcome: "health: 0/2 healthy … → new version stopped"
             row.reason = (
                 f"{row.reason} → {t.reason}"
@@ -482,6 +489,8 @@ class Store:
                             now,
                         )
             audited = {"reason": t.reason, "step_index": row.step_index, **(detail or {})}
+            if row.wave:
+                audited["wave"] = row.wave
             numbers = (cur.detail or {}).get("analysis") if cur is not None else None
             if numbers and detail and "analysis_verdict" in detail:
                 audited["analysis"] = numbers  # the numbers behind the verdict that moved it
