@@ -64,6 +64,16 @@ class TestFingerprint:
     def test_independent_of_insertion_order(self, labels: dict[str, str]) -> None:
         assert fingerprint(labels) == fingerprint(dict(reversed(list(labels.items()))))
 
+    @given(st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True), st.text(max_size=8), max_size=6))
+    def test_matches_a_plain_fnv1a_oracle(self, labels: dict[str, str]) -> None:
+        h = 0xCBF29CE484222325
+        for name in sorted(labels):
+            for part in (name.encode(), b"\xff", labels[name].encode(), b"\xff"):
+                for byte in part:
+                    h ^= byte
+                    h = (h * 0x100000001B3) % 2**64
+        assert fingerprint(labels) == f"{h:016x}"
+
     def test_the_separator_keeps_name_and_value_apart(self) -> None:
         assert fingerprint({"a": "bc"}) != fingerprint({"ab": "c"})
 
