@@ -420,7 +420,7 @@ def bench_latency(root: Path, rounds: int, per_round: int) -> dict[str, Any]:
     fire, resolve, eval_to_notice = [], [], []
     try:
         time.sleep(3)
-        for _ in range(rounds):
+        for rnd in range(rounds + 1):  # round 0 warms up (the first page imports Apprise's plugins)
             chosen = services[:]
             t_flip: dict[str, float] = {}
             for s in chosen:
@@ -441,11 +441,12 @@ def bench_latency(root: Path, rounds: int, per_round: int) -> dict[str, Any]:
             if not _wait(lambda start=start, chosen=chosen: len(got("firing", start)) == len(chosen), 30):
                 raise RuntimeError(f"firing notices missing: {got('firing', start)}")
             arrived = got("firing", start)
-            fire += [arrived[s] - t_flip[s] for s in chosen]
+            if rnd:
+                fire += [arrived[s] - t_flip[s] for s in chosen]
             active = httpx.get(f"{prom.url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
             for a in active:
                 s = a["labels"].get("service")
-                if s in arrived and a.get("activeAt"):
+                if rnd and s in arrived and a.get("activeAt"):
                     when = a["activeAt"].replace("Z", "+00:00")
                     from datetime import datetime
 
@@ -459,8 +460,15 @@ def bench_latency(root: Path, rounds: int, per_round: int) -> dict[str, Any]:
             if not _wait(lambda start=start, chosen=chosen: len(got("resolved", start)) == len(chosen), 30):
                 raise RuntimeError(f"resolved notices missing: {got('resolved', start)}")
             back = got("resolved", start)
-            resolve += [back[s] - t_back[s] for s in chosen]
+            if rnd:
+                resolve += [back[s] - t_back[s] for s in chosen]
             time.sleep(random.uniform(0.5, 1.5))
+        metrics = httpx.get(f"{serve.url}/metrics", timeout=10).text
+        posts = {
+            line.split("status=")[1].split('"')[1]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("shipwarden_http_requests_total") and 'route="/api/v2/alerts"' in line
+        }
     finally:
         prom.stop()
         serve.stop()
@@ -468,11 +476,13 @@ def bench_latency(root: Path, rounds: int, per_round: int) -> dict[str, Any]:
         gauges.httpd.shutdown()
     return {
         "rounds": rounds,
+        "warmup_rounds": 1,
         "services": per_round,
         "scrape_and_eval_interval_s": 1,
         "flip_to_firing_notice_s": summary(fire),
         "flip_to_resolved_notice_s": summary(resolve),
         "prometheus_activeAt_to_notice_s": summary(eval_to_notice),
+        "prometheus_posts_by_status": posts,
         "load": load(),
     }
 
