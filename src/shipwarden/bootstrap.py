@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shipwarden.adapters.metrics.base import MetricProvider, make_provider
-from shipwarden.adapters.platforms.local import LocalPlatform
-from shipwarden.adapters.routers.nginx import NginxRouter
 from shipwarden.adapters.store.engine import make_engine, migrate
 from shipwarden.adapters.store.repository import Store
 from shipwarden.adapters.witness import HeadFile
@@ -30,10 +28,19 @@ from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_
 from shipwarden.domain.alerting import Rollback
 from shipwarden.domain.audit import AuditChain
 from shipwarden.domain.dr.topology import Credentials, Endpoint
-from shipwarden.domain.policy import LoadedPolicy, PolicyError, PolicyIssue, load_policy_text
+from shipwarden.domain.policy import (
+    LoadedPolicy,
+    PlatformName,
+    PolicyError,
+    PolicyIssue,
+    RouterDriver,
+    load_policy_text,
+)
 from shipwarden.ports.alerting import Channel, EscalationSink
 from shipwarden.ports.databases import WriteLoad
 from shipwarden.ports.incidents import IncidentSink, MetricHistory, OnCallLookup
+from shipwarden.ports.platform import Platform
+from shipwarden.ports.routing import TrafficRouter
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
 from shipwarden.security.signing import (
     fingerprint,
@@ -82,8 +89,57 @@ def open_store(settings: Settings) -> Store:
     return store
 
 
-def make_router(settings: Settings) -> NginxRouter:
-    return NginxRouter(settings.state_dir / "nginx", admin_port=settings.router_admin_port or None)
+# -- driver registries: the policy names a driver (``routing.driver``, ``run.platform``), one line
+# -- here builds it.  Drivers are imported only when a policy uses them.
+def _nginx(state_dir: Path, admin_port: int | None) -> TrafficRouter:
+    from shipwarden.adapters.routers.nginx import NginxRouter
+
+    return NginxRouter(state_dir, admin_port=admin_port)
+
+
+def _haproxy(state_dir: Path, admin_port: int | None) -> TrafficRouter:
+    from shipwarden.adapters.routers.haproxy import HaproxyRouter
+
+    return HaproxyRouter(state_dir, admin_port=admin_port)
+
+
+def _local(settings: Settings, policy: LoadedPolicy) -> Platform:
+    from shipwarden.adapters.platforms.local import LocalPlatform
+
+    return LocalPlatform(settings.state_dir, base_dir=Path(policy.source).resolve().parent)
+
+
+ROUTERS: dict[str, Callable[[Path, int | None], TrafficRouter]] = {
+    "nginx": _nginx,
+    "haproxy": _haproxy,
+}
+"""``routing.driver`` → the driver (state dir ``state_dir/<name>``, admin port or None: its own)."""
+PLATFORMS: dict[str, Callable[[Settings, LoadedPolicy], Platform]] = {"local": _local}
+"""``run.platform`` → the platform."""
+assert set(ROUTERS) == set(get_args(RouterDriver)) and set(PLATFORMS) == set(get_args(PlatformName))
+
+
+def make_router(settings: Settings, policy: LoadedPolicy | None = None) -> TrafficRouter:
+    """The router of the policy's services: the one driver they name (``settings.router_admin_port``
+    is its admin port), or a ``RouterSet`` over each driver named (the admin port is nginx's)."""
+    names = sorted({s.routing.driver for s in policy.policy.services}) if policy is not None else ["nginx"]
+    if len(names) == 1:
+        return ROUTERS[names[0]](settings.state_dir / names[0], settings.router_admin_port or None)
+    from shipwarden.adapters.routers.routerset import RouterSet
+
+    assert policy is not None
+    admin = settings.router_admin_port or None
+    routers = {n: ROUTERS[n](settings.state_dir / n, admin if n == "nginx" else None) for n in names}
+    return RouterSet(routers, {s.name: s.routing.driver for s in policy.policy.services})
+
+
+def make_platform(settings: Settings, policy: LoadedPolicy) -> Platform:
+    """The platform the policy's services run on (one for now: ``local``)."""
+    names = {s.run.platform for s in policy.policy.services}
+    if len(names) != 1:
+        raise PolicyError([PolicyIssue(policy.source, None, "services[].run.platform",
+                                       f"one platform per policy for now, not {sorted(names)}")])  # fmt: skip
+    return PLATFORMS[names.pop()](settings, policy)
 
 
 NEWRELIC_KEY_SECRET = "NEWRELIC_API_KEY"
@@ -141,19 +197,19 @@ def secret_lookup(
 class App:
     settings: Settings
     store: Store
-    platform: LocalPlatform
-    router: NginxRouter
+    platform: Platform
+    router: TrafficRouter
     rollout: RolloutService
     actor: str
 
 
 def make_rollout(
     settings: Settings, store: Store, policy: LoadedPolicy, access: AccessService | None = None
-) -> tuple[LocalPlatform, NginxRouter, RolloutService]:
+) -> tuple[Platform, TrafficRouter, RolloutService]:
     """The platform, router and rollout service — the same for the CLI and the API service, so a
     deployment started by either has the same metric providers and alerts."""
-    platform = LocalPlatform(settings.state_dir, base_dir=Path(policy.source).resolve().parent)
-    router = make_router(settings)
+    platform = make_platform(settings, policy)
+    router = make_router(settings, policy)
     secrets = secret_lookup(settings, store, access)
     analysis = AnalysisController(store, router, make_providers(settings, secrets), time.time)
     rollout = RolloutService(
@@ -450,13 +506,15 @@ def make_incidents(
     (alerting's rota, once it is wired; none: incidents open without a commander)."""
     from shipwarden.adapters.metrics.router_history import PrometheusRouterHistory, SampleHistory
     from shipwarden.adapters.reports.incident import ChromiumReportWriter
+    from shipwarden.adapters.routers.common import PROMETHEUS_HISTORY
     from shipwarden.adapters.store.audit_repo import AuditRepo
     from shipwarden.adapters.store.incidents_repo import IncidentRepo, analysis_samples
 
     providers = make_providers(settings, secrets)
     metrics: MetricHistory
-    if "prometheus" in providers:
-        metrics = PrometheusRouterHistory(providers["prometheus"])
+    queries = rollout.router.history_queries if rollout is not None else PROMETHEUS_HISTORY
+    if "prometheus" in providers and queries is not None:
+        metrics = PrometheusRouterHistory(providers["prometheus"], queries)
     else:
         metrics = SampleHistory(partial(analysis_samples, store))
     service = IncidentService(

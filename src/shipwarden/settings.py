@@ -23,6 +23,11 @@ class Settings(BaseSettings):
         description='Services each service depends on (incident correlation): {"checkout": ["payments"]}.',
     )
     incident_reports_dir: Path | None = Field(None, description="Incident reports (state_dir/reports).")
+    smtp_url: str | None = Field(None, description="SMTP server for pages: smtp://host:25, smtps://u:p@host:465.")
+    smtp_from: str = Field("shipwarden@localhost", description="From address of pages by e-mail.")
+    public_url: str | None = Field(
+        None, description="The API's address as people reach it (acknowledge/resolve links in pages)."
+    )
     newrelic_api_key: str | None = Field(None, description="New Relic user key (NRAK-…) for NRQL metrics.")
     newrelic_account_id: int | None = None
     newrelic_region: str = "US"

@@ -73,12 +73,23 @@ from typing import Any, Literal, overload
 import httpx
 
 from shipwarden.adapters.net import free_port, wait_for_port
-from shipwarden.adapters.routers.base import ConfigRejected, Listener, Pool, ProbeResult, RouterError, Routes
+from shipwarden.adapters.routers.base import (
+    ConfigRejected,
+    HistoryQueries,
+    Listener,
+    Pool,
+    ProbeResult,
+    RouteCounts,
+    RouterError,
+    Routes,
+)
 from shipwarden.adapters.routers.common import (
     NAME_RE,
+    PROMETHEUS_HISTORY,
     ROUTES,
     atomic_write,
     file_lock,
+    parse_counts,
     pid_alive,
     probe,
     routes_from_json,
@@ -711,6 +722,13 @@ class HaproxyRouter:
             return httpx.get(f"{self.admin_url}/metrics", timeout=self.timeout, trust_env=False).text
         except httpx.HTTPError as exc:
             raise RouterError(f"admin port unreachable: {exc}") from exc
+
+    def version_counts(self, service: str) -> RouteCounts:
+        """Per-route, per-version counters of ``service`` from the admin port's ``/metrics``."""
+        return parse_counts(self.metrics_text(), service)
+
+    history_queries: HistoryQueries | None = PROMETHEUS_HISTORY
+    """What Prometheus reads when it scrapes ``admin_url + "/metrics"``."""
 
     def url(self, service: str, route: str = "production") -> str:
         lst = self._listeners.get(service)
