@@ -212,12 +212,29 @@ def make_rollout(
     router = make_router(settings, policy)
     secrets = secret_lookup(settings, store, access)
     analysis = AnalysisController(store, router, make_providers(settings, secrets), time.time)
-    alerts = policy.policy.alerts
     rollout = RolloutService(
         store, platform, router, policy, tick_s=settings.tick_s, analysis=analysis,
-        alerts=RolloutAlerts(store, alerts.rollout, secrets) if alerts and alerts.rollout else None,
+        alerts=_rollout_alerts(settings, store, policy, secrets),
     )  # fmt: skip
     return platform, router, rollout
+
+
+def _rollout_alerts(
+    settings: Settings, store: Store, policy: LoadedPolicy, secrets: Callable[[str], str | None]
+) -> RolloutAlerts | None:
+    """Rollout alerts: to the policy's ``alerts.rollout`` URLs, and into the alerting pipeline
+    when the policy has an ``alerting`` section (rollback and failed by default)."""
+    from shipwarden.domain.alerts import RolloutAlertSpec, RolloutEvent
+
+    alerts = policy.policy.alerts
+    spec = alerts.rollout if alerts is not None else None
+    pipeline = make_alerting(settings, store, policy, secrets=secrets) if policy.policy.alerting else None
+    if spec is None and pipeline is None:
+        return None
+    if spec is None:  # the pipeline only: the default events, no URLs of its own
+        spec = RolloutAlertSpec.model_construct(urls=[], events=[RolloutEvent.ROLLBACK, RolloutEvent.FAILED])
+    sink = partial(pipeline.ingest, source="rollout") if pipeline is not None else None
+    return RolloutAlerts(store, spec, secrets, sink=sink, direct=bool(spec.urls))
 
 
 def build(settings: Settings, policy: LoadedPolicy) -> App:
