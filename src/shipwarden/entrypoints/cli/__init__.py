@@ -374,3 +374,7 @@ _dr.register(app)
 from shipwarden.entrypoints.cli import incidents as _incidents  # noqa: E402 - incident … (D12)
 
 _incidents.register(app)
+
+from shipwarden.entrypoints.cli import oncall as _oncall  # noqa: E402 - oncall …, alerts … (E8)
+
+_oncall.register(app)
