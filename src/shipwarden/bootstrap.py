@@ -184,6 +184,9 @@ class Services:
     trusted_proxies: tuple[IpNetwork, ...]
     signing_public_pem: bytes
     incidents: Incidents | None = None
+    oncall: OnCallParts | None = None
+    run_engines: bool = True
+    """Start the escalation engine with the app (tests that drive it by hand turn this off)."""
 
 
 def _kek_id(key: bytes) -> str:
@@ -264,6 +267,15 @@ def build_service(
     rollout = None
     if policy is not None:
         _, _, rollout = make_rollout(settings, store, policy, access)
+    secrets = secret_lookup(settings, store, access)
+    oncall = None
+    if policy is not None and policy.policy.oncall is not None:
+        oncall = make_oncall(settings, store, lambda: policy, clock=lambda: now().timestamp(),
+                             secrets=secrets)  # fmt: skip
+    incidents = make_incidents(settings, store, rollout=rollout, clock=now, secrets=secrets,
+                               oncall=oncall.rota if oncall is not None else None)  # fmt: skip
+    if oncall is not None:
+        oncall.engine.on_acknowledged = _ack_incident(incidents.service)
     return Services(
         settings=settings,
         store=store,
@@ -273,8 +285,8 @@ def build_service(
         clock=now,
         trusted_proxies=parse_networks(settings.trusted_proxies),
         signing_public_pem=public_pem(key.public_key()),
-        incidents=make_incidents(settings, store, rollout=rollout, clock=now,
-                                 secrets=secret_lookup(settings, store, access)),  # fmt: skip
+        incidents=incidents,
+        oncall=oncall,
     )
 
 
@@ -450,6 +462,19 @@ class OnCallParts:
     watchdog: Watchdog | None
 
 
+def _ack_incident(incidents: IncidentService) -> Callable[[Escalation, str], None]:
+    """An acknowledged page acknowledges its service's open incident (time to acknowledge)."""
+
+    def acknowledged(e: Escalation, actor: str) -> None:
+        if e.service is None:
+            return
+        for inc in incidents.find(open_only=True, service=e.service, limit=5):
+            if inc.acknowledged_at is None:
+                incidents.acknowledge(inc.id, actor=actor)
+
+    return acknowledged
+
+
 def load_link_key(settings: Settings) -> bytes:
     """The HMAC key of acknowledge/resolve links (state_dir/keys/oncall-links.key, made on first use)."""
     import secrets as _secrets
@@ -490,17 +515,10 @@ def make_oncall(
     oc = section()
     expiry = oc.link_expiry if oc is not None else 86400.0
 
-    def acknowledged(e: Escalation, actor: str) -> None:
-        if incidents is None or e.service is None:
-            return
-        for inc in incidents.find(open_only=True, service=e.service, limit=5):
-            if inc.acknowledged_at is None:
-                incidents.acknowledge(inc.id, actor=actor)
-
     engine = EscalationEngine(
         OnCallRepo(store), rota, notifier or PageNotifier(smtp, lookup), changes=StoreRecentChanges(store),
         links=LinkSigner(load_link_key(settings), settings.public_url, expiry), clock=clock,
-        on_acknowledged=acknowledged,
+        on_acknowledged=_ack_incident(incidents) if incidents is not None else None,
     )  # fmt: skip
     watchdog = None
     if oc is not None and oc.watchdog is not None:

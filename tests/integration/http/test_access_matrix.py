@@ -41,6 +41,8 @@ def test_every_route_declares_its_access_rule(api: Api) -> None:
     public = {(m, p) for m, p, rule in routes if rule["authentication"] == "none"}
     # CI webhooks authenticate by provider signature (routes/webhooks.py), not by token or session.
     public = {(m, p) for m, p in public if not p.startswith("/webhooks/")}
+    # A page's acknowledge/resolve link authenticates by its HMAC, expiry and nonce (routes/oncall.py).
+    public -= {("GET", "/oncall/links/{token}"), ("POST", "/oncall/links/{token}")}
     assert public == {("POST", "/auth/login"), ("GET", "/healthz")}, "a route lost its require()"
 
 
