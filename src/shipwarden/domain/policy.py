@@ -39,6 +39,8 @@ from shipwarden.domain._base import (
     parse_duration,
 )
 from shipwarden.domain._yaml import line_of, path_text, read_document
+from shipwarden.domain.alerting.monitoring import MonitoringPolicy
+from shipwarden.domain.alerting.spec import AlertingPolicy
 from shipwarden.domain.alerts import AlertsPolicy
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.delivery import DeliveryPolicy
@@ -87,6 +89,7 @@ class RunSpec(_Strict):
     """
 
     command: list[RunTemplate] = Field(min_length=1)
+    platform: PlatformName = "local"
     port_env: EnvName = Field("PORT", alias="portEnv")
     env: dict[EnvName, RunTemplate] = Field(default_factory=dict)
     workdir: RunTemplate | None = None
@@ -280,9 +283,16 @@ class Strategy(_Strict):
         return "blueGreen" if self.blue_green is not None else "canary"
 
 
+RouterDriver = Literal["nginx", "haproxy"]
+"""``routing.driver``: the traffic routers built (``bootstrap.ROUTERS`` has one line per name)."""
+PlatformName = Literal["local"]
+"""``run.platform``: where instances run (``bootstrap.PLATFORMS``)."""
+
+
 class Routing(_Strict):
     port: int = Field(ge=1, le=65535)
     preview_port: int = Field(alias="previewPort", ge=1, le=65535)
+    driver: RouterDriver = "nginx"
 
     @model_validator(mode="after")
     def _distinct(self) -> Routing:
@@ -320,7 +330,20 @@ class Policy(_Strict):
     delivery: DeliveryPolicy | None = None
     alerts: AlertsPolicy | None = None
     databases: list[DatabaseSpec] = Field(default_factory=list)
+    alerting: AlertingPolicy | None = None
     oncall: OnCallPolicy | None = None
+    monitoring: MonitoringPolicy | None = None
+
+    @model_validator(mode="after")
+    def _monitored(self) -> Policy:
+        if self.monitoring is not None:
+            names = {s.name for s in self.services}
+            unknown = sorted(set(self.monitoring.services) - names)
+            if unknown:
+                raise ValueError(
+                    f"monitoring.services names service(s) the policy does not declare: {', '.join(unknown)}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _oncall_services(self) -> Policy:
@@ -329,6 +352,17 @@ class Policy(_Strict):
             unknown = sorted(set(self.oncall.services) - names)
             if unknown:
                 raise ValueError(f"oncall.services: {', '.join(unknown)} not among the policy's services")
+        if self.alerting is not None:  # a receiver that escalates names an escalation policy of oncall
+            known = set(self.oncall.escalation) if self.oncall is not None else set()
+            why = "" if self.oncall is not None else " (the policy has no 'oncall' section)"
+            problems = [
+                f"@alerting/receivers/{i}/escalation: escalation policy {r.escalation!r} is not in "
+                f"oncall.escalation{why}"
+                for i, r in enumerate(self.alerting.receivers)
+                if r.escalation is not None and r.escalation not in known
+            ]
+            if problems:
+                raise ValueError("\n".join(problems))
         return self
 
     @model_validator(mode="after")

@@ -375,6 +375,10 @@ from shipwarden.entrypoints.cli import incidents as _incidents  # noqa: E402 - i
 
 _incidents.register(app)
 
+from shipwarden.entrypoints.cli import alerting as _alerting  # noqa: E402 - alerts …, silence … (E7, E8)
+
+_alerting.register(app)
+
 from shipwarden.entrypoints.cli import oncall as _oncall  # noqa: E402 - oncall …, alerts … (E8)
 
 _oncall.register(app)

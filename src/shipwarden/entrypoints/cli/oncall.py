@@ -10,7 +10,7 @@ checks its rule in ``guard.COMMANDS`` first.  Exit codes: 0 done, 2 bad input or
 * ``oncall run`` — the escalation engine (and its watchdog) in the foreground; ``serve`` runs it too
 * ``alerts trigger --title T [--service S]`` — open an escalation by hand (alerting opens them
   from alert groups)
-* ``alerts list [--open]``, ``alerts show ID`` — escalations, their steps and pages
+* ``alerts escalations [--open]``, ``alerts show ID`` — escalations, their steps and pages
 * ``alerts ack ID``, ``alerts resolve ID`` — as the signed links in pages and the API do
 """
 
@@ -27,14 +27,12 @@ from typing import Annotated, Any
 
 import typer
 
+from shipwarden.entrypoints.cli.alerting import alerts_app  # escalation commands join alerting's group
 from shipwarden.entrypoints.cli.guard import check
 from shipwarden.entrypoints.cli.output import console, error
 
 oncall_app = typer.Typer(
     no_args_is_help=True, help="On-call schedules: who is on call, calendar feeds, the engine."
-)
-alerts_app = typer.Typer(
-    no_args_is_help=True, help="Escalations of alert groups: list, acknowledge, resolve."
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -188,7 +186,7 @@ def list_escalations(
 ) -> None:
     """Escalations, newest first."""
     with _errors():
-        check("alerts list")
+        check("alerts escalations")
         found = _parts().engine.store.find(open_only=open_only, service=service)
         if as_json:
             sys.stdout.write(json.dumps([_doc(e) for e in found], indent=2) + "\n")
@@ -256,12 +254,11 @@ def resolve(escalation_id: Annotated[str, typer.Argument()]) -> None:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(oncall_app, name="oncall")
-    app.add_typer(alerts_app, name="alerts")
     oncall_app.command("who")(who)
     oncall_app.command("ical")(ical)
     oncall_app.command("run")(run)
     alerts_app.command("trigger")(trigger)
-    alerts_app.command("list")(list_escalations)
+    alerts_app.command("escalations")(list_escalations)
     alerts_app.command("show")(show)
     alerts_app.command("ack")(ack)
     alerts_app.command("resolve")(resolve)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_oncall"
-down_revision = "0011_access_generation"
+down_revision = "0017_deployment_list_indexes"
 branch_labels = None
 depends_on = None
 
