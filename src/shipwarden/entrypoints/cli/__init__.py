@@ -378,3 +378,7 @@ _incidents.register(app)
 from shipwarden.entrypoints.cli import alerting as _alerting  # noqa: E402 - alerts …, silence … (E7, E8)
 
 _alerting.register(app)
+
+from shipwarden.entrypoints.cli import oncall as _oncall  # noqa: E402 - oncall …, alerts … (E8)
+
+_oncall.register(app)

@@ -68,6 +68,7 @@ ROUTERS: list[str] = [
     "evidence",
     "changes",
     "incidents",
+    "oncall",
     "alerting",
 ]
 """Modules of ``entrypoints.http.routes`` whose ``router`` is mounted; add one line per resource.
@@ -146,7 +147,16 @@ def create_app(container: Services) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        oncall = container.oncall if container.run_engines else None
+        if oncall is not None:  # the escalation engine and its watchdog run with the API
+            oncall.engine.start()
+            if oncall.watchdog is not None:
+                oncall.watchdog.start()
         yield
+        if oncall is not None:
+            if oncall.watchdog is not None:
+                oncall.watchdog.stop()
+            oncall.engine.stop()
         refusals.flush()  # the last window's count of refusals not written one by one
 
     app = FastAPI(
