@@ -16,7 +16,9 @@ In order, each refusal audited (a digest of the body, never the body) and nothin
    deliveries racing each other meet the primary key / unique digest: one commits, the other is
    a 409.
 4. Then the change is evaluated (``progress``): gates, and a merge if approved, each step its own
-   persisted transition, as for evidence uploads and approvals.
+   persisted transition, as for evidence uploads and approvals.  A GitHub ``push`` to the main
+   branch instead has every commit it brought judged (``mainline.watch_main``, D9): deployed
+   through the gates, or alerted and recorded as a policy violation.
 """
 
 from __future__ import annotations
