@@ -136,6 +136,7 @@ class BinlogArchiver:
                     end = str(self.ports.driver.binlog_start(source, nxt.name))
             except DatabaseError:
                 pass  # the source is gone (failover): the range is unknown, the bytes are what count
+
             def fill(sink: IO[bytes], name: str = f.name) -> None:
                 with self.ports.streamer.open(name) as src:
                     while block := src.read(1 << 20):
