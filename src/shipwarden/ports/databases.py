@@ -234,9 +234,16 @@ class ScratchInstance(Protocol):
         binlogs: Sequence[tuple[str, Callable[[], IO[bytes]]]],
         start: GtidPosition,
         target: ReplayTarget,
+        forks: Mapping[int, GtidPosition] | None = None,
     ) -> GtidPosition:
         """Apply the binlogs (in order) from after ``start`` up to ``target`` in ONE client session
-        (temporary tables survive file boundaries); returns the instance's GTID position after."""
+        (temporary tables survive file boundaries); returns the instance's GTID position after.
+
+        ``forks``: across failovers the files come from one primary after another; ``forks[i]``
+        says that the primary which wrote file ``i`` (and the files before it, back to the previous
+        fork) counts only up to that position — what its successor had received when promoted.
+        Past it are transactions no replica got (never acknowledged with semi-sync): not replayed,
+        and the next primary's files are read from that position on."""
         ...
 
     def load_dump(self, stream: IO[bytes]) -> None: ...

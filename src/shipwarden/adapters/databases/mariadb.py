@@ -99,7 +99,7 @@ class MariaDBDriver:
         with self._conn(endpoint, timeout) as c, c.cursor() as cur:
             cur.execute(
                 "SELECT @@server_id AS sid, @@read_only AS ro, @@gtid_binlog_pos AS bp, "
-                "@@gtid_current_pos AS cp, @@version AS v"
+                "@@gtid_current_pos AS cp, @@gtid_slave_pos AS sp, @@version AS v"
             )
             v = cur.fetchone()
             cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', "
@@ -115,6 +115,7 @@ class MariaDBDriver:
             read_only=bool(int(v["ro"])),
             gtid_binlog_pos=GtidPosition.parse(v["bp"]),
             gtid_current_pos=GtidPosition.parse(v["cp"]),
+            gtid_slave_pos=GtidPosition.parse(v["sp"]),
             semi_sync_master=None if semi is None else semi == "ON",
             semi_sync_clients=int(st.get("Rpl_semi_sync_master_clients", 0) or 0),
             binlog_file=m["File"] if m else None,
