@@ -28,8 +28,10 @@ MIXED = {"binlog-format": "MIXED", "max-binlog-size": "65536"}
 class Workload:
     """Inserts, updates, deletes, DDL and temporary tables whose life spans a binlog rotation."""
 
-    def __init__(self, env: DrEnv) -> None:
+    def __init__(self, env: DrEnv, *, ddl_every: int = 50, temp_every: int = 80) -> None:
         self.env = env
+        self.ddl_every = ddl_every
+        self.temp_every = temp_every
         self.stop = threading.Event()
         self.pause = threading.Event()
         self.idle = threading.Event()
@@ -56,11 +58,11 @@ class Workload:
                         cur.execute("UPDATE t SET v = CONCAT(v, '+') WHERE id = %s", (rnd.randint(1, i),))
                     if i % 7 == 0:
                         cur.execute("DELETE FROM t WHERE id = %s", (rnd.randint(1, i),))
-                    if i % 50 == 0:
+                    if i % self.ddl_every == 0:
                         cur.execute(f"CREATE TABLE IF NOT EXISTS d{i} (k INT PRIMARY KEY, x INT)")
                         cur.execute(f"INSERT INTO d{i} VALUES (1, {i})")
                         cur.execute(f"ALTER TABLE d{i} ADD COLUMN y INT DEFAULT {i % 13}")
-                    if i % 80 == 0:
+                    if i % self.temp_every == 0:
                         cur.execute(
                             "CREATE TEMPORARY TABLE tmp AS SELECT id, v FROM t WHERE id > %s", (i - 20,)
                         )

@@ -31,11 +31,13 @@ DRILL_SCHEMA = "shipwarden_drill"
 
 class MariaDBWriteLoad:
     def __init__(self, credentials: Credentials, target: Endpoint, *, rate: float = 200.0, writers: int = 2,
-                 timeout: float = 2.0, source_address: str | None = None) -> None:  # fmt: skip
+                 timeout: float = 2.0, source_address: str | None = None,
+                 schema: str = DRILL_SCHEMA) -> None:  # fmt: skip
         self.credentials = credentials
         self.target = target
         #: the local address connections come from (a client on one side of a partition drill)
         self.source_address = source_address
+        self.schema = schema
         self.rate = rate
         self.writers = writers
         self.timeout = timeout
@@ -59,9 +61,9 @@ class MariaDBWriteLoad:
         conn = self._connect(self.target)
         try:
             with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE IF NOT EXISTS {DRILL_SCHEMA}")
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS {self.schema}")
                 cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {DRILL_SCHEMA}.writes "
+                    f"CREATE TABLE IF NOT EXISTS {self.schema}.writes "
                     "(id BIGINT PRIMARY KEY, sid INT NOT NULL, at DOUBLE NOT NULL)"
                 )
         finally:
@@ -78,7 +80,7 @@ class MariaDBWriteLoad:
     def _writer(self) -> None:
         conn = None
         sid = 0
-        insert = f"INSERT INTO {DRILL_SCHEMA}.writes VALUES (%s, @@server_id, UNIX_TIMESTAMP(NOW(6)))"
+        insert = f"INSERT INTO {self.schema}.writes VALUES (%s, @@server_id, UNIX_TIMESTAMP(NOW(6)))"
         interval = self.writers / self.rate
         next_at = time.monotonic()
         while not self._stop.is_set():
@@ -136,7 +138,7 @@ class MariaDBWriteLoad:
         try:
             with conn.cursor() as cur:
                 cur.execute(
-                    f"INSERT INTO {DRILL_SCHEMA}.writes VALUES (%s, @@server_id, UNIX_TIMESTAMP(NOW(6)))",
+                    f"INSERT INTO {self.schema}.writes VALUES (%s, @@server_id, UNIX_TIMESTAMP(NOW(6)))",
                     (next(self._ids),),
                 )
             return None
@@ -158,7 +160,7 @@ class MariaDBWriteLoad:
                     if not chunk:
                         continue
                     marks = ",".join(["%s"] * len(chunk))
-                    cur.execute(f"SELECT id FROM {DRILL_SCHEMA}.writes WHERE id IN ({marks})", chunk)
+                    cur.execute(f"SELECT id FROM {self.schema}.writes WHERE id IN ({marks})", chunk)
                     found.update(int(r[0]) for r in cur.fetchall())
         finally:
             conn.close()
