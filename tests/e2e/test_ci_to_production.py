@@ -5,7 +5,7 @@ processes, the HTTP API for webhooks, an Apprise ``json://`` receiver for
 stakeholder notifications).  Version v0 (main's head) is deployed first, so
 production has something that must keep serving while bad changes are refused.
 Tests run in file order: the refused cases, then the non-standard change, then
-the standard happy path.
+the standard happy path, then (D9) a push to main by someone else, past the gates.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +28,14 @@ from shipwarden.domain.delivery import version_for
 from shipwarden.entrypoints.http import create_app
 from shipwarden.services.changes import ChangeService, Forbidden, render_explanation
 from shipwarden.settings import Settings
+from tests.fixtures.apprise_receiver import Receiver
 from tests.fixtures.deploy_env import GOOD
 from tests.fixtures.git_repos import GitRemote
 from tests.integration.test_change_pipeline import (
     CIRCLE_SECRET,
     DATA,
     GATES,
+    GITHUB_SECRET,
     circleci_body,
     k6_summary,
     signed,
@@ -64,7 +64,7 @@ services:
   repository: {{url: "{repo}", mainBranch: main}}
   services: [web]
   approvers: {{cab: [carol]}}
-  webhooks: {{circleci: CIRCLE_SECRET}}
+  webhooks: {{circleci: CIRCLE_SECRET, github: GITHUB_SECRET}}
   notify: {{urls: [RELEASE_CHANNEL], required: true}}
   postDeployment:
     smoke: [{{path: /healthz}}, {{path: /, contains: '"version"'}}]
@@ -72,33 +72,6 @@ services:
     security: {{requireHeaders: [x-version]}}
     releaseNotes: {{path: "docs/releases/{{service}}.md"}}
 """
-
-
-class Receiver:
-    """An HTTP endpoint that records what Apprise's ``json://`` plugin posts."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                outer.messages.append(json.loads(self.rfile.read(n) or b"{}"))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @dataclass
@@ -183,6 +156,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     receiver = Receiver()
     secrets = {
         "CIRCLE_SECRET": CIRCLE_SECRET,
+        "GITHUB_SECRET": GITHUB_SECRET,
         "RELEASE_CHANNEL": f"json://notifier:topsecret@127.0.0.1:{receiver.port}/notify",
     }
     assert services.rollout is not None
@@ -411,3 +385,81 @@ def test_cli_explain_and_refused_approval(env: Env, monkeypatch: pytest.MonkeyPa
     assert out.exit_code == 2 and "role 'cab' is not asked to approve" in out.output, out.output
     out = runner.invoke(app, ["explain", "c-nope"])
     assert out.exit_code == 2 and "no change or deployment 'c-nope'" in out.output
+
+
+# --- any push to main (D9): someone else pushes past the gates ------------------------------------------
+
+
+def test_a_push_to_main_by_someone_else_is_not_deployed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from shipwarden.entrypoints.cli import app
+    from tests.integration.test_mainline import Outsider, github_headers, push_body
+
+    before_msgs, deps_before = len(env.receiver.messages), env.deployments()
+    serving = env.production_version()
+    before = env.remote.head("main")
+    assert before is not None
+    oscar = Outsider(env.remote.url, env.root / "oscar-clone")
+    oscar.sync()
+    sha = oscar.commit({"start.py": "raise SystemExit('not reviewed')\n"}, "Hotfix straight to main")
+    oscar.push_main()
+    body = push_body(before, sha)
+    r = env.http.post("/webhooks/github", content=body, headers=github_headers(body))
+    assert r.status_code == 202, r.text
+    assert f"{sha[:12]} violation (no-change)" in r.json()["detail"]
+    # not deployed: production still serves what it served, no deployment was started
+    assert env.deployments() == deps_before and env.production_version() == serving
+    # alerted (the stakeholder channel, as no ops target is configured) and recorded as a violation
+    titles = [m["title"] for m in env.receiver.messages[before_msgs:]]
+    assert any(f"main: {sha[:12]} NOT deployed (no-change)" in t for t in titles), titles
+    (v,) = [
+        e for e in env.services.store.audit_entries(action="policy.violation") if e.detail["commit"] == sha
+    ]
+    assert v.outcome == "denied" and v.detail["author"] == "Oscar Outsider <oscar@example.com>"
+    monkeypatch.setenv("SHIPWARDEN_STATE_DIR", str(env.services.settings.state_dir))
+    monkeypatch.setenv("SHIPWARDEN_POLICY", str(env.root / "policy.yaml"))
+    out = CliRunner().invoke(app, ["explain", sha[:10]])
+    assert out.exit_code == 0, out.output
+    assert "NOT DEPLOYED — policy violation [no-change]" in out.output
+    assert "pushed to main by Oscar Outsider" in out.output and "RELEASE_CHANNEL (ok)" in out.output
+    # a redelivery of the same push is refused and judges nothing twice
+    again = env.http.post("/webhooks/github", content=body, headers=github_headers(body))
+    assert again.status_code == 409
+    # the poll (the webhook's fallback) finds it judged already
+    out = CliRunner().invoke(app, ["main", "watch"])
+    assert out.exit_code == 0 and "nothing new on main" in out.output, out.output
+
+
+def test_a_gated_merge_after_the_violation_is_reviewed_is_deployed(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from shipwarden.entrypoints.cli import app
+
+    monkeypatch.setenv("SHIPWARDEN_STATE_DIR", str(env.services.settings.state_dir))
+    monkeypatch.setenv("SHIPWARDEN_POLICY", str(env.root / "policy.yaml"))
+    (bad,) = [e.detail["commit"] for e in env.services.store.audit_entries(action="policy.violation")]
+    # the next gated merge would ship the unreviewed commit too: it is held back ...
+    branch = "feature/fix-start"
+    sha = env.remote.commit(branch, {"start.py": GOOD}, "Restore the start script")
+    env.evidence(sha)
+    r = env.webhook(sha, branch)
+    assert r.status_code == 202 and r.json()["change_status"] == "not_deployed", r.json()
+    held = env.svc.repo.find_change(head_sha=sha)
+    assert held is not None and held.merge_sha and bad[:12] in held.reason
+    assert env.production_version() != version_for("{short}", held.merge_sha)
+    # ... until someone reviews it and accepts it; then the next gated merge deploys
+    out = CliRunner().invoke(app, ["main", "accept", bad[:12], "--reason", "reviewed, reverted by the fix"])
+    assert out.exit_code == 0, out.output
+    branch = "feature/after-review"
+    sha2 = env.remote.commit(branch, {"src/app.py": "print('after review')\n"}, "After review")
+    env.evidence(sha2)
+    r = env.webhook(sha2, branch)
+    assert r.status_code == 202 and r.json()["change_status"] == "deployed", r.json()
+    change = env.svc.repo.find_change(head_sha=sha2)
+    assert change is not None and change.merge_sha
+    assert env.production_version() == version_for("{short}", change.merge_sha)
+    text = render_explanation(env.svc.explain(change.merge_sha))
+    assert "DEPLOYED through the gates [shipwarden-merge]" in text

@@ -39,11 +39,14 @@ from shipwarden.domain._base import (
     parse_duration,
 )
 from shipwarden.domain._yaml import line_of, path_text, read_document
+from shipwarden.domain.alerting.monitoring import MonitoringPolicy
+from shipwarden.domain.alerting.spec import AlertingPolicy
 from shipwarden.domain.alerts import AlertsPolicy
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.delivery import DeliveryPolicy
 from shipwarden.domain.dr.spec import DatabaseSpec, validate_databases
 from shipwarden.domain.gates import GatePolicy
+from shipwarden.domain.oncall.spec import OnCallPolicy
 
 __all__ = [
     "RUN_PLACEHOLDERS",
@@ -86,6 +89,7 @@ class RunSpec(_Strict):
     """
 
     command: list[RunTemplate] = Field(min_length=1)
+    platform: PlatformName = "local"
     port_env: EnvName = Field("PORT", alias="portEnv")
     env: dict[EnvName, RunTemplate] = Field(default_factory=dict)
     workdir: RunTemplate | None = None
@@ -279,9 +283,16 @@ class Strategy(_Strict):
         return "blueGreen" if self.blue_green is not None else "canary"
 
 
+RouterDriver = Literal["nginx", "haproxy"]
+"""``routing.driver``: the traffic routers built (``bootstrap.ROUTERS`` has one line per name)."""
+PlatformName = Literal["local"]
+"""``run.platform``: where instances run (``bootstrap.PLATFORMS``)."""
+
+
 class Routing(_Strict):
     port: int = Field(ge=1, le=65535)
     preview_port: int = Field(alias="previewPort", ge=1, le=65535)
+    driver: RouterDriver = "nginx"
 
     @model_validator(mode="after")
     def _distinct(self) -> Routing:
@@ -319,6 +330,29 @@ class Policy(_Strict):
     delivery: DeliveryPolicy | None = None
     alerts: AlertsPolicy | None = None
     databases: list[DatabaseSpec] = Field(default_factory=list)
+    alerting: AlertingPolicy | None = None
+    oncall: OnCallPolicy | None = None
+    monitoring: MonitoringPolicy | None = None
+
+    @model_validator(mode="after")
+    def _monitored(self) -> Policy:
+        if self.monitoring is not None:
+            names = {s.name for s in self.services}
+            unknown = sorted(set(self.monitoring.services) - names)
+            if unknown:
+                raise ValueError(
+                    f"monitoring.services names service(s) the policy does not declare: {', '.join(unknown)}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _oncall_services(self) -> Policy:
+        if self.oncall is not None:
+            names = {s.name for s in self.services}
+            unknown = sorted(set(self.oncall.services) - names)
+            if unknown:
+                raise ValueError(f"oncall.services: {', '.join(unknown)} not among the policy's services")
+        return self
 
     @model_validator(mode="after")
     def _databases(self) -> Policy:
@@ -378,6 +412,19 @@ def _field_path(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], str]:
     return tuple(real), path_text(tuple(real))
 
 
+def _located(msg: str) -> list[tuple[tuple[Any, ...], str]]:
+    """A validator's message, split into (path below the failing field, text) — a cross-reference
+    check names each problem's own place as ``@schedules/primary/layers/0: …`` on its own line."""
+    out: list[tuple[tuple[Any, ...], str]] = []
+    for line in msg.split("\n") if msg.startswith("@") else [msg]:
+        head, sep, text = line.partition(": ")
+        if line.startswith("@") and sep:
+            out.append((tuple(int(p) if p.isdigit() else p for p in head[1:].split("/")), text))
+        else:
+            out.append(((), line))
+    return out
+
+
 def load_policy_text(content: str | bytes, source: str = "<policy>") -> LoadedPolicy:
     """Parse and validate a policy; raises ``PolicyError`` with every issue found, never anything else.
 
@@ -398,10 +445,12 @@ def load_policy_text(content: str | bytes, source: str = "<policy>") -> LoadedPo
         for err in exc.errors():
             path, text_path = _field_path(tuple(err["loc"]), doc.data)
             msg = err["msg"].removeprefix("Value error, ")
-            if (text_path, msg) in seen:
-                continue
-            seen.add((text_path, msg))
-            issues.append(PolicyIssue(source, line_of(doc.root, path), text_path, msg))
+            for sub, text in _located(msg):  # "@a/b/0: message" lines: issues below the error's path
+                at, shown = _field_path((*path, *sub), doc.data) if sub else (path, text_path)
+                if (shown, text) in seen:
+                    continue
+                seen.add((shown, text))
+                issues.append(PolicyIssue(source, line_of(doc.root, at), shown, text))
         raise PolicyError(issues) from None
     return LoadedPolicy(policy, hashlib.sha256(raw).hexdigest(), source)
 

@@ -459,11 +459,7 @@ def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | No
     if p is Phase.SCALE_DOWN_WAIT:
         if plan.post_promotion_analysis and (obs.analysis is None or not obs.analysis.ok):
             return None  # the old version stays warm until post-promotion analysis passed
-        if (
-            elapsed >= plan.scale_down_delay_s
-            or obs.operator in _PROMOTES
-            or not state.has_stable
-        ):
+        if elapsed >= plan.scale_down_delay_s or obs.operator in _PROMOTES or not state.has_stable:
             return Transition(
                 Phase.SCALING_DOWN, f"old version kept warm {min(elapsed, plan.scale_down_delay_s):.0f}s"
             )

@@ -30,8 +30,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from shipwarden.adapters.platforms.base import Instance, InstanceState, Platform
-from shipwarden.adapters.routers.base import Listener, Pool, Routes, TrafficRouter
 from shipwarden.adapters.store.repository import Deployment, Store, StoreError
 from shipwarden.domain.policy import AnalysisStep, LoadedPolicy, Pause, ServiceSpec
 from shipwarden.domain.rollout import (
@@ -53,7 +51,9 @@ from shipwarden.domain.rollout import (
     stable_replacements,
     stable_short,
 )
-from shipwarden.services.analysis import AnalysisController, MetricsSource
+from shipwarden.ports.platform import Instance, InstanceState, Platform
+from shipwarden.ports.routing import Listener, Pool, Routes, TrafficRouter
+from shipwarden.services.analysis import AnalysisController
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,7 @@ class RolloutService:
         self.clock, self.sleep, self.tick_s, self.lease_ttl_s = clock, sleep, tick_s, lease_ttl_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         """This process; a lease names the driving thread too (:meth:`lease_owner`)."""
-        source = router if isinstance(router, MetricsSource) else _NoMetrics()
-        self.analysis = analysis or AnalysisController(store, source, {}, clock)
+        self.analysis = analysis or AnalysisController(store, router, {}, clock)
         self._replaced: dict[str, int] = {}  # dead stable instances replaced, per deployment
         self._held: dict[str, str | None] = {}  # the hold last recorded, per deployment
         self._health = _Health()
@@ -684,11 +683,6 @@ class _World:
         if self.dep.from_version is None or not live:
             return None
         return Pool(self.dep.from_version, tuple(i.address for i in live))
-
-
-class _NoMetrics:
-    def metrics_text(self) -> str:
-        return ""
 
 
 def _full(pool: Pool | None) -> Pool:

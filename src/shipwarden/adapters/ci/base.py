@@ -97,8 +97,9 @@ class CiEvent:
     there is one (CircleCI ``happened_at``), else ``None``.  ``workflow_*``
     describe the pipeline stage (CircleCI workflow, GitHub workflow run or
     check suite); ``job_*`` are set for job-level events only (CircleCI job, GitHub
-    check run or commit status).  ``labels`` is the pull request's label set after the
-    event (possibly empty) for the events that carry one, ``None`` for the others.
+    check run or commit status).  ``before_sha``/``forced`` describe a push.  ``labels`` is the
+    pull request's label set after the event (possibly empty) for the events that carry one,
+    ``None`` for the others.
     """
 
     provider: str
@@ -119,6 +120,9 @@ class CiEvent:
     pull_requests: tuple[int, ...] = ()
     labels: tuple[str, ...] | None = None
     raw_status: str | None = None
+    #: a push: the branch's head before it, and whether the pusher forced it (GitHub ``push``)
+    before_sha: str | None = None
+    forced: bool | None = None
 
     @property
     def stage_name(self) -> str | None:

@@ -251,6 +251,7 @@ class PushBody(Contract):
     before: Sha
     after: Sha
     deleted: bool | None = Field(default=None, strict=True)
+    forced: bool | None = Field(default=None, strict=True)
     repository: _Repository | None = None
 
 
@@ -397,6 +398,8 @@ def parse_github_event(body: bytes, headers: Mapping[str, str]) -> CiEvent:
             commit_sha=push.after,
             branch=branch,
             repository=_repo(push.repository),
+            before_sha=push.before,
+            forced=push.forced,
         )
     pr: PullRequestBody = validate(PullRequestBody, doc)
     return CiEvent(

@@ -73,12 +73,23 @@ from typing import Any, Literal, overload
 import httpx
 
 from shipwarden.adapters.net import free_port, wait_for_port
-from shipwarden.adapters.routers.base import ConfigRejected, Listener, Pool, ProbeResult, RouterError, Routes
+from shipwarden.adapters.routers.base import (
+    ConfigRejected,
+    HistoryQueries,
+    Listener,
+    Pool,
+    ProbeResult,
+    RouteCounts,
+    RouterError,
+    Routes,
+)
 from shipwarden.adapters.routers.common import (
     NAME_RE,
+    PROMETHEUS_HISTORY,
     ROUTES,
     atomic_write,
     file_lock,
+    parse_counts,
     pid_alive,
     probe,
     routes_from_json,
@@ -198,7 +209,10 @@ class HaproxyRouter:
         return self.state_dir / "maps" / f"{service}.{route}.{kind}"
 
     def _write_maps(
-        self, service: str, route: str, labels: Sequence[tuple[str, str]] | None = None,
+        self,
+        service: str,
+        route: str,
+        labels: Sequence[tuple[str, str]] | None = None,
         pools: list[dict[str, Any]] | None = None,
     ) -> None:
         """The maps on disk, which a reload or restart loads: ``weights`` (range -> slot),
@@ -297,7 +311,9 @@ class HaproxyRouter:
         try:
             proc = subprocess.run(
                 [self.haproxy_bin, "-c", "-f", str(candidate)],
-                capture_output=True, text=True, timeout=30,
+                capture_output=True,
+                text=True,
+                timeout=30,
             )
         finally:
             candidate.unlink(missing_ok=True)
@@ -348,7 +364,10 @@ class HaproxyRouter:
             try:
                 self._proc = subprocess.Popen(
                     [self.haproxy_bin, "-W", "-S", f"{self.master_sock},mode,600", "-f", str(self.conf_path)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.state_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    cwd=self.state_dir,
                     start_new_session=True,
                 )
             finally:
@@ -520,8 +539,11 @@ class HaproxyRouter:
                 out.append(f"add server {backend}/{name} {addr} {_DYNAMIC_SERVER}")
             if name not in have or not have[name][1]:
                 out.append(f"enable server {backend}/{name}")
-        out += [f"disable server {backend}/{name}" for name, (_, ready) in have.items()
-                if name not in wanted and ready]
+        out += [
+            f"disable server {backend}/{name}"
+            for name, (_, ready) in have.items()
+            if name not in wanted and ready
+        ]
         return out
 
     # ------------------------------------------------------------ port
@@ -584,15 +606,24 @@ class HaproxyRouter:
                 atomic_write(self.conf_path, text)
 
     def _apply_route(
-        self, service: str, route: str, old: list[dict[str, Any]], new: list[dict[str, Any]],
+        self,
+        service: str,
+        route: str,
+        old: list[dict[str, Any]],
+        new: list[dict[str, Any]],
         servers: dict[str, dict[str, tuple[str, bool]]],
     ) -> None:
         """Instances first, then labels, then the switch, then the instances that left — in three
         Runtime API connections, each command checked."""
         name = f"be_{service}_{route}"
         paths = [self._map(service, route, kind) for kind in ("versions", "weights", "table")]
-        before = [c for p in new for c in self._server_changes(
-            f"{name}_{p['slot']}", servers.get(f"{name}_{p['slot']}", {}), p["addresses"])]
+        before = [
+            c
+            for p in new
+            for c in self._server_changes(
+                f"{name}_{p['slot']}", servers.get(f"{name}_{p['slot']}", {}), p["addresses"]
+            )
+        ]
         versions = self._batch([*before, *(f"prepare map {path}" for path in paths)])
         if len(versions) != len(paths):
             raise RouterError(f"haproxy did not prepare the maps of {service}/{route}")
@@ -601,11 +632,17 @@ class HaproxyRouter:
         used = {p["slot"] for p in new}
         labels = [(p["slot"], p["version"]) for p in new + [p for p in old if p["slot"] not in used]]
         entries = [labels, _ranges(new), [(p["slot"], str(i)) for i, p in enumerate(new)]]
-        switch = [f"add map @{ver} {path} {key} {value}" if kv else f"commit map @{ver} {path}"
-                  for ver, path, rows in zip(versions, paths, entries, strict=True)
-                  for key, value, kv in [*((k, v, True) for k, v in rows), ("", "", False)]]
-        left = [c for p in old if p["slot"] not in used for c in self._server_changes(
-            f"{name}_{p['slot']}", servers.get(f"{name}_{p['slot']}", {}), [])]
+        switch = [
+            f"add map @{ver} {path} {key} {value}" if kv else f"commit map @{ver} {path}"
+            for ver, path, rows in zip(versions, paths, entries, strict=True)
+            for key, value, kv in [*((k, v, True) for k, v in rows), ("", "", False)]
+        ]
+        left = [
+            c
+            for p in old
+            if p["slot"] not in used
+            for c in self._server_changes(f"{name}_{p['slot']}", servers.get(f"{name}_{p['slot']}", {}), [])
+        ]
         self._batch(switch + left)
         self._write_maps(service, route, labels, new)
         # servers in maintenance since an earlier change, idle by now: delete them (best effort;
@@ -614,8 +651,11 @@ class HaproxyRouter:
         for i in range(SLOTS):
             backend = f"{name}_s{i}"
             keep = {_server_name(a) for a in next((p["addresses"] for p in new if p["slot"] == f"s{i}"), [])}
-            collect += [f"del server {backend}/{srv}" for srv, (_, ready) in servers.get(backend, {}).items()
-                        if not ready and srv not in keep]
+            collect += [
+                f"del server {backend}/{srv}"
+                for srv, (_, ready) in servers.get(backend, {}).items()
+                if not ready and srv not in keep
+            ]
         if collect:
             self._socket(self.admin_sock, "; ".join(collect))
 
@@ -682,6 +722,13 @@ class HaproxyRouter:
             return httpx.get(f"{self.admin_url}/metrics", timeout=self.timeout, trust_env=False).text
         except httpx.HTTPError as exc:
             raise RouterError(f"admin port unreachable: {exc}") from exc
+
+    def version_counts(self, service: str) -> RouteCounts:
+        """Per-route, per-version counters of ``service`` from the admin port's ``/metrics``."""
+        return parse_counts(self.metrics_text(), service)
+
+    history_queries: HistoryQueries | None = PROMETHEUS_HISTORY
+    """What Prometheus reads when it scrapes ``admin_url + "/metrics"``."""
 
     def url(self, service: str, route: str = "production") -> str:
         lst = self._listeners.get(service)

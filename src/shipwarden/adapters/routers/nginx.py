@@ -37,11 +37,21 @@ from typing import Any
 import httpx
 
 from shipwarden.adapters.net import free_port, wait_for_port
-from shipwarden.adapters.routers.base import ConfigRejected, Listener, ProbeResult, RouterError, Routes
+from shipwarden.adapters.routers.base import (
+    ConfigRejected,
+    HistoryQueries,
+    Listener,
+    ProbeResult,
+    RouteCounts,
+    RouterError,
+    Routes,
+)
 from shipwarden.adapters.routers.common import (
     NAME_RE,
+    PROMETHEUS_HISTORY,
     ROUTES,
     file_lock,
+    parse_counts,
     pid_alive,
     routes_from_json,
     routes_to_json,
@@ -139,12 +149,21 @@ class NginxRouter:
         if os.geteuid() == 0:
             user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
         log = f"access_log {self.state_dir}/logs/access.log shipwarden buffer=256k flush=1s;"
-        return self._fill((HERE / "nginx.conf.tmpl").read_text(), {
-            "MODULES_DIR": str(self.modules_dir), "USER": user, "WORKERS": str(self.workers),
-            "STATE_DIR": str(self.state_dir), "LUA_DIR": str(HERE), "ROUTES_FILE": str(self.routes_path),
-            "ACCESS_LOG": log if self.access_log else "access_log off;", "ADMIN_PORT": str(self.admin_port),
-            "SERVERS": "\n".join(servers), "EXTRA_HTTP": "\n".join(f"    {d}" for d in self.extra_http),
-        })
+        return self._fill(
+            (HERE / "nginx.conf.tmpl").read_text(),
+            {
+                "MODULES_DIR": str(self.modules_dir),
+                "USER": user,
+                "WORKERS": str(self.workers),
+                "STATE_DIR": str(self.state_dir),
+                "LUA_DIR": str(HERE),
+                "ROUTES_FILE": str(self.routes_path),
+                "ACCESS_LOG": log if self.access_log else "access_log off;",
+                "ADMIN_PORT": str(self.admin_port),
+                "SERVERS": "\n".join(servers),
+                "EXTRA_HTTP": "\n".join(f"    {d}" for d in self.extra_http),
+            },
+        )
 
     @staticmethod
     def _fill(template: str, values: dict[str, str]) -> str:
@@ -157,7 +176,9 @@ class NginxRouter:
         try:
             proc = subprocess.run(
                 [self.nginx_bin, "-t", "-q", "-p", str(self.state_dir), "-c", str(candidate)],
-                capture_output=True, text=True, timeout=30,
+                capture_output=True,
+                text=True,
+                timeout=30,
             )
         finally:
             candidate.unlink(missing_ok=True)
@@ -206,7 +227,9 @@ class NginxRouter:
             _atomic_write(self.conf_path, text)
             proc = subprocess.run(
                 [self.nginx_bin, "-p", str(self.state_dir), "-c", str(self.conf_path)],
-                capture_output=True, text=True, timeout=30,
+                capture_output=True,
+                text=True,
+                timeout=30,
             )
             if proc.returncode != 0:
                 raise RouterError(f"nginx failed to start: {proc.stderr.strip()}")
@@ -326,6 +349,13 @@ class NginxRouter:
     def metrics_text(self) -> str:
         """Prometheus text from the admin port (``shipwarden_router_requests_total`` etc.)."""
         return self._admin("GET", "/metrics").text
+
+    def version_counts(self, service: str) -> RouteCounts:
+        """Per-route, per-version counters of ``service`` from the admin port's ``/metrics``."""
+        return parse_counts(self.metrics_text(), service)
+
+    history_queries: HistoryQueries | None = PROMETHEUS_HISTORY
+    """What Prometheus reads when it scrapes ``admin_url + "/metrics"``."""
 
     def url(self, service: str, route: str = "production") -> str:
         lst = self._listeners.get(service)

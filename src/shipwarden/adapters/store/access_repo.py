@@ -156,9 +156,7 @@ class TokenAuth:
 
 _GENERATION = select(AccessGenerationRow.value).where(AccessGenerationRow.id == 1)
 _BUMP = (
-    update(AccessGenerationRow)
-    .where(AccessGenerationRow.id == 1)
-    .values(value=AccessGenerationRow.value + 1)
+    update(AccessGenerationRow).where(AccessGenerationRow.id == 1).values(value=AccessGenerationRow.value + 1)
 )
 
 

@@ -56,7 +56,12 @@ class DeploymentRow(Base):
     rolled_back_at: Mapped[float | None] = mapped_column(Double)
     traffic_restored_at: Mapped[float | None] = mapped_column(Double)
 
-    __table_args__ = (Index("ix_deployments_service_active", "service", "active"),)
+    __table_args__ = (
+        Index("ix_deployments_service_active", "service", "active"),
+        # newest first, of all services or of one (migration 0017)
+        Index("ix_deployments_created_at", "created_at"),
+        Index("ix_deployments_service_created_at", "service", "created_at"),
+    )
 
 
 class StepRow(Base):
@@ -440,3 +445,180 @@ class IncidentActionItemRow(Base):
     created_by: Mapped[str] = mapped_column(String(256))
     closed_at: Mapped[float | None] = mapped_column(Double)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class AlertingAlertRow(Base):
+    """One alert by fingerprint (E8): its latest labels, state and times (migration 0012)."""
+
+    __tablename__ = "alerting_alerts"
+
+    fingerprint: Mapped[str] = mapped_column(String(16), primary_key=True)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON)
+    annotations: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(8), index=True)  # firing | resolved
+    starts_at: Mapped[float] = mapped_column(Double)
+    ends_at: Mapped[float | None] = mapped_column(Double)
+    generator_url: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+class AlertingGroupRow(Base):
+    """An alert group for one receiver, and its notification log (what its last notice said)."""
+
+    __tablename__ = "alerting_groups"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # digest of (group key, receiver)
+    group_key: Mapped[str] = mapped_column(Text)
+    receiver: Mapped[str] = mapped_column(String(64))
+    route_id: Mapped[str] = mapped_column(String(255))
+    group_labels: Mapped[dict[str, Any]] = mapped_column(JSON)
+    first_at: Mapped[float] = mapped_column(Double)
+    last_flush_at: Mapped[float | None] = mapped_column(Double)
+    next_flush_at: Mapped[float | None] = mapped_column(Double, index=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    firing: Mapped[list[str]] = mapped_column(JSON, default=list)
+    resolved: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sent_at: Mapped[float | None] = mapped_column(Double)
+    opened_at: Mapped[float | None] = mapped_column(Double)
+
+
+class AlertingMemberRow(Base):
+    __tablename__ = "alerting_members"
+
+    group_id: Mapped[str] = mapped_column(String(32), ForeignKey("alerting_groups.id"), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(16), primary_key=True, index=True)
+
+
+class AlertingOutboxRow(Base):
+    """A notice (or an escalation or incident call) to hand over at least once, once per key."""
+
+    __tablename__ = "alerting_outbox"
+    __table_args__ = (UniqueConstraint("notice_id", "target", name="uq_alerting_outbox_notice"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notice_id: Mapped[str] = mapped_column(String(200))
+    target: Mapped[str] = mapped_column(String(200))  # kind:name, e.g. apprise:OPS_URL, pagerduty:PD_KEY
+    group_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    receiver: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Double)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float | None] = mapped_column(Double, index=True)
+    delivered_at: Mapped[float | None] = mapped_column(Double)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class AlertingSilenceRow(Base):
+    __tablename__ = "alerting_silences"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    matchers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    owner: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    starts_at: Mapped[float] = mapped_column(Double)
+    ends_at: Mapped[float] = mapped_column(Double, index=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(256))
+    expired_by: Mapped[str | None] = mapped_column(String(256))
+
+
+class MainHeadRow(Base):
+    """The head of each watched main branch whose commits have been judged (D9, since 0015).
+
+    Moved by compare-and-set in the transaction that records the verdicts, so two processes that
+    see the same push judge it once."""
+
+    __tablename__ = "main_heads"
+
+    branch: Mapped[str] = mapped_column(String(256), primary_key=True)
+    sha: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+class MainCommitRow(Base):
+    """One commit's verdict as it arrived on main (D9): deployed through the gates, covered by its
+    change, or a violation; ``effect`` is what that verdict still has to do (a deployment to start,
+    an alert to send), recorded before it is done."""
+
+    __tablename__ = "main_commits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    branch: Mapped[str] = mapped_column(String(256))
+    sha: Mapped[str] = mapped_column(String(64), index=True)
+    arrival: Mapped[str] = mapped_column(String(64))  # the head of the update it came with
+    previous: Mapped[str | None] = mapped_column(String(64))
+    via: Mapped[str] = mapped_column(String(64))
+    parents: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    author: Mapped[str] = mapped_column(String(256))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(String(32))
+    verdict: Mapped[str] = mapped_column(String(16), index=True)  # deploy | covered | violation
+    change_id: Mapped[str | None] = mapped_column(String(32))
+    why: Mapped[str] = mapped_column(Text, default="")
+    effect: Mapped[str] = mapped_column(String(16))  # pending | done | none
+    effect_detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    seen_at: Mapped[float] = mapped_column(Double)
+    accepted_by: Mapped[str | None] = mapped_column(String(128))
+    accepted_at: Mapped[float | None] = mapped_column(Double)
+    accept_reason: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_main_commits_branch_verdict", "branch", "verdict", "id"),)
+
+
+class OnCallEscalationRow(Base):
+    """An escalation (E8): its frozen policy, state and the due time of its next step."""
+
+    __tablename__ = "oncall_escalations"
+    __table_args__ = (UniqueConstraint("open_key", name="uq_oncall_escalations_open_key"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    group_key: Mapped[str] = mapped_column(String(255))
+    open_key: Mapped[str | None] = mapped_column(String(255))
+    service: Mapped[str | None] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    step: Mapped[int] = mapped_column(Integer)
+    next_due: Mapped[float | None] = mapped_column(Double, index=True)
+    opened_at: Mapped[float] = mapped_column(Double, index=True)
+    acked_at: Mapped[float | None] = mapped_column(Double)
+    acked_by: Mapped[str | None] = mapped_column(String(256))
+    resolved_at: Mapped[float | None] = mapped_column(Double)
+    resolved_by: Mapped[str | None] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class OnCallPageRow(Base):
+    """A page an escalation step sent (or will retry): written in the step's transaction."""
+
+    __tablename__ = "oncall_pages"
+    __table_args__ = (UniqueConstraint("dedupe_key", name="uq_oncall_pages_dedupe_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[str] = mapped_column(String(32), ForeignKey("oncall_escalations.id"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    person: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
+    next_attempt_at: Mapped[float | None] = mapped_column(Double, index=True)
+    sent_at: Mapped[float | None] = mapped_column(Double)
+    detail: Mapped[str] = mapped_column(String(500))
+
+
+class OnCallLinkNonceRow(Base):
+    """A signed link's nonce, spent: the link acts once."""
+
+    __tablename__ = "oncall_link_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    escalation_id: Mapped[str] = mapped_column(String(32))
+    used_at: Mapped[float] = mapped_column(Double)

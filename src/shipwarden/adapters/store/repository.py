@@ -16,10 +16,11 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from shipwarden.adapters.store.direct import DirectSelect
 from shipwarden.adapters.store.models import (
     AnalysisRecordRow,
     AuditRow,
@@ -128,6 +129,19 @@ class Deployment:
 _DEPLOYMENT_COLUMNS = tuple(DeploymentRow.__table__.c[f.name] for f in fields(Deployment))
 """``deployments``' columns in the order of ``Deployment``'s fields (the same names)."""
 _HISTORY = select(*_DEPLOYMENT_COLUMNS).order_by(DeploymentRow.__table__.c.created_at.desc())
+_LIST_COLUMNS = (
+    "id", "service", "kind", "strategy", "from_version", "to_version", "commit_sha", "phase", "paused",
+    "actor", "reason", "operator_request", "created_at", "finished_at",
+)  # fmt: skip
+"""What :meth:`Store.deployment_list` reads: the list view of a deployment (no plan, no lease)."""
+_DEPLOYMENTS_T = DeploymentRow.__table__
+_LIST = (
+    select(*(_DEPLOYMENTS_T.c[n] for n in _LIST_COLUMNS))
+    .order_by(_DEPLOYMENTS_T.c.created_at.desc())
+    .limit(bindparam("limit"))
+)
+_LIST_OF_SERVICE = _LIST.where(_DEPLOYMENTS_T.c.service == bindparam("service"))
+_OUTCOME = {p.value: p.value if p.terminal else "in progress" for p in Phase}
 _PHASE, _PLAN, _OPERATOR_REQUEST = (
     [f.name for f in fields(Deployment)].index(n) for n in ("phase", "plan", "operator_request")
 )
@@ -150,6 +164,8 @@ class Store:
         self._clock = clock
         self.seals: Seals | None = None
         """Signs the audit checkpoints each append makes due (``attach_sealer``); none: no checkpoints."""
+        self._list = DirectSelect(engine, _LIST)
+        self._list_of_service = DirectSelect(engine, _LIST_OF_SERVICE)
         self.audit_sink: Callable[..., None] | None = None
         """Where :meth:`audit` sends a standalone entry instead of its own transaction (the audit
         service's group commit); it must return only once the entry is committed."""
@@ -366,6 +382,29 @@ class Store:
         with self.engine.connect() as conn:
             return [_deployment_of_values(r) for r in conn.execute(q)]
 
+    def deployment_list(self, service: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """The list view of :meth:`history` (newest first): per deployment its id, service, kind,
+        strategy, versions, ``commit``, ``phase``, ``outcome`` (the phase once terminal, else
+        ``in progress``), ``paused``, actor, reason, operator request and times.
+
+        The hot read of the API (``GET /deployments``): one indexed query through the driver
+        (:class:`~shipwarden.adapters.store.direct.DirectSelect`), a dict per row, no
+        ``Deployment`` objects and no plan decoded."""
+        if service:
+            rows = self._list_of_service(service=service, limit=limit)
+        else:
+            rows = self._list(limit=limit)
+        outcome = _OUTCOME
+        return [
+            {
+                "id": r[0], "service": r[1], "kind": r[2], "strategy": r[3], "from_version": r[4],
+                "to_version": r[5], "commit": r[6], "phase": r[7], "outcome": outcome[r[7]],
+                "paused": bool(r[8]), "actor": r[9], "reason": r[10], "operator_request": r[11],
+                "created_at": r[12], "finished_at": r[13],
+            }  # fmt: skip
+            for r in rows
+        ]
+
     def steps(self, dep_id: str) -> list[Step]:
         with self._sessions() as s:
             rows = s.scalars(select(StepRow).where(StepRow.deployment_id == dep_id).order_by(StepRow.seq))
@@ -579,12 +618,32 @@ class Store:
             return int(s.scalar(select(func.count()).select_from(AuditRow)) or 0)
 
     # -- analysis records -------------------------------------------------------------------
-    def record_analysis(self, dep_id: str, *, key: str, kind: str, name: str, at: float, step_index: int,
-                        canary: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+    def record_analysis(
+        self,
+        dep_id: str,
+        *,
+        key: str,
+        kind: str,
+        name: str,
+        at: float,
+        step_index: int,
+        canary: dict[str, Any],
+        baseline: dict[str, Any] | None,
+    ) -> None:
         """Persist one judge sample pair or metric measurement before the analysis uses it."""
         with self._sessions.begin() as s:
-            s.add(AnalysisRecordRow(deployment_id=dep_id, key=key, kind=kind, name=name, at=at,
-                                    step_index=step_index, canary=canary, baseline=baseline))
+            s.add(
+                AnalysisRecordRow(
+                    deployment_id=dep_id,
+                    key=key,
+                    kind=kind,
+                    name=name,
+                    at=at,
+                    step_index=step_index,
+                    canary=canary,
+                    baseline=baseline,
+                )
+            )
 
     def analysis_records(self, dep_id: str, key: str | None = None) -> list[dict[str, Any]]:
         q = select(AnalysisRecordRow).where(AnalysisRecordRow.deployment_id == dep_id)
@@ -592,8 +651,15 @@ class Store:
             q = q.where(AnalysisRecordRow.key == key)
         with self._sessions() as s:
             return [
-                {"key": r.key, "kind": r.kind, "name": r.name, "at": r.at, "step_index": r.step_index,
-                 "canary": r.canary, "baseline": r.baseline}
+                {
+                    "key": r.key,
+                    "kind": r.kind,
+                    "name": r.name,
+                    "at": r.at,
+                    "step_index": r.step_index,
+                    "canary": r.canary,
+                    "baseline": r.baseline,
+                }
                 for r in s.scalars(q.order_by(AnalysisRecordRow.id))
             ]
 
@@ -601,7 +667,8 @@ class Store:
         """Rollback: production routes to the stable version again (first time only)."""
         now = self._clock()
         with self._sessions.begin() as s:
-            s.execute(update(DeploymentRow)
-                      .where(DeploymentRow.id == dep_id, DeploymentRow.traffic_restored_at.is_(None))
-                      .values(traffic_restored_at=now))
-
+            s.execute(
+                update(DeploymentRow)
+                .where(DeploymentRow.id == dep_id, DeploymentRow.traffic_restored_at.is_(None))
+                .values(traffic_restored_at=now)
+            )

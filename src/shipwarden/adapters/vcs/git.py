@@ -127,6 +127,18 @@ class MergeOutcome:
     previous_target: str
 
 
+@dataclass(frozen=True)
+class MainUpdate:
+    """What is new on a branch since a commit judged before (``GitRepository.arrivals``)."""
+
+    head: str | None  # None: the branch does not exist
+    previous: str | None
+    forced: bool  # ``previous`` is not in ``head``'s history (or unknown to the remote any more)
+    #: (sha, parents, author, subject) of each new commit, newest first
+    commits: tuple[tuple[str, tuple[str, ...], str, str], ...]
+    truncated: bool = False
+
+
 def _check_sha(sha: str) -> str:
     if not isinstance(sha, str) or not _SHA.match(sha):
         raise ValueError(f"expected a full lower-case hex commit sha, got {sha!r}")
@@ -340,3 +352,88 @@ class GitRepository:
                 raise PushRejected(["push", target], push.returncode, push.stderr + push.stdout)
             self._run("fetch", "-q", "origin", f"+refs/heads/{target}:refs/remotes/origin/{target}")
             return MergeOutcome(new_head, head, ff, previous)
+
+    # -- what arrives on main (D9) -------------------------------------------------------------------------
+
+    def arrivals(self, branch: str, since: str | None, *, limit: int = 500) -> MainUpdate:
+        """The commits new on ``branch`` since ``since`` (the head judged before), newest first.
+
+        ``forced`` when ``since`` is no longer in the branch's history (a force-push rewrote it);
+        the new commits are then those not in ``since``'s history.  At the first look
+        (``since`` None) nothing is listed: history before shipwarden watched is not judged."""
+        _check_branch(branch)
+        if since is not None:
+            _check_sha(since)
+        with self._lock:
+            self.sync()
+            ref = f"refs/remotes/origin/{branch}^{{commit}}"
+            proc = self._run("rev-parse", "--verify", "-q", ref, check=False)
+            if proc.returncode != 0:
+                return MainUpdate(None, since, False, ())
+            head = proc.stdout.strip()
+            if since is None:
+                self._run("update-ref", f"refs/shipwarden/judged/{branch}", head)
+                return MainUpdate(head, None, False, ())
+            known = self._run("cat-file", "-e", f"{since}^{{commit}}", check=False).returncode == 0
+            forced = not known or (
+                self._run("merge-base", "--is-ancestor", since, head, check=False).returncode != 0
+            )
+            rng = [head, "--not", since] if known else [head, "--not", *self._other_heads(branch)]
+            fmt = "--format=%H%x1f%P%x1f%an <%ae>%x1f%s%x1e"
+            out = self._run("log", "--topo-order", f"--max-count={limit + 1}", fmt, *rng, "--").stdout
+            # keep what was judged in the scratch clone, so that a force-push cannot make it vanish
+            self._run("update-ref", f"refs/shipwarden/judged/{branch}", head)
+        commits = []
+        for rec in out.split("\x1e"):
+            rec = rec.strip("\n")
+            if not rec:
+                continue
+            sha, parents, author, subject = rec.split("\x1f", 3)
+            commits.append((sha, tuple(parents.split()), author, subject))
+        return MainUpdate(head, since, forced, tuple(commits[:limit]), truncated=len(commits) > limit)
+
+    def _other_heads(self, branch: str) -> list[str]:
+        """Every remote branch but ``branch``: what is new on ``branch`` is measured against them
+        when the commit judged before is gone (a history this clone no longer has)."""
+        out = self._run("for-each-ref", "--format=%(refname)", "refs/remotes/origin/").stdout.split()
+        return [r for r in out if r not in (f"refs/remotes/origin/{branch}", "refs/remotes/origin/HEAD")]
+
+    def clean_merge(self, sha: str) -> bool:
+        """True when ``sha`` is a two-parent merge whose tree is exactly the clean merge of its
+        parents (``git merge-tree --write-tree``, git 2.38+): nothing was added while merging."""
+        _check_sha(sha)
+        with self._lock:
+            parents = self._run("rev-list", "--parents", "-n", "1", sha).stdout.split()[1:]
+            if len(parents) != 2:
+                return False
+            proc = self._run("merge-tree", "--write-tree", "--no-messages", *parents, check=False)
+            if proc.returncode != 0 or not proc.stdout.split():
+                return False  # conflicts: whatever resolved them was not judged
+            return proc.stdout.split()[0] == self._run("rev-parse", f"{sha}^{{tree}}").stdout.strip()
+
+    def merges_to(self, base: str, other: str, target: str) -> bool:
+        """True when ``target``'s tree is exactly the clean merge of ``other`` into ``base``: what a
+        squash or a rebase of ``other`` onto ``base`` gives when nothing else was added."""
+        for sha in (base, other, target):
+            _check_sha(sha)
+        with self._lock:
+            proc = self._run("merge-tree", "--write-tree", "--no-messages", base, other, check=False)
+            if proc.returncode != 0 or not proc.stdout.split():
+                return False
+            return proc.stdout.split()[0] == self._run("rev-parse", f"{target}^{{tree}}").stdout.strip()
+
+    def parents(self, sha: str) -> tuple[str, ...]:
+        """The parents of commit ``sha`` (first parent first)."""
+        _check_sha(sha)
+        with self._lock:
+            return tuple(
+                self._run("rev-list", "--parents", "-n", "1", self._rev(sha), "--").stdout.split()[1:]
+            )
+
+    def own_commits(self, head: str, base: str | None, *, limit: int = 1000) -> frozenset[str]:
+        """The commits in ``head``'s history that are not in ``base``'s (a change's own commits)."""
+        _check_sha(head)
+        args = [head] + (["--not", _check_sha(base)] if base else [])
+        with self._lock:
+            out = self._run("rev-list", f"--max-count={limit}", *args, "--", check=False)
+        return frozenset(out.stdout.split()) if out.returncode == 0 else frozenset()

@@ -93,6 +93,12 @@ MIN_FAIL_INTERVALS = 3
 FADING_T = 1.0
 # An early pass also needs the observed ratio within tolerance: a canary between tolerance and
 # regression is judged to the end of the window.
+# Stochastic curtailment: with ``undersized: pass`` a metric stops being judged (and counts as a
+# pass) once the horizon test would fail a ``regression``-times-worse canary (or one as bad as it
+# looks so far, if worse) with probability below FUTILITY_POWER over the rest of the window.  It
+# only ever stops to pass, so it cannot add a false rollback; it costs at most about
+# FUTILITY_POWER of power against ratios up to ``regression``.
+FUTILITY_POWER = 0.02
 # Default warm-up (``warmup: auto``): the first AUTO_WARMUP intervals, at most a sixth of the window.
 AUTO_WARMUP = 5
 # Chosen on the benchmark's tuning seed (bench/judge.py TUNING_SEED), never on its reporting seed.
@@ -266,6 +272,40 @@ class RatioEProcess:
             pmf = signal.convolve(pmf, stats.binom.pmf(np.arange(xi + 1), xi, pi))
         return float(min(1.0, max(0.0, np.sum(pmf[max(observed, 0) :]))))
 
+    def conditional_power(self, judged: int, remaining: int, alt_ratio: float, alpha: float) -> float:
+        """Probability that the horizon test still fails the canary by the end of the window, given the
+        data so far, if its ratio were ``alt_ratio`` from now on (normal approximation).
+
+        ``judged`` intervals were fed (with or without events), ``remaining`` are left; the future
+        ones are assumed to have the traffic and the baseline rate seen so far, and the dispersion
+        the failure test allows for now.  It increases with ``alt_ratio``: computed at a ratio at
+        least the true one, it is at least the true conditional power.
+        """
+        if remaining <= 0 or judged <= 0 or self.baseline_n <= 0 or self.canary_n <= 0:
+            return 1.0  # nothing to extrapolate from: never curtail
+        nb, nc = self.baseline_n / judged, self.canary_n / judged
+        # the baseline rate so far, a standard error high: more future events, more power — when in
+        # doubt the window is taken to be bigger than it looks, and the judge keeps going
+        rate = (self.baseline_x + 1.0 + math.sqrt(self.baseline_x + 1.0)) / self.baseline_n
+        x1 = remaining * (nb * rate + nc * rate * alt_ratio)  # future events at alt_ratio
+        rho0 = self.null_ratio
+        pi0f = rho0 * nc / (rho0 * nc + nb)
+        pi1f = alt_ratio * nc / (alt_ratio * nc + nb)
+        phi_now = self.dispersion
+        excess = var = 0.0
+        if self._counts:
+            bn, bx, cn, cx = self._arrays()
+            x = bx + cx
+            p0 = rho0 * cn / (rho0 * cn + bn)
+            excess = float(cx.sum() - np.sum(x * p0))
+            var = float(np.sum(x * p0 * (1.0 - p0) * self._dispersion()[1]))
+        var_final = var + x1 * pi0f * (1.0 - pi0f) * phi_now
+        sd_future = math.sqrt(x1 * pi1f * (1.0 - pi1f) * phi_now)
+        if sd_future <= 0 or var_final <= 0:
+            return 0.0 if excess <= 0 else 1.0
+        z = _N.inv_cdf(1.0 - alpha)
+        return _N.cdf((excess + x1 * (pi1f - pi0f) - z * math.sqrt(var_final)) / sd_future)
+
     def fading(self) -> float:
         """t statistic of the trend of the per-interval log ratio (negative: the excess is fading).
 
@@ -354,6 +394,8 @@ class _MetricTest:
         self.fading = False  # set by verdict(): failure evidence held back because the excess fades
         self.judged = 0  # intervals fed to this test
         self.min_fail = MIN_FAIL_INTERVALS  # the judge lowers it for windows shorter than that
+        self.window: int | None = None  # judged intervals in the window (set by the judge)
+        self.curtail = False  # stop early when the window can no longer fail (undersized: pass)
 
     def set_persistence(self, persistence: float) -> None:
         for p in (self.up, self.down):
@@ -511,6 +553,30 @@ class _MetricTest:
                 f"vs baseline {b_rate:.4g} (ratio {ratio:.3g}; e-value ≥ {1 / self.beta:.3g})"
             )
             return MetricVerdict(self.name, Classification.PASS, crit, b_rate, c_rate, ratio, why, numbers)
+        if self.curtail and not at_horizon and self.window is not None:
+            # stochastic curtailment: stop judging when the rest of the window could not plausibly
+            # fail the canary even if it were `regression` times worse from now on (or as bad as it
+            # looks, if worse than that).  Stopping to pass never adds a false rollback.
+            remaining = self.window - self.judged
+            cp = max(
+                x.conditional_power(
+                    self.judged,
+                    remaining,
+                    max(self.cfg.regression, x.ratio if x.ratio == x.ratio else 0.0),
+                    self.alpha_horizon,
+                )
+                for x in procs
+            )
+            numbers["conditionalPower"] = round(cp, 4)
+            if cp < FUTILITY_POWER:
+                why = (
+                    f"no regression in sight: rate {c_rate:.4g} vs baseline {b_rate:.4g} "
+                    f"(ratio {ratio:.3g}), and the rest of the window would fail a "
+                    f"{self.cfg.regression:g}× regression only with probability {cp:.1%}"
+                    f"{self.undersized_note()}"
+                )
+                cls = Classification.PASS
+                return MetricVerdict(self.name, cls, crit, b_rate, c_rate, ratio, why, numbers)
         why = f"collecting evidence: rate {c_rate:.4g} vs baseline {b_rate:.4g} ({bx}+{cx} events)"
         return MetricVerdict(self.name, Classification.RUNNING, crit, b_rate, c_rate, ratio, why, numbers)
 
@@ -595,6 +661,8 @@ class SequentialJudge:
         self._times: list[float] = []
         for test in self._tests.values():
             test.min_fail = min(MIN_FAIL_INTERVALS, self.judged_window)
+            test.window = self.judged_window
+            test.curtail = self.spec.undersized == "pass" and FUTILITY_POWER > 0
 
     def _persistence(self) -> float:
         """Assumed interval-to-interval persistence of one arm's deviations, from the analysis
@@ -699,7 +767,7 @@ class SequentialJudge:
                 return self._set(Decision.FAIL, n, why, metrics, score)
         passed = all(m.classification is Classification.PASS for m in metrics)
         if passed and self._totals.enough_requests(self.spec):
-            why = "every metric ruled out a regression: " + "; ".join(
+            why = "every metric ruled out a regression or can no longer show one: " + "; ".join(
                 f"{m.name}: {m.reason}" for m in metrics
             )
             return self._set(Decision.PASS, n, why, metrics, 100.0)

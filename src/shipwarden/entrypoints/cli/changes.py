@@ -23,6 +23,10 @@ from shipwarden.entrypoints.cli.guard import OtpOpt, check
 from shipwarden.entrypoints.cli.output import console, err, error, policy_errors
 
 evidence_app = typer.Typer(no_args_is_help=True, help="Upload CI evidence (test reports, scans, load tests).")
+main_app = typer.Typer(
+    no_args_is_help=True,
+    help="Every commit that reaches main: judged, deployed through the gates or alerted.",
+)
 
 
 def _service(command: str, otp: str | None = None) -> Any:
@@ -67,10 +71,15 @@ def _run(fn: Any) -> Any:
 
 
 def explain(
-    ref: Annotated[str, typer.Argument(help="A change id (c-…) or a deployment id (d-…).")],
+    ref: Annotated[
+        str,
+        typer.Argument(help="A change id (c-…), a deployment id (d-…) or a commit on main (sha, 7+ hex)."),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Show every gate of a change (or of the change behind a deployment): pass/fail and the evidence."""
+    """Show every gate of a change (or of the change behind a deployment): pass/fail and the evidence.
+
+    For a commit that reached main: whether it was deployed through the gates, and if not, why."""
     from shipwarden.services.changes import render_explanation
 
     def go() -> None:
@@ -164,9 +173,68 @@ def upload(
     _run(go)
 
 
+@main_app.command("watch")
+def main_watch(
+    every: Annotated[
+        float | None, typer.Option(help="Look again every N seconds (a polling daemon); once without it.")
+    ] = None,
+) -> None:
+    """Judge what is new on main in the real repository (the fallback of the GitHub push webhook).
+
+    Each new commit gets a verdict; a gated head is deployed (in this process), a violation is
+    alerted and recorded.  Exit 1 if a violation was found (once mode)."""
+    import time
+
+    def once(svc: Any) -> int:
+        judged = svc.watch_main(via="poll")
+        for j in judged:
+            console.print(f"{j.sha[:12]}  {j.verdict:<9} {j.reason:<19} {j.why}", soft_wrap=True)
+        if not judged:
+            console.print("nothing new on main")
+        return sum(1 for j in judged if j.verdict == "violation")
+
+    def go() -> None:
+        from shipwarden.adapters.vcs.git import GitError
+
+        svc, _ = _service("main watch")
+        if every is None:
+            if once(svc):
+                raise typer.Exit(1)
+            return
+        if every < 1:
+            raise typer.BadParameter("--every must be at least 1 second")
+        while True:
+            try:
+                once(svc)
+            except GitError as exc:  # the remote is unreachable for now: say so, look again later
+                error(exc)
+            time.sleep(every)
+
+    _run(go)
+
+
+@main_app.command("accept")
+def main_accept(
+    commit: Annotated[
+        str, typer.Argument(help="The commit on main (sha, 7+ hex) whose violation you accept.")
+    ],
+    reason: Annotated[str, typer.Option("--reason", "-m", help="Why, after review (recorded).")],
+    otp: OtpOpt = None,
+) -> None:
+    """Accept a commit that reached main around the gates, after review: later gated merges deploy again."""
+
+    def go() -> None:
+        svc, actor = _service("main accept", otp)
+        for j in svc.accept_violation(commit, user=actor, reason=reason):
+            console.print(f"{j.sha[:12]}  {j.reason}: accepted by {actor}", soft_wrap=True)
+
+    _run(go)
+
+
 def register(app: typer.Typer) -> None:
     app.command("explain")(explain)
     app.command("approve")(approve)
     app.command("reject")(reject)
     app.command("changes")(changes)
     app.add_typer(evidence_app, name="evidence")
+    app.add_typer(main_app, name="main")

@@ -93,6 +93,8 @@ COMMANDS: Mapping[str, Rule] = {
     "approve": Rule(P.CHANGE_APPROVE),
     "reject": Rule(P.CHANGE_APPROVE),
     "evidence upload": Rule(P.EVIDENCE_WRITE),
+    "main watch": Rule(P.DEPLOYMENT_RECONCILE),  # polls main and deploys what the gates passed (a daemon)
+    "main accept": Rule(P.CHANGE_APPROVE),  # accepts a commit that went around the gates
     # administration (admin.py)
     "audit verify": Rule(P.AUDIT_READ),
     "audit query": Rule(P.AUDIT_READ),
@@ -138,6 +140,13 @@ COMMANDS: Mapping[str, Rule] = {
     "incident action add": Rule(P.INCIDENT_MANAGE),
     "incident action close": Rule(P.INCIDENT_MANAGE),
     "incident action list": Rule(P.DEPLOYMENT_READ),
+    # monitoring and alerting (alerting.py), as their HTTP routes
+    "alerts list": Rule(P.DEPLOYMENT_READ),
+    "alerts outbox": Rule(P.DEPLOYMENT_READ),
+    "alerts rules": Rule(P.INCIDENT_MANAGE),
+    "silence add": Rule(P.INCIDENT_MANAGE),
+    "silence list": Rule(P.DEPLOYMENT_READ),
+    "silence expire": Rule(P.INCIDENT_MANAGE),
 }
 """Every store-touching command → what it needs.  The CLI's half of "one permission matrix"."""
 

@@ -16,7 +16,7 @@ from shipwarden.adapters.vcs.git import GitError
 from shipwarden.domain.evidence import BackupVerification, Evidence, Migration, RollbackPlan
 from shipwarden.domain.gates import ChangeFacts, GateResult, classify_change, evaluate_gates
 from shipwarden.services.changes.core import OPEN
-from shipwarden.services.changes.delivery import ContinuousDelivery
+from shipwarden.services.changes.mainline import MainlineWatch
 from shipwarden.services.changes.merge import Merging
 
 
@@ -30,7 +30,7 @@ def _gate_dict(r: GateResult) -> dict[str, Any]:
     }
 
 
-class GateEvaluation(Merging, ContinuousDelivery):
+class GateEvaluation(Merging, MainlineWatch):
     """Judges a change from its evidence, approvals and git facts; hands approved ones downstream."""
 
     def _facts(self, change: Change) -> tuple[ChangeFacts | None, dict[str, Any]]:
@@ -193,16 +193,22 @@ class GateEvaluation(Merging, ContinuousDelivery):
         )
 
     def progress(self, change_id: str) -> Change:
-        """Evaluate; if approved, merge; if merged, deploy (scheduled)."""
+        """Evaluate; if approved, merge; if merged, judge main and deploy (scheduled).
+
+        The merge commit is deployed through ``watch_main`` like any commit that reaches main, so
+        it is judged with whatever else main received (a push around the gates holds it back)."""
         change = self.repo.get_change(change_id)
         if change.status not in OPEN:
             return change
         change, _ = self.evaluate(change_id)
         if change.status != "approved":
             return change
+        held = self._reached_main_around_gate(change)
+        if held is not None:
+            return held
         change = self.merge(change.id)
         if change.status == "merged":
             cid = change.id
-            self.schedule(lambda: self._deploy_quietly(cid))
+            self.schedule(lambda: self._after_merge(cid))
             change = self.repo.get_change(cid)
         return change

@@ -85,7 +85,8 @@ class ChangeRecords(ChangeCore):
         return record
 
     def explain(self, ref: str) -> dict[str, Any]:
-        """Everything needed to say why a change (or the change behind a deployment) is where it is."""
+        """Everything needed to say why a change (or the change behind a deployment) is where it is;
+        for a commit sha, why that commit on main was deployed or not (``mainline.explain_commit``)."""
         dep_doc = None
         try:
             change = self.repo.get_change(ref)
@@ -93,7 +94,12 @@ class ChangeRecords(ChangeCore):
             try:
                 self.store.get(ref)
             except NotFound:
-                raise UnknownChange(f"no change or deployment {ref!r}") from None
+                from shipwarden.services.changes.mainline import explain_commit
+
+                commit = explain_commit(self.store, ref)
+                if commit is not None:  # a commit that reached main: deployed, or why not (D9)
+                    return commit
+                raise UnknownChange(f"no change or deployment {ref!r} (nor a commit seen on main)") from None
             found = self.repo.change_for_deployment(ref)
             if found is None:
                 raise UnknownChange(
@@ -132,6 +138,10 @@ def _evidence_doc(e: StoredEvidence) -> dict[str, Any]:
 
 
 def render_explanation(doc: dict[str, Any]) -> str:
+    if doc.get("kind") == "main-commit":
+        from shipwarden.services.changes.mainline import render_commit_explanation
+
+        return render_commit_explanation(doc)
     ev = {e["id"]: e for e in doc.get("evidence", [])}
     lines = [
         f"change {doc['id']}: {doc['branch']} @ {doc['commit'][:12]}"

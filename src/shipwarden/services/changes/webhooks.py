@@ -132,6 +132,8 @@ class WebhookIntake(GateEvaluation):
         except DuplicateDelivery as exc:  # an identical delivery committed first
             msg = f"replay refused ({exc.reason}): {exc}"
             raise refuse(StateConflict(msg, reason=exc.reason), event) from None
+        if event.event_type == "push" and event.branch == self.delivery.repository.main_branch:
+            return self._main_pushed(event)
         if change_id is None:
             return result
         change = self.progress(change_id)
@@ -234,3 +236,28 @@ class WebhookIntake(GateEvaluation):
                 audit_detail={"labels": list(labels), "was": list(change.labels), "event": event.event_type},
             )
         return WebhookResult(202, "accepted", change.reason, change.id, change.status), change.id
+
+    def _main_pushed(self, event: CiEvent) -> WebhookResult:
+        """A push to main (recorded, deduplicated): judge every commit it brought (D9)."""
+        detail: dict[str, Any] = {
+            "delivery": event.event_id,
+            "before": event.before_sha,
+            "after": event.commit_sha,
+        }
+        if event.forced is not None:
+            detail["forced"] = event.forced
+        try:
+            judged = self.watch_main(via=f"webhook:{event.provider}", detail=detail, seed=event.before_sha)
+        except Exception as exc:  # noqa: BLE001 - git down, store busy: the delivery is recorded either way
+            # polling (``shipwarden main watch``, ``serve --watch-main``) judges the push later
+            self.store.audit(
+                actor=f"webhook:{event.provider}",
+                action="main.watch_failed",
+                outcome="failed",
+                detail={**detail, "error": f"{type(exc).__name__}: {exc}"[:500]},
+            )
+            return WebhookResult(202, "accepted", f"push to main recorded; main could not be read now: {exc}")
+        if not judged:
+            return WebhookResult(202, "accepted", "push to main recorded; nothing new to judge")
+        parts = [f"{j.sha[:12]} {j.verdict} ({j.reason})" for j in judged]
+        return WebhookResult(202, "accepted", "push to main judged: " + "; ".join(parts))

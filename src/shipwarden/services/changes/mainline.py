@@ -1,0 +1,467 @@
+"""Any push to main deploys through the gates, or not at all (D9).
+
+``watch_main`` looks at the main branch of the real repository (``git fetch``; the GitHub ``push``
+webhook for ``refs/heads/<main>`` and ``shipwarden main watch`` polling both call it, and so does
+every merge shipwarden makes), lists what is new since the head judged before, and judges each new
+commit with ``domain.mainline.judge`` against the changes the gates have judged.  Then, in order:
+
+1. **Persist** the verdicts, their audit entries (``main.deploy``, ``main.covered``,
+   ``policy.violation``) and the new judged head in one transaction, by compare-and-set on the
+   head judged before: a webhook and a poll that see the same push judge it once.
+2. **Effects**, each claimed before it is performed and marked done after: a deployable head is
+   deployed through the change's three phases (a change merged elsewhere is first recorded as
+   merged, ``change.merged_outside``); a violation sends an alert (the policy's
+   ``alerts.rollout`` targets, else ``delivery.notify``; ``alert.violation`` in the audit log
+   with what each target answered) and, if it held back a merge of ours, says so on the change.
+   An effect recorded but not performed (a crash in between) is performed by the next look.
+
+``explain_commit`` answers ``shipwarden explain <sha>``: the verdict, why, and the alert.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from shipwarden.adapters.store.changes_repo import Change
+from shipwarden.adapters.store.mainline_repo import HeadChanged, MainlineRepo
+from shipwarden.adapters.store.repository import Store
+from shipwarden.adapters.vcs.git import GitError
+from shipwarden.domain.mainline import (
+    Arrival,
+    ChangeFact,
+    JudgedCommit,
+    MainCommit,
+    Reason,
+    Verdict,
+    judge,
+)
+from shipwarden.services.changes.core import CD_ACTOR
+from shipwarden.services.changes.delivery import ContinuousDelivery
+from shipwarden.services.notify import Notifier
+
+WATCH_ACTOR = "shipwarden:main-watch"
+_HEX = re.compile(r"^[0-9a-f]{7,64}$")
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+class MainlineWatch(ContinuousDelivery):
+    """Judges every commit that reaches main and performs what each verdict owes."""
+
+    @property
+    def mainline(self) -> MainlineRepo:
+        repo: MainlineRepo | None = getattr(self, "_mainline_repo", None)
+        if repo is None:
+            repo = self._mainline_repo = MainlineRepo(self.store)
+        return repo
+
+    # -- judge ------------------------------------------------------------------------------------------
+    def watch_main(
+        self,
+        *,
+        via: str,
+        detail: dict[str, Any] | None = None,
+        seed: str | None = None,
+        inline: bool = False,
+    ) -> list[JudgedCommit]:
+        """Judge what is new on main (recorded before anything is done), then perform the effects.
+
+        ``via`` says what looked (``webhook:github``, ``poll``, ``merge``); ``detail`` goes into the
+        audit entries (the webhook's delivery id, what the push said).  ``seed``: where main was
+        before, when nothing was judged yet (the push's ``before``, the target a merge of ours
+        started from); without one the first look only records the head.  ``inline``: deploy in
+        this thread (the caller is already scheduled) rather than through ``schedule``."""
+        branch = self.delivery.repository.main_branch
+        judged: list[JudgedCommit] = []
+        if seed is not None and (not _SHA.match(seed) or set(seed) == {"0"}):
+            seed = None
+        if seed is not None and self.mainline.judged_head(branch) is None:
+            self.git.sync()
+            if not self.git.has_commit(seed):
+                seed = None  # a hint only: a commit this repository does not know judges nothing
+        for _ in range(5):
+            previous = self.mainline.judged_head(branch)
+            since = previous or seed
+            update = self.git.arrivals(branch, since)
+            if update.head is None or (update.head == since and not update.commits):
+                if previous is None and update.head is not None:
+                    try:  # the seed is main's head: record it, so the next arrival is judged from it
+                        self.mainline.record(
+                            branch, previous=None, head=update.head, via=via, actor=WATCH_ACTOR,
+                            commits=(), verdicts=(), detail=detail,
+                        )  # fmt: skip
+                    except HeadChanged:
+                        continue
+                break
+            commits = tuple(
+                MainCommit(sha, parents, author, subject) for sha, parents, author, subject in update.commits
+            )
+            if since is None:
+                verdicts: list[Verdict] = []  # the first look: history before the watch is not judged
+            elif not commits:  # reset to a commit already in its history: a rewrite with nothing new
+                verdicts = [
+                    Verdict(
+                        update.head,
+                        Reason.FORCE_PUSH,
+                        False,
+                        None,
+                        f"main was force-pushed back to {update.head[:12]}: its previous head "
+                        f"{since[:12]} is no longer in its history",
+                    )
+                ]
+            else:
+                arrival = self._arrival(since, update.head, update.forced, commits)
+                verdicts = judge(arrival, self._facts_for(commits, since, arrival.squashed))
+            extra = {**(detail or {}), **({"truncated": True} if update.truncated else {})}
+            try:
+                judged = self.mainline.record(
+                    branch,
+                    previous=previous,
+                    since=since,
+                    head=update.head,
+                    via=via,
+                    actor=WATCH_ACTOR,
+                    commits=commits,
+                    verdicts=verdicts,
+                    detail=extra,
+                )
+            except HeadChanged:
+                continue  # another process judged this arrival (or a newer one) first: look again
+            break
+        self.perform_pending(inline=inline)
+        return judged
+
+    def _arrival(self, previous: str, head: str, forced: bool, commits: tuple[MainCommit, ...]) -> Arrival:
+        shipwarden_merges = {c.merge_sha for c in self.mainline.changes_for(tuple(c.sha for c in commits))}
+        clean = {
+            c.sha: self.git.clean_merge(c.sha)
+            for c in commits
+            if len(c.parents) == 2 and c.sha not in shipwarden_merges
+        }
+        branch = self.delivery.repository.main_branch
+        open_v = {v.sha: v.reason for v in self.mainline.open_violations(branch)}
+        squashed = None
+        direct = {c.sha for c in commits} | {c.parents[1] for c in commits if len(c.parents) == 2}
+        if not forced and not any(ch.head_sha in direct for ch in self.mainline.changes_for((head,))):
+            # new shas for approved content? (GitHub's squash / rebase merge): compare trees
+            for ch in self.repo.list_changes(status="approved", limit=20):
+                try:
+                    if self.git.merges_to(previous, ch.head_sha, head):
+                        squashed = ch.id
+                        break
+                except (GitError, ValueError):
+                    continue
+        return Arrival(previous, head, forced, commits, clean, open_v, squashed)
+
+    def _facts_for(
+        self, commits: tuple[MainCommit, ...], previous: str, squashed: str | None = None
+    ) -> list[ChangeFact]:
+        """The changes the new commits are (or merge) the heads of, or that merged into them."""
+        shas = {c.sha for c in commits} | {c.parents[1] for c in commits if len(c.parents) == 2}
+        found = self.mainline.changes_for(tuple(sorted(shas)))
+        if squashed is not None and all(ch.id != squashed for ch in found):
+            found.append(self.repo.get_change(squashed))
+        facts = []
+        for ch in found:
+            results = ch.gates.get("results", [])
+            try:
+                own = self.git.own_commits(ch.head_sha, previous)
+            except (GitError, ValueError):
+                own = frozenset()
+            facts.append(
+                ChangeFact(
+                    id=ch.id,
+                    branch=ch.branch,
+                    head_sha=ch.head_sha,
+                    status=ch.status,
+                    reason=ch.reason,
+                    merge_sha=ch.merge_sha,
+                    merged_by_shipwarden=bool(ch.merge_sha) and not _merged_outside(ch),
+                    all_passed=bool(ch.gates.get("all_passed")),
+                    failed_gates=tuple(r["gate"] for r in results if not r.get("passed")),
+                    commits=own,
+                )
+            )
+        # the change that passed wins over an older one of the same head (superseded, blocked before)
+        facts.sort(key=lambda f: f.passed)
+        return facts
+
+    # -- effects ----------------------------------------------------------------------------------------
+    def perform_pending(self, *, inline: bool = False) -> None:
+        """Perform every recorded effect not performed yet (claimed first: each runs once)."""
+        branch = self.delivery.repository.main_branch
+        for jc in self.mainline.pending(branch):
+            if not self.mainline.claim(jc.id):
+                continue
+            if jc.verdict == "deploy":
+                self._deploy_arrival(jc, inline=inline)
+            else:
+                self._alert_violation(jc)
+
+    def _deploy_arrival(self, jc: JudgedCommit, *, inline: bool) -> None:
+        change = self.repo.get_change(jc.change_id) if jc.change_id else None
+        if change is None:  # cannot happen: a deployable verdict always names its change
+            self.mainline.set_effect(
+                jc.id,
+                "done",
+                {"deployed": False, "why": "no change"},
+                actor=CD_ACTOR,
+                action="main.deploy_skipped",
+                outcome="failed",
+            )
+            return
+        if jc.reason != Reason.SHIPWARDEN_MERGE.value and change.status == "approved":
+            facts = {
+                **change.facts,
+                "merge": {
+                    "sha": jc.sha,
+                    "previous_target": jc.previous,
+                    "via": f"outside shipwarden ({jc.via})",
+                },
+            }
+            change = self.repo.update_change(
+                change.id,
+                actor=WATCH_ACTOR,
+                action="change.merged_outside",
+                audit_detail={"merge_sha": jc.sha, "reason": jc.reason, "via": jc.via},
+                status="merged",
+                merge_sha=jc.sha,
+                reason=f"merged into main as {jc.sha[:12]} outside shipwarden, gates passed ({jc.reason})",
+                facts=facts,
+            )
+        if change.status != "merged" or change.merge_sha != jc.sha:
+            # not ours to start: already deploying or done (a re-claimed effect), or never merged here
+            self.mainline.set_effect(
+                jc.id,
+                "done",
+                {"deployed": change.status not in ("approved", "merged"), "change_id": change.id,
+                 "why": f"change is {change.status}"},
+                actor=CD_ACTOR,
+                action="main.deploy_skipped",
+            )  # fmt: skip
+            return
+        self.store.audit(
+            actor=CD_ACTOR,
+            action="main.deploy_started",
+            detail={"commit": jc.sha, "change_id": change.id, "reason": jc.reason},
+        )
+        cid, jid = change.id, jc.id
+
+        def run() -> None:
+            self._deploy_quietly(cid)
+            done = self.repo.get_change(cid)
+            self.mainline.set_effect(
+                jid,
+                "done",
+                {
+                    "deployed": True,
+                    "change_id": cid,
+                    "status": done.status,
+                    "deployment_id": done.deployment_id,
+                },
+                actor=CD_ACTOR,
+                action="main.deployed",
+                outcome="ok" if done.status == "deployed" else "failed",
+            )
+
+        if inline:
+            run()
+        else:
+            self.schedule(run)
+
+    def _alert_targets(self) -> list[str]:
+        alerts = getattr(self.loaded.policy, "alerts", None)
+        rollout = getattr(alerts, "rollout", None) if alerts is not None else None
+        if rollout is not None and rollout.urls:
+            return list(rollout.urls)
+        notify = self.delivery.notify
+        return list(notify.urls) if notify is not None else []
+
+    def _alert_violation(self, jc: JudgedCommit) -> None:
+        title = f"[shipwarden] main: {jc.sha[:12]} NOT deployed ({jc.reason})"
+        body = (
+            f"Commit {jc.sha} reached main ({jc.via}) and was not deployed: {jc.why}.\n"
+            f"Author: {jc.author}. Subject: {jc.subject}\n"
+            f"Recorded as a policy violation. `shipwarden explain {jc.sha[:12]}` says why; "
+            f"`shipwarden main accept {jc.sha[:12]} --reason …` accepts it after review."
+        )
+        names = self._alert_targets()
+        if names:
+            result = Notifier([(n, self.secrets(n)) for n in names]).send(title, body, "failure")
+            detail: dict[str, Any] = {"title": title, **result.as_dict()}
+            ok = result.ok
+        else:
+            detail = {
+                "title": title,
+                "ok": False,
+                "targets": [],
+                "why": "no alert targets (alerts.rollout, delivery.notify)",
+            }
+            ok = False
+        self.mainline.set_effect(
+            jc.id,
+            "done",
+            detail,
+            actor=WATCH_ACTOR,
+            action="alert.violation",
+            outcome="ok" if ok else "failed",
+        )
+        if jc.change_id and jc.reason == Reason.UNGATED_HISTORY.value:
+            change = self.repo.get_change(jc.change_id)
+            if change.status == "merged" and change.merge_sha == jc.sha:
+                self.repo.update_change(
+                    change.id,
+                    actor=WATCH_ACTOR,
+                    action="delivery.held",
+                    outcome="failed",
+                    audit_detail={"reason": jc.why},
+                    status="not_deployed",
+                    reason=f"not deployed: {jc.why}",
+                )
+
+    def _reached_main_around_gate(self, change: Change) -> Change | None:
+        """A change approved after its commit already reached main around the gates is not merged
+        (there is nothing to merge) nor deployed: that commit's verdict stands (``main accept``)."""
+        found = [v for v in self.mainline.verdicts(change.head_sha) if v.verdict == "violation"]
+        if not found:
+            return None
+        v = found[0]
+        short = change.head_sha[:12]
+        reason = (
+            f"not deployed: its commit {short} reached main around the gates before they passed "
+            f"({v.reason}, a policy violation); after review, `shipwarden main accept {short}`"
+        )
+        return self.repo.update_change(
+            change.id,
+            actor=WATCH_ACTOR,
+            action="delivery.held",
+            outcome="failed",
+            audit_detail={"reason": reason, "violation": v.reason},
+            status="not_deployed",
+            reason=reason,
+        )
+
+    # -- merges of ours ---------------------------------------------------------------------------------
+    def _after_merge(self, change_id: str) -> None:
+        """What ``progress`` schedules after a merge: judge main (the merge is on it) and deploy."""
+        try:
+            change = self.repo.get_change(change_id)
+            seed = (change.facts.get("merge") or {}).get("previous_target")
+            if not seed and change.merge_sha:  # merged through GitHub: main was at its first parent
+                seed = next(iter(self.git.parents(change.merge_sha)), None)
+            self.watch_main(via="merge", detail={"change_id": change_id}, seed=seed, inline=True)
+        except Exception as exc:  # the watch must not lose the deployment: judge it by itself
+            error = f"{type(exc).__name__}: {exc}"
+            self._deploy_failed(change_id, "delivery.error", error, f"main could not be judged: {error}")
+
+    # -- accept -----------------------------------------------------------------------------------------
+    def accept_violation(self, ref: str, *, user: str, reason: str) -> list[JudgedCommit]:
+        """An operator accepts a violation after review: later gated heads deploy again."""
+        from shipwarden.adapters.store.repository import NotFound
+        from shipwarden.services.changes.errors import BadRequest, UnknownChange
+
+        if not reason.strip():
+            raise BadRequest("say why the commit is accepted (--reason)")
+        sha = _resolve(self.mainline, ref)
+        try:
+            return self.mainline.accept(
+                self.delivery.repository.main_branch, sha, user=user, reason=reason.strip()
+            )
+        except NotFound as exc:
+            raise UnknownChange(str(exc)) from None
+
+
+def _merged_outside(ch: Change) -> bool:
+    via = str((ch.facts.get("merge") or {}).get("via", ""))
+    return via.startswith("outside shipwarden")
+
+
+def _resolve(repo: MainlineRepo, ref: str) -> str:
+    from shipwarden.services.changes.errors import BadRequest, UnknownChange
+
+    ref = ref.strip().lower()
+    if not _HEX.match(ref):
+        raise BadRequest(f"{ref!r} is not a commit sha (7 to 64 hex digits)")
+    found = repo.find(ref)
+    if not found:
+        raise UnknownChange(f"commit {ref} was never seen on main")
+    if len(found) > 1:
+        raise BadRequest(f"{ref} is ambiguous: {', '.join(s[:12] for s in found)}")
+    return found[0]
+
+
+def explain_commit(store: Store, ref: str) -> dict[str, Any] | None:
+    """Why a commit that reached main was (or was not) deployed; None if ``ref`` is no such commit."""
+    if not _HEX.match(ref.strip().lower()):
+        return None
+    repo = MainlineRepo(store)
+    found = repo.find(ref.strip().lower())
+    if len(found) != 1:
+        return None
+    verdicts = repo.verdicts(found[0])
+    return {
+        "kind": "main-commit",
+        "commit": found[0],
+        "verdicts": [
+            {
+                "branch": v.branch,
+                "arrival": v.arrival,
+                "previous": v.previous,
+                "via": v.via,
+                "author": v.author,
+                "subject": v.subject,
+                "parents": list(v.parents),
+                "reason": v.reason,
+                "verdict": v.verdict,
+                "deployed": v.verdict == "deploy" and bool(v.effect_detail.get("deployed")),
+                "change_id": v.change_id,
+                "why": v.why,
+                "effect": v.effect,
+                "effect_detail": dict(v.effect_detail),
+                "seen_at": v.seen_at,
+                "accepted_by": v.accepted_by,
+                "accept_reason": v.accept_reason,
+            }
+            for v in verdicts
+        ],
+    }
+
+
+def render_commit_explanation(doc: dict[str, Any]) -> str:
+    from datetime import UTC, datetime
+
+    lines = []
+    for v in doc["verdicts"]:
+        at = datetime.fromtimestamp(v["seen_at"], tz=UTC).isoformat(timespec="seconds")
+        lines.append(f"commit {doc['commit']} on {v['branch']}: {v['subject']} ({v['author']})")
+        lines.append(
+            f"arrived: {at} via {v['via']} (main moved {(v['previous'] or '∅')[:12]} → {v['arrival'][:12]})"
+        )
+        if v["verdict"] == "deploy":
+            if v["effect"] != "done":
+                state = "deploying through the gates"
+            else:
+                state = "DEPLOYED through the gates" if v["deployed"] else "deployable, not deployed"
+        elif v["verdict"] == "covered":
+            state = "covered (ships with the head it arrived under; not deployed by itself)"
+        else:
+            state = "NOT DEPLOYED — policy violation"
+        lines.append(f"verdict: {state} [{v['reason']}]")
+        lines.append(f"why: {v['why']}")
+        if v["change_id"]:
+            lines.append(f"change: {v['change_id']}")
+        eff = v["effect_detail"]
+        if v["verdict"] == "deploy" and eff.get("status"):
+            lines.append(f"deployment: {eff.get('deployment_id') or 'none'} — change {eff['status']}")
+        if v["verdict"] == "violation":
+            if v["effect"] != "done":
+                lines.append("alert: not sent yet")
+            elif eff.get("targets"):
+                sent = ", ".join(f"{t['name']} ({'ok' if t['ok'] else t['detail']})" for t in eff["targets"])
+                lines.append(f"alert: {eff.get('title', '')} → {sent}")
+            else:
+                lines.append(f"alert: not sent: {eff.get('why', 'no targets')}")
+            if v["accepted_by"]:
+                lines.append(f"accepted by {v['accepted_by']}: {v['accept_reason']}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,416 @@
+"""D9 against real git: whatever reaches main is judged, sha for sha; only a gated head is deployed.
+
+A bare "origin", the developer clone of the change pipeline's harness, and a second clone by
+someone else (another author) who pushes to main past shipwarden: directly, several commits at
+once, by merging a pull request's branch himself, or with ``--force``.  Deployments are captured
+(the e2e test runs them through nginx); alerts go to a real Apprise ``json://`` receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipwarden.adapters.ci.base import hmac_sha256_hex
+from shipwarden.adapters.store.models import ServiceStateRow
+from shipwarden.domain.evidence.model import CiCheck
+from shipwarden.services.changes import StateConflict, render_explanation
+from tests.fixtures.apprise_receiver import Receiver
+from tests.integration.test_change_pipeline import (
+    GATES,
+    GITHUB_SECRET,
+    LOCAL_SERVICE,
+    Harness,
+    build_harness,
+    delivery_section,
+)
+
+OUTSIDER = {
+    "GIT_AUTHOR_NAME": "Oscar Outsider",
+    "GIT_AUTHOR_EMAIL": "oscar@example.com",
+    "GIT_COMMITTER_NAME": "Oscar Outsider",
+    "GIT_COMMITTER_EMAIL": "oscar@example.com",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "LC_ALL": "C",
+}
+
+
+class Outsider:
+    """Someone else with write access to origin: a clone of his own, his own name on the commits."""
+
+    def __init__(self, origin: str, where: Path) -> None:
+        self.dir = where
+        self.git("clone", "-q", origin, str(where), cwd=where.parent)
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd or self.dir,
+            env={**os.environ, **OUTSIDER},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
+        return proc.stdout.strip()
+
+    def sync(self) -> None:
+        self.git("fetch", "-q", "origin")
+        self.git("checkout", "-q", "-B", "main", "origin/main")
+
+    def commit(self, files: dict[str, str], message: str) -> str:
+        for name, content in files.items():
+            (self.dir / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.dir / name).write_text(content)
+            self.git("add", name)
+        self.git("commit", "-q", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+    def push_main(self, *, force: bool = False) -> str:
+        self.git("push", "-q", *(["--force"] if force else []), "origin", "HEAD:refs/heads/main")
+        return self.git("rev-parse", "HEAD")
+
+    def merge(self, sha: str, *, extra: dict[str, str] | None = None) -> str:
+        """Merge ``sha`` into main as GitHub's merge button does (a merge commit), optionally
+        slipping an extra file into the merge commit."""
+        self.sync()
+        self.git("fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*")
+        self.git("merge", "-q", "--no-ff", "--no-edit", "-m", "Merge pull request", sha)
+        if extra:
+            for name, content in extra.items():
+                (self.dir / name).write_text(content)
+                self.git("add", name)
+            self.git("commit", "-q", "--amend", "--no-edit")
+        return self.push_main()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def h(tmp_path: Path, receiver: Receiver) -> Harness:
+    extra = "  notify: {urls: [OPS_CHANNEL]}\n"
+    harness = build_harness(
+        tmp_path,
+        lambda url: LOCAL_SERVICE + GATES + delivery_section(url, extra),
+        secrets={"OPS_CHANNEL": receiver.url()},
+    )
+    with harness.store._sessions.begin() as s:
+        s.add(ServiceStateRow(service="web", stable_version="v0", previous_version=None, updated_at=0.0))
+    harness.service.watch_main(via="poll")  # the watch starts: main's head now is the baseline
+    return harness
+
+
+@pytest.fixture
+def oscar(h: Harness) -> Outsider:
+    return Outsider(h.remote.url, h.root / "oscar-clone")
+
+
+def run_scheduled(h: Harness) -> None:
+    while h.deploys:
+        h.deploys.pop(0)()
+
+
+def verdicts(h: Harness, sha: str) -> list[Any]:
+    return h.service.mainline.verdicts(sha)
+
+
+def violations(h: Harness) -> list[dict[str, Any]]:
+    return [e.detail for e in h.store.audit_entries(action="policy.violation")]
+
+
+def gated_change(h: Harness, branch: str, files: dict[str, str]) -> Any:
+    """A change whose gates all passed: merged by shipwarden (the webhook runs the pipeline)."""
+    sha = h.push(branch, files, f"Work on {branch}")
+    h.green_evidence(sha)
+    res = h.webhook(sha, branch)
+    assert res.change_status == "merged", res
+    return h.change(sha)
+
+
+def approved_not_merged(h: Harness, branch: str, files: dict[str, str]) -> Any:
+    """A change the gates approved that shipwarden has not merged yet (someone else is quicker)."""
+    sha = h.push(branch, files, f"Work on {branch}")
+    h.green_evidence(sha)
+    ch = h.service.repo.create_change(repo=h.remote.url, branch=branch, head_sha=sha, actor="test")
+    # CI's result, stored as the webhook would (without ``progress``, which would merge it at once)
+    h.service.repo.add_evidence(
+        commit_sha=sha,
+        kind="ci",
+        category="ci",
+        report=CiCheck("circleci", "build-and-test", "success", "p-1"),
+        digest="sha256:" + "a" * 64,
+        actor="webhook:circleci",
+    )
+    change, _ = h.service.evaluate(ch.id)  # evaluated, not merged (``progress`` would merge it)
+    assert change.status == "approved", change.reason
+    return change
+
+
+# --- someone else pushes around the gates --------------------------------------------------------------
+
+
+def test_a_direct_push_by_someone_else_is_not_deployed_alerted_and_explained(
+    h: Harness, oscar: Outsider, receiver: Receiver
+) -> None:
+    oscar.sync()
+    sha = oscar.commit({"src/app.py": "print('hotfix')\n"}, "Quick hotfix, no PR")
+    oscar.push_main()
+    judged = h.service.watch_main(via="poll")
+    assert [(j.sha, j.verdict, j.reason) for j in judged] == [(sha, "violation", "no-change")]
+    run_scheduled(h)
+    assert h.service.repo.list_changes(status="deploying") == []  # nothing deployed
+    assert [v["commit"] for v in violations(h)] == [sha]
+    assert violations(h)[0]["author"] == "Oscar Outsider <oscar@example.com>"
+    # the alert reached the ops channel, and its ledger entry says so (the URL's secret never does)
+    assert any(sha[:12] in m["title"] and "NOT deployed" in m["title"] for m in receiver.messages)
+    (alert,) = list(h.store.audit_entries(action="alert.violation"))
+    assert alert.outcome == "ok" and "topsecret" not in json.dumps(alert.detail)
+    text = render_explanation(h.service.explain(sha[:12]))
+    assert "NOT DEPLOYED — policy violation [no-change]" in text
+    assert "no change was judged for this commit (pushed to main by Oscar Outsider" in text
+    assert "alert: [shipwarden] main:" in text and "OPS_CHANNEL (ok)" in text
+    # looking again finds nothing new, and the alert is not sent twice
+    assert h.service.watch_main(via="poll") == []
+    assert len(list(h.store.audit_entries(action="alert.violation"))) == 1
+
+
+def test_several_commits_pushed_at_once_are_each_judged(h: Harness, oscar: Outsider) -> None:
+    oscar.sync()
+    shas = [oscar.commit({f"src/f{i}.py": f"x = {i}\n"}, f"Direct {i}") for i in range(3)]
+    oscar.push_main()
+    judged = h.service.watch_main(via="poll")
+    assert [j.sha for j in judged] == shas[::-1]
+    assert {(j.verdict, j.reason) for j in judged} == {("violation", "no-change")}
+    assert len(violations(h)) == 3
+
+
+def test_a_pull_request_merged_by_hand_before_its_gates_passed(h: Harness, oscar: Outsider) -> None:
+    sha = h.push("feature/hasty", {"src/app.py": "print('hasty')\n"}, "Hasty")
+    h.green_evidence(sha, skip="integration")
+    res = h.webhook(sha, "feature/hasty")
+    assert res.change_status == "pending"
+    merge = oscar.merge(sha)
+    judged = {j.sha: j for j in h.service.watch_main(via="poll")}
+    assert judged[merge].reason == "merged-around-gate" and judged[merge].verdict == "violation"
+    assert judged[sha].reason == "merged-around-gate"  # the branch's own commit too
+    assert "before its gates passed (it was pending" in judged[merge].why
+    run_scheduled(h)
+    assert h.change(sha).status == "pending" and h.change(sha).deployment_id is None
+    # its evidence goes green afterwards: the change passes, but what reached main stays undeployed
+    h.green_evidence(sha)
+    later = h.change(sha)
+    assert later.status == "not_deployed" and "reached main around the gates" in later.reason
+    assert h.remote.head("main") == merge and h.deploys == []
+
+
+def test_a_blocked_change_merged_by_hand_is_gates_failed(h: Harness, oscar: Outsider) -> None:
+    sha = h.push("feature/broken", {"src/app.py": "print('broken')\n"}, "Broken")
+    h.green_evidence(sha, unit="pytest-junit.xml")
+    assert h.webhook(sha, "feature/broken").change_status == "blocked"
+    merge = oscar.merge(sha)
+    (head, *_rest) = h.service.watch_main(via="poll")
+    assert head.sha == merge and head.reason == "gates-failed" and "suite:unit" in head.why
+    text = render_explanation(h.service.explain(merge))
+    assert "[gates-failed]" in text and f"change: {h.change(sha).id}" in text
+
+
+def test_a_force_push_rewriting_main_is_not_deployed(h: Harness, oscar: Outsider) -> None:
+    oscar.sync()
+    oscar.git("reset", "-q", "--hard", "HEAD~1")
+    sha = oscar.commit({"src/app.py": "print('rewritten')\n"}, "Rewritten history")
+    oscar.push_main(force=True)
+    (head,) = h.service.watch_main(via="poll")
+    assert head.sha == sha and head.reason == "force-push" and head.verdict == "violation"
+    assert "is no longer in its history" in head.why
+
+
+# --- merges that passed the gates ----------------------------------------------------------------------
+
+
+def test_a_merge_of_ours_is_judged_and_deployed(h: Harness) -> None:
+    first = h.push("feature/ok", {"src/util.py": "x = 1\n"}, "First step")
+    change = gated_change(h, "feature/ok", {"src/app.py": "print('ok')\n"})
+    assert len(h.deploys) == 1
+    run_scheduled(h)  # judges main, then deploys (no rollout here: the deployment cannot run)
+    (v,) = verdicts(h, change.merge_sha)
+    assert v.verdict == "deploy" and v.reason == "shipwarden-merge" and v.effect_detail["deployed"] is True
+    # the merge brought three commits: each judged, only the head deployed
+    assert [x.reason for x in verdicts(h, change.head_sha)] == ["approved-change"]  # covered
+    assert [(x.verdict, x.reason) for x in verdicts(h, first)] == [("covered", "part-of-change")]
+    assert h.change(change.head_sha).status == "deploy_failed"  # it tried: no rollout service here
+    assert violations(h) == []
+    text = render_explanation(h.service.explain(change.merge_sha))
+    assert "DEPLOYED through the gates [shipwarden-merge]" in text
+
+
+def test_the_approved_head_merged_elsewhere_is_deployed(h: Harness, oscar: Outsider) -> None:
+    change = approved_not_merged(h, "feature/quick", {"src/app.py": "print('quick')\n"})
+    merge = oscar.merge(change.head_sha)
+    judged = {j.sha: j for j in h.service.watch_main(via="poll")}
+    assert judged[merge].verdict == "deploy" and judged[merge].reason == "clean-merge"
+    after = h.service.repo.get_change(change.id)
+    assert after.merge_sha == merge and after.facts["merge"]["via"] == "outside shipwarden (poll)"
+    assert len(h.deploys) == 1  # the deployment of the merge commit is scheduled
+
+
+def test_a_merge_that_slips_in_more_than_the_approved_change_is_not_deployed(
+    h: Harness, oscar: Outsider
+) -> None:
+    change = approved_not_merged(h, "feature/sly", {"src/app.py": "print('sly')\n"})
+    merge = oscar.merge(change.head_sha, extra={"src/backdoor.py": "open = eval\n"})
+    head = h.service.watch_main(via="poll")[0]
+    assert head.sha == merge and head.verdict == "violation" and head.reason == "merged-around-gate"
+    assert "differs from the clean merge" in head.why
+    assert h.deploys == [] and h.service.repo.get_change(change.id).status == "approved"
+
+
+def test_an_ungated_commit_holds_back_later_merges_until_accepted(h: Harness, oscar: Outsider) -> None:
+    oscar.sync()
+    direct = oscar.commit({"src/direct.py": "x = 1\n"}, "Direct")
+    oscar.push_main()
+    h.service.watch_main(via="poll")
+    change = gated_change(h, "feature/after", {"src/app.py": "print('after')\n"})
+    run_scheduled(h)
+    (v,) = verdicts(h, change.merge_sha)
+    assert v.verdict == "violation" and v.reason == "ungated-history" and direct[:12] in v.why
+    held = h.service.repo.get_change(change.id)
+    assert held.status == "not_deployed" and held.deployment_id is None
+    with pytest.raises(Exception, match="say why"):
+        h.service.accept_violation(direct[:12], user="carol", reason=" ")
+    h.service.accept_violation(direct[:12], user="carol", reason="reviewed: harmless")
+    assert [e.detail["commit"] for e in h.store.audit_entries(action="policy.violation_accepted")] == [direct]
+    nxt = gated_change(h, "feature/next", {"src/app.py": "print('next')\n"})
+    run_scheduled(h)
+    (v2,) = verdicts(h, nxt.merge_sha)
+    assert v2.verdict == "deploy", v2.why
+
+
+# --- the GitHub push webhook --------------------------------------------------------------------------
+
+
+def push_body(before: str, after: str, *, forced: bool = False) -> bytes:
+    return json.dumps(
+        {
+            "ref": "refs/heads/main",
+            "before": before,
+            "after": after,
+            "created": False,
+            "deleted": False,
+            "forced": forced,
+            "commits": [],
+            "repository": {"full_name": "acme/web"},
+        }
+    ).encode()
+
+
+def github_headers(body: bytes, delivery: str | None = None) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "x-github-event": "push",
+        "x-github-delivery": delivery or str(uuid.uuid4()),
+        "x-hub-signature-256": "sha256=" + hmac_sha256_hex(GITHUB_SECRET, body),
+    }
+
+
+def test_the_push_webhook_judges_main_and_a_redelivery_is_refused(h: Harness, oscar: Outsider) -> None:
+    before = h.remote.head("main")
+    assert before is not None
+    oscar.sync()
+    sha = oscar.commit({"src/app.py": "print('pushed')\n"}, "Pushed past review")
+    oscar.push_main()
+    body = push_body(before, sha)
+    headers = github_headers(body)
+    res = h.service.receive_webhook("github", headers, body)
+    assert res.status == 202 and f"{sha[:12]} violation (no-change)" in res.detail
+    (v,) = verdicts(h, sha)
+    assert v.via == "webhook:github" and v.effect == "done"
+    with pytest.raises(StateConflict, match="replay refused"):
+        h.service.receive_webhook("github", headers, body)
+    assert len(violations(h)) == 1
+    # the poll that follows finds it judged already
+    assert h.service.watch_main(via="poll") == []
+
+
+# --- recorded before performed --------------------------------------------------------------------------
+
+
+def test_a_verdict_recorded_before_a_crash_is_performed_by_the_next_look(
+    h: Harness, oscar: Outsider, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oscar.sync()
+    sha = oscar.commit({"src/app.py": "print('crash')\n"}, "Pushed while shipwarden was dying")
+    oscar.push_main()
+    with monkeypatch.context() as m:  # the process dies after the verdict is committed, before its alert
+        m.setattr(type(h.service), "perform_pending", lambda self, inline=False: None)
+        (v,) = h.service.watch_main(via="poll")
+    assert v.effect == "pending" and violations(h) and receiver.messages == []
+    assert "alert: not sent yet" in render_explanation(h.service.explain(sha))
+    assert h.service.watch_main(via="poll") == []  # nothing new on main, but the owed alert goes out
+    (after,) = verdicts(h, sha)
+    assert after.effect == "done" and any(sha[:12] in m["title"] for m in receiver.messages)
+    # an effect claimed by a process that died long ago is claimed again; a fresh claim is not
+    assert not h.service.mainline.claim(after.id)  # done
+    with h.store._sessions.begin() as s:
+        from shipwarden.adapters.store.models import MainCommitRow
+
+        row = s.get(MainCommitRow, after.id)
+        assert row is not None
+        row.effect, row.effect_detail = "running", {"claimed_at": h.store._clock()}
+    assert not h.service.mainline.claim(after.id)
+    with h.store._sessions.begin() as s:
+        row = s.get(MainCommitRow, after.id)
+        assert row is not None
+        row.effect_detail = {"claimed_at": h.store._clock() - 3600}
+    assert [p.id for p in h.service.mainline.pending("main")] == [after.id]
+    assert h.service.mainline.claim(after.id) and not h.service.mainline.claim(after.id)
+
+
+def test_a_push_webhook_whose_before_is_unknown_judges_no_history(tmp_path: Path) -> None:
+    """The first push seen, with a ``before`` this repository never had: the head is recorded as
+    where the watch starts, nothing before it is judged (nor alerted)."""
+    (tmp_path / "fresh").mkdir()
+    fresh = build_harness(tmp_path / "fresh", lambda url: LOCAL_SERVICE + GATES + delivery_section(url))
+    head = fresh.remote.head("main")
+    assert head is not None
+    body = push_body("1" * 40, head)
+    res = fresh.service.receive_webhook("github", github_headers(body), body)
+    assert res.status == 202 and "nothing new to judge" in res.detail, res
+    assert fresh.service.mainline.judged_head("main") == head
+    assert list(fresh.store.audit_entries(action="policy.violation")) == []
+
+
+def test_a_squash_merge_elsewhere_is_deployed_only_if_it_is_exactly_the_approved_change(
+    h: Harness, oscar: Outsider
+) -> None:
+    change = approved_not_merged(h, "feature/squash", {"src/app.py": "print('squash')\n"})
+    oscar.sync()
+    oscar.git("fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*")
+    oscar.git("merge", "-q", "--squash", change.head_sha)
+    oscar.git("commit", "-q", "-m", "Squashed feature/squash (#12)")
+    squash = oscar.push_main()
+    (head,) = h.service.watch_main(via="poll")
+    assert head.sha == squash and (head.verdict, head.reason) == ("deploy", "clean-merge"), head.why
+    assert h.service.repo.get_change(change.id).merge_sha == squash and len(h.deploys) == 1
+    # the same, with one more line slipped into the squash: nobody judged that content
+    other = approved_not_merged(h, "feature/squash2", {"src/other.py": "print('other')\n"})
+    oscar.sync()
+    oscar.git("fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*")
+    oscar.git("merge", "-q", "--squash", other.head_sha)
+    oscar.commit({"src/extra.py": "x = 1\n"}, "Squashed feature/squash2 (#13)")
+    oscar.push_main()
+    (head,) = h.service.watch_main(via="poll")
+    assert (head.verdict, head.reason) == ("violation", "no-change")
+    assert h.service.repo.get_change(other.id).status == "approved"
