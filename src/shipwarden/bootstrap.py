@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -58,6 +58,9 @@ from shipwarden.services.dr.context import DrContext
 from shipwarden.services.incidents import IncidentReports, IncidentService, related_from
 from shipwarden.services.rollout import RolloutService
 from shipwarden.settings import Settings
+
+if TYPE_CHECKING:
+    from shipwarden.services.changes import ChangeDrivers, ChangeService
 
 
 def load_policy(path: Path) -> LoadedPolicy:
@@ -217,9 +220,17 @@ def make_rollout(
     return platform, router, rollout
 
 
-def build(settings: Settings, policy: LoadedPolicy) -> App:
-    store = open_store(settings)
-    platform, router, rollout = make_rollout(settings, store, policy)
+def build(
+    settings: Settings,
+    policy: LoadedPolicy,
+    *,
+    store: Store | None = None,
+    access: AccessService | None = None,
+) -> App:
+    """The CLI's rollout machinery; ``store``/``access``: those the process already built
+    (``build_service``'s), so one command opens one engine and migrates once."""
+    store = store or open_store(settings)
+    platform, router, rollout = make_rollout(settings, store, policy, access)
     return App(settings, store, platform, router, rollout, settings.actor or getpass.getuser())
 
 
@@ -329,6 +340,38 @@ def build_service(
         incidents=make_incidents(settings, store, rollout=rollout, clock=now,
                                  secrets=secret_lookup(settings, store, access)),  # fmt: skip
     )
+
+
+# -- the change pipeline: CI webhooks, evidence, gates, merges, delivery (issues 6, 11) -------------
+def change_drivers() -> ChangeDrivers:
+    """git for the repository, GitHub for pull-request merges, the two CI providers' webhooks."""
+    from shipwarden.adapters.ci.circleci import CircleCiWebhook
+    from shipwarden.adapters.ci.github import GitHubClient, GitHubWebhook
+    from shipwarden.adapters.vcs.git import GitRepository
+    from shipwarden.services.changes import ChangeDrivers
+
+    return ChangeDrivers(
+        vcs=GitRepository,
+        code_host=lambda token, api_url: GitHubClient(token, base_url=api_url),
+        webhooks={"circleci": CircleCiWebhook, "github": GitHubWebhook},
+    )
+
+
+def make_changes(
+    settings: Settings,
+    store: Store,
+    rollout: RolloutService | None,
+    policy: LoadedPolicy,
+    *,
+    access: AccessService | None = None,
+    **options: Any,
+) -> ChangeService:
+    """The change service over ``store`` (the CLI's and the API's: the same drivers, the same
+    secrets); ``options``: ``ChangeService``'s (``schedule``, ``refusals``, ``clock``)."""
+    from shipwarden.services.changes import ChangeService
+
+    return ChangeService(store, rollout, policy, state_dir=settings.state_dir, drivers=change_drivers(),
+                         secrets=secret_lookup(settings, store, access), **options)  # fmt: skip
 
 
 # -- disaster recovery: databases, backups, failover (issue 14) ------------------------------------
