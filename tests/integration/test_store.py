@@ -84,6 +84,54 @@ def test_transitions_persist_steps_and_service_state(store: Store) -> None:
     assert store.history("hello")[0].id == dep.id
 
 
+def test_deployment_list_is_the_history_newest_first_read_through_an_index(store: Store) -> None:
+    """``deployment_list`` (GET /deployments) is ``history``'s list view, and its newest-first
+    read walks an index (migration 0017) instead of sorting the whole table (issue 9, class 12)."""
+    for i in range(12):
+        svc = ("web", "api", "db")[i % 3]
+        dep = _new(store, service=svc, to_version=f"v{i}", commit_sha=f"{i:040x}" if i % 2 else None)
+        if i != 9:  # the last of each service stays active: pending, starting, starting with a request
+            dep = store.transition(dep, Transition(Phase.STARTING, "s"), actor="c")
+        if i < 9:
+            end = (Phase.FAILED, Phase.SUCCEEDED, Phase.ROLLED_BACK)[i % 3]
+            dep = store.transition(dep, Transition(end, f"ended {i}"), actor="c")
+        if i == 11:
+            store.request(dep.id, OperatorRequest.PAUSE, "bob")
+        store._clock.t += 1  # type: ignore[attr-defined]
+
+    def view(d: Any) -> dict[str, Any]:
+        return {
+            "id": d.id, "service": d.service, "kind": d.kind, "strategy": d.strategy,
+            "from_version": d.from_version, "to_version": d.to_version, "commit": d.commit_sha,
+            "phase": d.phase.value, "outcome": d.outcome, "paused": d.paused, "actor": d.actor,
+            "reason": d.reason, "created_at": d.created_at, "finished_at": d.finished_at,
+            "operator_request": d.operator_request.value if d.operator_request else None,
+        }  # fmt: skip
+
+    for service, limit in ((None, 20), (None, 5), ("api", 20), ("web", 2), ("nope", 20)):
+        got = store.deployment_list(service, limit)
+        assert got == [view(d) for d in store.history(service, limit)], (service, limit)
+    everything = store.deployment_list(None, 100)
+    assert [d["to_version"] for d in everything] == [f"v{i}" for i in range(11, -1, -1)]
+    assert {d["outcome"] for d in everything} == {"in progress", "failed", "succeeded", "rolled_back"}
+    assert {d["operator_request"] for d in everything} == {None, "pause"}
+    assert all(type(d["paused"]) is bool for d in everything)
+
+    indexes = {i["name"]: i["column_names"] for i in inspect(store.engine).get_indexes("deployments")}
+    assert indexes["ix_deployments_created_at"] == ["created_at"]
+    assert indexes["ix_deployments_service_created_at"] == ["service", "created_at"]
+    dialect = store.engine.dialect.name
+    if dialect in ("sqlite", "mysql"):  # the plan itself (PostgreSQL rightly sorts a 12-row table)
+        explain = "EXPLAIN QUERY PLAN " if dialect == "sqlite" else "EXPLAIN "
+        for sql in (
+            "SELECT id FROM deployments ORDER BY created_at DESC LIMIT 20",
+            "SELECT id FROM deployments WHERE service = 'web' ORDER BY created_at DESC LIMIT 20",
+        ):
+            with store.engine.connect() as conn:
+                plan = " ".join(str(v) for row in conn.exec_driver_sql(explain + sql) for v in row)
+            assert "ix_deployments_" in plan and "TEMP B-TREE" not in plan and "filesort" not in plan, plan
+
+
 def test_one_active_deployment_per_service(store: Store) -> None:
     _new(store)
     with pytest.raises(StoreError, match="already has an active deployment"):

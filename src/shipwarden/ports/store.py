@@ -66,6 +66,8 @@ class Deployment:
     detected_at: float | None
     rolled_back_at: float | None
     traffic_restored_at: float | None = None
+    wave: int = 0  # the zone wave (index in the service's zone order); 0 without zones
+    pause_cause: str | None = None  # who paused it: "operator" | "analysis" (None when not paused)
 
     @property
     def outcome(self) -> str:

@@ -17,7 +17,7 @@ it, so a resumed controller and ``shipwarden replay`` rebuild the same run.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -90,6 +90,12 @@ def active_analyses(spec: ServiceSpec, dep: Deployment) -> list[ActiveAnalysis]:
             out.append(ActiveAnalysis("pre", bg.pre_promotion_analysis, True, JUDGE_INTERVAL_S, "preview"))
         if dep.phase is Phase.SCALE_DOWN_WAIT and bg.post_promotion_analysis is not None:
             out.append(ActiveAnalysis("post", bg.post_promotion_analysis, True, JUDGE_INTERVAL_S))
+    zones = dep.plan.get("zones") or ()
+    if zones and dep.plan.get("zone_waves") and dep.phase is not Phase.SCALE_DOWN_WAIT:
+        # each zone's wave is judged on its own evidence: a run per zone (E2); the preview of a
+        # blue-green wave reaches only that zone's new instances
+        zone = zones[min(dep.wave, len(zones) - 1)]
+        out = [replace(a, key=f"{a.key}@{zone}") for a in out]
     return out
 
 

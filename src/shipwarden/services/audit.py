@@ -20,7 +20,6 @@ until its entry is committed, many callers share one transaction.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -138,8 +137,7 @@ class AuditService:
 
     async def access_async(self, *, generation: int | None = None, **decision: Any) -> None:
         """:meth:`access` for the event loop: waits for the commit without holding a thread."""
-        fut = self.writer.submit(self.access_draft(**decision), generation=generation)
-        await asyncio.wrap_future(fut)
+        await self.writer.submit_async(self.access_draft(**decision), generation=generation)
 
     def close(self) -> None:
         """Commit what is queued and stop the group-commit thread (on shutdown)."""

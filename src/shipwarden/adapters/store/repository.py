@@ -16,10 +16,11 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from shipwarden.adapters.store.direct import DirectSelect
 from shipwarden.adapters.store.models import (
     AnalysisRecordRow,
     AuditRow,
@@ -27,7 +28,7 @@ from shipwarden.adapters.store.models import (
     ServiceStateRow,
     StepRow,
 )
-from shipwarden.adapters.store.seals import Seals
+from shipwarden.adapters.store.seals import CoreTx, Seals
 from shipwarden.domain.audit import GENESIS_HASH, ChainHead, Checkpoint, EntryDraft, Sealer, make_entry
 from shipwarden.domain.rollout import OperatorRequest, Phase, Transition
 from shipwarden.ports.store import Deployment, NotFound, Step, StoreError
@@ -79,12 +80,27 @@ def _deployment_of(row: DeploymentRow) -> Deployment:
         detected_at=row.detected_at,
         rolled_back_at=row.rolled_back_at,
         traffic_restored_at=row.traffic_restored_at,
+        wave=row.wave,
+        pause_cause=row.pause_cause,
     )
 
 
 _DEPLOYMENT_COLUMNS = tuple(DeploymentRow.__table__.c[f.name] for f in fields(Deployment))
 """``deployments``' columns in the order of ``Deployment``'s fields (the same names)."""
 _HISTORY = select(*_DEPLOYMENT_COLUMNS).order_by(DeploymentRow.__table__.c.created_at.desc())
+_LIST_COLUMNS = (
+    "id", "service", "kind", "strategy", "from_version", "to_version", "commit_sha", "phase", "paused",
+    "actor", "reason", "operator_request", "created_at", "finished_at",
+)  # fmt: skip
+"""What :meth:`Store.deployment_list` reads: the list view of a deployment (no plan, no lease)."""
+_DEPLOYMENTS_T = DeploymentRow.__table__
+_LIST = (
+    select(*(_DEPLOYMENTS_T.c[n] for n in _LIST_COLUMNS))
+    .order_by(_DEPLOYMENTS_T.c.created_at.desc())
+    .limit(bindparam("limit"))
+)
+_LIST_OF_SERVICE = _LIST.where(_DEPLOYMENTS_T.c.service == bindparam("service"))
+_OUTCOME = {p.value: p.value if p.terminal else "in progress" for p in Phase}
 _PHASE, _PLAN, _OPERATOR_REQUEST = (
     [f.name for f in fields(Deployment)].index(n) for n in ("phase", "plan", "operator_request")
 )
@@ -107,6 +123,8 @@ class Store:
         self._clock = clock
         self.seals: Seals | None = None
         """Signs the audit checkpoints each append makes due (``attach_sealer``); none: no checkpoints."""
+        self._list = DirectSelect(engine, _LIST)
+        self._list_of_service = DirectSelect(engine, _LIST_OF_SERVICE)
         self.audit_sink: Callable[..., None] | None = None
         """Where :meth:`audit` sends a standalone entry instead of its own transaction (the audit
         service's group commit); it must return only once the entry is committed."""
@@ -145,6 +163,27 @@ class Store:
                 if (attempts is not None and attempt >= attempts) or time.monotonic() > deadline:
                     raise
                 time.sleep(random.uniform(0.0, min(0.2, 0.005 * 2 ** min(attempt, 8))))
+
+    def _retrying_core(self, fn: Callable[[CoreTx], Any]) -> Any:
+        """:meth:`_retrying` for a write made with Core statements only (the group commit of audit
+        entries): a transaction of ``engine.begin()``, no ORM ``Session`` to set up and tear down
+        per batch.  Checkpoints it sealed are handed on after its commit, as a session's are."""
+        deadline = time.monotonic() + self.RETRY_FOR_S
+        attempt = 0
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    tx = CoreTx(conn)
+                    result = fn(tx)
+            except (IntegrityError, OperationalError):
+                attempt += 1
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.0, min(0.2, 0.005 * 2 ** min(attempt, 8))))
+                continue
+            if self.seals is not None:
+                self.seals.committed(tx)
+            return result
 
     # -- audit ----------------------------------------------------------------------------
     def _append_audit(
@@ -354,6 +393,29 @@ class Store:
         with self.engine.connect() as conn:
             return [_deployment_of_values(r) for r in conn.execute(q)]
 
+    def deployment_list(self, service: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """The list view of :meth:`history` (newest first): per deployment its id, service, kind,
+        strategy, versions, ``commit``, ``phase``, ``outcome`` (the phase once terminal, else
+        ``in progress``), ``paused``, actor, reason, operator request and times.
+
+        The hot read of the API (``GET /deployments``): one indexed query through the driver
+        (:class:`~shipwarden.adapters.store.direct.DirectSelect`), a dict per row, no
+        ``Deployment`` objects and no plan decoded."""
+        if service:
+            rows = self._list_of_service(service=service, limit=limit)
+        else:
+            rows = self._list(limit=limit)
+        outcome = _OUTCOME
+        return [
+            {
+                "id": r[0], "service": r[1], "kind": r[2], "strategy": r[3], "from_version": r[4],
+                "to_version": r[5], "commit": r[6], "phase": r[7], "outcome": outcome[r[7]],
+                "paused": bool(r[8]), "actor": r[9], "reason": r[10], "operator_request": r[11],
+                "created_at": r[12], "finished_at": r[13],
+            }  # fmt: skip
+            for r in rows
+        ]
+
     def steps(self, dep_id: str) -> list[Step]:
         with self._sessions() as s:
             rows = s.scalars(select(StepRow).where(StepRow.deployment_id == dep_id).order_by(StepRow.seq))
@@ -380,14 +442,16 @@ class Store:
             row = s.get(DeploymentRow, dep.id, with_for_update=True)
             if row is None:
                 raise NotFound(dep.id)
-            if row.phase != dep.phase.value or row.step_index != dep.step_index:
+            if row.phase != dep.phase.value or row.step_index != dep.step_index or row.wave != dep.wave:
                 raise StoreError(f"deployment {dep.id} moved to {row.phase} concurrently")
             was = row.phase
             cur = s.scalar(
                 select(StepRow).where(StepRow.deployment_id == dep.id).order_by(StepRow.seq.desc())
             )
-            new_step = t.phase != Phase(row.phase) or (
-                t.step_index is not None and t.step_index != row.step_index
+            new_step = (
+                t.phase != Phase(row.phase)
+                or (t.step_index is not None and t.step_index != row.step_index)
+                or (t.wave is not None and t.wave != row.wave)
             )
             failing = t.phase in (Phase.ROLLING_BACK, Phase.FAILED) and row.phase != Phase.ROLLING_BACK.value
             if cur is not None and new_step:
@@ -400,6 +464,8 @@ class Store:
                 row.phase_entered_at = now
                 if t.step_index is not None:
                     row.step_index = t.step_index
+                if t.wave is not None:
+                    row.wave = t.wave
                 s.add(
                     StepRow(
                         deployment_id=dep.id,
@@ -411,11 +477,12 @@ class Store:
                         if t.phase is Phase.SUCCEEDED
                         else ("failed" if t.phase.terminal else "running"),
                         reason=t.reason,
-                        detail={"step_index": row.step_index},
+                        detail={"step_index": row.step_index, **({"wave": row.wave} if row.wave else {})},
                     )
                 )
             if t.paused is not None:
                 row.paused = t.paused
+                row.pause_cause = t.pause_cause if t.paused else None
             # keep the cause visible in the outcome: "health: 0/2 healthy … → new version stopped"
             row.reason = (
                 f"{row.reason} → {t.reason}"
@@ -460,6 +527,8 @@ class Store:
                             now,
                         )
             audited = {"reason": t.reason, "step_index": row.step_index, **(detail or {})}
+            if row.wave:
+                audited["wave"] = row.wave
             numbers = (cur.detail or {}).get("analysis") if cur is not None else None
             if numbers and detail and "analysis_verdict" in detail:
                 audited["analysis"] = numbers  # the numbers behind the verdict that moved it

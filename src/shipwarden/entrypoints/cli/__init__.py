@@ -362,3 +362,11 @@ _dr.register(app)
 from shipwarden.entrypoints.cli import incidents as _incidents  # noqa: E402 - incident … (D12)
 
 _incidents.register(app)
+
+from shipwarden.entrypoints.cli import alerting as _alerting  # noqa: E402 - alerts …, silence … (E7, E8)
+
+_alerting.register(app)
+
+from shipwarden.entrypoints.cli import oncall as _oncall  # noqa: E402 - oncall …, alerts … (E8)
+
+_oncall.register(app)

@@ -140,6 +140,22 @@ COMMANDS: Mapping[str, Rule] = {
     "incident action add": Rule(P.INCIDENT_MANAGE),
     "incident action close": Rule(P.INCIDENT_MANAGE),
     "incident action list": Rule(P.DEPLOYMENT_READ),
+    # monitoring and alerting (alerting.py), as their HTTP routes
+    "alerts list": Rule(P.DEPLOYMENT_READ),
+    "alerts outbox": Rule(P.DEPLOYMENT_READ),
+    "alerts rules": Rule(P.INCIDENT_MANAGE),
+    "silence add": Rule(P.INCIDENT_MANAGE),
+    "silence list": Rule(P.DEPLOYMENT_READ),
+    "silence expire": Rule(P.INCIDENT_MANAGE),
+    # on-call and escalations (oncall.py), as their HTTP routes
+    "oncall who": Rule(P.DEPLOYMENT_READ),
+    "oncall ical": Rule(P.DEPLOYMENT_READ),
+    "oncall run": Rule(P.DEPLOYMENT_RECONCILE),  # the engine: pages as the policy says, decides nothing
+    "alerts trigger": Rule(P.INCIDENT_MANAGE),
+    "alerts escalations": Rule(P.DEPLOYMENT_READ),
+    "alerts show": Rule(P.DEPLOYMENT_READ),
+    "alerts ack": Rule(P.INCIDENT_MANAGE),
+    "alerts resolve": Rule(P.INCIDENT_MANAGE),
 }
 """Every store-touching command → what it needs.  The CLI's half of "one permission matrix"."""
 

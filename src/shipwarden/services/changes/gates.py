@@ -202,6 +202,9 @@ class GateEvaluation(Merging, MainlineWatch):
         change, _ = self.evaluate(change_id)
         if change.status != "approved":
             return change
+        held = self._reached_main_around_gate(change)
+        if held is not None:
+            return held
         change = self.merge(change.id)
         if change.status == "merged":
             cid = change.id
