@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -64,6 +64,9 @@ from shipwarden.services.incidents import IncidentReports, IncidentService, rela
 from shipwarden.services.oncall import AlertingEscalations, EscalationEngine, LinkSigner, Rota, Watchdog
 from shipwarden.services.rollout import RolloutService
 from shipwarden.settings import Settings
+
+if TYPE_CHECKING:
+    from shipwarden.services.changes import ChangeDrivers, ChangeService
 
 
 def load_policy(path: Path) -> LoadedPolicy:
@@ -240,9 +243,17 @@ def _rollout_alerts(
     return RolloutAlerts(store, spec, secrets, sink=sink, direct=bool(spec.urls))
 
 
-def build(settings: Settings, policy: LoadedPolicy) -> App:
-    store = open_store(settings)
-    platform, router, rollout = make_rollout(settings, store, policy)
+def build(
+    settings: Settings,
+    policy: LoadedPolicy,
+    *,
+    store: Store | None = None,
+    access: AccessService | None = None,
+) -> App:
+    """The CLI's rollout machinery; ``store``/``access``: those the process already built
+    (``build_service``'s), so one command opens one engine and migrates once."""
+    store = store or open_store(settings)
+    platform, router, rollout = make_rollout(settings, store, policy, access)
     return App(settings, store, platform, router, rollout, settings.actor or getpass.getuser())
 
 
@@ -373,6 +384,38 @@ def build_service(
         oncall=oncall,
         alerting=alerting,
     )
+
+
+# -- the change pipeline: CI webhooks, evidence, gates, merges, delivery (issues 6, 11) -------------
+def change_drivers() -> ChangeDrivers:
+    """git for the repository, GitHub for pull-request merges, the two CI providers' webhooks."""
+    from shipwarden.adapters.ci.circleci import CircleCiWebhook
+    from shipwarden.adapters.ci.github import GitHubClient, GitHubWebhook
+    from shipwarden.adapters.vcs.git import GitRepository
+    from shipwarden.services.changes import ChangeDrivers
+
+    return ChangeDrivers(
+        vcs=GitRepository,
+        code_host=lambda token, api_url: GitHubClient(token, base_url=api_url),
+        webhooks={"circleci": CircleCiWebhook, "github": GitHubWebhook},
+    )
+
+
+def make_changes(
+    settings: Settings,
+    store: Store,
+    rollout: RolloutService | None,
+    policy: LoadedPolicy,
+    *,
+    access: AccessService | None = None,
+    **options: Any,
+) -> ChangeService:
+    """The change service over ``store`` (the CLI's and the API's: the same drivers, the same
+    secrets); ``options``: ``ChangeService``'s (``schedule``, ``refusals``, ``clock``)."""
+    from shipwarden.services.changes import ChangeService
+
+    return ChangeService(store, rollout, policy, state_dir=settings.state_dir, drivers=change_drivers(),
+                         secrets=secret_lookup(settings, store, access), **options)  # fmt: skip
 
 
 # -- disaster recovery: databases, backups, failover (issue 14) ------------------------------------
