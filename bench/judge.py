@@ -489,7 +489,21 @@ def main() -> int:
     ap.add_argument("--alpha", type=float)
     ap.add_argument("--beta", type=float)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "judge.json")
+    ap.add_argument(
+        "--previous",
+        type=Path,
+        help="an earlier result of this bench (same seed and sizes, e.g. the judge before a change): "
+        "its sequential figures are reported beside the new ones as 'previous'",
+    )
+    ap.add_argument("--previous-label", default="previous", help="what the previous result was run on")
     a = ap.parse_args()
+    previous = None
+    if a.previous is not None:
+        previous = json.loads(a.previous.read_text())
+        c = previous["corpus"]
+        if (c["seed"], c["runs_aa_per_family"], c["runs_ab_per_effect"]) != (a.seed, a.runs_aa, a.runs_ab):
+            ap.error(f"{a.previous} is another corpus (seed {c['seed']}, {c['runs_aa_per_family']} A/A, "
+                     f"{c['runs_ab_per_effect']} A/B runs)")  # fmt: skip
 
     overrides = {"tolerance": a.tolerance, "regression": a.regression, "alpha": a.alpha, "beta": a.beta}
     jobs = jobs_for(a.seed, a.runs_aa, a.runs_ab, overrides, a.families)
@@ -515,6 +529,13 @@ def main() -> int:
         }
         for e in effects
     }
+    if previous is not None:  # the earlier judge's figures on the same corpus, beside the new ones
+        for f in false_rollbacks:
+            false_rollbacks[f]["previous"] = previous["false_rollbacks"][f]["sequential"]
+        for e in effects:
+            power[e]["previous"] = previous["power"][e]["sequential"]
+            for k, row in power[e]["by"].items():
+                row["previous"] = previous["power"][e]["by"].get(k, {}).get("sequential")
     seq_med, mw_med = seq["median_samples_to_decision"], mw["median_samples_to_decision"]
     as_good = [
         e for e in effects if power[e]["sequential"]["fail_rate"] >= power[e]["mann-whitney"]["fail_rate"]
@@ -532,7 +553,10 @@ def main() -> int:
                                                    "mann-whitney": mw_med},
     }  # fmt: skip
 
-    print(f"judge benchmark: {len(rows)} runs, {wall:.1f}s wall, {a.workers} worker(s), seed {a.seed}")
+    held_out = a.seed != TUNING_SEED
+    which = "held out: never tuned on" if held_out else "the TUNING seed: not for reporting"
+    head = f"judge benchmark: {len(rows)} runs, {wall:.1f}s wall, {a.workers} worker(s)"
+    print(f"{head}, seed {a.seed} ({which})")
     print(f"\n{'false rollbacks (A/A)':<24}{'runs':>6}{'sequential':>12}{'(95% CI)':>16}{'med':>6}{'MW':>9}")
     for f in [*fams, "all"]:
         s, m = seq["false_rollbacks"][f], mw["false_rollbacks"][f]
@@ -552,6 +576,14 @@ def main() -> int:
         med, med_fail = s["median_samples_to_decision"], s["median_samples_to_fail"]
         print(f"{e:<14}{s['runs']:>6}{_pct(s['fail_rate']):>12}{_pct(m['fail_rate']):>8}"
               f"{med!s:>9}{med_fail!s:>14}  {cells}")  # fmt: skip
+    if previous is not None:
+        print(f"\n{'vs ' + a.previous_label:<24}{'new':>9}{'previous':>10}{'MW':>9}")
+        rows3 = [(f"A/A {f}", false_rollbacks[f]) for f in [*fams, "all"]] + [(e, power[e]) for e in effects]
+        for label, row in rows3:
+            cells = [row[j]["fail_rate"] for j in ("sequential", "previous", "mann-whitney")]
+            print(f"{label:<24}{_pct(cells[0]):>9}{_pct(cells[1]):>10}{_pct(cells[2]):>9}")
+        prev_med = previous["samples_to_decision"]["sequential"]["all"]
+        print(f"{'median interval':<24}{seq_med:>9g}{prev_med:>10g}{mw_med:>9g}")
     print("\nmedian samples to decision (sequential; Mann-Whitney always decides at 30):")
     print("  " + ", ".join(f"{k} {v:g}" for k, v in seq["samples_to_decision"].items()))
     print("goals:", json.dumps(goals))
@@ -561,6 +593,8 @@ def main() -> int:
         "corpus": {
             "seed": a.seed,
             "tuning_seed": TUNING_SEED,
+            "reporting_seed": REPORTING_SEED,
+            "held_out": held_out,
             "runs": len(rows),
             "runs_aa_per_family": a.runs_aa,
             "runs_ab_per_effect": a.runs_ab,
@@ -573,7 +607,11 @@ def main() -> int:
         "spec": make_spec(overrides).model_dump(by_alias=True),
         "false_rollbacks": false_rollbacks,
         "power": power,
-        "samples_to_decision": {j: summary[j]["samples_to_decision"] for j in judges},
+        "samples_to_decision": {j: summary[j]["samples_to_decision"] for j in judges}
+        | ({"previous": previous["samples_to_decision"]["sequential"]} if previous is not None else {}),
+        "previous": None
+        if previous is None
+        else {"label": a.previous_label, "file": str(a.previous), "machine": previous.get("machine")},
         "goals": goals,
         "detail": {j: {"false_rollbacks": summary[j]["false_rollbacks"]} for j in judges},
         "wall_seconds": wall,

@@ -15,23 +15,34 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shipwarden.adapters.metrics.base import MetricProvider, make_provider
-from shipwarden.adapters.platforms.local import LocalPlatform
-from shipwarden.adapters.routers.nginx import NginxRouter
 from shipwarden.adapters.store.engine import make_engine, migrate
 from shipwarden.adapters.store.repository import Store
 from shipwarden.adapters.witness import HeadFile
 from shipwarden.domain._yaml import MAX_BYTES
 from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_networks
+from shipwarden.domain.alerting import Rollback
 from shipwarden.domain.audit import AuditChain
 from shipwarden.domain.dr.topology import Credentials, Endpoint
-from shipwarden.domain.policy import LoadedPolicy, PolicyError, PolicyIssue, load_policy_text
+from shipwarden.domain.oncall import Escalation, OnCallPolicy, Target
+from shipwarden.domain.policy import (
+    LoadedPolicy,
+    PlatformName,
+    PolicyError,
+    PolicyIssue,
+    RouterDriver,
+    load_policy_text,
+)
+from shipwarden.ports.alerting import Channel, EscalationSink
 from shipwarden.ports.databases import WriteLoad
-from shipwarden.ports.incidents import MetricHistory, OnCallLookup
+from shipwarden.ports.incidents import IncidentSink, MetricHistory, OnCallLookup
+from shipwarden.ports.oncall import Notifier
+from shipwarden.ports.platform import Platform
+from shipwarden.ports.routing import TrafficRouter
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
 from shipwarden.security.signing import (
     fingerprint,
@@ -44,11 +55,13 @@ from shipwarden.security.signing import (
     write_new,
 )
 from shipwarden.services.access import AccessService
+from shipwarden.services.alerting.service import AlertingService
 from shipwarden.services.alerts import RolloutAlerts
 from shipwarden.services.analysis import AnalysisController
 from shipwarden.services.audit import AuditService
 from shipwarden.services.dr.context import DrContext
 from shipwarden.services.incidents import IncidentReports, IncidentService, related_from
+from shipwarden.services.oncall import AlertingEscalations, EscalationEngine, LinkSigner, Rota, Watchdog
 from shipwarden.services.rollout import RolloutService
 from shipwarden.settings import Settings
 
@@ -79,8 +92,57 @@ def open_store(settings: Settings) -> Store:
     return store
 
 
-def make_router(settings: Settings) -> NginxRouter:
-    return NginxRouter(settings.state_dir / "nginx", admin_port=settings.router_admin_port or None)
+# -- driver registries: the policy names a driver (``routing.driver``, ``run.platform``), one line
+# -- here builds it.  Drivers are imported only when a policy uses them.
+def _nginx(state_dir: Path, admin_port: int | None) -> TrafficRouter:
+    from shipwarden.adapters.routers.nginx import NginxRouter
+
+    return NginxRouter(state_dir, admin_port=admin_port)
+
+
+def _haproxy(state_dir: Path, admin_port: int | None) -> TrafficRouter:
+    from shipwarden.adapters.routers.haproxy import HaproxyRouter
+
+    return HaproxyRouter(state_dir, admin_port=admin_port)
+
+
+def _local(settings: Settings, policy: LoadedPolicy) -> Platform:
+    from shipwarden.adapters.platforms.local import LocalPlatform
+
+    return LocalPlatform(settings.state_dir, base_dir=Path(policy.source).resolve().parent)
+
+
+ROUTERS: dict[str, Callable[[Path, int | None], TrafficRouter]] = {
+    "nginx": _nginx,
+    "haproxy": _haproxy,
+}
+"""``routing.driver`` → the driver (state dir ``state_dir/<name>``, admin port or None: its own)."""
+PLATFORMS: dict[str, Callable[[Settings, LoadedPolicy], Platform]] = {"local": _local}
+"""``run.platform`` → the platform."""
+assert set(ROUTERS) == set(get_args(RouterDriver)) and set(PLATFORMS) == set(get_args(PlatformName))
+
+
+def make_router(settings: Settings, policy: LoadedPolicy | None = None) -> TrafficRouter:
+    """The router of the policy's services: the one driver they name (``settings.router_admin_port``
+    is its admin port), or a ``RouterSet`` over each driver named (the admin port is nginx's)."""
+    names = sorted({s.routing.driver for s in policy.policy.services}) if policy is not None else ["nginx"]
+    if len(names) == 1:
+        return ROUTERS[names[0]](settings.state_dir / names[0], settings.router_admin_port or None)
+    from shipwarden.adapters.routers.routerset import RouterSet
+
+    assert policy is not None
+    admin = settings.router_admin_port or None
+    routers = {n: ROUTERS[n](settings.state_dir / n, admin if n == "nginx" else None) for n in names}
+    return RouterSet(routers, {s.name: s.routing.driver for s in policy.policy.services})
+
+
+def make_platform(settings: Settings, policy: LoadedPolicy) -> Platform:
+    """The platform the policy's services run on (one for now: ``local``)."""
+    names = {s.run.platform for s in policy.policy.services}
+    if len(names) != 1:
+        raise PolicyError([PolicyIssue(policy.source, None, "services[].run.platform",
+                                       f"one platform per policy for now, not {sorted(names)}")])  # fmt: skip
+    return PLATFORMS[names.pop()](settings, policy)
 
 
 NEWRELIC_KEY_SECRET = "NEWRELIC_API_KEY"
@@ -138,27 +200,44 @@ def secret_lookup(
 class App:
     settings: Settings
     store: Store
-    platform: LocalPlatform
-    router: NginxRouter
+    platform: Platform
+    router: TrafficRouter
     rollout: RolloutService
     actor: str
 
 
 def make_rollout(
     settings: Settings, store: Store, policy: LoadedPolicy, access: AccessService | None = None
-) -> tuple[LocalPlatform, NginxRouter, RolloutService]:
+) -> tuple[Platform, TrafficRouter, RolloutService]:
     """The platform, router and rollout service — the same for the CLI and the API service, so a
     deployment started by either has the same metric providers and alerts."""
-    platform = LocalPlatform(settings.state_dir, base_dir=Path(policy.source).resolve().parent)
-    router = make_router(settings)
+    platform = make_platform(settings, policy)
+    router = make_router(settings, policy)
     secrets = secret_lookup(settings, store, access)
     analysis = AnalysisController(store, router, make_providers(settings, secrets), time.time)
-    alerts = policy.policy.alerts
     rollout = RolloutService(
         store, platform, router, policy, tick_s=settings.tick_s, analysis=analysis,
-        alerts=RolloutAlerts(store, alerts.rollout, secrets) if alerts and alerts.rollout else None,
+        alerts=_rollout_alerts(settings, store, policy, secrets),
     )  # fmt: skip
     return platform, router, rollout
+
+
+def _rollout_alerts(
+    settings: Settings, store: Store, policy: LoadedPolicy, secrets: Callable[[str], str | None]
+) -> RolloutAlerts | None:
+    """Rollout alerts: to the policy's ``alerts.rollout`` URLs, and into the alerting pipeline
+    when the policy has an ``alerting`` section (rollback and failed by default)."""
+    from shipwarden.domain.alerts import RolloutAlertSpec, RolloutEvent
+
+    alerts = policy.policy.alerts
+    spec = alerts.rollout if alerts is not None else None
+    pipeline = make_alerting(settings, store, policy, secrets=secrets) if policy.policy.alerting else None
+    if spec is None and pipeline is None:
+        return None
+    if spec is None:  # the pipeline only: the default events, no URLs of its own
+        spec = RolloutAlertSpec.model_construct(urls=[], events=[RolloutEvent.ROLLBACK, RolloutEvent.FAILED])
+    sink = partial(pipeline.ingest, source="rollout") if pipeline is not None else None
+    return RolloutAlerts(store, spec, secrets, sink=sink, direct=bool(spec.urls))
 
 
 def build(settings: Settings, policy: LoadedPolicy) -> App:
@@ -181,6 +260,10 @@ class Services:
     trusted_proxies: tuple[IpNetwork, ...]
     signing_public_pem: bytes
     incidents: Incidents | None = None
+    oncall: OnCallParts | None = None
+    run_engines: bool = True
+    """Start the escalation engine with the app (tests that drive it by hand turn this off)."""
+    alerting: AlertingService | None = None
 
 
 def _kek_id(key: bytes) -> str:
@@ -261,6 +344,22 @@ def build_service(
     rollout = None
     if policy is not None:
         _, _, rollout = make_rollout(settings, store, policy, access)
+    secrets = secret_lookup(settings, store, access)
+    oncall = None
+    if policy is not None and policy.policy.oncall is not None:
+        oncall = make_oncall(settings, store, lambda: policy, clock=lambda: now().timestamp(),
+                             secrets=secrets)  # fmt: skip
+    incidents = make_incidents(settings, store, rollout=rollout, clock=now, secrets=secrets,
+                               oncall=oncall.rota if oncall is not None else None)  # fmt: skip
+    if oncall is not None:
+        oncall.engine.on_acknowledged = _ack_incident(incidents.service)
+    alerting = None
+    if policy is not None:
+        alerting = make_alerting(
+            settings, store, policy, secrets=secrets, incidents=incidents.service,
+            escalation=AlertingEscalations(oncall.engine) if oncall is not None else None,
+            clock=lambda: now().timestamp(),
+        )  # fmt: skip
     return Services(
         settings=settings,
         store=store,
@@ -270,16 +369,20 @@ def build_service(
         clock=now,
         trusted_proxies=parse_networks(settings.trusted_proxies),
         signing_public_pem=public_pem(key.public_key()),
-        incidents=make_incidents(settings, store, rollout=rollout, clock=now,
-                                 secrets=secret_lookup(settings, store, access)),  # fmt: skip
+        incidents=incidents,
+        oncall=oncall,
+        alerting=alerting,
     )
 
 
 # -- disaster recovery: databases, backups, failover (issue 14) ------------------------------------
-def _write_load(credentials: Credentials, target: Endpoint, rate: float) -> WriteLoad:
+def _write_load(
+    listener: Endpoint, rate: float, credentials: Credentials, *, target: Endpoint | None = None,
+    source_address: str | None = None,
+) -> WriteLoad:  # fmt: skip
     from shipwarden.adapters.databases.mariadb_load import MariaDBWriteLoad
 
-    return MariaDBWriteLoad(credentials, target, rate=rate)
+    return MariaDBWriteLoad(credentials, target or listener, rate=rate, source_address=source_address)
 
 
 def make_dr(
@@ -300,6 +403,7 @@ def make_dr(
     from shipwarden.adapters.databases.mariadb_binlog import MariaDBBinlogStreamer
     from shipwarden.adapters.databases.mariadb_scratch import MariaDBScratch
     from shipwarden.adapters.databases.mariadb_tools import MariaDBBackupTool
+    from shipwarden.adapters.databases.partitions import IptablesPartitions
     from shipwarden.adapters.storage.local import LocalBlobStore
     from shipwarden.adapters.store.dr_repo import DrRepo
     from shipwarden.domain.dr.spec import IMPLEMENTED_ENGINES
@@ -327,6 +431,8 @@ def make_dr(
         what = f"database of {spec.service}"
         admin = creds(spec.credentials.user, spec.credentials.password_secret, what)
         repl = creds(spec.replication.user, spec.replication.password_secret, f"replication of {what}")
+        app = spec.application
+        application = creds(app.user, app.password_secret, f"application of {what}") if app else None
         timeout = max(0.2, min(1.0, spec.failover.check_interval))
         backup_dir = Path(spec.backup.directory)
         if not backup_dir.is_absolute():
@@ -340,8 +446,10 @@ def make_dr(
             streamer=MariaDBBinlogStreamer(root / "archive" / spec.service, repl),
             scratch=MariaDBScratch(root / "scratch", admin, template_cache=root / "templates"),
             blobs=LocalBlobStore(backup_dir),
-            write_load=partial(_write_load, admin, Endpoint(spec.listener.host, spec.listener.port)),
+            write_load=partial(_write_load, Endpoint(spec.listener.host, spec.listener.port)),
             control=LocalInstanceControl(MariaDBDriver(admin), root / "instances" / spec.service),
+            application=application,
+            partitions=IptablesPartitions(root / "partitions"),
         )
     notify = None
     alerts = policy.policy.alerts
@@ -421,13 +529,15 @@ def make_incidents(
     (alerting's rota, once it is wired; none: incidents open without a commander)."""
     from shipwarden.adapters.metrics.router_history import PrometheusRouterHistory, SampleHistory
     from shipwarden.adapters.reports.incident import ChromiumReportWriter
+    from shipwarden.adapters.routers.common import PROMETHEUS_HISTORY
     from shipwarden.adapters.store.audit_repo import AuditRepo
     from shipwarden.adapters.store.incidents_repo import IncidentRepo, analysis_samples
 
     providers = make_providers(settings, secrets)
     metrics: MetricHistory
-    if "prometheus" in providers:
-        metrics = PrometheusRouterHistory(providers["prometheus"])
+    queries = rollout.router.history_queries if rollout is not None else PROMETHEUS_HISTORY
+    if "prometheus" in providers and queries is not None:
+        metrics = PrometheusRouterHistory(providers["prometheus"], queries)
     else:
         metrics = SampleHistory(partial(analysis_samples, store))
     service = IncidentService(
@@ -437,3 +547,223 @@ def make_incidents(
     )  # fmt: skip
     reports = IncidentReports(service, ChromiumReportWriter(require_pdf=require_pdf))
     return Incidents(service, reports, settings.incident_reports_dir or settings.state_dir / "reports")
+
+
+# -- alerting (E7, E8) -----------------------------------------------------------------------------
+def _rollbacks(store: Store, grace: float) -> list[Rollback]:
+    """Rollbacks in progress, or ended less than ``grace`` ago (their symptoms are muted)."""
+    from shipwarden.domain.rollout import Phase
+
+    now = time.time()
+    out: list[Rollback] = []
+    for d in store.history(None, limit=50):
+        rolling = d.kind == "rollback" or d.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK)
+        if not rolling:
+            continue
+        if d.finished_at is not None and now - d.finished_at > grace:
+            continue
+        started = d.created_at if d.kind == "rollback" else (d.detected_at or d.created_at)
+        out.append(Rollback(d.service, started, d.finished_at))
+    return out
+
+
+def _recent_changes(store: Store, service: str) -> list[str]:
+    """Every page lists the service's last three deployments (deployment awareness)."""
+    lines = []
+    for d in store.history(service, limit=3):
+        when = datetime.fromtimestamp(d.created_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        lines.append(
+            f"{when} {d.kind} {d.from_version or '(none)'} -> {d.to_version} by {d.actor}: "
+            f"{d.phase.value} ({d.id})"
+        )
+    return lines
+
+
+def make_alerting(
+    settings: Settings,
+    store: Store,
+    policy: LoadedPolicy,
+    *,
+    secrets: Callable[[str], str | None],
+    incidents: IncidentSink | None = None,
+    escalation: EscalationSink | None = None,
+    clock: Callable[[], float] = time.time,
+) -> AlertingService | None:
+    """The alerting pipeline of the policy's ``alerting`` section (``None`` without one): the
+    store's tables, Apprise and PagerDuty channels whose URLs and keys are secrets, the
+    incident sink, and rules for Prometheus from the ``monitoring`` section."""
+    from shipwarden.adapters.metrics.prometheus_rules import PrometheusRules
+    from shipwarden.adapters.notify.apprise_channel import AppriseChannel
+    from shipwarden.adapters.notify.pagerduty import PagerDutyChannel
+    from shipwarden.adapters.store.alerting_repo import AlertingRepo
+    from shipwarden.ports.alerting import DeliveryOutcome, GroupNotice
+    from shipwarden.services.alerting.pipeline import AlertEngine, AlertPipeline
+    from shipwarden.services.notify import mask_url
+
+    spec = policy.policy.alerting
+    if spec is None:
+        return None
+
+    class _Unset:
+        def __init__(self, target: str) -> None:
+            self.name = target
+
+        def deliver(self, notice: GroupNotice) -> DeliveryOutcome:
+            return DeliveryOutcome(False, f"secret {self.name.partition(':')[2]!r} is not set")
+
+    def channel_for(target: str) -> Channel:
+        kind, _, name = target.partition(":")
+        value = secrets(name)
+        if not value:
+            return _Unset(target)
+        if kind == "pagerduty":
+            return PagerDutyChannel(name, value, url=settings.pagerduty_url)
+        return AppriseChannel(name, value, masked=mask_url(value))
+
+    pipeline = AlertPipeline(
+        AlertingRepo(store),
+        spec,
+        channel_for=channel_for,
+        escalation=escalation,
+        incidents=incidents,
+        rollbacks=partial(_rollbacks, store, spec.rollback_grace),
+        context=partial(_recent_changes, store),
+        external_url=settings.alert_external_url,
+        clock=clock,
+    )
+    rules = None
+    if settings.prometheus_rules_file is not None:
+        rules = PrometheusRules(
+            settings.prometheus_rules_file,
+            reload_url=settings.prometheus_reload_url,
+            pid_file=settings.prometheus_pid_file,
+        )
+    return AlertingService(
+        pipeline,
+        AlertEngine(pipeline),
+        token=partial(secrets, settings.alert_webhook_secret),
+        monitoring=policy.policy.monitoring,
+        team=policy.policy.team,
+        rules_target=rules,
+        clock=clock,
+    )
+
+
+def start_alerting(svc: Services) -> Callable[[], None]:
+    """Run the alert engine (and the NRQL conditions, when New Relic is configured) in the
+    background of ``serve``; returns the function that stops them."""
+    import threading
+
+    from shipwarden.adapters.metrics.base import Value
+    from shipwarden.domain.alerting.monitoring import CustomCondition
+    from shipwarden.services.alerting.service import NrqlConditions
+
+    alerting = svc.alerting
+    if alerting is None or alerting.engine is None:
+        return lambda: None
+    engine = alerting.engine
+    engine.start()
+    stop = threading.Event()
+    conditions = alerting.monitoring.nrql_conditions() if alerting.monitoring is not None else []
+    if conditions:
+        providers = make_providers(svc.settings, secret_lookup(svc.settings, svc.store, svc.access))
+        nr = providers.get("newrelic")
+        if nr is not None:
+
+            def query(c: CustomCondition, service: str, at: float) -> float | None:
+                assert c.nrql is not None
+                m = nr.query(c.nrql, service=service, version="", window_s=c.window, at=at)
+                return m.value if isinstance(m, Value) else None
+
+            sink = partial(alerting.ingest, source="nrql")
+            nrql = NrqlConditions(conditions, query, sink, team=alerting.team)
+            runner = threading.Thread(target=nrql.loop, args=(stop,), name="nrql-conditions", daemon=True)
+            runner.start()
+
+    def stopper() -> None:
+        stop.set()
+        engine.stop()
+
+    return stopper
+
+
+# -- on-call and escalation (E8) -------------------------------------------------------------------
+@dataclass
+class OnCallParts:
+    rota: Rota
+    engine: EscalationEngine
+    watchdog: Watchdog | None
+
+
+def _ack_incident(incidents: IncidentService) -> Callable[[Escalation, str], None]:
+    """An acknowledged page acknowledges its service's open incident (time to acknowledge)."""
+
+    def acknowledged(e: Escalation, actor: str) -> None:
+        if e.service is None:
+            return
+        for inc in incidents.find(open_only=True, service=e.service, limit=5):
+            if inc.acknowledged_at is None:
+                incidents.acknowledge(inc.id, actor=actor)
+
+    return acknowledged
+
+
+def load_link_key(settings: Settings) -> bytes:
+    """The HMAC key of acknowledge/resolve links (state_dir/keys/oncall-links.key, made on first use)."""
+    import secrets as _secrets
+
+    path = settings.state_dir / "keys" / "oncall-links.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with suppress(FileExistsError):  # another process starting at once was first
+            write_new(path, base64.b64encode(_secrets.token_bytes(32)), 0o600)
+    return base64.b64decode(path.read_bytes())
+
+
+def make_oncall(
+    settings: Settings,
+    store: Store,
+    policy: Callable[[], LoadedPolicy | None],
+    *,
+    incidents: IncidentService | None = None,
+    notifier: Notifier | None = None,
+    watchdog_notifier: Notifier | None = None,
+    clock: Callable[[], float] = time.time,
+    secrets: Callable[[str], str | None] | None = None,
+) -> OnCallParts:
+    """The rota, the escalation engine (not started) and its watchdog (when the policy names one).
+
+    Pages go by e-mail through ``SHIPWARDEN_SMTP_URL`` and by Apprise to secrets; the watchdog
+    pages through a second notifier of its own (same transports, no store, no page table)."""
+    from shipwarden.adapters.notify.pager import PageNotifier, parse_smtp_url
+    from shipwarden.adapters.store.oncall_repo import OnCallRepo, StoreRecentChanges
+
+    def section() -> OnCallPolicy | None:
+        p = policy()
+        return p.policy.oncall if p is not None else None
+
+    rota = Rota(section)
+    lookup = secrets or secret_lookup(settings, store)
+    smtp = parse_smtp_url(settings.smtp_url, settings.smtp_from) if settings.smtp_url else None
+    oc = section()
+    expiry = oc.link_expiry if oc is not None else 86400.0
+
+    engine = EscalationEngine(
+        OnCallRepo(store), rota, notifier or PageNotifier(smtp, lookup), changes=StoreRecentChanges(store),
+        links=LinkSigner(load_link_key(settings), settings.public_url, expiry), clock=clock,
+        on_acknowledged=_ack_incident(incidents) if incidents is not None else None,
+    )  # fmt: skip
+    watchdog = None
+    if oc is not None and oc.watchdog is not None:
+        from datetime import UTC as _UTC
+
+        now = datetime.now(_UTC)
+        contacts = [c for r in oc.watchdog.notify for c in rota.resolve(Target(r.kind, r.name), now)]
+
+        def record(subject: str, detail: dict[str, object]) -> None:
+            store.audit(actor="shipwarden:oncall-watchdog", action="escalation.watchdog",
+                        outcome="failed", detail={"subject": subject, **detail})  # fmt: skip
+
+        watchdog = Watchdog(lambda: engine.beat, watchdog_notifier or PageNotifier(smtp, lookup), contacts,
+                            stall=oc.watchdog.stall, record=record)  # fmt: skip
+    return OnCallParts(rota, engine, watchdog)

@@ -23,9 +23,32 @@ class Settings(BaseSettings):
         description='Services each service depends on (incident correlation): {"checkout": ["payments"]}.',
     )
     incident_reports_dir: Path | None = Field(None, description="Incident reports (state_dir/reports).")
+    smtp_url: str | None = Field(None, description="SMTP server for pages: smtp://host:25, smtps://u:p@host:465.")
+    smtp_from: str = Field("shipwarden@localhost", description="From address of pages by e-mail.")
+    public_url: str | None = Field(
+        None, description="The API's address as people reach it (acknowledge/resolve links in pages)."
+    )
     newrelic_api_key: str | None = Field(None, description="New Relic user key (NRAK-…) for NRQL metrics.")
     newrelic_account_id: int | None = None
     newrelic_region: str = "US"
+
+    # -- alerting (E7, E8) ----------------------------------------------------------------------
+    alert_webhook_secret: str = Field(
+        "ALERT_WEBHOOK_TOKEN",
+        description="Secret whose value authenticates Alertmanager's webhook and Prometheus' alerts "
+        "(bearer token, or HMAC-SHA256 of the body in X-Shipwarden-Signature); unset: refused.",
+    )
+    pagerduty_url: str = Field(
+        "https://events.pagerduty.com/v2/enqueue", description="PagerDuty Events API v2 endpoint."
+    )
+    prometheus_rules_file: Path | None = Field(
+        None, description="Where `alerts rules --write` puts the generated Prometheus rules."
+    )
+    prometheus_reload_url: str | None = Field(
+        None, description="Prometheus' /-/reload (needs --web.enable-lifecycle), after rules change."
+    )
+    prometheus_pid_file: Path | None = Field(None, description="Else: SIGHUP the process in this file.")
+    alert_external_url: str = Field("", description="Where people open shipwarden (links in notices).")
 
     # -- access control and data protection (E5, E6) --------------------------------------------
     keks: str | None = Field(

@@ -171,3 +171,29 @@ def test_listeners_are_idempotent_and_refuse_port_clashes(driver: Driver) -> Non
         r.ensure_listener(Listener("jobs", driver.listener.port, free_port()))
     with pytest.raises(RouterError):
         r.ensure_listener(Listener("bad name", free_port(), free_port()))
+
+
+def test_the_router_counts_every_answer_per_route_and_version(driver: Driver) -> None:
+    """``version_counts``: what the judge reads (requests and 5xx per version and route), counted
+    by the data plane itself; the counters only grow."""
+    r, svc = driver.router, driver.listener.service
+    v1, v2 = driver.backend("v1"), driver.backend("v2", errors=True)
+    r.apply(svc, Routes(production=(pool("v1", v1),), preview=(pool("v2", v2),)))
+    before = r.version_counts(svc)
+    assert r.probe(svc, "production", 12).versions == Counter(v1=12)
+    assert r.probe(svc, "preview", 5).server_errors == Counter(v2=5)
+    after = r.version_counts(svc)
+
+    def grew(route: str, version: str) -> tuple[int, int]:
+        old = before.get(route, {}).get(version)
+        new = after[route][version]
+        return new.requests - (old.requests if old else 0), new.errors - (old.errors if old else 0)
+
+    assert grew("production", "v1") == (12, 0)
+    assert grew("preview", "v2") == (5, 5)
+    assert "v2" not in after.get("production", {}) and "v1" not in after.get("preview", {})
+    hist = after["production"]["v1"]
+    if hist.bounds_ms:  # a latency histogram, when the driver has one: cumulative, ending at +Inf
+        assert hist.bounds_ms[-1] == float("inf") and hist.cumulative[-1] == hist.requests
+        assert list(hist.cumulative) == sorted(hist.cumulative)
+    assert r.version_counts("unknown") == {}

@@ -17,9 +17,13 @@ def deploy(env, version: str):  # type: ignore[no-untyped-def]
     return app, app.rollout.run(dep.id)
 
 
-def test_first_deploy_then_switch_under_load_fails_no_request(deploy_env, load) -> None:  # type: ignore[no-untyped-def]
+def test_first_deploy_then_switch_under_load_fails_no_request(routed_env, load) -> None:  # type: ignore[no-untyped-def]
+    """Through each router driver the policy can name (``routing.driver: nginx | haproxy``)."""
+    deploy_env = routed_env
     app, first = deploy(deploy_env, "v1")
     assert first.phase is Phase.SUCCEEDED
+    driver = {"nginx": "NginxRouter", "haproxy": "HaproxyRouter"}[deploy_env.router]
+    assert type(app.router).__name__ == driver
     with load(deploy_env.url, concurrency=6) as traffic:
         app, second = deploy(deploy_env, "v2")
     assert second.phase is Phase.SUCCEEDED, second.reason

@@ -16,8 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from shipwarden.adapters.routers.base import Listener, Pool, ProbeResult, RouterError, Routes
 from shipwarden.adapters.routers.common import NAME_RE, validate_routes
+from shipwarden.ports.routing import (
+    HistoryQueries,
+    Listener,
+    Pool,
+    ProbeResult,
+    RouteCounts,
+    RouterError,
+    Routes,
+    VersionCounts,
+)
 from tests.fakes.faults import Faults
 
 Backend = Callable[[str], "tuple[str, int] | None"]
@@ -29,7 +38,7 @@ class FakeRouter:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.faults = Faults(RouterError)
-        self.running = False
+        self.up = False
         self.listeners: dict[str, Listener] = {}
         self.tables: dict[str, Routes] = {}
         self.applied: list[tuple[str, Routes]] = []  # every table the data plane took, in order
@@ -38,14 +47,19 @@ class FakeRouter:
         self.reloads = 0
         self._credit: dict[tuple[str, str], dict[str, int]] = {}  # smooth WRR state per route
         self._rr: dict[tuple[str, str, str], int] = {}  # round robin per pool
+        self._counts: dict[str, dict[str, dict[str, tuple[int, int]]]] = {}  # requests, 5xx
+        self.history_queries: HistoryQueries | None = None
 
     # -- TrafficRouter -----------------------------------------------------------------------
     def start(self) -> None:
         self.faults.check("start")
-        self.running = True
+        self.up = True
 
     def stop(self) -> None:
-        self.running = False
+        self.up = False
+
+    def running(self) -> bool:
+        return self.up
 
     def ensure_listener(self, listener: Listener) -> None:
         self.ensure_listeners([listener])
@@ -59,13 +73,13 @@ class FakeRouter:
         ports = [(x.host, p) for x in wanted.values() for p in (x.port, x.preview_port)]
         if len(set(ports)) != len(ports):
             raise RouterError(f"port conflict among listeners: {sorted(ports)}")
-        if wanted != self.listeners and self.running:
+        if wanted != self.listeners and self.up:
             self.reloads += 1
         self.listeners = wanted
 
     def apply(self, service: str, routes: Routes) -> None:
         self.faults.check("apply")
-        if not self.running:
+        if not self.up:
             raise RouterError("the router is not running")
         validate_routes(service, routes)  # the real drivers' rules
         if self.ignore_applies:
@@ -77,7 +91,7 @@ class FakeRouter:
 
     def current(self, service: str) -> Routes | None:
         self.faults.check("current")
-        if not self.running:
+        if not self.up:
             raise RouterError("the router is not running")
         return self.tables.get(service)
 
@@ -85,7 +99,7 @@ class FakeRouter:
         self.faults.check("probe")
         if service not in self.listeners or route not in ("production", "preview"):
             raise RouterError(f"no listener for {service!r} route {route!r}")
-        table = self.tables.get(service) if self.running else None
+        table = self.tables.get(service) if self.up else None
         pools = tuple(getattr(table, route)) if table is not None else ()
         result = ProbeResult()
         for _ in range(requests):
@@ -94,12 +108,20 @@ class FakeRouter:
                 result.failures += 1
                 continue
             version, status = answer
+            n, e = self._counts.setdefault(service, {}).setdefault(route, {}).get(version, (0, 0))
+            self._counts[service][route][version] = (n + 1, e + (status >= 500))
             if status >= 500:
                 result.failures += 1
                 result.server_errors[version] += 1
             else:
                 result.versions[version] += 1
         return result
+
+    def version_counts(self, service: str) -> RouteCounts:
+        """What probes through the fake counted (no latency histogram: the fake has no time)."""
+        self.faults.check("version_counts")
+        return {route: {v: VersionCounts(n, e) for v, (n, e) in by.items()}
+                for route, by in self._counts.get(service, {}).items()}  # fmt: skip
 
     # -- the balancer --------------------------------------------------------------------------
     def _request(self, service: str, route: str, pools: tuple[Pool, ...]) -> tuple[str, int] | None:

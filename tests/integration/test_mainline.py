@@ -209,12 +209,21 @@ def test_a_pull_request_merged_by_hand_before_its_gates_passed(h: Harness, oscar
     assert "before its gates passed (it was pending" in judged[merge].why
     run_scheduled(h)
     assert h.change(sha).status == "pending" and h.change(sha).deployment_id is None
+    # its evidence goes green afterwards: the change passes, but what reached main stays undeployed
+    h.green_evidence(sha)
+    later = h.change(sha)
+    assert later.status == "not_deployed" and "reached main around the gates" in later.reason
+    assert h.remote.head("main") == merge and h.deploys == []
+    # explain by sha: the merge commit on main says why it was not deployed; so does the head
+    assert "[merged-around-gate]" in render_explanation(h.service.explain(merge[:12]))
+    assert "[merged-around-gate]" in render_explanation(h.service.explain(sha))
 
 
 def test_a_blocked_change_merged_by_hand_is_gates_failed(h: Harness, oscar: Outsider) -> None:
     sha = h.push("feature/broken", {"src/app.py": "print('broken')\n"}, "Broken")
     h.green_evidence(sha, unit="pytest-junit.xml")
     assert h.webhook(sha, "feature/broken").change_status == "blocked"
+    assert "status: blocked" in render_explanation(h.service.explain(sha))  # a change's head, not on main
     merge = oscar.merge(sha)
     (head, *_rest) = h.service.watch_main(via="poll")
     assert head.sha == merge and head.reason == "gates-failed" and "suite:unit" in head.why
@@ -236,12 +245,15 @@ def test_a_force_push_rewriting_main_is_not_deployed(h: Harness, oscar: Outsider
 
 
 def test_a_merge_of_ours_is_judged_and_deployed(h: Harness) -> None:
+    first = h.push("feature/ok", {"src/util.py": "x = 1\n"}, "First step")
     change = gated_change(h, "feature/ok", {"src/app.py": "print('ok')\n"})
     assert len(h.deploys) == 1
     run_scheduled(h)  # judges main, then deploys (no rollout here: the deployment cannot run)
     (v,) = verdicts(h, change.merge_sha)
     assert v.verdict == "deploy" and v.reason == "shipwarden-merge" and v.effect_detail["deployed"] is True
+    # the merge brought three commits: each judged, only the head deployed
     assert [x.reason for x in verdicts(h, change.head_sha)] == ["approved-change"]  # covered
+    assert [(x.verdict, x.reason) for x in verdicts(h, first)] == [("covered", "part-of-change")]
     assert h.change(change.head_sha).status == "deploy_failed"  # it tried: no rollout service here
     assert violations(h) == []
     text = render_explanation(h.service.explain(change.merge_sha))
@@ -334,3 +346,75 @@ def test_the_push_webhook_judges_main_and_a_redelivery_is_refused(h: Harness, os
     assert len(violations(h)) == 1
     # the poll that follows finds it judged already
     assert h.service.watch_main(via="poll") == []
+
+
+# --- recorded before performed --------------------------------------------------------------------------
+
+
+def test_a_verdict_recorded_before_a_crash_is_performed_by_the_next_look(
+    h: Harness, oscar: Outsider, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oscar.sync()
+    sha = oscar.commit({"src/app.py": "print('crash')\n"}, "Pushed while shipwarden was dying")
+    oscar.push_main()
+    with monkeypatch.context() as m:  # the process dies after the verdict is committed, before its alert
+        m.setattr(type(h.service), "perform_pending", lambda self, inline=False: None)
+        (v,) = h.service.watch_main(via="poll")
+    assert v.effect == "pending" and violations(h) and receiver.messages == []
+    assert "alert: not sent yet" in render_explanation(h.service.explain(sha))
+    assert h.service.watch_main(via="poll") == []  # nothing new on main, but the owed alert goes out
+    (after,) = verdicts(h, sha)
+    assert after.effect == "done" and any(sha[:12] in m["title"] for m in receiver.messages)
+    # an effect claimed by a process that died long ago is claimed again; a fresh claim is not
+    assert not h.service.mainline.claim(after.id)  # done
+    with h.store._sessions.begin() as s:
+        from shipwarden.adapters.store.models import MainCommitRow
+
+        row = s.get(MainCommitRow, after.id)
+        assert row is not None
+        row.effect, row.effect_detail = "running", {"claimed_at": h.store._clock()}
+    assert not h.service.mainline.claim(after.id)
+    with h.store._sessions.begin() as s:
+        row = s.get(MainCommitRow, after.id)
+        assert row is not None
+        row.effect_detail = {"claimed_at": h.store._clock() - 3600}
+    assert [p.id for p in h.service.mainline.pending("main")] == [after.id]
+    assert h.service.mainline.claim(after.id) and not h.service.mainline.claim(after.id)
+
+
+def test_a_push_webhook_whose_before_is_unknown_judges_no_history(tmp_path: Path) -> None:
+    """The first push seen, with a ``before`` this repository never had: the head is recorded as
+    where the watch starts, nothing before it is judged (nor alerted)."""
+    (tmp_path / "fresh").mkdir()
+    fresh = build_harness(tmp_path / "fresh", lambda url: LOCAL_SERVICE + GATES + delivery_section(url))
+    head = fresh.remote.head("main")
+    assert head is not None
+    body = push_body("1" * 40, head)
+    res = fresh.service.receive_webhook("github", github_headers(body), body)
+    assert res.status == 202 and "nothing new to judge" in res.detail, res
+    assert fresh.service.mainline.judged_head("main") == head
+    assert list(fresh.store.audit_entries(action="policy.violation")) == []
+
+
+def test_a_squash_merge_elsewhere_is_deployed_only_if_it_is_exactly_the_approved_change(
+    h: Harness, oscar: Outsider
+) -> None:
+    change = approved_not_merged(h, "feature/squash", {"src/app.py": "print('squash')\n"})
+    oscar.sync()
+    oscar.git("fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*")
+    oscar.git("merge", "-q", "--squash", change.head_sha)
+    oscar.git("commit", "-q", "-m", "Squashed feature/squash (#12)")
+    squash = oscar.push_main()
+    (head,) = h.service.watch_main(via="poll")
+    assert head.sha == squash and (head.verdict, head.reason) == ("deploy", "clean-merge"), head.why
+    assert h.service.repo.get_change(change.id).merge_sha == squash and len(h.deploys) == 1
+    # the same, with one more line slipped into the squash: nobody judged that content
+    other = approved_not_merged(h, "feature/squash2", {"src/other.py": "print('other')\n"})
+    oscar.sync()
+    oscar.git("fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*")
+    oscar.git("merge", "-q", "--squash", other.head_sha)
+    oscar.commit({"src/extra.py": "x = 1\n"}, "Squashed feature/squash2 (#13)")
+    oscar.push_main()
+    (head,) = h.service.watch_main(via="poll")
+    assert (head.verdict, head.reason) == ("violation", "no-change")
+    assert h.service.repo.get_change(other.id).status == "approved"

@@ -11,7 +11,8 @@ new on main is judged here, sha for sha, against the changes the gates have judg
     (a fast-forward push, GitHub's "rebase" of an already up-to-date branch) (``approved-change``);
   - a merge commit made elsewhere whose second parent is such a head, and whose tree is exactly what
     a clean merge of its two parents gives — so it carries no line the gates did not see
-    (``clean-merge``);
+    (``clean-merge``); or a head whose tree is exactly such a change merged into the previous head
+    (GitHub's "squash" or "rebase and merge": new shas, the same content) (``clean-merge``);
   - or a commit of such a change's own history, brought along with its head (``part-of-change``:
     covered, never deployed by itself);
 
@@ -112,6 +113,9 @@ class Arrival:
     clean_merges: Mapping[str, bool] = field(default_factory=dict)
     #: violations already recorded since the last deployable head and not accepted (sha → reason)
     open_violations: Mapping[str, str] = field(default_factory=dict)
+    #: a change whose gates passed and whose clean merge into ``previous`` has exactly the head's
+    #: tree (GitHub's "squash" or "rebase and merge" of it): the arrival is that change, re-written
+    squashed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,22 @@ def judge(arrival: Arrival, changes: Sequence[ChangeFact]) -> list[Verdict]:
     for ch in changes:
         for sha in ch.commits:
             owners.setdefault(sha, ch)
+    squashed = next((ch for ch in changes if ch.id == arrival.squashed and ch.passed), None)
+    if squashed is not None and arrival.commits and judged[arrival.commits[0].sha][0] is Reason.NO_CHANGE:
+        judged[arrival.commits[0].sha] = (
+            Reason.CLEAN_MERGE,
+            squashed.id,
+            f"its tree is exactly change {squashed.id} ({squashed.branch}), whose gates all passed, "
+            "merged into main (squashed or rebased)",
+        )
+        for c in arrival.commits[1:]:
+            if judged[c.sha][0] is Reason.NO_CHANGE:
+                judged[c.sha] = (
+                    Reason.PART_OF_CHANGE,
+                    squashed.id,
+                    f"a rewritten commit of change {squashed.id} ({squashed.branch}); the head it arrived "
+                    "under is exactly that change",
+                )
     verdicts: list[Verdict] = []
     for c in arrival.commits:
         reason, change_id, why = judged[c.sha]

@@ -106,8 +106,9 @@ class IncidentStore(Protocol):
         audit entry, in one transaction.  ``change`` raising stores nothing."""
         ...
 
-    def record(self, incident_id: str, *, actor: str, action: str, detail: Mapping[str, Any],
-               outcome: str = "ok") -> None:
+    def record(
+        self, incident_id: str, *, actor: str, action: str, detail: Mapping[str, Any], outcome: str = "ok"
+    ) -> None:
         """An audit entry about the incident that changes none of its fields (a rollback asked for)."""
         ...
 

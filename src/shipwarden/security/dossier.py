@@ -67,9 +67,15 @@ def _signed_bytes(doc: Mapping[str, Any]) -> bytes:
     return canonical_json({k: v for k, v in doc.items() if k != "signature"}).encode("utf-8")
 
 
-def build_dossier(deployment_id: str, record: Mapping[str, Any], entries: Sequence[AuditEntry],
-                  checkpoint: Checkpoint | None, key: Ed25519PrivateKey, now: datetime,
-                  checkpoint_keys: Mapping[str, Ed25519PublicKey] | None = None) -> bytes:
+def build_dossier(
+    deployment_id: str,
+    record: Mapping[str, Any],
+    entries: Sequence[AuditEntry],
+    checkpoint: Checkpoint | None,
+    key: Ed25519PrivateKey,
+    now: datetime,
+    checkpoint_keys: Mapping[str, Ed25519PublicKey] | None = None,
+) -> bytes:
     """Assemble and sign a dossier; ``entries`` are this deployment's audit entries in seq order.
 
     ``checkpoint`` should be a signed checkpoint at or after the last entry (take one on
@@ -93,8 +99,9 @@ def build_dossier(deployment_id: str, record: Mapping[str, Any], entries: Sequen
     return canonical_json(doc).encode("utf-8")
 
 
-def _check_proof(doc: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]) -> tuple[list[dict[str, Any]],
-                                                                                       Checkpoint | None]:
+def _check_proof(
+    doc: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]
+) -> tuple[list[dict[str, Any]], Checkpoint | None]:
     audit = doc.get("audit")
     if not isinstance(audit, dict) or not isinstance(audit.get("entries"), list):
         raise DossierError("audit proof missing")
@@ -141,8 +148,11 @@ def _check_proof(doc: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]) -
     return entries, checkpoint
 
 
-def verify_dossier(blob: bytes, public_key: Ed25519PublicKey | bytes,
-                   checkpoint_keys: Mapping[str, Ed25519PublicKey] | None = None) -> Dossier:
+def verify_dossier(
+    blob: bytes,
+    public_key: Ed25519PublicKey | bytes,
+    checkpoint_keys: Mapping[str, Ed25519PublicKey] | None = None,
+) -> Dossier:
     """Verify ``blob`` with the public key alone (a key object or its PEM).  Raises :class:`DossierError`.
 
     ``checkpoint_keys`` adds keys (by fingerprint) for checkpoints signed before a key rotation.
@@ -173,6 +183,12 @@ def verify_dossier(blob: bytes, public_key: Ed25519PublicKey | bytes,
     record = doc.get("record")
     if not isinstance(record, dict) or not isinstance(doc.get("deployment_id"), str):
         raise DossierError("record missing")
-    return Dossier(deployment_id=doc["deployment_id"], created_at=str(doc.get("created_at")), record=record,
-                   entries=entries, checkpoint=checkpoint, key_fingerprint=fp,
-                   head=checkpoint.head if checkpoint is not None else None)
+    return Dossier(
+        deployment_id=doc["deployment_id"],
+        created_at=str(doc.get("created_at")),
+        record=record,
+        entries=entries,
+        checkpoint=checkpoint,
+        key_fingerprint=fp,
+        head=checkpoint.head if checkpoint is not None else None,
+    )

@@ -120,8 +120,9 @@ class Keyring:
         return cls(keys, next(iter(keys)))
 
     @classmethod
-    def from_files(cls, files: Mapping[str, Path | str], primary: str, *,
-                   require_private: bool = True) -> Keyring:
+    def from_files(
+        cls, files: Mapping[str, Path | str], primary: str, *, require_private: bool = True
+    ) -> Keyring:
         """KEKs from files, by id."""
         keys = {kid: load_kek_file(p, require_private=require_private) for kid, p in files.items()}
         return cls(keys, primary)
@@ -152,7 +153,7 @@ class Envelope:
         end = 5 + n + NONCE_BYTES + WRAPPED_BYTES
         if n == 0 or len(blob) < end + NONCE_BYTES + 16:
             raise DecryptionError("truncated envelope")
-        header = bytes(blob[:5 + n])
+        header = bytes(blob[: 5 + n])
         try:
             kid = header[5:].decode()
         except UnicodeDecodeError as exc:
@@ -160,9 +161,9 @@ class Envelope:
         kek = self.keyring.key(kid)
         if kek is None:
             raise DecryptionError(f"envelope was sealed with KEK {kid!r}, which is not in the keyring")
-        wnonce = bytes(blob[5 + n:5 + n + NONCE_BYTES])
+        wnonce = bytes(blob[5 + n : 5 + n + NONCE_BYTES])
         try:
-            dek = AESGCM(kek).decrypt(wnonce, bytes(blob[5 + n + NONCE_BYTES:end]), header)
+            dek = AESGCM(kek).decrypt(wnonce, bytes(blob[5 + n + NONCE_BYTES : end]), header)
         except InvalidTag as exc:
             raise DecryptionError("envelope does not authenticate") from exc
         return kid, dek, bytes(blob[end:])
@@ -192,4 +193,4 @@ class Envelope:
         """The KEK id a blob is wrapped with (to find blobs still needing a rewrap)."""
         if len(blob) < 5 or blob[:4] != MAGIC or len(blob) < 5 + blob[4]:
             raise DecryptionError("not a shipwarden envelope")
-        return bytes(blob[5:5 + blob[4]]).decode(errors="replace")
+        return bytes(blob[5 : 5 + blob[4]]).decode(errors="replace")

@@ -24,8 +24,14 @@ PARALLELISM = 1
 ARGON2_PREFIX = f"$argon2id$v=19$m={MEMORY_KIB},t={TIME_COST},p={PARALLELISM}$"
 MAX_PASSWORD_BYTES = 4096  # argon2 has no limit; this one bounds the work an anonymous request can cause
 
-_HASHER = PasswordHasher(time_cost=TIME_COST, memory_cost=MEMORY_KIB, parallelism=PARALLELISM,
-                         hash_len=32, salt_len=16, type=Type.ID)
+_HASHER = PasswordHasher(
+    time_cost=TIME_COST,
+    memory_cost=MEMORY_KIB,
+    parallelism=PARALLELISM,
+    hash_len=32,
+    salt_len=16,
+    type=Type.ID,
+)
 
 
 def _checked(password: str) -> str:

@@ -19,8 +19,18 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-__all__ = ["fingerprint", "generate_key", "load_private_key", "load_public_key", "public_pem",
-           "save_private_key", "save_public_key", "sign", "verify", "write_new"]
+__all__ = [
+    "fingerprint",
+    "generate_key",
+    "load_private_key",
+    "load_public_key",
+    "public_pem",
+    "save_private_key",
+    "save_public_key",
+    "sign",
+    "verify",
+    "write_new",
+]
 
 
 def generate_key() -> Ed25519PrivateKey:
@@ -57,7 +67,8 @@ def write_new(path: Path, data: bytes, mode: int) -> None:
 def save_private_key(key: Ed25519PrivateKey, path: Path | str, password: bytes | None = None) -> None:
     """Write a PKCS#8 PEM, mode 0600; refuses to overwrite an existing key."""
     enc: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption())
+        serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+    )
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
     write_new(Path(path), pem, 0o600)
 

@@ -25,8 +25,17 @@ from enum import StrEnum
 
 from shipwarden.domain.access import Permission
 
-__all__ = ["MAX_TTL", "TOKEN_PREFIX", "ApiToken", "TokenStatus", "check_token", "hash_token", "issue_token",
-           "revoke_token", "token_id_of"]
+__all__ = [
+    "MAX_TTL",
+    "TOKEN_PREFIX",
+    "ApiToken",
+    "TokenStatus",
+    "check_token",
+    "hash_token",
+    "issue_token",
+    "revoke_token",
+    "token_id_of",
+]
 
 TOKEN_PREFIX = "swt_"
 MAX_TTL = timedelta(days=366)
@@ -69,8 +78,14 @@ def token_id_of(token: str) -> str | None:
     return m.group(1) if m else None
 
 
-def issue_token(owner: str, name: str, scopes: Iterable[Permission | str], now: datetime, ttl: timedelta,
-                services: Iterable[str] | None = None) -> tuple[str, ApiToken]:
+def issue_token(
+    owner: str,
+    name: str,
+    scopes: Iterable[Permission | str],
+    now: datetime,
+    ttl: timedelta,
+    services: Iterable[str] | None = None,
+) -> tuple[str, ApiToken]:
     """Mint a token: returns the plaintext (show it once) and the record to store.
 
     Every token expires (at most :data:`MAX_TTL`) and needs at least one scope;
@@ -83,20 +98,33 @@ def issue_token(owner: str, name: str, scopes: Iterable[Permission | str], now: 
         raise ValueError(f"token lifetime must be between 0 and {MAX_TTL.days} days")
     token_id = secrets.token_hex(6)
     token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
-    record = ApiToken(token_id=token_id, token_hash=hash_token(token), owner=owner, name=name, scopes=perms,
-                      services=frozenset(services) if services is not None else None,
-                      created_at=now, expires_at=now + ttl)
+    record = ApiToken(
+        token_id=token_id,
+        token_hash=hash_token(token),
+        owner=owner,
+        name=name,
+        scopes=perms,
+        services=frozenset(services) if services is not None else None,
+        created_at=now,
+        expires_at=now + ttl,
+    )
     return token, record
 
 
-def check_token(record: ApiToken, presented: str, now: datetime, required: Permission | None = None,
-                service: str | None = None) -> TokenStatus:
+def check_token(
+    record: ApiToken,
+    presented: str,
+    now: datetime,
+    required: Permission | None = None,
+    service: str | None = None,
+) -> TokenStatus:
     """Is ``presented`` this record's token, alive at ``now``, and scoped for ``required`` on ``service``?
 
     A service-limited token used without a service counts as out of scope.
     """
-    if token_id_of(presented) != record.token_id or not hmac.compare_digest(hash_token(presented.strip()),
-                                                                           record.token_hash):
+    if token_id_of(presented) != record.token_id or not hmac.compare_digest(
+        hash_token(presented.strip()), record.token_hash
+    ):
         return TokenStatus.INVALID
     if record.revoked_at is not None and record.revoked_at <= now:
         return TokenStatus.REVOKED

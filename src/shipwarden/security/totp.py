@@ -94,8 +94,15 @@ class TotpCheck:
         return self.result is TotpResult.OK
 
 
-def verify_totp(secret: str, code: str, now: datetime, last_step: int | None, *,
-                digits: int = DIGITS, drift: int = DRIFT_STEPS) -> TotpCheck:
+def verify_totp(
+    secret: str,
+    code: str,
+    now: datetime,
+    last_step: int | None,
+    *,
+    digits: int = DIGITS,
+    drift: int = DRIFT_STEPS,
+) -> TotpCheck:
     """Check ``code`` at ``now`` against steps T-drift..T+drift, refusing steps ≤ ``last_step``."""
     code = code.strip().replace(" ", "") if isinstance(code, str) else ""
     if len(code) != digits or not code.isdigit() or not code.isascii():
@@ -126,7 +133,7 @@ def generate_recovery_codes(n: int = 10) -> tuple[list[str], list[str]]:
     codes = []
     for _ in range(n):
         raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(16))
-        codes.append("-".join(raw[i:i + 4] for i in range(0, 16, 4)))
+        codes.append("-".join(raw[i : i + 4] for i in range(0, 16, 4)))
     return codes, [hash_recovery_code(c) for c in codes]
 
 

@@ -3,7 +3,8 @@
 Two sources feed an ``AnalysisRun`` (``domain.analysis_run``):
 
 * **the judge** gets one baseline/canary sample pair per interval from the
-  router's own per-version counters (requests, 5xx, latency histogram).  The
+  router's own per-version counters (``TrafficRouter.version_counts``: requests, 5xx,
+  latency histogram).  The
   data plane is the one place that sees every request of both versions with
   no scrape delay, which is what keeps detection within one or two intervals;
 * **threshold checks** query metric providers (Prometheus, New Relic) with the
@@ -16,69 +17,30 @@ it, so a resumed controller and ``shipwarden replay`` rebuild the same run.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
-from shipwarden.adapters.metrics.base import MetricProvider, NoData, Value
-from shipwarden.adapters.metrics.base import ProviderError as ProviderFailure
-from shipwarden.adapters.store.repository import Deployment, Store
 from shipwarden.domain import analysis as A
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.analysis_run import AnalysisRun, RunState, measurement_to_json
 from shipwarden.domain.judge.samples import Sample
 from shipwarden.domain.policy import AnalysisStep, ServiceSpec
 from shipwarden.domain.rollout import Check, Phase
+from shipwarden.ports.metrics import MetricProvider, NoData, Value
+from shipwarden.ports.metrics import ProviderError as ProviderFailure
+from shipwarden.ports.routing import TrafficRouter, VersionCounts
+from shipwarden.ports.store import Deployment, DeploymentStore
 
 JUDGE_INTERVAL_S = 1.0
 
 
-@runtime_checkable
-class MetricsSource(Protocol):
-    def metrics_text(self) -> str:
-        """Prometheus text exposition of the router's per-version counters."""
-
-
-@dataclass(frozen=True)
-class Counts:
-    requests: int
-    errors: int
-    bounds_ms: tuple[float, ...]
-    cumulative: tuple[int, ...]
-
-
-def router_counts(text: str, service: str, route: str = "production") -> dict[str, Counts]:
-    """Per-version cumulative counters of one service's route, from the router's /metrics."""
-    req: dict[str, int] = {}
-    err: dict[str, int] = {}
-    buckets: dict[str, dict[float, int]] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            lab = s.labels
-            if lab.get("service") != service or lab.get("route") != route:
-                continue
-            v = lab.get("version", "")
-            if s.name == "shipwarden_router_requests_total":
-                req[v] = req.get(v, 0) + int(s.value)
-                if lab.get("code", "").startswith("5"):
-                    err[v] = err.get(v, 0) + int(s.value)
-            elif s.name == "shipwarden_router_request_duration_seconds_bucket":
-                le = float(lab["le"])
-                buckets.setdefault(v, {})[le * 1000.0 if le != float("inf") else le] = int(s.value)
-    out = {}
-    for v, n in req.items():
-        b = sorted(buckets.get(v, {}).items())
-        out[v] = Counts(n, err.get(v, 0), tuple(k for k, _ in b), tuple(c for _, c in b))
-    return out
-
-
-def _delta(now: Counts | None, before: Counts | None, t: float) -> Sample:
+def _delta(now: VersionCounts | None, before: VersionCounts | None, t: float) -> Sample:
     if now is None:
         return Sample(t=t, requests=0, errors=0)
     if before is None or before.bounds_ms != now.bounds_ms:
-        before = Counts(0, 0, now.bounds_ms, tuple(0 for _ in now.cumulative))
+        before = VersionCounts(0, 0, now.bounds_ms, tuple(0 for _ in now.cumulative))
     requests = max(0, now.requests - before.requests)
     errors = min(requests, max(0, now.errors - before.errors))
     if not now.bounds_ms:
@@ -128,6 +90,12 @@ def active_analyses(spec: ServiceSpec, dep: Deployment) -> list[ActiveAnalysis]:
             out.append(ActiveAnalysis("pre", bg.pre_promotion_analysis, True, JUDGE_INTERVAL_S, "preview"))
         if dep.phase is Phase.SCALE_DOWN_WAIT and bg.post_promotion_analysis is not None:
             out.append(ActiveAnalysis("post", bg.post_promotion_analysis, True, JUDGE_INTERVAL_S))
+    zones = dep.plan.get("zones") or ()
+    if zones and dep.plan.get("zone_waves") and dep.phase is not Phase.SCALE_DOWN_WAIT:
+        # each zone's wave is judged on its own evidence: a run per zone (E2); the preview of a
+        # blue-green wave reaches only that zone's new instances
+        zone = zones[min(dep.wave, len(zones) - 1)]
+        out = [replace(a, key=f"{a.key}@{zone}") for a in out]
     return out
 
 
@@ -136,14 +104,14 @@ class AnalysisController:
 
     def __init__(
         self,
-        store: Store,
-        source: MetricsSource,
+        store: DeploymentStore,
+        router: TrafficRouter,
         providers: Mapping[str, MetricProvider],
         clock: Callable[[], float],
     ) -> None:
-        self.store, self.source, self.providers, self.clock = store, source, providers, clock
+        self.store, self.router, self.providers, self.clock = store, router, providers, clock
         self._runs: dict[tuple[str, str], AnalysisRun] = {}
-        self._last: dict[tuple[str, str], tuple[Counts | None, Counts | None]] = {}
+        self._last: dict[tuple[str, str], tuple[VersionCounts | None, VersionCounts | None]] = {}
 
     def missing_providers(self, spec: ServiceSpec) -> set[str]:
         wanted: set[str] = set()
@@ -190,12 +158,9 @@ class AnalysisController:
 
     def _judge_sample(self, dep: Deployment, active: ActiveAnalysis, run: AnalysisRun, now: float) -> None:
         assert dep.from_version is not None
-        text = self.source.metrics_text()
-        production = router_counts(text, dep.service)
-        arm = production if active.canary_route == "production" else router_counts(
-            text, dep.service, active.canary_route
-        )  # parse the text once when both arms are on production (a canary)
-        base, new = production.get(dep.from_version), arm.get(dep.to_version)
+        counts = self.router.version_counts(dep.service)  # one read for both arms
+        base = counts.get("production", {}).get(dep.from_version)
+        new = counts.get(active.canary_route, {}).get(dep.to_version)
         before = self._last.get((dep.id, active.key))  # each run diffs against its own previous snapshot
         self._last[(dep.id, active.key)] = (base, new)
         if before is None:

@@ -28,7 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shipwarden.adapters.store.audit_repo import AuditRepo
-from shipwarden.adapters.store.repository import NotFound, Store
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.audit import (
     Anchor,
     AuditChain,
@@ -43,6 +43,7 @@ from shipwarden.domain.audit import (
 )
 from shipwarden.domain.audit.kubernetes import K8sRejected, k8s_ingest
 from shipwarden.ports.audit import HeadWitness
+from shipwarden.ports.store import NotFound
 from shipwarden.security.audit_export import ExportWriter
 from shipwarden.security.dossier import build_dossier
 from shipwarden.security.signing import fingerprint, public_pem

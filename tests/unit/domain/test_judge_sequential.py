@@ -48,11 +48,29 @@ def test_identical_versions_pass_before_the_horizon_at_high_traffic() -> None:
     assert all(m.classification is Classification.PASS for m in v.metrics)
 
 
-def test_low_traffic_without_evidence_passes_only_at_the_horizon() -> None:
+def test_the_pass_side_counts_the_warm_up_but_passes_no_sooner_than_a_failure_could_be_seen() -> None:
+    # 2,000 requests an interval: the warm-up's five intervals and three judged ones rule out a
+    # 1.75× canary, so the judge passes at the first interval a failure could have been seen — never
+    # before it.  (Without the warm-up's evidence: at 8, 9, 9, 14, 14 for these seeds.)
+    for seed in range(3, 8):
+        judge = SequentialJudge()
+        v = run(judge, pairs(seed, requests=2000))
+        assert v.decision is Decision.PASS
+        assert v.decided_at == judge.warmup + MIN_FAIL_INTERVALS
+
+
+def test_low_traffic_without_evidence_passes_once_the_window_can_no_longer_fail() -> None:
+    # 30 requests an interval: the rest of a 10-interval window could not fail even a 1.75× canary
+    # (stochastic curtailment), so the judge stops early — as a pass, the default for an undersized
+    # window; with undersized: inconclusive it runs to the end and holds
     spec = JudgeSpec(samples=10, minRequests=100)
     v = run(SequentialJudge(spec), pairs(4, n=40, requests=30))
-    assert v.decision is Decision.PASS and v.decided_at == 10
-    assert "end of the window" in v.reason
+    assert v.decision is Decision.PASS and v.decided_at is not None and v.decided_at < 10
+    m = v.metric("error_rate")
+    assert "no regression in sight" in m.reason and m.numbers["conditionalPower"] < 0.02  # type: ignore[operator]
+    held = run(SequentialJudge(JudgeSpec(samples=10, minRequests=100, undersized="inconclusive")),
+               pairs(4, n=40, requests=30))  # fmt: skip
+    assert held.decided_at == 10 and "end of the window" in held.reason
 
 
 def test_too_little_traffic_at_the_horizon_is_inconclusive_not_pass() -> None:
@@ -159,9 +177,17 @@ def _errors_only(negligible: float | None = None, **kw: object) -> JudgeSpec:
     )
 
 
-def test_zero_errors_on_both_sides_leave_a_ratio_test_undecided_until_the_horizon() -> None:
-    v = run(SequentialJudge(_errors_only()), pairs(11, n=30, requests=200, error_rate=0.0))
-    assert v.decision is Decision.PASS and v.decided_at == 30 and "end of the window" in v.reason
+def test_zero_errors_on_both_sides_never_pass_on_the_ratio_test_alone() -> None:
+    # no events: the ratio test has nothing to rule out; the judge passes once the rest of the
+    # window could no longer fail a 1.75× canary (curtailment), not before it saw several intervals
+    judge = SequentialJudge(_errors_only())
+    v = run(judge, pairs(11, n=30, requests=200, error_rate=0.0))
+    assert v.decision is Decision.PASS and v.decided_at is not None
+    assert v.decided_at > judge.warmup + MIN_FAIL_INTERVALS
+    assert "no regression in sight" in v.metric("error_rate").reason
+    zeros = pairs(11, n=30, requests=200, error_rate=0.0)
+    held = run(SequentialJudge(_errors_only(undersized="inconclusive")), zeros)
+    assert held.decided_at == 30 and "end of the window" in held.reason
 
 
 def test_a_negligible_rate_passes_early_when_neither_side_fails() -> None:

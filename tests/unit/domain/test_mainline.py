@@ -134,3 +134,19 @@ def test_a_force_push_is_never_deployed_even_when_gated() -> None:
 def test_the_head_must_come_first() -> None:
     with pytest.raises(ValueError, match="start with its head"):
         judge(Arrival(BASE, sha(2), False, (commit(1), commit(2))), [])
+
+
+def test_a_squash_or_rebase_of_an_approved_change_is_that_change() -> None:
+    ch = change("c60", 60)
+    rebased = (commit(62, 61), commit(61))
+    v = judge(Arrival(BASE, sha(62), False, rebased, {}, {}, "c60"), [ch])
+    assert [(x.reason, x.deploy, x.change_id) for x in v] == [
+        (Reason.CLEAN_MERGE, True, "c60"),
+        (Reason.PART_OF_CHANGE, False, "c60"),
+    ]
+    # without the tree match the same commits are pushes nobody judged
+    v = judge(Arrival(BASE, sha(62), False, rebased, {}, {}, None), [ch])
+    assert [x.reason for x in v] == [Reason.NO_CHANGE, Reason.NO_CHANGE]
+    # a change whose gates did not pass is never matched by its tree
+    v = judge(Arrival(BASE, sha(62), False, rebased, {}, {}, "c60"), [change("c60", 60, "pending")])
+    assert v[0].reason is Reason.NO_CHANGE

@@ -148,6 +148,7 @@ SEEDS = [
         preview=18101,
         strategy="      " + BLUE_GREEN.strip().replace("\n", "\n      "),
         start_timeout="8s",
+        driver="haproxy",
     ),  # fmt: skip
     FULL,
 ]

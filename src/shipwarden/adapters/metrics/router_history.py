@@ -2,12 +2,11 @@
 
 Implements ``ports.incidents.MetricHistory`` over two sources:
 
-* :class:`PrometheusRouterHistory` — when Prometheus scrapes the router's ``/metrics``
-  (``shipwarden_router_requests_total{service,route,version,code}`` and the
-  ``shipwarden_router_request_duration_seconds`` histogram): range queries for requests/s,
-  5xx/s, p95 latency and the error ratio per version, and the failed-request count over the
-  impact window with ``increase`` (Prometheus' own extrapolation) — through the metric provider
-  port, so the PromQL goes through its template checks;
+* :class:`PrometheusRouterHistory` — when Prometheus scrapes the router's ``/metrics``: the
+  router driver's own queries (``TrafficRouter.history_queries``; its metric names stay in the
+  driver) for requests/s, 5xx/s, p95 latency, and the failed-request count over the impact window
+  with ``increase`` (Prometheus' own extrapolation) — through the metric provider port, so the
+  PromQL goes through its template checks;
 * :class:`SampleHistory` — otherwise, the per-interval request/error samples the store keeps
   while a deployment's analysis runs (``analysis_records``, judge samples of both versions).
 """
@@ -21,19 +20,9 @@ from typing import Any
 
 from shipwarden.adapters.metrics.base import MetricProvider, Series, Value
 from shipwarden.domain.incidents import History
+from shipwarden.ports.routing import HistoryQueries
 
 __all__ = ["PrometheusRouterHistory", "SampleHistory"]
-
-_SEL = 'service="{service}",route="production"'
-REQUESTS = f"sum(rate(shipwarden_router_requests_total{{{_SEL}}}[{{window}}]))"
-ERRORS = f'sum(rate(shipwarden_router_requests_total{{{_SEL},code=~"5.."}}[{{window}}]))'
-LATENCY_P95 = (
-    "1000 * histogram_quantile(0.95, sum by (le) "
-    f"(rate(shipwarden_router_request_duration_seconds_bucket{{{_SEL}}}[{{window}}])))"
-)
-FAILED_TOTAL = f'sum(increase(shipwarden_router_requests_total{{{_SEL},code=~"5.."}}[{{window}}]))'
-REQUESTS_TOTAL = f"sum(increase(shipwarden_router_requests_total{{{_SEL}}}[{{window}}]))"
-
 
 def _points(m: Any) -> list[tuple[float, float]]:
     if isinstance(m, Series):
@@ -42,10 +31,13 @@ def _points(m: Any) -> list[tuple[float, float]]:
 
 
 class PrometheusRouterHistory:
-    """History from Prometheus (``provider``: the configured Prometheus metric provider)."""
+    """History from Prometheus (``provider``: the configured Prometheus metric provider;
+    ``queries``: the router driver's)."""
 
-    def __init__(self, provider: MetricProvider, *, points: int = 240, min_step: float = 5.0) -> None:
-        self.provider, self.points, self.min_step = provider, points, min_step
+    def __init__(
+        self, provider: MetricProvider, queries: HistoryQueries, *, points: int = 240, min_step: float = 5.0
+    ) -> None:
+        self.provider, self.queries, self.points, self.min_step = provider, queries, points, min_step
 
     def _range(
         self, template: str, service: str, start: float, end: float, step: float
@@ -59,14 +51,15 @@ class PrometheusRouterHistory:
     ) -> History:
         s, e = start.timestamp(), end.timestamp()
         step = max(self.min_step, math.ceil((e - s) / self.points))
-        req = self._range(REQUESTS, service, s, e, step)
-        err = self._range(ERRORS, service, s, e, step)
-        lat = self._range(LATENCY_P95, service, s, e, step)
+        q = self.queries
+        req = self._range(q.requests, service, s, e, step)
+        err = self._range(q.errors, service, s, e, step)
+        lat = self._range(q.latency_p95_ms, service, s, e, step)
         failed = total = None
         if impact is not None:
             onset, restored = impact
             span = max(1.0, (restored - onset).total_seconds())
-            for template, name in ((FAILED_TOTAL, "failed"), (REQUESTS_TOTAL, "total")):
+            for template, name in ((q.failed_total, "failed"), (q.requests_total, "total")):
                 v = self.provider.query(template, service=service, version="all", window_s=span,
                                         at=restored.timestamp())  # fmt: skip
                 if isinstance(v, Value) and math.isfinite(v.value):

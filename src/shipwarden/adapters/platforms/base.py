@@ -1,52 +1,5 @@
-"""The platform port: where instances of a service version run.
+"""The platform port lives in ``shipwarden.ports.platform``; re-exported for the drivers."""
 
-Platforms start, observe and stop instances.  They do not route traffic
-(that is the router's job) and they do not decide anything.
-"""
+from shipwarden.ports.platform import Instance, InstanceState, Platform, PlatformError
 
-from __future__ import annotations
-
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Protocol
-
-from shipwarden.domain.policy import ServiceSpec
-
-
-class PlatformError(RuntimeError):
-    """An instance could not be started, observed or stopped."""
-
-
-class InstanceState(StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    DEAD = "dead"  # the process exited without being asked to
-
-
-@dataclass(frozen=True)
-class Instance:
-    id: str
-    service: str
-    version: str
-    address: str  # host:port reachable by the router
-    pid: int | None
-    state: InstanceState
-    started_at: float | None = None  # wall-clock time the platform started it, if known
-
-
-class Platform(Protocol):
-    def start(self, spec: ServiceSpec, version: str, count: int) -> list[Instance]:
-        """Start ``count`` new instances of ``version``; returns at once (not yet healthy).
-
-        All or nothing: a start that cannot be done raises :class:`PlatformError` with the cause
-        and leaves no instance of this call behind."""
-
-    def instances(self, service: str) -> list[Instance]:
-        """Every instance the platform knows for the service, with its observed state."""
-
-    def healthy(self, spec: ServiceSpec, instance: Instance) -> bool:
-        """One health probe of one instance."""
-
-    def stop(self, instances: list[Instance], grace_s: float) -> None:
-        """Drain and stop: SIGTERM, then SIGKILL after ``grace_s``; forgets them, dead or alive
-        (an instance already stopped is no error)."""
+__all__ = ["Instance", "InstanceState", "Platform", "PlatformError"]

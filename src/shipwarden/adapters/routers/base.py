@@ -1,101 +1,27 @@
-"""The traffic-router port.
+"""The traffic-router port lives in ``shipwarden.ports.routing``; re-exported for the drivers."""
 
-A router owns the data plane in front of a service's instances: which
-versions get production traffic and in what share, and what the preview
-route reaches.  Routers *apply* and *report*; they never decide.  The
-rollout state machine decides, the reconciler calls ``apply``.
+from shipwarden.ports.routing import (
+    ConfigRejected,
+    HistoryQueries,
+    Listener,
+    Pool,
+    ProbeResult,
+    RouteCounts,
+    RouterError,
+    Routes,
+    TrafficRouter,
+    VersionCounts,
+)
 
-Contract every driver keeps:
-
-* ``apply`` is atomic and idempotent: after it returns, every new request is
-  routed by the new table, and no in-flight or new request fails because of
-  the change (D10).
-* a configuration the proxy rejects never replaces the one serving.
-* ``probe`` sends real requests through the route and reports which version
-  answered, so callers can verify convergence instead of trusting ``apply``.
-"""
-
-from __future__ import annotations
-
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
-
-
-class RouterError(RuntimeError):
-    """The router could not apply or read a routing table."""
-
-
-class ConfigRejected(RouterError):
-    """The proxy rejected a generated configuration; the serving one is unchanged."""
-
-
-@dataclass(frozen=True)
-class Pool:
-    """The instances of one version and the share of a route's traffic they get.
-
-    ``weight`` is a percentage 0..100 of the route's requests; instances in
-    the pool share it equally.
-    """
-
-    version: str
-    addresses: tuple[str, ...]
-    weight: int = 100
-
-
-@dataclass(frozen=True)
-class Routes:
-    """The routing table of one service: production and preview routes."""
-
-    production: tuple[Pool, ...] = ()
-    preview: tuple[Pool, ...] = ()
-
-    def weights(self) -> dict[str, int]:
-        """Production weight per version."""
-        return {p.version: p.weight for p in self.production}
-
-
-@dataclass(frozen=True)
-class Listener:
-    """Where a service is exposed: the production and preview ports."""
-
-    service: str
-    port: int
-    preview_port: int
-    host: str = "127.0.0.1"
-
-
-@dataclass
-class ProbeResult:
-    """What a probe saw: ``versions`` counts good answers per version; ``failures`` every failed
-    request, of which ``server_errors`` are 5xx answered *by a version* (labelled by the router,
-    so traffic did reach it) — the rest are transport errors or the router's own 5xx."""
-
-    versions: Counter[str] = field(default_factory=Counter)
-    failures: int = 0
-    server_errors: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def total(self) -> int:
-        return sum(self.versions.values()) + self.failures
-
-
-class TrafficRouter(Protocol):
-    def start(self) -> None:
-        """Make sure the data plane is up (idempotent; a no-op for proxies run by someone else)."""
-
-    def ensure_listener(self, listener: Listener) -> None:
-        """Expose a service on its ports (may reload the proxy; validated first)."""
-
-    def ensure_listeners(self, listeners: Sequence[Listener]) -> None:
-        """Expose several services at once: at most one reload, none if nothing changed."""
-
-    def apply(self, service: str, routes: Routes) -> None:
-        """Replace the service's routing table atomically, failing no request."""
-
-    def current(self, service: str) -> Routes | None:
-        """The routing table the data plane is serving now, or None if unknown."""
-
-    def probe(self, service: str, route: str, requests: int) -> ProbeResult:
-        """Send ``requests`` real requests through ``route`` ("production" or "preview")."""
+__all__ = [
+    "ConfigRejected",
+    "HistoryQueries",
+    "Listener",
+    "Pool",
+    "ProbeResult",
+    "RouteCounts",
+    "RouterError",
+    "Routes",
+    "TrafficRouter",
+    "VersionCounts",
+]

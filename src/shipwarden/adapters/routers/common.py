@@ -1,5 +1,6 @@
 """What every router driver shares: table validation, the table's file form, real probes,
-atomic files and a lock that serializes changes across processes.
+atomic files, a lock that serializes changes across processes, and the per-version counters
+both drivers export in the same Prometheus text (their metric names are known here only).
 
 Drivers import this module, never each other (`.importlinter`: drivers are independent).
 """
@@ -17,8 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
-from shipwarden.adapters.routers.base import Pool, ProbeResult, RouterError, Routes
+from shipwarden.adapters.routers.base import (
+    HistoryQueries,
+    Pool,
+    ProbeResult,
+    RouteCounts,
+    RouterError,
+    Routes,
+    VersionCounts,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 ADDR_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):(\d{1,5})$")  # IPs only
@@ -68,19 +78,38 @@ def routes_to_json(routes: Routes) -> dict[str, Any]:
     """The wire/file form of a routing table."""
     return {
         r: [
-            {"version": p.version, "weight": p.weight, "addresses": list(p.addresses)}
+            {
+                "version": p.version, "weight": p.weight, "addresses": list(p.addresses),
+                **({"zone": p.zone} if p.zone is not None else {}),
+            }
             for p in getattr(routes, r)
         ]
         for r in ROUTES
-    }
+    }  # fmt: skip
 
 
 def routes_from_json(data: dict[str, Any]) -> Routes:
     pools = {
-        r: tuple(Pool(i["version"], tuple(i["addresses"]), int(i["weight"])) for i in data.get(r, []))
+        r: tuple(
+            Pool(i["version"], tuple(i["addresses"]), int(i["weight"]), i.get("zone") or None)
+            for i in data.get(r, [])
+        )
         for r in ROUTES
     }
     return Routes(**pools)
+
+
+def by_version(pools: tuple[Pool, ...]) -> tuple[Pool, ...]:
+    """One pool per version (a version's zone pools merged, weights summed): for a data plane that
+    balances per version only.  Its instances then share the version's weight equally, whatever
+    their zone."""
+    merged: dict[str, Pool] = {}
+    for p in pools:
+        was = merged.get(p.version)
+        merged[p.version] = p if was is None else Pool(
+            p.version, was.addresses + p.addresses, was.weight + p.weight
+        )
+    return tuple(Pool(p.version, p.addresses, p.weight) for p in merged.values())
 
 
 def validate_routes(service: str, routes: Routes) -> None:
@@ -89,11 +118,18 @@ def validate_routes(service: str, routes: Routes) -> None:
         raise RouterError(f"invalid service name {service!r}")
     for name in ROUTES:
         pools: tuple[Pool, ...] = getattr(routes, name)
-        seen: set[str] = set()
+        seen: set[tuple[str, str | None]] = set()
+        zoned: dict[str, bool] = {}
         for p in pools:
-            if not p.version or any(ord(c) < 32 or c.isspace() for c in p.version) or p.version in seen:
-                raise RouterError(f"{service}/{name}: empty, invalid or duplicate version {p.version!r}")
-            seen.add(p.version)
+            bad = not p.version or any(ord(c) < 32 or c.isspace() for c in p.version)
+            if bad or (p.version, p.zone) in seen:
+                raise RouterError(f"{service}/{name}: empty, invalid or duplicate version {p.version!r}"
+                                  + (f" in zone {p.zone!r}" if p.zone is not None else ""))
+            if zoned.setdefault(p.version, p.zone is not None) != (p.zone is not None):
+                raise RouterError(f"{service}/{name}: {p.version} has pools with and without a zone")
+            if p.zone is not None and not NAME_RE.match(p.zone):
+                raise RouterError(f"{service}/{name}: invalid zone {p.zone!r}")
+            seen.add((p.version, p.zone))
             if not isinstance(p.weight, int) or not 0 <= p.weight <= 100:
                 raise RouterError(f"{service}/{name}: weight of {p.version} must be an integer 0..100")
             if p.weight > 0 and not p.addresses:
@@ -137,3 +173,49 @@ def probe(url: str, requests: int, timeout: float) -> ProbeResult:
             else:
                 result.versions[version] += 1
     return result
+
+
+# -- the per-version counters both drivers export ----------------------------------------------
+REQUESTS_METRIC = "shipwarden_router_requests_total"  # {service, route, version, code}
+DURATION_METRIC = "shipwarden_router_request_duration_seconds"  # histogram {service, route, version}
+
+
+def parse_counts(text: str, service: str) -> RouteCounts:
+    """Per-route, per-version cumulative counters of one service from the router's ``/metrics``."""
+    req: dict[tuple[str, str], int] = {}
+    err: dict[tuple[str, str], int] = {}
+    buckets: dict[tuple[str, str], dict[float, int]] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            lab = s.labels
+            if lab.get("service") != service:
+                continue
+            key = (lab.get("route", ""), lab.get("version", ""))
+            if s.name == REQUESTS_METRIC:
+                req[key] = req.get(key, 0) + int(s.value)
+                if lab.get("code", "").startswith("5"):
+                    err[key] = err.get(key, 0) + int(s.value)
+            elif s.name == f"{DURATION_METRIC}_bucket":
+                le = float(lab["le"])
+                buckets.setdefault(key, {})[le * 1000.0 if le != float("inf") else le] = int(s.value)
+    out: RouteCounts = {}
+    for (route, version), n in req.items():
+        b = sorted(buckets.get((route, version), {}).items())
+        out.setdefault(route, {})[version] = VersionCounts(
+            n, err.get((route, version), 0), tuple(k for k, _ in b), tuple(c for _, c in b)
+        )
+    return out
+
+
+_SEL = 'service="{service}",route="production"'
+PROMETHEUS_HISTORY = HistoryQueries(
+    requests=f"sum(rate({REQUESTS_METRIC}{{{_SEL}}}[{{window}}]))",
+    errors=f'sum(rate({REQUESTS_METRIC}{{{_SEL},code=~"5.."}}[{{window}}]))',
+    latency_p95_ms=(
+        "1000 * histogram_quantile(0.95, sum by (le) "
+        f"(rate({DURATION_METRIC}_bucket{{{_SEL}}}[{{window}}])))"
+    ),
+    failed_total=f'sum(increase({REQUESTS_METRIC}{{{_SEL},code=~"5.."}}[{{window}}]))',
+    requests_total=f"sum(increase({REQUESTS_METRIC}{{{_SEL}}}[{{window}}]))",
+)
+"""The incident history's queries over the counters above, once Prometheus scrapes the router."""

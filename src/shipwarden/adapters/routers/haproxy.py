@@ -73,12 +73,24 @@ from typing import Any, Literal, overload
 import httpx
 
 from shipwarden.adapters.net import free_port, wait_for_port
-from shipwarden.adapters.routers.base import ConfigRejected, Listener, Pool, ProbeResult, RouterError, Routes
+from shipwarden.adapters.routers.base import (
+    ConfigRejected,
+    HistoryQueries,
+    Listener,
+    Pool,
+    ProbeResult,
+    RouteCounts,
+    RouterError,
+    Routes,
+)
 from shipwarden.adapters.routers.common import (
     NAME_RE,
+    PROMETHEUS_HISTORY,
     ROUTES,
     atomic_write,
+    by_version,
     file_lock,
+    parse_counts,
     pid_alive,
     probe,
     routes_from_json,
@@ -566,8 +578,12 @@ class HaproxyRouter:
             self._save_state()
 
     def apply(self, service: str, routes: Routes) -> None:
-        """Replace the service's table in HAProxy through the Runtime API (no reload), then persist it."""
+        """Replace the service's table in HAProxy through the Runtime API (no reload), then persist it.
+
+        Zone pools (E2) are merged per version (``by_version``): a version is one backend here, its
+        servers share the version's weight whatever their zone."""
         validate_routes(service, routes)
+        routes = Routes(production=by_version(routes.production), preview=by_version(routes.preview))
         if service not in self._listeners and not self._state_has(service):
             raise RouterError(f"no listener for service {service!r}")
         with self._exclusive():
@@ -711,6 +727,13 @@ class HaproxyRouter:
             return httpx.get(f"{self.admin_url}/metrics", timeout=self.timeout, trust_env=False).text
         except httpx.HTTPError as exc:
             raise RouterError(f"admin port unreachable: {exc}") from exc
+
+    def version_counts(self, service: str) -> RouteCounts:
+        """Per-route, per-version counters of ``service`` from the admin port's ``/metrics``."""
+        return parse_counts(self.metrics_text(), service)
+
+    history_queries: HistoryQueries | None = PROMETHEUS_HISTORY
+    """What Prometheus reads when it scrapes ``admin_url + "/metrics"``."""
 
     def url(self, service: str, route: str = "production") -> str:
         lst = self._listeners.get(service)

@@ -37,11 +37,21 @@ from typing import Any
 import httpx
 
 from shipwarden.adapters.net import free_port, wait_for_port
-from shipwarden.adapters.routers.base import ConfigRejected, Listener, ProbeResult, RouterError, Routes
+from shipwarden.adapters.routers.base import (
+    ConfigRejected,
+    HistoryQueries,
+    Listener,
+    ProbeResult,
+    RouteCounts,
+    RouterError,
+    Routes,
+)
 from shipwarden.adapters.routers.common import (
     NAME_RE,
+    PROMETHEUS_HISTORY,
     ROUTES,
     file_lock,
+    parse_counts,
     pid_alive,
     routes_from_json,
     routes_to_json,
@@ -339,6 +349,13 @@ class NginxRouter:
     def metrics_text(self) -> str:
         """Prometheus text from the admin port (``shipwarden_router_requests_total`` etc.)."""
         return self._admin("GET", "/metrics").text
+
+    def version_counts(self, service: str) -> RouteCounts:
+        """Per-route, per-version counters of ``service`` from the admin port's ``/metrics``."""
+        return parse_counts(self.metrics_text(), service)
+
+    history_queries: HistoryQueries | None = PROMETHEUS_HISTORY
+    """What Prometheus reads when it scrapes ``admin_url + "/metrics"``."""
 
     def url(self, service: str, route: str = "production") -> str:
         lst = self._listeners.get(service)

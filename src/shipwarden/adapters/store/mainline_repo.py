@@ -14,14 +14,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shipwarden.adapters.store.changes_repo import Change
+from shipwarden.adapters.store.changes_repo import change_of
 from shipwarden.adapters.store.models import ChangeRow, MainCommitRow, MainHeadRow
-from shipwarden.adapters.store.repository import NotFound, Store
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.mainline import JudgedCommit, MainCommit, Verdict, verdict_kind
-
-
-class HeadChanged(Exception):
-    """Someone else recorded an arrival on this branch first."""
+from shipwarden.ports.changes import Change, HeadChanged
+from shipwarden.ports.store import NotFound
 
 
 def _judged(r: MainCommitRow) -> JudgedCommit:
@@ -183,14 +181,26 @@ class MainlineRepo:
         result: JudgedCommit = self.store._retrying(tx)
         return result
 
+    #: an effect claimed this long ago and never finished was lost with its process: claim it again
+    STALE_AFTER_S = 900.0
+
     def claim(self, judged_id: int) -> bool:
-        """Take a pending effect (pending → running); False if another process took it first."""
+        """Take an effect to perform (pending, or running but claimed ``STALE_AFTER_S`` ago by a
+        process that died); False if another process holds it."""
         with self._sessions.begin() as s:
             r = s.get(MainCommitRow, judged_id, with_for_update=True)
-            if r is None or r.effect != "pending":
+            if r is None or not self._claimable(r, self._clock()):
                 return False
-            r.effect = "running"
+            r.effect, r.effect_detail = "running", {**(r.effect_detail or {}), "claimed_at": self._clock()}
             return True
+
+    def _claimable(self, r: MainCommitRow, now: float) -> bool:
+        if r.effect == "pending":
+            return True
+        claimed = (r.effect_detail or {}).get("claimed_at")
+        return (
+            r.effect == "running" and isinstance(claimed, int | float) and now - claimed > self.STALE_AFTER_S
+        )
 
     def changes_for(self, shas: Sequence[str]) -> list[Change]:
         """The changes whose head or merge commit is one of ``shas`` (oldest first)."""
@@ -202,16 +212,18 @@ class MainlineRepo:
             .order_by(ChangeRow.created_at)
         )
         with self._sessions() as s:
-            return [Change.of(r) for r in s.scalars(q)]
+            return [change_of(r) for r in s.scalars(q)]
 
     def pending(self, branch: str) -> list[JudgedCommit]:
+        """Effects recorded and not performed: pending, or claimed by a process that died."""
         q = (
             select(MainCommitRow)
-            .where(MainCommitRow.branch == branch, MainCommitRow.effect == "pending")
+            .where(MainCommitRow.branch == branch, MainCommitRow.effect.in_(("pending", "running")))
             .order_by(MainCommitRow.id)
         )
+        now = self._clock()
         with self._sessions() as s:
-            return [_judged(r) for r in s.scalars(q)]
+            return [_judged(r) for r in s.scalars(q) if self._claimable(r, now)]
 
     def open_violations(self, branch: str) -> list[JudgedCommit]:
         """Violations since the last commit judged deployable, not accepted by an operator.

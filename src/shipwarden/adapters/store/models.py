@@ -55,6 +55,8 @@ class DeploymentRow(Base):
     detected_at: Mapped[float | None] = mapped_column(Double)
     rolled_back_at: Mapped[float | None] = mapped_column(Double)
     traffic_restored_at: Mapped[float | None] = mapped_column(Double)
+    wave: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # index in the zone order
+    pause_cause: Mapped[str | None] = mapped_column(String(16))  # operator | analysis (while paused)
 
     __table_args__ = (
         Index("ix_deployments_service_active", "service", "active"),
@@ -565,3 +567,60 @@ class MainCommitRow(Base):
     accept_reason: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (Index("ix_main_commits_branch_verdict", "branch", "verdict", "id"),)
+
+
+class OnCallEscalationRow(Base):
+    """An escalation (E8): its frozen policy, state and the due time of its next step."""
+
+    __tablename__ = "oncall_escalations"
+    __table_args__ = (UniqueConstraint("open_key", name="uq_oncall_escalations_open_key"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    group_key: Mapped[str] = mapped_column(String(255))
+    open_key: Mapped[str | None] = mapped_column(String(255))
+    service: Mapped[str | None] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    step: Mapped[int] = mapped_column(Integer)
+    next_due: Mapped[float | None] = mapped_column(Double, index=True)
+    opened_at: Mapped[float] = mapped_column(Double, index=True)
+    acked_at: Mapped[float | None] = mapped_column(Double)
+    acked_by: Mapped[str | None] = mapped_column(String(256))
+    resolved_at: Mapped[float | None] = mapped_column(Double)
+    resolved_by: Mapped[str | None] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class OnCallPageRow(Base):
+    """A page an escalation step sent (or will retry): written in the step's transaction."""
+
+    __tablename__ = "oncall_pages"
+    __table_args__ = (UniqueConstraint("dedupe_key", name="uq_oncall_pages_dedupe_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[str] = mapped_column(String(32), ForeignKey("oncall_escalations.id"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    person: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
+    next_attempt_at: Mapped[float | None] = mapped_column(Double, index=True)
+    sent_at: Mapped[float | None] = mapped_column(Double)
+    detail: Mapped[str] = mapped_column(String(500))
+
+
+class OnCallLinkNonceRow(Base):
+    """A signed link's nonce, spent: the link acts once."""
+
+    __tablename__ = "oncall_link_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    escalation_id: Mapped[str] = mapped_column(String(32))
+    used_at: Mapped[float] = mapped_column(Double)

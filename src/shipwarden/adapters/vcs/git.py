@@ -411,6 +411,17 @@ class GitRepository:
                 return False  # conflicts: whatever resolved them was not judged
             return proc.stdout.split()[0] == self._run("rev-parse", f"{sha}^{{tree}}").stdout.strip()
 
+    def merges_to(self, base: str, other: str, target: str) -> bool:
+        """True when ``target``'s tree is exactly the clean merge of ``other`` into ``base``: what a
+        squash or a rebase of ``other`` onto ``base`` gives when nothing else was added."""
+        for sha in (base, other, target):
+            _check_sha(sha)
+        with self._lock:
+            proc = self._run("merge-tree", "--write-tree", "--no-messages", base, other, check=False)
+            if proc.returncode != 0 or not proc.stdout.split():
+                return False
+            return proc.stdout.split()[0] == self._run("rev-parse", f"{target}^{{tree}}").stdout.strip()
+
     def parents(self, sha: str) -> tuple[str, ...]:
         """The parents of commit ``sha`` (first parent first)."""
         _check_sha(sha)

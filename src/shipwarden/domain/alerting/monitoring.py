@@ -139,6 +139,8 @@ class CustomCondition(Thresholds):
     op: Op = ">"
     interval: PositiveDuration = 30.0
     """NRQL only: how often shipwarden evaluates the condition."""
+    window: PositiveDuration = 300.0
+    """NRQL only: the ``{window}`` placeholder becomes ``SINCE now-window UNTIL now``."""
     summary: str = ""
 
     @model_validator(mode="after")
@@ -329,3 +331,23 @@ def threshold_state(value: float | None, t: Thresholds, op: Op) -> str | None:
         if v is not None and cmp[op](value, v):
             return severity
     return None
+
+
+def condition_step(
+    pending: dict[str, float], value: float | None, *, now: float, cond: CustomCondition
+) -> tuple[dict[str, float], set[str]]:
+    """One evaluation of a condition shipwarden evaluates itself (NRQL), as Prometheus evaluates
+    a rule with ``for``: each severity whose threshold the value crosses is *pending* since the
+    first evaluation that crossed it, and *firing* once it has crossed for ``for`` seconds.
+    ``value`` ``None`` (no data, a provider error) crosses nothing.  Returns the new pending
+    map (severity → since) and the severities firing now."""
+    cmp = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}[cond.op]
+    new: dict[str, float] = {}
+    firing: set[str] = set()
+    for severity, threshold in cond.levels():
+        if value is not None and cmp(float(value), float(threshold)):
+            since = pending.get(severity, now)
+            new[severity] = since
+            if now - since >= cond.for_:
+                firing.add(severity)
+    return new, firing

@@ -79,8 +79,8 @@ class PostableAlert(_Open):
     def alert(self, now: float, *, resolved: bool | None = None) -> Alert:
         starts = _ts(self.starts_at)
         ends = _ts(self.ends_at)
-        if resolved is True and ends is None:
-            ends = now
+        if resolved is True and (ends is None or ends > now):
+            ends = now  # the sender says it is resolved: it is, now
         if resolved is False:
             ends = None
         return Alert(

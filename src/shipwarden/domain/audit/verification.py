@@ -236,8 +236,14 @@ class _Cursor:
                 "the tail was removed (with the checkpoints that covered it)",
                 self.j,
             )
-        return VerifyReport(True, entries, head, checked, anchors_checked=self.j,
-                            unsealed=head.seq - max(self.last_seq, 0) if head.seq else 0)
+        return VerifyReport(
+            True,
+            entries,
+            head,
+            checked,
+            anchors_checked=self.j,
+            unsealed=head.seq - max(self.last_seq, 0) if head.seq else 0,
+        )
 
 
 def _diagnose(canonical: str, expected_seq: int, prev: str) -> tuple[Problem, str]:

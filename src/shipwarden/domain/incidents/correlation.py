@@ -380,7 +380,7 @@ class Ranking:
 
     @property
     def no_change(self) -> bool:
-        """"No change caused this": no candidate reaches the threshold."""
+        """ "No change caused this": no candidate reaches the threshold."""
         return not self.suspects or self.suspects[0].probability < self.threshold
 
     @property

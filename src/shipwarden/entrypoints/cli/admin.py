@@ -322,7 +322,7 @@ def user_create(
 def _own_account(command: str, name: str, otp: str | None = None) -> Iterator[tuple[Any, Any]]:
     """``guard.check_own`` for ``command``, then yield ``(services, principal)``; access and input
     errors raised in the body exit 2 with their message."""
-    from shipwarden.adapters.store.repository import StoreError
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.access import AccessError
 
     svc, who = check_own(command, name, otp=otp)
@@ -498,6 +498,12 @@ def serve(
     controller: Annotated[
         bool, typer.Option(help="Drive recorded deployments in this process (off: run `reconcile --watch`).")
     ] = True,
+    watch_main: Annotated[
+        float,
+        typer.Option(
+            help="Poll the repository's main branch every N seconds (the push webhook's fallback); 0: off."
+        ),
+    ] = 60.0,
 ) -> None:
     """Serve the HTTP API over TLS (and, by default, drive the deployments it records)."""
     from shipwarden.entrypoints.http import create_app
@@ -521,6 +527,8 @@ def serve(
     api = create_app(svc)
     app = _worker_threads(api, svc.settings.api_threads)
     _checkpoint_timer(svc, every_s=60.0)
+    if watch_main > 0:
+        _main_watch_timer(svc, api, every_s=watch_main)
     import gc
 
     gc.collect()
@@ -531,10 +539,14 @@ def serve(
 
         driver = Controller(svc.rollout, svc.store)
         driver.start()
+    from shipwarden.bootstrap import start_alerting
+
+    stop_alerting = start_alerting(svc)
     sys.stderr.write(f"shipwarden API on {'https' if tls_cert else 'http'}://{host}:{port}\n")
     try:
         _run_uvicorn(app, host, port, tls_cert, tls_key, refusals=api.state.refusals)
     finally:
+        stop_alerting()
         if driver is not None:
             driver.stop()
         svc.audit.close()  # uvicorn has finished the requests in flight: commit what they queued
@@ -587,6 +599,27 @@ def _checkpoint_timer(svc: Any, every_s: float) -> None:
 
     stop = threading.Event()
     threading.Thread(target=loop, name="audit-checkpoints", daemon=True).start()
+
+
+def _main_watch_timer(svc: Any, api: Any, every_s: float) -> None:
+    """Judge what is new on main periodically while serving (D9): a push whose webhook was lost
+    (or never configured) is still judged, deployed through the gates or alerted."""
+    import threading
+
+    if svc.rollout is None or getattr(svc.rollout.loaded.policy, "delivery", None) is None:
+        return
+
+    def loop() -> None:
+        from shipwarden.entrypoints.http.routes.webhooks import shared_change_service
+
+        while not stop.wait(every_s):
+            try:
+                shared_change_service(api, svc).watch_main(via="poll")
+            except Exception as exc:  # noqa: BLE001 - keep serving; the next look retries
+                sys.stderr.write(f"main watch failed: {type(exc).__name__}: {exc}\n")
+
+    stop = threading.Event()
+    threading.Thread(target=loop, name="main-watch", daemon=True).start()
 
 
 def register(app: typer.Typer) -> None:

@@ -26,15 +26,15 @@ app (``app.state.refusals``), which bounds how many entries a flood from one sou
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 
-from shipwarden.adapters.store.repository import NotFound, StoreError
 from shipwarden.bootstrap import Services
 from shipwarden.domain.audit import AuditError, K8sAuditError
 from shipwarden.domain.incidents import IncidentError
@@ -42,6 +42,7 @@ from shipwarden.domain.policy import UnknownService
 from shipwarden.entrypoints.http.deps import ACCESS_ATTR, PUBLIC
 from shipwarden.entrypoints.http.limits import BodyLimit
 from shipwarden.ports.incidents import IncidentNotFound
+from shipwarden.ports.store import NotFound, StoreError
 from shipwarden.services.access import (
     AuthenticationError,
     Conflict,
@@ -52,6 +53,7 @@ from shipwarden.services.access import (
 )
 from shipwarden.services.refusals import RefusalLog
 from shipwarden.services.rollout import DeployError
+from shipwarden.services.telemetry import Telemetry
 
 __all__ = ["ROUTERS", "create_app"]
 
@@ -66,6 +68,8 @@ ROUTERS: list[str] = [
     "evidence",
     "changes",
     "incidents",
+    "oncall",
+    "alerting",
 ]
 """Modules of ``entrypoints.http.routes`` whose ``router`` is mounted; add one line per resource.
 
@@ -91,12 +95,68 @@ def _access_rule(route: APIRoute) -> dict[str, Any]:
     return dict(PUBLIC)
 
 
+class Measured:
+    """Counts and times every request by method, route template and status (``/metrics``)."""
+
+    def __init__(self, app: Any, telemetry: Telemetry) -> None:
+        self.app, self.telemetry = app, telemetry
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "(unmatched)"
+            elapsed = time.perf_counter() - started
+            self.telemetry.observe_http(scope.get("method", ""), path, status[0], elapsed)
+
+
+def _telemetry(c: Services) -> Telemetry:
+    from shipwarden.adapters.store.alerting_repo import store_counts
+
+    t = Telemetry()
+
+    def read() -> dict[str, Any]:
+        data = store_counts(c.store)
+        writer = getattr(c.audit, "writer", None)
+        if writer is not None:
+            data["audit_queue"] = writer._q.qsize()
+            data["audit_committed"] = writer.committed
+        return data
+
+    t.watch_store(read)
+    if c.alerting is not None:
+        hooks = c.alerting.pipeline.hooks
+        hooks.ingested, hooks.notice, hooks.delivered = t.ingested, t.notice, t.delivered
+    return t
+
+
 def create_app(container: Services) -> FastAPI:
     refusals = RefusalLog(container.store.audit)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        oncall = container.oncall if container.run_engines else None
+        if oncall is not None:  # the escalation engine and its watchdog run with the API
+            oncall.engine.start()
+            if oncall.watchdog is not None:
+                oncall.watchdog.start()
         yield
+        if oncall is not None:
+            if oncall.watchdog is not None:
+                oncall.watchdog.stop()
+            oncall.engine.stop()
         refusals.flush()  # the last window's count of refusals not written one by one
 
     app = FastAPI(
@@ -117,10 +177,18 @@ def create_app(container: Services) -> FastAPI:
         refusals.refuse(source=ip, actor="anonymous", action="http.refused", detail={**info, **detail})
 
     app.add_middleware(BodyLimit, on_refuse=refused_at_edge)
+    telemetry = _telemetry(container)
+    app.state.telemetry = telemetry
+    app.add_middleware(Measured, telemetry=telemetry)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["meta"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """shipwarden's own metrics in the Prometheus text format (``services.telemetry``)."""
+        return PlainTextResponse(telemetry.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     routers = [importlib.import_module(f"shipwarden.entrypoints.http.routes.{n}").router for n in ROUTERS]
     for route in [r for router in [app.router, *routers] for r in router.routes]:

@@ -35,6 +35,8 @@ ROUTE_LIMITS: dict[str, int] = {
     "/webhooks/circleci": 25 * MiB,
     "/evidence": 20 * MiB,  # services.changes.MAX_EVIDENCE_BYTES
     "/k8s/audit": 10 * MiB + 64 * 1024,  # the apiserver's --audit-webhook-truncate-max-batch-size, plus slack
+    "/alerting/webhook": 16 * MiB,  # Alertmanager sends a whole group (max_alerts 0: all of it)
+    "/api/v2/alerts": 16 * MiB,  # Prometheus batches up to 64 alerts (--alertmanager.notification-queue)
 }
 
 RefuseHook = Callable[[Scope, int, dict[str, Any]], None]

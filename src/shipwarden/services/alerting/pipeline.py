@@ -58,8 +58,8 @@ from shipwarden.ports.alerting import (
     Placement,
     QueuedNotice,
 )
+from shipwarden.ports.alerting_notice import notice_from_json, notice_to_json
 from shipwarden.ports.incidents import AlertSignal, IncidentSink
-from shipwarden.services.alerting.notice import notice_from_json, notice_to_json
 
 __all__ = ["AlertEngine", "AlertPipeline", "Hooks"]
 

@@ -23,8 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shipwarden.adapters.store.changes_repo import Change
-from shipwarden.adapters.store.mainline_repo import HeadChanged, MainlineRepo
+from shipwarden.adapters.store.mainline_repo import MainlineRepo
 from shipwarden.adapters.store.repository import Store
 from shipwarden.adapters.vcs.git import GitError
 from shipwarden.domain.mainline import (
@@ -36,6 +35,7 @@ from shipwarden.domain.mainline import (
     Verdict,
     judge,
 )
+from shipwarden.ports.changes import Change, HeadChanged
 from shipwarden.services.changes.core import CD_ACTOR
 from shipwarden.services.changes.delivery import ContinuousDelivery
 from shipwarden.services.notify import Notifier
@@ -73,9 +73,15 @@ class MainlineWatch(ContinuousDelivery):
         this thread (the caller is already scheduled) rather than through ``schedule``."""
         branch = self.delivery.repository.main_branch
         judged: list[JudgedCommit] = []
+        if seed is not None and (not _SHA.match(seed) or set(seed) == {"0"}):
+            seed = None
+        if seed is not None and self.mainline.judged_head(branch) is None:
+            self.git.sync()
+            if not self.git.has_commit(seed):
+                seed = None  # a hint only: a commit this repository does not know judges nothing
         for _ in range(5):
             previous = self.mainline.judged_head(branch)
-            since = previous or (seed if seed and _SHA.match(seed) and set(seed) != {"0"} else None)
+            since = previous or seed
             update = self.git.arrivals(branch, since)
             if update.head is None or (update.head == since and not update.commits):
                 if previous is None and update.head is not None:
@@ -104,10 +110,8 @@ class MainlineWatch(ContinuousDelivery):
                     )
                 ]
             else:
-                verdicts = judge(
-                    self._arrival(since, update.head, update.forced, commits),
-                    self._facts_for(commits, since),
-                )
+                arrival = self._arrival(since, update.head, update.forced, commits)
+                verdicts = judge(arrival, self._facts_for(commits, since, arrival.squashed))
             extra = {**(detail or {}), **({"truncated": True} if update.truncated else {})}
             try:
                 judged = self.mainline.record(
@@ -136,13 +140,29 @@ class MainlineWatch(ContinuousDelivery):
         }
         branch = self.delivery.repository.main_branch
         open_v = {v.sha: v.reason for v in self.mainline.open_violations(branch)}
-        return Arrival(previous, head, forced, commits, clean, open_v)
+        squashed = None
+        direct = {c.sha for c in commits} | {c.parents[1] for c in commits if len(c.parents) == 2}
+        if not forced and not any(ch.head_sha in direct for ch in self.mainline.changes_for((head,))):
+            # new shas for approved content? (GitHub's squash / rebase merge): compare trees
+            for ch in self.repo.list_changes(status="approved", limit=20):
+                try:
+                    if self.git.merges_to(previous, ch.head_sha, head):
+                        squashed = ch.id
+                        break
+                except (GitError, ValueError):
+                    continue
+        return Arrival(previous, head, forced, commits, clean, open_v, squashed)
 
-    def _facts_for(self, commits: tuple[MainCommit, ...], previous: str) -> list[ChangeFact]:
+    def _facts_for(
+        self, commits: tuple[MainCommit, ...], previous: str, squashed: str | None = None
+    ) -> list[ChangeFact]:
         """The changes the new commits are (or merge) the heads of, or that merged into them."""
         shas = {c.sha for c in commits} | {c.parents[1] for c in commits if len(c.parents) == 2}
+        found = self.mainline.changes_for(tuple(sorted(shas)))
+        if squashed is not None and all(ch.id != squashed for ch in found):
+            found.append(self.repo.get_change(squashed))
         facts = []
-        for ch in self.mainline.changes_for(tuple(sorted(shas))):
+        for ch in found:
             results = ch.gates.get("results", [])
             try:
                 own = self.git.own_commits(ch.head_sha, previous)
@@ -210,26 +230,44 @@ class MainlineWatch(ContinuousDelivery):
                 facts=facts,
             )
         if change.status != "merged" or change.merge_sha != jc.sha:
+            # not ours to start: already deploying or done (a re-claimed effect), or never merged here
             self.mainline.set_effect(
                 jc.id,
                 "done",
-                {"deployed": False, "change_id": change.id, "why": f"change is {change.status}"},
+                {"deployed": change.status not in ("approved", "merged"), "change_id": change.id,
+                 "why": f"change is {change.status}"},
                 actor=CD_ACTOR,
                 action="main.deploy_skipped",
-            )
+            )  # fmt: skip
             return
-        self.mainline.set_effect(
-            jc.id,
-            "done",
-            {"deployed": True, "change_id": change.id},
+        self.store.audit(
             actor=CD_ACTOR,
             action="main.deploy_started",
+            detail={"commit": jc.sha, "change_id": change.id, "reason": jc.reason},
         )
-        cid = change.id
-        if inline:
+        cid, jid = change.id, jc.id
+
+        def run() -> None:
             self._deploy_quietly(cid)
+            done = self.repo.get_change(cid)
+            self.mainline.set_effect(
+                jid,
+                "done",
+                {
+                    "deployed": True,
+                    "change_id": cid,
+                    "status": done.status,
+                    "deployment_id": done.deployment_id,
+                },
+                actor=CD_ACTOR,
+                action="main.deployed",
+                outcome="ok" if done.status == "deployed" else "failed",
+            )
+
+        if inline:
+            run()
         else:
-            self.schedule(lambda: self._deploy_quietly(cid))
+            self.schedule(run)
 
     def _alert_targets(self) -> list[str]:
         alerts = getattr(self.loaded.policy, "alerts", None)
@@ -281,6 +319,28 @@ class MainlineWatch(ContinuousDelivery):
                     reason=f"not deployed: {jc.why}",
                 )
 
+    def _reached_main_around_gate(self, change: Change) -> Change | None:
+        """A change approved after its commit already reached main around the gates is not merged
+        (there is nothing to merge) nor deployed: that commit's verdict stands (``main accept``)."""
+        found = [v for v in self.mainline.verdicts(change.head_sha) if v.verdict == "violation"]
+        if not found:
+            return None
+        v = found[0]
+        short = change.head_sha[:12]
+        reason = (
+            f"not deployed: its commit {short} reached main around the gates before they passed "
+            f"({v.reason}, a policy violation); after review, `shipwarden main accept {short}`"
+        )
+        return self.repo.update_change(
+            change.id,
+            actor=WATCH_ACTOR,
+            action="delivery.held",
+            outcome="failed",
+            audit_detail={"reason": reason, "violation": v.reason},
+            status="not_deployed",
+            reason=reason,
+        )
+
     # -- merges of ours ---------------------------------------------------------------------------------
     def _after_merge(self, change_id: str) -> None:
         """What ``progress`` schedules after a merge: judge main (the merge is on it) and deploy."""
@@ -297,7 +357,7 @@ class MainlineWatch(ContinuousDelivery):
     # -- accept -----------------------------------------------------------------------------------------
     def accept_violation(self, ref: str, *, user: str, reason: str) -> list[JudgedCommit]:
         """An operator accepts a violation after review: later gated heads deploy again."""
-        from shipwarden.adapters.store.repository import NotFound
+        from shipwarden.ports.store import NotFound
         from shipwarden.services.changes.errors import BadRequest, UnknownChange
 
         if not reason.strip():
@@ -378,7 +438,10 @@ def render_commit_explanation(doc: dict[str, Any]) -> str:
             f"arrived: {at} via {v['via']} (main moved {(v['previous'] or '∅')[:12]} → {v['arrival'][:12]})"
         )
         if v["verdict"] == "deploy":
-            state = "DEPLOYED through the gates" if v["deployed"] else "deployable, not deployed"
+            if v["effect"] != "done":
+                state = "deploying through the gates"
+            else:
+                state = "DEPLOYED through the gates" if v["deployed"] else "deployable, not deployed"
         elif v["verdict"] == "covered":
             state = "covered (ships with the head it arrived under; not deployed by itself)"
         else:
@@ -388,6 +451,8 @@ def render_commit_explanation(doc: dict[str, Any]) -> str:
         if v["change_id"]:
             lines.append(f"change: {v['change_id']}")
         eff = v["effect_detail"]
+        if v["verdict"] == "deploy" and eff.get("status"):
+            lines.append(f"deployment: {eff.get('deployment_id') or 'none'} — change {eff['status']}")
         if v["verdict"] == "violation":
             if v["effect"] != "done":
                 lines.append("alert: not sent yet")

@@ -16,7 +16,9 @@ In order, each refusal audited (a digest of the body, never the body) and nothin
    deliveries racing each other meet the primary key / unique digest: one commits, the other is
    a 409.
 4. Then the change is evaluated (``progress``): gates, and a merge if approved, each step its own
-   persisted transition, as for evidence uploads and approvals.
+   persisted transition, as for evidence uploads and approvals.  A GitHub ``push`` to the main
+   branch instead has every commit it brought judged (``mainline.watch_main``, D9): deployed
+   through the gates, or alerted and recorded as a policy violation.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ from shipwarden.adapters.ci.base import CiEvent, IgnoredEvent, PayloadError, Sig
 from shipwarden.adapters.ci.circleci import CircleCiWebhook
 from shipwarden.adapters.ci.contract import UnsupportedMediaType
 from shipwarden.adapters.ci.github import GitHubWebhook
-from shipwarden.adapters.store.changes_repo import ChangesTx, DuplicateDelivery
-from shipwarden.adapters.vcs.git import GitError
+from shipwarden.adapters.store.changes_repo import ChangesTx
 from shipwarden.domain.evidence import sha256_digest
 from shipwarden.domain.replay import ReplayGuard
+from shipwarden.ports.changes import DuplicateDelivery
 from shipwarden.services.changes.core import _SHA
 from shipwarden.services.changes.errors import (
     BadRequest,
@@ -249,13 +251,13 @@ class WebhookIntake(GateEvaluation):
             detail["forced"] = event.forced
         try:
             judged = self.watch_main(via=f"webhook:{event.provider}", detail=detail, seed=event.before_sha)
-        except (GitError, ValueError) as exc:
-            # the delivery is recorded; polling (``shipwarden main watch``) judges the push later
+        except Exception as exc:  # noqa: BLE001 - git down, store busy: the delivery is recorded either way
+            # polling (``shipwarden main watch``, ``serve --watch-main``) judges the push later
             self.store.audit(
                 actor=f"webhook:{event.provider}",
                 action="main.watch_failed",
                 outcome="failed",
-                detail={**detail, "error": str(exc)[:500]},
+                detail={**detail, "error": f"{type(exc).__name__}: {exc}"[:500]},
             )
             return WebhookResult(202, "accepted", f"push to main recorded; main could not be read now: {exc}")
         if not judged:

@@ -284,3 +284,26 @@ class TestEvents:
         with pytest.raises(PayloadError) as exc:
             parse_github_event(*reversed(deliver("workflow_run", doc)))
         assert exc.value.path == "$.workflow_run.head_sha"
+
+
+def test_real_push_deliveries_say_where_the_branch_was_and_whether_it_was_forced() -> None:
+    """GitHub's example push deliveries (tests/fixtures/real/github-webhooks): the D9 watch reads
+    ``before`` (where to judge from) and ``forced`` from them; a deletion is ignored."""
+    from pathlib import Path
+
+    real = Path(__file__).parents[3] / "fixtures" / "real" / "github-webhooks"
+    seen = 0
+    for path in sorted(real.glob("push.*.json")):
+        doc = json.loads(path.read_bytes())
+        headers, body = deliver("push", doc)
+        if doc["deleted"]:
+            with pytest.raises(IgnoredEvent, match="deletion"):
+                parse_github_event(body, headers)
+            continue
+        ev = parse_github_event(body, headers)
+        assert (ev.event_type, ev.commit_sha, ev.before_sha) == ("push", doc["after"], doc["before"]), path
+        assert ev.forced is doc["forced"] is False
+        branch = doc["ref"].removeprefix("refs/heads/") if doc["ref"].startswith("refs/heads/") else None
+        assert ev.branch == branch, path
+        seen += 1
+    assert seen == 2  # a tag push and a branch creation (refs/heads/master, before = 40 zeros)

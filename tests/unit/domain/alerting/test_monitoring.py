@@ -80,3 +80,17 @@ def test_threshold_state_prefers_critical() -> None:
 def test_bad_sections_are_refused(patch: dict[str, object], msg: str) -> None:
     with pytest.raises(ValueError, match=msg):
         MonitoringPolicy.model_validate({"services": {"hello": patch}})
+
+
+def test_condition_step_waits_for_for_and_prefers_nothing_on_no_data() -> None:
+    from shipwarden.domain.alerting import condition_step
+
+    c = CustomCondition.model_validate(
+        {"name": "X", "nrql": "SELECT 1", "warning": 1, "critical": 2, "for": "10s"}
+    )
+    pending, firing = condition_step({}, 3.0, now=0.0, cond=c)
+    assert pending == {"warning": 0.0, "critical": 0.0} and firing == set()
+    pending, firing = condition_step(pending, 1.5, now=10.0, cond=c)
+    assert pending == {"warning": 0.0} and firing == {"warning"}
+    pending, firing = condition_step(pending, None, now=11.0, cond=c)
+    assert pending == {} and firing == set()

@@ -37,13 +37,31 @@ from shipwarden.services.changes import ChangeError, ChangeService, NotConfigure
 
 router = APIRouter(tags=["webhooks"])
 
+
 def _background(fn: Callable[[], None]) -> None:
     threading.Thread(target=fn, name="shipwarden-cd", daemon=True).start()
 
 
 def change_service(request: Request, c: Services) -> ChangeService:
     """The process's ``ChangeService`` (built once; tests may preset ``app.state.changes``)."""
-    svc: ChangeService | None = getattr(request.app.state, "changes", None)
+    return shared_change_service(request.app, c)
+
+
+def shared_change_service(app: Any, c: Services) -> ChangeService:
+    """``change_service`` for whatever holds the app (a request, ``serve``'s main watch): one per
+    process, so that one git scratch clone serves them all (its lock serialises them)."""
+    svc: ChangeService | None = getattr(app.state, "changes", None)
+    if svc is not None:
+        return svc
+    with _BUILD:
+        return _build_change_service(app, c)
+
+
+_BUILD = threading.Lock()
+
+
+def _build_change_service(app: Any, c: Services) -> ChangeService:
+    svc: ChangeService | None = getattr(app.state, "changes", None)
     if svc is not None:
         return svc
     if c.rollout is None:
@@ -56,10 +74,10 @@ def change_service(request: Request, c: Services) -> ChangeService:
         state_dir=c.settings.state_dir,
         secrets=secret_lookup(c.settings, c.store, c.access),
         schedule=_background,
-        refusals=getattr(request.app.state, "refusals", None),
+        refusals=getattr(app.state, "refusals", None),
         clock=c.clock,
     )
-    request.app.state.changes = svc
+    app.state.changes = svc
     return svc
 
 

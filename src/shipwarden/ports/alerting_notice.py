@@ -1,4 +1,5 @@
-"""A :class:`~shipwarden.ports.alerting.GroupNotice` as the outbox stores it (JSON), and back."""
+"""A :class:`~shipwarden.ports.alerting.GroupNotice` as the outbox stores it (JSON) and as people
+read it (a title and a text body); shared by the pipeline and the delivery adapters."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, Literal, cast
 
 from shipwarden.ports.alerting import AlertView, GroupNotice
 
-__all__ = ["notice_from_json", "notice_to_json", "webhook_body"]
+__all__ = ["notice_from_json", "notice_to_json", "text", "webhook_body"]
 
 
 def _iso(d: datetime | None) -> str | None:

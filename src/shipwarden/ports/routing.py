@@ -1,0 +1,153 @@
+"""The traffic-router port (``adapters/routers/`` holds the drivers; ``bootstrap`` picks one per
+service by the policy's ``routing.driver``).
+
+A router owns the data plane in front of a service's instances: which
+versions get production traffic and in what share, and what the preview
+route reaches.  Routers *apply* and *report*; they never decide.  The
+rollout state machine decides, the reconciler calls ``apply``.
+
+Contract every driver keeps:
+
+* ``apply`` is atomic and idempotent: after it returns, every new request is
+  routed by the new table, and no in-flight or new request fails because of
+  the change (D10).
+* a configuration the proxy rejects never replaces the one serving.
+* ``probe`` sends real requests through the route and reports which version
+  answered, so callers can verify convergence instead of trusting ``apply``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class RouterError(RuntimeError):
+    """The router could not apply or read a routing table."""
+
+
+class ConfigRejected(RouterError):
+    """The proxy rejected a generated configuration; the serving one is unchanged."""
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The instances of one version and the share of a route's traffic they get.
+
+    ``weight`` is a percentage 0..100 of the route's requests; instances in
+    the pool share it equally.  ``zone``: the pool holds the version's instances of one zone (E2);
+    a table may then have one pool per (version, zone), so that each zone gets its share of the
+    traffic whichever version serves it.  A router retries a refused request on another pool of
+    the route, so a zone whose instances all died is served by the others until it is taken out.
+    """
+
+    version: str
+    addresses: tuple[str, ...]
+    weight: int = 100
+    zone: str | None = None
+
+
+@dataclass(frozen=True)
+class Routes:
+    """The routing table of one service: production and preview routes."""
+
+    production: tuple[Pool, ...] = ()
+    preview: tuple[Pool, ...] = ()
+
+    def weights(self) -> dict[str, int]:
+        """Production weight per version (summed over its zones' pools)."""
+        out: dict[str, int] = {}
+        for p in self.production:
+            out[p.version] = out.get(p.version, 0) + p.weight
+        return out
+
+
+@dataclass(frozen=True)
+class Listener:
+    """Where a service is exposed: the production and preview ports."""
+
+    service: str
+    port: int
+    preview_port: int
+    host: str = "127.0.0.1"
+
+
+@dataclass
+class ProbeResult:
+    """What a probe saw: ``versions`` counts good answers per version; ``failures`` every failed
+    request, of which ``server_errors`` are 5xx answered *by a version* (labelled by the router,
+    so traffic did reach it) — the rest are transport errors or the router's own 5xx."""
+
+    versions: Counter[str] = field(default_factory=Counter)
+    failures: int = 0
+    server_errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return sum(self.versions.values()) + self.failures
+
+
+@dataclass(frozen=True)
+class VersionCounts:
+    """What a router counted for one version of one route since it started: every response
+    (``requests``), the 5xx among them (``errors``; the router's own 502/503/504 for the version
+    drawn included) and the latency histogram (cumulative counts at the upper bounds ``bounds_ms``,
+    the last one ``inf``).  Counters only grow, except across a router restart."""
+
+    requests: int
+    errors: int
+    bounds_ms: tuple[float, ...] = ()
+    cumulative: tuple[int, ...] = ()
+
+
+RouteCounts = dict[str, dict[str, VersionCounts]]
+"""``{route: {version: counts}}`` of one service."""
+
+
+@dataclass(frozen=True)
+class HistoryQueries:
+    """PromQL templates over what Prometheus scrapes from the router's ``/metrics`` (``{service}``
+    and ``{window}`` filled in by the metric provider): the router's own metric names stay in the
+    driver, the incident history only runs these."""
+
+    requests: str  # requests/s of the production route
+    errors: str  # 5xx/s
+    latency_p95_ms: str
+    failed_total: str  # 5xx over the window (``increase``)
+    requests_total: str
+
+
+class TrafficRouter(Protocol):
+    def start(self) -> None:
+        """Make sure the data plane is up (idempotent; a no-op for proxies run by someone else)."""
+
+    def stop(self) -> None:
+        """Stop the data plane this driver runs (a no-op for proxies run by someone else)."""
+
+    def running(self) -> bool:
+        """Is the data plane up?"""
+
+    def ensure_listener(self, listener: Listener) -> None:
+        """Expose a service on its ports (may reload the proxy; validated first)."""
+
+    def ensure_listeners(self, listeners: Sequence[Listener]) -> None:
+        """Expose several services at once: at most one reload, none if nothing changed."""
+
+    def apply(self, service: str, routes: Routes) -> None:
+        """Replace the service's routing table atomically, failing no request."""
+
+    def current(self, service: str) -> Routes | None:
+        """The routing table the data plane is serving now, or None if unknown."""
+
+    def probe(self, service: str, route: str, requests: int) -> ProbeResult:
+        """Send ``requests`` real requests through ``route`` ("production" or "preview")."""
+
+    def version_counts(self, service: str) -> RouteCounts:
+        """The service's per-route, per-version counters (:class:`VersionCounts`) as the data
+        plane counts them now; a route or version without requests is absent."""
+
+    @property
+    def history_queries(self) -> HistoryQueries | None:
+        """How Prometheus reads this router's counters over time (None: it exports none)."""
