@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shipwarden.adapters.store.repository import Deployment, NotFound, Step, StoreError
 from shipwarden.domain.rollout import OperatorRequest, Phase, Transition
+from shipwarden.ports.store import Deployment, NotFound, Step, StoreError
 
 
 @dataclass

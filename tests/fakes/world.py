@@ -22,9 +22,10 @@ from sqlalchemy import Engine
 from shipwarden.adapters.platforms.base import InstanceState
 from shipwarden.adapters.routers.base import Listener, Routes
 from shipwarden.adapters.store.engine import make_engine, migrate
-from shipwarden.adapters.store.repository import Deployment, Store
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.policy import LoadedPolicy, load_policy_text
 from shipwarden.domain.rollout import Phase
+from shipwarden.ports.store import Deployment
 from shipwarden.services.rollout import RolloutService
 from tests.fakes.clock import FakeClock
 from tests.fakes.platform import Behaviour, FakePlatform

@@ -470,6 +470,17 @@ class Policy(_Strict):
             unknown = sorted(set(self.oncall.services) - names)
             if unknown:
                 raise ValueError(f"oncall.services: {', '.join(unknown)} not among the policy's services")
+        if self.alerting is not None:  # a receiver that escalates names an escalation policy of oncall
+            known = set(self.oncall.escalation) if self.oncall is not None else set()
+            why = "" if self.oncall is not None else " (the policy has no 'oncall' section)"
+            problems = [
+                f"@alerting/receivers/{i}/escalation: escalation policy {r.escalation!r} is not in "
+                f"oncall.escalation{why}"
+                for i, r in enumerate(self.alerting.receivers)
+                if r.escalation is not None and r.escalation not in known
+            ]
+            if problems:
+                raise ValueError("\n".join(problems))
         return self
 
     @model_validator(mode="after")

@@ -22,16 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from shipwarden.adapters.metrics.base import MetricProvider, NoData, Value
-from shipwarden.adapters.metrics.base import ProviderError as ProviderFailure
-from shipwarden.adapters.store.repository import Deployment, Store
 from shipwarden.domain import analysis as A
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.analysis_run import AnalysisRun, RunState, measurement_to_json
 from shipwarden.domain.judge.samples import Sample
 from shipwarden.domain.policy import AnalysisStep, ServiceSpec
 from shipwarden.domain.rollout import Check, Phase
+from shipwarden.ports.metrics import MetricProvider, NoData, Value
+from shipwarden.ports.metrics import ProviderError as ProviderFailure
 from shipwarden.ports.routing import TrafficRouter, VersionCounts
+from shipwarden.ports.store import Deployment, DeploymentStore
 
 JUDGE_INTERVAL_S = 1.0
 
@@ -104,7 +104,7 @@ class AnalysisController:
 
     def __init__(
         self,
-        store: Store,
+        store: DeploymentStore,
         router: TrafficRouter,
         providers: Mapping[str, MetricProvider],
         clock: Callable[[], float],

@@ -30,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from shipwarden.adapters.store.repository import Deployment, Store, StoreError
 from shipwarden.domain.policy import AnalysisStep, LoadedPolicy, Pause, ServiceSpec
 from shipwarden.domain.rollout import (
     EFFECTS,
@@ -57,6 +56,7 @@ from shipwarden.domain.rollout import (
 )
 from shipwarden.ports.platform import Instance, InstanceState, Platform
 from shipwarden.ports.routing import Listener, Pool, Routes, TrafficRouter
+from shipwarden.ports.store import Deployment, DeploymentStore, StoreError
 from shipwarden.services.analysis import AnalysisController
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class Tick:
 class RolloutService:
     def __init__(
         self,
-        store: Store,
+        store: DeploymentStore,
         platform: Platform,
         router: TrafficRouter,
         policy: LoadedPolicy,

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from shipwarden.adapters.store.repository import Deployment
 from shipwarden.domain.rollout import (
     EFFECT_ATTEMPTS,
     EFFECTS,
@@ -28,6 +27,7 @@ from shipwarden.domain.rollout import (
     Phase,
     effect_backoff,
 )
+from shipwarden.ports.store import Deployment
 from tests.fakes.world import BLUE_GREEN, BLUE_GREEN_ZONES, CANARY, World
 
 BG_PHASES = [

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shipwarden.adapters.store.repository import Deployment, Store
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.rollout import (
     CanaryStepSpec,
     Check,
@@ -31,6 +31,7 @@ from shipwarden.domain.rollout import (
     ZoneCount,
     decide,
 )
+from shipwarden.ports.store import Deployment
 from shipwarden.services.rollout import DeployError
 from tests.fakes.platform import CRASH, SICK, Behaviour
 from tests.fakes.world import BLUE_GREEN, BLUE_GREEN_ZONES, CANARY, CANARY_ZONES, World
