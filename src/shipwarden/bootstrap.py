@@ -29,6 +29,7 @@ from shipwarden.domain.alerting import Rollback
 from shipwarden.domain.alerting.monitoring import CustomCondition
 from shipwarden.domain.audit import AuditChain
 from shipwarden.domain.dr.topology import Credentials, Endpoint
+from shipwarden.domain.oncall import Escalation, OnCallPolicy, Target
 from shipwarden.domain.policy import (
     LoadedPolicy,
     PlatformName,
@@ -40,6 +41,7 @@ from shipwarden.domain.policy import (
 from shipwarden.ports.alerting import Channel, EscalationSink
 from shipwarden.ports.databases import WriteLoad
 from shipwarden.ports.incidents import IncidentSink, MetricHistory, OnCallLookup
+from shipwarden.ports.oncall import Notifier
 from shipwarden.ports.platform import Platform
 from shipwarden.ports.routing import TrafficRouter
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
@@ -60,6 +62,7 @@ from shipwarden.services.analysis import AnalysisController
 from shipwarden.services.audit import AuditService
 from shipwarden.services.dr.context import DrContext
 from shipwarden.services.incidents import IncidentReports, IncidentService, related_from
+from shipwarden.services.oncall import AlertingEscalations, EscalationEngine, LinkSigner, Rota, Watchdog
 from shipwarden.services.rollout import RolloutService
 from shipwarden.settings import Settings
 
@@ -258,6 +261,9 @@ class Services:
     trusted_proxies: tuple[IpNetwork, ...]
     signing_public_pem: bytes
     incidents: Incidents | None = None
+    oncall: OnCallParts | None = None
+    run_engines: bool = True
+    """Start the escalation engine with the app (tests that drive it by hand turn this off)."""
     alerting: AlertingService | None = None
 
 
@@ -340,11 +346,19 @@ def build_service(
     if policy is not None:
         _, _, rollout = make_rollout(settings, store, policy, access)
     secrets = secret_lookup(settings, store, access)
-    incidents = make_incidents(settings, store, rollout=rollout, clock=now, secrets=secrets)
+    oncall = None
+    if policy is not None and policy.policy.oncall is not None:
+        oncall = make_oncall(settings, store, lambda: policy, clock=lambda: now().timestamp(),
+                             secrets=secrets)  # fmt: skip
+    incidents = make_incidents(settings, store, rollout=rollout, clock=now, secrets=secrets,
+                               oncall=oncall.rota if oncall is not None else None)  # fmt: skip
+    if oncall is not None:
+        oncall.engine.on_acknowledged = _ack_incident(incidents.service)
     alerting = None
     if policy is not None:
         alerting = make_alerting(
             settings, store, policy, secrets=secrets, incidents=incidents.service,
+            escalation=AlertingEscalations(oncall.engine) if oncall is not None else None,
             clock=lambda: now().timestamp(),
         )  # fmt: skip
     return Services(
@@ -357,15 +371,19 @@ def build_service(
         trusted_proxies=parse_networks(settings.trusted_proxies),
         signing_public_pem=public_pem(key.public_key()),
         incidents=incidents,
+        oncall=oncall,
         alerting=alerting,
     )
 
 
 # -- disaster recovery: databases, backups, failover (issue 14) ------------------------------------
-def _write_load(credentials: Credentials, target: Endpoint, rate: float) -> WriteLoad:
+def _write_load(
+    listener: Endpoint, rate: float, credentials: Credentials, *, target: Endpoint | None = None,
+    source_address: str | None = None,
+) -> WriteLoad:  # fmt: skip
     from shipwarden.adapters.databases.mariadb_load import MariaDBWriteLoad
 
-    return MariaDBWriteLoad(credentials, target, rate=rate)
+    return MariaDBWriteLoad(credentials, target or listener, rate=rate, source_address=source_address)
 
 
 def make_dr(
@@ -386,6 +404,7 @@ def make_dr(
     from shipwarden.adapters.databases.mariadb_binlog import MariaDBBinlogStreamer
     from shipwarden.adapters.databases.mariadb_scratch import MariaDBScratch
     from shipwarden.adapters.databases.mariadb_tools import MariaDBBackupTool
+    from shipwarden.adapters.databases.partitions import IptablesPartitions
     from shipwarden.adapters.storage.local import LocalBlobStore
     from shipwarden.adapters.store.dr_repo import DrRepo
     from shipwarden.domain.dr.spec import IMPLEMENTED_ENGINES
@@ -413,6 +432,8 @@ def make_dr(
         what = f"database of {spec.service}"
         admin = creds(spec.credentials.user, spec.credentials.password_secret, what)
         repl = creds(spec.replication.user, spec.replication.password_secret, f"replication of {what}")
+        app = spec.application
+        application = creds(app.user, app.password_secret, f"application of {what}") if app else None
         timeout = max(0.2, min(1.0, spec.failover.check_interval))
         backup_dir = Path(spec.backup.directory)
         if not backup_dir.is_absolute():
@@ -426,8 +447,10 @@ def make_dr(
             streamer=MariaDBBinlogStreamer(root / "archive" / spec.service, repl),
             scratch=MariaDBScratch(root / "scratch", admin, template_cache=root / "templates"),
             blobs=LocalBlobStore(backup_dir),
-            write_load=partial(_write_load, admin, Endpoint(spec.listener.host, spec.listener.port)),
+            write_load=partial(_write_load, Endpoint(spec.listener.host, spec.listener.port)),
             control=LocalInstanceControl(MariaDBDriver(admin), root / "instances" / spec.service),
+            application=application,
+            partitions=IptablesPartitions(root / "partitions"),
         )
     notify = None
     alerts = policy.policy.alerts
@@ -667,3 +690,85 @@ def start_alerting(svc: Services) -> Callable[[], None]:
         engine.stop()
 
     return stopper
+
+
+# -- on-call and escalation (E8) -------------------------------------------------------------------
+@dataclass
+class OnCallParts:
+    rota: Rota
+    engine: EscalationEngine
+    watchdog: Watchdog | None
+
+
+def _ack_incident(incidents: IncidentService) -> Callable[[Escalation, str], None]:
+    """An acknowledged page acknowledges its service's open incident (time to acknowledge)."""
+
+    def acknowledged(e: Escalation, actor: str) -> None:
+        if e.service is None:
+            return
+        for inc in incidents.find(open_only=True, service=e.service, limit=5):
+            if inc.acknowledged_at is None:
+                incidents.acknowledge(inc.id, actor=actor)
+
+    return acknowledged
+
+
+def load_link_key(settings: Settings) -> bytes:
+    """The HMAC key of acknowledge/resolve links (state_dir/keys/oncall-links.key, made on first use)."""
+    import secrets as _secrets
+
+    path = settings.state_dir / "keys" / "oncall-links.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with suppress(FileExistsError):  # another process starting at once was first
+            write_new(path, base64.b64encode(_secrets.token_bytes(32)), 0o600)
+    return base64.b64decode(path.read_bytes())
+
+
+def make_oncall(
+    settings: Settings,
+    store: Store,
+    policy: Callable[[], LoadedPolicy | None],
+    *,
+    incidents: IncidentService | None = None,
+    notifier: Notifier | None = None,
+    watchdog_notifier: Notifier | None = None,
+    clock: Callable[[], float] = time.time,
+    secrets: Callable[[str], str | None] | None = None,
+) -> OnCallParts:
+    """The rota, the escalation engine (not started) and its watchdog (when the policy names one).
+
+    Pages go by e-mail through ``SHIPWARDEN_SMTP_URL`` and by Apprise to secrets; the watchdog
+    pages through a second notifier of its own (same transports, no store, no page table)."""
+    from shipwarden.adapters.notify.pager import PageNotifier, parse_smtp_url
+    from shipwarden.adapters.store.oncall_repo import OnCallRepo, StoreRecentChanges
+
+    def section() -> OnCallPolicy | None:
+        p = policy()
+        return p.policy.oncall if p is not None else None
+
+    rota = Rota(section)
+    lookup = secrets or secret_lookup(settings, store)
+    smtp = parse_smtp_url(settings.smtp_url, settings.smtp_from) if settings.smtp_url else None
+    oc = section()
+    expiry = oc.link_expiry if oc is not None else 86400.0
+
+    engine = EscalationEngine(
+        OnCallRepo(store), rota, notifier or PageNotifier(smtp, lookup), changes=StoreRecentChanges(store),
+        links=LinkSigner(load_link_key(settings), settings.public_url, expiry), clock=clock,
+        on_acknowledged=_ack_incident(incidents) if incidents is not None else None,
+    )  # fmt: skip
+    watchdog = None
+    if oc is not None and oc.watchdog is not None:
+        from datetime import UTC as _UTC
+
+        now = datetime.now(_UTC)
+        contacts = [c for r in oc.watchdog.notify for c in rota.resolve(Target(r.kind, r.name), now)]
+
+        def record(subject: str, detail: dict[str, object]) -> None:
+            store.audit(actor="shipwarden:oncall-watchdog", action="escalation.watchdog",
+                        outcome="failed", detail={"subject": subject, **detail})  # fmt: skip
+
+        watchdog = Watchdog(lambda: engine.beat, watchdog_notifier or PageNotifier(smtp, lookup), contacts,
+                            stall=oc.watchdog.stall, record=record)  # fmt: skip
+    return OnCallParts(rota, engine, watchdog)

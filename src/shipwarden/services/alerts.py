@@ -25,9 +25,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from shipwarden.adapters.store.repository import Deployment, Store
 from shipwarden.domain.alerting import Alert as PipelineAlert
 from shipwarden.domain.alerts import Alert, DeploymentView, RolloutAlertSpec, rollout_alert
+from shipwarden.ports.store import Deployment, DeploymentStore
 from shipwarden.services.notify import Notifier
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,14 @@ def view(d: Deployment) -> DeploymentView:
         created_at=d.created_at,
         detected_at=d.detected_at,
         traffic_restored_at=d.traffic_restored_at,
+        pause_cause=d.pause_cause,
     )
 
 
 class RolloutAlerts:
     def __init__(
         self,
-        store: Store,
+        store: DeploymentStore,
         spec: RolloutAlertSpec,
         secrets: SecretLookup,
         *,

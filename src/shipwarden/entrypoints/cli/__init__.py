@@ -73,7 +73,7 @@ def _settings() -> Any:
 @contextmanager
 def _errors() -> Iterator[None]:
     from shipwarden.adapters.routers.base import RouterError
-    from shipwarden.adapters.store.repository import StoreError
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.rollout import DeployError
 
     try:
@@ -378,3 +378,7 @@ _incidents.register(app)
 from shipwarden.entrypoints.cli import alerting as _alerting  # noqa: E402 - alerts …, silence … (E7, E8)
 
 _alerting.register(app)
+
+from shipwarden.entrypoints.cli import oncall as _oncall  # noqa: E402 - oncall …, alerts … (E8)
+
+_oncall.register(app)
