@@ -264,31 +264,6 @@ def test_rollout_alerts_enter_the_pipeline(world) -> None:  # type: ignore[no-un
     assert entry.detail["via"] == "alerting"
 
 
-def test_escalation_bridge_keys_each_episode_by_its_dedup_key(world) -> None:  # type: ignore[no-untyped-def]
-    from shipwarden.ports.oncall import AlertGroup
-    from shipwarden.services.alerting.escalation import OnCallEscalation
-
-    p, clock, _sinks, _esc, _inc, _store = world
-    seen: list[AlertGroup] = []
-
-    class Engine:
-        def group_changed(self, group: AlertGroup) -> None:
-            seen.append(group)
-
-    p.escalation = OnCallEscalation(Engine())
-    crit = _alert(severity="critical", starts_at=clock.t)
-    p.ingest([crit], source="test")
-    clock.t += 2
-    _run(p)
-    p.ingest([_alert(severity="critical", starts_at=crit.starts_at, ends_at=clock.t)], source="test")
-    _run(p)
-    assert [(g.status, g.escalation, g.service) for g in seen] == [
-        ("firing", "primary", "hello"),
-        ("resolved", None, "hello"),
-    ]
-    assert seen[0].key == seen[1].key and seen[0].key.startswith("sw-")
-
-
 def test_nrql_conditions_through_the_new_relic_provider(world, newrelic_contract) -> None:  # type: ignore[no-untyped-def]
     """An NRQL condition evaluated by shipwarden (NerdGraph contract server) fires, pages, resolves."""
     from shipwarden.adapters.metrics.newrelic import NewRelicProvider
