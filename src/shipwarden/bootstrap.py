@@ -26,6 +26,7 @@ from shipwarden.adapters.witness import HeadFile
 from shipwarden.domain._yaml import MAX_BYTES
 from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_networks
 from shipwarden.domain.alerting import Rollback
+from shipwarden.domain.alerting.monitoring import CustomCondition
 from shipwarden.domain.audit import AuditChain
 from shipwarden.domain.dr.topology import Credentials, Endpoint
 from shipwarden.domain.oncall import Escalation, OnCallPolicy, Target
@@ -692,13 +693,23 @@ def make_alerting(
     )
 
 
+def nrql_query(provider: MetricProvider) -> Callable[[CustomCondition, str, float], float | None]:
+    """A condition's NRQL through the New Relic provider: its value, or ``None`` (no data)."""
+    from shipwarden.adapters.metrics.base import Value
+
+    def query(c: CustomCondition, service: str, at: float) -> float | None:
+        assert c.nrql is not None
+        m = provider.query(c.nrql, service=service, version="current", window_s=c.window, at=at)
+        return m.value if isinstance(m, Value) else None
+
+    return query
+
+
 def start_alerting(svc: Services) -> Callable[[], None]:
     """Run the alert engine (and the NRQL conditions, when New Relic is configured) in the
     background of ``serve``; returns the function that stops them."""
     import threading
 
-    from shipwarden.adapters.metrics.base import Value
-    from shipwarden.domain.alerting.monitoring import CustomCondition
     from shipwarden.services.alerting.service import NrqlConditions
 
     alerting = svc.alerting
@@ -712,14 +723,8 @@ def start_alerting(svc: Services) -> Callable[[], None]:
         providers = make_providers(svc.settings, secret_lookup(svc.settings, svc.store, svc.access))
         nr = providers.get("newrelic")
         if nr is not None:
-
-            def query(c: CustomCondition, service: str, at: float) -> float | None:
-                assert c.nrql is not None
-                m = nr.query(c.nrql, service=service, version="", window_s=c.window, at=at)
-                return m.value if isinstance(m, Value) else None
-
             sink = partial(alerting.ingest, source="nrql")
-            nrql = NrqlConditions(conditions, query, sink, team=alerting.team)
+            nrql = NrqlConditions(conditions, nrql_query(nr), sink, team=alerting.team)
             runner = threading.Thread(target=nrql.loop, args=(stop,), name="nrql-conditions", daemon=True)
             runner.start()
 
