@@ -40,7 +40,7 @@ from shipwarden.domain.policy import (
 from shipwarden.ports.alerting import Channel, EscalationSink
 from shipwarden.ports.databases import WriteLoad
 from shipwarden.ports.incidents import IncidentSink, MetricHistory, OnCallLookup
-from shipwarden.ports.oncall import Notifier
+from shipwarden.ports.oncall import Contact, Notifier
 from shipwarden.ports.platform import Platform
 from shipwarden.ports.routing import TrafficRouter
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
@@ -670,6 +670,14 @@ class OnCallParts:
     watchdog: Watchdog | None
 
 
+def oncall_lookup(policy: LoadedPolicy | None) -> Rota | None:
+    """Who is on call under ``policy`` (``ports.incidents.OnCallLookup``), for incident commanders."""
+    if policy is None or policy.policy.oncall is None:
+        return None
+    section = policy.policy.oncall
+    return Rota(lambda: section)
+
+
 def _ack_incident(incidents: IncidentService) -> Callable[[Escalation, str], None]:
     """An acknowledged page acknowledges its service's open incident (time to acknowledge)."""
 
@@ -730,10 +738,11 @@ def make_oncall(
     )  # fmt: skip
     watchdog = None
     if oc is not None and oc.watchdog is not None:
-        from datetime import UTC as _UTC
+        refs = [Target(r.kind, r.name) for r in oc.watchdog.notify]
 
-        now = datetime.now(_UTC)
-        contacts = [c for r in oc.watchdog.notify for c in rota.resolve(Target(r.kind, r.name), now)]
+        def contacts() -> list[Contact]:
+            now = datetime.now(UTC)
+            return [c for t in refs for c in rota.resolve(t, now)]
 
         def record(subject: str, detail: dict[str, object]) -> None:
             store.audit(actor="shipwarden:oncall-watchdog", action="escalation.watchdog",

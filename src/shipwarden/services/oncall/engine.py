@@ -28,6 +28,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,7 @@ from shipwarden.ports.oncall import (
     EscalationStore,
     Notifier,
     PageDraft,
+    PendingPage,
     RecentChanges,
 )
 from shipwarden.services.oncall.rota import OnCallError, Rota
@@ -97,9 +99,11 @@ class EscalationEngine:
         actor: str = "shipwarden:oncall",
         on_acknowledged: Callable[[Escalation, str], None] | None = None,
         poll: float = 0.5,
+        senders: int = 4,
     ) -> None:
         self.store, self.rota, self.notifier, self.changes, self.links = store, rota, notifier, changes, links
         self.clock, self.actor, self.on_acknowledged, self.poll = clock, actor, on_acknowledged, poll
+        self.senders = senders
         self.beat = time.monotonic()
         """When the engine loop last went round (the watchdog reads it)."""
         self.fired: list[StepFired] = []
@@ -294,18 +298,23 @@ class EscalationEngine:
             self._send.set()
         return moved
 
+    def _deliver_one(self, p: PendingPage) -> bool:
+        try:
+            d = self.notifier.send(p.contact, p.subject, p.body, p.dedupe_key)
+        except Exception as exc:  # noqa: BLE001 - a notifier must not kill the sender
+            d = Delivery(False, f"{type(exc).__name__}: {exc}"[:300])
+        retry = None if d.ok else backoff(p.attempts + 1)
+        self.store.delivered(p.id, d, retry_at=None if retry is None else self.clock() + retry)
+        return d.ok
+
     def deliver(self) -> int:
-        """Send the pages that are waiting; the number delivered."""
-        sent = 0
-        for p in self.store.pending(self.clock()):
-            try:
-                d = self.notifier.send(p.contact, p.subject, p.body, p.dedupe_key)
-            except Exception as exc:  # noqa: BLE001 - a notifier must not kill the sender
-                d = Delivery(False, f"{type(exc).__name__}: {exc}"[:300])
-            retry = None if d.ok else backoff(p.attempts + 1)
-            self.store.delivered(p.id, d, retry_at=None if retry is None else self.clock() + retry)
-            sent += d.ok
-        return sent
+        """Send the pages that are waiting, a few at once (one slow receiver does not hold up the
+        others); the number delivered."""
+        pending = self.store.pending(self.clock())
+        if len(pending) <= 1 or self.senders <= 1:
+            return sum(self._deliver_one(p) for p in pending)
+        with ThreadPoolExecutor(min(self.senders, len(pending)), thread_name_prefix="oncall-page") as pool:
+            return sum(pool.map(self._deliver_one, pending))
 
     def wake(self) -> None:
         self._wake.set()
