@@ -78,6 +78,9 @@ def _when(at: str | None) -> datetime:
     if when.tzinfo is None:
         error("--at needs a time zone (…Z or +01:00): who is on call depends on it")
         raise typer.Exit(2)
+    if not 1970 <= when.year <= 2200:
+        error("--at: a time between 1970 and 2200")
+        raise typer.Exit(2)
     return when
 
 
