@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 APT_PACKAGES := nginx-core libnginx-mod-http-lua libnginx-mod-http-ndk wrk prometheus git sqlite3 curl \
-                mariadb-server mariadb-client mariadb-backup haproxy chromium chromium-driver poppler-utils \
+                mariadb-server mariadb-client mariadb-backup haproxy iptables chromium chromium-driver poppler-utils \
                 prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

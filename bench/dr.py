@@ -12,15 +12,22 @@ alert, archive lag, point-in-time recovery.
 * **archive lag** — 1,000+ writes/s (1,100 asked) for 30 s with the archiver running; for every sample of the
   primary's binlog position (every 10 ms), the time until the staged copy reached it; then the
   primary is restarted and the time until the archive streams again is measured.
-* **PITR** — 45 s of writes with DDL and temporary tables spanning binlog rotations (MIXED
-  format); 20 random moments captured with a replica's applier paused; each restored from the
-  snapshot + archive as one replay session and compared table by table.
+* **PITR** — 45 s of writes (``--pitr-minutes``: 60 for the write-heavy hour) with DDL and
+  temporary tables spanning binlog rotations (MIXED format); 20 random moments captured with a
+  replica's applier paused; each restored from the newest snapshot before it + the archive as
+  one replay session and compared table by table.  ``--pitr-snapshot-every`` takes snapshots
+  during the run as a schedule would (a restore replays at most that much binlog).
+* **partition** — drills that cut the running primary off with iptables (root) while a client on
+  its side keeps writing: RTO, and split-brain writes (acknowledged by the isolated primary;
+  transactions beyond the fork) with ``semiSyncTimeout`` 1 h and 10 s.
 
-Writes ``bench/results/dr.json``.  Bounded: about 6–8 minutes on 2 cores.
+Writes ``bench/results/dr.json`` (``--sections`` picks some: then ``dr_<sections>.json``).
+Bounded by default: about 6–8 minutes on 2 cores.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import shutil
@@ -138,6 +145,43 @@ def bench_failover(root: Path) -> dict[str, Any]:
         teardown(cluster, ctx)
 
 
+def bench_partition(root: Path, drills: int = 3) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for timeout in (3600.0, 10.0):
+        cluster, ctx, _ = setup(root / f"t{int(timeout)}", 2, semi_sync_timeout=timeout)
+        rows = []
+        try:
+            why = ctx.db("hello").partitions.unavailable()  # type: ignore[union-attr]
+            if why:
+                return {"skipped": why}
+            svc = DrillService(ctx)
+            for i in range(drills):
+                r = svc.drill("hello", fault="partition", rate=200)
+                rows.append({"passed": r.passed, "rto_s": r.rto_s, "lost": r.rpo_lost_writes,
+                             "fenced_writes": r.fenced_writes, "split_brain": r.split_brain,
+                             "fence_probe": r.fence_probe[:60],
+                             "failed_step": next((f"{s.name}: {s.summary}" for s in r.steps
+                                                  if s.outcome == "failed"), None)})  # fmt: skip
+                print(f"  partition drill {i + 1} (semiSyncTimeout {timeout:g}s): rto {r.rto_s} "
+                      f"split brain {r.split_brain} {'PASS' if r.passed else 'FAIL'}",
+                      flush=True)  # fmt: skip
+                if rows[-1]["failed_step"]:
+                    break
+        finally:
+            teardown(cluster, ctx)
+        out[f"semi_sync_timeout_{timeout:g}s"] = {
+            "drills": rows,
+            "rto_s": _stats([r["rto_s"] for r in rows if r["rto_s"] is not None]),
+            "acknowledged_by_old_primary": sum(
+                r["split_brain"].get("acknowledged_by_old_primary", 0) for r in rows
+            ),
+            "transactions_beyond_fork": sum(
+                r["split_brain"].get("transactions_beyond_fork", 0) for r in rows
+            ),
+        }
+    return out
+
+
 def bench_semi_sync_alert(root: Path) -> dict[str, Any]:
     cluster, ctx, store = setup(root, 1, semi_sync_timeout=0.5)
     try:
@@ -249,7 +293,9 @@ def bench_archive(root: Path, seconds: float = 30.0, rate: float = 1100.0) -> di
         teardown(cluster, ctx)
 
 
-def bench_pitr(root: Path, seconds: float = 45.0, moments: int = 20) -> dict[str, Any]:
+def bench_pitr(
+    root: Path, seconds: float = 45.0, moments: int = 20, snapshot_every: float = 0.0, bulk_rate: float = 0.0
+) -> dict[str, Any]:
     cluster, ctx, _ = setup(root, 1, options={"binlog-format": "MIXED", "max-binlog-size": "262144"})
     try:
         from tests.integration.dr.test_pitr import Workload
@@ -266,20 +312,39 @@ def bench_pitr(root: Path, seconds: float = 45.0, moments: int = 20) -> dict[str
         class Env:  # what Workload reads
             cluster = c
 
-        load = Workload(Env())  # type: ignore[arg-type]
+        # DDL and temporary tables in proportion: a long run must not make tens of thousands of tables
+        scale = max(1, int(seconds // 60))
+        load = Workload(Env(), ddl_every=50 * scale, temp_every=80 * scale)  # type: ignore[arg-type]
         load.thread.start()
+        # write-heavy: beside the mixed workload (one session), steady inserts from 4 more
+        bulk = MariaDBWriteLoad(ADMIN, p, rate=bulk_rate, writers=4, schema="app") if bulk_rate else None
+        if bulk is not None:
+            bulk.start()
         time.sleep(2.0)
-        snap = BackupService(ctx).snapshot("hello")
+        backups = BackupService(ctx)
+        snap = backups.snapshot("hello")
+        snapshots = [snap.gtid]
         points: list[tuple[GtidPosition, dict[str, int | None]]] = []
-        end = time.monotonic() + seconds
-        gaps = sorted(random.uniform(0, seconds) for _ in range(moments))
         t0 = time.monotonic()
-        for g in gaps:
+        end = t0 + seconds
+        events = [(g, "moment") for g in (random.uniform(0, seconds) for _ in range(moments))]
+        if snapshot_every > 0:
+            events += [(k * snapshot_every, "snapshot") for k in range(1, int(seconds // snapshot_every) + 1)]
+        checksum_s: list[float] = []
+        for g, what in sorted(events):
             time.sleep(max(0.0, t0 + g - time.monotonic()))
+            if what == "snapshot":
+                snapshots.append(backups.snapshot("hello").gtid)
+                print(f"   snapshot at {time.monotonic() - t0:.0f}s", flush=True)
+                continue
+            c0 = time.monotonic()
             points.append(c.driver.consistent_checksums(c.replicas[0].endpoint, ["app"]))
+            checksum_s.append(time.monotonic() - c0)
+            print(f"   moment {len(points)} at {time.monotonic() - t0:.0f}s: {points[-1][0]}", flush=True)
         time.sleep(max(0.0, end - time.monotonic()))
         load.stop.set()
         load.thread.join(10)
+        bulk_result = bulk.stop() if bulk is not None else None
         final = c.driver.status(p)
         deadline = time.monotonic() + 30
         while arch.last is None or arch.last.primary_pos != final.binlog_pos or arch.last.lag_s:
@@ -296,43 +361,75 @@ def bench_pitr(root: Path, seconds: float = 45.0, moments: int = 20) -> dict[str
             matches += ok
             durations.append(r.seconds)
             details.append({"gtid": str(gtid), "tables": len(reference), "binlogs": len(r.binlogs),
-                            "match": ok, "seconds": round(r.seconds, 2)})  # fmt: skip
+                            "snapshot": r.snapshot, "match": ok, "seconds": round(r.seconds, 2)})  # fmt: skip
+            print(f"   restore {len(details)}/{len(points)}: {'exact' if ok else 'MISMATCH'} "
+                  f"({len(r.binlogs)} binlogs, {r.seconds:.1f}s)", flush=True)  # fmt: skip
+        rows = c.admin_sql(p, "SELECT COUNT(*) FROM app.t")[0][0]
         return {
             "moments": len(points), "checksum_matches": matches, "write_seconds": seconds,
-            "statements": load.n, "errors": load.errors[:5], "binlog_files_sealed": arch.sealed,
-            "snapshot_gtid": snap.gtid, "restore_seconds": _stats(durations), "per_moment": details,
+            "statements": load.n, "statements_per_s": round(load.n / seconds, 1), "rows_in_t_at_end": rows,
+            "bulk_inserts": len(bulk_result.acknowledged) if bulk_result else 0,
+            "bulk_inserts_per_s": round(len(bulk_result.acknowledged) / seconds, 1) if bulk_result else 0,
+            "errors": load.errors[:5], "binlog_files_sealed": arch.sealed,
+            "snapshots": snapshots, "snapshot_every_s": snapshot_every or None,
+            "reference_checksum_seconds": _stats(checksum_s),
+            "restore_seconds": _stats(durations), "per_moment": details,
         }  # fmt: skip
     finally:
         teardown(cluster, ctx)
 
 
+SECTIONS = ("pitr", "archive", "semisync", "failover", "partition")
+
+
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
+    ap.add_argument(
+        "--pitr-minutes", type=float, default=0.75, help="minutes of writes for PITR (60: an hour)"
+    )
+    ap.add_argument("--pitr-snapshot-every", type=float, default=0.0,
+                    help="minutes between snapshots during the PITR run (0: one, at the start)")  # fmt: skip
+    ap.add_argument("--moments", type=int, default=20)
+    ap.add_argument("--pitr-bulk-rate", type=float, default=0.0,
+                    help="PITR: extra inserts/s from 4 more sessions (a write-heavy run)")  # fmt: skip
+    args = ap.parse_args()
+    sections = [s for s in args.sections.split(",") if s]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     root = Path(tempfile.mkdtemp(prefix="sw-bench-dr-"))
     started = time.monotonic()
-    out: dict[str, Any] = {"machine": machine_info()}
+    out: dict[str, Any] = {"machine": machine_info(), "args": vars(args)}
+    name = "dr" if set(sections) == set(SECTIONS) else "dr_" + "_".join(sections)
     try:
-        print("== PITR", flush=True)
-        out["pitr"] = bench_pitr(root / "pitr")
-        print(
-            f"   {out['pitr']['checksum_matches']}/{out['pitr']['moments']} moments checksum-exact",
-            flush=True,
-        )
-        print("== archive lag", flush=True)
-        out["archive"] = bench_archive(root / "archive")
-        print(f"   {out['archive']['lag_s']} at {out['archive']['rate_achieved_wps']} w/s", flush=True)
-        print("== semi-sync fall-back alert", flush=True)
-        out["semi_sync"] = bench_semi_sync_alert(root / "semisync")
-        print(f"   {out['semi_sync']}", flush=True)
-        print("== failover drills", flush=True)
-        out["failover"] = bench_failover(root / "failover")
-        f = out["failover"]
-        print(
-            f"   RTO {f['rto_s']}, lost {f['rpo_lost_acknowledged_writes']}, fencing {f['fencing']}",
-            flush=True,
-        )
+        if "pitr" in sections:
+            print("== PITR", flush=True)
+            out["pitr"] = bench_pitr(root / "pitr", args.pitr_minutes * 60, args.moments,
+                                     args.pitr_snapshot_every * 60, args.pitr_bulk_rate)  # fmt: skip
+            print(f"   {out['pitr']['checksum_matches']}/{out['pitr']['moments']} moments checksum-exact",
+                  flush=True)  # fmt: skip
+        if "archive" in sections:
+            print("== archive lag", flush=True)
+            out["archive"] = bench_archive(root / "archive")
+            print(f"   {out['archive']['lag_s']} at {out['archive']['rate_achieved_wps']} w/s", flush=True)
+        if "semisync" in sections:
+            print("== semi-sync fall-back alert", flush=True)
+            out["semi_sync"] = bench_semi_sync_alert(root / "semisync")
+            print(f"   {out['semi_sync']}", flush=True)
+        if "failover" in sections:
+            print("== failover drills", flush=True)
+            out["failover"] = bench_failover(root / "failover")
+            f = out["failover"]
+            print(f"   RTO {f['rto_s']}, lost {f['rpo_lost_acknowledged_writes']}, fencing {f['fencing']}",
+                  flush=True)  # fmt: skip
+        if "partition" in sections:
+            print("== partition drills", flush=True)
+            out["partition"] = bench_partition(root / "partition")
     finally:
         out["seconds"] = round(time.monotonic() - started, 1)
-        path = write_result("dr", out)
+        out["load_average_at_end"] = os.getloadavg()
+        path = write_result(name, out)
         print(f"wrote {path}")
         shutil.rmtree(root, ignore_errors=True)
     return 0

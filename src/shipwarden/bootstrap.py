@@ -215,12 +215,29 @@ def make_rollout(
     router = make_router(settings, policy)
     secrets = secret_lookup(settings, store, access)
     analysis = AnalysisController(store, router, make_providers(settings, secrets), time.time)
-    alerts = policy.policy.alerts
     rollout = RolloutService(
         store, platform, router, policy, tick_s=settings.tick_s, analysis=analysis,
-        alerts=RolloutAlerts(store, alerts.rollout, secrets) if alerts and alerts.rollout else None,
+        alerts=_rollout_alerts(settings, store, policy, secrets),
     )  # fmt: skip
     return platform, router, rollout
+
+
+def _rollout_alerts(
+    settings: Settings, store: Store, policy: LoadedPolicy, secrets: Callable[[str], str | None]
+) -> RolloutAlerts | None:
+    """Rollout alerts: to the policy's ``alerts.rollout`` URLs, and into the alerting pipeline
+    when the policy has an ``alerting`` section (rollback and failed by default)."""
+    from shipwarden.domain.alerts import RolloutAlertSpec, RolloutEvent
+
+    alerts = policy.policy.alerts
+    spec = alerts.rollout if alerts is not None else None
+    pipeline = make_alerting(settings, store, policy, secrets=secrets) if policy.policy.alerting else None
+    if spec is None and pipeline is None:
+        return None
+    if spec is None:  # the pipeline only: the default events, no URLs of its own
+        spec = RolloutAlertSpec.model_construct(urls=[], events=[RolloutEvent.ROLLBACK, RolloutEvent.FAILED])
+    sink = partial(pipeline.ingest, source="rollout") if pipeline is not None else None
+    return RolloutAlerts(store, spec, secrets, sink=sink, direct=bool(spec.urls))
 
 
 def build(settings: Settings, policy: LoadedPolicy) -> App:
@@ -359,10 +376,13 @@ def build_service(
 
 
 # -- disaster recovery: databases, backups, failover (issue 14) ------------------------------------
-def _write_load(credentials: Credentials, target: Endpoint, rate: float) -> WriteLoad:
+def _write_load(
+    listener: Endpoint, rate: float, credentials: Credentials, *, target: Endpoint | None = None,
+    source_address: str | None = None,
+) -> WriteLoad:  # fmt: skip
     from shipwarden.adapters.databases.mariadb_load import MariaDBWriteLoad
 
-    return MariaDBWriteLoad(credentials, target, rate=rate)
+    return MariaDBWriteLoad(credentials, target or listener, rate=rate, source_address=source_address)
 
 
 def make_dr(
@@ -383,6 +403,7 @@ def make_dr(
     from shipwarden.adapters.databases.mariadb_binlog import MariaDBBinlogStreamer
     from shipwarden.adapters.databases.mariadb_scratch import MariaDBScratch
     from shipwarden.adapters.databases.mariadb_tools import MariaDBBackupTool
+    from shipwarden.adapters.databases.partitions import IptablesPartitions
     from shipwarden.adapters.storage.local import LocalBlobStore
     from shipwarden.adapters.store.dr_repo import DrRepo
     from shipwarden.domain.dr.spec import IMPLEMENTED_ENGINES
@@ -410,6 +431,8 @@ def make_dr(
         what = f"database of {spec.service}"
         admin = creds(spec.credentials.user, spec.credentials.password_secret, what)
         repl = creds(spec.replication.user, spec.replication.password_secret, f"replication of {what}")
+        app = spec.application
+        application = creds(app.user, app.password_secret, f"application of {what}") if app else None
         timeout = max(0.2, min(1.0, spec.failover.check_interval))
         backup_dir = Path(spec.backup.directory)
         if not backup_dir.is_absolute():
@@ -423,8 +446,10 @@ def make_dr(
             streamer=MariaDBBinlogStreamer(root / "archive" / spec.service, repl),
             scratch=MariaDBScratch(root / "scratch", admin, template_cache=root / "templates"),
             blobs=LocalBlobStore(backup_dir),
-            write_load=partial(_write_load, admin, Endpoint(spec.listener.host, spec.listener.port)),
+            write_load=partial(_write_load, Endpoint(spec.listener.host, spec.listener.port)),
             control=LocalInstanceControl(MariaDBDriver(admin), root / "instances" / spec.service),
+            application=application,
+            partitions=IptablesPartitions(root / "partitions"),
         )
     notify = None
     alerts = policy.policy.alerts

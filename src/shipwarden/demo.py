@@ -4,7 +4,8 @@ Starts nginx and v1, deploys v2 blue-green while a bounded load runs (and
 prints how many requests failed — the goal is 0), rolls back to v1 under the
 same load, then releases v2 of a second service as a canary (20 % → live
 judge against the stable version → 50 % → all), prints the deployment
-records, runs a disaster-recovery drill on a real MariaDB primary with two
+records, releases a third service zone by zone across three zones while one
+zone is lost (``demo_zones``), runs a disaster-recovery drill on a real MariaDB primary with two
 semi-synchronous replicas (backup, restore test, SIGKILL of the primary under
 load: RTO and RPO against the objectives), then on call (``demo_oncall``: a release degrades,
 the alert pages the person on call by mail, nobody acknowledges, it escalates, the signed link
@@ -24,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
-from shipwarden import demo_dr, demo_oncall
+from shipwarden import demo_dr, demo_oncall, demo_zones
 from shipwarden.adapters.net import free_port
 from shipwarden.bootstrap import build, load_policy
 from shipwarden.entrypoints.cli import views
@@ -112,6 +113,7 @@ def main() -> int:
                     f"analysis ({'passed' if analysis.get('ok') else 'failed'}): {analysis['detail']}"
                 )
         console.print(f"(every judged sample is stored: shipwarden replay {canary.id})")
+        failed_total += demo_zones.run(console, EXAMPLES, workdir)
         dr_ok = demo_dr.run(console, workdir)
         oncall_ok = demo_oncall.run(console, workdir)
     finally:

@@ -12,9 +12,10 @@ from sqlalchemy import inspect
 
 from shipwarden.adapters.store.engine import make_engine, migrate
 from shipwarden.adapters.store.models import Base
-from shipwarden.adapters.store.repository import NotFound, Store, StoreError
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.audit import ACTION_MAX, ACTOR_MAX, DEPLOYMENT_ID_MAX
 from shipwarden.domain.rollout import OperatorRequest, Phase, Transition
+from shipwarden.ports.store import NotFound, StoreError
 from shipwarden.services.audit import AuditService
 
 pytestmark = pytest.mark.integration

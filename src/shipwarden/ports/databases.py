@@ -45,6 +45,7 @@ __all__ = [
     "WriteLoad",
     "LoadResult",
     "InstanceControl",
+    "NetworkPartitions",
 ]
 
 
@@ -69,7 +70,9 @@ class DatabaseDriver(Protocol):
         """None when the instance answers a query within ``timeout``; else why not."""
         ...
 
-    def status(self, endpoint: Endpoint) -> ServerStatus: ...
+    def status(self, endpoint: Endpoint, timeout: float | None = None) -> ServerStatus:
+        """``timeout``: connect and query time-out (default: the driver's)."""
+        ...
 
     def replica_status(self, endpoint: Endpoint) -> ReplicaStatus | None:
         """The instance's replication state; None if it is not configured as a replica."""
@@ -98,8 +101,18 @@ class DatabaseDriver(Protocol):
         """Stop the replica's IO thread (it keeps applying what it received)."""
         ...
 
-    def fence(self, endpoint: Endpoint) -> int:
-        """Refuse writes (``read_only=1``) and kill every client session; returns sessions killed."""
+    def fence(self, endpoint: Endpoint, timeout: float | None = None) -> int:
+        """Refuse writes (``read_only=1``) and kill every client session; returns sessions killed.
+        ``timeout``: connect and query time-out (default: the driver's)."""
+        ...
+
+    def ensure_account(self, endpoint: Endpoint, credentials: Credentials, schema: str) -> None:
+        """An account limited to ``schema`` (create, select, insert), with that password: what a
+        drill writes as when the policy declares no application account."""
+        ...
+
+    def read_only_bypass(self, endpoint: Endpoint, user: str) -> list[str]:
+        """The privileges of ``user`` that let it write through ``read_only`` (empty: it is fenced)."""
         ...
 
     def replicate_from(
@@ -221,9 +234,16 @@ class ScratchInstance(Protocol):
         binlogs: Sequence[tuple[str, Callable[[], IO[bytes]]]],
         start: GtidPosition,
         target: ReplayTarget,
+        forks: Mapping[int, GtidPosition] | None = None,
     ) -> GtidPosition:
         """Apply the binlogs (in order) from after ``start`` up to ``target`` in ONE client session
-        (temporary tables survive file boundaries); returns the instance's GTID position after."""
+        (temporary tables survive file boundaries); returns the instance's GTID position after.
+
+        ``forks``: across failovers the files come from one primary after another; ``forks[i]``
+        says that the primary which wrote file ``i`` (and the files before it, back to the previous
+        fork) counts only up to that position — what its successor had received when promoted.
+        Past it are transactions no replica got (never acknowledged with semi-sync): not replayed,
+        and the next primary's files are read from that position on."""
         ...
 
     def load_dump(self, stream: IO[bytes]) -> None: ...
@@ -266,6 +286,33 @@ class WriteLoad(Protocol):
 
     def missing(self, endpoint: Endpoint, ids: Sequence[int]) -> list[int]:
         """The ids among ``ids`` that ``endpoint`` does not have."""
+        ...
+
+    def probe(self, endpoint: Endpoint) -> str | None:
+        """One write straight to ``endpoint`` (not through the listener), as the load's account:
+        None if it was acknowledged, else the server's refusal (a fenced primary must refuse)."""
+        ...
+
+
+class NetworkPartitions(Protocol):
+    """Cuts an instance off the network while it keeps running (a partition, not a crash), and heals it.
+
+    While isolated, no packet reaches the instance or leaves it — shipwarden, the listener and
+    the replicas lose it — except for clients whose source address is ``keep``: the
+    application servers on the instance's side of the partition, which may go on writing to it."""
+
+    def unavailable(self) -> str | None:
+        """None when partitions can be made here; else why not (not root, no iptables, …)."""
+        ...
+
+    def isolate(self, endpoint: Endpoint, *, keep: str) -> None: ...
+
+    def heal(self, endpoint: Endpoint) -> None:
+        """Remove the partition of ``endpoint`` (nothing if there is none)."""
+        ...
+
+    def isolated(self) -> list[Endpoint]:
+        """Every instance isolated by this installation and not healed yet (a crashed drill's too)."""
         ...
 
 

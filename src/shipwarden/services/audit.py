@@ -20,7 +20,6 @@ until its entry is committed, many callers share one transaction.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shipwarden.adapters.store.audit_repo import AuditRepo
-from shipwarden.adapters.store.repository import NotFound, Store
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.audit import (
     Anchor,
     AuditChain,
@@ -44,6 +43,7 @@ from shipwarden.domain.audit import (
 )
 from shipwarden.domain.audit.kubernetes import K8sRejected, k8s_ingest
 from shipwarden.ports.audit import HeadWitness
+from shipwarden.ports.store import NotFound
 from shipwarden.security.audit_export import ExportWriter
 from shipwarden.security.dossier import build_dossier
 from shipwarden.security.signing import fingerprint, public_pem
@@ -139,8 +139,7 @@ class AuditService:
 
     async def access_async(self, *, generation: int | None = None, **decision: Any) -> None:
         """:meth:`access` for the event loop: waits for the commit without holding a thread."""
-        fut = self.writer.submit(self.access_draft(**decision), generation=generation)
-        await asyncio.wrap_future(fut)
+        await self.writer.submit_async(self.access_draft(**decision), generation=generation)
 
     def close(self) -> None:
         """Commit what is queued and stop the group-commit thread (on shutdown)."""

@@ -226,3 +226,64 @@ def test_two_pipelines_flushing_one_group_queue_its_notice_once(world) -> None: 
     assert q._flush_one(due_q[0], clock.t, [], [], []) == 0
     _run(p)
     assert len(sinks["apprise:OPS"].notices) == 1
+
+
+def test_rollout_alerts_enter_the_pipeline(world) -> None:  # type: ignore[no-untyped-def]
+    """shipwarden's own rollout alert is routed like any other, not muted by the rollback it announces."""
+    from shipwarden.domain.alerts import RolloutAlertSpec, RolloutEvent
+    from shipwarden.domain.rollout import Phase, Transition
+    from shipwarden.services.alerts import RolloutAlerts
+
+    p, clock, sinks, _esc, _inc, store = world
+    dep = store.create_deployment(
+        service="hello",
+        kind="deploy",
+        strategy="blueGreen",
+        from_version="v1",
+        to_version="v2",
+        actor="ann",
+        policy_digest="d" * 64,
+        policy_source="p.yaml",
+        plan={},
+    )
+    dep = store.transition(dep, Transition(Phase.ROLLING_BACK, "analysis failed"), actor="controller")
+    p.rollbacks_list.append(Rollback("hello", started_at=clock.t - 5))  # type: ignore[attr-defined]
+    spec = RolloutAlertSpec.model_construct(urls=[], events=[RolloutEvent.ROLLBACK, RolloutEvent.FAILED])
+    alerts = RolloutAlerts(
+        store, spec, lambda n: None, sink=lambda a: p.ingest(a, source="rollout"), direct=False, clock=clock
+    )
+    assert alerts(dep) is not None and alerts(dep) is None  # once per deployment and event
+    clock.t += 2
+    _run(p)
+    [notice] = sinks["apprise:OPS"].notices
+    assert (
+        notice.common_labels["alertname"] == "RolloutRollback"
+        and notice.common_labels["deployment"] == dep.id
+    )
+    [entry] = list(store.audit_entries(action="alert.rollout"))
+    assert entry.detail["via"] == "alerting"
+
+
+def test_escalation_bridge_keys_each_episode_by_its_dedup_key(world) -> None:  # type: ignore[no-untyped-def]
+    from shipwarden.ports.oncall import AlertGroup
+    from shipwarden.services.alerting.escalation import OnCallEscalation
+
+    p, clock, _sinks, _esc, _inc, _store = world
+    seen: list[AlertGroup] = []
+
+    class Engine:
+        def group_changed(self, group: AlertGroup) -> None:
+            seen.append(group)
+
+    p.escalation = OnCallEscalation(Engine())
+    crit = _alert(severity="critical", starts_at=clock.t)
+    p.ingest([crit], source="test")
+    clock.t += 2
+    _run(p)
+    p.ingest([_alert(severity="critical", starts_at=crit.starts_at, ends_at=clock.t)], source="test")
+    _run(p)
+    assert [(g.status, g.escalation, g.service) for g in seen] == [
+        ("firing", "primary", "hello"),
+        ("resolved", None, "hello"),
+    ]
+    assert seen[0].key == seen[1].key and seen[0].key.startswith("sw-")

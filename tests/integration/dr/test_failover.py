@@ -14,7 +14,7 @@ import pytest
 
 from shipwarden.domain.dr.failover import Health
 from shipwarden.services.dr.failover import DatabaseMonitor
-from tests.fixtures.mariadb import DrEnv
+from tests.fixtures.mariadb import APP, DrEnv
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ def test_failover_loses_no_acknowledged_write_and_fences_the_old_primary(
     c = env.cluster
     old = c.primary
     mon, stop, thread = _start(env)
-    load = env.ctx.db("hello").write_load(200.0)  # type: ignore[attr-defined]
+    load = env.ctx.db("hello").write_load(200.0, APP)  # type: ignore[attr-defined]
     try:
         load.start()
         _wait(lambda: load.acknowledged_so_far() > 200, 20, "load never got going")

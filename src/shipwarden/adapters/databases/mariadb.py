@@ -6,13 +6,15 @@ time-out notices it.  Semi-synchronous replication is configured to wait ``AFTER
 (MariaDB defaults to ``AFTER_COMMIT``, where other sessions can see a commit no replica
 has, and lose it on failover).
 
-Fencing is ``read_only=1`` (MariaDB has no ``super_read_only``; the administrative user
-bypasses ``read_only`` but the application's does not), then every client session is
-killed so an open transaction cannot commit afterwards.
+Fencing is ``read_only=1`` (MariaDB has no ``super_read_only``; an account with ``READ_ONLY
+ADMIN`` — part of ``ALL PRIVILEGES``, so the administrative user's — or, before 10.11, ``SUPER``
+writes through it; :meth:`MariaDBDriver.read_only_bypass` names them), then every client session
+is killed so an open transaction cannot commit afterwards.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -93,11 +95,11 @@ class MariaDBDriver:
         except DatabaseError as exc:
             return str(exc)
 
-    def status(self, endpoint: Endpoint) -> ServerStatus:
-        with self._conn(endpoint) as c, c.cursor() as cur:
+    def status(self, endpoint: Endpoint, timeout: float | None = None) -> ServerStatus:
+        with self._conn(endpoint, timeout) as c, c.cursor() as cur:
             cur.execute(
                 "SELECT @@server_id AS sid, @@read_only AS ro, @@gtid_binlog_pos AS bp, "
-                "@@gtid_current_pos AS cp, @@version AS v"
+                "@@gtid_current_pos AS cp, @@gtid_slave_pos AS sp, @@version AS v"
             )
             v = cur.fetchone()
             cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', "
@@ -113,6 +115,7 @@ class MariaDBDriver:
             read_only=bool(int(v["ro"])),
             gtid_binlog_pos=GtidPosition.parse(v["bp"]),
             gtid_current_pos=GtidPosition.parse(v["cp"]),
+            gtid_slave_pos=GtidPosition.parse(v["sp"]),
             semi_sync_master=None if semi is None else semi == "ON",
             semi_sync_clients=int(st.get("Rpl_semi_sync_master_clients", 0) or 0),
             binlog_file=m["File"] if m else None,
@@ -189,14 +192,15 @@ class MariaDBDriver:
     def stop_receiving(self, endpoint: Endpoint) -> None:
         self._exec(endpoint, ["STOP SLAVE IO_THREAD"])
 
-    def fence(self, endpoint: Endpoint) -> int:
-        with self._conn(endpoint) as c, c.cursor() as cur:
-            cur.execute("SET GLOBAL read_only = 1")
+    def _kill_clients(self, endpoint: Endpoint, spare: set[int], timeout: float | None) -> int:
+        with self._conn(endpoint, timeout) as c, c.cursor() as cur:
             cur.execute(
                 "SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
             )
             killed = 0
             for row in cur.fetchall():
+                if int(row["ID"]) in spare:
+                    continue
                 if row["USER"] in ("system user", "event_scheduler") or str(row["COMMAND"]).startswith(
                     ("Binlog Dump", "Daemon", "Slave_")
                 ):
@@ -207,6 +211,61 @@ class MariaDBDriver:
                 except pymysql.MySQLError:
                     pass  # it ended by itself meanwhile
             return killed
+
+    def fence(self, endpoint: Endpoint, timeout: float | None = None) -> int:
+        """Sessions first: ``SET GLOBAL read_only = 1`` waits for every commit in progress, and an
+        isolated semi-sync primary holds its commits waiting for a replica's acknowledgement (up to
+        ``rpl_semi_sync_master_timeout``).  Killing a session ends its wait without an OK to the
+        client (the transaction stays in the binlog: the rebuild discards it).  Sessions keep being
+        killed while ``read_only`` is being set, so a client that reconnects meanwhile cannot hold
+        it up either."""
+        spare: set[int] = set()
+        killed = self._kill_clients(endpoint, spare, timeout)
+        done, started = threading.Event(), threading.Event()
+        failed: list[DatabaseError] = []
+
+        def set_read_only() -> None:
+            try:
+                with self._conn(endpoint, timeout) as c, c.cursor() as cur:
+                    cur.execute("SELECT CONNECTION_ID() AS id")
+                    spare.add(int(cur.fetchone()["id"]))
+                    started.set()
+                    cur.execute("SET GLOBAL read_only = 1")
+            except DatabaseError as exc:
+                failed.append(exc)
+            finally:
+                started.set()
+                done.set()
+
+        threading.Thread(target=set_read_only, daemon=True).start()
+        started.wait()
+        while not done.wait(0.05):
+            killed += self._kill_clients(endpoint, spare, timeout)
+        if failed:
+            raise failed[0]
+        return killed + self._kill_clients(endpoint, spare, timeout)
+
+    def ensure_account(self, endpoint: Endpoint, credentials: Credentials, schema: str) -> None:
+        user, pw = _lit(credentials.user), _lit(credentials.password or "")
+        self._exec(
+            endpoint,
+            [
+                f"CREATE USER IF NOT EXISTS {user}@'%' IDENTIFIED BY {pw}",
+                f"ALTER USER {user}@'%' IDENTIFIED BY {pw}",
+                f"GRANT SELECT, INSERT, CREATE ON {_q(schema)}.* TO {user}@'%'",
+            ],
+        )
+
+    def read_only_bypass(self, endpoint: Endpoint, user: str) -> list[str]:
+        # MariaDB 10.11: READ_ONLY ADMIN (in ALL PRIVILEGES; no longer in SUPER) writes through
+        # read_only; before 10.11 SUPER did — both are reported
+        rows = self._rows(
+            endpoint,
+            "SELECT GRANTEE AS g, PRIVILEGE_TYPE AS p FROM information_schema.USER_PRIVILEGES "
+            "WHERE PRIVILEGE_TYPE IN ('SUPER', 'READ_ONLY ADMIN')",
+        )
+        prefix = "'" + user.replace("'", "''") + "'@"
+        return sorted({str(r["p"]) for r in rows if str(r["g"]).startswith(prefix)})
 
     def replicate_from(
         self,

@@ -7,6 +7,9 @@ lost, time-out, read-only) is not acknowledged: it may or may not have committed
 is never counted as lost.  After a failover, :meth:`missing` asks the new primary which
 acknowledged ids it lacks: that is the RPO in writes.  The row's ``sid`` says which
 instance committed it, so a write accepted by a fenced primary would show.
+
+The account must be the application's, not an administrator's: ``read_only`` — the
+fence — does not stop an account holding ``READ_ONLY ADMIN`` (or ``SUPER`` before 10.11).
 """
 
 from __future__ import annotations
@@ -28,9 +31,13 @@ DRILL_SCHEMA = "shipwarden_drill"
 
 class MariaDBWriteLoad:
     def __init__(self, credentials: Credentials, target: Endpoint, *, rate: float = 200.0, writers: int = 2,
-                 timeout: float = 2.0) -> None:  # fmt: skip
+                 timeout: float = 2.0, source_address: str | None = None,
+                 schema: str = DRILL_SCHEMA) -> None:  # fmt: skip
         self.credentials = credentials
         self.target = target
+        #: the local address connections come from (a client on one side of a partition drill)
+        self.source_address = source_address
+        self.schema = schema
         self.rate = rate
         self.writers = writers
         self.timeout = timeout
@@ -47,15 +54,16 @@ class MariaDBWriteLoad:
         return pymysql.connect(
             host=ep.host, port=ep.port, user=self.credentials.user, password=self.credentials.password or "",
             connect_timeout=t, read_timeout=t, write_timeout=t, autocommit=True,
+            bind_address=self.source_address,
         )  # fmt: skip
 
     def prepare(self) -> None:
         conn = self._connect(self.target)
         try:
             with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE IF NOT EXISTS {DRILL_SCHEMA}")
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS {self.schema}")
                 cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {DRILL_SCHEMA}.writes "
+                    f"CREATE TABLE IF NOT EXISTS {self.schema}.writes "
                     "(id BIGINT PRIMARY KEY, sid INT NOT NULL, at DOUBLE NOT NULL)"
                 )
         finally:
@@ -72,7 +80,7 @@ class MariaDBWriteLoad:
     def _writer(self) -> None:
         conn = None
         sid = 0
-        insert = f"INSERT INTO {DRILL_SCHEMA}.writes VALUES (%s, @@server_id, UNIX_TIMESTAMP(NOW(6)))"
+        insert = f"INSERT INTO {self.schema}.writes VALUES (%s, @@server_id, UNIX_TIMESTAMP(NOW(6)))"
         interval = self.writers / self.rate
         next_at = time.monotonic()
         while not self._stop.is_set():
@@ -122,6 +130,26 @@ class MariaDBWriteLoad:
         with self._lock:
             return LoadResult(list(self._acks), list(self._errors), self._attempts)
 
+    def probe(self, endpoint: Endpoint) -> str | None:
+        try:
+            conn = self._connect(endpoint)
+        except (pymysql.MySQLError, OSError) as exc:
+            return f"cannot connect: {exc}"
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"INSERT INTO {self.schema}.writes VALUES (%s, @@server_id, UNIX_TIMESTAMP(NOW(6)))",
+                    (next(self._ids),),
+                )
+            return None
+        except (pymysql.MySQLError, OSError) as exc:
+            return str(exc)[:300]
+        finally:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a killed session: nothing to close
+                pass
+
     def missing(self, endpoint: Endpoint, ids: Sequence[int]) -> list[int]:
         conn = self._connect(endpoint)
         found: set[int] = set()
@@ -132,7 +160,7 @@ class MariaDBWriteLoad:
                     if not chunk:
                         continue
                     marks = ",".join(["%s"] * len(chunk))
-                    cur.execute(f"SELECT id FROM {DRILL_SCHEMA}.writes WHERE id IN ({marks})", chunk)
+                    cur.execute(f"SELECT id FROM {self.schema}.writes WHERE id IN ({marks})", chunk)
                     found.update(int(r[0]) for r in cur.fetchall())
         finally:
             conn.close()

@@ -6,7 +6,12 @@ prepared directory, on a free port.  ``replay`` applies archived binlogs with
 ``mariadb-binlog`` piped into ONE ``mariadb`` client session, from the snapshot's GTID
 (exclusive) to a GTID (inclusive) or a moment: a temporary table created in one binlog
 file is still there when the next file uses it (WAL-G #888 replays file by file and
-loses it).  ``--stop-datetime`` compares whole seconds of the events' timestamps, in
+loses it).  Across a failover the files come from successive primaries: each primary's
+files are read up to its *fork* (what its successor had received when promoted) and the
+next primary's from there, one reader after another into the same session — a
+transaction the old primary wrote and no replica got (so never acknowledged with
+semi-sync) shares its sequence number with the new primary's next one, and is skipped.
+``--stop-datetime`` compares whole seconds of the events' timestamps, in
 UTC here; a GTID target is exact.
 """
 
@@ -17,7 +22,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -42,6 +47,42 @@ def _run(cmd: list[str], what: str, **kw: object) -> None:
         raise DatabaseError(f"{what} failed ({proc.returncode}): {proc.stderr.strip()[-1500:]}")
 
 
+def _readers(
+    files: Sequence[str], start: GtidPosition, target: ReplayTarget, forks: Mapping[int, GtidPosition]
+) -> list[list[str]]:
+    """One ``mariadb-binlog`` command per timeline segment (files of one primary up to its fork).
+
+    Each segment is read from where the previous ended (the snapshot's position first) and stops
+    at its fork, or at the target when the target lies within it (nothing after it is read).  A
+    segment wholly behind the starting point (a snapshot taken after that failover) is skipped."""
+    out: list[list[str]] = []
+    begin = 0
+    at = start
+    cuts = sorted(i for i in forks if 0 <= i < len(files) - 1)
+    for end_index in [*cuts, len(files) - 1]:
+        chunk = list(files[begin : end_index + 1])
+        begin = end_index + 1
+        fork = forks.get(end_index) if end_index in cuts else None
+        if fork is not None and at.contains(fork):
+            continue  # the starting point is past this primary's history
+        stop = target.gtid
+        last = fork is None or (stop is not None and fork.contains(stop))
+        if not last:
+            stop = fork
+        args = ["mariadb-binlog"]
+        if at:
+            args.append(f"--start-position={at}")
+        if stop is not None:
+            args.append(f"--stop-position={stop}")
+        if target.before is not None:
+            args.append(f"--stop-datetime={target.before.astimezone().strftime('%Y-%m-%d %H:%M:%S')}")
+        out.append(args + chunk)
+        if last:
+            break
+        at = at.merge(fork)  # type: ignore[arg-type]
+    return out
+
+
 class ScratchServer:
     """A started scratch instance; ``remove`` stops it and deletes its files."""
 
@@ -55,6 +96,7 @@ class ScratchServer:
         binlogs: Sequence[tuple[str, Callable[[], IO[bytes]]]],
         start: GtidPosition,
         target: ReplayTarget,
+        forks: Mapping[int, GtidPosition] | None = None,
     ) -> GtidPosition:
         work = Path(tempfile.mkdtemp(prefix="replay-", dir=self.server.root))
         try:
@@ -65,54 +107,60 @@ class ScratchServer:
                     shutil.copyfileobj(src, dst, _BLOCK)
                 files.append(str(path))
             if files:
-                args = ["mariadb-binlog"]
-                if start:
-                    args.append(f"--start-position={start}")
-                if target.gtid is not None:
-                    args.append(f"--stop-position={target.gtid}")
-                if target.before is not None:
-                    args.append(f"--stop-datetime={target.before.astimezone().strftime('%Y-%m-%d %H:%M:%S')}")
                 cnf = option_file(work, self.credentials, self.endpoint)
-                seen = self._pipe(args + files, cnf, work)
+                seen = self._pipe(_readers(files, start, target, forks or {}), cnf, work)
                 return start.merge(seen).merge(self.position())
             return start.merge(self.position())  # the snapshot holds ``start``; nothing to replay
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _pipe(self, reader_cmd: list[str], cnf: Path, work: Path) -> GtidPosition:
-        """``mariadb-binlog … | mariadb`` through this process, noting every GTID that goes by
-        (a transaction on temporary tables only applies but leaves no GTID in a ROW binlog)."""
-        with open(work / "binlog.err", "wb") as errf:
-            reader = subprocess.Popen(reader_cmd, stdout=subprocess.PIPE, stderr=errf)
+    def _pipe(self, readers: list[list[str]], cnf: Path, work: Path) -> GtidPosition:
+        """``mariadb-binlog … | mariadb`` through this process, one reader per timeline segment
+        after another into the same client session, noting every GTID that goes by (a transaction
+        on temporary tables only applies but leaves no GTID in a ROW binlog)."""
         with open(work / "client.err", "wb") as errf:
             client = subprocess.Popen(
                 ["mariadb", f"--defaults-file={cnf}", "--binary-mode"],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errf,
             )  # fmt: skip
-        assert reader.stdout is not None and client.stdin is not None
+        assert client.stdin is not None
         seen: dict[int, Gtid] = {}
-        carry = b""
+        broken = False
         try:
-            while block := reader.stdout.read(_BLOCK):
+            for n, reader_cmd in enumerate(readers):
+                err_path = work / f"binlog-{n}.err"
+                with open(err_path, "wb") as errf:
+                    reader = subprocess.Popen(reader_cmd, stdout=subprocess.PIPE, stderr=errf)
+                assert reader.stdout is not None
+                carry = b""
                 try:
-                    client.stdin.write(block)
-                except BrokenPipeError:
+                    while not broken and (block := reader.stdout.read(_BLOCK)):
+                        try:
+                            client.stdin.write(block)
+                        except BrokenPipeError:
+                            broken = True
+                            break
+                        text = carry + block
+                        cut = text.rfind(b"\n") + 1
+                        carry = text[cut:]
+                        for m in _GTID_LINE.finditer(text[:cut]):
+                            g = Gtid(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+                            if g.domain not in seen or seen[g.domain].seq < g.seq:
+                                seen[g.domain] = g
+                finally:
+                    reader.stdout.close()
+                if reader.wait() != 0 and not broken:
+                    raise DatabaseError(f"mariadb-binlog failed: {err_path.read_text()[-1500:]}")
+                if broken:
                     break
-                text = carry + block
-                cut = text.rfind(b"\n") + 1
-                carry = text[cut:]
-                for m in _GTID_LINE.finditer(text[:cut]):
-                    g = Gtid(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-                    if g.domain not in seen or seen[g.domain].seq < g.seq:
-                        seen[g.domain] = g
         finally:
-            client.stdin.close()
-            reader.stdout.close()
-        rc, crc = reader.wait(), client.wait()
+            try:
+                client.stdin.close()
+            except BrokenPipeError:
+                pass
+            crc = client.wait()
         if crc != 0:
             raise DatabaseError(f"replaying the binlogs failed: {(work / 'client.err').read_text()[-1500:]}")
-        if rc != 0:
-            raise DatabaseError(f"mariadb-binlog failed: {(work / 'binlog.err').read_text()[-1500:]}")
         return GtidPosition(seen)
 
     def position(self) -> GtidPosition:

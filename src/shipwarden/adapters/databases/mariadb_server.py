@@ -278,8 +278,15 @@ class MariaDBServer:
                 if self._proc.poll() is not None:
                     return True
             else:
+                try:  # a child of this process started elsewhere (a restart): reap it
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        return True
+                except ChildProcessError:
+                    pass
                 try:
                     os.kill(pid, 0)
+                    if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                        return True  # dead, waiting for its parent to reap it
                 except OSError:
                     return True
             time.sleep(0.02)

@@ -88,6 +88,7 @@ from shipwarden.adapters.routers.common import (
     PROMETHEUS_HISTORY,
     ROUTES,
     atomic_write,
+    by_version,
     file_lock,
     parse_counts,
     pid_alive,
@@ -577,8 +578,12 @@ class HaproxyRouter:
             self._save_state()
 
     def apply(self, service: str, routes: Routes) -> None:
-        """Replace the service's table in HAProxy through the Runtime API (no reload), then persist it."""
+        """Replace the service's table in HAProxy through the Runtime API (no reload), then persist it.
+
+        Zone pools (E2) are merged per version (``by_version``): a version is one backend here, its
+        servers share the version's weight whatever their zone."""
         validate_routes(service, routes)
+        routes = Routes(production=by_version(routes.production), preview=by_version(routes.preview))
         if service not in self._listeners and not self._state_has(service):
             raise RouterError(f"no listener for service {service!r}")
         with self._exclusive():

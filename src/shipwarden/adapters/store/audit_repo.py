@@ -36,7 +36,7 @@ from shipwarden.adapters.store.models import (
     EvidenceRow,
 )
 from shipwarden.adapters.store.repository import Store
-from shipwarden.adapters.store.seals import CHECKPOINT_COLUMNS, checkpoint_of
+from shipwarden.adapters.store.seals import CHECKPOINT_COLUMNS, CoreTx, checkpoint_of
 from shipwarden.domain.access import StaleAccess
 from shipwarden.domain.audit import (
     GENESIS_HASH,
@@ -149,7 +149,7 @@ class AuditRepo:
 
     # -- writing --------------------------------------------------------------------------
     @staticmethod
-    def _head(s: Session) -> ChainHead:
+    def _head(s: Session | CoreTx) -> ChainHead:
         last = s.connection().execute(_HEAD).first()
         return ChainHead(last[0], last[1]) if last else ChainHead(0, GENESIS_HASH)
 
@@ -174,7 +174,7 @@ class AuditRepo:
         nothing and raises ``StaleAccess``."""
         seals = self.store.seals
 
-        def tx(s: Session) -> ChainHead:
+        def tx(s: CoreTx) -> ChainHead:
             if access_generation is None:
                 head = self._head(s)
             else:  # the generation and the head in one statement (one round trip)
@@ -196,7 +196,7 @@ class AuditRepo:
                 seals.after_append(s, new, first, hashes)
             return new
 
-        result: ChainHead = self.store._retrying(tx)
+        result: ChainHead = self.store._retrying_core(tx)
         return result
 
     def checkpoint_now(self) -> Checkpoint | None:

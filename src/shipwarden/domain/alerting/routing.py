@@ -119,8 +119,8 @@ class Rollback:
 
 def rollback_muted(alert: Alert, rollbacks: Iterable[Rollback], now: float, grace: float) -> bool:
     service = alert.labels.get("service")
-    if not service:
-        return False
+    if not service or alert.labels.get("source") == "rollout":
+        return False  # the rollback's own announcement is not one of its symptoms
     for rb in rollbacks:
         if rb.service != service or alert.starts_at < rb.started_at:
             continue

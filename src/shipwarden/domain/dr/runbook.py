@@ -12,6 +12,9 @@ replicas' checksums equal the primary's, the listener reaches the new primary).
   new primary through the listener (what the application sees).
 * **RPO** — acknowledged writes missing from the new primary (0 is the goal with
   semi-synchronous replication), and the span of time they cover, in seconds.
+* **Fencing** — writes acknowledged by the old primary after it was given up (by the listener's
+  clients, or in a partition by a client on its side), and the probe: one application write
+  straight to the old primary once it is back must be refused.
 
 The report says each figure beside the declared objective with pass/fail, lists every
 step with its time, and ends with a root-cause section for people to fill in.
@@ -56,6 +59,10 @@ class DrillReport:
     writes_acknowledged: int = 0
     writes_failed: int = 0
     fenced_writes: int = 0
+    #: one application write straight to the old primary once it is back: "refused: …" or "accepted"
+    fence_probe: str = ""
+    #: partition drills: writes on the isolated old primary (acknowledged, and beyond the fork)
+    split_brain: dict[str, Any] = field(default_factory=dict)
     passed: bool = False
     verdicts: dict[str, bool] = field(default_factory=dict)
     failover_steps: list[dict[str, Any]] = field(default_factory=list)
@@ -89,7 +96,7 @@ def judge(report: DrillReport) -> DrillReport:
         and report.rpo_s <= report.objectives["rpo_s"]
         and (report.objectives["rpo_s"] > 0 or report.rpo_lost_writes == 0)
     )
-    v["fencing"] = report.fenced_writes == 0
+    v["fencing"] = report.fenced_writes == 0 and report.fence_probe != "accepted"
     report.verdicts = v
     report.passed = all(v.values())
     return report
@@ -128,6 +135,18 @@ def render_markdown(r: DrillReport) -> str:
         f"| {ok[r.verdicts.get('rpo', False)]} |",
         f"| writes accepted by the fenced primary | 0 | {r.fenced_writes} "
         f"| {ok[r.verdicts.get('fencing', False)]} |",
+        "",
+        f"- fence probe (an application write straight to the old primary once back): "
+        f"{r.fence_probe or 'n/a'}",
+    ]
+    if r.split_brain:
+        sb = r.split_brain
+        lines.append(
+            f"- split brain (partition): {sb.get('acknowledged_by_old_primary', 0)} write(s) acknowledged by "
+            f"the isolated old primary, {sb.get('transactions_beyond_fork', 0)} transaction(s) in its binlog "
+            f"beyond the fork {sb.get('fork') or 'n/a'} (discarded by the rebuild)"
+        )
+    lines += [
         "",
         "## Runbook steps",
         "",

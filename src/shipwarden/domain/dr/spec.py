@@ -9,6 +9,7 @@
         primary: 127.0.0.1:3307
         replicas: [127.0.0.1:3308, 127.0.0.1:3309]
         credentials: {user: shipwarden, passwordSecret: DB_ADMIN_PASSWORD}
+        application: {user: app, passwordSecret: DB_APP_PASSWORD}  # optional: what the app logs in as
         replication:
           mode: semiSync                  # or async
           user: repl
@@ -106,6 +107,9 @@ class DatabaseSpec(_Strict):
     primary: Endpoint
     replicas: list[Endpoint] = Field(default_factory=list)
     credentials: SecretCredentials
+    #: the account the application writes as; drills write as it (without one, a drill makes a
+    #: limited account of its own), and it must not bypass ``read_only`` or fencing cannot hold
+    application: SecretCredentials | None = None
     replication: Replication = Field(default_factory=Replication)
     listener: ListenerSpec
     failover: FailoverSpec = Field(default_factory=FailoverSpec)

@@ -53,6 +53,8 @@ class ServerStatus:
     #: ``Rpl_semi_sync_master_status``: None when the plugin variables are absent
     semi_sync_master: bool | None = None
     semi_sync_clients: int = 0
+    #: the last transaction applied as a replica (kept after a promotion: where it forked off)
+    gtid_slave_pos: GtidPosition = field(default_factory=lambda: GtidPosition({}))
     binlog_file: str | None = None
     binlog_pos: int | None = None
     version: str = ""

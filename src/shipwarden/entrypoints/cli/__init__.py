@@ -73,7 +73,7 @@ def _settings() -> Any:
 @contextmanager
 def _errors() -> Iterator[None]:
     from shipwarden.adapters.routers.base import RouterError
-    from shipwarden.adapters.store.repository import StoreError
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.rollout import DeployError
 
     try:

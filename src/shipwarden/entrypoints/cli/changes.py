@@ -57,8 +57,8 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 def _run(fn: Any) -> Any:
-    from shipwarden.adapters.store.repository import StoreError
     from shipwarden.domain.policy import PolicyError
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.changes import ChangeError
 
     try:

@@ -15,7 +15,7 @@ found), 2 bad input or not allowed — nothing changed.
 * ``db failover SERVICE [--to HOST:PORT]`` — a switchover if the primary answers, else a
   failover.  ``db rebuild SERVICE [HOST:PORT]`` — fenced instances back as replicas.
 * ``db check SERVICE``, ``db rewrap``, ``db watch [SERVICE…]`` (the DR daemon).
-* ``dr drill SERVICE [--fault kill|freeze] [--json] [--output FILE]``.
+* ``dr drill SERVICE [--fault kill|freeze|partition] [--hold SECONDS] [--json] [--output FILE]``.
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ _GTID = re.compile(r"^\d+-\d+-\d+(,\d+-\d+-\d+)*$")
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    from shipwarden.adapters.store.repository import StoreError
     from shipwarden.domain.dr.gtid import GtidError
     from shipwarden.domain.policy import PolicyError, UnknownService
     from shipwarden.ports.databases import DatabaseError, StaleTopology
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.dr.context import DrError
 
     try:
@@ -378,8 +378,15 @@ def watch(
 # -- dr drill ---------------------------------------------------------------------------------------
 def drill(
     service: str,
-    fault: Annotated[str, typer.Option(help="kill (SIGKILL the primary) or freeze (SIGSTOP).")] = "kill",
+    fault: Annotated[
+        str,
+        typer.Option(help="kill (SIGKILL the primary), freeze (SIGSTOP) or partition (cut it off the "
+                          "network with iptables, as root; healed at the end)."),
+    ] = "kill",
     rate: Annotated[float, typer.Option(help="Writes per second through the listener.")] = 200.0,
+    hold: Annotated[
+        float, typer.Option(help="partition: seconds the partition lasts after writes resume.", min=0)
+    ] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     output: Annotated[Path | None, typer.Option(help="Also write the Markdown report here.")] = None,
     otp: OtpOpt = None,
@@ -395,7 +402,7 @@ def drill(
         check("dr drill", service=service, otp=otp)
         ctx, _, _ = _ctx()
         _known(ctx, service)
-        report = DrillService(ctx).drill(service, fault=fault, rate=rate)
+        report = DrillService(ctx).drill(service, fault=fault, rate=rate, hold=hold)
         md = render_markdown(report)
         if output is not None:
             output.write_text(md)

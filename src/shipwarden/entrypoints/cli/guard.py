@@ -289,7 +289,7 @@ def _targets(svc: Any, rule: Rule, service: str | None, deployment: str | None) 
     if rule.scope == "service":
         return [Target(service=service) if service else None]
     if rule.scope == "deployment":
-        from shipwarden.adapters.store.repository import NotFound
+        from shipwarden.ports.store import NotFound
 
         try:
             return [Target(service=svc.store.get(deployment).service)] if deployment else [None]
@@ -306,9 +306,9 @@ def _targets(svc: Any, rule: Rule, service: str | None, deployment: str | None) 
 def authorized(command: str, *, otp: str | None = None) -> Iterator[tuple[Any, Any]]:
     """:func:`check` ``command``, then yield ``(services, principal)``; access, store and input
     errors raised in the body exit 2 as well (for the admin commands)."""
-    from shipwarden.adapters.store.repository import StoreError
     from shipwarden.domain.audit import AuditError
     from shipwarden.domain.policy import PolicyError
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.access import AccessError
 
     try:
@@ -328,9 +328,9 @@ def check(
 
     ``service``/``deployment``: what the command acts on (see :class:`Rule`); ``otp``: the
     ``--otp`` value, verified only when the permission needs a fresh TOTP check."""
-    from shipwarden.adapters.store.repository import StoreError
     from shipwarden.domain.audit import AuditError
     from shipwarden.domain.policy import PolicyError
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.access import AccessError
 
     key = command
@@ -371,8 +371,8 @@ def check_own(command: str, name: str, *, otp: str | None = None) -> tuple[Any, 
     ``name`` (an existing, enabled user, from an allowed place); when ``command`` would replace an
     active second factor, only with a current code from it (``otp``).  The decision is one
     ``access`` audit entry; a refusal exits 2 with one line.  Returns ``(services, principal)``."""
-    from shipwarden.adapters.store.repository import StoreError
     from shipwarden.domain.audit import AuditError
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.access import AccessError, NotFoundError
 
     if command not in OWN_ACCOUNT:

@@ -42,11 +42,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 @contextmanager
 def _errors() -> Iterator[None]:
     from shipwarden.adapters.reports.incident import ReportError
-    from shipwarden.adapters.store.repository import StoreError
     from shipwarden.domain.incidents import IncidentError
     from shipwarden.domain.policy import PolicyError, UnknownService
     from shipwarden.entrypoints.cli.output import policy_errors
     from shipwarden.ports.incidents import IncidentNotFound
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.rollout import DeployError
 
     try:

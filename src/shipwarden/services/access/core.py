@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shipwarden.adapters.store.access_repo import AccessRepo, UserRecord
+from shipwarden.adapters.store.access_repo import AccessRepo
 from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.access import (
     ACCOUNT_LOCKOUT,
@@ -22,6 +22,7 @@ from shipwarden.domain.access import (
     SessionPolicy,
     effective_allowlist,
 )
+from shipwarden.ports.access import UserRecord
 from shipwarden.security.envelope import Envelope
 from shipwarden.services.access.bindings import parse_cidrs, stored_allowlist
 from shipwarden.services.access.errors import NotFoundError

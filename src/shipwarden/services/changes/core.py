@@ -15,12 +15,13 @@ from typing import Any
 
 import httpx
 
-from shipwarden.adapters.store.changes_repo import Change, ChangesRepo, StoredApproval
+from shipwarden.adapters.store.changes_repo import ChangesRepo
 from shipwarden.adapters.store.repository import Store
 from shipwarden.adapters.vcs.git import GitRepository
 from shipwarden.domain.delivery import DeliveryPolicy
 from shipwarden.domain.gates import Approval, GatePolicy
 from shipwarden.domain.policy import LoadedPolicy
+from shipwarden.ports.changes import Change, StoredApproval
 from shipwarden.services.changes.errors import NotConfigured
 from shipwarden.services.refusals import RefusalLog
 from shipwarden.services.rollout import RolloutService

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipwarden.adapters.store.changes_repo import Change
 from shipwarden.adapters.vcs.git import GitError
 from shipwarden.domain.evidence import BackupVerification, Evidence, Migration, RollbackPlan
 from shipwarden.domain.gates import ChangeFacts, GateResult, classify_change, evaluate_gates
+from shipwarden.ports.changes import Change
 from shipwarden.services.changes.core import OPEN
 from shipwarden.services.changes.mainline import MainlineWatch
 from shipwarden.services.changes.merge import Merging

@@ -23,8 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shipwarden.adapters.store.changes_repo import Change
-from shipwarden.adapters.store.mainline_repo import HeadChanged, MainlineRepo
+from shipwarden.adapters.store.mainline_repo import MainlineRepo
 from shipwarden.adapters.store.repository import Store
 from shipwarden.adapters.vcs.git import GitError
 from shipwarden.domain.mainline import (
@@ -36,6 +35,7 @@ from shipwarden.domain.mainline import (
     Verdict,
     judge,
 )
+from shipwarden.ports.changes import Change, HeadChanged
 from shipwarden.services.changes.core import CD_ACTOR
 from shipwarden.services.changes.delivery import ContinuousDelivery
 from shipwarden.services.notify import Notifier
@@ -357,7 +357,7 @@ class MainlineWatch(ContinuousDelivery):
     # -- accept -----------------------------------------------------------------------------------------
     def accept_violation(self, ref: str, *, user: str, reason: str) -> list[JudgedCommit]:
         """An operator accepts a violation after review: later gated heads deploy again."""
-        from shipwarden.adapters.store.repository import NotFound
+        from shipwarden.ports.store import NotFound
         from shipwarden.services.changes.errors import BadRequest, UnknownChange
 
         if not reason.strip():

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from shipwarden.adapters.ci.github import GitHubClient, MergeError
 from shipwarden.adapters.ci.github import HeadMoved as GitHubHeadMoved
-from shipwarden.adapters.store.changes_repo import Change
 from shipwarden.adapters.vcs.git import GitError, HeadMoved, MergeMode
+from shipwarden.ports.changes import Change
 from shipwarden.services.changes.core import ChangeCore
 from shipwarden.services.changes.errors import StateConflict
 

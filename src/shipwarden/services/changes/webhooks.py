@@ -16,7 +16,9 @@ In order, each refusal audited (a digest of the body, never the body) and nothin
    deliveries racing each other meet the primary key / unique digest: one commits, the other is
    a 409.
 4. Then the change is evaluated (``progress``): gates, and a merge if approved, each step its own
-   persisted transition, as for evidence uploads and approvals.
+   persisted transition, as for evidence uploads and approvals.  A GitHub ``push`` to the main
+   branch instead has every commit it brought judged (``mainline.watch_main``, D9): deployed
+   through the gates, or alerted and recorded as a policy violation.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from shipwarden.adapters.ci.base import CiEvent, IgnoredEvent, PayloadError, Sig
 from shipwarden.adapters.ci.circleci import CircleCiWebhook
 from shipwarden.adapters.ci.contract import UnsupportedMediaType
 from shipwarden.adapters.ci.github import GitHubWebhook
-from shipwarden.adapters.store.changes_repo import ChangesTx, DuplicateDelivery
+from shipwarden.adapters.store.changes_repo import ChangesTx
 from shipwarden.domain.evidence import sha256_digest
 from shipwarden.domain.replay import ReplayGuard
+from shipwarden.ports.changes import DuplicateDelivery
 from shipwarden.services.changes.core import _SHA
 from shipwarden.services.changes.errors import (
     BadRequest,

@@ -7,8 +7,11 @@ supervises it:
 * **restart** — the copier exits when the primary restarts and never reconnects by itself;
   the archiver starts it again from the last staged file (re-copied from its start, so a
   half-written tail is replaced).  A primary that changed (failover) gets its staged files
-  sealed first, then the new primary is followed from the file holding the first GTID the
-  archive does not have yet.
+  sealed first, marked with the *fork* — the new primary's ``gtid_slave_pos``, the last
+  transaction it applied as a replica, so the old primary's history counts only up to
+  there (anything after it no replica received: with semi-sync, never acknowledged) —
+  then the new primary is followed from the file holding the first GTID the archive
+  does not have yet.  Point-in-time recovery reads the archive as successive timelines.
 * **seal** — a staged file is complete once a newer one exists; it is then compressed,
   encrypted and catalogued (``kind=binlog``, with the GTID positions before and after it)
   by the backup service, and removed from staging.  The file being written stays staged
@@ -74,8 +77,16 @@ class BinlogArchiver:
         primary = self.ctx.topology(self.service).primary
         staged_from = streamer.source()
         if staged_from is not None and staged_from != primary:
+            try:  # where the new primary forked off: the old one's history counts up to here
+                fork = self.ports.driver.status(primary).gtid_slave_pos
+            except DatabaseError:
+                return self._measure(primary, streamer.files())  # not answering yet: next tick
             streamer.stop()
-            self._seal(streamer.files(), staged_from, include_last=True)
+            self._seal(streamer.files(), staged_from, include_last=True, fork=fork, successor=primary)
+            self.ctx.catalogue.audit(
+                actor=self.ctx.actor, action="dr.archive.follow", service=self.service,
+                detail={"from": str(staged_from), "to": str(primary), "fork": str(fork)},
+            )  # fmt: skip
         if not streamer.running() and self.ports.driver.ping(primary, 1.0) is None:
             first = self._start_file(primary)
             if first is not None:
@@ -125,8 +136,10 @@ class BinlogArchiver:
                 break
         return chosen
 
-    def _seal(self, files: list[BinlogFile], source: Endpoint, *, include_last: bool) -> None:
+    def _seal(self, files: list[BinlogFile], source: Endpoint, *, include_last: bool,
+              fork: GtidPosition | None = None, successor: Endpoint | None = None) -> None:  # fmt: skip
         complete = files if include_last else files[:-1]
+        timeline = {} if fork is None else {"timeline_end": str(fork), "successor": str(successor)}
         for f in complete:
             start = end = ""
             try:
@@ -144,7 +157,8 @@ class BinlogArchiver:
 
             self.backups.add_sealed(
                 self.service, "binlog", fill, source=str(source), gtid=start, gtid_end=end,
-                binlog_file=f.name, detail={"source": str(source), "file": f.name, "staged_size": f.size},
+                binlog_file=f.name,
+                detail={"source": str(source), "file": f.name, "staged_size": f.size, **timeline},
             )  # fmt: skip
             self.ports.streamer.remove(f.name)
             self.sealed += 1

@@ -23,6 +23,7 @@ from shipwarden.ports.databases import (
     DbListener,
     DrCatalogue,
     InstanceControl,
+    NetworkPartitions,
     ScratchInstances,
     WriteLoad,
 )
@@ -53,10 +54,15 @@ class DatabasePorts:
     scratch: ScratchInstances
     #: where this database's backups are kept (the policy's ``backup.directory``)
     blobs: BlobStore
-    #: a steady write load through the listener at ``rate`` writes/s (drills)
-    write_load: Callable[[float], WriteLoad]
+    #: ``(rate, credentials, *, target=None, source_address=None)``: a steady write load of ``rate``
+    #: writes/s as that account, through the listener (or straight to ``target``), for drills
+    write_load: Callable[..., WriteLoad]
     #: process control of instances on this host (fault injection, restart, re-seed); None elsewhere
     control: InstanceControl | None = None
+    #: the application's account when the policy declares one
+    application: Credentials | None = None
+    #: cuts an instance off the network and heals it (partition drills); None where not possible
+    partitions: NetworkPartitions | None = None
 
 
 @dataclass

@@ -45,7 +45,10 @@ from shipwarden.ports.databases import DatabaseError, StaleTopology
 from shipwarden.services.dr.backups import BackupService
 from shipwarden.services.dr.context import DrContext, DrError
 
-__all__ = ["DatabaseMonitor", "FailoverReport", "Step"]
+__all__ = ["DatabaseMonitor", "FailoverReport", "Step", "FENCE_TIMEOUT"]
+
+#: connect/query time-out when fencing an instance that answers again
+FENCE_TIMEOUT = 10.0
 
 
 @dataclass
@@ -203,13 +206,19 @@ class DatabaseMonitor:
         return done
 
     def _fence_returning(self, topo: Topology) -> None:
+        """A fenced instance that answers is fenced again at every tick (idempotent: read-only
+        stays on, and no client has business there, so every session found is killed).
+
+        Fence first, ask later: one back from a partition holds its clients' commits waiting for a
+        semi-sync acknowledgement, and with them the binlog — ``SHOW MASTER STATUS`` would wait —
+        until their sessions are killed.  Generous time-outs: fencing matters more than a quick tick."""
         for ep in topo.fenced:
-            if self.ports.driver.ping(ep, self._timeout()) is not None:
+            if self.ports.driver.ping(ep, max(1.0, self._timeout())) is not None:
                 continue
             try:
-                st = self.ports.driver.status(ep)
-                if not st.read_only:
-                    killed = self.ports.driver.fence(ep)
+                killed = self.ports.driver.fence(ep, FENCE_TIMEOUT)
+                if killed:
+                    st = self.ports.driver.status(ep, FENCE_TIMEOUT)
                     self._audit("dr.fence.returned", instance=str(ep), sessions_killed=killed,
                                 gtid=str(st.gtid_binlog_pos))  # fmt: skip
             except DatabaseError:

@@ -4,7 +4,10 @@
 (``mbstream`` + ``--prepare``), then replays the archived binlogs — sealed files first,
 then the file still being copied — in one client session from the snapshot's GTID up
 to the target (a GTID, inclusive, exact; or a moment, by the events' whole-second
-timestamps).  Every restore is audited with what it used and where it went.
+timestamps).  Across failovers the archive is a sequence of timelines, one per primary:
+each is replayed up to where its successor forked off (recorded by the archiver), so a
+transaction only the old primary had is never restored.  Every restore is audited with
+what it used and where it went.
 
 With ``verify``, the restored tables' checksums are compared with the source's at the
 same GTID position: the reference is taken on a replica whose applier is paused for the
@@ -55,14 +58,31 @@ class RestoreService:
         self.ctx = ctx
         self.backups = BackupService(ctx)
 
-    def _chain(self, service: str, plan: RecoveryPlan) -> list[tuple[str, Callable[[], IO[bytes]]]]:
+    def _chain(
+        self, service: str, plan: RecoveryPlan
+    ) -> tuple[list[tuple[str, Callable[[], IO[bytes]]]], dict[int, GtidPosition]]:
+        """The files in order, and the forks: the index of each primary's last file before the
+        archive followed a new primary, with the position that primary's history ends at."""
         out: list[tuple[str, Callable[[], IO[bytes]]]] = []
+        sources: list[str] = []
+        ends: list[GtidPosition | None] = []
         for r in plan.binlogs:
             out.append((r.binlog_file or r.id, lambda r=r: self.backups.open(r)))  # type: ignore[misc]
+            sources.append(r.source)
+            end = r.detail.get("timeline_end")
+            ends.append(None if end is None else GtidPosition.parse(str(end)))
         streamer = self.ctx.db(service).streamer
         for f in streamer.files():
             out.append((f.name, lambda name=f.name: streamer.open(name)))  # type: ignore[misc]
-        return out
+            sources.append(str(streamer.source()))
+            ends.append(None)
+        forks: dict[int, GtidPosition] = {}
+        fork: GtidPosition | None = None
+        for i in range(len(sources)):
+            fork = ends[i] or (fork if i and sources[i - 1] == sources[i] else None)
+            if i + 1 < len(sources) and sources[i + 1] != sources[i] and fork is not None:
+                forks[i] = fork  # the archive followed a new primary after file i
+        return out, forks
 
     def restore(
         self,
@@ -93,8 +113,8 @@ class RestoreService:
         try:
             with self.backups.open(plan.snapshot) as stream:
                 instance = ports.scratch.from_snapshot(f"restore-{service}", stream)
-            chain = self._chain(service, plan)
-            reached = instance.replay(chain, plan.snapshot.position, target)
+            chain, forks = self._chain(service, plan)
+            reached = instance.replay(chain, plan.snapshot.position, target, forks)
             names = [n for n, _ in chain]
             result = RestoreResult(rid, service, plan.snapshot.id, names, what, reached, instance, 0.0)
             if gtid is not None and not reached.contains(gtid):

@@ -51,6 +51,10 @@ TREE = _policy(
 )
 
 
+NAMES = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)
+LABELS = st.dictionaries(NAMES, st.text(max_size=8), max_size=6)
+
+
 class TestFingerprint:
     def test_empty_label_set_is_the_fnv_offset(self) -> None:
         # prometheus/common: emptyLabelSignature = hashNew() = the FNV-1a 64 offset basis
@@ -63,6 +67,16 @@ class TestFingerprint:
     )
     def test_independent_of_insertion_order(self, labels: dict[str, str]) -> None:
         assert fingerprint(labels) == fingerprint(dict(reversed(list(labels.items()))))
+
+    @given(LABELS)
+    def test_matches_a_plain_fnv1a_oracle(self, labels: dict[str, str]) -> None:
+        h = 0xCBF29CE484222325
+        for name in sorted(labels):
+            for part in (name.encode(), b"\xff", labels[name].encode(), b"\xff"):
+                for byte in part:
+                    h ^= byte
+                    h = (h * 0x100000001B3) % 2**64
+        assert fingerprint(labels) == f"{h:016x}"
 
     def test_the_separator_keeps_name_and_value_apart(self) -> None:
         assert fingerprint({"a": "bc"}) != fingerprint({"ab": "c"})

@@ -33,6 +33,8 @@ def test_verdicts() -> None:
     assert not report(rto_s=5.01).passed and not report(rto_s=None).passed
     assert not report(rpo_lost_writes=1, rpo_s=0.0).passed  # rpo 0 means no acknowledged write lost
     assert not report(fenced_writes=1).passed
+    assert not report(fence_probe="accepted").passed  # the old primary took an application write
+    assert report(fence_probe="refused: (1290, 'read-only')").passed
     failed = [DrillStep(n, "t", 0.1, "failed" if n == "restoration" else "ok", n) for n in RUNBOOK]
     assert not report(steps=failed).passed
     assert not report(steps=failed[:2]).passed
@@ -43,6 +45,10 @@ def test_markdown_has_objectives_steps_and_rca() -> None:
     assert "| RTO (fault → first write acknowledged again) | ≤ 5 s | 1.500 s | PASS |" in md
     assert "## Root-cause analysis" in md and "### Action items" in md
     assert md.count("| ok |") == 5
+    sb = {"acknowledged_by_old_primary": 0, "transactions_beyond_fork": 3, "fork": "0-1-9"}
+    md = render_markdown(report(fault="partition", split_brain=sb, fence_probe="refused: read-only"))
+    assert "fence probe (an application write straight to the old primary once back): refused" in md
+    assert "0 write(s) acknowledged by the isolated old primary, 3 transaction(s)" in md and "0-1-9" in md
 
 
 def test_percentile_nearest_rank() -> None:
