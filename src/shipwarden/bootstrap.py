@@ -55,13 +55,14 @@ from shipwarden.security.signing import (
     write_new,
 )
 from shipwarden.services.access import AccessService
+from shipwarden.services.alerting.escalation import OnCallEscalation
 from shipwarden.services.alerting.service import AlertingService
 from shipwarden.services.alerts import RolloutAlerts
 from shipwarden.services.analysis import AnalysisController
 from shipwarden.services.audit import AuditService
 from shipwarden.services.dr.context import DrContext
 from shipwarden.services.incidents import IncidentReports, IncidentService, related_from
-from shipwarden.services.oncall import AlertingEscalations, EscalationEngine, LinkSigner, Rota, Watchdog
+from shipwarden.services.oncall import EscalationEngine, LinkSigner, Rota, Watchdog
 from shipwarden.services.rollout import RolloutService
 from shipwarden.settings import Settings
 
@@ -357,7 +358,7 @@ def build_service(
     if policy is not None:
         alerting = make_alerting(
             settings, store, policy, secrets=secrets, incidents=incidents.service,
-            escalation=AlertingEscalations(oncall.engine) if oncall is not None else None,
+            escalation=OnCallEscalation(oncall.engine) if oncall is not None else None,
             clock=lambda: now().timestamp(),
         )  # fmt: skip
     return Services(

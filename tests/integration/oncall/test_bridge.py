@@ -1,4 +1,5 @@
-"""Alerting's receiver naming an escalation policy → the escalation engine (``EscalationSink``)."""
+"""Alerting's receiver naming an escalation policy → the escalation engine (alerting's
+``OnCallEscalation`` over ``ports.oncall.EscalationSink``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime
 
 from shipwarden.domain.oncall import Status
 from shipwarden.ports.alerting import AlertView, GroupNotice
-from shipwarden.services.oncall import AlertingEscalations
+from shipwarden.services.alerting.escalation import OnCallEscalation
 from tests.integration.oncall.conftest import World
 
 
@@ -32,13 +33,13 @@ def _notice(status: str, seq: int) -> GroupNotice:
 
 
 def test_a_group_opens_one_escalation_under_the_named_policy_and_its_resolve_ends_it(world: World) -> None:
-    bridge = AlertingEscalations(world.engine)
+    bridge = OnCallEscalation(world.engine)
     bridge.open(_notice("firing", 1), "default")
     bridge.open(_notice("firing", 1), "default")  # at least once: the same notice again
     bridge.update(_notice("firing", 2))
     [e] = world.repo.find(open_only=True)
-    assert e.title == "HighErrorRate" and e.service == "hello" and e.snapshot.policy == "default"
-    assert "HighErrorRate [critical] 5xx above 5 %" in e.body
+    assert "HighErrorRate" in e.title and e.service == "hello" and e.snapshot.policy == "default"
+    assert "5xx above 5 %" in e.body
     world.engine.tick(), world.engine.deliver()
     assert world.notifier.to() == ["alice@example.com"]
     bridge.resolve(_notice("resolved", 3))
@@ -47,5 +48,5 @@ def test_a_group_opens_one_escalation_under_the_named_policy_and_its_resolve_end
 
 
 def test_an_unknown_policy_is_logged_not_raised(world: World) -> None:
-    AlertingEscalations(world.engine).open(_notice("firing", 1), "nope")  # an old process's policy
+    OnCallEscalation(world.engine).open(_notice("firing", 1), "nope")  # an old process's policy
     assert world.repo.find() == []

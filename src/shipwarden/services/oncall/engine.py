@@ -166,14 +166,11 @@ class EscalationEngine:
     def group_changed(self, group: AlertGroup) -> None:
         """``ports.oncall.EscalationSink``: a group that fires escalates; one that resolves stops."""
         if group.status == "firing":
-            self.open(
-                group.key,
-                title=group.title,
-                service=group.service,
-                body=group.summary,
-                policy=group.escalation,
-                actor="alerting",
-            )
+            try:
+                self.open(group.key, title=group.title, service=group.service, body=group.summary,
+                          policy=group.escalation, actor="alerting")  # fmt: skip
+            except OnCallError:  # configuration: retrying cannot help (the policy check refuses it)
+                log.exception("alert group %s cannot escalate", group.key[:200])
             return
         found = self.store.open_for(group.key[:255])
         if found is not None:
