@@ -696,6 +696,40 @@ class OnCallParts:
     watchdog: Watchdog | None
 
 
+def heartbeat_file(settings: Settings) -> Path:
+    """Touched by every running escalation engine each second; ``oncall watchdog`` reads its age."""
+    return settings.state_dir / "oncall" / "engine.beat"
+
+
+def make_watchdog_process(settings: Settings, store: Store, policy: LoadedPolicy) -> Watchdog:
+    """``shipwarden oncall watchdog``: the stall check from a process of its own (a whole engine
+    process that stops — SIGSTOP, OOM — stops the watchdog thread inside it too)."""
+    from shipwarden.adapters.notify.pager import PageNotifier, parse_smtp_url
+
+    oc = policy.policy.oncall
+    if oc is None or oc.watchdog is None:
+        issue = PolicyIssue(policy.source, None, "oncall.watchdog", "declare who the watchdog pages")
+        raise PolicyError([issue])
+    rota = Rota(lambda: oc)
+    refs = [Target(r.kind, r.name) for r in oc.watchdog.notify]
+    smtp = parse_smtp_url(settings.smtp_url, settings.smtp_from) if settings.smtp_url else None
+    path = heartbeat_file(settings)
+
+    def beat() -> float:
+        try:
+            return path.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0  # no engine has ever run here: stalled
+
+    def record(subject: str, detail: dict[str, object]) -> None:
+        store.audit(actor="shipwarden:oncall-watchdog", action="escalation.watchdog",
+                    outcome="failed", detail={"subject": subject, **detail})  # fmt: skip
+
+    return Watchdog(beat, PageNotifier(smtp, secret_lookup(settings, store)),
+                    lambda: [c for t in refs for c in rota.resolve(t, datetime.now(UTC))],
+                    stall=oc.watchdog.stall, clock=time.time, record=record)  # fmt: skip
+
+
 def oncall_lookup(policy: LoadedPolicy | None) -> Rota | None:
     """Who is on call under ``policy`` (``ports.incidents.OnCallLookup``), for incident commanders."""
     if policy is None or policy.policy.oncall is None:
@@ -757,8 +791,11 @@ def make_oncall(
     oc = section()
     expiry = oc.link_expiry if oc is not None else 86400.0
 
+    beat_file = heartbeat_file(settings)
+    beat_file.parent.mkdir(parents=True, exist_ok=True)
     engine = EscalationEngine(
         OnCallRepo(store), rota, notifier or PageNotifier(smtp, lookup), changes=StoreRecentChanges(store),
+        heartbeat=beat_file.touch,
         links=LinkSigner(load_link_key(settings), settings.public_url, expiry), clock=clock,
         on_acknowledged=_ack_incident(incidents) if incidents is not None else None,
     )  # fmt: skip

@@ -100,10 +100,12 @@ class EscalationEngine:
         on_acknowledged: Callable[[Escalation, str], None] | None = None,
         poll: float = 0.5,
         senders: int = 4,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         self.store, self.rota, self.notifier, self.changes, self.links = store, rota, notifier, changes, links
         self.clock, self.actor, self.on_acknowledged, self.poll = clock, actor, on_acknowledged, poll
-        self.senders = senders
+        self.senders, self.heartbeat = senders, heartbeat
+        self._beat_written = 0.0
         self.beat = time.monotonic()
         """When the engine loop last went round (the watchdog reads it)."""
         self.fired: list[StepFired] = []
@@ -319,6 +321,12 @@ class EscalationEngine:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.beat = time.monotonic()
+            if self.heartbeat is not None and self.beat - self._beat_written >= 1.0:
+                try:  # for a watchdog in another process (``shipwarden oncall watchdog``)
+                    self.heartbeat()
+                    self._beat_written = self.beat
+                except OSError:
+                    log.exception("engine heartbeat")
             try:
                 self.tick()
                 nxt = self.store.next_due()

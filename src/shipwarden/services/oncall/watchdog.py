@@ -7,7 +7,8 @@ it should send is late.  The watchdog then pages its own targets through a **sec
 that shares nothing with the engine's path (no store, no page table: direct delivery), once per
 stall, and says so again when the engine recovers.  Grafana OnCall's escalation auditor with
 its heartbeat URL is the same idea.  A whole process that stops (SIGSTOP, OOM) stops its
-watchdog too: for that, run ``shipwarden oncall watchdog`` or an external heartbeat as well.
+watchdog too: ``shipwarden oncall watchdog`` is the same check from another process, reading the
+heartbeat file every engine touches each second (``bootstrap.make_oncall``).
 """
 
 from __future__ import annotations
