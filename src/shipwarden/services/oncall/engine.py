@@ -99,7 +99,7 @@ class EscalationEngine:
         actor: str = "shipwarden:oncall",
         on_acknowledged: Callable[[Escalation, str], None] | None = None,
         poll: float = 0.5,
-        senders: int = 4,
+        senders: int = 2,
         heartbeat: Callable[[], None] | None = None,
     ) -> None:
         self.store, self.rota, self.notifier, self.changes, self.links = store, rota, notifier, changes, links
