@@ -32,9 +32,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shipwarden.adapters.store.audit_repo import AuditRepo
-from shipwarden.adapters.store.repository import Deployment, Store
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.audit import AuditChain, EntryDraft
 from shipwarden.domain.rollout import Phase, Transition
+from shipwarden.ports.store import Deployment
 
 KINDS = ("bad_deployment", "bad_config", "db_failover", "no_change")
 SLOT_S = 10 * 86400.0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -26,8 +26,10 @@ from shipwarden.adapters.witness import HeadFile
 from shipwarden.domain._yaml import MAX_BYTES
 from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_networks
 from shipwarden.domain.alerting import Rollback
+from shipwarden.domain.alerting.monitoring import CustomCondition
 from shipwarden.domain.audit import AuditChain
 from shipwarden.domain.dr.topology import Credentials, Endpoint
+from shipwarden.domain.oncall import Escalation, OnCallPolicy, Target
 from shipwarden.domain.policy import (
     LoadedPolicy,
     PlatformName,
@@ -39,6 +41,7 @@ from shipwarden.domain.policy import (
 from shipwarden.ports.alerting import Channel, EscalationSink
 from shipwarden.ports.databases import WriteLoad
 from shipwarden.ports.incidents import IncidentSink, MetricHistory, OnCallLookup
+from shipwarden.ports.oncall import Contact, Notifier
 from shipwarden.ports.platform import Platform
 from shipwarden.ports.routing import TrafficRouter
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
@@ -53,14 +56,19 @@ from shipwarden.security.signing import (
     write_new,
 )
 from shipwarden.services.access import AccessService
+from shipwarden.services.alerting.escalation import OnCallEscalation
 from shipwarden.services.alerting.service import AlertingService
 from shipwarden.services.alerts import RolloutAlerts
 from shipwarden.services.analysis import AnalysisController
 from shipwarden.services.audit import AuditService
 from shipwarden.services.dr.context import DrContext
 from shipwarden.services.incidents import IncidentReports, IncidentService, related_from
+from shipwarden.services.oncall import EscalationEngine, LinkSigner, Rota, Watchdog
 from shipwarden.services.rollout import RolloutService
 from shipwarden.settings import Settings
+
+if TYPE_CHECKING:
+    from shipwarden.services.changes import ChangeDrivers, ChangeService
 
 
 def load_policy(path: Path) -> LoadedPolicy:
@@ -212,17 +220,42 @@ def make_rollout(
     router = make_router(settings, policy)
     secrets = secret_lookup(settings, store, access)
     analysis = AnalysisController(store, router, make_providers(settings, secrets), time.time)
-    alerts = policy.policy.alerts
     rollout = RolloutService(
         store, platform, router, policy, tick_s=settings.tick_s, analysis=analysis,
-        alerts=RolloutAlerts(store, alerts.rollout, secrets) if alerts and alerts.rollout else None,
+        alerts=_rollout_alerts(settings, store, policy, secrets),
     )  # fmt: skip
     return platform, router, rollout
 
 
-def build(settings: Settings, policy: LoadedPolicy) -> App:
-    store = open_store(settings)
-    platform, router, rollout = make_rollout(settings, store, policy)
+def _rollout_alerts(
+    settings: Settings, store: Store, policy: LoadedPolicy, secrets: Callable[[str], str | None]
+) -> RolloutAlerts | None:
+    """Rollout alerts: to the policy's ``alerts.rollout`` URLs, and into the alerting pipeline
+    when the policy has an ``alerting`` section (rollback and failed by default)."""
+    from shipwarden.domain.alerts import RolloutAlertSpec, RolloutEvent
+
+    alerts = policy.policy.alerts
+    spec = alerts.rollout if alerts is not None else None
+    pipeline = make_alerting(settings, store, policy, secrets=secrets) if policy.policy.alerting else None
+    if spec is None and pipeline is None:
+        return None
+    if spec is None:  # the pipeline only: the default events, no URLs of its own
+        spec = RolloutAlertSpec.model_construct(urls=[], events=[RolloutEvent.ROLLBACK, RolloutEvent.FAILED])
+    sink = partial(pipeline.ingest, source="rollout") if pipeline is not None else None
+    return RolloutAlerts(store, spec, secrets, sink=sink, direct=bool(spec.urls))
+
+
+def build(
+    settings: Settings,
+    policy: LoadedPolicy,
+    *,
+    store: Store | None = None,
+    access: AccessService | None = None,
+) -> App:
+    """The CLI's rollout machinery; ``store``/``access``: those the process already built
+    (``build_service``'s), so one command opens one engine and migrates once."""
+    store = store or open_store(settings)
+    platform, router, rollout = make_rollout(settings, store, policy, access)
     return App(settings, store, platform, router, rollout, settings.actor or getpass.getuser())
 
 
@@ -240,6 +273,9 @@ class Services:
     trusted_proxies: tuple[IpNetwork, ...]
     signing_public_pem: bytes
     incidents: Incidents | None = None
+    oncall: OnCallParts | None = None
+    run_engines: bool = True
+    """Start the escalation engine with the app (tests that drive it by hand turn this off)."""
     alerting: AlertingService | None = None
 
 
@@ -322,11 +358,19 @@ def build_service(
     if policy is not None:
         _, _, rollout = make_rollout(settings, store, policy, access)
     secrets = secret_lookup(settings, store, access)
-    incidents = make_incidents(settings, store, rollout=rollout, clock=now, secrets=secrets)
+    oncall = None
+    if policy is not None and policy.policy.oncall is not None:
+        oncall = make_oncall(settings, store, lambda: policy, clock=lambda: now().timestamp(),
+                             secrets=secrets)  # fmt: skip
+    incidents = make_incidents(settings, store, rollout=rollout, clock=now, secrets=secrets,
+                               oncall=oncall.rota if oncall is not None else None)  # fmt: skip
+    if oncall is not None:
+        oncall.engine.on_acknowledged = _ack_incident(incidents.service)
     alerting = None
     if policy is not None:
         alerting = make_alerting(
             settings, store, policy, secrets=secrets, incidents=incidents.service,
+            escalation=OnCallEscalation(oncall.engine) if oncall is not None else None,
             clock=lambda: now().timestamp(),
         )  # fmt: skip
     return Services(
@@ -339,8 +383,41 @@ def build_service(
         trusted_proxies=parse_networks(settings.trusted_proxies),
         signing_public_pem=public_pem(key.public_key()),
         incidents=incidents,
+        oncall=oncall,
         alerting=alerting,
     )
+
+
+# -- the change pipeline: CI webhooks, evidence, gates, merges, delivery (issues 6, 11) -------------
+def change_drivers() -> ChangeDrivers:
+    """git for the repository, GitHub for pull-request merges, the two CI providers' webhooks."""
+    from shipwarden.adapters.ci.circleci import CircleCiWebhook
+    from shipwarden.adapters.ci.github import GitHubClient, GitHubWebhook
+    from shipwarden.adapters.vcs.git import GitRepository
+    from shipwarden.services.changes import ChangeDrivers
+
+    return ChangeDrivers(
+        vcs=GitRepository,
+        code_host=lambda token, api_url: GitHubClient(token, base_url=api_url),
+        webhooks={"circleci": CircleCiWebhook, "github": GitHubWebhook},
+    )
+
+
+def make_changes(
+    settings: Settings,
+    store: Store,
+    rollout: RolloutService | None,
+    policy: LoadedPolicy,
+    *,
+    access: AccessService | None = None,
+    **options: Any,
+) -> ChangeService:
+    """The change service over ``store`` (the CLI's and the API's: the same drivers, the same
+    secrets); ``options``: ``ChangeService``'s (``schedule``, ``refusals``, ``clock``)."""
+    from shipwarden.services.changes import ChangeService
+
+    return ChangeService(store, rollout, policy, state_dir=settings.state_dir, drivers=change_drivers(),
+                         secrets=secret_lookup(settings, store, access), **options)  # fmt: skip
 
 
 # -- disaster recovery: databases, backups, failover (issue 14) ------------------------------------
@@ -617,13 +694,23 @@ def make_alerting(
     )
 
 
+def nrql_query(provider: MetricProvider) -> Callable[[CustomCondition, str, float], float | None]:
+    """A condition's NRQL through the New Relic provider: its value, or ``None`` (no data)."""
+    from shipwarden.adapters.metrics.base import Value
+
+    def query(c: CustomCondition, service: str, at: float) -> float | None:
+        assert c.nrql is not None
+        m = provider.query(c.nrql, service=service, version="current", window_s=c.window, at=at)
+        return m.value if isinstance(m, Value) else None
+
+    return query
+
+
 def start_alerting(svc: Services) -> Callable[[], None]:
     """Run the alert engine (and the NRQL conditions, when New Relic is configured) in the
     background of ``serve``; returns the function that stops them."""
     import threading
 
-    from shipwarden.adapters.metrics.base import Value
-    from shipwarden.domain.alerting.monitoring import CustomCondition
     from shipwarden.services.alerting.service import NrqlConditions
 
     alerting = svc.alerting
@@ -637,14 +724,8 @@ def start_alerting(svc: Services) -> Callable[[], None]:
         providers = make_providers(svc.settings, secret_lookup(svc.settings, svc.store, svc.access))
         nr = providers.get("newrelic")
         if nr is not None:
-
-            def query(c: CustomCondition, service: str, at: float) -> float | None:
-                assert c.nrql is not None
-                m = nr.query(c.nrql, service=service, version="", window_s=c.window, at=at)
-                return m.value if isinstance(m, Value) else None
-
             sink = partial(alerting.ingest, source="nrql")
-            nrql = NrqlConditions(conditions, query, sink, team=alerting.team)
+            nrql = NrqlConditions(conditions, nrql_query(nr), sink, team=alerting.team)
             runner = threading.Thread(target=nrql.loop, args=(stop,), name="nrql-conditions", daemon=True)
             runner.start()
 
@@ -653,3 +734,131 @@ def start_alerting(svc: Services) -> Callable[[], None]:
         engine.stop()
 
     return stopper
+
+
+# -- on-call and escalation (E8) -------------------------------------------------------------------
+@dataclass
+class OnCallParts:
+    rota: Rota
+    engine: EscalationEngine
+    watchdog: Watchdog | None
+
+
+def heartbeat_file(settings: Settings) -> Path:
+    """Touched by every running escalation engine each second; ``oncall watchdog`` reads its age."""
+    return settings.state_dir / "oncall" / "engine.beat"
+
+
+def make_watchdog_process(settings: Settings, store: Store, policy: LoadedPolicy) -> Watchdog:
+    """``shipwarden oncall watchdog``: the stall check from a process of its own (a whole engine
+    process that stops — SIGSTOP, OOM — stops the watchdog thread inside it too)."""
+    from shipwarden.adapters.notify.pager import PageNotifier, parse_smtp_url
+
+    oc = policy.policy.oncall
+    if oc is None or oc.watchdog is None:
+        issue = PolicyIssue(policy.source, None, "oncall.watchdog", "declare who the watchdog pages")
+        raise PolicyError([issue])
+    rota = Rota(lambda: oc)
+    refs = [Target(r.kind, r.name) for r in oc.watchdog.notify]
+    smtp = parse_smtp_url(settings.smtp_url, settings.smtp_from) if settings.smtp_url else None
+    path = heartbeat_file(settings)
+
+    def beat() -> float:
+        try:
+            return path.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0  # no engine has ever run here: stalled
+
+    def record(subject: str, detail: dict[str, object]) -> None:
+        store.audit(actor="shipwarden:oncall-watchdog", action="escalation.watchdog",
+                    outcome="failed", detail={"subject": subject, **detail})  # fmt: skip
+
+    return Watchdog(beat, PageNotifier(smtp, secret_lookup(settings, store)),
+                    lambda: [c for t in refs for c in rota.resolve(t, datetime.now(UTC))],
+                    stall=oc.watchdog.stall, clock=time.time, record=record)  # fmt: skip
+
+
+def oncall_lookup(policy: LoadedPolicy | None) -> Rota | None:
+    """Who is on call under ``policy`` (``ports.incidents.OnCallLookup``), for incident commanders."""
+    if policy is None or policy.policy.oncall is None:
+        return None
+    section = policy.policy.oncall
+    return Rota(lambda: section)
+
+
+def _ack_incident(incidents: IncidentService) -> Callable[[Escalation, str], None]:
+    """An acknowledged page acknowledges its service's open incident (time to acknowledge)."""
+
+    def acknowledged(e: Escalation, actor: str) -> None:
+        if e.service is None:
+            return
+        for inc in incidents.find(open_only=True, service=e.service, limit=5):
+            if inc.acknowledged_at is None:
+                incidents.acknowledge(inc.id, actor=actor)
+
+    return acknowledged
+
+
+def load_link_key(settings: Settings) -> bytes:
+    """The HMAC key of acknowledge/resolve links (state_dir/keys/oncall-links.key, made on first use)."""
+    import secrets as _secrets
+
+    path = settings.state_dir / "keys" / "oncall-links.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with suppress(FileExistsError):  # another process starting at once was first
+            write_new(path, base64.b64encode(_secrets.token_bytes(32)), 0o600)
+    return base64.b64decode(path.read_bytes())
+
+
+def make_oncall(
+    settings: Settings,
+    store: Store,
+    policy: Callable[[], LoadedPolicy | None],
+    *,
+    incidents: IncidentService | None = None,
+    notifier: Notifier | None = None,
+    watchdog_notifier: Notifier | None = None,
+    clock: Callable[[], float] = time.time,
+    secrets: Callable[[str], str | None] | None = None,
+) -> OnCallParts:
+    """The rota, the escalation engine (not started) and its watchdog (when the policy names one).
+
+    Pages go by e-mail through ``SHIPWARDEN_SMTP_URL`` and by Apprise to secrets; the watchdog
+    pages through a second notifier of its own (same transports, no store, no page table)."""
+    from shipwarden.adapters.notify.pager import PageNotifier, parse_smtp_url
+    from shipwarden.adapters.store.oncall_repo import OnCallRepo, StoreRecentChanges
+
+    def section() -> OnCallPolicy | None:
+        p = policy()
+        return p.policy.oncall if p is not None else None
+
+    rota = Rota(section)
+    lookup = secrets or secret_lookup(settings, store)
+    smtp = parse_smtp_url(settings.smtp_url, settings.smtp_from) if settings.smtp_url else None
+    oc = section()
+    expiry = oc.link_expiry if oc is not None else 86400.0
+
+    beat_file = heartbeat_file(settings)
+    beat_file.parent.mkdir(parents=True, exist_ok=True)
+    engine = EscalationEngine(
+        OnCallRepo(store), rota, notifier or PageNotifier(smtp, lookup), changes=StoreRecentChanges(store),
+        heartbeat=beat_file.touch,
+        links=LinkSigner(load_link_key(settings), settings.public_url, expiry), clock=clock,
+        on_acknowledged=_ack_incident(incidents) if incidents is not None else None,
+    )  # fmt: skip
+    watchdog = None
+    if oc is not None and oc.watchdog is not None:
+        refs = [Target(r.kind, r.name) for r in oc.watchdog.notify]
+
+        def contacts() -> list[Contact]:
+            now = datetime.now(UTC)
+            return [c for t in refs for c in rota.resolve(t, now)]
+
+        def record(subject: str, detail: dict[str, object]) -> None:
+            store.audit(actor="shipwarden:oncall-watchdog", action="escalation.watchdog",
+                        outcome="failed", detail={"subject": subject, **detail})  # fmt: skip
+
+        watchdog = Watchdog(lambda: engine.beat, watchdog_notifier or PageNotifier(smtp, lookup), contacts,
+                            stall=oc.watchdog.stall, record=record)  # fmt: skip
+    return OnCallParts(rota, engine, watchdog)

@@ -4,10 +4,13 @@ Starts nginx and v1, deploys v2 blue-green while a bounded load runs (and
 prints how many requests failed — the goal is 0), rolls back to v1 under the
 same load, then releases v2 of a second service as a canary (20 % → live
 judge against the stable version → 50 % → all), prints the deployment
-records, runs a disaster-recovery drill on a real MariaDB primary with two
+records, releases a third service zone by zone across three zones while one
+zone is lost (``demo_zones``), runs a disaster-recovery drill on a real MariaDB primary with two
 semi-synchronous replicas (backup, restore test, SIGKILL of the primary under
-load: RTO and RPO against the objectives), and cleans up so that no process
-is left behind.  Everything runs
+load: RTO and RPO against the objectives), then on call (``demo_oncall``: a release degrades,
+the alert pages the person on call by mail, nobody acknowledges, it escalates, the signed link
+acknowledges, the suspect is rolled back from the incident, the report is written), and cleans
+up so that no process is left behind.  Everything runs
 in a temporary state directory on loopback ports.
 """
 
@@ -22,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
-from shipwarden import demo_dr
+from shipwarden import demo_dr, demo_oncall, demo_zones
 from shipwarden.adapters.net import free_port
 from shipwarden.bootstrap import build, load_policy
 from shipwarden.entrypoints.cli import views
@@ -58,6 +61,7 @@ def main() -> int:
     canary_url = f"http://127.0.0.1:{app.rollout.spec('hello-canary').routing.port}/"
     failed_total = 0
     dr_ok = False
+    oncall_ok = False
     started = time.monotonic()
 
     def run(dep_id: str):  # type: ignore[no-untyped-def]
@@ -109,7 +113,9 @@ def main() -> int:
                     f"analysis ({'passed' if analysis.get('ok') else 'failed'}): {analysis['detail']}"
                 )
         console.print(f"(every judged sample is stored: shipwarden replay {canary.id})")
+        failed_total += demo_zones.run(console, EXAMPLES, workdir)
         dr_ok = demo_dr.run(console, workdir)
+        oncall_ok = demo_oncall.run(console, workdir)
     finally:
         console.print(Rule("8. clean-up"))
         for service in ("hello", "hello-canary"):
@@ -121,7 +127,7 @@ def main() -> int:
     console.print(
         f"demo finished in {time.monotonic() - started:.0f}s; failed requests in total: {failed_total}"
     )
-    return 0 if failed_total == 0 and dr_ok else 1
+    return 0 if failed_total == 0 and dr_ok and oncall_ok else 1
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from shipwarden.adapters.store.repository import Deployment
 from shipwarden.bootstrap import App
 from shipwarden.domain.rollout import Phase
+from shipwarden.ports.store import Deployment
 from shipwarden.services.alerts import ACTION
 from tests.fixtures.deploy_env import DeployEnv
 

@@ -45,7 +45,7 @@ class FakePlatform:
         return self.behaviours.get(version, GOOD)
 
     # -- Platform ----------------------------------------------------------------------------
-    def start(self, spec: ServiceSpec, version: str, count: int) -> list[Instance]:
+    def start(self, spec: ServiceSpec, version: str, count: int, zone: str | None = None) -> list[Instance]:
         self.faults.check("start")
         now = self.clock()
         out = []
@@ -59,6 +59,7 @@ class FakePlatform:
                 pid=100000 + n,
                 state=InstanceState.RUNNING,
                 started_at=now,
+                zone=zone,
             )
             self._instances[inst.id] = inst
             self.started.append(inst)
@@ -86,6 +87,12 @@ class FakePlatform:
     def _current(self, inst: Instance) -> Instance:
         dead = inst.id in self._killed or self.behaviour(inst.version).crash
         return replace(inst, state=InstanceState.DEAD) if dead else inst
+
+    def kill_zone(self, zone: str) -> list[str]:
+        """Every instance in ``zone`` dies (a lost zone); returns their ids."""
+        ids = [i.id for i in self._instances.values() if i.zone == zone]
+        self._killed.update(ids)
+        return ids
 
     def kill(self, instance_id: str) -> None:
         """The instance's process dies (it stays listed, DEAD, until stopped)."""

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shipwarden.adapters.store.repository import Deployment, NotFound, Step, StoreError
 from shipwarden.domain.rollout import OperatorRequest, Phase, Transition
+from shipwarden.ports.store import Deployment, NotFound, Step, StoreError
 
 
 @dataclass
@@ -59,6 +59,7 @@ class FakeStore:
         self._steps: dict[str, list[_Step]] = {}
         self._audit: list[AuditEntry] = []
         self._state: dict[str, tuple[str | None, str | None]] = {}
+        self._analysis: list[tuple[str, dict[str, Any]]] = []  # (deployment, record) in order
 
     # -- audit ------------------------------------------------------------------------------------
     def audit(
@@ -201,21 +202,26 @@ class FakeStore:
         row = self._deps.get(dep.id)
         if row is None:
             raise NotFound(dep.id)
-        if row.phase is not dep.phase or row.step_index != dep.step_index:
+        if row.phase is not dep.phase or row.step_index != dep.step_index or row.wave != dep.wave:
             raise StoreError(f"deployment {dep.id} moved to {row.phase.value} concurrently")
         was, steps = row.phase, self._steps[dep.id]
         cur = steps[-1] if steps else None
-        new_step = t.phase is not row.phase or (t.step_index is not None and t.step_index != row.step_index)
+        new_step = (
+            t.phase is not row.phase
+            or (t.step_index is not None and t.step_index != row.step_index)
+            or (t.wave is not None and t.wave != row.wave)
+        )
         failing = t.phase in (Phase.ROLLING_BACK, Phase.FAILED) and row.phase is not Phase.ROLLING_BACK
         ch: dict[str, Any] = {}
         if cur is not None and new_step:
             cur.finished_at, cur.outcome = now, "failed" if failing else "ok"
             if detail:
                 cur.detail = {**cur.detail, **detail}
-        step_index = row.step_index
+        step_index, wave = row.step_index, row.wave
         if new_step:
             step_index = t.step_index if t.step_index is not None else row.step_index
-            ch.update(phase=t.phase, phase_entered_at=now, step_index=step_index)
+            wave = t.wave if t.wave is not None else row.wave
+            ch.update(phase=t.phase, phase_entered_at=now, step_index=step_index, wave=wave)
             outcome = "ok" if t.phase is Phase.SUCCEEDED else ("failed" if t.phase.terminal else "running")
             steps.append(
                 _Step(
@@ -225,11 +231,12 @@ class FakeStore:
                     now if t.phase.terminal else None,
                     outcome,
                     t.reason,
-                    {"step_index": step_index},
+                    {"step_index": step_index, **({"wave": wave} if wave else {})},
                 )
             )
         if t.paused is not None:
             ch["paused"] = t.paused
+            ch["pause_cause"] = t.pause_cause if t.paused else None
         chained = was is Phase.ROLLING_BACK and t.phase.terminal
         ch["reason"] = f"{row.reason} → {t.reason}" if chained else t.reason
         if t.phase is Phase.ROLLING_BACK and row.detected_at is None:
@@ -255,6 +262,8 @@ class FakeStore:
         moved = replace(row, **ch)
         self._deps[dep.id] = moved
         audited = {"reason": t.reason, "step_index": step_index, **(detail or {})}
+        if wave:
+            audited["wave"] = wave
         numbers = cur.detail.get("analysis") if cur is not None else None
         if numbers and detail and "analysis_verdict" in detail:
             audited["analysis"] = numbers
@@ -308,5 +317,20 @@ class FakeStore:
         if row is not None and row.traffic_restored_at is None:
             self._deps[dep_id] = replace(row, traffic_restored_at=self._clock())
 
+    def record_analysis(
+        self,
+        dep_id: str,
+        *,
+        key: str,
+        kind: str,
+        name: str,
+        at: float,
+        step_index: int,
+        canary: dict[str, Any],
+        baseline: dict[str, Any] | None,
+    ) -> None:
+        self._analysis.append((dep_id, {"key": key, "kind": kind, "name": name, "at": at,
+                                        "step_index": step_index, "canary": canary, "baseline": baseline}))
+
     def analysis_records(self, dep_id: str, key: str | None = None) -> list[dict[str, Any]]:
-        return []  # the fake worlds configure no analysis
+        return [dict(r) for d, r in self._analysis if d == dep_id and (key is None or r["key"] == key)]

@@ -22,9 +22,10 @@ from sqlalchemy import Engine
 from shipwarden.adapters.platforms.base import InstanceState
 from shipwarden.adapters.routers.base import Listener, Routes
 from shipwarden.adapters.store.engine import make_engine, migrate
-from shipwarden.adapters.store.repository import Deployment, Store
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.policy import LoadedPolicy, load_policy_text
 from shipwarden.domain.rollout import Phase
+from shipwarden.ports.store import Deployment
 from shipwarden.services.rollout import RolloutService
 from tests.fakes.clock import FakeClock
 from tests.fakes.platform import Behaviour, FakePlatform
@@ -55,7 +56,7 @@ CANARY = """\
 POLICY = """\
 apiVersion: shipwarden/v1
 team: test
-services:
+{zones}services:
   - name: web
     run:
       command: ["serve", "{{version}}"]
@@ -72,6 +73,16 @@ services:
     strategy:
 {strategy}
 """
+
+ZONES = ("a", "b", "c")
+ZONE_ROLLOUT = """\
+      zones:
+        order: [a, b, c]
+        minHealthyPerZone: 1
+"""
+#: the strategies going zone by zone through three zones (instances: 2 per zone)
+BLUE_GREEN_ZONES = BLUE_GREEN + ZONE_ROLLOUT
+CANARY_ZONES = CANARY + ZONE_ROLLOUT
 
 SERVICE = "web"
 TICK_S = 1.0
@@ -95,7 +106,8 @@ def _migrated_copy(dest: Path) -> Engine:
 @functools.lru_cache(maxsize=32)
 def policy(strategy: str = BLUE_GREEN) -> LoadedPolicy:
     """The policy with ``strategy`` (parsed once: parsing costs more than a whole fake rollout)."""
-    return load_policy_text(POLICY.format(strategy=strategy), "policy.yaml")
+    zones = f"zones: [{', '.join(ZONES)}]\n" if "\n      zones:" in strategy else ""
+    return load_policy_text(POLICY.format(strategy=strategy, zones=zones), "policy.yaml")
 
 
 @dataclass
@@ -199,6 +211,13 @@ class World:
         return dep
 
     # -- what is true --------------------------------------------------------------------------
+    def plan_zones(self) -> tuple[str, ...]:
+        return self.loaded.policy.zone_order(self.loaded.policy.service(SERVICE))
+
+    def min_per_zone(self) -> int:
+        zr = self.loaded.policy.service(SERVICE).strategy.zones
+        return zr.min_healthy(self.loaded.policy.service(SERVICE).run.instances) if zr else 0
+
     def versions_running(self) -> set[str]:
         return {i.version for i in self.platform.all()}
 

@@ -155,3 +155,43 @@ def test_decisions_of_a_stale_access_generation_are_not_committed(audit: AuditSe
     stored = [e["actor"] for e in audit.query(action="access", limit=100)]
     assert stored == ["current", "plain", "blocker", "beside"]
     assert audit.verify().ok
+
+
+def test_async_waiters_are_settled_on_their_loop_once_per_batch(audit: AuditService) -> None:
+    """``submit_async`` (every HTTP request's access entry): each coroutine gets its entry's seq, a
+    refusal of its batch (stale generation) or its commit's failure, and the loop is woken once per
+    batch, not once per waiter.  A waiter cancelled meanwhile is skipped; its entry is stored."""
+    import asyncio
+
+    gate = Gate(audit)
+    wakeups = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        real = loop.call_soon_threadsafe
+
+        def counting(cb, *args):  # type: ignore[no-untyped-def]
+            wakeups.append(len(args[0]) if args else 0)
+            return real(cb, *args)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        first = audit.writer.submit_async(EntryDraft(actor="first", action="access"))
+        while not gate.entered.is_set():
+            await asyncio.sleep(0.01)
+        many = [audit.writer.submit_async(EntryDraft(actor=f"a{i}", action="access")) for i in range(30)]
+        stale = audit.writer.submit_async(EntryDraft(actor="stale", action="access"), generation=-1)
+        gone = audit.writer.submit_async(EntryDraft(actor="gone", action="access"))
+        gone.cancel()
+        gate.open.set()
+        assert await first == 1
+        assert await asyncio.gather(*many) == list(range(2, 32))
+        with pytest.raises(StaleAccess):
+            await stale
+        while audit.writer.committed < 32:  # "gone" is committed though nobody waits for it
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert audit.writer.batches == 2 and wakeups == [1, 32], wakeups  # stale + 30 + gone in one wake-up
+    actors = [e["actor"] for e in audit.query(action="access", limit=100)]
+    assert actors == ["first", *(f"a{i}" for i in range(30)), "gone"]
+    assert audit.verify().ok

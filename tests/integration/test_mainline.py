@@ -214,12 +214,16 @@ def test_a_pull_request_merged_by_hand_before_its_gates_passed(h: Harness, oscar
     later = h.change(sha)
     assert later.status == "not_deployed" and "reached main around the gates" in later.reason
     assert h.remote.head("main") == merge and h.deploys == []
+    # explain by sha: the merge commit on main says why it was not deployed; so does the head
+    assert "[merged-around-gate]" in render_explanation(h.service.explain(merge[:12]))
+    assert "[merged-around-gate]" in render_explanation(h.service.explain(sha))
 
 
 def test_a_blocked_change_merged_by_hand_is_gates_failed(h: Harness, oscar: Outsider) -> None:
     sha = h.push("feature/broken", {"src/app.py": "print('broken')\n"}, "Broken")
     h.green_evidence(sha, unit="pytest-junit.xml")
     assert h.webhook(sha, "feature/broken").change_status == "blocked"
+    assert "status: blocked" in render_explanation(h.service.explain(sha))  # a change's head, not on main
     merge = oscar.merge(sha)
     (head, *_rest) = h.service.watch_main(via="poll")
     assert head.sha == merge and head.reason == "gates-failed" and "suite:unit" in head.why

@@ -69,6 +69,7 @@ class DeploymentView:
     created_at: float
     detected_at: float | None
     traffic_restored_at: float | None
+    pause_cause: str | None = None  # "analysis" | "operator" while paused
 
 
 Severity = Literal["info", "success", "warning", "failure"]
@@ -92,7 +93,7 @@ def _event(d: DeploymentView) -> tuple[RolloutEvent, str] | None:
         return RolloutEvent.ROLLBACK, "rollback"
     if d.phase is Phase.FAILED:
         return RolloutEvent.FAILED, "failed"
-    if d.paused and d.reason.startswith("paused: analysis inconclusive"):
+    if d.paused and d.pause_cause == "analysis":
         return RolloutEvent.PAUSED, f"paused@{d.step_index}"
     if d.phase is Phase.SUCCEEDED:
         return RolloutEvent.SUCCEEDED, "succeeded"

@@ -14,11 +14,13 @@ name; the caller reads the file.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Discriminator,
     Field,
     Tag,
@@ -60,8 +62,9 @@ __all__ = [
 ]
 
 
-RUN_PLACEHOLDERS = frozenset({"version", "port", "service", "python"})
-"""What the platform substitutes in ``run.command``, ``run.env`` values and ``run.workdir``."""
+RUN_PLACEHOLDERS = frozenset({"version", "port", "service", "python", "zone"})
+"""What the platform substitutes in ``run.command``, ``run.env`` values and ``run.workdir``
+(``{zone}``: the instance's zone, empty where the policy declares no zones)."""
 
 
 def _run_template(v: str) -> str:
@@ -84,8 +87,11 @@ class RunSpec(_Strict):
     """How the local platform starts one instance of a version.
 
     ``command``, ``env`` values and ``workdir`` may use the ``{version}``, ``{port}``,
-    ``{service}`` and ``{python}`` placeholders (:data:`RUN_PLACEHOLDERS`) — bare names only;
-    ``{{``/``}}`` are literal braces.  ``render`` is the one place they are filled in.
+    ``{service}``, ``{python}`` and ``{zone}`` placeholders (:data:`RUN_PLACEHOLDERS`) — bare
+    names only; ``{{``/``}}`` are literal braces.  ``render`` is the one place they are filled in.
+
+    ``instances`` counts instances *per zone* where the policy declares ``zones`` (3 zones ×
+    ``instances: 2`` run 6), and in all otherwise.
     """
 
     command: list[RunTemplate] = Field(min_length=1)
@@ -131,8 +137,8 @@ class RunSpec(_Strict):
             )
         return self
 
-    def render(self, *, version: str, port: str, service: str, python: str) -> RenderedRun:
-        values = {"version": version, "port": port, "service": service, "python": python}
+    def render(self, *, version: str, port: str, service: str, python: str, zone: str = "") -> RenderedRun:
+        values = {"version": version, "port": port, "service": service, "python": python, "zone": zone}
         return RenderedRun(
             argv=[a.format_map(values) for a in self.command],
             env={k: t.format_map(values) for k, t in self.env.items()},
@@ -268,9 +274,76 @@ class Canary(_Strict):
         return self
 
 
+def _pause_between(v: Any) -> Any:
+    if v in ("none", "confirm"):
+        return v
+    if isinstance(v, str | int | float) and not isinstance(v, bool):
+        try:
+            seconds = parse_duration(v)
+        except ValueError:
+            pass
+        else:
+            if seconds > 0:
+                return seconds
+    raise ValueError(f"is 'none', 'confirm' or a positive duration (30s, 2m), not {v!r}")
+
+
+def _min_per_zone(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError("is a number of instances (1) or a percentage of them ('50%')")
+    if isinstance(v, int):
+        if v < 0:
+            raise ValueError(f"is at least 0, not {v}")
+        return v
+    if isinstance(v, str) and re.fullmatch(r"\d{1,3}%", v.strip()) and int(v.strip()[:-1]) <= 100:
+        return v.strip()
+    raise ValueError(f"is a number of instances (1) or a percentage of them ('50%'), not {v!r}")
+
+
+class ZoneRollout(_Strict):
+    """How a rollout walks the zones the policy declares (E2): one wave per zone, in ``order``.
+
+    Each wave runs the service's strategy inside one zone — start the new version there, preview or
+    canary steps with their analysis, promote that zone — while the zones done serve the new
+    version and the others the old one.  Old instances stay warm in every zone until the last zone
+    is promoted, so a failure in any wave rolls back every zone at once.  ``pauseBetween``: go on
+    at once (``none``), wait for ``shipwarden confirm`` (``confirm``), or wait a duration.
+    ``minHealthyPerZone``: instances (or a percentage of ``run.instances``) each zone must have
+    healthy for the version serving it before traffic moves further; dead stable instances of a
+    zone are replaced, and the rollout holds (its progress deadline running) while a zone is short.
+    """
+
+    order: list[str] | None = None
+    pause_between: Annotated[str | float, BeforeValidator(_pause_between)] = Field(
+        "none", alias="pauseBetween"
+    )
+    min_healthy_per_zone: Annotated[int | str, BeforeValidator(_min_per_zone)] = Field(
+        1, alias="minHealthyPerZone"
+    )
+
+    @field_validator("order")
+    @classmethod
+    def _distinct(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            seen = [z for i, z in enumerate(v) if z in v[:i]]
+            if seen:
+                raise ValueError(f"names zone {seen[0]!r} twice; each zone is rolled out once")
+            if not v:
+                raise ValueError("is empty; leave it out to go in the order 'zones' declares")
+        return v
+
+    def min_healthy(self, instances: int) -> int:
+        """``minHealthyPerZone`` in instances (a percentage rounds up)."""
+        v = self.min_healthy_per_zone
+        if isinstance(v, str):
+            return -(-instances * int(v[:-1]) // 100)
+        return v
+
+
 class Strategy(_Strict):
     blue_green: BlueGreen | None = Field(None, alias="blueGreen")
     canary: Canary | None = None
+    zones: ZoneRollout | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Strategy:
@@ -302,6 +375,8 @@ class Routing(_Strict):
 
 
 _NAME = r"^[a-z][a-z0-9-]{0,62}$"
+_ZONE = r"^[a-z0-9][a-z0-9-]{0,31}$"
+ZoneName = Annotated[str, Field(pattern=_ZONE)]
 
 
 class ServiceSpec(_Strict):
@@ -330,6 +405,49 @@ class Policy(_Strict):
     delivery: DeliveryPolicy | None = None
     alerts: AlertsPolicy | None = None
     databases: list[DatabaseSpec] = Field(default_factory=list)
+    #: the failure domains instances run in (E2): every service runs ``run.instances`` in each
+    zones: list[ZoneName] = Field(default_factory=list, max_length=16)
+
+    @field_validator("zones")
+    @classmethod
+    def _zones_distinct(cls, v: list[str]) -> list[str]:
+        twice = [z for i, z in enumerate(v) if z in v[:i]]
+        if twice:
+            raise ValueError(f"declares zone {twice[0]!r} twice")
+        return v
+
+    def zone_issues(self) -> list[tuple[tuple[Any, ...], str]]:
+        """What ``strategy.zones`` of each service gets wrong about the declared ``zones``, as
+        (path, message): checked after the models, where both are known."""
+        out: list[tuple[tuple[Any, ...], str]] = []
+        for i, s in enumerate(self.services):
+            zr = s.strategy.zones
+            if zr is None:
+                continue
+            at = ("services", i, "strategy", "zones")
+            if not self.zones:
+                out.append((at, "a zone rollout needs the zones the policy declares: add 'zones: [a, b, …]' "
+                                "at the top of the policy"))
+                continue
+            if zr.order is not None:
+                unknown = [z for z in zr.order if z not in self.zones]
+                missing = [z for z in self.zones if z not in zr.order]
+                if unknown:
+                    out.append(((*at, "order"), f"names zone(s) {unknown} that 'zones' does not declare "
+                                                f"(declared: {self.zones})"))
+                elif missing:
+                    out.append(((*at, "order"), f"leaves out zone(s) {missing}: a rollout goes through "
+                                                "every zone the service runs in"))
+            n = zr.min_healthy(s.run.instances)
+            if n > s.run.instances:
+                out.append(((*at, "minHealthyPerZone"), f"is {n}, more than run.instances "
+                                                         f"({s.run.instances}) per zone"))
+        return out
+
+    def zone_order(self, service: ServiceSpec) -> tuple[str, ...]:
+        """The zones a rollout of ``service`` goes through, in order (none: no zones declared)."""
+        zr = service.strategy.zones
+        return tuple(zr.order) if zr is not None and zr.order else tuple(self.zones)
     alerting: AlertingPolicy | None = None
     oncall: OnCallPolicy | None = None
     monitoring: MonitoringPolicy | None = None
@@ -352,6 +470,17 @@ class Policy(_Strict):
             unknown = sorted(set(self.oncall.services) - names)
             if unknown:
                 raise ValueError(f"oncall.services: {', '.join(unknown)} not among the policy's services")
+        if self.alerting is not None:  # a receiver that escalates names an escalation policy of oncall
+            known = set(self.oncall.escalation) if self.oncall is not None else set()
+            why = "" if self.oncall is not None else " (the policy has no 'oncall' section)"
+            problems = [
+                f"@alerting/receivers/{i}/escalation: escalation policy {r.escalation!r} is not in "
+                f"oncall.escalation{why}"
+                for i, r in enumerate(self.alerting.receivers)
+                if r.escalation is not None and r.escalation not in known
+            ]
+            if problems:
+                raise ValueError("\n".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -452,6 +581,11 @@ def load_policy_text(content: str | bytes, source: str = "<policy>") -> LoadedPo
                 seen.add((shown, text))
                 issues.append(PolicyIssue(source, line_of(doc.root, at), shown, text))
         raise PolicyError(issues) from None
+    crossed = policy.zone_issues()
+    if crossed:
+        raise PolicyError(
+            [PolicyIssue(source, line_of(doc.root, path), path_text(path), msg) for path, msg in crossed]
+        )
     return LoadedPolicy(policy, hashlib.sha256(raw).hexdigest(), source)
 
 

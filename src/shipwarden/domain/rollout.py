@@ -25,6 +25,22 @@ step (set weight / pause) before PROMOTING.  Any failure before traffic moved
 goes to ROLLING_BACK, which routes production back to the stable version
 (whose instances were never stopped), then stops the new ones.
 
+``decide`` is the transition table ``TABLE`` read top-down: the first row whose phase and
+condition apply decides (a transition, or ``STAY``).  The rows every phase shares come first —
+the operator's rollback, pause and resume, a failing effect, a failed or inconclusive analysis,
+the progress deadline, new instances dying once they may serve — then each phase's own rows.
+
+Zones (E2)
+----------
+Where the policy declares zones, a rollout is a sequence of waves, one per zone (``Plan.zones``,
+the state's ``wave``): STARTING starts the new version in that zone, PREVIEW / CANARY_STEP run in
+it (a canary's weight applies to that zone's share of the traffic, ``zone_new_share``), PROMOTING
+switches it; then the next zone's STARTING — through ZONE_WAIT when the policy pauses between
+zones — and after the last zone SCALE_DOWN_WAIT.  The old version stays warm in every zone until
+then, so ROLLING_BACK from any wave puts every zone back at once.  Traffic moves further only
+while every zone is served by ``minHealthyPerZone`` instances (``zone_short``); the reconciler
+restores dead stable instances in their zone meanwhile.
+
 Safety rules encoded here, not in the reconciler:
 
 * a new version that is not fully healthy never receives production traffic;
@@ -55,7 +71,7 @@ FAILED.  Every non-terminal phase therefore ends, whatever its effect raises.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -71,6 +87,9 @@ class Phase(StrEnum):
     """A canary step is in force (``step_index``): a production weight or a pause."""
     PROMOTING = "promoting"
     """Production routes all traffic to the new version; waiting to observe it."""
+    ZONE_WAIT = "zone_wait"
+    """A zone's wave is done (it serves the new version); waiting for a confirm or a pause before
+    the next zone's wave starts."""
     SCALE_DOWN_WAIT = "scale_down_wait"
     """New version serves everything; the old one stays warm for instant rollback."""
     SCALING_DOWN = "scaling_down"
@@ -96,7 +115,7 @@ class Effect(StrEnum):
     START_NEW = "start_new"  # ensure desired count of new instances exists
     ROUTE_PREVIEW = "route_preview"  # preview → new; production unchanged
     ROUTE_CANARY = "route_canary"  # production weights per current canary step
-    ROUTE_NEW = "route_new"  # production → 100 % new
+    ROUTE_NEW = "route_new"  # production → 100 % new (with zones: the zones of the waves so far)
     STOP_OLD = "stop_old"  # drain and stop old instances
     ROUTE_OLD = "route_old"  # production → 100 % old, preview → nothing; then stop new
 
@@ -107,6 +126,7 @@ EFFECTS: Mapping[Phase, Effect] = {
     Phase.PREVIEW: Effect.ROUTE_PREVIEW,
     Phase.CANARY_STEP: Effect.ROUTE_CANARY,
     Phase.PROMOTING: Effect.ROUTE_NEW,
+    Phase.ZONE_WAIT: Effect.NONE,
     Phase.SCALE_DOWN_WAIT: Effect.NONE,
     Phase.SCALING_DOWN: Effect.STOP_OLD,
     Phase.ROLLING_BACK: Effect.ROUTE_OLD,
@@ -120,7 +140,7 @@ class OperatorRequest(StrEnum):
     ROLLBACK = "rollback"
     PROMOTE = "promote"  # end the canary's current pause/analysis step, or promote a waiting preview
     PROMOTE_FULL = "promote-full"  # skip every remaining canary step and promote now
-    CONFIRM = "confirm"  # pass a confirm gate (before a weight increase / before promotion)
+    CONFIRM = "confirm"  # pass a confirm gate (before a weight increase / promotion / the next zone)
     PAUSE = "pause"
     RESUME = "resume"
 
@@ -221,6 +241,33 @@ class Plan:
     confirm_timeout_s: float = 600.0
     confirm_on_timeout: str = "rollback"  # "rollback" | "proceed"
     min_available: int = 0  # canary: stable instances that must run before traffic moves further
+    #: the zones instances run in, in rollout order (E2); ``instances`` is then per zone
+    zones: tuple[str, ...] = ()
+    zone_waves: bool = False  # one wave per zone (else every zone at once: a fast rollback)
+    pause_between: str = "none"  # "none" | "confirm" | "timed": between two zones' waves
+    pause_between_s: float = 0.0  # "timed": how long
+    min_healthy_per_zone: int = 0  # instances serving each zone below which traffic moves no further
+
+    @property
+    def waves(self) -> int:
+        """How many waves the rollout has: one per zone, or one."""
+        return len(self.zones) if self.zones and self.zone_waves else 1
+
+    def wave_zones(self, wave: int) -> tuple[str, ...]:
+        """The zones whose instances start in ``wave`` (every zone when not waving)."""
+        if not self.zones:
+            return ()
+        return (self.zones[wave],) if self.zone_waves else self.zones
+
+    def zones_through(self, wave: int) -> tuple[str, ...]:
+        """The zones of waves 0..``wave``."""
+        if not self.zones:
+            return ()
+        return self.zones[: wave + 1] if self.zone_waves else self.zones
+
+    def new_target(self, wave: int) -> int:
+        """New instances that must be healthy to leave STARTING in ``wave``."""
+        return self.instances * max(1, len(self.zones_through(wave)))
 
 
 #: replacements of dead stable instances per deployment, as a multiple of ``instances``: a stable
@@ -228,13 +275,25 @@ class Plan:
 STABLE_REPLACEMENT_BUDGET = 2
 
 
+_ZONE_REPLACING = (Phase.STARTING, Phase.PREVIEW, Phase.CANARY_STEP, Phase.PROMOTING, Phase.ZONE_WAIT)
+
+
 def stable_replacements(plan: Plan, phase: Phase, has_stable: bool, dead_stable: int, replaced: int) -> int:
     """How many dead stable instances to replace now (the stable version is a canary's fallback).
 
     While a canary is being started or stepped, the old version serves the rest of production
     and is what a rollback returns to: instances of it that died are replaced, like a replica
-    set would, up to ``STABLE_REPLACEMENT_BUDGET × instances`` per deployment."""
-    if plan.strategy != "canary" or not has_stable or plan.min_available <= 0:
+    set would, up to ``STABLE_REPLACEMENT_BUDGET × instances`` per deployment.  A zone rollout
+    (both strategies) does the same in every zone until the last zone is promoted: the old
+    version serves the zones not yet rolled, and every zone rolls back to it."""
+    if not has_stable:
+        return 0
+    if plan.zones and plan.min_healthy_per_zone > 0:
+        if phase not in _ZONE_REPLACING:
+            return 0
+        left = STABLE_REPLACEMENT_BUDGET * plan.instances * len(plan.zones) - replaced
+        return max(0, min(dead_stable, left))
+    if plan.strategy != "canary" or plan.min_available <= 0:
         return 0
     if phase not in (Phase.STARTING, Phase.CANARY_STEP):
         return 0
@@ -252,6 +311,7 @@ class RolloutState:
     step_index: int = 0
     paused: bool = False
     paused_by_analysis: bool = False  # an inconclusive analysis paused it (the deadline still runs)
+    wave: int = 0  # the zone wave (index in ``Plan.zones``)
 
 
 @dataclass(frozen=True)
@@ -261,6 +321,14 @@ class Check:
     ok: bool
     detail: str = ""
     at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ZoneCount:
+    """One zone's instances as observed: what serves it, whichever version that is."""
+
+    new_healthy: int = 0
+    old_running: int = 0
 
 
 @dataclass(frozen=True)
@@ -291,6 +359,7 @@ class Observation:
     effect_failure: EffectFailure | None = None
     # False: not even the instances could be listed (``old_running`` is unknown, not 0)
     observed: bool = True
+    zones: Mapping[str, ZoneCount] = field(default_factory=dict)  # per zone, where the plan has zones
 
 
 @dataclass(frozen=True)
@@ -301,193 +370,403 @@ class Transition:
     paused: bool | None = None
     #: the operator's request was used up by this transition (a confirm opens one gate, not all)
     consumes_request: bool = False
+    wave: int | None = None  # the zone wave entered (None: unchanged)
+    pause_cause: str | None = None  # with ``paused=True``: "operator" | "analysis"
 
 
 def _rollback(state: RolloutState, obs: Observation, why: str) -> Transition:
     if not state.has_stable or (obs.observed and obs.old_running == 0):
-        if state.phase in (Phase.PENDING, Phase.STARTING, Phase.PREVIEW):
+        first_wave = state.phase is Phase.PENDING or state.wave == 0  # no zone serves the new version yet
+        if state.phase in (Phase.PENDING, Phase.STARTING, Phase.PREVIEW) and first_wave:
             # nothing of the new version ever served production: stop it and fail.
             return Transition(Phase.ROLLING_BACK, f"{why}; no stable version running — stopping the new one")
         return Transition(Phase.FAILED, f"{why}; cannot roll back: no stable version is running")
     return Transition(Phase.ROLLING_BACK, why)
 
 
+@dataclass(frozen=True)
+class _At:
+    """One decision's inputs, as the rules of ``TABLE`` read them."""
+
+    state: RolloutState
+    plan: Plan
+    obs: Observation
+
+    @property
+    def phase(self) -> Phase:
+        return self.state.phase
+
+    @property
+    def elapsed(self) -> float:
+        return self.obs.now - self.state.phase_entered_at
+
+    @property
+    def op(self) -> OperatorRequest | None:
+        return self.obs.operator
+
+    def rollback(self, why: str) -> Transition:
+        return _rollback(self.state, self.obs, why)
+
+
+_PROMOTES = (OperatorRequest.PROMOTE, OperatorRequest.PROMOTE_FULL)
+
+STAY = None
+"""A rule's outcome that keeps the deployment where it is (and ends the decision)."""
+
+Outcome = Callable[[_At], "Transition | None"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the transition table: in ``phases`` (None: any live phase), ``when`` holds →
+    ``then`` (a Transition, or ``STAY``).  The first row that applies decides."""
+
+    name: str
+    phases: frozenset[Phase] | None
+    when: Callable[[_At], bool]
+    then: Outcome
+
+    def applies(self, at: _At) -> bool:
+        return (self.phases is None or at.phase in self.phases) and self.when(at)
+
+
+def _in(*phases: Phase) -> frozenset[Phase]:
+    return frozenset(phases)
+
+
+def _always(at: _At) -> bool:
+    return True
+
+
+def _stay(at: _At) -> Transition | None:
+    return STAY
+
+
 def decide(state: RolloutState, plan: Plan, obs: Observation) -> Transition | None:
-    """The phase this deployment should move to, or None to stay.
+    """The phase this deployment should move to, or None to stay: the first row of ``TABLE``
+    that applies.
 
     Pure: everything it needs is in its arguments.  ``obs`` must describe the
     world *after* the entry effect of ``state.phase`` was applied (the
     reconciler guarantees it by applying the effect before observing).
     """
-    p = state.phase
-    if p.terminal:
+    if state.phase.terminal:
         return None
-    elapsed = obs.now - state.phase_entered_at
+    at = _At(state, plan, obs)
+    for rule in TABLE:
+        if rule.applies(at):
+            return rule.then(at)
+    raise AssertionError(f"no rule for {state.phase}")  # pragma: no cover — every phase ends in a row
 
-    # Operator requests first: a rollback wins over everything else — but once the old version is
-    # stopped there is nothing to go back to at once: the scale-down finishes (the old version
-    # becomes the previous one, which ``rollback`` deploys again) instead of failing with the new
-    # version serving and a stale stable version on record.
-    too_late = p is Phase.SCALING_DOWN and _old_gone(state, obs)
-    if obs.operator is OperatorRequest.ROLLBACK and p is not Phase.ROLLING_BACK and not too_late:
-        return _rollback(state, obs, "rollback requested by operator")
-    if obs.operator is OperatorRequest.PAUSE and not state.paused:
-        return Transition(p, "paused by operator", paused=True)
-    if obs.operator is OperatorRequest.RESUME and state.paused:
-        return Transition(p, "resumed by operator", paused=False)
 
-    # The phase's effect failed: nothing moves forward, only the ways out are decided.
-    if obs.effect_failure is not None:
-        return _failing(state, plan, obs, elapsed)
+# -- the rows' conditions and outcomes, in the order the table reads them -------------------------
+def _operator_rollback(at: _At) -> bool:
+    # a rollback wins over everything else — but once the old version is stopped there is nothing
+    # to go back to at once: the scale-down finishes (the old version becomes the previous one,
+    # which ``rollback`` deploys again) instead of failing with the new version serving
+    too_late = at.phase is Phase.SCALING_DOWN and _old_gone(at.state, at.obs)
+    return at.op is OperatorRequest.ROLLBACK and at.phase is not Phase.ROLLING_BACK and not too_late
 
-    # A failed analysis rolls back from wherever traffic or verification is in progress (D8).
-    watching = _WATCHING
-    if p in watching and obs.analysis is not None and not obs.analysis.ok:
-        return _rollback(state, obs, f"analysis failed: {obs.analysis.detail}")
-    if p in watching and obs.analysis_inconclusive and not state.paused:
-        if plan.on_inconclusive == "rollback":
-            return _rollback(state, obs, f"analysis inconclusive: {obs.analysis_inconclusive}")
-        return Transition(p, f"paused: analysis inconclusive: {obs.analysis_inconclusive}", paused=True)
 
-    # A rollout that neither progresses nor aborts is the worst state: abort it.
-    if _past_progress_deadline(state, plan, elapsed):
-        return _rollback(state, obs, f"progress deadline: {plan.progress_deadline_s:.0f}s in {p.value}")
+def _analysis_failed(at: _At) -> bool:
+    return at.obs.analysis is not None and not at.obs.analysis.ok
 
-    # Once production traffic may reach the new version, its instances dying is a failed check.
-    if p in (Phase.CANARY_STEP, Phase.PROMOTING, Phase.SCALE_DOWN_WAIT) and obs.new_dead > 0:
-        return _rollback(state, obs, f"{obs.new_dead} new instance(s) died")
 
-    if p is Phase.PENDING:
-        return Transition(Phase.STARTING, "starting the new version beside the stable one")
+def _inconclusive(at: _At) -> Transition | None:
+    why = f"analysis inconclusive: {at.obs.analysis_inconclusive}"
+    if at.plan.on_inconclusive == "rollback":
+        return at.rollback(why)
+    return Transition(at.phase, f"paused: {why}", paused=True, pause_cause="analysis")
 
-    if p is Phase.STARTING:
-        if obs.new_dead > 0:
-            return _rollback(state, obs, f"{obs.new_dead} new instance(s) exited during start-up")
-        if obs.new_healthy >= plan.instances:
-            if plan.skip_steps:
-                return Transition(
-                    Phase.PROMOTING, "all new instances healthy; known-good version, skipping steps"
-                )
-            if plan.strategy == "canary" and not state.has_stable:
-                return Transition(
-                    Phase.PROMOTING, "all new instances healthy; first deployment: no baseline to compare"
-                )
-            if plan.strategy == "canary":
-                return Transition(Phase.CANARY_STEP, "all new instances healthy; canary step 1", step_index=0)
-            return Transition(Phase.PREVIEW, f"all {plan.instances} new instances healthy")
-        if _past_start_timeout(state, plan, obs):
-            return _rollback(
-                state,
-                obs,
-                f"health: {obs.new_healthy}/{plan.instances} healthy "
-                f"after {plan.health_start_timeout_s:.0f}s",
-            )
-        return None
 
-    if p is Phase.PREVIEW:
-        if obs.new_dead > 0:
-            return _rollback(state, obs, f"{obs.new_dead} new instance(s) died during preview")
-        if obs.preview_check is None:
-            return None
-        if not obs.preview_check.ok:
-            return _rollback(state, obs, f"preview verification failed: {obs.preview_check.detail}")
-        if plan.pre_promotion_analysis and (obs.analysis is None or not obs.analysis.ok):
-            return None  # pre-promotion analysis still running
-        if not plan.auto_promotion and obs.operator not in _PROMOTES:
-            return None  # waits for `shipwarden promote`
-        extra = f"; analysis: {obs.analysis.detail}" if plan.pre_promotion_analysis and obs.analysis else ""
-        return Transition(Phase.PROMOTING, f"preview verified: {obs.preview_check.detail}{extra}")
-
-    if p is Phase.CANARY_STEP:
-        unpause = False if state.paused else None
-        if obs.operator is OperatorRequest.PROMOTE_FULL:
-            return Transition(
-                Phase.PROMOTING, "fully promoted by operator: remaining steps skipped", paused=unpause
-            )
-        step = plan.canary_steps[state.step_index]
-        # an operator's promote ends the step the canary waits in: a pause, or an analysis (even
-        # one that paused inconclusive) — never the steps after it
-        ended = (step.pause or step.analysis) and obs.operator is OperatorRequest.PROMOTE
-        if state.paused and not ended:
-            return None
-        if step.weight is not None:
-            if obs.production_check is None:
-                return None
-            if not obs.production_check.ok:
-                return _rollback(state, obs, f"traffic did not converge: {obs.production_check.detail}")
-        elif step.pause:
-            if not ended and (step.pause_s is None or elapsed < step.pause_s):
-                return None
-        elif step.analysis:
-            if not ended and (obs.analysis is None or not obs.analysis.ok):
-                return None  # still measuring
-        if stable_short(state, plan, obs):
-            return None  # hold: no more traffic onto the canary while the fallback is short
-        nxt = state.step_index + 1
-        gate = _confirm_gate(plan, state.step_index)
-        if gate and obs.operator is not OperatorRequest.CONFIRM:
-            if elapsed < plan.confirm_timeout_s:
-                return None  # waits for `shipwarden confirm`
-            if plan.confirm_on_timeout == "rollback":
-                return _rollback(state, obs, f"no confirmation {gate} within {plan.confirm_timeout_s:.0f}s")
-        used = gate is not None and obs.operator is OperatorRequest.CONFIRM
-        what = "pause" if step.pause else "analysis"
-        confirmed = f" ({gate} confirmed)" if used else (f" ({what} ended by operator)" if ended else "")
-        used = used or ended
-        unpause = unpause if ended else None
-        if nxt >= len(plan.canary_steps):
-            return Transition(
-                Phase.PROMOTING, f"all canary steps passed{confirmed}", paused=unpause, consumes_request=used
-            )
+def _started(at: _At) -> Transition | None:
+    plan, state = at.plan, at.state
+    zone = _zone_note(plan, state.wave)
+    if plan.skip_steps:
+        return Transition(Phase.PROMOTING, "all new instances healthy; known-good version, skipping steps")
+    if plan.strategy == "canary" and not state.has_stable:
         return Transition(
-            Phase.CANARY_STEP, f"canary step {nxt + 1}{confirmed}", step_index=nxt,
-            paused=unpause, consumes_request=used,
-        )  # fmt: skip
-
-    if p is Phase.PROMOTING:
-        if obs.production_check is None:
-            return None
-        if not obs.production_check.ok:
-            return _rollback(
-                state, obs, f"switch not observed on the data plane: {obs.production_check.detail}"
-            )
-        return Transition(
-            Phase.SCALE_DOWN_WAIT,
-            f"all production traffic on the new version ({obs.production_check.detail})",
+            Phase.PROMOTING, f"all new instances healthy{zone}; first deployment: no baseline to compare"
         )
+    if plan.strategy == "canary":
+        return Transition(Phase.CANARY_STEP, f"all new instances healthy{zone}; canary step 1", step_index=0)
+    return Transition(Phase.PREVIEW, f"all {plan.new_target(state.wave)} new instances healthy{zone}")
 
-    if p is Phase.SCALE_DOWN_WAIT:
-        if plan.post_promotion_analysis and (obs.analysis is None or not obs.analysis.ok):
-            return None  # the old version stays warm until post-promotion analysis passed
-        if elapsed >= plan.scale_down_delay_s or obs.operator in _PROMOTES or not state.has_stable:
-            return Transition(
-                Phase.SCALING_DOWN, f"old version kept warm {min(elapsed, plan.scale_down_delay_s):.0f}s"
-            )
-        return None
 
-    if p is Phase.SCALING_DOWN:
-        if obs.old_stopped or obs.old_running == 0:
-            late = "" if obs.operator is not OperatorRequest.ROLLBACK else (
-                " (rollback requested when the old version was already stopped: "
-                "`shipwarden rollback` deploys it again)"
-            )  # fmt: skip
-            return Transition(Phase.SUCCEEDED, f"old version stopped; new version is stable{late}")
-        return None
+def _preview_verified(at: _At) -> Transition | None:
+    obs, plan = at.obs, at.plan
+    assert obs.preview_check is not None
+    extra = f"; analysis: {obs.analysis.detail}" if plan.pre_promotion_analysis and obs.analysis else ""
+    zone = _zone_note(plan, at.state.wave)
+    return Transition(Phase.PROMOTING, f"preview verified{zone}: {obs.preview_check.detail}{extra}")
 
-    if p is Phase.ROLLING_BACK:
-        if obs.new_stopped:
-            return Transition(Phase.ROLLED_BACK if state.has_stable else Phase.FAILED, "new version stopped")
-        return None
 
-    raise AssertionError(f"unhandled phase {p}")  # pragma: no cover
+def _step(at: _At) -> CanaryStepSpec:
+    return at.plan.canary_steps[at.state.step_index]
+
+
+def _step_ended(at: _At) -> bool:
+    """The operator's promote ends the step the canary waits in: a pause, or an analysis (even one
+    that paused inconclusive) — never the steps after it."""
+    step = _step(at)
+    return (step.pause or step.analysis) and at.op is OperatorRequest.PROMOTE
+
+
+def _step_waits(at: _At) -> bool:
+    """The current step's own condition is not met yet (converged weight, pause, analysis)."""
+    step, ended = _step(at), _step_ended(at)
+    if step.weight is not None:
+        return at.obs.production_check is None
+    if step.pause:
+        return not ended and (step.pause_s is None or at.elapsed < step.pause_s)
+    if step.analysis:
+        return not ended and (at.obs.analysis is None or not at.obs.analysis.ok)
+    return False
+
+
+def _gate_waits(at: _At) -> bool:
+    gate = _confirm_gate(at.plan, at.state.step_index)
+    waiting = at.op is not OperatorRequest.CONFIRM and at.elapsed < at.plan.confirm_timeout_s
+    return gate is not None and waiting
+
+
+def _gate_timed_out(at: _At) -> bool:
+    gate = _confirm_gate(at.plan, at.state.step_index)
+    return (
+        gate is not None and at.op is not OperatorRequest.CONFIRM and at.plan.confirm_on_timeout == "rollback"
+    )
+
+
+def _next_step(at: _At) -> Transition | None:
+    state, plan = at.state, at.plan
+    step, ended = _step(at), _step_ended(at)
+    gate = _confirm_gate(plan, state.step_index)
+    used = gate is not None and at.op is OperatorRequest.CONFIRM
+    what = "pause" if step.pause else "analysis"
+    confirmed = f" ({gate} confirmed)" if used else (f" ({what} ended by operator)" if ended else "")
+    used = used or ended
+    unpause = (False if state.paused else None) if ended else None
+    nxt = state.step_index + 1
+    zone = _zone_note(plan, state.wave)
+    if nxt >= len(plan.canary_steps):
+        why = f"all canary steps passed{zone}{confirmed}"
+        return Transition(Phase.PROMOTING, why, paused=unpause, consumes_request=used)
+    return Transition(
+        Phase.CANARY_STEP, f"canary step {nxt + 1}{zone}{confirmed}", step_index=nxt,
+        paused=unpause, consumes_request=used,
+    )  # fmt: skip
+
+
+def _more_waves(at: _At) -> bool:
+    return at.state.wave + 1 < at.plan.waves
+
+
+def _promoted(at: _At) -> Transition | None:
+    check = at.obs.production_check
+    assert check is not None
+    if not _more_waves(at):
+        return Transition(
+            Phase.SCALE_DOWN_WAIT, f"all production traffic on the new version ({check.detail})"
+        )
+    done, nxt = at.plan.zones[at.state.wave], at.plan.zones[at.state.wave + 1]
+    if at.plan.pause_between == "none":
+        return _next_wave(at, f"zone {done} serves the new version ({check.detail}); next zone {nxt}")
+    return Transition(Phase.ZONE_WAIT, f"zone {done} serves the new version ({check.detail}); "
+                                       f"{_pause_what(at.plan)} before zone {nxt}")  # fmt: skip
+
+
+def _next_wave(at: _At, why: str, *, consumes: bool = False) -> Transition:
+    return Transition(Phase.STARTING, why, step_index=0, wave=at.state.wave + 1, consumes_request=consumes)
+
+
+def _pause_what(plan: Plan) -> str:
+    return "waiting for `shipwarden confirm`" if plan.pause_between == "confirm" else (
+        f"pausing {plan.pause_between_s:.0f}s"
+    )  # fmt: skip
+
+
+def _zone_confirmed(at: _At) -> bool:
+    return at.plan.pause_between == "confirm" and (at.op is OperatorRequest.CONFIRM or at.op in _PROMOTES)
+
+
+def _zone_pause_over(at: _At) -> bool:
+    return at.plan.pause_between != "confirm" and at.elapsed >= at.plan.pause_between_s
+
+
+def _zone_held(at: _At) -> bool:
+    return zone_short(at.state, at.plan, at.obs) is not None
+
+
+def _scale_down_due(at: _At) -> bool:
+    plan = at.plan
+    if plan.post_promotion_analysis and (at.obs.analysis is None or not at.obs.analysis.ok):
+        return False  # the old version stays warm until post-promotion analysis passed
+    return at.elapsed >= plan.scale_down_delay_s or at.op in _PROMOTES or not at.state.has_stable
+
+
+def _scaled_down(at: _At) -> Transition | None:
+    late = "" if at.op is not OperatorRequest.ROLLBACK else (
+        " (rollback requested when the old version was already stopped: "
+        "`shipwarden rollback` deploys it again)"
+    )  # fmt: skip
+    return Transition(Phase.SUCCEEDED, f"old version stopped; new version is stable{late}")
 
 
 _WATCHING = (Phase.PREVIEW, Phase.CANARY_STEP, Phase.PROMOTING, Phase.SCALE_DOWN_WAIT)
+#: phases where production traffic may reach the new version
+_SERVING_NEW = _in(Phase.CANARY_STEP, Phase.PROMOTING, Phase.ZONE_WAIT, Phase.SCALE_DOWN_WAIT)
+
+P = Phase
+TABLE: tuple[Rule, ...] = (
+    # -- the operator, then a failing effect: the ways out, whatever the phase ----------------------
+    Rule("operator rollback", None, _operator_rollback,
+         lambda at: at.rollback("rollback requested by operator")),
+    Rule("operator pause", None, lambda at: at.op is OperatorRequest.PAUSE and not at.state.paused,
+         lambda at: Transition(at.phase, "paused by operator", paused=True, pause_cause="operator")),
+    Rule("operator resume", None, lambda at: at.op is OperatorRequest.RESUME and at.state.paused,
+         lambda at: Transition(at.phase, "resumed by operator", paused=False)),
+    Rule("effect failing", None, lambda at: at.obs.effect_failure is not None,
+         lambda at: _failing(at.state, at.plan, at.obs, at.elapsed)),
+    # -- what fails a rollout wherever it is (D8) ----------------------------------------------------
+    Rule("analysis failed", _in(*_WATCHING), _analysis_failed,
+         lambda at: at.rollback(f"analysis failed: {at.obs.analysis.detail}")),  # type: ignore[union-attr]
+    Rule("analysis inconclusive", _in(*_WATCHING),
+         lambda at: bool(at.obs.analysis_inconclusive) and not at.state.paused, _inconclusive),
+    Rule("progress deadline", None, lambda at: _past_progress_deadline(at.state, at.plan, at.elapsed),
+         lambda at: at.rollback(
+             f"progress deadline: {at.plan.progress_deadline_s:.0f}s in {at.phase.value}")),
+    Rule("new instances died", _SERVING_NEW, lambda at: at.obs.new_dead > 0,
+         lambda at: at.rollback(f"{at.obs.new_dead} new instance(s) died")),
+    # -- PENDING → STARTING → PREVIEW | CANARY_STEP | PROMOTING --------------------------------------
+    Rule("start", _in(P.PENDING), _always,
+         lambda at: Transition(Phase.STARTING, "starting the new version beside the stable one")),
+    Rule("start-up crash", _in(P.STARTING), lambda at: at.obs.new_dead > 0,
+         lambda at: at.rollback(f"{at.obs.new_dead} new instance(s) exited during start-up")),
+    Rule("all healthy", _in(P.STARTING), lambda at: at.obs.new_healthy >= at.plan.new_target(at.state.wave),
+         _started),
+    Rule("start time-out", _in(P.STARTING), lambda at: _past_start_timeout(at.state, at.plan, at.obs),
+         lambda at: at.rollback(f"health: {at.obs.new_healthy}/{at.plan.new_target(at.state.wave)} healthy "
+                                f"after {at.plan.health_start_timeout_s:.0f}s")),
+    Rule("starting", _in(P.STARTING), _always, _stay),
+    # -- PREVIEW (blue-green): verified, analysed, promoted ------------------------------------------
+    Rule("preview crash", _in(P.PREVIEW), lambda at: at.obs.new_dead > 0,
+         lambda at: at.rollback(f"{at.obs.new_dead} new instance(s) died during preview")),
+    Rule("preview probing", _in(P.PREVIEW), lambda at: at.obs.preview_check is None, _stay),
+    Rule("preview failed", _in(P.PREVIEW), lambda at: not at.obs.preview_check.ok,  # type: ignore[union-attr]
+         lambda at: at.rollback(f"preview verification failed: {at.obs.preview_check.detail}")),  # type: ignore[union-attr]
+    Rule("pre-promotion analysis", _in(P.PREVIEW),
+         lambda at: at.plan.pre_promotion_analysis and (at.obs.analysis is None or not at.obs.analysis.ok),
+         _stay),
+    Rule("manual promotion", _in(P.PREVIEW), lambda at: not at.plan.auto_promotion and at.op not in _PROMOTES,
+         _stay),
+    Rule("zone short (preview)", _in(P.PREVIEW), _zone_held, _stay),
+    Rule("promote", _in(P.PREVIEW), _always, _preview_verified),
+    # -- CANARY_STEP: one row per reason to wait, then the next step ---------------------------------
+    Rule("promote --full", _in(P.CANARY_STEP), lambda at: at.op is OperatorRequest.PROMOTE_FULL,
+         lambda at: Transition(Phase.PROMOTING, "fully promoted by operator: remaining steps skipped",
+                               paused=False if at.state.paused else None)),
+    Rule("paused", _in(P.CANARY_STEP), lambda at: at.state.paused and not _step_ended(at), _stay),
+    Rule("weight not converged", _in(P.CANARY_STEP),
+         lambda at: _step(at).weight is not None and at.obs.production_check is not None
+         and not at.obs.production_check.ok,
+         lambda at: at.rollback(f"traffic did not converge: {at.obs.production_check.detail}")),  # type: ignore[union-attr]
+    Rule("step in progress", _in(P.CANARY_STEP), _step_waits, _stay),
+    Rule("stable short", _in(P.CANARY_STEP), lambda at: stable_short(at.state, at.plan, at.obs) is not None,
+         _stay),
+    Rule("zone short (canary)", _in(P.CANARY_STEP), _zone_held, _stay),
+    Rule("confirm gate", _in(P.CANARY_STEP), _gate_waits, _stay),
+    Rule("confirm timed out", _in(P.CANARY_STEP), _gate_timed_out,
+         lambda at: at.rollback(f"no confirmation {_confirm_gate(at.plan, at.state.step_index)} "
+                                f"within {at.plan.confirm_timeout_s:.0f}s")),
+    Rule("next step", _in(P.CANARY_STEP), _always, _next_step),
+    # -- PROMOTING → the next zone's wave | SCALE_DOWN_WAIT ------------------------------------------
+    Rule("switch probing", _in(P.PROMOTING), lambda at: at.obs.production_check is None, _stay),
+    Rule("switch failed", _in(P.PROMOTING), lambda at: not at.obs.production_check.ok,  # type: ignore[union-attr]
+         lambda at: at.rollback(
+             f"switch not observed on the data plane: {at.obs.production_check.detail}")),  # type: ignore[union-attr]
+    Rule("switched", _in(P.PROMOTING), _always, _promoted),
+    # -- ZONE_WAIT: between two zones' waves ---------------------------------------------------------
+    Rule("no zone left", _in(P.ZONE_WAIT), lambda at: not _more_waves(at),
+         lambda at: Transition(Phase.SCALE_DOWN_WAIT, "no zone left to roll out")),
+    Rule("zone confirmed", _in(P.ZONE_WAIT), _zone_confirmed,
+         lambda at: _next_wave(
+             at, f"next zone {at.plan.zones[at.state.wave + 1]} (confirmed)", consumes=True)),
+    Rule("zone pause over", _in(P.ZONE_WAIT), _zone_pause_over,
+         lambda at: _next_wave(at, f"next zone {at.plan.zones[at.state.wave + 1]} "
+                                   f"after {at.plan.pause_between_s:.0f}s")),
+    Rule("zone waiting", _in(P.ZONE_WAIT), _always, _stay),
+    # -- SCALE_DOWN_WAIT → SCALING_DOWN → SUCCEEDED ---------------------------------------------------
+    Rule("keep warm", _in(P.SCALE_DOWN_WAIT), lambda at: not _scale_down_due(at), _stay),
+    Rule("scale down", _in(P.SCALE_DOWN_WAIT), _always,
+         lambda at: Transition(Phase.SCALING_DOWN, f"old version kept warm "
+                                                   f"{min(at.elapsed, at.plan.scale_down_delay_s):.0f}s")),
+    Rule("old gone", _in(P.SCALING_DOWN), lambda at: at.obs.old_stopped or at.obs.old_running == 0,
+         _scaled_down),
+    Rule("scaling down", _in(P.SCALING_DOWN), _always, _stay),
+    # -- ROLLING_BACK → ROLLED_BACK | FAILED -----------------------------------------------------------
+    Rule("new gone", _in(P.ROLLING_BACK), lambda at: at.obs.new_stopped,
+         lambda at: Transition(
+             Phase.ROLLED_BACK if at.state.has_stable else Phase.FAILED, "new version stopped")),
+    Rule("rolling back", _in(P.ROLLING_BACK), _always, _stay),
+)  # fmt: skip
+"""The rollout decision, read top-down: the first row that applies decides (``decide``)."""
+
+
+def _zone_note(plan: Plan, wave: int) -> str:
+    return f" in zone {plan.zones[wave]}" if plan.zones and plan.zone_waves else ""
+
+
+def zone_new_share(plan: Plan, phase: Phase, wave: int, step_index: int) -> dict[str, int]:
+    """Per zone, the percentage of its production traffic the new version gets in this state.
+
+    Zones of the waves before ``wave`` serve the new version, the zones after it the old one; the
+    wave's own zone follows the phase (a canary step's weight, all once promoted).  After the last
+    wave (keeping the old version warm, scaling it down) every zone is on the new version; a
+    rollback puts every zone back on the old one."""
+    if not plan.zones:
+        return {}
+    if phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED):
+        return dict.fromkeys(plan.zones, 0)
+    if phase in (Phase.SCALE_DOWN_WAIT, Phase.SCALING_DOWN, Phase.SUCCEEDED):
+        return dict.fromkeys(plan.zones, 100)
+    current = set(plan.wave_zones(wave))
+    done = set(plan.zones_through(wave)) - current
+    if phase in (Phase.PROMOTING, Phase.ZONE_WAIT):
+        here = 100
+    elif phase is Phase.CANARY_STEP:
+        here = canary_weights(plan, step_index)
+    else:
+        here = 0
+    return {z: 100 if z in done else here if z in current else 0 for z in plan.zones}
+
+
+def zone_short(state: RolloutState, plan: Plan, obs: Observation) -> str | None:
+    """Why traffic moves no further now: a zone serves with fewer than ``minHealthyPerZone``
+    instances of the version(s) serving it (a zone that lost its instances is out of routing and
+    being restored), or None."""
+    if not plan.zones or plan.min_healthy_per_zone <= 0 or not obs.zones:
+        return None
+    shares = zone_new_share(plan, state.phase, state.wave, state.step_index)
+    short = []
+    for z in plan.zones:
+        count = obs.zones.get(z, ZoneCount())
+        serving = []
+        if shares.get(z, 0) > 0:
+            serving.append(("new", count.new_healthy))
+        if shares.get(z, 0) < 100 and state.has_stable:
+            serving.append(("old", count.old_running))
+        for version, n in serving:
+            if n < plan.min_healthy_per_zone:
+                short.append(f"{z}: {n} {version}")
+    if not short:
+        return None
+    return (f"holding: zone(s) below minHealthyPerZone {plan.min_healthy_per_zone} "
+            f"({', '.join(short)})")  # fmt: skip
 
 
 def _past_progress_deadline(state: RolloutState, plan: Plan, elapsed: float) -> bool:
     return (
-        state.phase in _WATCHING
+        (state.phase in _WATCHING or state.phase is Phase.ZONE_WAIT)
         and (not state.paused or state.paused_by_analysis)
         and elapsed > plan.progress_deadline_s
         and not _waiting_by_design(state, plan, elapsed)
@@ -548,7 +827,7 @@ def _failing(state: RolloutState, plan: Plan, obs: Observation, elapsed: float) 
         )  # fmt: skip
     if _past_start_timeout(state, plan, obs):
         return _rollback(
-            state, obs, f"health: {obs.new_healthy}/{plan.instances} healthy after "
+            state, obs, f"health: {obs.new_healthy}/{plan.new_target(state.wave)} healthy after "
             f"{plan.health_start_timeout_s:.0f}s ({failure_cause(p, failure)})",
         )  # fmt: skip
     return None
@@ -570,10 +849,10 @@ def _waiting_by_design(state: RolloutState, plan: Plan, elapsed: float) -> bool:
         return not plan.auto_promotion
     if state.phase is Phase.SCALE_DOWN_WAIT:
         return not plan.post_promotion_analysis
+    if state.phase is Phase.ZONE_WAIT:  # a zone still short after the pause meets the deadline
+        return plan.pause_between == "confirm" or elapsed <= plan.pause_between_s + plan.progress_deadline_s
     return False
 
-
-_PROMOTES = (OperatorRequest.PROMOTE, OperatorRequest.PROMOTE_FULL)
 
 
 def stable_short(state: RolloutState, plan: Plan, obs: Observation) -> str | None:
@@ -638,3 +917,32 @@ def canary_weights(plan: Plan, step_index: int) -> int:
         if step.weight is not None:
             weight = step.weight
     return weight
+
+
+def zone_weights(
+    shares: Mapping[str, int], serving: Sequence[str], has_stable: bool
+) -> dict[tuple[str, str], int]:
+    """Production weights per (zone, "new" | "old") for the zones that can serve: each zone gets an
+    equal share of the traffic, split between the versions by ``shares`` (percent on the new one).
+
+    Integer percentages summing to 100 (largest remainder); a zone left out of ``serving`` (it lost
+    the instances its share needs) gets nothing, and the others take its traffic."""
+    if not serving:
+        return {}
+    each = 100.0 / len(serving)
+    exact: dict[tuple[str, str], float] = {}
+    for z in serving:
+        new = shares.get(z, 0)
+        if new > 0:
+            exact[(z, "new")] = each * new / 100
+        if new < 100 and has_stable:
+            exact[(z, "old")] = each * (100 - new) / 100
+    total = sum(exact.values())
+    if total <= 0:
+        return {}
+    scaled = {k: v * 100 / total for k, v in exact.items()}
+    out = {k: int(v) for k, v in scaled.items()}
+    rest = 100 - sum(out.values())
+    for k in sorted(scaled, key=lambda k: (out[k] - scaled[k], k))[:rest]:
+        out[k] += 1
+    return out

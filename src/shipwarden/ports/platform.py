@@ -33,11 +33,12 @@ class Instance:
     pid: int | None
     state: InstanceState
     started_at: float | None = None  # wall-clock time the platform started it, if known
+    zone: str | None = None  # the failure domain it runs in (E2); None where the policy has no zones
 
 
 class Platform(Protocol):
-    def start(self, spec: ServiceSpec, version: str, count: int) -> list[Instance]:
-        """Start ``count`` new instances of ``version``; returns at once (not yet healthy).
+    def start(self, spec: ServiceSpec, version: str, count: int, zone: str | None = None) -> list[Instance]:
+        """Start ``count`` new instances of ``version`` (in ``zone``); returns at once (not yet healthy).
 
         All or nothing: a start that cannot be done raises :class:`PlatformError` with the cause
         and leaves no instance of this call behind."""

@@ -37,12 +37,16 @@ class Pool:
     """The instances of one version and the share of a route's traffic they get.
 
     ``weight`` is a percentage 0..100 of the route's requests; instances in
-    the pool share it equally.
+    the pool share it equally.  ``zone``: the pool holds the version's instances of one zone (E2);
+    a table may then have one pool per (version, zone), so that each zone gets its share of the
+    traffic whichever version serves it.  A router retries a refused request on another pool of
+    the route, so a zone whose instances all died is served by the others until it is taken out.
     """
 
     version: str
     addresses: tuple[str, ...]
     weight: int = 100
+    zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,11 @@ class Routes:
     preview: tuple[Pool, ...] = ()
 
     def weights(self) -> dict[str, int]:
-        """Production weight per version."""
-        return {p.version: p.weight for p in self.production}
+        """Production weight per version (summed over its zones' pools)."""
+        out: dict[str, int] = {}
+        for p in self.production:
+            out[p.version] = out.get(p.version, 0) + p.weight
+        return out
 
 
 @dataclass(frozen=True)

@@ -17,21 +17,21 @@ it, so a resumed controller and ``shipwarden replay`` rebuild the same run.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from shipwarden.adapters.metrics.base import MetricProvider, NoData, Value
-from shipwarden.adapters.metrics.base import ProviderError as ProviderFailure
-from shipwarden.adapters.store.repository import Deployment, Store
 from shipwarden.domain import analysis as A
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.analysis_run import AnalysisRun, RunState, measurement_to_json
 from shipwarden.domain.judge.samples import Sample
 from shipwarden.domain.policy import AnalysisStep, ServiceSpec
 from shipwarden.domain.rollout import Check, Phase
+from shipwarden.ports.metrics import MetricProvider, NoData, Value
+from shipwarden.ports.metrics import ProviderError as ProviderFailure
 from shipwarden.ports.routing import TrafficRouter, VersionCounts
+from shipwarden.ports.store import Deployment, DeploymentStore
 
 JUDGE_INTERVAL_S = 1.0
 
@@ -90,6 +90,12 @@ def active_analyses(spec: ServiceSpec, dep: Deployment) -> list[ActiveAnalysis]:
             out.append(ActiveAnalysis("pre", bg.pre_promotion_analysis, True, JUDGE_INTERVAL_S, "preview"))
         if dep.phase is Phase.SCALE_DOWN_WAIT and bg.post_promotion_analysis is not None:
             out.append(ActiveAnalysis("post", bg.post_promotion_analysis, True, JUDGE_INTERVAL_S))
+    zones = dep.plan.get("zones") or ()
+    if zones and dep.plan.get("zone_waves") and dep.phase is not Phase.SCALE_DOWN_WAIT:
+        # each zone's wave is judged on its own evidence: a run per zone (E2); the preview of a
+        # blue-green wave reaches only that zone's new instances
+        zone = zones[min(dep.wave, len(zones) - 1)]
+        out = [replace(a, key=f"{a.key}@{zone}") for a in out]
     return out
 
 
@@ -98,7 +104,7 @@ class AnalysisController:
 
     def __init__(
         self,
-        store: Store,
+        store: DeploymentStore,
         router: TrafficRouter,
         providers: Mapping[str, MetricProvider],
         clock: Callable[[], float],

@@ -17,8 +17,14 @@ committed; if the commit fails, every caller of that batch gets the exception (t
 fails rather than proceed unaudited).  A draft the chain refuses (``AuditError``) fails alone:
 the batch is retried entry by entry.  :meth:`AuditWriter.close` stops taking drafts and returns
 once everything already queued is committed (``serve`` calls it on shutdown; an ``atexit`` hook
-covers other processes).  Async callers await the future (``asyncio.wrap_future``) without
-holding a thread.
+covers other processes).
+
+Async callers (every HTTP request: its access entry) use :meth:`AuditWriter.submit_async` and await
+an ``asyncio`` future of their own event loop without holding a thread.  The writer settles all
+the futures a batch holds for one loop with *one* ``call_soon_threadsafe`` — one wake-up of the
+loop per batch, not one per request through a ``concurrent.futures.Future`` chained to an asyncio
+one (``asyncio.wrap_future``), which under load was a good part of the event loop's own work.  A
+waiter that went away (its request cancelled) is skipped; its entry is committed all the same.
 
 A draft may carry the *access generation* its decision was made at (a request judged from a
 cached credential, see ``domain.access.StaleAccess``).  The batch's transaction reads the
@@ -30,18 +36,49 @@ batch the drafts of an older generation than the newest one present are stale wi
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from typing import Any
 
 from shipwarden.domain.access import StaleAccess
 from shipwarden.domain.audit import AuditError, ChainHead, EntryDraft, check_draft
 
 __all__ = ["AuditWriter", "Commit"]
 
-_Item = tuple[EntryDraft, "Future[int]", int | None]
+class _LoopWaiter:
+    """The writer's side of an ``asyncio`` future: settled on its loop, with the rest of its batch."""
+
+    __slots__ = ("fut", "loop", "writer")
+
+    def __init__(
+        self, writer: AuditWriter, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[int]
+    ) -> None:
+        self.writer, self.loop, self.fut = writer, loop, fut
+
+    def set_result(self, seq: int) -> None:
+        self.writer._settled.setdefault(self.loop, []).append((self.fut, seq, None))
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.writer._settled.setdefault(self.loop, []).append((self.fut, 0, exc))
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[int], int, BaseException | None]]) -> None:
+    """On the event loop: resolve the futures of one batch (skipping any cancelled meanwhile)."""
+    for fut, seq, exc in outcomes:
+        if fut.done():
+            continue
+        if exc is None:
+            fut.set_result(seq)
+        else:
+            fut.set_exception(exc)
+
+
+_Waiter = Any  # Future[int] | _LoopWaiter: set_result(seq) / set_exception(exc)
+_Item = tuple[EntryDraft, _Waiter, int | None]
 
 Commit = Callable[[Sequence[EntryDraft], int | None], ChainHead]
 """``commit(drafts, generation)``: link and store ``drafts`` in one transaction and return the new
@@ -60,6 +97,7 @@ class AuditWriter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._settled: dict[asyncio.AbstractEventLoop, list[Any]] = {}  # writer thread only
         self.batches = 0
         """Transactions committed (for tests and benchmarks: entries / batches = mean batch)."""
         self.committed = 0
@@ -69,8 +107,19 @@ class AuditWriter:
         refuse raises ``AuditError`` here, before anything is queued.  With ``generation`` (the
         access generation its decision was made at) it is committed only at that generation, else
         the future raises ``StaleAccess``."""
-        check_draft(draft)
         fut: Future[int] = Future()
+        self._queue(draft, fut, generation)
+        return fut
+
+    def submit_async(self, draft: EntryDraft, *, generation: int | None = None) -> asyncio.Future[int]:
+        """:meth:`submit` for a coroutine: a future of the running event loop (await it)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        self._queue(draft, _LoopWaiter(self, loop, fut), generation)
+        return fut
+
+    def _queue(self, draft: EntryDraft, waiter: _Waiter, generation: int | None) -> None:
+        check_draft(draft)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the audit writer is closed: no more entries are accepted")
@@ -78,8 +127,7 @@ class AuditWriter:
                 self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
                 self._thread.start()
                 atexit.register(self.close)
-            self._q.put((draft, fut, generation))
-        return fut
+            self._q.put((draft, waiter, generation))
 
     def record(self, draft: EntryDraft, timeout: float | None = 60.0) -> int:
         """Queue ``draft`` and wait until it is committed; its seq."""
@@ -114,9 +162,21 @@ class AuditWriter:
                     stop = True
                     break
                 batch.append(nxt)
-            self._write(batch)
+            try:
+                self._write(batch)
+            finally:
+                self._wake_loops()
             if stop:
                 return
+
+    def _wake_loops(self) -> None:
+        """Hand each event loop the outcomes of its waiters in this batch: one call per loop."""
+        settled, self._settled = self._settled, {}
+        for loop, outcomes in settled.items():
+            try:
+                loop.call_soon_threadsafe(_settle, outcomes)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
 
     def _write(self, batch: list[_Item]) -> None:
         generation = max((g for _, _, g in batch if g is not None), default=None)

@@ -43,7 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from shipwarden.adapters.store.repository import Deployment, Store
+from shipwarden.ports.store import Deployment, DeploymentStore
 from shipwarden.services.rollout import RolloutService
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class Controller:
     def __init__(
         self,
         rollout: RolloutService,
-        store: Store,
+        store: DeploymentStore,
         *,
         interval_s: float = 1.0,
         workers: int = WORKERS,

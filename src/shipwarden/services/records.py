@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shipwarden.adapters.store.repository import Store
+from shipwarden.ports.store import DeploymentStore
 
 
 def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat() if ts is not None else None
 
 
-def deployment_record(store: Store, dep_id: str) -> dict[str, Any]:
+def deployment_record(store: DeploymentStore, dep_id: str) -> dict[str, Any]:
     """The complete record: versions, policy version, every step with timestamps and results, outcome,
     operator actions and the audit entries of this deployment."""
     d = store.get(dep_id)

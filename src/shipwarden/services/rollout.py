@@ -30,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from shipwarden.adapters.store.repository import Deployment, Store, StoreError
 from shipwarden.domain.policy import AnalysisStep, LoadedPolicy, Pause, ServiceSpec
 from shipwarden.domain.rollout import (
     EFFECTS,
@@ -43,6 +42,7 @@ from shipwarden.domain.rollout import (
     Phase,
     Plan,
     RolloutState,
+    ZoneCount,
     analysis_watches,
     canary_weights,
     decide,
@@ -50,9 +50,13 @@ from shipwarden.domain.rollout import (
     promote_refusal,
     stable_replacements,
     stable_short,
+    zone_new_share,
+    zone_short,
+    zone_weights,
 )
 from shipwarden.ports.platform import Instance, InstanceState, Platform
 from shipwarden.ports.routing import Listener, Pool, Routes, TrafficRouter
+from shipwarden.ports.store import Deployment, DeploymentStore, StoreError
 from shipwarden.services.analysis import AnalysisController
 
 log = logging.getLogger(__name__)
@@ -62,13 +66,24 @@ class DeployError(RuntimeError):
     """A deployment could not be started or steered (bad request; nothing changed)."""
 
 
-def plan_for(spec: ServiceSpec, *, skip_steps: bool = False) -> Plan:
-    """The policy reduced to the numbers the state machine reads."""
+def plan_for(spec: ServiceSpec, *, skip_steps: bool = False, zones: tuple[str, ...] = ()) -> Plan:
+    """The policy reduced to the numbers the state machine reads (``zones``: the service's zone
+    order, from ``Policy.zone_order``; a rollout goes zone by zone unless it skips steps)."""
     st = spec.strategy
     inst, start_s = spec.run.instances, spec.health.start_timeout
+    zr = st.zones
+    pause = zr.pause_between if zr is not None else "none"
+    zoned: dict[str, Any] = {
+        "zones": zones,
+        "zone_waves": bool(zones) and not skip_steps,
+        "pause_between": pause if isinstance(pause, str) else "timed",
+        "pause_between_s": float(pause) if not isinstance(pause, str) else 0.0,
+        "min_healthy_per_zone": (zr.min_healthy(inst) if zr is not None else 1) if zones else 0,
+    }
     if st.blue_green is not None:
         bg = st.blue_green
         return Plan(
+            **zoned,
             strategy="blueGreen",
             instances=inst,
             health_start_timeout_s=start_s,
@@ -91,6 +106,7 @@ def plan_for(spec: ServiceSpec, *, skip_steps: bool = False) -> Plan:
         for s in c.steps
     )
     return Plan(
+        **zoned,
         strategy="canary",
         instances=inst,
         health_start_timeout_s=start_s,
@@ -112,6 +128,7 @@ def plan_for(spec: ServiceSpec, *, skip_steps: bool = False) -> Plan:
 def _plan_from_json(data: dict[str, Any]) -> Plan:
     data = dict(data)
     data["canary_steps"] = tuple(CanaryStepSpec(**s) for s in data.get("canary_steps", ()))
+    data["zones"] = tuple(data.get("zones", ()))
     return Plan(**data)
 
 
@@ -133,7 +150,7 @@ class Tick:
 class RolloutService:
     def __init__(
         self,
-        store: Store,
+        store: DeploymentStore,
         platform: Platform,
         router: TrafficRouter,
         policy: LoadedPolicy,
@@ -206,7 +223,7 @@ class RolloutService:
             actor=actor,
             policy_digest=self.loaded.digest,
             policy_source=self.loaded.source,
-            plan=_plan_json(plan_for(spec)),
+            plan=_plan_json(plan_for(spec, zones=self.loaded.policy.zone_order(spec))),
             commit_sha=commit_sha,
         )
 
@@ -232,7 +249,7 @@ class RolloutService:
             actor=actor,
             policy_digest=self.loaded.digest,
             policy_source=self.loaded.source,
-            plan=_plan_json(plan_for(spec, skip_steps=True)),
+            plan=_plan_json(plan_for(spec, skip_steps=True, zones=self.loaded.policy.zone_order(spec))),
         )
 
     def request(self, service: str, request: OperatorRequest, *, actor: str) -> Deployment:
@@ -345,11 +362,12 @@ class RolloutService:
             has_stable=dep.from_version is not None,
             step_index=dep.step_index,
             paused=dep.paused,
-            paused_by_analysis=dep.paused and dep.reason.startswith("paused: analysis inconclusive"),
+            paused_by_analysis=dep.paused and dep.pause_cause == "analysis",
+            wave=dep.wave,
         )
         t = decide(state, plan, obs)
         if t is None:
-            held = stable_short(state, plan, obs)
+            held = stable_short(state, plan, obs) or zone_short(state, plan, obs)
             if held != self._held.get(dep.id):  # say it once, in the step's record, when it changes
                 self._held[dep.id] = held
                 self.store.record_detail(dep.id, {"holding": held})
@@ -466,35 +484,83 @@ class RolloutService:
         n = stable_replacements(plan, dep.phase, dep.from_version is not None, len(dead), replaced)
         if n == 0 or dep.from_version is None:
             return []
-        self.platform.stop(dead[:n], 0)  # already gone: this only forgets them
-        started = self.platform.start(spec, dep.from_version, n)
-        self._replaced[dep.id] = replaced + n
+        started: list[Instance] = []
+        gone: list[Instance] = []  # the dead ones replaced
+        for zone in (plan.zones or (None,)):  # each in the zone it died in
+            here = [i for i in dead[:n] if i.zone == zone or not plan.zones]
+            if not here:
+                continue
+            try:
+                started += self.platform.start(spec, dep.from_version, len(here), zone)
+                gone += here
+            except Exception as exc:
+                if not plan.zones:
+                    raise
+                # zones: a zone that cannot be restored must not stop the phase's routing (which
+                # takes it out); the rollout holds below minHealthyPerZone until its deadline
+                log.warning("%s: cannot restore %s in zone %s: %s", dep.id, dep.from_version, zone, exc)
+                self.store.record_detail(dep.id, {"restore_failed": f"zone {zone}: {exc}"})
+        if not started:
+            return []
+        self.platform.stop(gone, 0)  # already gone: this only forgets them (once replaced: a
+        # start that fails leaves them listed, so the next tick tries again)
+        self._replaced[dep.id] = replaced + len(gone)
         addresses = [i.address for i in started]
         self.store.audit(
             actor=f"controller:{dep.actor}",
             action="rollout.stable_replaced",
             service=dep.service,
             deployment_id=dep.id,
-            detail={"version": dep.from_version, "dead": [i.address for i in dead[:n]], "started": addresses},
+            detail={"version": dep.from_version, "dead": [i.address for i in gone], "started": addresses},
         )
-        log.warning("%s: %d stable instance(s) died; started %s", dep.id, n, addresses)
+        log.warning("%s: %d stable instance(s) died; started %s", dep.id, len(gone), addresses)
         return addresses
 
     def _apply(self, dep: Deployment, spec: ServiceSpec, plan: Plan) -> dict[str, Any]:
         new, old = self._split(dep)
         replaced = self._restore_stable(dep, spec, plan, old)
-        if replaced:
+        if replaced and not plan.zones:
             return {"replaced_stable": replaced}  # routed on the next tick, once counted as running
-        return self._effects[EFFECTS[dep.phase]](_World(dep, spec, plan, new, old))
+        if replaced:  # zones: the effect still runs (a dead zone leaves the table now); the new
+            new, old = self._split(dep)  # stable instances are routed once healthy (``warming``)
+        done = self._effects[EFFECTS[dep.phase]](self._world(dep, spec, plan, new, old))
+        return {"replaced_stable": replaced, **done} if replaced else done
+
+    def _world(
+        self, dep: Deployment, spec: ServiceSpec, plan: Plan, new: list[Instance], old: list[Instance]
+    ) -> _World:
+        warming = frozenset(
+            i.id for i in self._replacements(dep, plan, old)
+            if self._health.ok.get(i.id, 0) < spec.health.healthy_threshold
+        )  # fmt: skip
+        return _World(dep, spec, plan, new, old, warming)
+
+    @staticmethod
+    def _replacements(dep: Deployment, plan: Plan, old: list[Instance]) -> list[Instance]:
+        """Stable instances started during this zone rollout (to replace dead ones): probed like
+        new ones, routed once healthy."""
+        if not plan.zones:
+            return []
+        since = dep.created_at
+        return [i for i in old if i.state is InstanceState.RUNNING and (i.started_at or 0.0) >= since]
 
     def _start_new(self, w: _World) -> dict[str, Any]:
-        missing = w.plan.instances - len(w.new_live)
-        if missing > 0 and not any(i.state is InstanceState.DEAD for i in w.new):
-            started = self.platform.start(w.spec, w.dep.to_version, missing)
-            return {"started": [i.address for i in started]}
-        return {}
+        if any(i.state is InstanceState.DEAD for i in w.new):
+            return {}  # the decision rolls back
+        started: list[Instance] = []
+        for zone in w.plan.zones_through(w.dep.wave) or (None,):
+            live = [i for i in w.new_live if zone is None or i.zone == zone]
+            missing = w.plan.instances - len(live)
+            if missing > 0:
+                started += self.platform.start(w.spec, w.dep.to_version, missing, zone)
+        return {"started": [i.address for i in started]} if started else {}
 
     def _route_preview(self, w: _World) -> dict[str, Any]:
+        if w.plan.zones:
+            preview = w.wave_pool
+            if preview is not None:
+                self._route(w.dep.service, Routes(production=w.zone_production(), preview=(preview,)))
+            return {}
         if w.new_pool is not None:
             production = (_full(w.old_pool),) if w.old_pool else ()
             self._route(w.dep.service, Routes(production=production, preview=(_full(w.new_pool),)))
@@ -502,6 +568,9 @@ class RolloutService:
 
     def _route_canary(self, w: _World) -> dict[str, Any]:
         if w.new_pool is None:
+            return {}
+        if w.plan.zones:
+            self._route(w.dep.service, Routes(production=w.zone_production(), preview=(_full(w.new_pool),)))
             return {}
         weight = canary_weights(w.plan, w.dep.step_index)
         prod = [Pool(w.new_pool.version, w.new_pool.addresses, weight)] if weight > 0 else []
@@ -513,6 +582,9 @@ class RolloutService:
         return {}
 
     def _route_new(self, w: _World) -> dict[str, Any]:
+        if w.plan.zones and w.new_pool is not None:
+            self._route(w.dep.service, Routes(production=w.zone_production(), preview=(_full(w.new_pool),)))
+            return {}
         if w.new_pool is not None:
             self._route(w.dep.service, Routes(production=(_full(w.new_pool),), preview=(_full(w.new_pool),)))
         return {}
@@ -525,7 +597,8 @@ class RolloutService:
         return {"stopped": [i.address for i in w.old]}
 
     def _route_old(self, w: _World) -> dict[str, Any]:
-        routes = Routes(production=(_full(w.old_pool),) if w.old_pool else (), preview=())
+        production = w.zone_production() if w.plan.zones and w.old_pool else None
+        routes = Routes(production=production or ((_full(w.old_pool),) if w.old_pool else ()), preview=())
         self._route(w.dep.service, routes)
         if w.dep.traffic_restored_at is None:
             self.store.mark_traffic_restored(w.dep.id)
@@ -562,20 +635,29 @@ class RolloutService:
         now = self.clock()
         new, old = self._split(dep)
         running_new = [i for i in new if i.state is InstanceState.RUNNING]
-        self._probe_health(spec, running_new)
+        self._probe_health(spec, running_new + self._replacements(dep, plan, old))
         probes = min((self._health.probes.get(i.id, 0) for i in running_new), default=None)
         failing = [
             i
             for i in new
             if i.state is InstanceState.RUNNING
             and self._health.bad.get(i.id, 0) >= spec.health.unhealthy_threshold
-            and dep.phase is not Phase.STARTING
-        ]
+            and (dep.phase is not Phase.STARTING or (plan.zones and i.zone not in plan.wave_zones(dep.wave)))
+        ]  # starting: only the zones of earlier waves (serving already) count a failing instance
         dead = [i for i in new if i.state is InstanceState.DEAD] + failing
         cur = self.router.current(dep.service)
         preview = prod = None
         if dep.phase is Phase.PREVIEW:
             preview = self._verify("preview", dep, spec, {dep.to_version: 100})
+        elif plan.zones and (
+            dep.phase is Phase.PROMOTING
+            or (dep.phase is Phase.CANARY_STEP and plan.canary_steps[dep.step_index].weight is not None)
+        ):
+            expected = Routes(self._world(dep, spec, plan, new, old).zone_production()).weights()
+            prod = self._verify(
+                "production", dep, spec, {k: v for k, v in expected.items() if v > 0},
+                routing_only=dep.phase is Phase.CANARY_STEP and analysis_watches(plan, dep.step_index),
+            )  # fmt: skip
         elif dep.phase is Phase.PROMOTING:
             prod = self._verify("production", dep, spec, {dep.to_version: 100})
         elif dep.phase is Phase.CANARY_STEP and plan.canary_steps[dep.step_index].weight is not None:
@@ -609,7 +691,20 @@ class RolloutService:
             old_stopped=not old,
             health_probes=probes,
             new_started_at=max((i.started_at for i in running_new if i.started_at), default=None),
+            zones=self._zone_counts(plan, new, old, spec),
         )
+
+    def _zone_counts(
+        self, plan: Plan, new: list[Instance], old: list[Instance], spec: ServiceSpec
+    ) -> dict[str, ZoneCount]:
+        healthy = {i.id for i in self._healthy_new(new, spec)}
+        return {
+            z: ZoneCount(
+                new_healthy=sum(1 for i in new if i.zone == z and i.id in healthy),
+                old_running=sum(1 for i in old if i.zone == z and i.state is InstanceState.RUNNING),
+            )
+            for z in plan.zones
+        }
 
     def _verify(
         self,
@@ -667,6 +762,7 @@ class _World:
     plan: Plan
     new: list[Instance]
     old: list[Instance]
+    warming: frozenset[str] = frozenset()  # stable replacements not yet healthy: not routed
 
     @property
     def new_live(self) -> list[Instance]:
@@ -678,8 +774,43 @@ class _World:
         return Pool(self.dep.to_version, tuple(i.address for i in live)) if live else None
 
     @property
+    def wave_pool(self) -> Pool | None:
+        """The new version's live instances in the current wave's zone(s): the preview of a zone."""
+        zones = set(self.plan.wave_zones(self.dep.wave))
+        live = [i for i in self.new_live if i.zone in zones]
+        return Pool(self.dep.to_version, tuple(i.address for i in live)) if live else None
+
+    def zone_production(self) -> tuple[Pool, ...]:
+        """The production table of a zone rollout: one pool per (version, zone), each zone an equal
+        share split by ``zone_new_share``.  A zone that should serve the new version only and has
+        none of it live keeps serving the old one (capacity held); any other zone without the
+        live instances its share needs is left out (its traffic goes to the others)."""
+        dep, plan = self.dep, self.plan
+        shares = zone_new_share(plan, dep.phase, dep.wave, dep.step_index)
+        old_live = [
+            i for i in self.old if i.state is InstanceState.RUNNING and i.id not in self.warming
+        ] if dep.from_version else []  # fmt: skip
+        by_zone: dict[str, dict[str, tuple[str, ...]]] = {}
+        serving = []
+        for z in plan.zones:
+            new = tuple(i.address for i in self.new_live if i.zone == z)
+            old = tuple(i.address for i in old_live if i.zone == z)
+            if shares[z] == 100 and not new and old:
+                shares[z] = 0  # the zone's new instances are gone: the old ones hold its capacity
+            needs_new, needs_old = shares[z] > 0, shares[z] < 100 and dep.from_version is not None
+            if (needs_new and not new) or (needs_old and not old) or not (needs_new or needs_old):
+                continue
+            by_zone[z] = {"new": new, "old": old}
+            serving.append(z)
+        weights = zone_weights(shares, serving, dep.from_version is not None)
+        version = {"new": dep.to_version, "old": dep.from_version or ""}
+        return tuple(
+            Pool(version[kind], by_zone[z][kind], w, z) for (z, kind), w in weights.items()
+        )
+
+    @property
     def old_pool(self) -> Pool | None:
-        live = [i for i in self.old if i.state is InstanceState.RUNNING]
+        live = [i for i in self.old if i.state is InstanceState.RUNNING and i.id not in self.warming]
         if self.dep.from_version is None or not live:
             return None
         return Pool(self.dep.from_version, tuple(i.address for i in live))

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.analysis_run import AnalysisRun, RunState
 from shipwarden.domain.policy import AnalysisStep, Policy
+from shipwarden.ports.store import DeploymentStore
 from shipwarden.services.analysis import has_baseline
 
 
@@ -37,7 +37,7 @@ def _spec_for(policy: Policy, service: str, key: str) -> tuple[AnalysisSpec | No
     return None, False
 
 
-def replay(store: Store, dep_id: str, policy: Policy) -> dict[str, Any]:
+def replay(store: DeploymentStore, dep_id: str, policy: Policy) -> dict[str, Any]:
     dep = store.get(dep_id)
     records = store.analysis_records(dep_id)
     keys = list(dict.fromkeys(r["key"] for r in records))

@@ -226,3 +226,83 @@ def test_two_pipelines_flushing_one_group_queue_its_notice_once(world) -> None: 
     assert q._flush_one(due_q[0], clock.t, [], [], []) == 0
     _run(p)
     assert len(sinks["apprise:OPS"].notices) == 1
+
+
+def test_rollout_alerts_enter_the_pipeline(world) -> None:  # type: ignore[no-untyped-def]
+    """shipwarden's own rollout alert is routed like any other, not muted by the rollback it announces."""
+    from shipwarden.domain.alerts import RolloutAlertSpec, RolloutEvent
+    from shipwarden.domain.rollout import Phase, Transition
+    from shipwarden.services.alerts import RolloutAlerts
+
+    p, clock, sinks, _esc, _inc, store = world
+    dep = store.create_deployment(
+        service="hello",
+        kind="deploy",
+        strategy="blueGreen",
+        from_version="v1",
+        to_version="v2",
+        actor="ann",
+        policy_digest="d" * 64,
+        policy_source="p.yaml",
+        plan={},
+    )
+    dep = store.transition(dep, Transition(Phase.ROLLING_BACK, "analysis failed"), actor="controller")
+    p.rollbacks_list.append(Rollback("hello", started_at=clock.t - 5))  # type: ignore[attr-defined]
+    spec = RolloutAlertSpec.model_construct(urls=[], events=[RolloutEvent.ROLLBACK, RolloutEvent.FAILED])
+    alerts = RolloutAlerts(
+        store, spec, lambda n: None, sink=lambda a: p.ingest(a, source="rollout"), direct=False, clock=clock
+    )
+    assert alerts(dep) is not None and alerts(dep) is None  # once per deployment and event
+    clock.t += 2
+    _run(p)
+    [notice] = sinks["apprise:OPS"].notices
+    assert (
+        notice.common_labels["alertname"] == "RolloutRollback"
+        and notice.common_labels["deployment"] == dep.id
+    )
+    [entry] = list(store.audit_entries(action="alert.rollout"))
+    assert entry.detail["via"] == "alerting"
+
+
+def test_nrql_conditions_through_the_new_relic_provider(world, newrelic_contract) -> None:  # type: ignore[no-untyped-def]
+    """An NRQL condition evaluated by shipwarden (NerdGraph contract server) fires, pages, resolves."""
+    from shipwarden.adapters.metrics.newrelic import NewRelicProvider
+    from shipwarden.bootstrap import nrql_query
+    from shipwarden.domain.alerting.monitoring import CustomCondition
+    from shipwarden.services.alerting.service import NrqlConditions
+
+    p, clock, sinks, _esc, _inc, _store = world
+    row = {"value": 3.0}
+    newrelic_contract.script("appName = 'hello'", results=[row])
+    provider = NewRelicProvider(
+        newrelic_contract.api_key, newrelic_contract.account_id, endpoint=newrelic_contract.url
+    )
+    cond = CustomCondition.model_validate(
+        {
+            "name": "CheckoutSlow",
+            "nrql": "SELECT average(duration) FROM Transaction WHERE appName = '{service}' {window}",
+            "critical": 2,
+            "for": "10s",
+            "interval": "5s",
+        }
+    )
+    nrql = NrqlConditions(
+        [("hello", cond)],
+        nrql_query(provider),
+        lambda a: p.ingest(a, source="nrql"),
+        team="demo",
+        clock=clock,
+    )
+    assert nrql.run_due() == 0  # crossing, pending for 10 s
+    clock.t += 10
+    assert nrql.run_due() == 1  # firing
+    clock.t += 2
+    _run(p)
+    [notice] = sinks["apprise:OPS"].notices
+    assert notice.common_labels["alertname"] == "CheckoutSlow" and notice.common_labels["source"] == "nrql"
+    row["value"] = 1.0
+    clock.t += 5
+    assert nrql.run_due() == 1  # resolved
+    _run(p)
+    assert [n.status for n in sinks["apprise:OPS"].notices] == ["firing", "resolved"]
+    assert not newrelic_contract.violations

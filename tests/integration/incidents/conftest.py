@@ -14,9 +14,10 @@ import pytest
 from shipwarden.adapters.store.audit_repo import AuditRepo
 from shipwarden.adapters.store.engine import make_engine, migrate
 from shipwarden.adapters.store.incidents_repo import IncidentRepo
-from shipwarden.adapters.store.repository import Deployment, Store
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.audit import AuditChain
 from shipwarden.domain.rollout import Phase, Transition
+from shipwarden.ports.store import Deployment
 from shipwarden.services.incidents import IncidentService
 from tests.fakes.incidents import FakeAlerting, FakeOnCall, FakeRollbacks
 

@@ -55,11 +55,15 @@ def test_a_rollback_deployment_finishing_is_not_itself_a_rollback_alert() -> Non
 def test_failed_and_paused_and_the_default_events() -> None:
     failed = rollout_alert(replace(DEP, phase=Phase.FAILED, reason="nothing to roll back to"), EVERYTHING)
     assert failed is not None and failed.severity == "failure" and "needs an operator" in failed.title
-    paused = replace(DEP, paused=True, step_index=3, reason="paused: analysis inconclusive (no data)")
+    paused = replace(DEP, paused=True, pause_cause="analysis", step_index=3)
+    paused = replace(paused, reason="paused: analysis inconclusive (no data)")
     alert = rollout_alert(paused, EVERYTHING)
     assert alert is not None and alert.key == "paused@3" and "shipwarden promote web" in alert.body
     assert rollout_alert(paused, RolloutAlertSpec(urls=["OPS"])) is None
-    assert rollout_alert(replace(paused, reason="paused by bob"), EVERYTHING) is None
+    assert rollout_alert(replace(paused, reason="paused by bob", pause_cause="operator"), EVERYTHING) is None
+    # the cause is the recorded one, not the reason's wording
+    assert rollout_alert(replace(paused, reason="paused: analysis inconclusive", pause_cause="operator"),
+                         EVERYTHING) is None
 
 
 def test_policy_section_is_checked_with_line_and_field() -> None:

@@ -59,7 +59,7 @@ def _crossings(
     hits = 0
     for stream in streams:
         p = RatioEProcess(NULL, 1.75)
-        p.persistence = math.exp(-60.0 / seq.PERSISTENCE_SECONDS)
+        p.persistence = seq.assumed_persistence(60.0)
         if not temper:
             zero = (0.0, np.ones(LOOKS), np.ones(LOOKS))
             p._dispersion = lambda z=zero, q=p: (0.0, z[1][: q.intervals], z[2][: q.intervals])  # type: ignore[method-assign]
@@ -126,7 +126,7 @@ def test_curtailment_costs_about_futility_power_against_a_regression_sized_canar
         {"metrics": {"latency": {"enabled": False}}, "minRequests": 100, "undersized": "inconclusive"}
     )
     caught_on = caught_off = stopped = 0
-    runs = 150
+    runs = 100
     for seed in range(runs):
         data = pairs(7000 + seed, n=30, requests=150, error_rate=0.01, error_factor=1.75)
         for which, s in (("on", spec), ("off", off)):
@@ -144,5 +144,5 @@ def test_curtailment_costs_about_futility_power_against_a_regression_sized_canar
             else:
                 caught_off += v.decision is Decision.FAIL
     assert stopped > 0  # curtailment did stop some runs early
-    assert caught_off > 10  # the window can catch this canary at all
+    assert caught_off > 8  # the window can catch this canary at all
     assert (caught_off - caught_on) / runs <= seq.FUTILITY_POWER + 0.03, (caught_on, caught_off, stopped)

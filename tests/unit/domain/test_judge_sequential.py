@@ -48,6 +48,17 @@ def test_identical_versions_pass_before_the_horizon_at_high_traffic() -> None:
     assert all(m.classification is Classification.PASS for m in v.metrics)
 
 
+def test_the_pass_side_counts_the_warm_up_but_passes_no_sooner_than_a_failure_could_be_seen() -> None:
+    # 2,000 requests an interval: the warm-up's five intervals and three judged ones rule out a
+    # 1.75× canary, so the judge passes at the first interval a failure could have been seen — never
+    # before it.  (Without the warm-up's evidence: at 8, 9, 9, 14, 14 for these seeds.)
+    for seed in range(3, 8):
+        judge = SequentialJudge()
+        v = run(judge, pairs(seed, requests=2000))
+        assert v.decision is Decision.PASS
+        assert v.decided_at == judge.warmup + MIN_FAIL_INTERVALS
+
+
 def test_low_traffic_without_evidence_passes_once_the_window_can_no_longer_fail() -> None:
     # 30 requests an interval: the rest of a 10-interval window could not fail even a 1.75× canary
     # (stochastic curtailment), so the judge stops early — as a pass, the default for an undersized

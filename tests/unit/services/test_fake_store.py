@@ -20,8 +20,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from shipwarden.adapters.store.repository import Deployment, Store, StoreError
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.rollout import OperatorRequest, Phase, Transition
+from shipwarden.ports.store import Deployment, StoreError
 from tests.fakes.clock import FakeClock
 from tests.fakes.store import FakeStore
 from tests.fakes.world import _migrated_copy

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from shipwarden.adapters.store.repository import Deployment
 from shipwarden.domain.rollout import (
     EFFECT_ATTEMPTS,
     EFFECTS,
@@ -28,7 +27,8 @@ from shipwarden.domain.rollout import (
     Phase,
     effect_backoff,
 )
-from tests.fakes.world import BLUE_GREEN, CANARY, World
+from shipwarden.ports.store import Deployment
+from tests.fakes.world import BLUE_GREEN, BLUE_GREEN_ZONES, CANARY, World
 
 BG_PHASES = [
     Phase.PENDING,
@@ -40,8 +40,18 @@ BG_PHASES = [
     Phase.ROLLING_BACK,
 ]
 CANARY_PHASES = [p for p in BG_PHASES if p is not Phase.PREVIEW] + [Phase.CANARY_STEP]
-CASES = [("blueGreen", p) for p in BG_PHASES] + [("canary", p) for p in CANARY_PHASES]
-STRATEGIES = {"blueGreen": BLUE_GREEN, "canary": CANARY}
+#: zones (E2): the wait between two zones' waves, and a wave's switch (zone a's, with b and c on v1)
+ZONE_PHASES = [Phase.ZONE_WAIT, Phase.PROMOTING]
+CASES = (
+    [("blueGreen", p) for p in BG_PHASES]
+    + [("canary", p) for p in CANARY_PHASES]
+    + [("zones", p) for p in ZONE_PHASES]
+)
+STRATEGIES = {
+    "blueGreen": BLUE_GREEN,
+    "canary": CANARY,
+    "zones": BLUE_GREEN_ZONES.replace("minHealthyPerZone: 1", "pauseBetween: 30s"),
+}
 
 
 def test_the_cases_walk_every_phase() -> None:

@@ -11,7 +11,10 @@ resuming what waits for a person.  Invariants:
   data plane takes it, names only instances that run and pass their health check;
 * a terminal state is reached — within a bounded number of ticks, whatever failed;
 * no instance leaks — at the end only the version that serves runs (or the reason says the
-  rollback could not stop the new one, because the platform kept refusing).
+  rollback could not stop the new one, because the platform kept refusing);
+* capacity per zone ≥ min (zone rollouts, E2) — every zone whose instances no rule killed is
+  served, on the data plane, by at least ``minHealthyPerZone`` running instances after every step:
+  the rollout's own starts, switches and stops never take a zone below it.
 
 The sequences run on the FakeStore (``tests/fakes/store.py``; ``test_fake_store.py`` proves it
 answers as the real one does): on the real SQLite store a sequence costs ~90 ms of ORM, on the
@@ -34,7 +37,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from shipwarden.domain.rollout import OperatorRequest, Phase
 from shipwarden.services.rollout import DeployError
 from tests.fakes.platform import CRASH, GOOD, SICK, Behaviour
-from tests.fakes.world import BLUE_GREEN, CANARY, World
+from tests.fakes.world import BLUE_GREEN, BLUE_GREEN_ZONES, CANARY, CANARY_ZONES, SERVICE, ZONES, World
 
 EXAMPLES = int(os.environ.get("SHIPWARDEN_PROPERTY_EXAMPLES", "2000"))
 REAL_STORE_EXAMPLES = 100
@@ -46,7 +49,9 @@ ROUTER_OPS = ("apply", "current", "probe")
 BEHAVIOURS = {"good": GOOD, "slow": Behaviour(healthy_after=5.0), "crash": CRASH, "sick": SICK,
               "answers 500": Behaviour(status=500)}  # fmt: skip
 STRATEGIES = {"blueGreen": BLUE_GREEN, "canary": CANARY, "canary minAvailable 0": CANARY.replace(
-    "minAvailable: 1", "minAvailable: 0")}  # fmt: skip
+    "minAvailable: 1", "minAvailable: 0"), "canary zones": CANARY_ZONES,
+    "zones, confirm between": BLUE_GREEN_ZONES.replace("minHealthyPerZone: 1", "minHealthyPerZone: 2\n"
+                                                       "        pauseBetween: confirm")}  # fmt: skip
 
 
 class Crash(BaseException):
@@ -60,6 +65,7 @@ class Rollouts(RuleBasedStateMachine):
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="shipwarden-prop-"))
         self.crash_in: int | None = None  # writes left before the armed crash
+        self.hit: set[str | None] = set()  # zones where a rule killed an instance
 
     @initialize(
         strategy=st.sampled_from(sorted(STRATEGIES)),
@@ -68,8 +74,9 @@ class Rollouts(RuleBasedStateMachine):
     )
     def setup(self, strategy: str, stable: bool, behaviour: str) -> None:
         self.w = World(self.tmp, strategy=STRATEGIES[strategy], store_kind=self.store_kind)
+        self.stable = stable
         if stable:
-            self.w.release("v1")
+            self._release_v1()
         self.w.platform.behaviours["v2"] = BEHAVIOURS[behaviour]
         self.dep_id = self.w.deploy("v2").id
         for name in WRITES:  # a crash can be armed between any two store writes
@@ -84,6 +91,16 @@ class Rollouts(RuleBasedStateMachine):
                 return _real(*a, **kw)
 
             setattr(self.w.store, name, write)
+
+    def _release_v1(self) -> None:
+        dep = self.w.deploy("v1")
+        for _ in range(2000):
+            dep = self.w.tick(dep.id)
+            if dep.phase.terminal:
+                break
+            if dep.phase is Phase.ZONE_WAIT and self.w.store.get(dep.id).operator_request is None:
+                self.w.store.request(dep.id, OperatorRequest.CONFIRM, "operator")
+        assert dep.phase is Phase.SUCCEEDED, dep.reason
 
     def _tick(self, seconds: float) -> None:
         try:
@@ -122,7 +139,14 @@ class Rollouts(RuleBasedStateMachine):
     def kill(self, version: str, index: int) -> None:
         mine = [i for i in self.w.platform.all() if i.version == version]
         if mine:
-            self.w.platform.kill(mine[index % len(mine)].id)
+            victim = mine[index % len(mine)]
+            self.hit.add(victim.zone)
+            self.w.platform.kill(victim.id)
+
+    @rule(zone=st.sampled_from(ZONES))
+    def zone_dies(self, zone: str) -> None:
+        if self.w.platform.kill_zone(zone):
+            self.hit.add(zone)
 
     @rule(ignore=st.booleans())
     def data_plane_ignores_tables(self, ignore: bool) -> None:
@@ -143,6 +167,19 @@ class Rollouts(RuleBasedStateMachine):
     def traffic_only_on_healthy_instances(self) -> None:
         if hasattr(self, "w"):
             assert self.w.unhealthy_routed == [], self.w.unhealthy_routed
+
+    @invariant()
+    def capacity_per_zone_at_least_the_minimum(self) -> None:
+        if not hasattr(self, "w") or not self.stable or not self.w.plan_zones():
+            return
+        table = self.w.router.tables.get(SERVICE)
+        running = {i.address for i in self.w.platform.all() if i.state.value == "running"}
+        for zone in self.w.plan_zones():
+            if zone in self.hit:
+                continue
+            serving = {a for p in (table.production if table else ()) if p.zone == zone and p.weight > 0
+                       for a in p.addresses if a in running}  # fmt: skip
+            assert len(serving) >= self.w.min_per_zone(), (zone, table, self.hit)
 
     def teardown(self) -> None:
         if not hasattr(self, "w"):

@@ -45,7 +45,10 @@ from shipwarden.adapters.platforms.base import Instance, InstanceState, Platform
 from shipwarden.domain.policy import ServiceSpec
 
 INSTANCE_ENV = "SHIPWARDEN_INSTANCE_ID"
-PLACEHOLDERS = ("version", "port", "service", "python")
+ZONE_ENV = "SHIPWARDEN_ZONE"
+"""The instance's zone, in its environment (and ``{zone}`` in its command): a local "zone" is a
+label — the processes share one machine — which is what the rollout and the router act on."""
+PLACEHOLDERS = ("version", "port", "service", "python", "zone")
 """What ``run.command``, ``run.env`` values and ``run.workdir`` may use."""
 
 
@@ -76,6 +79,7 @@ class _Entry:
     starttime: str | None
     log: str
     started_at: float | None = None  # wall clock, for the health start timeout after a resume
+    zone: str | None = None
 
 
 def _proc_starttime(pid: int) -> str | None:
@@ -144,16 +148,17 @@ class LocalPlatform:
         os.replace(tmp, path)
 
     # -- Platform ----------------------------------------------------------------------------
-    def start(self, spec: ServiceSpec, version: str, count: int) -> list[Instance]:
+    def start(self, spec: ServiceSpec, version: str, count: int, zone: str | None = None) -> list[Instance]:
         with self._lock:
-            return self._start(spec, version, count)
+            return self._start(spec, version, count, zone)
 
     def _launch(
-        self, spec: ServiceSpec, version: str, port: int, iid: str
+        self, spec: ServiceSpec, version: str, port: int, iid: str, zone: str | None = None
     ) -> tuple[list[str], dict[str, str], Path]:
         """argv, environment and working directory of one instance; PlatformError if any is invalid."""
         name, run = spec.name, spec.run
         subst = {"version": version, "port": str(port), "service": name, "python": sys.executable}
+        subst["zone"] = zone or ""
         argv = [_expand(name, version, "run.command", a, subst) for a in run.command]
         extra = {k: _expand(name, version, f"run.env.{k}", v, subst) for k, v in run.env.items()}
         for key in (*extra, run.port_env):
@@ -163,6 +168,8 @@ class LocalPlatform:
                     "(empty, or has '=', whitespace or NUL)"
                 )
         env = {**os.environ, **extra, run.port_env: str(port), INSTANCE_ENV: iid}
+        if zone is not None:
+            env[ZONE_ENV] = zone
         cwd = self.base_dir
         if run.workdir:
             cwd = self.base_dir / _expand(name, version, "run.workdir", run.workdir, subst)
@@ -172,22 +179,22 @@ class LocalPlatform:
                 )
         return argv, env, cwd
 
-    def _start(self, spec: ServiceSpec, version: str, count: int) -> list[Instance]:
+    def _start(self, spec: ServiceSpec, version: str, count: int, zone: str | None) -> list[Instance]:
         started: list[_Entry] = []
         try:
             for _ in range(count):
-                started.append(self._start_one(spec, version))
+                started.append(self._start_one(spec, version, zone))
         except BaseException:
             self.stop([self._instance(spec.name, e) for e in started], 0)  # all or nothing
             raise
         return [self._instance(spec.name, e) for e in started]
 
-    def _start_one(self, spec: ServiceSpec, version: str) -> _Entry:
+    def _start_one(self, spec: ServiceSpec, version: str, zone: str | None) -> _Entry:
         port = free_port(self.host)
         iid = f"{spec.name}-{version}-{secrets.token_hex(3)}"
-        argv, env, cwd = self._launch(spec, version, port, iid)  # raises before anything is recorded
+        argv, env, cwd = self._launch(spec, version, port, iid, zone)  # raises before anything is recorded
         log = str(self.state_dir / "logs" / f"{iid}.log")
-        entry = _Entry(iid, version, port, None, None, log)
+        entry = _Entry(iid, version, port, None, None, log, zone=zone)
         entries = self._settled(spec.name)
         entries.append(entry)
         self._save(spec.name, entries)  # intent first: a crash now leaves a known, pid-less entry
@@ -219,7 +226,7 @@ class LocalPlatform:
             _reap(e.pid)
             now = _proc_starttime(e.pid)
             state = InstanceState.RUNNING if now is not None and now == e.starttime else InstanceState.DEAD
-        return Instance(e.id, service, e.version, f"{self.host}:{e.port}", e.pid, state, e.started_at)
+        return Instance(e.id, service, e.version, f"{self.host}:{e.port}", e.pid, state, e.started_at, e.zone)
 
     def instances(self, service: str) -> list[Instance]:
         with self._lock:

@@ -78,19 +78,38 @@ def routes_to_json(routes: Routes) -> dict[str, Any]:
     """The wire/file form of a routing table."""
     return {
         r: [
-            {"version": p.version, "weight": p.weight, "addresses": list(p.addresses)}
+            {
+                "version": p.version, "weight": p.weight, "addresses": list(p.addresses),
+                **({"zone": p.zone} if p.zone is not None else {}),
+            }
             for p in getattr(routes, r)
         ]
         for r in ROUTES
-    }
+    }  # fmt: skip
 
 
 def routes_from_json(data: dict[str, Any]) -> Routes:
     pools = {
-        r: tuple(Pool(i["version"], tuple(i["addresses"]), int(i["weight"])) for i in data.get(r, []))
+        r: tuple(
+            Pool(i["version"], tuple(i["addresses"]), int(i["weight"]), i.get("zone") or None)
+            for i in data.get(r, [])
+        )
         for r in ROUTES
     }
     return Routes(**pools)
+
+
+def by_version(pools: tuple[Pool, ...]) -> tuple[Pool, ...]:
+    """One pool per version (a version's zone pools merged, weights summed): for a data plane that
+    balances per version only.  Its instances then share the version's weight equally, whatever
+    their zone."""
+    merged: dict[str, Pool] = {}
+    for p in pools:
+        was = merged.get(p.version)
+        merged[p.version] = p if was is None else Pool(
+            p.version, was.addresses + p.addresses, was.weight + p.weight
+        )
+    return tuple(Pool(p.version, p.addresses, p.weight) for p in merged.values())
 
 
 def validate_routes(service: str, routes: Routes) -> None:
@@ -99,11 +118,18 @@ def validate_routes(service: str, routes: Routes) -> None:
         raise RouterError(f"invalid service name {service!r}")
     for name in ROUTES:
         pools: tuple[Pool, ...] = getattr(routes, name)
-        seen: set[str] = set()
+        seen: set[tuple[str, str | None]] = set()
+        zoned: dict[str, bool] = {}
         for p in pools:
-            if not p.version or any(ord(c) < 32 or c.isspace() for c in p.version) or p.version in seen:
-                raise RouterError(f"{service}/{name}: empty, invalid or duplicate version {p.version!r}")
-            seen.add(p.version)
+            bad = not p.version or any(ord(c) < 32 or c.isspace() for c in p.version)
+            if bad or (p.version, p.zone) in seen:
+                raise RouterError(f"{service}/{name}: empty, invalid or duplicate version {p.version!r}"
+                                  + (f" in zone {p.zone!r}" if p.zone is not None else ""))
+            if zoned.setdefault(p.version, p.zone is not None) != (p.zone is not None):
+                raise RouterError(f"{service}/{name}: {p.version} has pools with and without a zone")
+            if p.zone is not None and not NAME_RE.match(p.zone):
+                raise RouterError(f"{service}/{name}: invalid zone {p.zone!r}")
+            seen.add((p.version, p.zone))
             if not isinstance(p.weight, int) or not 0 <= p.weight <= 100:
                 raise RouterError(f"{service}/{name}: weight of {p.version} must be an integer 0..100")
             if p.weight > 0 and not p.addresses:

@@ -43,6 +43,11 @@ Where it behaves differently from the nginx driver (both pass the same contract 
   without an answer, so the client may retry (RFC 9112 9.3.1); nginx answers 502.  Such a
   request, and one the client abandons (nginx logs 499), is not counted.
 * at most ``SLOTS`` (4) versions per route.
+* zones (E2): a table's zone pools are merged per version (``by_version``): a version is one
+  backend, its servers share the version's weight whatever their zone (nginx keeps each zone's
+  share).  A zone that dies is redispatched to the version's servers in the other zones; when a
+  version lives only in that zone (a canary's zone, the last zone still on the old version) its
+  requests get 503 until the reconciler's next tick takes the zone out of the table.
 * the per-version counting runs a Lua fetch per request, under HAProxy's global Lua lock:
   about 9 of HAProxy's ~26 CPU microseconds per proxied request on this machine (nginx's
   LuaJIT phases cost less: ~16-19 us per request in all).
@@ -88,6 +93,7 @@ from shipwarden.adapters.routers.common import (
     PROMETHEUS_HISTORY,
     ROUTES,
     atomic_write,
+    by_version,
     file_lock,
     parse_counts,
     pid_alive,
@@ -577,8 +583,12 @@ class HaproxyRouter:
             self._save_state()
 
     def apply(self, service: str, routes: Routes) -> None:
-        """Replace the service's table in HAProxy through the Runtime API (no reload), then persist it."""
+        """Replace the service's table in HAProxy through the Runtime API (no reload), then persist it.
+
+        Zone pools (E2) are merged per version (``by_version``): a version is one backend here, its
+        servers share the version's weight whatever their zone."""
         validate_routes(service, routes)
+        routes = Routes(production=by_version(routes.production), preview=by_version(routes.preview))
         if service not in self._listeners and not self._state_has(service):
             raise RouterError(f"no listener for service {service!r}")
         with self._exclusive():

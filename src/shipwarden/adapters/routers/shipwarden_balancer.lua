@@ -146,7 +146,7 @@ local function quote(s)
 end
 
 -- ---------------------------------------------------------- routing tables
--- A normalised route: { pools = { {version, weight, peers = {{host, port, addr, version}}} }, total, npeers }
+-- A normalised route: { pools = { {version, zone, weight, peers = {{host, port, addr, version}}} }, total, npeers }
 
 local function normalise_route(pools, name)
     if pools == nil then pools = {} end
@@ -161,7 +161,12 @@ local function normalise_route(pools, name)
         if type(w) ~= "number" or w < 0 or w > 100 or w % 1 ~= 0 then
             return nil, name .. ": weight of " .. p.version .. " must be an integer 0..100"
         end
-        local pool = { version = p.version, weight = w, peers = {}, rr = 0 }
+        if p.zone ~= nil and (type(p.zone) ~= "string" or not p.zone:match("^[%w_.%-]+$")) then
+            return nil, name .. ": zone of " .. p.version .. " must be a name"
+        end
+        -- a version may have one pool per zone (E2): each zone gets its share of the traffic;
+        -- a request whose zone pool refuses is retried on the route's other pools
+        local pool = { version = p.version, zone = p.zone, weight = w, peers = {}, rr = 0 }
         for _, a in ipairs(type(p.addresses) == "table" and p.addresses or {}) do
             local host, port = tostring(a):match("^(%d+%.%d+%.%d+%.%d+):(%d+)$")
             if not host then return nil, name .. ": address " .. tostring(a) .. " is not ipv4:port" end
@@ -193,8 +198,9 @@ local function encode_route(route)
     for _, p in ipairs(route.pools) do
         local addrs = {}
         for _, peer in ipairs(p.peers) do addrs[#addrs + 1] = quote(peer.addr) end
-        out[#out + 1] = string.format('{"version":%s,"weight":%d,"addresses":[%s]}',
-            quote(p.version), p.weight, table.concat(addrs, ","))
+        local zone = p.zone and (',"zone":' .. quote(p.zone)) or ""
+        out[#out + 1] = string.format('{"version":%s,"weight":%d,"addresses":[%s]%s}',
+            quote(p.version), p.weight, table.concat(addrs, ","), zone)
     end
     return "[" .. table.concat(out, ",") .. "]"
 end

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -41,14 +40,12 @@ from shipwarden.adapters.store.models import (
     SessionRow,
     UserRow,
 )
-from shipwarden.adapters.store.repository import Store, StoreError
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.access import Binding, Permission, Role
+from shipwarden.ports.access import AlreadyExists, SessionRecord, TokenAuth, TokenRecord, UserRecord
+from shipwarden.ports.store import StoreError
 
 Audit = Mapping[str, Any] | None
-
-
-class AlreadyExists(StoreError):
-    pass
 
 
 def bindings_to_json(bindings: Sequence[Binding]) -> dict[str, Any]:
@@ -85,73 +82,21 @@ def _unb64(text: str | None) -> bytes | None:
     return base64.b64decode(text) if text else None
 
 
-@dataclass(frozen=True)
-class UserRecord:
-    id: int
-    name: str
-    password_hash: str | None
-    bindings: tuple[Binding, ...]
-    cidrs: tuple[str, ...]
-    mfa_secret: bytes | None
-    mfa_enabled: bool
-    mfa_last_step: int | None
-    recovery_hashes: tuple[str | None, ...]
-    disabled: bool
-    created_at: float
-
-    @classmethod
-    def of(cls, r: UserRow) -> UserRecord:
-        rec = r.recovery_codes or {}
-        return cls(
-            id=r.id,
-            name=r.name,
-            password_hash=r.password_hash,
-            bindings=bindings_from_json(r.bindings),
-            cidrs=tuple((r.allowed_cidrs or {}).get("cidrs", [])),
-            mfa_secret=_unb64(r.mfa_secret),
-            mfa_enabled="hashes" in rec and r.mfa_secret is not None,
-            mfa_last_step=r.mfa_last_step or None,
-            recovery_hashes=tuple(rec.get("hashes", [])),
-            disabled=r.disabled,
-            created_at=r.created_at,
-        )
-
-
-@dataclass(frozen=True)
-class SessionRecord:
-    id_hash: str
-    user_id: int
-    created_at: float
-    last_seen_at: float
-    mfa_at: float | None
-    revoked_at: float | None
-    client_ip: str | None
-
-
-@dataclass(frozen=True)
-class TokenRecord:
-    id: str
-    user_id: int
-    owner: str
-    name: str
-    token_hash: str
-    scopes: frozenset[Permission]
-    services: frozenset[str] | None
-    cidrs: tuple[str, ...]
-    created_at: float
-    expires_at: float
-    revoked_at: float | None
-    last_used_at: float | None
-
-
-@dataclass(frozen=True)
-class TokenAuth:
-    """What authenticating an API token needs, read in one statement: the token, its owner, and
-    the access generation they were read at."""
-
-    token: TokenRecord
-    user: UserRecord
-    generation: int
+def _user_of(r: UserRow) -> UserRecord:
+    rec = r.recovery_codes or {}
+    return UserRecord(
+        id=r.id,
+        name=r.name,
+        password_hash=r.password_hash,
+        bindings=bindings_from_json(r.bindings),
+        cidrs=tuple((r.allowed_cidrs or {}).get("cidrs", [])),
+        mfa_secret=_unb64(r.mfa_secret),
+        mfa_enabled="hashes" in rec and r.mfa_secret is not None,
+        mfa_last_step=r.mfa_last_step or None,
+        recovery_hashes=tuple(rec.get("hashes", [])),
+        disabled=r.disabled,
+        created_at=r.created_at,
+    )
 
 
 _GENERATION = select(AccessGenerationRow.value).where(AccessGenerationRow.id == 1)
@@ -218,16 +163,16 @@ class AccessRepo:
     def user(self, name: str) -> UserRecord | None:
         with self._sessions() as s:
             r = s.scalar(select(UserRow).where(UserRow.name == name))
-            return UserRecord.of(r) if r else None
+            return _user_of(r) if r else None
 
     def user_by_id(self, user_id: int) -> UserRecord | None:
         with self._sessions() as s:
             r = s.get(UserRow, user_id)
-            return UserRecord.of(r) if r else None
+            return _user_of(r) if r else None
 
     def users(self) -> list[UserRecord]:
         with self._sessions() as s:
-            return [UserRecord.of(r) for r in s.scalars(select(UserRow).order_by(UserRow.name))]
+            return [_user_of(r) for r in s.scalars(select(UserRow).order_by(UserRow.name))]
 
     def count_users(self) -> int:
         with self._sessions() as s:
@@ -259,7 +204,7 @@ class AccessRepo:
             s.add(row)
             s.flush()
             self._audit(s, audit)
-            return UserRecord.of(row)
+            return _user_of(row)
 
         result: UserRecord = self._tx(tx)
         return result
@@ -288,7 +233,7 @@ class AccessRepo:
             bump_generation(s)
             self._audit(s, audit)
             s.flush()
-            return UserRecord.of(row)
+            return _user_of(row)
 
         result: UserRecord = self._tx(tx)
         self.changed()
@@ -333,7 +278,7 @@ class AccessRepo:
                 select(SessionRow, UserRow).join(UserRow, UserRow.id == SessionRow.user_id)
                 .where(SessionRow.id_hash == id_hash)
             ).first()  # fmt: skip
-            return (_session(r[0]), UserRecord.of(r[1])) if r else None
+            return (_session(r[0]), _user_of(r[1])) if r else None
 
     def user_sessions(self, user_id: int) -> list[SessionRecord]:
         with self._sessions() as s:
@@ -543,7 +488,7 @@ class AccessRepo:
             ).first()
             if r is None:
                 return None
-            return TokenAuth(_token(r[0], r[1].name), UserRecord.of(r[1]), int(r[2] or 0))
+            return TokenAuth(_token(r[0], r[1].name), _user_of(r[1]), int(r[2] or 0))
 
     def generation(self) -> int:
         with self._sessions() as s:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -130,8 +130,10 @@ class AlertingRepo:
                     upd_rows.append(row)
             if new_rows:
                 s.execute(insert(A), new_rows)
-            for u in upd_rows:
-                s.execute(update(A).where(A.c.fingerprint == u["fingerprint"]).values(**u))
+            if upd_rows:
+                keyed = [{**u, "fp": u["fingerprint"]} for u in upd_rows]
+                cols: dict[str, Any] = {k: bindparam(k) for k in upd_rows[0] if k != "fingerprint"}
+                s.execute(update(A).where(A.c.fingerprint == bindparam("fp")).values(**cols), keyed)
             self._touch(s, changed, placements, now, schedule)
             return len(changed)
 
@@ -149,11 +151,15 @@ class AlertingRepo:
             return
         places: dict[str, Placement] = {}
         members: set[tuple[str, str]] = set()
+        batch_firing: set[str] = set()  # groups this batch has a firing alert in
         for a in changed:
+            firing = not a.resolved(now)
             for p in placements(a):
                 gid = group_id(p.group_key, p.receiver)
                 places[gid] = p
                 members.add((gid, a.fingerprint))
+                if firing:
+                    batch_firing.add(gid)
         gids = list(places)
         groups: dict[str, _Group] = {}
         for part in _chunks(gids):
@@ -184,29 +190,39 @@ class AlertingRepo:
             s.execute(insert(G), fresh)
             for f in fresh:
                 groups[f["id"]] = _Group(now, None, None)
+        # memberships already stored: looked up by the batch's fingerprints (indexed), not by
+        # reading every member of a big group
         have: set[tuple[str, str]] = set()
-        for part in _chunks(gids):
+        for part in _chunks(list({fp for _, fp in members})):
             have.update(
                 (r[0], r[1])
-                for r in s.execute(select(M.c.group_id, M.c.fingerprint).where(M.c.group_id.in_(part)))
+                for r in s.execute(select(M.c.group_id, M.c.fingerprint).where(M.c.fingerprint.in_(part)))
             )
         add = [{"group_id": g, "fingerprint": f} for g, f in members - have]
         if add:
             s.execute(insert(M), add)
-        firing_count: dict[str, int] = {}
-        for part in _chunks(gids):
+        # "all resolved" matters only for groups this batch only resolved in: count their firing members
+        unsure = [gid for gid in gids if gid not in batch_firing]
+        still_firing: set[str] = set()
+        for gid in unsure:
             q = (
-                select(M.c.group_id, func.count())
+                select(M.c.fingerprint)
                 .select_from(M.join(A, A.c.fingerprint == M.c.fingerprint))
-                .where(and_(M.c.group_id.in_(part), A.c.state == "firing"))
-                .group_by(M.c.group_id)
+                .where(and_(M.c.group_id == gid, A.c.state == "firing"))
+                .limit(1)
             )
-            firing_count.update({r[0]: int(r[1]) for r in s.execute(q)})
+            if s.execute(q).first() is not None:
+                still_firing.add(gid)
+        moves = []
         for gid, p in places.items():
             g = groups[gid]
-            due = schedule(p, g.first_at, g.last_flush_at, g.next_flush_at, firing_count.get(gid, 0) == 0)
+            clear = gid not in batch_firing and gid not in still_firing
+            due = schedule(p, g.first_at, g.last_flush_at, g.next_flush_at, clear)
             if due != g.next_flush_at:
-                s.execute(update(G).where(G.c.id == gid).values(next_flush_at=due))
+                moves.append({"gid": gid, "due": due})
+        if moves:
+            move = update(G).where(G.c.id == bindparam("gid")).values(next_flush_at=bindparam("due"))
+            s.execute(move, moves)
 
     def sweep(
         self,

@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, fields, is_dataclass
-from datetime import UTC, datetime
+from dataclasses import fields, is_dataclass
+from datetime import datetime
 from enum import Enum
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shipwarden.adapters.store.models import ApprovalRow, ChangeRow, EvidenceRow, WebhookDeliveryRow
-from shipwarden.adapters.store.repository import NotFound, Store
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.evidence.model import (
     BackupVerification,
     CiCheck,
-    Evidence,
     Migration,
     PerfReport,
     Report,
@@ -40,7 +39,8 @@ from shipwarden.domain.evidence.model import (
     TestCaseResult,
     TestReport,
 )
-from shipwarden.domain.gates import Approval
+from shipwarden.ports.changes import Change, DuplicateDelivery, StoredApproval, StoredEvidence
+from shipwarden.ports.store import NotFound
 
 T = TypeVar("T")
 
@@ -131,88 +131,26 @@ def report_summary(report: Report) -> dict[str, Any]:
 # --- records -----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StoredEvidence:
-    id: str
-    commit_sha: str
-    kind: str
-    category: str
-    pipeline: dict[str, Any]
-    digest: str
-    source_name: str | None
-    created_at: float
-    report: Report
-    summary: dict[str, Any]
-
-    def as_evidence(self) -> Evidence:
-        return Evidence(
-            self.id,
-            self.category,
-            self.report,
-            datetime.fromtimestamp(self.created_at, tz=UTC),
-            self.commit_sha,
-        )
-
-
-@dataclass(frozen=True)
-class Change:
-    id: str
-    service: str | None
-    repo: str
-    branch: str
-    head_sha: str
-    pr_number: int | None
-    author: str | None
-    labels: tuple[str, ...]
-    facts: dict[str, Any]
-    status: str
-    classification: dict[str, Any]
-    gates: dict[str, Any]
-    reason: str
-    merge_sha: str | None
-    deployment_id: str | None
-    created_at: float
-    updated_at: float
-
-    @classmethod
-    def of(cls, r: ChangeRow) -> Change:
-        return cls(
-            r.id,
-            r.service,
-            r.repo,
-            r.branch,
-            r.head_sha,
-            r.pr_number,
-            r.author,
-            tuple((r.labels or {}).get("labels", ())),
-            dict(r.facts or {}),
-            r.status,
-            dict(r.classification or {}),
-            dict(r.gates or {}),
-            r.reason,
-            r.merge_sha,
-            r.deployment_id,
-            r.created_at,
-            r.updated_at,
-        )
-
-
-@dataclass(frozen=True)
-class StoredApproval:
-    id: int
-    change_id: str
-    commit_sha: str
-    user: str
-    role: str
-    decision: str
-    comment: str
-    at: float
-
-    def as_approval(self) -> Approval | None:
-        if self.decision == "reject":
-            return None
-        scope: Literal["change", "uat"] = "uat" if self.decision == "sign-off" else "change"
-        return Approval(self.user, self.role, scope, datetime.fromtimestamp(self.at, tz=UTC), self.commit_sha)
+def change_of(r: ChangeRow) -> Change:
+    return Change(
+        r.id,
+        r.service,
+        r.repo,
+        r.branch,
+        r.head_sha,
+        r.pr_number,
+        r.author,
+        tuple((r.labels or {}).get("labels", ())),
+        dict(r.facts or {}),
+        r.status,
+        dict(r.classification or {}),
+        dict(r.gates or {}),
+        r.reason,
+        r.merge_sha,
+        r.deployment_id,
+        r.created_at,
+        r.updated_at,
+    )
 
 
 def _stored(r: EvidenceRow) -> StoredEvidence:
@@ -414,31 +352,31 @@ class ChangesRepo:
         if branch is not None:
             q = q.where(ChangeRow.branch == branch)
         r = s.scalars(q).first()
-        return Change.of(r) if r else None
+        return change_of(r) if r else None
 
     def _latest_on_branch(self, s: Session, branch: str) -> Change | None:
         q = select(ChangeRow).where(ChangeRow.branch == branch).order_by(ChangeRow.created_at.desc())
         r = s.scalars(q).first()
-        return Change.of(r) if r else None
+        return change_of(r) if r else None
 
     def change_for_deployment(self, dep_id: str) -> Change | None:
         with self._sessions() as s:
             r = s.scalars(select(ChangeRow).where(ChangeRow.deployment_id == dep_id)).first()
-            return Change.of(r) if r else None
+            return change_of(r) if r else None
 
     def get_change(self, change_id: str) -> Change:
         with self._sessions() as s:
             r = s.get(ChangeRow, change_id)
             if r is None:
                 raise NotFound(f"no change {change_id!r}")
-            return Change.of(r)
+            return change_of(r)
 
     def list_changes(self, *, status: str | None = None, limit: int = 50) -> list[Change]:
         q = select(ChangeRow).order_by(ChangeRow.created_at.desc()).limit(limit)
         if status:
             q = q.where(ChangeRow.status == status)
         with self._sessions() as s:
-            return [Change.of(r) for r in s.scalars(q)]
+            return [change_of(r) for r in s.scalars(q)]
 
     def create_change(
         self,
@@ -516,7 +454,7 @@ class ChangesRepo:
             action="change.created",
             detail={"change_id": change_id, "branch": branch, "commit": head_sha, "pr": pr_number},
         )
-        return Change.of(row)
+        return change_of(row)
 
     def update_change(
         self,
@@ -579,7 +517,7 @@ class ChangesRepo:
             detail={"change_id": change_id, "commit": row.head_sha, **(audit_detail or {})},
         )
         s.flush()
-        return Change.of(row)
+        return change_of(row)
 
     # -- approvals --------------------------------------------------------------------------------------
     def add_approval(
@@ -628,14 +566,6 @@ class _Seen:
         if self._digests:
             return self._repo.is_seen_body(self._provider, key)
         return self._repo.is_seen(self._provider, key)
-
-
-class DuplicateDelivery(Exception):
-    """A delivery whose id (``reason="duplicate"``) or body (``"duplicate-body"``) was already accepted."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class ChangesTx:

@@ -17,10 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shipwarden.adapters.store.models import DrBackupRow, DrDrillRow, DrTopologyRow, DrVerificationRow
-from shipwarden.adapters.store.repository import NotFound, Store
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.dr.catalogue import BackupRecord, DrillRecord, VerificationRecord
 from shipwarden.domain.dr.topology import Endpoint, Topology
 from shipwarden.ports.databases import StaleTopology
+from shipwarden.ports.store import NotFound
 
 __all__ = ["DrRepo"]
 

@@ -32,7 +32,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
-from shipwarden.adapters.store.repository import StoreError
+from shipwarden.ports.store import StoreError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -14,14 +14,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shipwarden.adapters.store.changes_repo import Change
+from shipwarden.adapters.store.changes_repo import change_of
 from shipwarden.adapters.store.models import ChangeRow, MainCommitRow, MainHeadRow
-from shipwarden.adapters.store.repository import NotFound, Store
+from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.mainline import JudgedCommit, MainCommit, Verdict, verdict_kind
-
-
-class HeadChanged(Exception):
-    """Someone else recorded an arrival on this branch first."""
+from shipwarden.ports.changes import Change, HeadChanged
+from shipwarden.ports.store import NotFound
 
 
 def _judged(r: MainCommitRow) -> JudgedCommit:
@@ -214,7 +212,7 @@ class MainlineRepo:
             .order_by(ChangeRow.created_at)
         )
         with self._sessions() as s:
-            return [Change.of(r) for r in s.scalars(q)]
+            return [change_of(r) for r in s.scalars(q)]
 
     def pending(self, branch: str) -> list[JudgedCommit]:
         """Effects recorded and not performed: pending, or claimed by a process that died."""

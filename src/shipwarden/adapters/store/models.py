@@ -55,6 +55,8 @@ class DeploymentRow(Base):
     detected_at: Mapped[float | None] = mapped_column(Double)
     rolled_back_at: Mapped[float | None] = mapped_column(Double)
     traffic_restored_at: Mapped[float | None] = mapped_column(Double)
+    wave: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # index in the zone order
+    pause_cause: Mapped[str | None] = mapped_column(String(16))  # operator | analysis (while paused)
 
     __table_args__ = (
         Index("ix_deployments_service_active", "service", "active"),

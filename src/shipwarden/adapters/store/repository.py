@@ -12,9 +12,9 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -28,9 +28,19 @@ from shipwarden.adapters.store.models import (
     ServiceStateRow,
     StepRow,
 )
-from shipwarden.adapters.store.seals import Seals
+from shipwarden.adapters.store.seals import CoreTx, Seals
 from shipwarden.domain.audit import GENESIS_HASH, ChainHead, Checkpoint, EntryDraft, Sealer, make_entry
 from shipwarden.domain.rollout import OperatorRequest, Phase, Transition
+from shipwarden.ports.store import Deployment, NotFound, Step, StoreError
+
+if TYPE_CHECKING:
+    from shipwarden.adapters.store.access_repo import AccessRepo
+    from shipwarden.adapters.store.audit_repo import AuditRepo
+    from shipwarden.adapters.store.changes_repo import ChangesRepo
+    from shipwarden.adapters.store.dr_repo import DrRepo
+    from shipwarden.adapters.store.mainline_repo import MainlineRepo
+
+__all__ = ["Deployment", "NotFound", "Step", "Store", "StoreError"]  # the records: ``ports.store``
 
 
 def _iso(ts: float) -> str:
@@ -42,88 +52,37 @@ def _chain_row(prev: ChainHead, ts: str, **fields: Any) -> dict[str, Any]:
     return make_entry(prev, EntryDraft(**fields), ts).to_row()
 
 
-class StoreError(RuntimeError):
-    pass
-
-
-class NotFound(StoreError):
-    pass
-
-
-@dataclass(frozen=True)
-class Step:
-    seq: int
-    phase: str
-    started_at: float
-    finished_at: float | None
-    outcome: str
-    reason: str
-    detail: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Deployment:
-    id: str
-    service: str
-    kind: str
-    strategy: str
-    from_version: str | None
-    to_version: str
-    commit_sha: str | None
-    phase: Phase
-    step_index: int
-    paused: bool
-    active: bool
-    phase_entered_at: float
-    actor: str
-    policy_digest: str
-    policy_source: str
-    plan: dict[str, Any]
-    reason: str
-    operator_request: OperatorRequest | None
-    operator_actor: str | None
-    lease_owner: str | None
-    lease_expires_at: float
-    created_at: float
-    finished_at: float | None
-    detected_at: float | None
-    rolled_back_at: float | None
-    traffic_restored_at: float | None = None
-
-    @classmethod
-    def of(cls, row: DeploymentRow) -> Deployment:
-        return cls(
-            id=row.id,
-            service=row.service,
-            kind=row.kind,
-            strategy=row.strategy,
-            from_version=row.from_version,
-            to_version=row.to_version,
-            commit_sha=row.commit_sha,
-            phase=Phase(row.phase),
-            step_index=row.step_index,
-            paused=row.paused,
-            active=row.active,
-            phase_entered_at=row.phase_entered_at,
-            actor=row.actor,
-            policy_digest=row.policy_digest,
-            policy_source=row.policy_source,
-            plan=dict(row.plan),
-            reason=row.reason,
-            operator_request=OperatorRequest(row.operator_request) if row.operator_request else None,
-            operator_actor=row.operator_actor,
-            lease_owner=row.lease_owner,
-            lease_expires_at=row.lease_expires_at,
-            created_at=row.created_at,
-            finished_at=row.finished_at,
-            detected_at=row.detected_at,
-            rolled_back_at=row.rolled_back_at,
-            traffic_restored_at=row.traffic_restored_at,
-        )
-
-    @property
-    def outcome(self) -> str:
-        return self.phase.value if self.phase.terminal else "in progress"
+def _deployment_of(row: DeploymentRow) -> Deployment:
+    return Deployment(
+        id=row.id,
+        service=row.service,
+        kind=row.kind,
+        strategy=row.strategy,
+        from_version=row.from_version,
+        to_version=row.to_version,
+        commit_sha=row.commit_sha,
+        phase=Phase(row.phase),
+        step_index=row.step_index,
+        paused=row.paused,
+        active=row.active,
+        phase_entered_at=row.phase_entered_at,
+        actor=row.actor,
+        policy_digest=row.policy_digest,
+        policy_source=row.policy_source,
+        plan=dict(row.plan),
+        reason=row.reason,
+        operator_request=OperatorRequest(row.operator_request) if row.operator_request else None,
+        operator_actor=row.operator_actor,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        detected_at=row.detected_at,
+        rolled_back_at=row.rolled_back_at,
+        traffic_restored_at=row.traffic_restored_at,
+        wave=row.wave,
+        pause_cause=row.pause_cause,
+    )
 
 
 _DEPLOYMENT_COLUMNS = tuple(DeploymentRow.__table__.c[f.name] for f in fields(Deployment))
@@ -148,8 +107,8 @@ _PHASE, _PLAN, _OPERATOR_REQUEST = (
 
 
 def _deployment_of_values(row: Sequence[Any]) -> Deployment:
-    """``Deployment.of`` for a Core row of ``_DEPLOYMENT_COLUMNS``: by position, not by name (a
-    Core row's attribute access is the most of ``Deployment.of``'s cost)."""
+    """``_deployment_of`` for a Core row of ``_DEPLOYMENT_COLUMNS``: by position, not by name (a
+    Core row's attribute access is the most of ``_deployment_of``'s cost)."""
     v = list(row)
     v[_PHASE] = Phase(v[_PHASE])
     v[_PLAN] = dict(v[_PLAN])
@@ -205,6 +164,27 @@ class Store:
                     raise
                 time.sleep(random.uniform(0.0, min(0.2, 0.005 * 2 ** min(attempt, 8))))
 
+    def _retrying_core(self, fn: Callable[[CoreTx], Any]) -> Any:
+        """:meth:`_retrying` for a write made with Core statements only (the group commit of audit
+        entries): a transaction of ``engine.begin()``, no ORM ``Session`` to set up and tear down
+        per batch.  Checkpoints it sealed are handed on after its commit, as a session's are."""
+        deadline = time.monotonic() + self.RETRY_FOR_S
+        attempt = 0
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    tx = CoreTx(conn)
+                    result = fn(tx)
+            except (IntegrityError, OperationalError):
+                attempt += 1
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.0, min(0.2, 0.005 * 2 ** min(attempt, 8))))
+                continue
+            if self.seals is not None:
+                self.seals.committed(tx)
+            return result
+
     # -- audit ----------------------------------------------------------------------------
     def _append_audit(
         self,
@@ -238,6 +218,37 @@ class Store:
         if self.seals is not None:
             self.seals.after_append(s, ChainHead(row.seq, row.hash))
         return row
+
+    # -- the repositories over this store (``ports.store.UnitOfWork``): a new one per use case -------
+    @property
+    def changes(self) -> ChangesRepo:
+        from shipwarden.adapters.store.changes_repo import ChangesRepo
+
+        return ChangesRepo(self)
+
+    @property
+    def mainline(self) -> MainlineRepo:
+        from shipwarden.adapters.store.mainline_repo import MainlineRepo
+
+        return MainlineRepo(self)
+
+    @property
+    def access(self) -> AccessRepo:
+        from shipwarden.adapters.store.access_repo import AccessRepo
+
+        return AccessRepo(self)
+
+    @property
+    def audit_log(self) -> AuditRepo:
+        from shipwarden.adapters.store.audit_repo import AuditRepo
+
+        return AuditRepo(self)
+
+    @property
+    def dr_catalogue(self) -> DrRepo:
+        from shipwarden.adapters.store.dr_repo import DrRepo
+
+        return DrRepo(self)
 
     def audit(self, **kw: Any) -> None:
         """Append one audit entry in its own transaction (or the audit service's group commit)."""
@@ -351,7 +362,7 @@ class Store:
                 },
             )
             s.flush()
-            return Deployment.of(row)
+            return _deployment_of(row)
 
         result: Deployment = self._retrying(tx)
         return result
@@ -361,18 +372,18 @@ class Store:
             row = s.get(DeploymentRow, dep_id)
             if row is None:
                 raise NotFound(f"no deployment {dep_id!r}")
-            return Deployment.of(row)
+            return _deployment_of(row)
 
     def active(self, service: str) -> Deployment | None:
         with self._sessions() as s:
             row = s.scalar(
                 select(DeploymentRow).where(DeploymentRow.service == service, DeploymentRow.active)
             )
-            return Deployment.of(row) if row else None
+            return _deployment_of(row) if row else None
 
     def all_active(self) -> list[Deployment]:
         with self._sessions() as s:
-            return [Deployment.of(r) for r in s.scalars(select(DeploymentRow).where(DeploymentRow.active))]
+            return [_deployment_of(r) for r in s.scalars(select(DeploymentRow).where(DeploymentRow.active))]
 
     def history(self, service: str | None = None, limit: int = 20) -> list[Deployment]:
         # Core rows by position, not ORM objects: the hot read of the API (GET /deployments).
@@ -431,14 +442,16 @@ class Store:
             row = s.get(DeploymentRow, dep.id, with_for_update=True)
             if row is None:
                 raise NotFound(dep.id)
-            if row.phase != dep.phase.value or row.step_index != dep.step_index:
+            if row.phase != dep.phase.value or row.step_index != dep.step_index or row.wave != dep.wave:
                 raise StoreError(f"deployment {dep.id} moved to {row.phase} concurrently")
             was = row.phase
             cur = s.scalar(
                 select(StepRow).where(StepRow.deployment_id == dep.id).order_by(StepRow.seq.desc())
             )
-            new_step = t.phase != Phase(row.phase) or (
-                t.step_index is not None and t.step_index != row.step_index
+            new_step = (
+                t.phase != Phase(row.phase)
+                or (t.step_index is not None and t.step_index != row.step_index)
+                or (t.wave is not None and t.wave != row.wave)
             )
             failing = t.phase in (Phase.ROLLING_BACK, Phase.FAILED) and row.phase != Phase.ROLLING_BACK.value
             if cur is not None and new_step:
@@ -451,6 +464,8 @@ class Store:
                 row.phase_entered_at = now
                 if t.step_index is not None:
                     row.step_index = t.step_index
+                if t.wave is not None:
+                    row.wave = t.wave
                 s.add(
                     StepRow(
                         deployment_id=dep.id,
@@ -462,11 +477,12 @@ class Store:
                         if t.phase is Phase.SUCCEEDED
                         else ("failed" if t.phase.terminal else "running"),
                         reason=t.reason,
-                        detail={"step_index": row.step_index},
+                        detail={"step_index": row.step_index, **({"wave": row.wave} if row.wave else {})},
                     )
                 )
             if t.paused is not None:
                 row.paused = t.paused
+                row.pause_cause = t.pause_cause if t.paused else None
             # keep the cause visible in the outcome: "health: 0/2 healthy … → new version stopped"
             row.reason = (
                 f"{row.reason} → {t.reason}"
@@ -511,6 +527,8 @@ class Store:
                             now,
                         )
             audited = {"reason": t.reason, "step_index": row.step_index, **(detail or {})}
+            if row.wave:
+                audited["wave"] = row.wave
             numbers = (cur.detail or {}).get("analysis") if cur is not None else None
             if numbers and detail and "analysis_verdict" in detail:
                 audited["analysis"] = numbers  # the numbers behind the verdict that moved it
@@ -524,7 +542,7 @@ class Store:
                 detail=audited,
             )
             s.flush()
-            return Deployment.of(row)
+            return _deployment_of(row)
 
         result: Deployment = self._retrying(tx)
         return result
@@ -556,7 +574,7 @@ class Store:
                 s, actor=actor, action=f"operator.{request.value}", service=row.service, deployment_id=dep_id
             )
             s.flush()
-            return Deployment.of(row)
+            return _deployment_of(row)
 
         result: Deployment = self._retrying(tx)
         return result

@@ -13,22 +13,24 @@ never makes it skip one).  When the head reaches it, the newest checkpoint is re
 also picks up checkpoints signed by other processes.
 
 After the commit, the checkpoints a transaction stored are handed to ``on_sealed`` (the witness
-file): a crash between the two leaves the witness one checkpoint behind, never ahead.
+file): a crash between the two leaves the witness one checkpoint behind, never ahead.  ORM
+sessions are watched through their events; a Core transaction (:class:`CoreTx`, the group
+commit's) calls :meth:`Seals.committed` itself once its commit returned.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import Connection, event, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipwarden.adapters.store.models import AuditCheckpointRow, AuditRow
 from shipwarden.domain.audit import ChainHead, Checkpoint, Sealer, next_due
 
-__all__ = ["CHECKPOINT_COLUMNS", "Seals", "checkpoint_of"]
+__all__ = ["CHECKPOINT_COLUMNS", "CoreTx", "Seals", "Tx", "checkpoint_of"]
 
 CHECKPOINT_COLUMNS = (
     AuditCheckpointRow.seq,
@@ -43,6 +45,34 @@ CHECKPOINT_COLUMNS = (
 _LAST = select(*CHECKPOINT_COLUMNS).order_by(AuditCheckpointRow.seq.desc()).limit(1)
 _HEAD = select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
 _SEALED, _NEXT = "shipwarden.sealed", "shipwarden.seal_next"
+
+
+class Tx(Protocol):
+    """What sealing needs of a transaction: its connection, and a dict living as long as it."""
+
+    @property
+    def info(self) -> dict[Any, Any]: ...
+
+    def connection(self) -> Connection: ...
+
+
+class CoreTx:
+    """A Core transaction (``engine.begin()``) as :class:`Seals` sees it: cheaper than an ORM
+    ``Session`` for a write that needs no objects.  Whoever commits it calls
+    :meth:`Seals.committed` afterwards."""
+
+    __slots__ = ("_info", "conn")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._info: dict[Any, Any] = {}
+
+    @property
+    def info(self) -> dict[Any, Any]:
+        return self._info
+
+    def connection(self) -> Connection:
+        return self.conn
 
 
 def checkpoint_of(row: Any) -> Checkpoint:
@@ -74,7 +104,7 @@ class Seals:
     # -- inside a transaction -------------------------------------------------------------------
     def after_append(
         self,
-        s: Session,
+        s: Tx,
         head: ChainHead,
         first: int | None = None,
         hashes: Callable[[int], str] | None = None,
@@ -122,13 +152,17 @@ class Seals:
         self._note(s, [cp], cp)
         return cp
 
-    def _note(self, s: Session, made: list[Checkpoint], last: Checkpoint | None) -> None:
+    def _note(self, s: Tx, made: list[Checkpoint], last: Checkpoint | None) -> None:
         if made:
             s.info.setdefault(_SEALED, []).extend(made)
         s.info[_NEXT] = next_due(last, self.sealer.every)
 
     # -- after the transaction ------------------------------------------------------------------
-    def _committed(self, s: Session) -> None:
+    def committed(self, s: Tx) -> None:
+        """After ``s`` committed: raise the next due seq, hand its checkpoints to ``on_sealed``."""
+        self._committed(s)
+
+    def _committed(self, s: Tx) -> None:
         made = s.info.pop(_SEALED, None)
         nxt = s.info.pop(_NEXT, None)
         if nxt is not None:
@@ -139,6 +173,6 @@ class Seals:
             except OSError as exc:  # the checkpoint is stored; only the witness is behind
                 sys.stderr.write(f"audit witness not written ({exc}): checkpoint at seq {made[-1].seq}\n")
 
-    def _rolled_back(self, s: Session) -> None:
+    def _rolled_back(self, s: Tx) -> None:
         s.info.pop(_SEALED, None)
         s.info.pop(_NEXT, None)

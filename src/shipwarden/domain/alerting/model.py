@@ -27,21 +27,12 @@ _MASK = (1 << 64) - 1
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
-def _fnv(h: int, data: bytes) -> int:
-    for b in data:
-        h ^= b
-        h = (h * _FNV_PRIME) & _MASK
-    return h
-
-
 def fingerprint(labels: Mapping[str, str]) -> str:
     """Alertmanager's fingerprint of a label set (16 lower-case hex digits)."""
+    data = b"".join(b"%s\xff%s\xff" % (name.encode(), labels[name].encode()) for name in sorted(labels))
     h = _FNV_OFFSET
-    for name in sorted(labels):
-        h = _fnv(h, name.encode())
-        h = _fnv(h, b"\xff")
-        h = _fnv(h, labels[name].encode())
-        h = _fnv(h, b"\xff")
+    for byte in data:  # one flat loop: ~100 bytes per alert
+        h = ((h ^ byte) * _FNV_PRIME) & _MASK
     return f"{h:016x}"
 
 

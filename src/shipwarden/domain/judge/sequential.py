@@ -49,6 +49,15 @@ failure evidence — unless ``undersized: inconclusive`` and the window could
 not have caught a ``regression``-times-worse canary (``detectableRatio``, see
 ``sizing``): then it holds for a human instead of passing on too little data.
 
+**Stopping early to pass.**  The pass side counts the warm-up intervals too
+(a cold canary only looks worse, which delays a pass).  With ``undersized:
+pass`` a metric also stops once its horizon test could fail a
+``regression``-times-worse canary over the rest of the window only with
+probability below FUTILITY_POWER (stochastic curtailment; the conditional
+power is increasing in the ratio, so this costs at most about FUTILITY_POWER
+of power against ratios up to ``regression``).  Stopping to pass never adds a
+false rollback.
+
 **Budget.**  α is split evenly over all one-sided tests (Bonferroni; a metric
 with direction ``either`` counts twice), so the overall false-rollback
 probability is ≤ α.
@@ -81,12 +90,15 @@ HORIZON_ALPHA_SHARE = 0.8
 # estimated from a few intervals is uncertain, and an underestimate is what rolls back healthy
 # canaries.  One arm's deviations (a bad instance, a retry storm) are assumed to last up to
 # about PERSISTENCE_SECONDS: AR(1) with correlation exp(−interval / PERSISTENCE_SECONDS) from
-# one interval to the next, or more if the data say so (at most MAX_PERSISTENCE).
+# one interval to the next — but never more than ASSUMED_PERSISTENCE_CAP: at short intervals the
+# window holds enough intervals per minute for the data's own lag-1 estimate to show a longer
+# memory — or more if the data say so (at most MAX_PERSISTENCE).
 Z_UP = 0.25
 MAX_UNCERTAINTY = 0.05
 PERSISTENCE_SECONDS = 60.0
 DEFAULT_INTERVAL_SECONDS = 10.0  # assumed when the samples' times do not tell the interval
 MAX_PERSISTENCE = 0.9
+ASSUMED_PERSISTENCE_CAP = 0.72  # exp(−10 s / 30 s); chosen on the tuning seed (was 0.85 at 10 s)
 # A failure needs the evidence in at least MIN_FAIL_INTERVALS judged intervals, and an excess
 # that does not fade (the trend of the per-interval log ratio above −FADING_T standard errors).
 MIN_FAIL_INTERVALS = 3
@@ -99,6 +111,8 @@ FADING_T = 1.0
 # only ever stops to pass, so it cannot add a false rollback; it costs at most about
 # FUTILITY_POWER of power against ratios up to ``regression``.
 FUTILITY_POWER = 0.02
+# The pass side counts the warm-up intervals too (the failure side never does).
+PASS_FROM_START = True
 # Default warm-up (``warmup: auto``): the first AUTO_WARMUP intervals, at most a sixth of the window.
 AUTO_WARMUP = 5
 # Chosen on the benchmark's tuning seed (bench/judge.py TUNING_SEED), never on its reporting seed.
@@ -145,7 +159,7 @@ class RatioEProcess:
         self._fit: tuple[float, FloatArray, FloatArray] | None = None  # cached (κ, φ_fail, φ_pass)
         #: assumed AR(1) persistence of one arm's extra noise from one interval to the next (at
         #: least); the judge sets it from the analysis interval
-        self.persistence = math.exp(-DEFAULT_INTERVAL_SECONDS / PERSISTENCE_SECONDS)
+        self.persistence = assumed_persistence(DEFAULT_INTERVAL_SECONDS)
         self.baseline_n = self.canary_n = 0
         self.baseline_x = self.canary_x = 0
 
@@ -397,8 +411,17 @@ class _MetricTest:
         self.window: int | None = None  # judged intervals in the window (set by the judge)
         self.curtail = False  # stop early when the window can no longer fail (undersized: pass)
 
+        # the pass side's evidence: from the first interval on (warm-up included) with
+        # PASS_FROM_START — a cold canary only looks worse, which delays a pass, never hastens it
+        def pass_side(fail_side: RatioEProcess | None) -> RatioEProcess | None:
+            if fail_side is None or not PASS_FROM_START:
+                return fail_side
+            return RatioEProcess(ratio0, cfg.regression)
+
+        self.pass_up, self.pass_down = pass_side(self.up), pass_side(self.down)
+
     def set_persistence(self, persistence: float) -> None:
-        for p in (self.up, self.down):
+        for p in (self.up, self.down, self.pass_up, self.pass_down):
             if p is not None and p.persistence != persistence:
                 p.persistence = persistence
                 p._fit = None
@@ -411,6 +434,14 @@ class _MetricTest:
             self.down.update(cn, cx, bn, bx)
         if self.below is not None:
             self.below.update(cn, cx)
+        self.update_pass(bn, bx, cn, cx)
+
+    def update_pass(self, bn: int, bx: int, cn: int, cx: int) -> None:
+        """Feed the pass side only (every interval; during the warm-up this is all that is fed)."""
+        if self.pass_up is not None and self.pass_up is not self.up:
+            self.pass_up.update(bn, bx, cn, cx)
+        if self.pass_down is not None and self.pass_down is not self.down:
+            self.pass_down.update(cn, cx, bn, bx)
 
     @property
     def _any(self) -> RatioEProcess:
@@ -496,7 +527,9 @@ class _MetricTest:
             if proc is None:
                 continue
             numbers[f"eFail{tag}"] = math.exp(min(proc.log_e_fail, 700.0))
-            numbers[f"ePass{tag}"] = math.exp(min(proc.log_e_pass, 700.0))
+            pproc = self.pass_up if tag == "Up" else self.pass_down
+            assert pproc is not None
+            numbers[f"ePass{tag}"] = math.exp(min(pproc.log_e_pass, 700.0))
             numbers[f"dispersion{tag}"] = round(proc.dispersion, 4)
         for tag, proc, cls in (("Up", self.up, Classification.HIGH), ("Down", self.down, Classification.LOW)):
             if proc is not None and proc.log_e_fail >= log_fail_at and self._persists(proc, tag, numbers):
@@ -547,7 +580,8 @@ class _MetricTest:
                 )
         # pass early only a canary that also *looks* within tolerance: one between tolerance and
         # regression keeps being judged, and fails if the evidence gets there by the horizon
-        if all(x.log_e_pass >= log_pass_at and not x.ratio > x.null_ratio for x in procs):
+        pprocs = [x for x in (self.pass_up, self.pass_down) if x is not None]
+        if all(x.log_e_pass >= log_pass_at and not x.ratio > x.null_ratio for x in pprocs):
             why = (
                 f"ruled out a {self.cfg.regression:g}× regression: rate {c_rate:.4g} "
                 f"vs baseline {b_rate:.4g} (ratio {ratio:.3g}; e-value ≥ {1 / self.beta:.3g})"
@@ -620,13 +654,18 @@ def _threshold(estimate: float, a: Sample, b: Sample) -> float | None:
     return float(above[0]) if above.size else float(common[-1])
 
 
+def assumed_persistence(interval_seconds: float) -> float:
+    """The interval-to-interval persistence of one arm's deviations the failure test assumes at least."""
+    return min(math.exp(-interval_seconds / PERSISTENCE_SECONDS), ASSUMED_PERSISTENCE_CAP)
+
+
 def assumed_dispersion(v: float, intervals: int, interval_seconds: float | None = None) -> float:
     """The dispersion the failure test allows for when the counts are in fact binomial: ``v`` is the
     binomial variance of the canary's share of one interval's events, ``intervals`` how many were
     judged.  (The ``_dispersion`` of a RatioEProcess on data without extra variance.)"""
     if v <= 0 or intervals <= 0:
         return 1.0
-    persist = math.exp(-(interval_seconds or DEFAULT_INTERVAL_SECONDS) / PERSISTENCE_SECONDS)
+    persist = assumed_persistence(interval_seconds or DEFAULT_INTERVAL_SECONDS)
     inflate = (1.0 + persist * persist) / (1.0 - persist * persist)
     se = math.sqrt(2.0 * inflate / intervals) / v
     return 1.0 + min(Z_UP * se, MAX_UNCERTAINTY) * (1.0 + persist) / (1.0 - persist) * v
@@ -669,7 +708,7 @@ class SequentialJudge:
         interval (the median step of the samples' ``t``; DEFAULT_INTERVAL_SECONDS if they do not say)."""
         steps = [b - a for a, b in zip(self._times, self._times[1:], strict=False) if b > a]
         interval = float(np.median(steps)) if steps else DEFAULT_INTERVAL_SECONDS
-        return math.exp(-interval / PERSISTENCE_SECONDS)
+        return assumed_persistence(interval)
 
     @property
     def judged_window(self) -> int:
@@ -741,16 +780,23 @@ class SequentialJudge:
         n = self._totals.samples
         self._times.append(canary.t)
         if n <= self.warmup:  # a fresh canary answers slower: its first intervals are not judged
-            self._baseline_latency.add(baseline)  # the baseline is warm: it calibrates the threshold
+            if PASS_FROM_START:  # ... for a failure; for a pass they count
+                self._tests_set_persistence()
+                if "error_rate" in self._tests:
+                    self._tests["error_rate"].update_pass(
+                        baseline.requests, baseline.errors, canary.requests, canary.errors
+                    )
+                if "latency" in self._tests:
+                    self._update_latency(baseline, canary, warm=True)
+            else:
+                self._baseline_latency.add(baseline)  # the baseline is warm: it calibrates the threshold
             self._verdict = Verdict(
                 self.name, Decision.RUNNING, n, None,
                 f"warm-up: interval {n} of {self.warmup} is not judged (warmup: auto)", (), None,
                 self._totals.baseline_requests, self._totals.canary_requests,
             )  # fmt: skip
             return self._verdict
-        persistence = self._persistence()
-        for test in self._tests.values():
-            test.set_persistence(persistence)
+        self._tests_set_persistence()
         if "error_rate" in self._tests:
             self._tests["error_rate"].update(
                 baseline.requests, baseline.errors, canary.requests, canary.errors
@@ -783,6 +829,11 @@ class SequentialJudge:
             self._totals.baseline_requests, self._totals.canary_requests,
         )  # fmt: skip
         return self._verdict
+
+    def _tests_set_persistence(self) -> None:
+        persistence = self._persistence()
+        for test in self._tests.values():
+            test.set_persistence(persistence)
 
     def finish(self) -> Verdict:
         """The window ends now: no failure evidence + enough traffic = pass; else inconclusive.
@@ -848,7 +899,7 @@ class SequentialJudge:
         )  # fmt: skip
         return self._verdict
 
-    def _update_latency(self, baseline: Sample, canary: Sample) -> None:
+    def _update_latency(self, baseline: Sample, canary: Sample, warm: bool = False) -> None:
         test = self._tests["latency"]
         cfg = self.spec.metrics.latency
         q = cfg.quantile
@@ -858,12 +909,13 @@ class SequentialJudge:
             # latencies an arm's share of traffic alone shifts the tail by microseconds
             tau = _threshold(max(estimate, cfg.floor_ms), baseline, canary)
             if tau is not None:
-                test.update(
+                counts = (
                     baseline.latency_count,
                     baseline.count_above(tau),
                     canary.latency_count,
                     canary.count_above(tau),
                 )
+                (test.update_pass if warm else test.update)(*counts)
                 test.extra["thresholdMs"] = tau
                 test.extra["quantile"] = q
         self._baseline_latency.add(baseline)

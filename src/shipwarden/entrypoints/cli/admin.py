@@ -322,7 +322,7 @@ def user_create(
 def _own_account(command: str, name: str, otp: str | None = None) -> Iterator[tuple[Any, Any]]:
     """``guard.check_own`` for ``command``, then yield ``(services, principal)``; access and input
     errors raised in the body exit 2 with their message."""
-    from shipwarden.adapters.store.repository import StoreError
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.access import AccessError
 
     svc, who = check_own(command, name, otp=otp)

@@ -49,10 +49,10 @@ _GTID = re.compile(r"^\d+-\d+-\d+(,\d+-\d+-\d+)*$")
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    from shipwarden.adapters.store.repository import StoreError
     from shipwarden.domain.dr.gtid import GtidError
     from shipwarden.domain.policy import PolicyError, UnknownService
     from shipwarden.ports.databases import DatabaseError, StaleTopology
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.dr.context import DrError
 
     try:
@@ -75,7 +75,7 @@ def _errors() -> Iterator[None]:
 def _ctx() -> tuple[Any, Any, Any]:
     """(DrContext, settings, store) for the CLI's settings and policy."""
     from shipwarden.bootstrap import load_policy, make_dr, open_store
-    from shipwarden.entrypoints.cli import _settings
+    from shipwarden.entrypoints.cli.context import settings as _settings
 
     settings = _settings()
     loaded = load_policy(settings.policy)

@@ -147,6 +147,16 @@ COMMANDS: Mapping[str, Rule] = {
     "silence add": Rule(P.INCIDENT_MANAGE),
     "silence list": Rule(P.DEPLOYMENT_READ),
     "silence expire": Rule(P.INCIDENT_MANAGE),
+    # on-call and escalations (oncall.py), as their HTTP routes
+    "oncall who": Rule(P.DEPLOYMENT_READ),
+    "oncall ical": Rule(P.DEPLOYMENT_READ),
+    "oncall run": Rule(P.DEPLOYMENT_RECONCILE),  # the engine: pages as the policy says, decides nothing
+    "oncall watchdog": Rule(P.DEPLOYMENT_RECONCILE),
+    "alerts trigger": Rule(P.INCIDENT_MANAGE),
+    "alerts escalations": Rule(P.DEPLOYMENT_READ),
+    "alerts show": Rule(P.DEPLOYMENT_READ),
+    "alerts ack": Rule(P.INCIDENT_MANAGE),
+    "alerts resolve": Rule(P.INCIDENT_MANAGE),
 }
 """Every store-touching command → what it needs.  The CLI's half of "one permission matrix"."""
 
@@ -185,11 +195,17 @@ def services(*, with_policy: bool = True) -> Any:
     """The access/audit services (``bootstrap.Services``) for the CLI's settings; with the
     policy's rollout service when ``with_policy`` and the policy file exists."""
     from shipwarden.bootstrap import build_service, load_policy
-    from shipwarden.entrypoints.cli import _settings
+    from shipwarden.entrypoints.cli.context import ctx
+    from shipwarden.entrypoints.cli.context import settings as _settings
 
+    if not with_policy and ctx.services is not None:
+        return ctx.services
     settings = _settings()
     policy = load_policy(settings.policy) if with_policy and settings.policy.exists() else None
-    return build_service(settings, policy)
+    built = build_service(settings, policy)
+    if not with_policy:
+        ctx.services = built  # the command's rollout machinery reuses its store (``cli._app``)
+    return built
 
 
 def _fail(msg: str) -> typer.Exit:
@@ -280,7 +296,7 @@ def _targets(svc: Any, rule: Rule, service: str | None, deployment: str | None) 
     if rule.scope == "service":
         return [Target(service=service) if service else None]
     if rule.scope == "deployment":
-        from shipwarden.adapters.store.repository import NotFound
+        from shipwarden.ports.store import NotFound
 
         try:
             return [Target(service=svc.store.get(deployment).service)] if deployment else [None]
@@ -297,9 +313,9 @@ def _targets(svc: Any, rule: Rule, service: str | None, deployment: str | None) 
 def authorized(command: str, *, otp: str | None = None) -> Iterator[tuple[Any, Any]]:
     """:func:`check` ``command``, then yield ``(services, principal)``; access, store and input
     errors raised in the body exit 2 as well (for the admin commands)."""
-    from shipwarden.adapters.store.repository import StoreError
     from shipwarden.domain.audit import AuditError
     from shipwarden.domain.policy import PolicyError
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.access import AccessError
 
     try:
@@ -319,9 +335,9 @@ def check(
 
     ``service``/``deployment``: what the command acts on (see :class:`Rule`); ``otp``: the
     ``--otp`` value, verified only when the permission needs a fresh TOTP check."""
-    from shipwarden.adapters.store.repository import StoreError
     from shipwarden.domain.audit import AuditError
     from shipwarden.domain.policy import PolicyError
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.access import AccessError
 
     key = command
@@ -362,8 +378,8 @@ def check_own(command: str, name: str, *, otp: str | None = None) -> tuple[Any, 
     ``name`` (an existing, enabled user, from an allowed place); when ``command`` would replace an
     active second factor, only with a current code from it (``otp``).  The decision is one
     ``access`` audit entry; a refusal exits 2 with one line.  Returns ``(services, principal)``."""
-    from shipwarden.adapters.store.repository import StoreError
     from shipwarden.domain.audit import AuditError
+    from shipwarden.ports.store import StoreError
     from shipwarden.services.access import AccessError, NotFoundError
 
     if command not in OWN_ACCOUNT:

@@ -15,7 +15,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from shipwarden.adapters.store.repository import Deployment, Store
+from shipwarden.adapters.store.repository import Store
+from shipwarden.ports.store import Deployment
 
 _STYLE = {"ok": "green", "failed": "red", "running": "yellow"}
 _PHASE_STYLE = {"succeeded": "bold green", "rolled_back": "bold yellow", "failed": "bold red"}
@@ -65,7 +66,7 @@ def live(
 
         def on_tick(tick: Any) -> None:
             d = tick.deployment
-            key = f"{d.phase}:{d.step_index}"
+            key = f"{d.phase}:{d.wave}:{d.step_index}"
             if not last_phase or last_phase[-1] != key:
                 last_phase.append(key)
                 console.print(_p(f"  {_t(time.time())} {d.phase.value:<16} {d.reason}"), highlight=False)

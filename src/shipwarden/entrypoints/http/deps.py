@@ -33,6 +33,7 @@ lately, a session) and a callable scope run in the thread pool.  ``get_container
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -125,8 +126,8 @@ def _decision(
     return {
         "actor": actor,
         "allowed": allowed,
-        "method": request.method,
-        "path": request.url.path,
+        "method": request.scope["method"],
+        "path": _url_path(request.scope["path"]),
         "ip": ip or (request.client.host if request.client else "unknown"),
         "via": via,
         "permission": permission.value if permission else None,
@@ -134,6 +135,18 @@ def _decision(
         "reason": reason,
         "status": status,
     }
+
+
+def _url_path(path: str) -> str:
+    """``request.url.path`` without building the URL: the scope's path as Starlette's ``URL`` has it
+    (``?``, ``#`` and ``\\`` escaped; tab, CR and LF dropped, as ``urllib.parse.urlsplit`` does)."""
+    if _PLAIN_PATH.fullmatch(path):
+        return path
+    path = path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    return path.replace("\t", "").replace("\r", "").replace("\n", "")
+
+
+_PLAIN_PATH = re.compile(r"/[^?#\\\t\r\n]*")
 
 
 async def client_address(request: Request, c: ContainerDep) -> str:
@@ -234,7 +247,12 @@ just before, as every request was before verdicts were cached."""
 def require(permission: Permission | None, *, scope: Scope = None, session_only: bool = False) -> Any:
     """A dependency admitting principals allowed ``permission`` (``None``: any authenticated one)."""
 
-    async def dependency(request: Request, c: ContainerDep, p: CurrentPrincipal) -> Principal:
+    async def dependency(request: Request) -> Principal:
+        # One dependency, not three nested ones (container, address, principal): each level costs
+        # FastAPI a pass over its parameters, per request.
+        c: Services = request.app.state.container
+        ip = await client_address(request, c)
+        p = await _authenticate(request, c, ip, cached=True)
         target = await _target(scope, request, c)
         for attempt in range(STALE_RETRIES + 1):
             decision = c.access.authorize(p, permission, target)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipwarden.adapters.store.access_repo import UserRecord
 from shipwarden.domain.access import Permission, mfa_satisfied
+from shipwarden.ports.access import UserRecord
 from shipwarden.security.totp import (
     TotpResult,
     enroll,

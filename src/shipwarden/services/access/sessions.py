@@ -11,7 +11,6 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from shipwarden.adapters.store.access_repo import SessionRecord, UserRecord
 from shipwarden.domain.access import (
     SessionState,
     SessionStatus,
@@ -20,6 +19,7 @@ from shipwarden.domain.access import (
     check_session,
     new_session_id,
 )
+from shipwarden.ports.access import SessionRecord, UserRecord
 from shipwarden.security.passwords import hash_password, needs_rehash, verify_password
 from shipwarden.services.access.errors import AuthenticationError, Conflict, NotFoundError, PermissionDenied
 from shipwarden.services.access.lockout import Lockout

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from shipwarden.adapters.store.access_repo import TokenRecord
 from shipwarden.domain.access import MATRIX, Binding, Permission, outside_of
+from shipwarden.ports.access import TokenRecord
 from shipwarden.security.tokens import (
     ApiToken,
     TokenStatus,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shipwarden.adapters.store.access_repo import AlreadyExists, UserRecord
 from shipwarden.domain.access import Binding, Permission, is_allowed
+from shipwarden.ports.access import AlreadyExists, UserRecord
 from shipwarden.security.passwords import hash_password
 from shipwarden.services.access.bindings import binding_text, parse_cidrs
 from shipwarden.services.access.core import AccessCore

@@ -12,7 +12,8 @@ One ``ChangeService`` drives a change through these states (``changes.status``):
 Inputs, each authenticated and audited: **CI webhooks** (``receive_webhook``), **evidence
 uploads** (``upload_evidence``) and **approvals / rejections** (``approve``/``reject``).  Each one
 ends in ``progress``: evaluate the gates of the change's head commit, merge exactly that commit
-once approved, then deploy the merge commit in three phases.
+once approved, then judge main (the merge and anything else that reached it) and deploy the merge
+commit in three phases.
 
 ``ChangeService`` is assembled from one class per stage, each in its own module and each built on
 the stages downstream of it, so a module only calls what comes after it in the pipeline:
@@ -22,6 +23,8 @@ the stages downstream of it, so a module only calls what comes after it in the p
 * ``approvals`` — role approvals, rejections and UAT sign-off (D3)
 * ``gates``     — gate evaluation and ``progress`` (D1, D3)
 * ``merge``     — merging exactly the evidenced sha (D3)
+* ``mainline``  — every commit that reaches main, however it got there: deployed through the
+  gates, or not and why (D9)
 * ``delivery``  — release export and the deployment's three phases (D9, E4)
 * ``checks``    — preparation and post-deployment checks, stakeholder notices (E4)
 * ``records``   — change documents, the delivery record and ``explain`` (D11)
@@ -31,7 +34,7 @@ the stages downstream of it, so a module only calls what comes after it in the p
 from __future__ import annotations
 
 from shipwarden.services.changes.approvals import Approvals
-from shipwarden.services.changes.core import CD_ACTOR, OPEN, env_secrets
+from shipwarden.services.changes.core import CD_ACTOR, OPEN, ChangeDrivers, env_secrets
 from shipwarden.services.changes.errors import (
     BadRequest,
     ChangeError,
@@ -62,6 +65,7 @@ __all__ = [
     "OPEN",
     "BadRequest",
     "ChangeError",
+    "ChangeDrivers",
     "ChangeService",
     "Forbidden",
     "NotConfigured",

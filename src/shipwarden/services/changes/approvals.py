@@ -7,8 +7,8 @@ same name); authors cannot approve their own change.  Every refusal is audited.
 
 from __future__ import annotations
 
-from shipwarden.adapters.store.changes_repo import Change
-from shipwarden.adapters.store.repository import NotFound
+from shipwarden.ports.changes import Change
+from shipwarden.ports.store import NotFound
 from shipwarden.services.changes.core import OPEN
 from shipwarden.services.changes.errors import (
     BadRequest,

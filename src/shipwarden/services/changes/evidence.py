@@ -11,7 +11,6 @@ import re
 from datetime import datetime
 from typing import Any
 
-from shipwarden.adapters.store.changes_repo import Change, StoredEvidence
 from shipwarden.domain.evidence import (
     BackupVerification,
     EvidenceError,
@@ -25,6 +24,7 @@ from shipwarden.domain.evidence import (
 )
 from shipwarden.domain.gitref import branch_problem
 from shipwarden.domain.jsonlimits import JsonLimitError, loads_bounded
+from shipwarden.ports.changes import Change, StoredEvidence
 from shipwarden.services.changes.core import _SHA, OPEN
 from shipwarden.services.changes.errors import BadRequest, ChangeError, TooLarge, Unprocessable
 from shipwarden.services.changes.gates import GateEvaluation

@@ -13,8 +13,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from shipwarden.adapters.store.changes_repo import Change, StoredEvidence
-from shipwarden.adapters.store.repository import NotFound
+from shipwarden.ports.changes import Change, StoredEvidence
+from shipwarden.ports.store import NotFound
 from shipwarden.services.changes.core import ChangeCore
 from shipwarden.services.changes.errors import UnknownChange
 from shipwarden.services.records import deployment_record
@@ -99,6 +99,9 @@ class ChangeRecords(ChangeCore):
                 commit = explain_commit(self.store, ref)
                 if commit is not None:  # a commit that reached main: deployed, or why not (D9)
                     return commit
+                by_head = self.repo.find_change(head_sha=ref) if len(ref) == 40 else None
+                if by_head is not None:  # the head commit of a change that has not reached main
+                    return self._change_doc(by_head)
                 raise UnknownChange(f"no change or deployment {ref!r} (nor a commit seen on main)") from None
             found = self.repo.change_for_deployment(ref)
             if found is None:

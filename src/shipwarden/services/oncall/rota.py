@@ -105,14 +105,20 @@ class Rota:
         """The feed of one schedule, or of one person across every schedule."""
         now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
         start, end = now - timedelta(days=days_back), now + timedelta(days=days_ahead)
+        # shifts are computed over a wider window and kept whole, so an event does not change
+        # (nor its UID) as the window slides from one fetch to the next
+        wide = (start - timedelta(days=14), end + timedelta(days=14))
         zones = {n: s.zone.key for n, s in self.schedules().items()}
         shifts: list[Shift]
         if schedule is not None:
-            shifts = self.schedule(schedule).shifts(start, end)
-            return feed(schedule, shifts, stamp=now, zones=zones)
-        if person is None:
+            shifts = self.schedule(schedule).shifts(*wide)
+            name = schedule
+        elif person is None:
             raise OnCallError("name a schedule or a person")
-        if person not in self.policy.people:
+        elif person not in self.policy.people:
             raise OnCallError(f"{person[:64]!r} is not in oncall.people")
-        shifts = shifts_of(person, list(self.schedules().values()), start, end)
-        return feed(person, shifts, stamp=now, zones=zones)
+        else:
+            shifts = shifts_of(person, list(self.schedules().values()), *wide)
+            name = person
+        kept = [s for s in shifts if s.end > start and s.start < end]
+        return feed(name, kept, stamp=now, zones=zones)

@@ -13,12 +13,12 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field, TypeAdapter
 from typing_extensions import TypedDict
 
-from shipwarden.adapters.store.repository import Deployment, NotFound
 from shipwarden.bootstrap import Services
 from shipwarden.domain.access import Permission, Target
 from shipwarden.domain.rollout import OperatorRequest, Phase
 from shipwarden.domain.version import Version
 from shipwarden.entrypoints.http.deps import ContainerDep, Principal, require
+from shipwarden.ports.store import Deployment, NotFound
 from shipwarden.services.records import deployment_record
 from shipwarden.services.rollout import RolloutService
 

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from shipwarden.adapters.store.access_repo import TokenRecord
 from shipwarden.domain.access import Permission
 from shipwarden.entrypoints.http.deps import ContainerDep, Principal, require
+from shipwarden.ports.access import TokenRecord
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from shipwarden.adapters.store.access_repo import UserRecord
 from shipwarden.domain.access import Permission
 from shipwarden.entrypoints.http.deps import ContainerDep, Principal, require
+from shipwarden.ports.access import UserRecord
 from shipwarden.services.access import binding_text, parse_binding
 
 router = APIRouter(prefix="/users", tags=["users"])

@@ -1,0 +1,105 @@
+"""Zones end to end (E2): three zones on the local platform behind real nginx, under load.
+
+A zone's instances are processes labelled with it (``SHIPWARDEN_ZONE``); the router has one pool per
+(version, zone).  Two tests, kept small (one instance per zone): a zone lost in the middle of a
+rollout is routed around at once and restored, and the rollout goes on; a later zone whose new
+version fails rolls every zone back.  Both count failed requests of a load running throughout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shipwarden.domain.rollout import Phase
+from tests.fixtures.deploy_env import GOOD, DeployEnv, make_env, teardown_env
+
+pytestmark = pytest.mark.integration
+
+ZONES = ("a", "b", "c")
+STRATEGY = """\
+blueGreen:
+  preview: {path: /, requests: 10}
+  scaleDownDelay: 1s
+  verifyRequests: 30
+  progressDeadline: 60s
+zones:
+  order: [a, b, c]
+  minHealthyPerZone: 1
+"""
+#: v2 everywhere but zone c, where it exits at start-up
+ZONE_C_CRASH = GOOD.replace(
+    "import os, sys\n",
+    "import os, sys\nif os.environ.get('SHIPWARDEN_ZONE') == 'c': sys.exit('boom: zone c')\n",
+)
+CONCURRENCY = 4  # at most this many requests are in flight when a zone dies
+
+
+@pytest.fixture
+def zones_env(tmp_path: Path) -> Iterator[DeployEnv]:
+    env = make_env(tmp_path, strategy=STRATEGY, zones=ZONES, instances=1, releases={"v2c": ZONE_C_CRASH})
+    env.app().router.start()
+    yield env
+    teardown_env(env)
+
+
+def _zones_of(env: DeployEnv) -> dict[str, set[str]]:
+    app = env.app()
+    table = app.router.current("web")
+    out: dict[str, set[str]] = {}
+    for p in table.production if table else ():
+        if p.weight > 0:
+            out.setdefault(p.zone or "-", set()).add(p.version)
+    return out
+
+
+def test_a_zone_lost_mid_rollout_is_routed_around_restored_and_the_rollout_finishes(  # type: ignore[no-untyped-def]
+    zones_env, load
+) -> None:
+    app = zones_env.app()
+    first = app.rollout.run(app.rollout.start("web", "v1", actor="tester").id)
+    assert first.phase is Phase.SUCCEEDED, first.reason
+    assert {(i.zone, i.version) for i in app.platform.instances("web")} == {(z, "v1") for z in ZONES}
+    with load(zones_env.url, concurrency=CONCURRENCY, max_seconds=120) as traffic:
+        dep = app.rollout.start("web", "v2", actor="tester")
+        driver = threading.Thread(target=app.rollout.run, args=(dep.id,), daemon=True)
+        driver.start()
+        deadline = time.monotonic() + 60
+        while (cur := app.store.get(dep.id)).wave < 1:
+            assert time.monotonic() < deadline and not cur.phase.terminal, cur
+            time.sleep(0.02)
+        (victim,) = [i for i in app.platform.instances("web") if i.zone == "c"]
+        assert victim.pid is not None and victim.version == "v1"
+        os.kill(victim.pid, signal.SIGKILL)  # zone c is lost while zone b is rolled out
+        assert _zones_of(zones_env)["a"] == {"v2"}
+        driver.join(90)
+    dep = app.store.get(dep.id)
+    assert dep.phase is Phase.SUCCEEDED, dep.reason
+    assert traffic.result.failures <= CONCURRENCY, traffic.result.errors  # only what was in flight
+    assert traffic.result.requests > 100 and set(traffic.result.versions) == {"v1", "v2"}
+    entries = app.store.audit_entries(deployment_id=dep.id)
+    replaced = [e for e in entries if e.action == "rollout.stable_replaced"]
+    assert replaced and replaced[0].detail["dead"] == [victim.address], replaced
+    assert {(i.zone, i.version) for i in app.platform.instances("web")} == {(z, "v2") for z in ZONES}
+    assert _zones_of(zones_env) == {"a": {"v2"}, "b": {"v2"}, "c": {"v2"}}
+    print(f"\nzone lost mid-rollout: {traffic.result.requests} requests, {traffic.result.failures} failed")
+
+
+def test_a_failure_in_the_last_zone_rolls_back_every_zone(zones_env, load) -> None:  # type: ignore[no-untyped-def]
+    app = zones_env.app()
+    assert app.rollout.run(app.rollout.start("web", "v1", actor="tester").id).phase is Phase.SUCCEEDED
+    with load(zones_env.url, concurrency=CONCURRENCY, max_seconds=120) as traffic:
+        dep = app.rollout.run(app.rollout.start("web", "v2c", actor="tester").id)
+    assert dep.phase is Phase.ROLLED_BACK and "exited during start-up" in dep.reason, dep.reason
+    waves = [(s.phase, s.detail.get("wave", 0)) for s in app.store.steps(dep.id)]
+    assert ("promoting", 1) in waves and ("starting", 2) in waves, waves  # a and b had switched
+    assert traffic.result.failures == 0, traffic.result.errors
+    assert {"v1", "v2c"} <= set(traffic.result.versions)  # zones a and b served the new version
+    assert {(i.zone, i.version) for i in app.platform.instances("web")} == {(z, "v1") for z in ZONES}
+    assert _zones_of(zones_env) == {"a": {"v1"}, "b": {"v1"}, "c": {"v1"}}
