@@ -188,7 +188,13 @@ class WebhookIntake(GateEvaluation):
                 return WebhookResult(202, "accepted", what, evidence_id=ev.id), None
             return WebhookResult(202, "accepted", change.reason, change.id, change.status, ev.id), change.id
         if event.branch == main:
-            return WebhookResult(202, "accepted", f"CI result for {main} recorded", evidence_id=ev.id), None
+            # a commit that reached main before its gates passed is judged by its evidence (D9)
+            awaited = self.change_of_awaited(tx, sha, actor)
+            if awaited is None:
+                what = f"CI result for {main} recorded"
+                return WebhookResult(202, "accepted", what, evidence_id=ev.id), None
+            result = WebhookResult(202, "accepted", awaited.reason, awaited.id, awaited.status, ev.id)
+            return result, awaited.id
         change = tx.find_change(head_sha=sha, branch=event.branch)
         if change is None:
             pr_number = event.pull_requests[0] if event.pull_requests else None
