@@ -37,7 +37,7 @@ class GateEvaluation(Merging, MainlineWatch):
         main = self.delivery.repository.main_branch
         try:
             # a commit already on main: what it changed since the head main had before it arrived
-            since = self._awaited_since(change) if change.branch == main else None
+            since = self._awaited_since(change)
             stats = self.git.changes(change.head_sha, base=main, since=since)
             log = self.git.log(stats.base, change.head_sha)
         except (GitError, ValueError) as exc:

@@ -379,7 +379,9 @@ class MainlineWatch(ContinuousDelivery):
         if jc is None:
             if change.status == "approved" and (held := self._reached_main_around_gate(change)) is not None:
                 return held
-            return change if change.branch == main else None
+            if change.branch == main or self.mainline.verdicts(change.head_sha):
+                return change  # on main already (under a head judged by its own evidence): nothing to merge
+            return None
         if change.status == "approved":
             resolved = self.mainline.resolve(
                 jc.id,
