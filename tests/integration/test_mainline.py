@@ -200,6 +200,40 @@ def test_a_direct_push_waits_for_its_evidence_and_is_deployed_once_it_is_green(
     assert violations(h) == [] and receiver.messages == []
 
 
+def test_evidence_that_arrives_before_the_push_is_seen_judges_the_commit_at_once(
+    h: Harness, oscar: Outsider
+) -> None:
+    oscar.sync()
+    sha = oscar.commit({"src/app.py": "print('fast ci')\n"}, "CI is quicker than the watch")
+    oscar.push_main()
+    h.green_evidence(sha)
+    res = h.webhook(sha, "main")
+    assert res.change_id is None and "recorded" in res.detail  # nothing waits for it yet
+    h.service.watch_main(via="poll")
+    (v,) = verdicts(h, sha)
+    assert (v.verdict, v.reason) == ("deploy", "approved-change") and len(h.deploys) == 1
+
+
+def test_a_non_standard_direct_push_waits_for_the_named_role_then_deploys(
+    h: Harness, oscar: Outsider, receiver: Receiver
+) -> None:
+    oscar.sync()
+    sha = oscar.commit({"migrations/0009_refunds.sql": "ALTER TABLE x ADD y INT;\n"}, "Migration, no PR")
+    oscar.push_main()
+    h.service.watch_main(via="poll")
+    h.green_evidence(sha)
+    res = h.webhook(sha, "main")
+    # the diff is measured from main's head before the push, so change control sees the migration
+    assert res.change_status == "waiting_approval" and "cab" in res.detail, res
+    (v,) = verdicts(h, sha)
+    assert v.verdict == "awaiting" and h.deploys == []
+    assert "change-control" in render_explanation(h.service.explain(sha))
+    approved = h.service.approve(res.change_id, user="carol", role="cab", comment="reviewed after the push")
+    assert approved.status == "merged" and approved.merge_sha == sha and len(h.deploys) == 1
+    (v,) = verdicts(h, sha)
+    assert (v.verdict, v.reason) == ("deploy", "approved-change") and violations(h) == []
+
+
 def test_a_direct_push_whose_evidence_is_red_is_not_deployed_alerted_and_explained(
     h: Harness, oscar: Outsider, receiver: Receiver
 ) -> None:

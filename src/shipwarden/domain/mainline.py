@@ -16,17 +16,30 @@ new on main is judged here, sha for sha, against the changes the gates have judg
   - or a commit of such a change's own history, brought along with its head (``part-of-change``:
     covered, never deployed by itself);
 
+* **awaiting evidence** (``awaiting-evidence``, stored as ``awaiting``; neither deployed yet nor a
+  violation) — a head that reached main before any gate passed for it: no change was ever judged
+  for it (a direct push), or its change (or the change it merges) has not passed its gates yet
+  (pending, waiting for approval, superseded).  The commits that arrived under it wait with it
+  (``covered``: its evidence is evidence on their content too).  Its own evidence decides, later,
+  in the service: when CI reports on that sha, a change of it is judged by the same gates (and the
+  same approvals for a non-standard one); gates passed → its verdict becomes ``approved-change``
+  and it is deployed; a gate failed → ``gates-failed``, a violation;
+
 * **a violation**, recorded, alerted and never deployed:
 
-  - ``no-change``: no change was ever judged for this commit (a direct push);
-  - ``gates-failed``: the change of this commit was judged and a gate failed (blocked, rejected);
-  - ``merged-around-gate``: its change had not passed its gates yet (evidence or approvals missing,
-    superseded), or a merge commit changes more than the clean merge of the approved head would;
+  - ``gates-failed``: the change of this commit was judged and a gate failed (blocked, rejected),
+    before it reached main or afterwards (a waiting commit whose evidence is red);
+  - ``merged-around-gate``: a merge commit changes more than the clean merge of the approved head
+    would (it carries lines no gate saw), or, under a head that does not wait for evidence, a
+    commit whose change had not passed its gates;
+  - ``no-change``: under a head that does not wait for evidence (a gated head, or a violation), a
+    commit no change was ever judged for;
   - ``force-push``: main was rewritten (its previous head is no longer in its history): the new
     head is not deployed, whatever it is;
-  - ``ungated-history``: the head itself is gated but main received, since the last commit that was
-    judged deployable, a commit that is a violation; deploying the head would ship that commit too.
-    An operator who has reviewed it may accept it (``shipwarden main accept``, audited).
+  - ``ungated-history``: the head itself is gated (or would wait for evidence) but main received,
+    since the last commit that was judged deployable, a commit that is a violation; deploying the
+    head would ship that commit too.  An operator who has reviewed it may accept it
+    (``shipwarden main accept``, audited).
 
 Only the head of what arrived is deployed (the commits under it ship with it); every commit gets a
 verdict of its own.  Everything here is pure: the service reads git and the store and hands the

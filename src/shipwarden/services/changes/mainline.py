@@ -15,6 +15,13 @@ commit with ``domain.mainline.judge`` against the changes the gates have judged.
    with what each target answered; into the alerting pipeline as ``MainPolicyViolation`` when the
    policy has an ``alerting`` section) and, if it held back a merge of ours, says so on the change.
    An effect recorded but not performed (a crash in between) is performed by the next look.
+3. **Waiting commits**: a head that reached main before its gates passed is recorded as
+   ``awaiting`` (no effect yet).  Evidence for it (an upload, the CI webhook for main) opens the
+   change that judges it (``change_of_awaited``: the open change of that head, else a new change of
+   the main branch, measured from main's head before it arrived); after every evaluation
+   ``_settle_on_main`` moves the verdict — persisted first — to ``deploy`` (gates passed: then the
+   deployment above) or to a ``gates-failed`` violation (then the alert above).  A change whose
+   commit is on main already is never merged again.
 
 ``explain_commit`` answers ``shipwarden explain <sha>``: the verdict, why, and the alert.
 """
@@ -135,7 +142,16 @@ class MainlineWatch(ContinuousDelivery):
                 continue  # another process judged this arrival (or a newer one) first: look again
             break
         self.perform_pending(inline=inline)
+        for j in judged:  # CI may have reported on a waiting commit before its push was seen
+            if j.verdict == "awaiting" and self.repo.evidence_for(j.sha):
+                change = self.change_of_awaited(self.repo, j.sha, WATCH_ACTOR)
+                if change is not None and change.status in OPEN:
+                    self.progress(change.id)
         return judged
+
+    def progress(self, change_id: str) -> Change:
+        """Evaluate a change and take it as far as its gates allow (``gates.GateEvaluation``)."""
+        raise NotImplementedError
 
     def _arrival(self, previous: str, head: str, forced: bool, commits: tuple[MainCommit, ...]) -> Arrival:
         shipwarden_merges = {c.merge_sha for c in self.mainline.changes_for(tuple(c.sha for c in commits))}

@@ -18,7 +18,9 @@ In order, each refusal audited (a digest of the body, never the body) and nothin
 4. Then the change is evaluated (``progress``): gates, and a merge if approved, each step its own
    persisted transition, as for evidence uploads and approvals.  A GitHub ``push`` to the main
    branch instead has every commit it brought judged (``mainline.watch_main``, D9): deployed
-   through the gates, or alerted and recorded as a policy violation.
+   through the gates, waiting for its evidence, or alerted and recorded as a policy violation.  A
+   CI result for a commit of main that waits for its evidence opens (or finds) the change that
+   judges it (``change_of_awaited``); other CI results for main are only recorded.
 """
 
 from __future__ import annotations
