@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -26,6 +26,7 @@ from shipwarden.adapters.witness import HeadFile
 from shipwarden.domain._yaml import MAX_BYTES
 from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_networks
 from shipwarden.domain.alerting import Rollback
+from shipwarden.domain.alerting.monitoring import CustomCondition
 from shipwarden.domain.audit import AuditChain
 from shipwarden.domain.dr.topology import Credentials, Endpoint
 from shipwarden.domain.oncall import Escalation, OnCallPolicy, Target
@@ -40,7 +41,7 @@ from shipwarden.domain.policy import (
 from shipwarden.ports.alerting import Channel, EscalationSink
 from shipwarden.ports.databases import WriteLoad
 from shipwarden.ports.incidents import IncidentSink, MetricHistory, OnCallLookup
-from shipwarden.ports.oncall import Notifier
+from shipwarden.ports.oncall import Contact, Notifier
 from shipwarden.ports.platform import Platform
 from shipwarden.ports.routing import TrafficRouter
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
@@ -55,15 +56,19 @@ from shipwarden.security.signing import (
     write_new,
 )
 from shipwarden.services.access import AccessService
+from shipwarden.services.alerting.escalation import OnCallEscalation
 from shipwarden.services.alerting.service import AlertingService
 from shipwarden.services.alerts import RolloutAlerts
 from shipwarden.services.analysis import AnalysisController
 from shipwarden.services.audit import AuditService
 from shipwarden.services.dr.context import DrContext
 from shipwarden.services.incidents import IncidentReports, IncidentService, related_from
-from shipwarden.services.oncall import AlertingEscalations, EscalationEngine, LinkSigner, Rota, Watchdog
+from shipwarden.services.oncall import EscalationEngine, LinkSigner, Rota, Watchdog
 from shipwarden.services.rollout import RolloutService
 from shipwarden.settings import Settings
+
+if TYPE_CHECKING:
+    from shipwarden.services.changes import ChangeDrivers, ChangeService
 
 
 def load_policy(path: Path) -> LoadedPolicy:
@@ -240,9 +245,17 @@ def _rollout_alerts(
     return RolloutAlerts(store, spec, secrets, sink=sink, direct=bool(spec.urls))
 
 
-def build(settings: Settings, policy: LoadedPolicy) -> App:
-    store = open_store(settings)
-    platform, router, rollout = make_rollout(settings, store, policy)
+def build(
+    settings: Settings,
+    policy: LoadedPolicy,
+    *,
+    store: Store | None = None,
+    access: AccessService | None = None,
+) -> App:
+    """The CLI's rollout machinery; ``store``/``access``: those the process already built
+    (``build_service``'s), so one command opens one engine and migrates once."""
+    store = store or open_store(settings)
+    platform, router, rollout = make_rollout(settings, store, policy, access)
     return App(settings, store, platform, router, rollout, settings.actor or getpass.getuser())
 
 
@@ -357,7 +370,7 @@ def build_service(
     if policy is not None:
         alerting = make_alerting(
             settings, store, policy, secrets=secrets, incidents=incidents.service,
-            escalation=AlertingEscalations(oncall.engine) if oncall is not None else None,
+            escalation=OnCallEscalation(oncall.engine) if oncall is not None else None,
             clock=lambda: now().timestamp(),
         )  # fmt: skip
     return Services(
@@ -373,6 +386,38 @@ def build_service(
         oncall=oncall,
         alerting=alerting,
     )
+
+
+# -- the change pipeline: CI webhooks, evidence, gates, merges, delivery (issues 6, 11) -------------
+def change_drivers() -> ChangeDrivers:
+    """git for the repository, GitHub for pull-request merges, the two CI providers' webhooks."""
+    from shipwarden.adapters.ci.circleci import CircleCiWebhook
+    from shipwarden.adapters.ci.github import GitHubClient, GitHubWebhook
+    from shipwarden.adapters.vcs.git import GitRepository
+    from shipwarden.services.changes import ChangeDrivers
+
+    return ChangeDrivers(
+        vcs=GitRepository,
+        code_host=lambda token, api_url: GitHubClient(token, base_url=api_url),
+        webhooks={"circleci": CircleCiWebhook, "github": GitHubWebhook},
+    )
+
+
+def make_changes(
+    settings: Settings,
+    store: Store,
+    rollout: RolloutService | None,
+    policy: LoadedPolicy,
+    *,
+    access: AccessService | None = None,
+    **options: Any,
+) -> ChangeService:
+    """The change service over ``store`` (the CLI's and the API's: the same drivers, the same
+    secrets); ``options``: ``ChangeService``'s (``schedule``, ``refusals``, ``clock``)."""
+    from shipwarden.services.changes import ChangeService
+
+    return ChangeService(store, rollout, policy, state_dir=settings.state_dir, drivers=change_drivers(),
+                         secrets=secret_lookup(settings, store, access), **options)  # fmt: skip
 
 
 # -- disaster recovery: databases, backups, failover (issue 14) ------------------------------------
@@ -649,13 +694,23 @@ def make_alerting(
     )
 
 
+def nrql_query(provider: MetricProvider) -> Callable[[CustomCondition, str, float], float | None]:
+    """A condition's NRQL through the New Relic provider: its value, or ``None`` (no data)."""
+    from shipwarden.adapters.metrics.base import Value
+
+    def query(c: CustomCondition, service: str, at: float) -> float | None:
+        assert c.nrql is not None
+        m = provider.query(c.nrql, service=service, version="current", window_s=c.window, at=at)
+        return m.value if isinstance(m, Value) else None
+
+    return query
+
+
 def start_alerting(svc: Services) -> Callable[[], None]:
     """Run the alert engine (and the NRQL conditions, when New Relic is configured) in the
     background of ``serve``; returns the function that stops them."""
     import threading
 
-    from shipwarden.adapters.metrics.base import Value
-    from shipwarden.domain.alerting.monitoring import CustomCondition
     from shipwarden.services.alerting.service import NrqlConditions
 
     alerting = svc.alerting
@@ -669,14 +724,8 @@ def start_alerting(svc: Services) -> Callable[[], None]:
         providers = make_providers(svc.settings, secret_lookup(svc.settings, svc.store, svc.access))
         nr = providers.get("newrelic")
         if nr is not None:
-
-            def query(c: CustomCondition, service: str, at: float) -> float | None:
-                assert c.nrql is not None
-                m = nr.query(c.nrql, service=service, version="", window_s=c.window, at=at)
-                return m.value if isinstance(m, Value) else None
-
             sink = partial(alerting.ingest, source="nrql")
-            nrql = NrqlConditions(conditions, query, sink, team=alerting.team)
+            nrql = NrqlConditions(conditions, nrql_query(nr), sink, team=alerting.team)
             runner = threading.Thread(target=nrql.loop, args=(stop,), name="nrql-conditions", daemon=True)
             runner.start()
 
@@ -693,6 +742,48 @@ class OnCallParts:
     rota: Rota
     engine: EscalationEngine
     watchdog: Watchdog | None
+
+
+def heartbeat_file(settings: Settings) -> Path:
+    """Touched by every running escalation engine each second; ``oncall watchdog`` reads its age."""
+    return settings.state_dir / "oncall" / "engine.beat"
+
+
+def make_watchdog_process(settings: Settings, store: Store, policy: LoadedPolicy) -> Watchdog:
+    """``shipwarden oncall watchdog``: the stall check from a process of its own (a whole engine
+    process that stops — SIGSTOP, OOM — stops the watchdog thread inside it too)."""
+    from shipwarden.adapters.notify.pager import PageNotifier, parse_smtp_url
+
+    oc = policy.policy.oncall
+    if oc is None or oc.watchdog is None:
+        issue = PolicyIssue(policy.source, None, "oncall.watchdog", "declare who the watchdog pages")
+        raise PolicyError([issue])
+    rota = Rota(lambda: oc)
+    refs = [Target(r.kind, r.name) for r in oc.watchdog.notify]
+    smtp = parse_smtp_url(settings.smtp_url, settings.smtp_from) if settings.smtp_url else None
+    path = heartbeat_file(settings)
+
+    def beat() -> float:
+        try:
+            return path.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0  # no engine has ever run here: stalled
+
+    def record(subject: str, detail: dict[str, object]) -> None:
+        store.audit(actor="shipwarden:oncall-watchdog", action="escalation.watchdog",
+                    outcome="failed", detail={"subject": subject, **detail})  # fmt: skip
+
+    return Watchdog(beat, PageNotifier(smtp, secret_lookup(settings, store)),
+                    lambda: [c for t in refs for c in rota.resolve(t, datetime.now(UTC))],
+                    stall=oc.watchdog.stall, clock=time.time, record=record)  # fmt: skip
+
+
+def oncall_lookup(policy: LoadedPolicy | None) -> Rota | None:
+    """Who is on call under ``policy`` (``ports.incidents.OnCallLookup``), for incident commanders."""
+    if policy is None or policy.policy.oncall is None:
+        return None
+    section = policy.policy.oncall
+    return Rota(lambda: section)
 
 
 def _ack_incident(incidents: IncidentService) -> Callable[[Escalation, str], None]:
@@ -748,17 +839,21 @@ def make_oncall(
     oc = section()
     expiry = oc.link_expiry if oc is not None else 86400.0
 
+    beat_file = heartbeat_file(settings)
+    beat_file.parent.mkdir(parents=True, exist_ok=True)
     engine = EscalationEngine(
         OnCallRepo(store), rota, notifier or PageNotifier(smtp, lookup), changes=StoreRecentChanges(store),
+        heartbeat=beat_file.touch,
         links=LinkSigner(load_link_key(settings), settings.public_url, expiry), clock=clock,
         on_acknowledged=_ack_incident(incidents) if incidents is not None else None,
     )  # fmt: skip
     watchdog = None
     if oc is not None and oc.watchdog is not None:
-        from datetime import UTC as _UTC
+        refs = [Target(r.kind, r.name) for r in oc.watchdog.notify]
 
-        now = datetime.now(_UTC)
-        contacts = [c for r in oc.watchdog.notify for c in rota.resolve(Target(r.kind, r.name), now)]
+        def contacts() -> list[Contact]:
+            now = datetime.now(UTC)
+            return [c for t in refs for c in rota.resolve(t, now)]
 
         def record(subject: str, detail: dict[str, object]) -> None:
             store.audit(actor="shipwarden:oncall-watchdog", action="escalation.watchdog",

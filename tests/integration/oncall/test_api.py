@@ -78,3 +78,11 @@ def test_oncall_routes_and_signed_links(api: Api) -> None:
     assert r.status_code == 200 and r.json()["resolved_by"] == "sam"
     assert sre.post(f"/escalations/{esc}/resolve").status_code == 409
     assert sre.post("/escalations/esc-000000000000/ack").status_code == 404
+
+
+def test_who_refuses_instants_out_of_range(api: Api) -> None:
+    api.user("vic", "viewer", mfa=False)
+    viewer = api.session("vic")
+    for at in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00"):
+        r = viewer.get("/oncall/who", params={"at": at})
+        assert r.status_code == 422, r.text
