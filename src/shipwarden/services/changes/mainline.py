@@ -12,7 +12,8 @@ commit with ``domain.mainline.judge`` against the changes the gates have judged.
    deployed through the change's three phases (a change merged elsewhere is first recorded as
    merged, ``change.merged_outside``); a violation sends an alert (the policy's
    ``alerts.rollout`` targets, else ``delivery.notify``; ``alert.violation`` in the audit log
-   with what each target answered) and, if it held back a merge of ours, says so on the change.
+   with what each target answered; into the alerting pipeline as ``MainPolicyViolation`` when the
+   policy has an ``alerting`` section) and, if it held back a merge of ours, says so on the change.
    An effect recorded but not performed (a crash in between) is performed by the next look.
 
 ``explain_commit`` answers ``shipwarden explain <sha>``: the verdict, why, and the alert.
@@ -21,11 +22,11 @@ commit with ``domain.mainline.judge`` against the changes the gates have judged.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
-from shipwarden.adapters.store.mainline_repo import MainlineRepo
-from shipwarden.adapters.store.repository import Store
-from shipwarden.adapters.vcs.git import GitError
+from shipwarden.domain.alerting import Alert as PipelineAlert
 from shipwarden.domain.mainline import (
     Arrival,
     ChangeFact,
@@ -35,12 +36,16 @@ from shipwarden.domain.mainline import (
     Verdict,
     judge,
 )
-from shipwarden.ports.changes import Change, HeadChanged
+from shipwarden.ports.changes import Change, HeadChanged, MainlineRepository
+from shipwarden.ports.store import UnitOfWork
+from shipwarden.ports.vcs import GitError
 from shipwarden.services.changes.core import CD_ACTOR
 from shipwarden.services.changes.delivery import ContinuousDelivery
 from shipwarden.services.notify import Notifier
 
 WATCH_ACTOR = "shipwarden:main-watch"
+#: a violation is an event, not a state: its pipeline alert resolves by itself after this long
+VIOLATION_ALERT_TTL = 3600.0
 _HEX = re.compile(r"^[0-9a-f]{7,64}$")
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
@@ -49,10 +54,10 @@ class MainlineWatch(ContinuousDelivery):
     """Judges every commit that reaches main and performs what each verdict owes."""
 
     @property
-    def mainline(self) -> MainlineRepo:
-        repo: MainlineRepo | None = getattr(self, "_mainline_repo", None)
+    def mainline(self) -> MainlineRepository:
+        repo: MainlineRepository | None = getattr(self, "_mainline_repo", None)
         if repo is None:
-            repo = self._mainline_repo = MainlineRepo(self.store)
+            repo = self._mainline_repo = self.store.mainline
         return repo
 
     # -- judge ------------------------------------------------------------------------------------------
@@ -277,6 +282,12 @@ class MainlineWatch(ContinuousDelivery):
         notify = self.delivery.notify
         return list(notify.urls) if notify is not None else []
 
+    def _alert_sink(self) -> Callable[[list[PipelineAlert]], object] | None:
+        """The alerting pipeline's intake when the policy has an ``alerting`` section (bootstrap
+        hands it to the rollout's alerts; violations go the same way)."""
+        sink = getattr(getattr(self.rollout, "alerts", None), "sink", None)
+        return sink if callable(sink) else None
+
     def _alert_violation(self, jc: JudgedCommit) -> None:
         title = f"[shipwarden] main: {jc.sha[:12]} NOT deployed ({jc.reason})"
         body = (
@@ -286,17 +297,32 @@ class MainlineWatch(ContinuousDelivery):
             f"`shipwarden main accept {jc.sha[:12]} --reason …` accepts it after review."
         )
         names = self._alert_targets()
+        sink = self._alert_sink()
+        detail: dict[str, Any] = {"title": title}
+        if sink is not None:  # the policy's alerting pipeline: routed, escalated like any alert
+            now = time.time()
+            labels = {"alertname": "MainPolicyViolation", "severity": "critical", "source": "main-watch"}
+            labels.update(branch=jc.branch, commit=jc.sha[:12], reason=jc.reason)
+            annotations = {"summary": title, "description": body}
+            end = now + VIOLATION_ALERT_TTL
+            sink(
+                [
+                    PipelineAlert({**labels, "service": s}, annotations, now, ends_at=end)
+                    for s in self.delivery.services
+                ]
+            )
+            detail["via"] = "alerting"
         if names:
             result = Notifier([(n, self.secrets(n)) for n in names]).send(title, body, "failure")
-            detail: dict[str, Any] = {"title": title, **result.as_dict()}
+            detail.update(result.as_dict())
             ok = result.ok
+        elif sink is not None:
+            detail.update(ok=True, targets=[])
+            ok = True
         else:
-            detail = {
-                "title": title,
-                "ok": False,
-                "targets": [],
-                "why": "no alert targets (alerts.rollout, delivery.notify)",
-            }
+            detail.update(
+                ok=False, targets=[], why="no alert targets (alerting, alerts.rollout, delivery.notify)"
+            )
             ok = False
         self.mainline.set_effect(
             jc.id,
@@ -376,7 +402,7 @@ def _merged_outside(ch: Change) -> bool:
     return via.startswith("outside shipwarden")
 
 
-def _resolve(repo: MainlineRepo, ref: str) -> str:
+def _resolve(repo: MainlineRepository, ref: str) -> str:
     from shipwarden.services.changes.errors import BadRequest, UnknownChange
 
     ref = ref.strip().lower()
@@ -390,11 +416,11 @@ def _resolve(repo: MainlineRepo, ref: str) -> str:
     return found[0]
 
 
-def explain_commit(store: Store, ref: str) -> dict[str, Any] | None:
+def explain_commit(store: UnitOfWork, ref: str) -> dict[str, Any] | None:
     """Why a commit that reached main was (or was not) deployed; None if ``ref`` is no such commit."""
     if not _HEX.match(ref.strip().lower()):
         return None
-    repo = MainlineRepo(store)
+    repo = store.mainline
     found = repo.find(ref.strip().lower())
     if len(found) != 1:
         return None
