@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -26,6 +26,7 @@ from shipwarden.adapters.witness import HeadFile
 from shipwarden.domain._yaml import MAX_BYTES
 from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_networks
 from shipwarden.domain.alerting import Rollback
+from shipwarden.domain.alerting.monitoring import CustomCondition
 from shipwarden.domain.audit import AuditChain
 from shipwarden.domain.dr.topology import Credentials, Endpoint
 from shipwarden.domain.oncall import Escalation, OnCallPolicy, Target
@@ -64,6 +65,9 @@ from shipwarden.services.incidents import IncidentReports, IncidentService, rela
 from shipwarden.services.oncall import AlertingEscalations, EscalationEngine, LinkSigner, Rota, Watchdog
 from shipwarden.services.rollout import RolloutService
 from shipwarden.settings import Settings
+
+if TYPE_CHECKING:
+    from shipwarden.services.changes import ChangeDrivers, ChangeService
 
 
 def load_policy(path: Path) -> LoadedPolicy:
@@ -240,9 +244,17 @@ def _rollout_alerts(
     return RolloutAlerts(store, spec, secrets, sink=sink, direct=bool(spec.urls))
 
 
-def build(settings: Settings, policy: LoadedPolicy) -> App:
-    store = open_store(settings)
-    platform, router, rollout = make_rollout(settings, store, policy)
+def build(
+    settings: Settings,
+    policy: LoadedPolicy,
+    *,
+    store: Store | None = None,
+    access: AccessService | None = None,
+) -> App:
+    """The CLI's rollout machinery; ``store``/``access``: those the process already built
+    (``build_service``'s), so one command opens one engine and migrates once."""
+    store = store or open_store(settings)
+    platform, router, rollout = make_rollout(settings, store, policy, access)
     return App(settings, store, platform, router, rollout, settings.actor or getpass.getuser())
 
 
@@ -373,6 +385,38 @@ def build_service(
         oncall=oncall,
         alerting=alerting,
     )
+
+
+# -- the change pipeline: CI webhooks, evidence, gates, merges, delivery (issues 6, 11) -------------
+def change_drivers() -> ChangeDrivers:
+    """git for the repository, GitHub for pull-request merges, the two CI providers' webhooks."""
+    from shipwarden.adapters.ci.circleci import CircleCiWebhook
+    from shipwarden.adapters.ci.github import GitHubClient, GitHubWebhook
+    from shipwarden.adapters.vcs.git import GitRepository
+    from shipwarden.services.changes import ChangeDrivers
+
+    return ChangeDrivers(
+        vcs=GitRepository,
+        code_host=lambda token, api_url: GitHubClient(token, base_url=api_url),
+        webhooks={"circleci": CircleCiWebhook, "github": GitHubWebhook},
+    )
+
+
+def make_changes(
+    settings: Settings,
+    store: Store,
+    rollout: RolloutService | None,
+    policy: LoadedPolicy,
+    *,
+    access: AccessService | None = None,
+    **options: Any,
+) -> ChangeService:
+    """The change service over ``store`` (the CLI's and the API's: the same drivers, the same
+    secrets); ``options``: ``ChangeService``'s (``schedule``, ``refusals``, ``clock``)."""
+    from shipwarden.services.changes import ChangeService
+
+    return ChangeService(store, rollout, policy, state_dir=settings.state_dir, drivers=change_drivers(),
+                         secrets=secret_lookup(settings, store, access), **options)  # fmt: skip
 
 
 # -- disaster recovery: databases, backups, failover (issue 14) ------------------------------------
@@ -649,13 +693,23 @@ def make_alerting(
     )
 
 
+def nrql_query(provider: MetricProvider) -> Callable[[CustomCondition, str, float], float | None]:
+    """A condition's NRQL through the New Relic provider: its value, or ``None`` (no data)."""
+    from shipwarden.adapters.metrics.base import Value
+
+    def query(c: CustomCondition, service: str, at: float) -> float | None:
+        assert c.nrql is not None
+        m = provider.query(c.nrql, service=service, version="current", window_s=c.window, at=at)
+        return m.value if isinstance(m, Value) else None
+
+    return query
+
+
 def start_alerting(svc: Services) -> Callable[[], None]:
     """Run the alert engine (and the NRQL conditions, when New Relic is configured) in the
     background of ``serve``; returns the function that stops them."""
     import threading
 
-    from shipwarden.adapters.metrics.base import Value
-    from shipwarden.domain.alerting.monitoring import CustomCondition
     from shipwarden.services.alerting.service import NrqlConditions
 
     alerting = svc.alerting
@@ -669,14 +723,8 @@ def start_alerting(svc: Services) -> Callable[[], None]:
         providers = make_providers(svc.settings, secret_lookup(svc.settings, svc.store, svc.access))
         nr = providers.get("newrelic")
         if nr is not None:
-
-            def query(c: CustomCondition, service: str, at: float) -> float | None:
-                assert c.nrql is not None
-                m = nr.query(c.nrql, service=service, version="", window_s=c.window, at=at)
-                return m.value if isinstance(m, Value) else None
-
             sink = partial(alerting.ingest, source="nrql")
-            nrql = NrqlConditions(conditions, query, sink, team=alerting.team)
+            nrql = NrqlConditions(conditions, nrql_query(nr), sink, team=alerting.team)
             runner = threading.Thread(target=nrql.loop, args=(stop,), name="nrql-conditions", daemon=True)
             runner.start()
 

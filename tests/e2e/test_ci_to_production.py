@@ -23,7 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shipwarden.adapters.net import free_port
-from shipwarden.bootstrap import Services, build_service, load_policy
+from shipwarden.bootstrap import Services, build_service, change_drivers, load_policy
 from shipwarden.domain.delivery import version_for
 from shipwarden.entrypoints.http import create_app
 from shipwarden.services.changes import ChangeService, Forbidden, render_explanation
@@ -161,7 +161,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     }
     assert services.rollout is not None
     svc = ChangeService(
-        services.store, services.rollout, loaded, state_dir=settings.state_dir, secrets=secrets.get
+        services.store, services.rollout, loaded, state_dir=settings.state_dir, secrets=secrets.get,
+        drivers=change_drivers(),
     )
     app = create_app(services)
     app.state.changes = svc  # deployments run inline, so a test sees their outcome when the call returns

@@ -59,6 +59,7 @@ class FakeStore:
         self._steps: dict[str, list[_Step]] = {}
         self._audit: list[AuditEntry] = []
         self._state: dict[str, tuple[str | None, str | None]] = {}
+        self._analysis: list[tuple[str, dict[str, Any]]] = []  # (deployment, record) in order
 
     # -- audit ------------------------------------------------------------------------------------
     def audit(
@@ -316,5 +317,20 @@ class FakeStore:
         if row is not None and row.traffic_restored_at is None:
             self._deps[dep_id] = replace(row, traffic_restored_at=self._clock())
 
+    def record_analysis(
+        self,
+        dep_id: str,
+        *,
+        key: str,
+        kind: str,
+        name: str,
+        at: float,
+        step_index: int,
+        canary: dict[str, Any],
+        baseline: dict[str, Any] | None,
+    ) -> None:
+        self._analysis.append((dep_id, {"key": key, "kind": kind, "name": name, "at": at,
+                                        "step_index": step_index, "canary": canary, "baseline": baseline}))
+
     def analysis_records(self, dep_id: str, key: str | None = None) -> list[dict[str, Any]]:
-        return []  # the fake worlds configure no analysis
+        return [dict(r) for d, r in self._analysis if d == dep_id and (key is None or r["key"] == key)]

@@ -21,6 +21,7 @@ import pytest
 from shipwarden.adapters.ci.base import hmac_sha256_hex
 from shipwarden.adapters.store.engine import make_engine, migrate
 from shipwarden.adapters.store.repository import Store
+from shipwarden.bootstrap import change_drivers
 from shipwarden.domain.policy import load_policy_text
 from shipwarden.services.changes import (
     BadRequest,
@@ -218,6 +219,7 @@ def build_harness(
         rollout,
         loaded,
         state_dir=root / "state",
+        drivers=change_drivers(),
         secrets=table.get,
         schedule=schedule or deploys.append,
     )

@@ -77,6 +77,9 @@ class TokenAuth:
 class AccessRepository(Protocol):
     """Users, sessions, API tokens, throttles, secrets and the access generation."""
 
+    changed: Callable[[], None]
+    """Called after this process changed access (the token cache forgets at once)."""
+
     def user(self, name: str) -> UserRecord | None: ...
 
     def user_by_id(self, user_id: int) -> UserRecord | None: ...

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-from shipwarden.domain.audit import AuditChain, AuditEntry, ChainHead, Checkpoint, EntryDraft, K8sBatch
+from shipwarden.domain.audit import (
+    AuditChain,
+    AuditEntry,
+    ChainHead,
+    Checkpoint,
+    EntryDraft,
+    K8sBatch,
+    Sealer,
+)
+from shipwarden.ports.store import DeploymentStore
 
-__all__ = ["AuditLog", "HeadWitness"]
+__all__ = ["AuditLog", "AuditedStore", "HeadWitness"]
 
 
 class HeadWitness(Protocol):
@@ -64,3 +73,17 @@ class AuditLog(Protocol):
     def evidence_for(self, commit_sha: str | None) -> list[dict[str, Any]]: ...
 
     def approvals_for(self, deployment_id: str, commit_sha: str | None) -> list[dict[str, Any]]: ...
+
+
+class AuditedStore(DeploymentStore, Protocol):
+    """The store as the audit service drives it: standalone entries, the chain's repository, the
+    checkpoints each append makes due signed by ``sealer``, and the group commit (``audit_sink``)."""
+
+    audit_sink: Callable[..., None] | None
+
+    @property
+    def audit_log(self) -> AuditLog: ...
+
+    def attach_sealer(
+        self, sealer: Sealer, on_sealed: Callable[[Sequence[Checkpoint]], None] | None = None
+    ) -> object: ...

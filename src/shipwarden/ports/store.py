@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shipwarden.domain.rollout import OperatorRequest, Phase, Transition
+
+if TYPE_CHECKING:  # the repositories' ports import this module's records
+    from shipwarden.ports.access import AccessRepository
+    from shipwarden.ports.audit import AuditLog
+    from shipwarden.ports.changes import ChangesRepository, MainlineRepository
+    from shipwarden.ports.databases import DrCatalogue
 
 
 class StoreError(RuntimeError):
@@ -173,3 +179,24 @@ class DeploymentStore(Protocol):
     def analysis_records(self, dep_id: str, key: str | None = None) -> list[dict[str, Any]]: ...
 
     def mark_traffic_restored(self, dep_id: str) -> None: ...
+
+
+class UnitOfWork(DeploymentStore, Protocol):
+    """The store as services see it: deployments (``DeploymentStore``) and the repositories of
+    each use case over the same database and audit log.  Each repository method is one
+    transaction with its audit entry; ``ChangesRepository.atomic`` groups several."""
+
+    @property
+    def changes(self) -> ChangesRepository: ...
+
+    @property
+    def mainline(self) -> MainlineRepository: ...
+
+    @property
+    def access(self) -> AccessRepository: ...
+
+    @property
+    def audit_log(self) -> AuditLog: ...
+
+    @property
+    def dr_catalogue(self) -> DrCatalogue: ...

@@ -27,8 +27,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shipwarden.adapters.store.audit_repo import AuditRepo
-from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.audit import (
     Anchor,
     AuditChain,
@@ -42,7 +40,7 @@ from shipwarden.domain.audit import (
     verify_canonical,
 )
 from shipwarden.domain.audit.kubernetes import K8sRejected, k8s_ingest
-from shipwarden.ports.audit import HeadWitness
+from shipwarden.ports.audit import AuditedStore, AuditLog, HeadWitness
 from shipwarden.ports.store import NotFound
 from shipwarden.security.audit_export import ExportWriter
 from shipwarden.security.dossier import build_dossier
@@ -68,7 +66,7 @@ def entry_json(e: AuditEntry) -> dict[str, Any]:
 class AuditService:
     def __init__(
         self,
-        store: Store,
+        store: AuditedStore,
         signing_key: Ed25519PrivateKey,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         *,
@@ -77,7 +75,7 @@ class AuditService:
         witness: HeadWitness | None = None,
     ) -> None:
         self.store = store
-        self.repo = AuditRepo(store)
+        self.repo: AuditLog = store.audit_log
         self.chain = AuditChain(clock, checkpoint_every=checkpoint_every)
         self.key = signing_key
         self.key_id = fingerprint(signing_key.public_key())
@@ -204,7 +202,8 @@ class AuditService:
         )
 
     def query(self, *, limit: int = 1000, **filters: Any) -> list[dict[str, Any]]:
-        return [entry_json(e) for e in self.repo.entries(limit=limit, **filters)]
+        """Entries as :func:`entry_json` has them (fields and hash), in seq order, filtered."""
+        return self.repo.query(limit=limit, **filters)
 
     def export(self, **filters: Any) -> Iterator[str]:
         """A signed bundle (``security.audit_export``): one line per entry, then the manifest.

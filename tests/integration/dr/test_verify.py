@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from shipwarden.bootstrap import change_drivers
 from shipwarden.domain.gates import GatePolicy, evaluate_gates
 from shipwarden.services.changes import ChangeService
 from shipwarden.services.dr.archiver import BinlogArchiver
@@ -25,7 +26,8 @@ GATES = GatePolicy.model_validate(
 
 
 def _gate(env: DrEnv) -> object:
-    svc = ChangeService(env.store, None, env.policy, state_dir=env.settings.state_dir)  # type: ignore[arg-type, attr-defined]
+    svc = ChangeService(env.store, None, env.policy, state_dir=env.settings.state_dir,  # type: ignore[arg-type, attr-defined]
+                        drivers=change_drivers())
     backups = svc._backup_verifications(["hello"])
     now = env.ctx.clock()  # type: ignore[attr-defined]
     return next(r for r in evaluate_gates(GATES, [], [], now, backups=backups) if r.gate == "backup")

@@ -24,124 +24,43 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
-from shipwarden.domain.evidence.model import CiCheck
 from shipwarden.domain.jsonlimits import JsonLimitError, loads_bounded
+from shipwarden.ports.ci import (
+    CiApiError as CiApiError,
+)
+from shipwarden.ports.ci import (
+    CiAuthError as CiAuthError,
+)
+from shipwarden.ports.ci import (
+    CiError as CiError,
+)
+from shipwarden.ports.ci import (
+    CiEvent as CiEvent,
+)
+from shipwarden.ports.ci import (
+    CiNotFound as CiNotFound,
+)
+from shipwarden.ports.ci import (
+    CiStatus as CiStatus,
+)
+from shipwarden.ports.ci import (
+    IgnoredEvent as IgnoredEvent,
+)
+from shipwarden.ports.ci import (
+    PayloadError as PayloadError,
+)
+from shipwarden.ports.ci import (
+    SignatureError as SignatureError,
+)
+from shipwarden.ports.ci import (
+    WebhookError as WebhookError,
+)
 
 #: the deepest nesting a webhook body may have (GitHub's payloads nest about 6 levels)
 MAX_JSON_DEPTH = 32
-
-
-class CiError(Exception):
-    pass
-
-
-class WebhookError(CiError):
-    pass
-
-
-class SignatureError(WebhookError):
-    pass
-
-
-class PayloadError(WebhookError):
-    def __init__(self, message: str, path: str | None = None) -> None:
-        self.path = path
-        super().__init__(f"{path}: {message}" if path else message)
-
-
-class IgnoredEvent(WebhookError):
-    """An authentic delivery that carries no CI result (e.g. ping); answer 2xx and do nothing."""
-
-
-class CiApiError(CiError):
-    def __init__(self, status: int, message: str, url: str = "") -> None:
-        self.status = status
-        self.message = message
-        self.url = url
-        super().__init__(f"{status} from {url}: {message}" if url else f"{status}: {message}")
-
-
-class CiAuthError(CiApiError):
-    pass
-
-
-class CiNotFound(CiApiError):
-    pass
-
-
-class CiStatus(StrEnum):
-    """Provider statuses folded into one vocabulary; only ``SUCCESS`` ever satisfies a gate."""
-
-    SUCCESS = "success"
-    FAILED = "failed"
-    CANCELED = "canceled"
-    RUNNING = "running"
-    QUEUED = "queued"
-    ON_HOLD = "on_hold"
-    SKIPPED = "skipped"
-    NEUTRAL = "neutral"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class CiEvent:
-    """One CI webhook delivery, provider-neutral.
-
-    ``event_id`` is the dedupe key (CircleCI body ``id``, GitHub
-    ``X-GitHub-Delivery``).  ``delivered_at`` is a provider-signed time when
-    there is one (CircleCI ``happened_at``), else ``None``.  ``workflow_*``
-    describe the pipeline stage (CircleCI workflow, GitHub workflow run or
-    check suite); ``job_*`` are set for job-level events only (CircleCI job, GitHub
-    check run or commit status).  ``before_sha``/``forced`` describe a push.  ``labels`` is the
-    pull request's label set after the event (possibly empty) for the events that carry one,
-    ``None`` for the others.
-    """
-
-    provider: str
-    event_id: str
-    event_type: str
-    delivered_at: datetime | None
-    commit_sha: str | None
-    branch: str | None
-    repository: str | None = None
-    pipeline_id: str | None = None
-    pipeline_number: int | None = None
-    workflow_id: str | None = None
-    workflow_name: str | None = None
-    status: CiStatus | None = None
-    job_name: str | None = None
-    job_status: CiStatus | None = None
-    job_number: int | None = None
-    pull_requests: tuple[int, ...] = ()
-    labels: tuple[str, ...] | None = None
-    raw_status: str | None = None
-    #: a push: the branch's head before it, and whether the pusher forced it (GitHub ``push``)
-    before_sha: str | None = None
-    forced: bool | None = None
-
-    @property
-    def stage_name(self) -> str | None:
-        """The name a policy's ``ci.required`` list refers to: the job if any, else the workflow."""
-        return self.job_name or self.workflow_name
-
-    @property
-    def stage_status(self) -> CiStatus | None:
-        return self.job_status if self.job_name else self.status
-
-    def as_check(self) -> CiCheck | None:
-        """The gate-facing fact (``CiCheck``) this event proves, or ``None`` if it carries no stage result.
-
-        Store it as ``Evidence(category="ci", commit_sha=self.commit_sha, ...)``.
-        """
-        name, status = self.stage_name, self.stage_status
-        if name is None or status is None:
-            return None
-        return CiCheck(self.provider, name, status.value, self.pipeline_id)
 
 
 def hmac_sha256_hex(secret: str | bytes, body: bytes) -> str:

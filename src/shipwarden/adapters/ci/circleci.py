@@ -28,20 +28,7 @@ from typing import Annotated, Any, Literal
 import httpx
 from pydantic import StringConstraints
 
-from shipwarden.adapters.ci.base import (
-    CiApiError,
-    CiAuthError,
-    CiEvent,
-    CiNotFound,
-    CiStatus,
-    IgnoredEvent,
-    PayloadError,
-    SignatureError,
-    digest_matches,
-    hmac_sha256_hex,
-    load_body,
-    lower_headers,
-)
+from shipwarden.adapters.ci.base import digest_matches, hmac_sha256_hex, load_body, lower_headers
 from shipwarden.adapters.ci.contract import (
     Branch,
     Contract,
@@ -56,6 +43,16 @@ from shipwarden.adapters.ci.contract import (
     validate,
 )
 from shipwarden.domain.evidence.model import SuiteResult, TestCaseResult, TestReport, sha256_digest
+from shipwarden.ports.ci import (
+    CiApiError,
+    CiAuthError,
+    CiEvent,
+    CiNotFound,
+    CiStatus,
+    IgnoredEvent,
+    PayloadError,
+    SignatureError,
+)
 
 SIGNATURE_HEADER = "circleci-signature"
 EVENT_HEADER = "circleci-event-type"

@@ -19,8 +19,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from shipwarden.adapters.ci.base import PayloadError, lower_headers, parse_time
+from shipwarden.adapters.ci.base import lower_headers, parse_time
 from shipwarden.domain.gitref import branch_problem, ref_problem
+from shipwarden.ports.ci import PayloadError
+from shipwarden.ports.ci import (
+    UnsupportedMediaType as UnsupportedMediaType,
+)
 
 __all__ = [
     "INT32_MAX",
@@ -46,10 +50,6 @@ INT32_MAX = 2**31 - 1  # the INTEGER columns (changes.pr_number)
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _EVENT = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-
-
-class UnsupportedMediaType(PayloadError):
-    """The delivery is not ``application/json`` (→ 415)."""
 
 
 def _sha(value: str) -> str:

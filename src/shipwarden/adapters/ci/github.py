@@ -15,7 +15,7 @@ Webhook authentication: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the
 raw body keyed with the webhook secret>``, compared in constant time.  The
 legacy SHA-1 ``X-Hub-Signature`` is never accepted.  GitHub signs no
 timestamp, so replay protection relies on deduplicating ``X-GitHub-Delivery``
-(see ``shipwarden.domain.replay``).
+(see ``shipwarden.domain.webhook_replay``).
 
 Merging: ``PUT /repos/{owner}/{repo}/pulls/{n}/merge`` **always with ``sha``**
 — the head commit that was approved.  If someone pushed after approval,
@@ -40,19 +40,7 @@ from typing import Annotated, Any, Literal
 import httpx
 from pydantic import AfterValidator, Field, StrictStr, StringConstraints
 
-from shipwarden.adapters.ci.base import (
-    CiApiError,
-    CiAuthError,
-    CiEvent,
-    CiStatus,
-    IgnoredEvent,
-    PayloadError,
-    SignatureError,
-    digest_matches,
-    hmac_sha256_hex,
-    load_body,
-    lower_headers,
-)
+from shipwarden.adapters.ci.base import digest_matches, hmac_sha256_hex, load_body, lower_headers
 from shipwarden.adapters.ci.contract import (
     INT32_MAX,
     Branch,
@@ -69,6 +57,28 @@ from shipwarden.adapters.ci.contract import (
     validate,
 )
 from shipwarden.domain.gitref import branch_problem
+from shipwarden.ports.ci import CiEvent, CiStatus, IgnoredEvent, PayloadError, SignatureError
+from shipwarden.ports.ci import (
+    HeadMoved as HeadMoved,
+)
+from shipwarden.ports.ci import (
+    MergeError as MergeError,
+)
+from shipwarden.ports.ci import (
+    MergeForbidden as MergeForbidden,
+)
+from shipwarden.ports.ci import (
+    MergeRejected as MergeRejected,
+)
+from shipwarden.ports.ci import (
+    MergeResult as MergeResult,
+)
+from shipwarden.ports.ci import (
+    NotMergeable as NotMergeable,
+)
+from shipwarden.ports.ci import (
+    PullNotFound as PullNotFound,
+)
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 EVENT_HEADER = "x-github-event"
@@ -432,30 +442,6 @@ class GitHubWebhook:
 # --- merge -------------------------------------------------------------------------------------------------
 
 
-class MergeError(CiApiError):
-    pass
-
-
-class NotMergeable(MergeError):
-    pass
-
-
-class HeadMoved(MergeError):
-    pass
-
-
-class MergeRejected(MergeError):
-    pass
-
-
-class MergeForbidden(MergeError, CiAuthError):
-    pass
-
-
-class PullNotFound(MergeError):
-    pass
-
-
 _MERGE_ERRORS: dict[int, type[MergeError]] = {
     405: NotMergeable,
     409: HeadMoved,
@@ -464,13 +450,6 @@ _MERGE_ERRORS: dict[int, type[MergeError]] = {
     403: MergeForbidden,
     404: PullNotFound,
 }
-
-
-@dataclass(frozen=True)
-class MergeResult:
-    sha: str
-    merged: bool
-    message: str
 
 
 class GitHubClient:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -32,6 +32,13 @@ from shipwarden.adapters.store.seals import CoreTx, Seals
 from shipwarden.domain.audit import GENESIS_HASH, ChainHead, Checkpoint, EntryDraft, Sealer, make_entry
 from shipwarden.domain.rollout import OperatorRequest, Phase, Transition
 from shipwarden.ports.store import Deployment, NotFound, Step, StoreError
+
+if TYPE_CHECKING:
+    from shipwarden.adapters.store.access_repo import AccessRepo
+    from shipwarden.adapters.store.audit_repo import AuditRepo
+    from shipwarden.adapters.store.changes_repo import ChangesRepo
+    from shipwarden.adapters.store.dr_repo import DrRepo
+    from shipwarden.adapters.store.mainline_repo import MainlineRepo
 
 __all__ = ["Deployment", "NotFound", "Step", "Store", "StoreError"]  # the records: ``ports.store``
 
@@ -211,6 +218,37 @@ class Store:
         if self.seals is not None:
             self.seals.after_append(s, ChainHead(row.seq, row.hash))
         return row
+
+    # -- the repositories over this store (``ports.store.UnitOfWork``): a new one per use case -------
+    @property
+    def changes(self) -> ChangesRepo:
+        from shipwarden.adapters.store.changes_repo import ChangesRepo
+
+        return ChangesRepo(self)
+
+    @property
+    def mainline(self) -> MainlineRepo:
+        from shipwarden.adapters.store.mainline_repo import MainlineRepo
+
+        return MainlineRepo(self)
+
+    @property
+    def access(self) -> AccessRepo:
+        from shipwarden.adapters.store.access_repo import AccessRepo
+
+        return AccessRepo(self)
+
+    @property
+    def audit_log(self) -> AuditRepo:
+        from shipwarden.adapters.store.audit_repo import AuditRepo
+
+        return AuditRepo(self)
+
+    @property
+    def dr_catalogue(self) -> DrRepo:
+        from shipwarden.adapters.store.dr_repo import DrRepo
+
+        return DrRepo(self)
 
     def audit(self, **kw: Any) -> None:
         """Append one audit entry in its own transaction (or the audit service's group commit)."""

@@ -1,11 +1,11 @@
 """Version control adapters (real ``git`` through subprocess)."""
 
-from shipwarden.adapters.vcs.git import (
+from shipwarden.adapters.vcs.git import GitRepository
+from shipwarden.ports.vcs import (
     ChangeStats,
     CommitInfo,
     FileChange,
     GitError,
-    GitRepository,
     HeadMoved,
     MainUpdate,
     MergeConflict,

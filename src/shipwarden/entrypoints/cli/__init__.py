@@ -23,7 +23,7 @@ from rich.text import Text
 from shipwarden.domain.policy import PolicyError, UnknownService, policy_json_schema
 from shipwarden.domain.rollout import OperatorRequest
 from shipwarden.domain.version import InvalidVersion, check_version
-from shipwarden.entrypoints.cli import views
+from shipwarden.entrypoints.cli import context, views
 from shipwarden.entrypoints.cli.guard import OtpOpt, check
 from shipwarden.entrypoints.cli.output import console, err, error, policy_errors
 
@@ -45,29 +45,14 @@ StateOpt = Annotated[
 ]
 
 
-class _Ctx:
-    policy: Path | None = None
-    state_dir: Path | None = None
-
-
-_ctx = _Ctx()
+_ctx = context.ctx
+_settings = context.settings  # kept for callers of ``shipwarden.entrypoints.cli._settings``
 
 
 @app.callback()
 def _main(policy: PolicyOpt = None, state_dir: StateOpt = None) -> None:
     """shipwarden: policy-gated blue-green and canary deployments with an audit trail."""
-    _ctx.policy, _ctx.state_dir = policy, state_dir
-
-
-def _settings() -> Any:
-    from shipwarden.settings import Settings
-
-    overrides: dict[str, Any] = {}
-    if _ctx.policy is not None:
-        overrides["policy"] = _ctx.policy
-    if _ctx.state_dir is not None:
-        overrides["state_dir"] = _ctx.state_dir
-    return Settings(**overrides)
+    _ctx.policy, _ctx.state_dir, _ctx.services = policy, state_dir, None
 
 
 @contextmanager
@@ -93,7 +78,10 @@ def _app() -> Any:
     from shipwarden.bootstrap import build, load_policy
 
     settings = _settings()
-    return build(settings, load_policy(settings.policy))
+    svc = _ctx.services  # the access check's: one store (one engine, one migration) per command
+    if svc is None:
+        return build(settings, load_policy(settings.policy))
+    return build(settings, load_policy(settings.policy), store=svc.store, access=svc.access)
 
 
 # -- policy ------------------------------------------------------------------------------------

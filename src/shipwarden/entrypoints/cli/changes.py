@@ -31,14 +31,13 @@ main_app = typer.Typer(
 
 def _service(command: str, otp: str | None = None) -> Any:
     """Check the running command's access rule, then build the change service."""
-    from shipwarden.bootstrap import build, load_policy
-    from shipwarden.entrypoints.cli import _settings
-    from shipwarden.services.changes import ChangeService
+    from shipwarden.bootstrap import build, load_policy, make_changes
+    from shipwarden.entrypoints.cli.context import settings as _settings
 
     check(command, otp=otp)
     settings = _settings()
     a = build(settings, load_policy(settings.policy))
-    svc = ChangeService(a.store, a.rollout, a.rollout.loaded, state_dir=settings.state_dir)
+    svc = make_changes(settings, a.store, a.rollout, a.rollout.loaded)
     return svc, settings.actor or getpass.getuser()
 
 
@@ -194,7 +193,7 @@ def main_watch(
         return sum(1 for j in judged if j.verdict == "violation")
 
     def go() -> None:
-        from shipwarden.adapters.vcs.git import GitError
+        from shipwarden.ports.vcs import GitError
 
         svc, _ = _service("main watch")
         if every is None:

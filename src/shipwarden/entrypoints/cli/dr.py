@@ -75,7 +75,7 @@ def _errors() -> Iterator[None]:
 def _ctx() -> tuple[Any, Any, Any]:
     """(DrContext, settings, store) for the CLI's settings and policy."""
     from shipwarden.bootstrap import load_policy, make_dr, open_store
-    from shipwarden.entrypoints.cli import _settings
+    from shipwarden.entrypoints.cli.context import settings as _settings
 
     settings = _settings()
     loaded = load_policy(settings.policy)

@@ -194,11 +194,17 @@ def services(*, with_policy: bool = True) -> Any:
     """The access/audit services (``bootstrap.Services``) for the CLI's settings; with the
     policy's rollout service when ``with_policy`` and the policy file exists."""
     from shipwarden.bootstrap import build_service, load_policy
-    from shipwarden.entrypoints.cli import _settings
+    from shipwarden.entrypoints.cli.context import ctx
+    from shipwarden.entrypoints.cli.context import settings as _settings
 
+    if not with_policy and ctx.services is not None:
+        return ctx.services
     settings = _settings()
     policy = load_policy(settings.policy) if with_policy and settings.policy.exists() else None
-    return build_service(settings, policy)
+    built = build_service(settings, policy)
+    if not with_policy:
+        ctx.services = built  # the command's rollout machinery reuses its store (``cli._app``)
+    return built
 
 
 def _fail(msg: str) -> typer.Exit:

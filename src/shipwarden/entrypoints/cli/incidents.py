@@ -64,7 +64,7 @@ def _errors() -> Iterator[None]:
 
 def _incidents(*, with_rollout: bool = False) -> Any:
     from shipwarden.bootstrap import build, load_policy, make_incidents, open_store
-    from shipwarden.entrypoints.cli import _settings
+    from shipwarden.entrypoints.cli.context import settings as _settings
 
     settings = _settings()
     if with_rollout:
@@ -114,7 +114,7 @@ def open_incident(
 def _known_service(service: str) -> None:
     """An incident names a service of the policy when there is one (a typo would hide it)."""
     from shipwarden.bootstrap import load_policy
-    from shipwarden.entrypoints.cli import _settings
+    from shipwarden.entrypoints.cli.context import settings as _settings
 
     settings = _settings()
     if settings.policy.exists():

@@ -10,8 +10,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shipwarden.adapters.store.access_repo import AccessRepo
-from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.access import (
     ACCOUNT_LOCKOUT,
     ADDRESS_LOCKOUT,
@@ -22,7 +20,8 @@ from shipwarden.domain.access import (
     SessionPolicy,
     effective_allowlist,
 )
-from shipwarden.ports.access import UserRecord
+from shipwarden.ports.access import AccessRepository, UserRecord
+from shipwarden.ports.store import UnitOfWork
 from shipwarden.security.envelope import Envelope
 from shipwarden.services.access.bindings import parse_cidrs, stored_allowlist
 from shipwarden.services.access.errors import NotFoundError
@@ -47,13 +46,13 @@ class AccessCore:
 
     def __init__(
         self,
-        store: Store,
+        store: UnitOfWork,
         envelope: Envelope,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         config: AccessConfig | None = None,
     ) -> None:
         self.store = store
-        self.repo = AccessRepo(store)
+        self.repo: AccessRepository = store.access
         self.envelope = envelope
         self.clock = clock
         self.config = config or AccessConfig()

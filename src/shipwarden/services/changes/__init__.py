@@ -34,7 +34,7 @@ the stages downstream of it, so a module only calls what comes after it in the p
 from __future__ import annotations
 
 from shipwarden.services.changes.approvals import Approvals
-from shipwarden.services.changes.core import CD_ACTOR, OPEN, env_secrets
+from shipwarden.services.changes.core import CD_ACTOR, OPEN, ChangeDrivers, env_secrets
 from shipwarden.services.changes.errors import (
     BadRequest,
     ChangeError,
@@ -65,6 +65,7 @@ __all__ = [
     "OPEN",
     "BadRequest",
     "ChangeError",
+    "ChangeDrivers",
     "ChangeService",
     "Forbidden",
     "NotConfigured",

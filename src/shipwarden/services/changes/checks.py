@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 
-from shipwarden.adapters.vcs.git import GitError
 from shipwarden.domain.delivery import (
     Commit,
     LatencySummary,
@@ -29,6 +28,7 @@ from shipwarden.domain.delivery import (
 from shipwarden.domain.rollout import Phase
 from shipwarden.ports.changes import Change
 from shipwarden.ports.store import Deployment
+from shipwarden.ports.vcs import GitError
 from shipwarden.services.changes.core import CD_ACTOR, ChangeCore
 from shipwarden.services.notify import Notifier
 from shipwarden.services.postdeploy import Check, confirm_security

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from shipwarden.adapters.store.changes_repo import ChangesRepo
-from shipwarden.adapters.store.repository import Store
-from shipwarden.adapters.vcs.git import GitRepository
 from shipwarden.domain.delivery import DeliveryPolicy
 from shipwarden.domain.gates import Approval, GatePolicy
 from shipwarden.domain.policy import LoadedPolicy
-from shipwarden.ports.changes import Change, StoredApproval
+from shipwarden.ports.changes import Change, ChangesRepository, StoredApproval
+from shipwarden.ports.ci import PullRequestMerger, WebhookReceiver
+from shipwarden.ports.store import UnitOfWork
+from shipwarden.ports.vcs import Vcs
 from shipwarden.services.changes.errors import NotConfigured
 from shipwarden.services.refusals import RefusalLog
 from shipwarden.services.rollout import RolloutService
@@ -38,16 +39,28 @@ def env_secrets(name: str) -> str | None:
     return os.environ.get("SHIPWARDEN_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()) or None
 
 
+@dataclass(frozen=True)
+class ChangeDrivers:
+    """The external systems of the change pipeline, as ``bootstrap.change_drivers`` builds them:
+    ``vcs(url, workdir)`` a repository, ``code_host(token, api_url)`` what merges pull requests,
+    ``webhooks[provider](secret)`` each CI provider's webhook receiver."""
+
+    vcs: Callable[[str, Path], Vcs]
+    code_host: Callable[[str, str], PullRequestMerger]
+    webhooks: Mapping[str, Callable[[str], WebhookReceiver]]
+
+
 class ChangeCore:
     """Collaborators and configuration of the change pipeline; no pipeline stage lives here."""
 
     def __init__(
         self,
-        store: Store,
+        store: UnitOfWork,
         rollout: RolloutService | None,
         policy: LoadedPolicy,
         *,
         state_dir: Path,
+        drivers: ChangeDrivers,
         secrets: Callable[[str], str | None] = env_secrets,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         schedule: Callable[[Callable[[], None]], None] | None = None,
@@ -55,7 +68,8 @@ class ChangeCore:
         refusals: RefusalLog | None = None,
     ) -> None:
         self.store = store
-        self.repo = ChangesRepo(store)
+        self.repo: ChangesRepository = store.changes
+        self.drivers = drivers
         self.rollout = rollout
         self.loaded = policy
         self.state_dir = Path(state_dir)
@@ -65,7 +79,7 @@ class ChangeCore:
         self.schedule = schedule or (lambda fn: fn())
         self._http = http_client or (lambda: httpx.Client(timeout=5.0))
         self.base_dir = Path(policy.source).resolve().parent
-        self._git: GitRepository | None = None
+        self._git: Vcs | None = None
         #: where refusals are audited; without one (CLI, tests) each is written directly
         self.refusals = refusals
 
@@ -92,12 +106,12 @@ class ChangeCore:
         return d  # type: ignore[no-any-return]
 
     @property
-    def git(self) -> GitRepository:
+    def git(self) -> Vcs:
         if self._git is None:
             url = self.delivery.repository.url
             if "://" not in url and not url.startswith(("git@", "/")):
                 url = str((self.base_dir / url).resolve())
-            self._git = GitRepository(url, self.state_dir / "git" / "work")
+            self._git = self.drivers.vcs(url, self.state_dir / "git" / "work")
         return self._git
 
     def release_dir(self, version: str) -> Path:

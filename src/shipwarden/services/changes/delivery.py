@@ -35,11 +35,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from shipwarden.adapters.vcs.git import GitError
 from shipwarden.domain.delivery import perf_verdict, version_for
 from shipwarden.domain.rollout import Phase, Transition
 from shipwarden.ports.changes import Change
 from shipwarden.ports.store import Deployment
+from shipwarden.ports.vcs import GitError
 from shipwarden.services.changes.checks import DeploymentChecks
 from shipwarden.services.changes.core import CD_ACTOR
 from shipwarden.services.changes.errors import NotConfigured, StateConflict

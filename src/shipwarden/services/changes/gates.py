@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipwarden.adapters.vcs.git import GitError
 from shipwarden.domain.evidence import BackupVerification, Evidence, Migration, RollbackPlan
 from shipwarden.domain.gates import ChangeFacts, GateResult, classify_change, evaluate_gates
 from shipwarden.ports.changes import Change
+from shipwarden.ports.vcs import GitError
 from shipwarden.services.changes.core import OPEN
 from shipwarden.services.changes.mainline import MainlineWatch
 from shipwarden.services.changes.merge import Merging
@@ -88,14 +88,13 @@ class GateEvaluation(Merging, MainlineWatch):
         """The newest stored restore test of each deployed service's database (``shipwarden db
         verify``), when the policy declares databases for them; None: no managed database, the
         gate falls back to uploaded evidence."""
-        from shipwarden.adapters.store.dr_repo import DrRepo
         from shipwarden.services.dr.verify import as_gate_fact
 
         declared = {d.service for d in self.loaded.policy.databases}
         managed = [s for s in services if s in declared]
         if not managed:
             return None
-        repo = DrRepo(self.store)
+        repo = self.store.dr_catalogue
         return {s: as_gate_fact(next(iter(repo.verifications(s, limit=1)), None)) for s in managed}
 
     def evaluate(self, change_id: str) -> tuple[Change, list[GateResult]]:

@@ -23,9 +23,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shipwarden.adapters.store.mainline_repo import MainlineRepo
-from shipwarden.adapters.store.repository import Store
-from shipwarden.adapters.vcs.git import GitError
 from shipwarden.domain.mainline import (
     Arrival,
     ChangeFact,
@@ -35,7 +32,9 @@ from shipwarden.domain.mainline import (
     Verdict,
     judge,
 )
-from shipwarden.ports.changes import Change, HeadChanged
+from shipwarden.ports.changes import Change, HeadChanged, MainlineRepository
+from shipwarden.ports.store import UnitOfWork
+from shipwarden.ports.vcs import GitError
 from shipwarden.services.changes.core import CD_ACTOR
 from shipwarden.services.changes.delivery import ContinuousDelivery
 from shipwarden.services.notify import Notifier
@@ -49,10 +48,10 @@ class MainlineWatch(ContinuousDelivery):
     """Judges every commit that reaches main and performs what each verdict owes."""
 
     @property
-    def mainline(self) -> MainlineRepo:
-        repo: MainlineRepo | None = getattr(self, "_mainline_repo", None)
+    def mainline(self) -> MainlineRepository:
+        repo: MainlineRepository | None = getattr(self, "_mainline_repo", None)
         if repo is None:
-            repo = self._mainline_repo = MainlineRepo(self.store)
+            repo = self._mainline_repo = self.store.mainline
         return repo
 
     # -- judge ------------------------------------------------------------------------------------------
@@ -376,7 +375,7 @@ def _merged_outside(ch: Change) -> bool:
     return via.startswith("outside shipwarden")
 
 
-def _resolve(repo: MainlineRepo, ref: str) -> str:
+def _resolve(repo: MainlineRepository, ref: str) -> str:
     from shipwarden.services.changes.errors import BadRequest, UnknownChange
 
     ref = ref.strip().lower()
@@ -390,11 +389,11 @@ def _resolve(repo: MainlineRepo, ref: str) -> str:
     return found[0]
 
 
-def explain_commit(store: Store, ref: str) -> dict[str, Any] | None:
+def explain_commit(store: UnitOfWork, ref: str) -> dict[str, Any] | None:
     """Why a commit that reached main was (or was not) deployed; None if ``ref`` is no such commit."""
     if not _HEX.match(ref.strip().lower()):
         return None
-    repo = MainlineRepo(store)
+    repo = store.mainline
     found = repo.find(ref.strip().lower())
     if len(found) != 1:
         return None

@@ -7,10 +7,10 @@ no gate has seen.
 
 from __future__ import annotations
 
-from shipwarden.adapters.ci.github import GitHubClient, MergeError
-from shipwarden.adapters.ci.github import HeadMoved as GitHubHeadMoved
-from shipwarden.adapters.vcs.git import GitError, HeadMoved, MergeMode
 from shipwarden.ports.changes import Change
+from shipwarden.ports.ci import HeadMoved as GitHubHeadMoved
+from shipwarden.ports.ci import MergeError
+from shipwarden.ports.vcs import GitError, HeadMoved, MergeMode
 from shipwarden.services.changes.core import ChangeCore
 from shipwarden.services.changes.errors import StateConflict
 
@@ -31,7 +31,7 @@ class Merging(ChangeCore):
                 token = self.secrets(gh.token_secret)
                 if not token:
                     raise MergeError(0, f"secret {gh.token_secret!r} (GitHub token) is not set")
-                client = GitHubClient(token, base_url=gh.api_url)
+                client = self.drivers.code_host(token, gh.api_url)
                 try:
                     res = client.merge_pull_request(
                         gh.owner, gh.repo, change.pr_number, sha=change.head_sha, merge_method=gh.merge_method

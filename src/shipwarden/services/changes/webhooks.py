@@ -6,7 +6,7 @@ In order, each refusal audited (a digest of the body, never the body) and nothin
    body (401), then the body against the provider's documented contract (400, with the JSON path;
    ``adapters.ci.contract``): a commit is 40 lower-case hex digits, a branch is a name git accepts,
    statuses are in the provider's enum, ids and numbers fit their columns.
-2. Replay protection (409, ``domain.replay.ReplayGuard``): a delivery id already seen, a body whose
+2. Replay protection (409, ``domain.webhook_replay.ReplayGuard``): a delivery id already seen, a body whose
    sha256 was already accepted (GitHub signs no id or time: a captured body re-sent under a new
    ``X-GitHub-Delivery`` is a replay), or CircleCI's signed ``happened_at`` outside the window.
 3. **One transaction** (``ChangesRepo.atomic``): the delivery row (id + body digest), the ``ci``
@@ -30,14 +30,10 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from shipwarden.adapters.ci.base import CiEvent, IgnoredEvent, PayloadError, SignatureError
-from shipwarden.adapters.ci.circleci import CircleCiWebhook
-from shipwarden.adapters.ci.contract import UnsupportedMediaType
-from shipwarden.adapters.ci.github import GitHubWebhook
-from shipwarden.adapters.store.changes_repo import ChangesTx
 from shipwarden.domain.evidence import sha256_digest
-from shipwarden.domain.replay import ReplayGuard
-from shipwarden.ports.changes import DuplicateDelivery
+from shipwarden.domain.webhook_replay import ReplayGuard
+from shipwarden.ports.changes import ChangesTransaction, DuplicateDelivery
+from shipwarden.ports.ci import CiEvent, IgnoredEvent, PayloadError, SignatureError, UnsupportedMediaType
 from shipwarden.services.changes.core import _SHA
 from shipwarden.services.changes.errors import (
     BadRequest,
@@ -101,7 +97,7 @@ class WebhookIntake(GateEvaluation):
             cfg = self.delivery.webhooks
             name = getattr(cfg, provider)
             secret = self.secrets(name) if name else None
-            receiver = (CircleCiWebhook if provider == "circleci" else GitHubWebhook)(secret or "")
+            receiver = self.drivers.webhooks[provider](secret or "")
             if not secret:
                 raise SignatureError(
                     f"no {provider} webhook secret is configured"
@@ -142,7 +138,9 @@ class WebhookIntake(GateEvaluation):
         change = self.progress(change_id)
         return WebhookResult(202, "accepted", change.reason, change.id, change.status, result.evidence_id)
 
-    def _record(self, tx: ChangesTx, event: CiEvent, body_digest: str) -> tuple[WebhookResult, str | None]:
+    def _record(
+        self, tx: ChangesTransaction, event: CiEvent, body_digest: str
+    ) -> tuple[WebhookResult, str | None]:
         """Every write of one delivery, in the caller's transaction; the change to evaluate next."""
         summary = {
             "type": event.event_type,
@@ -209,7 +207,7 @@ class WebhookIntake(GateEvaluation):
             )
         return WebhookResult(202, "accepted", change.reason, change.id, change.status, ev.id), change.id
 
-    def _relabel(self, tx: ChangesTx, event: CiEvent) -> tuple[WebhookResult, str | None]:
+    def _relabel(self, tx: ChangesTransaction, event: CiEvent) -> tuple[WebhookResult, str | None]:
         """A pull request event: its labels (added and removed) become the change's, which is
         created for the PR's head if CI has not reported yet (not for a closed pull request)."""
         labels = event.labels or ()

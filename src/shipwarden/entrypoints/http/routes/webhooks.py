@@ -31,7 +31,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from shipwarden.bootstrap import Services, secret_lookup
+from shipwarden.bootstrap import Services, make_changes
 from shipwarden.entrypoints.http.deps import ContainerDep, audit_access_async
 from shipwarden.services.changes import ChangeError, ChangeService, NotConfigured
 
@@ -67,12 +67,12 @@ def _build_change_service(app: Any, c: Services) -> ChangeService:
     if c.rollout is None:
         raise NotConfigured("no policy is loaded: changes cannot be evaluated")
 
-    svc = ChangeService(
+    svc = make_changes(
+        c.settings,
         c.store,
         c.rollout,
         c.rollout.loaded,
-        state_dir=c.settings.state_dir,
-        secrets=secret_lookup(c.settings, c.store, c.access),
+        access=c.access,
         schedule=_background,
         refusals=getattr(app.state, "refusals", None),
         clock=c.clock,

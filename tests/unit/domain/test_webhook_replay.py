@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shipwarden.domain.replay import ReplayGuard
+from shipwarden.domain.webhook_replay import ReplayGuard
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 GUARD = ReplayGuard(window=timedelta(minutes=30), max_skew=timedelta(minutes=2))
