@@ -473,7 +473,7 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
         "client": "asyncio streams on uvloop (Conn), one keep-alive connection per client, one process",
-        "server": "shipwarden serve --insecure-http: uvicorn, httptools (HeaderGuard), uvloop",
+        "server": "shipwarden serve --insecure-http: uvicorn, h11 (HeaderGuard), uvloop",
         "timeout_s": TIMEOUT_S,
         "seconds_per_point": args.seconds,
         "goal": f"read at 200 clients: p99 <= {GOAL_P99_MS} ms and no errors, on SQLite and on MariaDB",

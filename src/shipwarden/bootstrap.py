@@ -718,6 +718,18 @@ def start_alerting(svc: Services) -> Callable[[], None]:
         return lambda: None
     engine = alerting.engine
     engine.start()
+    if alerting.rules_target is not None and alerting.monitoring is not None:
+        # the policy this process serves is the one in force: its rules replace the file (unchanged:
+        # nothing done) and Prometheus reloads them
+        from shipwarden.services.alerting.service import AlertingError
+
+        try:
+            result = alerting.write_rules()
+        except AlertingError as exc:
+            result = f"refused: {exc.message}"
+        outcome = "failed" if result.startswith("refused") else "ok"
+        detail = {"file": str(svc.settings.prometheus_rules_file), "result": result[:500]}
+        svc.store.audit(actor="alerting", action="alert.rules", outcome=outcome, detail=detail)
     stop = threading.Event()
     conditions = alerting.monitoring.nrql_conditions() if alerting.monitoring is not None else []
     if conditions:
