@@ -214,6 +214,27 @@ def test_evidence_that_arrives_before_the_push_is_seen_judges_the_commit_at_once
     assert (v.verdict, v.reason) == ("deploy", "approved-change") and len(h.deploys) == 1
 
 
+def test_a_waiting_commit_that_goes_green_after_a_later_one_deployed_is_not_deployed_again(
+    h: Harness, oscar: Outsider
+) -> None:
+    oscar.sync()
+    first = oscar.commit({"src/app.py": "print('one')\n"}, "One")
+    oscar.push_main()
+    h.service.watch_main(via="poll")
+    second = oscar.commit({"src/app.py": "print('two')\n"}, "Two")
+    oscar.push_main()
+    h.service.watch_main(via="poll")
+    assert [v.verdict for v in verdicts(h, first) + verdicts(h, second)] == ["awaiting", "awaiting"]
+    h.green_evidence(second)
+    h.webhook(second, "main")
+    assert [v.verdict for v in verdicts(h, second)] == ["deploy"] and len(h.deploys) == 1
+    h.green_evidence(first)
+    h.webhook(first, "main")  # green too, but main's newer head (which holds it) is deployed already
+    (v,) = verdicts(h, first)
+    assert (v.verdict, v.effect) == ("covered", "none") and second[:12] in v.why
+    assert len(h.deploys) == 1 and violations(h) == []
+
+
 def test_a_non_standard_direct_push_waits_for_the_named_role_then_deploys(
     h: Harness, oscar: Outsider, receiver: Receiver
 ) -> None:

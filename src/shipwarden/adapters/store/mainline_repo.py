@@ -208,7 +208,7 @@ class MainlineRepo:
                 return None
             was = r.reason
             r.verdict, r.reason, r.why, r.change_id = verdict, reason, why, change_id
-            r.effect, r.effect_detail = "pending", {}
+            r.effect, r.effect_detail = ("none" if verdict == "covered" else "pending"), {}
             self.store._append_audit(
                 s,
                 actor=actor,
@@ -299,6 +299,22 @@ class MainlineRepo:
                 MainCommitRow.id > (last or 0),
             )
             return [_judged(r) for r in s.scalars(q.order_by(MainCommitRow.id))]
+
+    def deployed_after(self, branch: str, judged_id: int) -> JudgedCommit | None:
+        """The newest commit judged deployable on ``branch`` after verdict ``judged_id``, if any."""
+        q = (
+            select(MainCommitRow)
+            .where(
+                MainCommitRow.branch == branch,
+                MainCommitRow.verdict == "deploy",
+                MainCommitRow.id > judged_id,
+            )
+            .order_by(MainCommitRow.id.desc())
+            .limit(1)
+        )
+        with self._sessions() as s:
+            row = s.scalars(q).first()
+            return _judged(row) if row is not None else None
 
     def verdicts(self, sha: str) -> list[JudgedCommit]:
         """Every verdict on ``sha`` (a commit may arrive more than once: force-pushed back), newest first."""

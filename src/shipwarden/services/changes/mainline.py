@@ -20,8 +20,9 @@ commit with ``domain.mainline.judge`` against the changes the gates have judged.
    change that judges it (``change_of_awaited``: the open change of that head, else a new change of
    the main branch, measured from main's head before it arrived); after every evaluation
    ``_settle_on_main`` moves the verdict — persisted first — to ``deploy`` (gates passed: then the
-   deployment above) or to a ``gates-failed`` violation (then the alert above).  A change whose
-   commit is on main already is never merged again.
+   deployment above) or to a ``gates-failed`` violation (then the alert above); to ``covered`` if
+   its gates pass after a later commit of main (which holds it) was deployed — never back in time.
+   A change whose commit is on main already is never merged again.
 
 ``explain_commit`` answers ``shipwarden explain <sha>``: the verdict, why, and the alert.
 """
@@ -398,7 +399,18 @@ class MainlineWatch(ContinuousDelivery):
             if change.branch == main or self.mainline.verdicts(change.head_sha):
                 return change  # on main already (under a head judged by its own evidence): nothing to merge
             return None
-        if change.status == "approved":
+        newer = self.mainline.deployed_after(jc.branch, jc.id) if change.status == "approved" else None
+        if newer is not None:  # a later commit on main (which holds this one) is deployed already
+            resolved = self.mainline.resolve(
+                jc.id,
+                verdict="covered",
+                reason=Reason.APPROVED_CHANGE.value,
+                why=f"its gates passed (change {change.id}) after {newer.sha[:12]}, a later commit of main "
+                "that holds it, was deployed: not deployed by itself (that would go back in time)",
+                change_id=change.id,
+                actor=CD_ACTOR,
+            )
+        elif change.status == "approved":
             resolved = self.mainline.resolve(
                 jc.id,
                 verdict="deploy",
