@@ -615,19 +615,18 @@ def main() -> None:
     result["machine"] = machine_info()
     with tempfile.TemporaryDirectory(prefix="sw-bench-alerting-") as tmp:
         root = Path(tmp)
+        def done(part: str, value: dict[str, Any]) -> None:
+            result[part] = {**value, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            print(part, value, flush=True)
+            write_result("alerting", result)  # after each part: a later failure keeps the figures
+
         if args.part in ("all", "ingest"):
-            result["ingest"] = bench_ingest(root, args.ingest_alerts, args.batch)
-            print("ingest", result["ingest"], flush=True)
-            result["ingest_http"] = bench_ingest_http(root, args.ingest_alerts // 2, args.batch)
-            print("ingest_http", result["ingest_http"], flush=True)
+            done("ingest", bench_ingest(root, args.ingest_alerts, args.batch))
+            done("ingest_http", bench_ingest_http(root, args.ingest_alerts // 2, args.batch))
         if args.part in ("all", "latency"):
-            result["latency"] = bench_latency(root, args.rounds, args.services)
-            print("latency", result["latency"], flush=True)
+            done("latency", bench_latency(root, args.rounds, args.services))
         if args.part in ("all", "durability"):
-            result["durability"] = bench_durability(root, args.alerts, args.kills, args.down)
-            print("durability", result["durability"], flush=True)
-    result["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_result("alerting", result)
+            done("durability", bench_durability(root, args.alerts, args.kills, args.down))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,12 @@ Reported per judge: false rollbacks per trap family (Wilson 95 % interval),
 power per effect (overall and per family), inconclusive rates, and samples
 to decision.  Nothing here is asserted: the numbers are the result.
 
-Usage: ``python bench/judge.py [--runs-aa N] [--runs-ab N] [--workers N] [--seed S]``
+``--previous FILE`` puts an earlier result on the same corpus (e.g. the judge
+before a change) beside the new figures: ``bench/results/judge.json`` carries
+the sequential judge of commit a594cf7 that way.  ``corpus.held_out`` says
+whether the run's seed is one the defaults were never tuned on.
+
+Usage: ``python bench/judge.py [--runs-aa N] [--runs-ab N] [--workers N] [--seed S] [--previous FILE]``
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--escalations", type=int, default=40)
     ap.add_argument("--spread", type=float, default=4.0)
-    ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--timeout", type=float, default=45.0)
     ap.add_argument("--kills", type=int, default=2)
     ap.add_argument("--down", type=float, default=0.5)
     ap.add_argument("--no-write", action="store_true")
@@ -134,9 +134,9 @@ def main() -> int:
             opener.open(f"bench/{i}", title=f"bench alert {i}", actor="bench")
             time.sleep(max(0.0, t0 + (i + 1) * args.spread / args.escalations - time.time()))
         steps_total = args.escalations * 4
-        # each kill right after a round of steps fired, so the next round is due while the new
-        # process starts: it must be up (imports, store) within the rest of the time-out
-        kill_times = [t0 + args.spread + 1.0 + k * args.timeout for k in range(args.kills)]
+        # each kill a quarter into a wait, so the next round is due after the new process started
+        # (imports, store: ~20 s at load 20 on 2 cores) — the restart happens *during the wait*
+        kill_times = [t0 + args.spread + (k + 0.25) * args.timeout for k in range(args.kills)]
         for kt in kill_times:
             time.sleep(max(0.0, kt - time.time()))
             os.killpg(proc.pid, signal.SIGKILL)

@@ -26,6 +26,7 @@ from shipwarden.adapters.witness import HeadFile
 from shipwarden.domain._yaml import MAX_BYTES
 from shipwarden.domain.access import IpNetwork, MfaPolicy, SessionPolicy, parse_networks
 from shipwarden.domain.alerting import Rollback
+from shipwarden.domain.alerting.monitoring import CustomCondition
 from shipwarden.domain.audit import AuditChain
 from shipwarden.domain.dr.topology import Credentials, Endpoint
 from shipwarden.domain.oncall import Escalation, OnCallPolicy, Target
@@ -40,7 +41,7 @@ from shipwarden.domain.policy import (
 from shipwarden.ports.alerting import Channel, EscalationSink
 from shipwarden.ports.databases import WriteLoad
 from shipwarden.ports.incidents import IncidentSink, MetricHistory, OnCallLookup
-from shipwarden.ports.oncall import Notifier
+from shipwarden.ports.oncall import Contact, Notifier
 from shipwarden.ports.platform import Platform
 from shipwarden.ports.routing import TrafficRouter
 from shipwarden.security.envelope import Envelope, Keyring, generate_kek, load_kek_file
@@ -55,13 +56,14 @@ from shipwarden.security.signing import (
     write_new,
 )
 from shipwarden.services.access import AccessService
+from shipwarden.services.alerting.escalation import OnCallEscalation
 from shipwarden.services.alerting.service import AlertingService
 from shipwarden.services.alerts import RolloutAlerts
 from shipwarden.services.analysis import AnalysisController
 from shipwarden.services.audit import AuditService
 from shipwarden.services.dr.context import DrContext
 from shipwarden.services.incidents import IncidentReports, IncidentService, related_from
-from shipwarden.services.oncall import AlertingEscalations, EscalationEngine, LinkSigner, Rota, Watchdog
+from shipwarden.services.oncall import EscalationEngine, LinkSigner, Rota, Watchdog
 from shipwarden.services.rollout import RolloutService
 from shipwarden.settings import Settings
 
@@ -368,7 +370,7 @@ def build_service(
     if policy is not None:
         alerting = make_alerting(
             settings, store, policy, secrets=secrets, incidents=incidents.service,
-            escalation=AlertingEscalations(oncall.engine) if oncall is not None else None,
+            escalation=OnCallEscalation(oncall.engine) if oncall is not None else None,
             clock=lambda: now().timestamp(),
         )  # fmt: skip
     return Services(
@@ -692,13 +694,23 @@ def make_alerting(
     )
 
 
+def nrql_query(provider: MetricProvider) -> Callable[[CustomCondition, str, float], float | None]:
+    """A condition's NRQL through the New Relic provider: its value, or ``None`` (no data)."""
+    from shipwarden.adapters.metrics.base import Value
+
+    def query(c: CustomCondition, service: str, at: float) -> float | None:
+        assert c.nrql is not None
+        m = provider.query(c.nrql, service=service, version="current", window_s=c.window, at=at)
+        return m.value if isinstance(m, Value) else None
+
+    return query
+
+
 def start_alerting(svc: Services) -> Callable[[], None]:
     """Run the alert engine (and the NRQL conditions, when New Relic is configured) in the
     background of ``serve``; returns the function that stops them."""
     import threading
 
-    from shipwarden.adapters.metrics.base import Value
-    from shipwarden.domain.alerting.monitoring import CustomCondition
     from shipwarden.services.alerting.service import NrqlConditions
 
     alerting = svc.alerting
@@ -706,20 +718,26 @@ def start_alerting(svc: Services) -> Callable[[], None]:
         return lambda: None
     engine = alerting.engine
     engine.start()
+    if alerting.rules_target is not None and alerting.monitoring is not None:
+        # the policy this process serves is the one in force: its rules replace the file (unchanged:
+        # nothing done) and Prometheus reloads them
+        from shipwarden.services.alerting.service import AlertingError
+
+        try:
+            result = alerting.write_rules()
+        except AlertingError as exc:
+            result = f"refused: {exc.message}"
+        outcome = "failed" if result.startswith("refused") else "ok"
+        detail = {"file": str(svc.settings.prometheus_rules_file), "result": result[:500]}
+        svc.store.audit(actor="alerting", action="alert.rules", outcome=outcome, detail=detail)
     stop = threading.Event()
     conditions = alerting.monitoring.nrql_conditions() if alerting.monitoring is not None else []
     if conditions:
         providers = make_providers(svc.settings, secret_lookup(svc.settings, svc.store, svc.access))
         nr = providers.get("newrelic")
         if nr is not None:
-
-            def query(c: CustomCondition, service: str, at: float) -> float | None:
-                assert c.nrql is not None
-                m = nr.query(c.nrql, service=service, version="", window_s=c.window, at=at)
-                return m.value if isinstance(m, Value) else None
-
             sink = partial(alerting.ingest, source="nrql")
-            nrql = NrqlConditions(conditions, query, sink, team=alerting.team)
+            nrql = NrqlConditions(conditions, nrql_query(nr), sink, team=alerting.team)
             runner = threading.Thread(target=nrql.loop, args=(stop,), name="nrql-conditions", daemon=True)
             runner.start()
 
@@ -736,6 +754,48 @@ class OnCallParts:
     rota: Rota
     engine: EscalationEngine
     watchdog: Watchdog | None
+
+
+def heartbeat_file(settings: Settings) -> Path:
+    """Touched by every running escalation engine each second; ``oncall watchdog`` reads its age."""
+    return settings.state_dir / "oncall" / "engine.beat"
+
+
+def make_watchdog_process(settings: Settings, store: Store, policy: LoadedPolicy) -> Watchdog:
+    """``shipwarden oncall watchdog``: the stall check from a process of its own (a whole engine
+    process that stops — SIGSTOP, OOM — stops the watchdog thread inside it too)."""
+    from shipwarden.adapters.notify.pager import PageNotifier, parse_smtp_url
+
+    oc = policy.policy.oncall
+    if oc is None or oc.watchdog is None:
+        issue = PolicyIssue(policy.source, None, "oncall.watchdog", "declare who the watchdog pages")
+        raise PolicyError([issue])
+    rota = Rota(lambda: oc)
+    refs = [Target(r.kind, r.name) for r in oc.watchdog.notify]
+    smtp = parse_smtp_url(settings.smtp_url, settings.smtp_from) if settings.smtp_url else None
+    path = heartbeat_file(settings)
+
+    def beat() -> float:
+        try:
+            return path.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0  # no engine has ever run here: stalled
+
+    def record(subject: str, detail: dict[str, object]) -> None:
+        store.audit(actor="shipwarden:oncall-watchdog", action="escalation.watchdog",
+                    outcome="failed", detail={"subject": subject, **detail})  # fmt: skip
+
+    return Watchdog(beat, PageNotifier(smtp, secret_lookup(settings, store)),
+                    lambda: [c for t in refs for c in rota.resolve(t, datetime.now(UTC))],
+                    stall=oc.watchdog.stall, clock=time.time, record=record)  # fmt: skip
+
+
+def oncall_lookup(policy: LoadedPolicy | None) -> Rota | None:
+    """Who is on call under ``policy`` (``ports.incidents.OnCallLookup``), for incident commanders."""
+    if policy is None or policy.policy.oncall is None:
+        return None
+    section = policy.policy.oncall
+    return Rota(lambda: section)
 
 
 def _ack_incident(incidents: IncidentService) -> Callable[[Escalation, str], None]:
@@ -791,17 +851,21 @@ def make_oncall(
     oc = section()
     expiry = oc.link_expiry if oc is not None else 86400.0
 
+    beat_file = heartbeat_file(settings)
+    beat_file.parent.mkdir(parents=True, exist_ok=True)
     engine = EscalationEngine(
         OnCallRepo(store), rota, notifier or PageNotifier(smtp, lookup), changes=StoreRecentChanges(store),
+        heartbeat=beat_file.touch,
         links=LinkSigner(load_link_key(settings), settings.public_url, expiry), clock=clock,
         on_acknowledged=_ack_incident(incidents) if incidents is not None else None,
     )  # fmt: skip
     watchdog = None
     if oc is not None and oc.watchdog is not None:
-        from datetime import UTC as _UTC
+        refs = [Target(r.kind, r.name) for r in oc.watchdog.notify]
 
-        now = datetime.now(_UTC)
-        contacts = [c for r in oc.watchdog.notify for c in rota.resolve(Target(r.kind, r.name), now)]
+        def contacts() -> list[Contact]:
+            now = datetime.now(UTC)
+            return [c for t in refs for c in rota.resolve(t, now)]
 
         def record(subject: str, detail: dict[str, object]) -> None:
             store.audit(actor="shipwarden:oncall-watchdog", action="escalation.watchdog",

@@ -2,8 +2,9 @@
 
 A zone's instances are processes labelled with it (``SHIPWARDEN_ZONE``); the router has one pool per
 (version, zone).  Two tests, kept small (one instance per zone): a zone lost in the middle of a
-rollout is routed around at once and restored, and the rollout goes on; a later zone whose new
-version fails rolls every zone back.  Both count failed requests of a load running throughout.
+rollout is routed around at once and restored, and the rollout goes on (then, with no rollout
+running, another zone is lost: the router's retries serve it from the others); a later zone whose
+new version fails rolls every zone back.  Both count failed requests of a load running throughout.
 """
 
 from __future__ import annotations
@@ -89,6 +90,16 @@ def test_a_zone_lost_mid_rollout_is_routed_around_restored_and_the_rollout_finis
     assert {(i.zone, i.version) for i in app.platform.instances("web")} == {(z, "v2") for z in ZONES}
     assert _zones_of(zones_env) == {"a": {"v2"}, "b": {"v2"}, "c": {"v2"}}
     print(f"\nzone lost mid-rollout: {traffic.result.requests} requests, {traffic.result.failures} failed")
+    # no rollout running: a zone lost now is served by the others (the router retries another
+    # pool of the route and skips the dead instance), nothing fails but what was in flight
+    with load(zones_env.url, concurrency=CONCURRENCY, max_seconds=30) as steady:
+        time.sleep(0.5)
+        (b,) = [i for i in app.platform.instances("web") if i.zone == "b"]
+        assert b.pid is not None
+        os.kill(b.pid, signal.SIGKILL)
+        time.sleep(2.0)
+    assert steady.result.failures <= CONCURRENCY and steady.result.requests > 50, steady.result.errors
+    print(f"zone lost, no rollout: {steady.result.requests} requests, {steady.result.failures} failed")
 
 
 def test_a_failure_in_the_last_zone_rolls_back_every_zone(zones_env, load) -> None:  # type: ignore[no-untyped-def]

@@ -418,3 +418,29 @@ def test_a_squash_merge_elsewhere_is_deployed_only_if_it_is_exactly_the_approved
     (head,) = h.service.watch_main(via="poll")
     assert (head.verdict, head.reason) == ("violation", "no-change")
     assert h.service.repo.get_change(other.id).status == "approved"
+
+
+def test_with_an_alerting_section_a_violation_enters_the_alerting_pipeline(
+    h: Harness, oscar: Outsider, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bootstrap hands the pipeline's intake to the rollout's alerts; violations take the same way
+    (routing, grouping and escalation are the pipeline's, tested with it)."""
+    from types import SimpleNamespace
+
+    taken: list[Any] = []
+    monkeypatch.setattr(h.service, "rollout", SimpleNamespace(alerts=SimpleNamespace(sink=taken.extend)))
+    oscar.sync()
+    sha = oscar.commit({"src/app.py": "print('again')\n"}, "Straight to main again")
+    oscar.push_main()
+    h.service.watch_main(via="poll")
+    (alert,) = taken
+    assert alert.labels["alertname"] == "MainPolicyViolation" and alert.labels["severity"] == "critical"
+    assert (alert.labels["service"], alert.labels["commit"], alert.labels["reason"]) == (
+        "web",
+        sha[:12],
+        "no-change",
+    )
+    assert "NOT deployed" in alert.annotations["summary"] and alert.ends_at is not None
+    (entry,) = list(h.store.audit_entries(action="alert.violation"))
+    assert entry.detail["via"] == "alerting" and entry.outcome == "ok"
+    assert any(sha[:12] in m["title"] for m in receiver.messages)  # and the direct targets still hear it

@@ -417,3 +417,25 @@ def test_sigterm_drain_of_an_instance_under_load_fails_no_request(
         time.sleep(1.0)
     assert load.requests > 200
     assert load.failures == Counter(), load.failures
+
+
+def test_a_zone_whose_instances_all_die_is_served_by_the_other_zones(
+    router_kit: RouterKit, sample_service: Factory
+) -> None:
+    """E2: one pool per (version, zone); every instance of zone b killed under load, and no request
+    fails — nginx retries another pool of the route, HAProxy (zones merged per version) another
+    server of the version."""
+    router = router_kit.router
+    zones = {z: [sample_service("v1")] for z in ("a", "b", "c")}
+    table = Routes(production=tuple(
+        Pool("v1", tuple(s.address for s in zones[z]), w, z) for z, w in (("a", 34), ("b", 33), ("c", 33))
+    ))  # fmt: skip
+    router.apply("web", table)
+    assert router.current("web").weights() == {"v1": 100}  # type: ignore[union-attr]
+    with traffic(router.url("web"), concurrency=10) as load:
+        time.sleep(0.5)
+        for s in zones["b"]:
+            s.stop(signal.SIGKILL)
+        time.sleep(1.5)
+    assert load.requests > 100
+    assert load.failures == Counter(), load.failures

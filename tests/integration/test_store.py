@@ -193,6 +193,39 @@ def test_audit_is_hash_chained(store: Store) -> None:
     ]
 
 
+def test_the_audit_query_is_the_entries_with_their_hashes(store: Store) -> None:
+    """``AuditService.query`` (GET /audit: one statement per filter combination, through the driver,
+    without the canonical text) gives exactly what the entries themselves say, for every filter."""
+    from shipwarden.services.audit import entry_json
+
+    audit = AuditService(store, Ed25519PrivateKey.generate(), lambda: datetime(2031, 3, 4, tzinfo=UTC))
+    try:
+        dep = _new(store)
+        store.transition(dep, Transition(Phase.STARTING, "s"), actor="c")
+        for i in range(30):
+            audit.access(actor=f"u{i % 3}", allowed=i % 4 != 0, method="GET", path=f"/p/{i}", ip="10.0.0.1",
+                         via="token", permission="deployment.read", service="hello" if i % 2 else None,
+                         reason="" if i % 4 else "é \u2028 \"q\"", status=None if i % 4 else 403)  # fmt: skip
+        audit.ingest_k8s({"kind": "EventList", "apiVersion": "audit.k8s.io/v1",
+                          "items": [_k8s("/api/v1/pods", "alice"), _k8s("/x", "bob")]})  # fmt: skip
+        everything = [entry_json(e) for e in audit.repo.entries()]
+        assert len(everything) == 34
+        ts = sorted({e["ts"] for e in everything})
+        cases: list[dict[str, Any]] = [
+            {}, {"action": "access"}, {"actor": "u1", "outcome": "denied"}, {"service": "hello"},
+            {"source": "kubernetes"}, {"deployment_id": dep.id}, {"after_seq": 10, "seq_to": 20},
+            {"action": "access", "after_seq": 25}, {"ts_from": ts[0], "ts_to": ts[-1]},
+            {"action_prefix": "rollout."}, {"actor": "nobody"},
+        ]  # fmt: skip
+        for filters in cases:
+            for limit in (1000, 3):
+                want = [entry_json(e) for e in audit.repo.entries(limit=limit, **filters)]
+                assert audit.query(limit=limit, **filters) == want, (filters, limit)
+                assert want or filters == {"actor": "nobody"}
+    finally:
+        audit.close()
+
+
 def _k8s(uri: str, user: str, **over: Any) -> dict[str, Any]:
     return {
         "kind": "Event",

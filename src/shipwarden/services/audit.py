@@ -202,7 +202,8 @@ class AuditService:
         )
 
     def query(self, *, limit: int = 1000, **filters: Any) -> list[dict[str, Any]]:
-        return [entry_json(e) for e in self.repo.entries(limit=limit, **filters)]
+        """Entries as :func:`entry_json` has them (fields and hash), in seq order, filtered."""
+        return self.repo.query(limit=limit, **filters)
 
     def export(self, **filters: Any) -> Iterator[str]:
         """A signed bundle (``security.audit_export``): one line per entry, then the manifest.

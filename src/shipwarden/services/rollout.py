@@ -642,8 +642,8 @@ class RolloutService:
             for i in new
             if i.state is InstanceState.RUNNING
             and self._health.bad.get(i.id, 0) >= spec.health.unhealthy_threshold
-            and dep.phase is not Phase.STARTING
-        ]
+            and (dep.phase is not Phase.STARTING or (plan.zones and i.zone not in plan.wave_zones(dep.wave)))
+        ]  # starting: only the zones of earlier waves (serving already) count a failing instance
         dead = [i for i in new if i.state is InstanceState.DEAD] + failing
         cur = self.router.current(dep.service)
         preview = prod = None

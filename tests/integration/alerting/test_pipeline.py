@@ -264,26 +264,45 @@ def test_rollout_alerts_enter_the_pipeline(world) -> None:  # type: ignore[no-un
     assert entry.detail["via"] == "alerting"
 
 
-def test_escalation_bridge_keys_each_episode_by_its_dedup_key(world) -> None:  # type: ignore[no-untyped-def]
-    from shipwarden.ports.oncall import AlertGroup
-    from shipwarden.services.alerting.escalation import OnCallEscalation
+def test_nrql_conditions_through_the_new_relic_provider(world, newrelic_contract) -> None:  # type: ignore[no-untyped-def]
+    """An NRQL condition evaluated by shipwarden (NerdGraph contract server) fires, pages, resolves."""
+    from shipwarden.adapters.metrics.newrelic import NewRelicProvider
+    from shipwarden.bootstrap import nrql_query
+    from shipwarden.domain.alerting.monitoring import CustomCondition
+    from shipwarden.services.alerting.service import NrqlConditions
 
-    p, clock, _sinks, _esc, _inc, _store = world
-    seen: list[AlertGroup] = []
-
-    class Engine:
-        def group_changed(self, group: AlertGroup) -> None:
-            seen.append(group)
-
-    p.escalation = OnCallEscalation(Engine())
-    crit = _alert(severity="critical", starts_at=clock.t)
-    p.ingest([crit], source="test")
+    p, clock, sinks, _esc, _inc, _store = world
+    row = {"value": 3.0}
+    newrelic_contract.script("appName = 'hello'", results=[row])
+    provider = NewRelicProvider(
+        newrelic_contract.api_key, newrelic_contract.account_id, endpoint=newrelic_contract.url
+    )
+    cond = CustomCondition.model_validate(
+        {
+            "name": "CheckoutSlow",
+            "nrql": "SELECT average(duration) FROM Transaction WHERE appName = '{service}' {window}",
+            "critical": 2,
+            "for": "10s",
+            "interval": "5s",
+        }
+    )
+    nrql = NrqlConditions(
+        [("hello", cond)],
+        nrql_query(provider),
+        lambda a: p.ingest(a, source="nrql"),
+        team="demo",
+        clock=clock,
+    )
+    assert nrql.run_due() == 0  # crossing, pending for 10 s
+    clock.t += 10
+    assert nrql.run_due() == 1  # firing
     clock.t += 2
     _run(p)
-    p.ingest([_alert(severity="critical", starts_at=crit.starts_at, ends_at=clock.t)], source="test")
+    [notice] = sinks["apprise:OPS"].notices
+    assert notice.common_labels["alertname"] == "CheckoutSlow" and notice.common_labels["source"] == "nrql"
+    row["value"] = 1.0
+    clock.t += 5
+    assert nrql.run_due() == 1  # resolved
     _run(p)
-    assert [(g.status, g.escalation, g.service) for g in seen] == [
-        ("firing", "primary", "hello"),
-        ("resolved", None, "hello"),
-    ]
-    assert seen[0].key == seen[1].key and seen[0].key.startswith("sw-")
+    assert [n.status for n in sinks["apprise:OPS"].notices] == ["firing", "resolved"]
+    assert not newrelic_contract.violations

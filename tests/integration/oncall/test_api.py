@@ -78,3 +78,29 @@ def test_oncall_routes_and_signed_links(api: Api) -> None:
     assert r.status_code == 200 and r.json()["resolved_by"] == "sam"
     assert sre.post(f"/escalations/{esc}/resolve").status_code == 409
     assert sre.post("/escalations/esc-000000000000/ack").status_code == 404
+
+
+def test_who_refuses_instants_out_of_range(api: Api) -> None:
+    api.user("vic", "viewer", mfa=False)
+    viewer = api.session("vic")
+    for at in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00"):
+        r = viewer.get("/oncall/who", params={"at": at})
+        assert r.status_code == 422, r.text
+
+
+def test_acknowledging_the_page_acknowledges_the_services_incident(api: Api) -> None:
+    api.user("sam", "sre", mfa=False)
+    sre, anon = api.session("sam"), api.client()
+    r = sre.post("/incidents", json={"title": "hello 5xx", "service": "hello", "severity": "sev1"})
+    assert r.status_code == 201, r.text
+    inc = r.json()
+    on_call = sre.get("/oncall/who").json()["schedules"]["primary"]["person"]
+    assert inc["commander"] == on_call  # whoever the service's first level pages now
+    esc = sre.post("/escalations", json={"title": "hello 5xx", "service": "hello"}).json()["id"]
+    engine = api.services.oncall.engine  # type: ignore[union-attr]
+    token = engine.links.url(esc, "ack", on_call, api.clock().timestamp()).rsplit("/", 1)[1]  # type: ignore[union-attr]
+    assert anon.post(f"/oncall/links/{token}").status_code == 200
+    after = sre.get(f"/incidents/{inc['id']}").json()
+    assert after["acknowledged_at"] is not None
+    acks = api.audit(action="incident.acknowledged")
+    assert [a["actor"] for a in acks] == [f"{on_call} (link)"]

@@ -168,19 +168,20 @@ def test_no_policy_for_the_service_is_refused(world: World) -> None:
 
 def test_a_step_due_during_a_restart_fires_on_time_from_the_stored_due_time(world: World) -> None:
     """Real time: an engine opens the escalation and stops (the process "dies"); a new engine —
-    a new process would find the same rows — starts before the 1.5 s time-out and fires the
-    second level at its due time; one started after it fires at once."""
+    a new process would find the same rows — starts before the 3 s time-out and fires the
+    second level at its due time."""
     w = world
-    w.set_policy(policy_text("1500ms", "1s").replace("repeat: 1", "repeat: 0"))
+    w.set_policy(policy_text("3s", "1s").replace("repeat: 1", "repeat: 0"))
     real = time.time
     w.store._clock = real
     first = w.new_engine(clock=real)
     first.start()
     e = first.open("g1", title="Down", service="hello", actor="alerting")
     deadline = real() + 10
-    while [p["status"] for p in w.repo.pages(e.id)] != ["sent"] and real() < deadline:
-        time.sleep(0.02)  # level 1 fired and its page went out
+    while w.repo.get(e.id).step < 1 and real() < deadline:
+        time.sleep(0.02)  # level 1 fired
     first.stop()
+    assert w.repo.get(e.id).step == 1, "the first engine did not fire level 1 in time"
     time.sleep(0.5)
     rec = Recorder()
     second = w.new_engine(clock=real, notifier=rec)
@@ -192,11 +193,11 @@ def test_a_step_due_during_a_restart_fires_on_time_from_the_stored_due_time(worl
         fired = second.fired[0]
         assert fired.step == 1
         assert 0 <= fired.fired_at - fired.due < 1.0, fired
-        while len(rec.sent) < 2 and real() < deadline:
+        while not {"carol@example.com", "CAROL_CHAT"} <= set(rec.to()) and real() < deadline:
             time.sleep(0.02)
     finally:
         second.stop()
-    assert rec.to() == ["carol@example.com", "CAROL_CHAT"]
+    assert {"carol@example.com", "CAROL_CHAT"} <= set(rec.to())  # (alice's, if the first had not sent it)
 
 
 def test_two_engines_fire_each_step_once(world: World) -> None:

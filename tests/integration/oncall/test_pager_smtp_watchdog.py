@@ -130,3 +130,28 @@ def test_a_stalled_engine_is_paged_through_the_second_path(world: World, catcher
         hang.set()
         dog.stop()
         engine.stop()
+
+
+def test_the_watchdog_process_reads_the_engines_heartbeat_file(tmp_path, catcher: MailCatcher) -> None:  # type: ignore[no-untyped-def]
+    """``oncall watchdog``'s check: an engine touches the heartbeat file; when it stops (the whole
+    process, say), the file ages and the separate watchdog pages by mail."""
+    import os
+
+    from shipwarden.bootstrap import heartbeat_file, load_policy, make_watchdog_process, open_store
+    from shipwarden.settings import Settings
+    from tests.integration.oncall.conftest import policy_text
+
+    (tmp_path / "p.yaml").write_text(policy_text())
+    settings = Settings(state_dir=tmp_path / "state", policy=tmp_path / "p.yaml", smtp_url=catcher.url)
+    dog = make_watchdog_process(settings, open_store(settings), load_policy(settings.policy))
+    beat = heartbeat_file(settings)
+    beat.parent.mkdir(parents=True, exist_ok=True)
+    beat.touch()
+    assert dog.check() is None  # fresh
+    old = time.time() - 11
+    os.utime(beat, (old, old))
+    assert dog.check() is True
+    mail = catcher.wait_for(lambda m: "bob@example.com" in m.to, 10)
+    assert mail is not None and "PAGER STALLED" in mail.subject
+    beat.touch()
+    assert dog.check() is False

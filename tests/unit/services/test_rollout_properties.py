@@ -49,7 +49,7 @@ ROUTER_OPS = ("apply", "current", "probe")
 BEHAVIOURS = {"good": GOOD, "slow": Behaviour(healthy_after=5.0), "crash": CRASH, "sick": SICK,
               "answers 500": Behaviour(status=500)}  # fmt: skip
 STRATEGIES = {"blueGreen": BLUE_GREEN, "canary": CANARY, "canary minAvailable 0": CANARY.replace(
-    "minAvailable: 1", "minAvailable: 0"), "blueGreen zones": BLUE_GREEN_ZONES, "canary zones": CANARY_ZONES,
+    "minAvailable: 1", "minAvailable: 0"), "canary zones": CANARY_ZONES,
     "zones, confirm between": BLUE_GREEN_ZONES.replace("minHealthyPerZone: 1", "minHealthyPerZone: 2\n"
                                                        "        pauseBetween: confirm")}  # fmt: skip
 

@@ -45,7 +45,7 @@ class PrometheusRules:
     def apply(self, text: str) -> str:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() and self.path.read_text() == text:
-            return "unchanged"
+            return f"unchanged; {self.reload()}"  # a reload is harmless, and a missed one is repaired
         fd, tmp = tempfile.mkstemp(prefix=".rules-", suffix=".yml", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w") as f:

@@ -43,6 +43,11 @@ Where it behaves differently from the nginx driver (both pass the same contract 
   without an answer, so the client may retry (RFC 9112 9.3.1); nginx answers 502.  Such a
   request, and one the client abandons (nginx logs 499), is not counted.
 * at most ``SLOTS`` (4) versions per route.
+* zones (E2): a table's zone pools are merged per version (``by_version``): a version is one
+  backend, its servers share the version's weight whatever their zone (nginx keeps each zone's
+  share).  A zone that dies is redispatched to the version's servers in the other zones; when a
+  version lives only in that zone (a canary's zone, the last zone still on the old version) its
+  requests get 503 until the reconciler's next tick takes the zone out of the table.
 * the per-version counting runs a Lua fetch per request, under HAProxy's global Lua lock:
   about 9 of HAProxy's ~26 CPU microseconds per proxied request on this machine (nginx's
   LuaJIT phases cost less: ~16-19 us per request in all).

@@ -15,6 +15,7 @@ from shipwarden.domain.alerting.monitoring import (
 )
 from shipwarden.domain.alerting.nflog import LogEntry, after_notice, needs_update, next_flush
 from shipwarden.domain.alerting.routing import (
+    Inhibitor,
     InhibitRule,
     Rollback,
     Route,
@@ -34,6 +35,7 @@ __all__ = [
     "AlertingPolicy",
     "CustomCondition",
     "InhibitRule",
+    "Inhibitor",
     "LogEntry",
     "Matcher",
     "MonitoringPolicy",

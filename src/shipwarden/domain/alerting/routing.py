@@ -25,6 +25,7 @@ from shipwarden.domain.alerting.model import Alert, Matcher, matches_all
 
 __all__ = [
     "InhibitRule",
+    "Inhibitor",
     "Rollback",
     "Route",
     "Silence",
@@ -95,17 +96,33 @@ class InhibitRule:
     equal: tuple[str, ...] = ()
 
 
+class Inhibitor:
+    """The inhibitions in force for one set of firing alerts, indexed once: per rule, the
+    sources' values of the ``equal`` labels (so checking an alert costs one lookup per rule,
+    not a scan of every firing alert)."""
+
+    def __init__(self, rules: Sequence[InhibitRule], firing: Iterable[Alert]) -> None:
+        self.rules = list(rules)
+        self._index: list[dict[tuple[str, ...], set[str]]] = [{} for _ in self.rules]
+        for src in firing:
+            for i, rule in enumerate(self.rules):
+                if matches_all(rule.source, src.labels):
+                    key = tuple(src.labels.get(n, "") for n in rule.equal)
+                    self._index[i].setdefault(key, set()).add(src.fingerprint)
+
+    def inhibits(self, alert: Alert) -> bool:
+        for i, rule in enumerate(self.rules):
+            if not matches_all(rule.target, alert.labels):
+                continue
+            sources = self._index[i].get(tuple(alert.labels.get(n, "") for n in rule.equal))
+            if sources and (len(sources) > 1 or alert.fingerprint not in sources):
+                return True  # an alert never inhibits itself
+        return False
+
+
 def inhibited(alert: Alert, firing: Iterable[Alert], rules: Sequence[InhibitRule]) -> bool:
     """Whether a firing alert of ``firing`` inhibits ``alert`` under ``rules``."""
-    for rule in rules:
-        if not matches_all(rule.target, alert.labels):
-            continue
-        for src in firing:
-            if src.fingerprint == alert.fingerprint or not matches_all(rule.source, src.labels):
-                continue
-            if all(src.labels.get(n, "") == alert.labels.get(n, "") for n in rule.equal):
-                return True
-    return False
+    return Inhibitor(rules, firing).inhibits(alert)
 
 
 @dataclass(frozen=True)
@@ -156,16 +173,18 @@ def muted(
     alert: Alert,
     *,
     now: float,
-    firing: Iterable[Alert],
+    firing: Iterable[Alert] | Inhibitor,
     rules: Sequence[InhibitRule],
     silences: Iterable[Silence],
     rollbacks: Iterable[Rollback] = (),
     rollback_grace: float = 60.0,
 ) -> str | None:
-    """Why ``alert`` is muted right now (``"inhibited"``, ``"silenced"``, ``"rollback"``), or ``None``."""
+    """Why ``alert`` is muted right now (``"inhibited"``, ``"silenced"``, ``"rollback"``), or ``None``.
+    ``firing`` may be an :class:`Inhibitor` built once for many alerts (then ``rules`` is unused)."""
     if rollback_muted(alert, rollbacks, now, rollback_grace):
         return "rollback"
-    if inhibited(alert, firing, rules):
+    inhibitor = firing if isinstance(firing, Inhibitor) else Inhibitor(rules, firing)
+    if inhibitor.inhibits(alert):
         return "inhibited"
     if silenced_by(alert, silences, now):
         return "silenced"

@@ -56,7 +56,10 @@ class Replication(_Strict):
     max_lag: Duration = Field(10.0, alias="maxLag")
     #: how long a semi-synchronous primary waits for an acknowledgement before MariaDB silently
     #: falls back to asynchronous replication (``rpl_semi_sync_master_timeout``); the fall-back
-    #: is an alert, whatever this is
+    #: is an alert, whatever this is.  It also bounds a split brain: a primary cut off by a
+    #: partition that lasts longer acknowledges writes no replica has (lost at the failover;
+    #: measured by ``dr drill --fault partition``) — with ``rpo: 0``, longer than any partition
+    #: you would rather block writes through (bench/dr.py: 1 h → 0 such writes, 10 s → 331)
     semi_sync_timeout: Duration = Field(10.0, alias="semiSyncTimeout", gt=0)
 
 

@@ -192,7 +192,9 @@ def _operator(name: str, request: OperatorRequest) -> Callable[..., None]:
         OperatorRequest.PAUSE: "Pause SERVICE's deployment at its current step.",
         OperatorRequest.RESUME: "Resume a paused deployment.",
         OperatorRequest.ROLLBACK: "Abort SERVICE's deployment: all traffic back to the stable version.",
-        OperatorRequest.CONFIRM: "Pass SERVICE's confirm gate (before a weight increase or promotion).",
+        OperatorRequest.CONFIRM: (
+            "Pass SERVICE's confirm gate (before a weight increase, promotion or the next zone)."
+        ),
     }[request]
     return command
 

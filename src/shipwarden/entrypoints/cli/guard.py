@@ -151,6 +151,7 @@ COMMANDS: Mapping[str, Rule] = {
     "oncall who": Rule(P.DEPLOYMENT_READ),
     "oncall ical": Rule(P.DEPLOYMENT_READ),
     "oncall run": Rule(P.DEPLOYMENT_RECONCILE),  # the engine: pages as the policy says, decides nothing
+    "oncall watchdog": Rule(P.DEPLOYMENT_RECONCILE),
     "alerts trigger": Rule(P.INCIDENT_MANAGE),
     "alerts escalations": Rule(P.DEPLOYMENT_READ),
     "alerts show": Rule(P.DEPLOYMENT_READ),

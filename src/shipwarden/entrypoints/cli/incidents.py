@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -63,14 +63,20 @@ def _errors() -> Iterator[None]:
 
 
 def _incidents(*, with_rollout: bool = False) -> Any:
-    from shipwarden.bootstrap import build, load_policy, make_incidents, open_store
+    from shipwarden.bootstrap import build, load_policy, make_incidents, oncall_lookup, open_store
+    from shipwarden.domain.policy import PolicyError
     from shipwarden.entrypoints.cli.context import settings as _settings
 
     settings = _settings()
     if with_rollout:
-        app = build(settings, load_policy(settings.policy))
-        return make_incidents(settings, app.store, rollout=app.rollout)
-    return make_incidents(settings, open_store(settings))
+        policy = load_policy(settings.policy)
+        app = build(settings, policy)
+        return make_incidents(settings, app.store, rollout=app.rollout, oncall=oncall_lookup(policy))
+    rota = None
+    if settings.policy.exists():  # commanders from the rota; an unreadable policy only loses that
+        with suppress(PolicyError):
+            rota = oncall_lookup(load_policy(settings.policy))
+    return make_incidents(settings, open_store(settings), oncall=rota)
 
 
 def _print_json(doc: Any) -> None:

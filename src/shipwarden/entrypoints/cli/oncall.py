@@ -8,6 +8,7 @@ checks its rule in ``guard.COMMANDS`` first.  Exit codes: 0 done, 2 bad input or
 * ``oncall ical SCHEDULE`` / ``oncall ical --person P`` — the iCalendar feed (RFC 5545) on stdout
   or ``--output FILE``
 * ``oncall run`` — the escalation engine (and its watchdog) in the foreground; ``serve`` runs it too
+* ``oncall watchdog`` — the stall check from a separate process (the engines' heartbeat file)
 * ``alerts trigger --title T [--service S]`` — open an escalation by hand (alerting opens them
   from alert groups)
 * ``alerts escalations [--open]``, ``alerts show ID`` — escalations, their steps and pages
@@ -77,6 +78,9 @@ def _when(at: str | None) -> datetime:
         raise typer.Exit(2) from None
     if when.tzinfo is None:
         error("--at needs a time zone (…Z or +01:00): who is on call depends on it")
+        raise typer.Exit(2)
+    if not 1970 <= when.year <= 2200:
+        error("--at: a time between 1970 and 2200")
         raise typer.Exit(2)
     return when
 
@@ -151,6 +155,30 @@ def run(
             if parts.watchdog is not None:
                 parts.watchdog.stop()
             parts.engine.stop()
+
+
+def watchdog(
+    seconds: Annotated[float, typer.Option(help="Stop after this long (0: until Ctrl-C).", min=0)] = 0,
+) -> None:
+    """Watch the escalation engines from a process of its own: page oncall.watchdog.notify when no
+    engine has gone round for more than oncall.watchdog.stall (10 s)."""
+    with _errors():
+        check("oncall watchdog")
+        from shipwarden.bootstrap import load_policy, make_watchdog_process, open_store
+        from shipwarden.entrypoints.cli import _settings
+
+        settings = _settings()
+        dog = make_watchdog_process(settings, open_store(settings), load_policy(settings.policy))
+        console.print(f"watching the escalation engines (stall limit {dog.stall:g}s)")
+        end = time.monotonic() + seconds if seconds else None
+        try:
+            while end is None or time.monotonic() < end:
+                result = dog.check()
+                if result is not None:
+                    console.print("paged: engine stalled" if result else "paged: engine recovered")
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
 
 
 def _line(e: Any) -> str:
@@ -257,6 +285,7 @@ def register(app: typer.Typer) -> None:
     oncall_app.command("who")(who)
     oncall_app.command("ical")(ical)
     oncall_app.command("run")(run)
+    oncall_app.command("watchdog")(watchdog)
     alerts_app.command("trigger")(trigger)
     alerts_app.command("escalations")(list_escalations)
     alerts_app.command("show")(show)

@@ -66,7 +66,7 @@ def live(
 
         def on_tick(tick: Any) -> None:
             d = tick.deployment
-            key = f"{d.phase}:{d.step_index}"
+            key = f"{d.phase}:{d.wave}:{d.step_index}"
             if not last_phase or last_phase[-1] != key:
                 last_phase.append(key)
                 console.print(_p(f"  {_t(time.time())} {d.phase.value:<16} {d.reason}"), highlight=False)

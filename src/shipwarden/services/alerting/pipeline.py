@@ -36,6 +36,7 @@ from typing import Any
 from shipwarden.domain.alerting import (
     Alert,
     AlertingPolicy,
+    Inhibitor,
     Rollback,
     Route,
     after_notice,
@@ -163,7 +164,7 @@ class AlertPipeline:
         due = self.store.due_groups(now, limit)
         if not due:
             return 0
-        firing = [a for a in self.store.firing() if not a.resolved(now)]
+        firing = Inhibitor(self._rules, [a for a in self.store.firing() if not a.resolved(now)])
         silences = self.store.silences(now=now)
         rollbacks = list(self.rollbacks())
         sent = 0
@@ -175,7 +176,7 @@ class AlertPipeline:
         return sent
 
     def _flush_one(
-        self, g: GroupState, now: float, firing_all: list[Alert], silences: Any, rollbacks: Any
+        self, g: GroupState, now: float, firing_all: Inhibitor | list[Alert], silences: Any, rollbacks: Any
     ) -> int:
         route = self._routes.get(g.route_id, self._tree)
         spec = self._receivers.get(g.receiver)

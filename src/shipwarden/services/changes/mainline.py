@@ -12,7 +12,8 @@ commit with ``domain.mainline.judge`` against the changes the gates have judged.
    deployed through the change's three phases (a change merged elsewhere is first recorded as
    merged, ``change.merged_outside``); a violation sends an alert (the policy's
    ``alerts.rollout`` targets, else ``delivery.notify``; ``alert.violation`` in the audit log
-   with what each target answered) and, if it held back a merge of ours, says so on the change.
+   with what each target answered; into the alerting pipeline as ``MainPolicyViolation`` when the
+   policy has an ``alerting`` section) and, if it held back a merge of ours, says so on the change.
    An effect recorded but not performed (a crash in between) is performed by the next look.
 
 ``explain_commit`` answers ``shipwarden explain <sha>``: the verdict, why, and the alert.
@@ -21,8 +22,11 @@ commit with ``domain.mainline.judge`` against the changes the gates have judged.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
+from shipwarden.domain.alerting import Alert as PipelineAlert
 from shipwarden.domain.mainline import (
     Arrival,
     ChangeFact,
@@ -40,6 +44,8 @@ from shipwarden.services.changes.delivery import ContinuousDelivery
 from shipwarden.services.notify import Notifier
 
 WATCH_ACTOR = "shipwarden:main-watch"
+#: a violation is an event, not a state: its pipeline alert resolves by itself after this long
+VIOLATION_ALERT_TTL = 3600.0
 _HEX = re.compile(r"^[0-9a-f]{7,64}$")
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
@@ -276,6 +282,12 @@ class MainlineWatch(ContinuousDelivery):
         notify = self.delivery.notify
         return list(notify.urls) if notify is not None else []
 
+    def _alert_sink(self) -> Callable[[list[PipelineAlert]], object] | None:
+        """The alerting pipeline's intake when the policy has an ``alerting`` section (bootstrap
+        hands it to the rollout's alerts; violations go the same way)."""
+        sink = getattr(getattr(self.rollout, "alerts", None), "sink", None)
+        return sink if callable(sink) else None
+
     def _alert_violation(self, jc: JudgedCommit) -> None:
         title = f"[shipwarden] main: {jc.sha[:12]} NOT deployed ({jc.reason})"
         body = (
@@ -285,17 +297,32 @@ class MainlineWatch(ContinuousDelivery):
             f"`shipwarden main accept {jc.sha[:12]} --reason …` accepts it after review."
         )
         names = self._alert_targets()
+        sink = self._alert_sink()
+        detail: dict[str, Any] = {"title": title}
+        if sink is not None:  # the policy's alerting pipeline: routed, escalated like any alert
+            now = time.time()
+            labels = {"alertname": "MainPolicyViolation", "severity": "critical", "source": "main-watch"}
+            labels.update(branch=jc.branch, commit=jc.sha[:12], reason=jc.reason)
+            annotations = {"summary": title, "description": body}
+            end = now + VIOLATION_ALERT_TTL
+            sink(
+                [
+                    PipelineAlert({**labels, "service": s}, annotations, now, ends_at=end)
+                    for s in self.delivery.services
+                ]
+            )
+            detail["via"] = "alerting"
         if names:
             result = Notifier([(n, self.secrets(n)) for n in names]).send(title, body, "failure")
-            detail: dict[str, Any] = {"title": title, **result.as_dict()}
+            detail.update(result.as_dict())
             ok = result.ok
+        elif sink is not None:
+            detail.update(ok=True, targets=[])
+            ok = True
         else:
-            detail = {
-                "title": title,
-                "ok": False,
-                "targets": [],
-                "why": "no alert targets (alerts.rollout, delivery.notify)",
-            }
+            detail.update(
+                ok=False, targets=[], why="no alert targets (alerting, alerts.rollout, delivery.notify)"
+            )
             ok = False
         self.mainline.set_effect(
             jc.id,

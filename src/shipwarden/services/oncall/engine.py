@@ -28,6 +28,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,7 @@ from shipwarden.ports.oncall import (
     EscalationStore,
     Notifier,
     PageDraft,
+    PendingPage,
     RecentChanges,
 )
 from shipwarden.services.oncall.rota import OnCallError, Rota
@@ -97,9 +99,13 @@ class EscalationEngine:
         actor: str = "shipwarden:oncall",
         on_acknowledged: Callable[[Escalation, str], None] | None = None,
         poll: float = 0.5,
+        senders: int = 2,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         self.store, self.rota, self.notifier, self.changes, self.links = store, rota, notifier, changes, links
         self.clock, self.actor, self.on_acknowledged, self.poll = clock, actor, on_acknowledged, poll
+        self.senders, self.heartbeat = senders, heartbeat
+        self._beat_written = 0.0
         self.beat = time.monotonic()
         """When the engine loop last went round (the watchdog reads it)."""
         self.fired: list[StepFired] = []
@@ -162,14 +168,11 @@ class EscalationEngine:
     def group_changed(self, group: AlertGroup) -> None:
         """``ports.oncall.EscalationSink``: a group that fires escalates; one that resolves stops."""
         if group.status == "firing":
-            self.open(
-                group.key,
-                title=group.title,
-                service=group.service,
-                body=group.summary,
-                policy=group.escalation,
-                actor="alerting",
-            )
+            try:
+                self.open(group.key, title=group.title, service=group.service, body=group.summary,
+                          policy=group.escalation, actor="alerting")  # fmt: skip
+            except OnCallError:  # configuration: retrying cannot help (the policy check refuses it)
+                log.exception("alert group %s cannot escalate", group.key[:200])
             return
         found = self.store.open_for(group.key[:255])
         if found is not None:
@@ -294,18 +297,23 @@ class EscalationEngine:
             self._send.set()
         return moved
 
+    def _deliver_one(self, p: PendingPage) -> bool:
+        try:
+            d = self.notifier.send(p.contact, p.subject, p.body, p.dedupe_key)
+        except Exception as exc:  # noqa: BLE001 - a notifier must not kill the sender
+            d = Delivery(False, f"{type(exc).__name__}: {exc}"[:300])
+        retry = None if d.ok else backoff(p.attempts + 1)
+        self.store.delivered(p.id, d, retry_at=None if retry is None else self.clock() + retry)
+        return d.ok
+
     def deliver(self) -> int:
-        """Send the pages that are waiting; the number delivered."""
-        sent = 0
-        for p in self.store.pending(self.clock()):
-            try:
-                d = self.notifier.send(p.contact, p.subject, p.body, p.dedupe_key)
-            except Exception as exc:  # noqa: BLE001 - a notifier must not kill the sender
-                d = Delivery(False, f"{type(exc).__name__}: {exc}"[:300])
-            retry = None if d.ok else backoff(p.attempts + 1)
-            self.store.delivered(p.id, d, retry_at=None if retry is None else self.clock() + retry)
-            sent += d.ok
-        return sent
+        """Send the pages that are waiting, a few at once (one slow receiver does not hold up the
+        others); the number delivered."""
+        pending = self.store.pending(self.clock())
+        if len(pending) <= 1 or self.senders <= 1:
+            return sum(self._deliver_one(p) for p in pending)
+        with ThreadPoolExecutor(min(self.senders, len(pending)), thread_name_prefix="oncall-page") as pool:
+            return sum(pool.map(self._deliver_one, pending))
 
     def wake(self) -> None:
         self._wake.set()
@@ -313,6 +321,12 @@ class EscalationEngine:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.beat = time.monotonic()
+            if self.heartbeat is not None and self.beat - self._beat_written >= 1.0:
+                try:  # for a watchdog in another process (``shipwarden oncall watchdog``)
+                    self.heartbeat()
+                    self._beat_written = self.beat
+                except OSError:
+                    log.exception("engine heartbeat")
             try:
                 self.tick()
                 nxt = self.store.next_due()

@@ -7,7 +7,8 @@ it should send is late.  The watchdog then pages its own targets through a **sec
 that shares nothing with the engine's path (no store, no page table: direct delivery), once per
 stall, and says so again when the engine recovers.  Grafana OnCall's escalation auditor with
 its heartbeat URL is the same idea.  A whole process that stops (SIGSTOP, OOM) stops its
-watchdog too: for that, run ``shipwarden oncall watchdog`` or an external heartbeat as well.
+watchdog too: ``shipwarden oncall watchdog`` is the same check from another process, reading the
+heartbeat file every engine touches each second (``bootstrap.make_oncall``).
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ class Watchdog:
         self,
         beat: Callable[[], float],
         notifier: Notifier,
-        contacts: Sequence[Contact],
+        contacts: Sequence[Contact] | Callable[[], Sequence[Contact]],
         *,
         stall: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         record: Callable[[str, dict[str, object]], None] | None = None,
         name: str = "escalation engine",
     ) -> None:
-        self.beat, self.notifier, self.contacts, self.stall = beat, notifier, list(contacts), stall
+        self.beat, self.notifier, self.stall = beat, notifier, stall
+        self.contacts = contacts if callable(contacts) else (lambda fixed=list(contacts): fixed)
+        """Who to page, looked up when it pages (a schedule's person then, not at start-up)."""
         self.clock, self.record, self.name = clock, record, name
         self.stalled_since: float | None = None
         self.pages: list[tuple[str, Delivery]] = []
@@ -70,7 +73,12 @@ class Watchdog:
 
     def _page(self, subject: str, body: str, key: str) -> None:
         results = []
-        for c in self.contacts:
+        try:
+            contacts = list(self.contacts())
+        except Exception:  # noqa: BLE001 - the rota may be unreadable: log, page nobody
+            log.exception("watchdog contacts")
+            contacts = []
+        for c in contacts:
             try:
                 d = self.notifier.send(c, subject, body, f"watchdog/{key}/{c.label}")
             except Exception as exc:  # noqa: BLE001

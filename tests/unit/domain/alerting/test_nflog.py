@@ -36,7 +36,7 @@ def test_schedule() -> None:
 states = st.lists(st.frozensets(st.sampled_from("abcd")), min_size=1, max_size=30)
 
 
-@settings(max_examples=300)
+@settings(max_examples=100)
 @given(states, st.integers(min_value=1, max_value=5))
 def test_each_change_notified_once(seq: list[frozenset[str]], flushes: int) -> None:
     """A sequence of firing sets, each flushed several times (retries, duplicate webhooks,

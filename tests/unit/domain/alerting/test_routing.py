@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shipwarden.domain.alerting import (
     Alert,
     AlertingPolicy,
+    Inhibitor,
+    InhibitRule,
     Matcher,
     Rollback,
     Silence,
@@ -16,6 +18,7 @@ from shipwarden.domain.alerting import (
     group_key,
     inhibited,
     match_routes,
+    matches_all,
     muted,
 )
 from shipwarden.domain.alerting.model import _FNV_OFFSET
@@ -68,6 +71,7 @@ class TestFingerprint:
     def test_independent_of_insertion_order(self, labels: dict[str, str]) -> None:
         assert fingerprint(labels) == fingerprint(dict(reversed(list(labels.items()))))
 
+    @settings(max_examples=50)
     @given(LABELS)
     def test_matches_a_plain_fnv1a_oracle(self, labels: dict[str, str]) -> None:
         h = 0xCBF29CE484222325
@@ -174,3 +178,36 @@ class TestMatcherParse:
     def test_refused(self, bad: str) -> None:
         with pytest.raises(ValueError):
             Matcher.parse(bad)
+
+
+def _naive_inhibited(alert: Alert, firing: list[Alert], rules: list[InhibitRule]) -> bool:
+    return any(
+        matches_all(r.target, alert.labels)
+        and any(
+            s.fingerprint != alert.fingerprint
+            and matches_all(r.source, s.labels)
+            and all(s.labels.get(n, "") == alert.labels.get(n, "") for n in r.equal)
+            for s in firing
+        )
+        for r in rules
+    )
+
+
+_LBL = st.fixed_dictionaries(
+    {"alertname": st.sampled_from(["A", "B"]), "severity": st.sampled_from(["critical", "warning", "info"])},
+    optional={"service": st.sampled_from(["x", "y"]), "zone": st.sampled_from(["1", "2"])},
+)
+
+
+@given(st.lists(_LBL, max_size=12), st.lists(_LBL, min_size=1, max_size=5))
+def test_the_inhibitor_index_agrees_with_the_definition(
+    firing: list[dict[str, str]], targets: list[dict[str, str]]
+) -> None:
+    rules = _policy(receiver="ops").inhibitions() + [
+        InhibitRule((Matcher("alertname", "A"),), (Matcher("severity", "info"),), ("zone",)),
+        InhibitRule((Matcher("severity", "crit.*", regex=True),), (), ()),
+    ]
+    fs = [Alert(labels=f) for f in firing]
+    for t in targets:
+        a = Alert(labels=t)
+        assert Inhibitor(rules, fs).inhibits(a) == _naive_inhibited(a, fs, rules)

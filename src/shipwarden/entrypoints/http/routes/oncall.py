@@ -34,9 +34,7 @@ Token = Annotated[str, Path(min_length=10, max_length=700, pattern=r"^[A-Za-z0-9
 
 def _oncall(c: Services) -> OnCallParts:
     if c.oncall is None:
-        raise HTTPException(
-            503, "on-call is not configured in this process (no policy, or no 'oncall' section)"
-        )
+        raise HTTPException(409, "the policy has no 'oncall' section")
     return c.oncall
 
 
@@ -93,6 +91,8 @@ def who(
 ) -> dict[str, Any]:
     """Who is on call per schedule (now, or at ``at``), and by which layer or override."""
     when = at or c.clock()
+    if not 1970 <= when.year <= 2200:
+        raise HTTPException(422, "at: a time between 1970 and 2200")
     try:
         found = _oncall(c).rota.who(when, schedule)
     except OnCallError as exc:
