@@ -5,7 +5,8 @@ processes, the HTTP API for webhooks, an Apprise ``json://`` receiver for
 stakeholder notifications).  Version v0 (main's head) is deployed first, so
 production has something that must keep serving while bad changes are refused.
 Tests run in file order: the refused cases, then the non-standard change, then
-the standard happy path, then (D9) a push to main by someone else, past the gates.
+the standard happy path, then (D9) pushes to main by someone else: one with green evidence
+(deployed), one whose evidence is red (not deployed, alerted, a policy violation).
 """
 
 from __future__ import annotations
@@ -136,9 +137,15 @@ class Env:
         )
 
     def webhook(
-        self, sha: str, branch: str, *, secret: str = CIRCLE_SECRET, event_id: str | None = None
+        self,
+        sha: str,
+        branch: str,
+        *,
+        secret: str = CIRCLE_SECRET,
+        event_id: str | None = None,
+        status: str = "success",
     ) -> Any:
-        body = circleci_body(sha, branch, event_id=event_id)
+        body = circleci_body(sha, branch, event_id=event_id, status=status)
         return self.http.post("/webhooks/circleci", content=body, headers=signed(body, secret))
 
 
@@ -388,10 +395,58 @@ def test_cli_explain_and_refused_approval(env: Env, monkeypatch: pytest.MonkeyPa
     assert out.exit_code == 2 and "no change or deployment 'c-nope'" in out.output
 
 
-# --- any push to main (D9): someone else pushes past the gates ------------------------------------------
+# --- any push to main (D9): someone else pushes, the evidence decides --------------------------------
 
 
-def test_a_push_to_main_by_someone_else_is_not_deployed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_push_to_main_by_someone_else_is_deployed_once_its_evidence_is_green(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from shipwarden.entrypoints.cli import app
+    from tests.integration.test_mainline import Outsider, github_headers, push_body
+
+    deps_before, serving = env.deployments(), env.production_version()
+    before = env.remote.head("main")
+    assert before is not None
+    oscar = Outsider(env.remote.url, env.root / "oscar-green")
+    oscar.sync()
+    sha = oscar.commit({"src/app.py": "print('pushed by oscar')\n"}, "Small fix straight to main")
+    oscar.push_main()
+    body = push_body(before, sha)
+    r = env.http.post("/webhooks/github", content=body, headers=github_headers(body))
+    assert r.status_code == 202, r.text
+    assert f"{sha[:12]} awaiting (awaiting-evidence)" in r.json()["detail"]
+    # not deployed yet: it waits for its evidence, and explain says which
+    assert env.deployments() == deps_before and env.production_version() == serving
+    monkeypatch.setenv("SHIPWARDEN_STATE_DIR", str(env.services.settings.state_dir))
+    monkeypatch.setenv("SHIPWARDEN_POLICY", str(env.root / "policy.yaml"))
+    out = CliRunner().invoke(app, ["explain", sha[:10]])
+    assert out.exit_code == 0, out.output
+    assert f"waiting for evidence on {sha[:12]}" in out.output, out.output
+    # CI runs on main: its reports, then its signed result — through the same gates and phases
+    env.evidence(sha)
+    assert env.deployments() == deps_before  # CI's own result (the ci gate) is still missing
+    r = env.webhook(sha, "main")
+    assert r.status_code == 202 and r.json()["change_status"] == "deployed", r.json()
+    change = env.svc.repo.find_change(head_sha=sha)
+    assert change is not None and change.branch == "main" and change.merge_sha == sha
+    assert env.remote.head("main") == sha, "nothing is merged again"
+    assert env.production_version() == version_for("{short}", sha)
+    record = env.svc.delivery_record(change.deployment_id or "")
+    assert record["outcome"] == "succeeded" and set(record["phases"]) == {
+        "preparation",
+        "execution",
+        "post_deployment",
+    }
+    text = render_explanation(env.svc.explain(sha))
+    assert "DEPLOYED through the gates [approved-change]" in text and "then its evidence arrived" in text
+    assert not [
+        e for e in env.services.store.audit_entries(action="policy.violation") if e.detail["commit"] == sha
+    ]
+
+
+def test_an_ungated_push_to_main_is_not_deployed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from shipwarden.entrypoints.cli import app
@@ -401,19 +456,22 @@ def test_a_push_to_main_by_someone_else_is_not_deployed(env: Env, monkeypatch: p
     serving = env.production_version()
     before = env.remote.head("main")
     assert before is not None
-    oscar = Outsider(env.remote.url, env.root / "oscar-clone")
+    oscar = Outsider(env.remote.url, env.root / "oscar-red")
     oscar.sync()
     sha = oscar.commit({"start.py": "raise SystemExit('not reviewed')\n"}, "Hotfix straight to main")
     oscar.push_main()
     body = push_body(before, sha)
     r = env.http.post("/webhooks/github", content=body, headers=github_headers(body))
     assert r.status_code == 202, r.text
-    assert f"{sha[:12]} violation (no-change)" in r.json()["detail"]
+    assert f"{sha[:12]} awaiting (awaiting-evidence)" in r.json()["detail"]
+    # CI on main goes red (its signed result says the workflow failed): a gate fails, never deployed
+    r = env.webhook(sha, "main", status="failed")
+    assert r.status_code == 202 and r.json()["change_status"] == "blocked", r.json()
     # not deployed: production still serves what it served, no deployment was started
     assert env.deployments() == deps_before and env.production_version() == serving
     # alerted (the stakeholder channel, as no ops target is configured) and recorded as a violation
     titles = [m["title"] for m in env.receiver.messages[before_msgs:]]
-    assert any(f"main: {sha[:12]} NOT deployed (no-change)" in t for t in titles), titles
+    assert any(f"main: {sha[:12]} NOT deployed (gates-failed)" in t for t in titles), titles
     (v,) = [
         e for e in env.services.store.audit_entries(action="policy.violation") if e.detail["commit"] == sha
     ]
@@ -422,8 +480,9 @@ def test_a_push_to_main_by_someone_else_is_not_deployed(env: Env, monkeypatch: p
     monkeypatch.setenv("SHIPWARDEN_POLICY", str(env.root / "policy.yaml"))
     out = CliRunner().invoke(app, ["explain", sha[:10]])
     assert out.exit_code == 0, out.output
-    assert "NOT DEPLOYED — policy violation [no-change]" in out.output
-    assert "pushed to main by Oscar Outsider" in out.output and "RELEASE_CHANNEL (ok)" in out.output
+    assert "NOT DEPLOYED — policy violation [gates-failed]" in out.output
+    assert "reached main before its gates passed, and then they failed" in out.output
+    assert "build-and-test" in out.output and "RELEASE_CHANNEL (ok)" in out.output
     # a redelivery of the same push is refused and judges nothing twice
     again = env.http.post("/webhooks/github", content=body, headers=github_headers(body))
     assert again.status_code == 409

@@ -1,4 +1,5 @@
-"""D9 against real git: whatever reaches main is judged, sha for sha; only a gated head is deployed.
+"""D9 against real git: whatever reaches main is judged, sha for sha; only a gated head is deployed,
+and a commit pushed before its gates passed waits for its evidence (deployed if green, else a violation).
 
 A bare "origin", the developer clone of the change pipeline's harness, and a second clone by
 someone else (another author) who pushes to main past shipwarden: directly, several commits at
@@ -162,16 +163,89 @@ def approved_not_merged(h: Harness, branch: str, files: dict[str, str]) -> Any:
 # --- someone else pushes around the gates --------------------------------------------------------------
 
 
-def test_a_direct_push_by_someone_else_is_not_deployed_alerted_and_explained(
+def test_a_direct_push_waits_for_its_evidence_and_is_deployed_once_it_is_green(
     h: Harness, oscar: Outsider, receiver: Receiver
 ) -> None:
     oscar.sync()
     sha = oscar.commit({"src/app.py": "print('hotfix')\n"}, "Quick hotfix, no PR")
     oscar.push_main()
     judged = h.service.watch_main(via="poll")
-    assert [(j.sha, j.verdict, j.reason) for j in judged] == [(sha, "violation", "no-change")]
+    assert [(j.sha, j.verdict, j.reason, j.effect) for j in judged] == [
+        (sha, "awaiting", "awaiting-evidence", "none")
+    ]
+    assert h.deploys == [] and violations(h) == [] and receiver.messages == []
+    text = render_explanation(h.service.explain(sha[:12]))
+    assert "NOT DEPLOYED YET — waiting for its evidence [awaiting-evidence]" in text
+    assert f"waiting for evidence on {sha[:12]}: every required gate: no evidence" in text
+    # part of its evidence: a change of main judges it, and explain names the gates still missing
+    h.green_evidence(sha, skip="integration")
+    ch = h.change(sha)
+    assert (ch.branch, ch.status) == ("main", "pending") and h.deploys == []
+    text = render_explanation(h.service.explain(sha))
+    assert f"waiting for evidence on {sha[:12]}: " in text and "suite:integration" in text
+    assert "ci:" in text  # CI's own result has not arrived either
+    # the rest, and CI's result for main: deployed through the same gates and phases
+    h.green_evidence(sha)
+    res = h.webhook(sha, "main")
+    assert res.change_id == ch.id and res.change_status == "merged", res
+    (v,) = verdicts(h, sha)  # the verdict moved before the deployment started (it is only scheduled)
+    assert (v.verdict, v.reason, v.change_id) == ("deploy", "approved-change", ch.id)
+    assert "then its evidence arrived" in v.why and len(h.deploys) == 1
+    after = h.change(sha)
+    assert after.merge_sha == sha and h.remote.head("main") == sha  # nothing merged again
+    assert after.facts["paths"] == ["src/app.py"]  # measured from main's head before it arrived
     run_scheduled(h)
-    assert h.service.repo.list_changes(status="deploying") == []  # nothing deployed
+    assert h.change(sha).status == "deploy_failed"  # it tried: no rollout service here
+    assert [e.detail["commit"] for e in h.store.audit_entries(action="main.deploy")] == [sha]
+    assert violations(h) == [] and receiver.messages == []
+
+
+def test_evidence_that_arrives_before_the_push_is_seen_judges_the_commit_at_once(
+    h: Harness, oscar: Outsider
+) -> None:
+    oscar.sync()
+    sha = oscar.commit({"src/app.py": "print('fast ci')\n"}, "CI is quicker than the watch")
+    oscar.push_main()
+    h.green_evidence(sha)
+    res = h.webhook(sha, "main")
+    assert res.change_id is None and "recorded" in res.detail  # nothing waits for it yet
+    h.service.watch_main(via="poll")
+    (v,) = verdicts(h, sha)
+    assert (v.verdict, v.reason) == ("deploy", "approved-change") and len(h.deploys) == 1
+
+
+def test_a_non_standard_direct_push_waits_for_the_named_role_then_deploys(
+    h: Harness, oscar: Outsider, receiver: Receiver
+) -> None:
+    oscar.sync()
+    sha = oscar.commit({"migrations/0009_refunds.sql": "ALTER TABLE x ADD y INT;\n"}, "Migration, no PR")
+    oscar.push_main()
+    h.service.watch_main(via="poll")
+    h.green_evidence(sha)
+    res = h.webhook(sha, "main")
+    # the diff is measured from main's head before the push, so change control sees the migration
+    assert res.change_status == "waiting_approval" and "cab" in res.detail, res
+    (v,) = verdicts(h, sha)
+    assert v.verdict == "awaiting" and h.deploys == []
+    assert "change-control" in render_explanation(h.service.explain(sha))
+    approved = h.service.approve(res.change_id, user="carol", role="cab", comment="reviewed after the push")
+    assert approved.status == "merged" and approved.merge_sha == sha and len(h.deploys) == 1
+    (v,) = verdicts(h, sha)
+    assert (v.verdict, v.reason) == ("deploy", "approved-change") and violations(h) == []
+
+
+def test_a_direct_push_whose_evidence_is_red_is_not_deployed_alerted_and_explained(
+    h: Harness, oscar: Outsider, receiver: Receiver
+) -> None:
+    oscar.sync()
+    sha = oscar.commit({"src/app.py": "print('hotfix')\n"}, "Quick hotfix, no PR")
+    oscar.push_main()
+    h.service.watch_main(via="poll")
+    h.green_evidence(sha, unit="pytest-junit.xml")  # its unit suite fails
+    (v,) = verdicts(h, sha)
+    assert (v.verdict, v.reason, v.effect) == ("violation", "gates-failed", "done")
+    run_scheduled(h)
+    assert h.service.repo.list_changes(status="deploying") == [] and h.deploys == []  # nothing deployed
     assert [v["commit"] for v in violations(h)] == [sha]
     assert violations(h)[0]["author"] == "Oscar Outsider <oscar@example.com>"
     # the alert reached the ops channel, and its ledger entry says so (the URL's secret never does)
@@ -179,12 +253,13 @@ def test_a_direct_push_by_someone_else_is_not_deployed_alerted_and_explained(
     (alert,) = list(h.store.audit_entries(action="alert.violation"))
     assert alert.outcome == "ok" and "topsecret" not in json.dumps(alert.detail)
     text = render_explanation(h.service.explain(sha[:12]))
-    assert "NOT DEPLOYED — policy violation [no-change]" in text
-    assert "no change was judged for this commit (pushed to main by Oscar Outsider" in text
+    assert "NOT DEPLOYED — policy violation [gates-failed]" in text
+    assert "it reached main before its gates passed, and then they failed" in text and "suite:unit" in text
     assert "alert: [shipwarden] main:" in text and "OPS_CHANNEL (ok)" in text
-    # looking again finds nothing new, and the alert is not sent twice
+    # looking again finds nothing new, more evidence changes nothing, the alert is not sent twice
     assert h.service.watch_main(via="poll") == []
-    assert len(list(h.store.audit_entries(action="alert.violation"))) == 1
+    h.webhook(sha, "main")
+    assert len(list(h.store.audit_entries(action="alert.violation"))) == 1 and h.deploys == []
 
 
 def test_several_commits_pushed_at_once_are_each_judged(h: Harness, oscar: Outsider) -> None:
@@ -193,8 +268,10 @@ def test_several_commits_pushed_at_once_are_each_judged(h: Harness, oscar: Outsi
     oscar.push_main()
     judged = h.service.watch_main(via="poll")
     assert [j.sha for j in judged] == shas[::-1]
-    assert {(j.verdict, j.reason) for j in judged} == {("violation", "no-change")}
-    assert len(violations(h)) == 3
+    assert [(j.verdict, j.reason) for j in judged] == [("awaiting", "awaiting-evidence")] + [
+        ("covered", "awaiting-evidence")
+    ] * 2
+    assert violations(h) == [] and f"arrived under {shas[-1][:12]}" in judged[1].why
 
 
 def test_a_pull_request_merged_by_hand_before_its_gates_passed(h: Harness, oscar: Outsider) -> None:
@@ -204,19 +281,22 @@ def test_a_pull_request_merged_by_hand_before_its_gates_passed(h: Harness, oscar
     assert res.change_status == "pending"
     merge = oscar.merge(sha)
     judged = {j.sha: j for j in h.service.watch_main(via="poll")}
-    assert judged[merge].reason == "merged-around-gate" and judged[merge].verdict == "violation"
-    assert judged[sha].reason == "merged-around-gate"  # the branch's own commit too
-    assert "before its gates passed (it was pending" in judged[merge].why
+    assert (judged[merge].verdict, judged[merge].reason) == ("awaiting", "awaiting-evidence")
+    assert (judged[sha].verdict, judged[sha].reason) == ("covered", "awaiting-evidence")  # with its head
+    assert "whose gates have not passed yet (pending" in judged[merge].why
     run_scheduled(h)
     assert h.change(sha).status == "pending" and h.change(sha).deployment_id is None
-    # its evidence goes green afterwards: the change passes, but what reached main stays undeployed
+    # the branch's evidence goes green: the change passes, and is not merged a second time
     h.green_evidence(sha)
-    later = h.change(sha)
-    assert later.status == "not_deployed" and "reached main around the gates" in later.reason
-    assert h.remote.head("main") == merge and h.deploys == []
-    # explain by sha: the merge commit on main says why it was not deployed; so does the head
-    assert "[merged-around-gate]" in render_explanation(h.service.explain(merge[:12]))
-    assert "[merged-around-gate]" in render_explanation(h.service.explain(sha))
+    assert h.change(sha).status == "approved" and h.remote.head("main") == merge and h.deploys == []
+    # the merge commit is judged by its own evidence (CI on main): then it is deployed
+    assert "[awaiting-evidence]" in render_explanation(h.service.explain(merge[:12]))
+    h.green_evidence(merge)
+    res = h.webhook(merge, "main")
+    assert res.change_status == "merged" and len(h.deploys) == 1, res
+    (v,) = verdicts(h, merge)
+    assert (v.verdict, v.reason) == ("deploy", "approved-change")
+    assert h.remote.head("main") == merge  # nothing merged again
 
 
 def test_a_blocked_change_merged_by_hand_is_gates_failed(h: Harness, oscar: Outsider) -> None:
@@ -286,6 +366,7 @@ def test_an_ungated_commit_holds_back_later_merges_until_accepted(h: Harness, os
     direct = oscar.commit({"src/direct.py": "x = 1\n"}, "Direct")
     oscar.push_main()
     h.service.watch_main(via="poll")
+    h.green_evidence(direct, unit="pytest-junit.xml")  # red: a violation (gates-failed)
     change = gated_change(h, "feature/after", {"src/app.py": "print('after')\n"})
     run_scheduled(h)
     (v,) = verdicts(h, change.merge_sha)
@@ -338,12 +419,12 @@ def test_the_push_webhook_judges_main_and_a_redelivery_is_refused(h: Harness, os
     body = push_body(before, sha)
     headers = github_headers(body)
     res = h.service.receive_webhook("github", headers, body)
-    assert res.status == 202 and f"{sha[:12]} violation (no-change)" in res.detail
+    assert res.status == 202 and f"{sha[:12]} awaiting (awaiting-evidence)" in res.detail
     (v,) = verdicts(h, sha)
-    assert v.via == "webhook:github" and v.effect == "done"
+    assert v.via == "webhook:github" and v.effect == "none"
     with pytest.raises(StateConflict, match="replay refused"):
         h.service.receive_webhook("github", headers, body)
-    assert len(violations(h)) == 1
+    assert len(verdicts(h, sha)) == 1 and violations(h) == []
     # the poll that follows finds it judged already
     assert h.service.watch_main(via="poll") == []
 
@@ -357,9 +438,11 @@ def test_a_verdict_recorded_before_a_crash_is_performed_by_the_next_look(
     oscar.sync()
     sha = oscar.commit({"src/app.py": "print('crash')\n"}, "Pushed while shipwarden was dying")
     oscar.push_main()
+    h.service.watch_main(via="poll")
     with monkeypatch.context() as m:  # the process dies after the verdict is committed, before its alert
         m.setattr(type(h.service), "perform_pending", lambda self, inline=False: None)
-        (v,) = h.service.watch_main(via="poll")
+        h.green_evidence(sha, unit="pytest-junit.xml")  # red: the commit becomes a violation
+    (v,) = verdicts(h, sha)
     assert v.effect == "pending" and violations(h) and receiver.messages == []
     assert "alert: not sent yet" in render_explanation(h.service.explain(sha))
     assert h.service.watch_main(via="poll") == []  # nothing new on main, but the owed alert goes out
@@ -415,8 +498,8 @@ def test_a_squash_merge_elsewhere_is_deployed_only_if_it_is_exactly_the_approved
     oscar.git("merge", "-q", "--squash", other.head_sha)
     oscar.commit({"src/extra.py": "x = 1\n"}, "Squashed feature/squash2 (#13)")
     oscar.push_main()
-    (head,) = h.service.watch_main(via="poll")
-    assert (head.verdict, head.reason) == ("violation", "no-change")
+    (head,) = h.service.watch_main(via="poll")  # judged by its own evidence, as any direct push
+    assert (head.verdict, head.reason) == ("awaiting", "awaiting-evidence")
     assert h.service.repo.get_change(other.id).status == "approved"
 
 
@@ -433,12 +516,13 @@ def test_with_an_alerting_section_a_violation_enters_the_alerting_pipeline(
     sha = oscar.commit({"src/app.py": "print('again')\n"}, "Straight to main again")
     oscar.push_main()
     h.service.watch_main(via="poll")
+    h.green_evidence(sha, unit="pytest-junit.xml")
     (alert,) = taken
     assert alert.labels["alertname"] == "MainPolicyViolation" and alert.labels["severity"] == "critical"
     assert (alert.labels["service"], alert.labels["commit"], alert.labels["reason"]) == (
         "web",
         sha[:12],
-        "no-change",
+        "gates-failed",
     )
     assert "NOT deployed" in alert.annotations["summary"] and alert.ends_at is not None
     (entry,) = list(h.store.audit_entries(action="alert.violation"))

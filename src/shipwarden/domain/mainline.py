@@ -16,17 +16,30 @@ new on main is judged here, sha for sha, against the changes the gates have judg
   - or a commit of such a change's own history, brought along with its head (``part-of-change``:
     covered, never deployed by itself);
 
+* **awaiting evidence** (``awaiting-evidence``, stored as ``awaiting``; neither deployed yet nor a
+  violation) — a head that reached main before any gate passed for it: no change was ever judged
+  for it (a direct push), or its change (or the change it merges) has not passed its gates yet
+  (pending, waiting for approval, superseded).  The commits that arrived under it wait with it
+  (``covered``: its evidence is evidence on their content too).  Its own evidence decides, later,
+  in the service: when CI reports on that sha, a change of it is judged by the same gates (and the
+  same approvals for a non-standard one); gates passed → its verdict becomes ``approved-change``
+  and it is deployed; a gate failed → ``gates-failed``, a violation;
+
 * **a violation**, recorded, alerted and never deployed:
 
-  - ``no-change``: no change was ever judged for this commit (a direct push);
-  - ``gates-failed``: the change of this commit was judged and a gate failed (blocked, rejected);
-  - ``merged-around-gate``: its change had not passed its gates yet (evidence or approvals missing,
-    superseded), or a merge commit changes more than the clean merge of the approved head would;
+  - ``gates-failed``: the change of this commit was judged and a gate failed (blocked, rejected),
+    before it reached main or afterwards (a waiting commit whose evidence is red);
+  - ``merged-around-gate``: a merge commit changes more than the clean merge of the approved head
+    would (it carries lines no gate saw), or, under a head that does not wait for evidence, a
+    commit whose change had not passed its gates;
+  - ``no-change``: under a head that does not wait for evidence (a gated head, or a violation), a
+    commit no change was ever judged for;
   - ``force-push``: main was rewritten (its previous head is no longer in its history): the new
     head is not deployed, whatever it is;
-  - ``ungated-history``: the head itself is gated but main received, since the last commit that was
-    judged deployable, a commit that is a violation; deploying the head would ship that commit too.
-    An operator who has reviewed it may accept it (``shipwarden main accept``, audited).
+  - ``ungated-history``: the head itself is gated (or would wait for evidence) but main received,
+    since the last commit that was judged deployable, a commit that is a violation; deploying the
+    head would ship that commit too.  An operator who has reviewed it may accept it
+    (``shipwarden main accept``, audited).
 
 Only the head of what arrived is deployed (the commits under it ship with it); every commit gets a
 verdict of its own.  Everything here is pure: the service reads git and the store and hands the
@@ -45,6 +58,7 @@ class Reason(StrEnum):
     APPROVED_CHANGE = "approved-change"
     CLEAN_MERGE = "clean-merge"
     PART_OF_CHANGE = "part-of-change"
+    AWAITING_EVIDENCE = "awaiting-evidence"
     NO_CHANGE = "no-change"
     GATES_FAILED = "gates-failed"
     MERGED_AROUND_GATE = "merged-around-gate"
@@ -125,6 +139,8 @@ class Verdict:
     deploy: bool  # only ever true for the head of an arrival
     change_id: str | None
     why: str  # one sentence, for ``explain`` and the alert
+    #: the head waits for its evidence: deployed, or a violation, once its gates are judged
+    waiting: bool = False
 
     @property
     def violation(self) -> bool:
@@ -140,8 +156,8 @@ def _of_change(c: MainCommit, ch: ChangeFact, how: str) -> tuple[Reason, str]:
         return Reason.GATES_FAILED, (
             f"{how} change {ch.id} ({ch.branch}), which is {ch.status}: {gates} failed — {ch.reason}"
         )
-    return Reason.MERGED_AROUND_GATE, (
-        f"{how} change {ch.id} ({ch.branch}) before its gates passed (it was {ch.status}: {ch.reason})"
+    return Reason.AWAITING_EVIDENCE, (
+        f"{how} change {ch.id} ({ch.branch}), whose gates have not passed yet ({ch.status}: {ch.reason})"
     )
 
 
@@ -227,6 +243,16 @@ def judge(arrival: Arrival, changes: Sequence[ChangeFact]) -> list[Verdict]:
     head = verdicts[0]
     if head.sha != arrival.head:  # rev-list is newest first; the head is always listed first
         raise ValueError(f"the arrival's commits must start with its head {arrival.head}")
+    if head.reason in (Reason.NO_CHANGE, Reason.AWAITING_EVIDENCE) and not arrival.forced:
+        head = _awaiting(head, verdicts[1:], arrival)
+    else:
+        # under a head that does not wait, a commit no gate saw (or not yet) is a violation of its own
+        verdicts[1:] = [
+            Verdict(v.sha, Reason.MERGED_AROUND_GATE, False, v.change_id, v.why.replace(
+                ", whose gates have not passed yet", " before its gates passed"))
+            if v.reason is Reason.AWAITING_EVIDENCE else v
+            for v in verdicts[1:]
+        ]  # fmt: skip
     if arrival.forced:
         was = head.why
         head = Verdict(
@@ -252,8 +278,41 @@ def judge(arrival: Arrival, changes: Sequence[ChangeFact]) -> list[Verdict]:
             )
         else:
             head = Verdict(head.sha, head.reason, True, head.change_id, head.why)
+    if head.waiting:  # what arrived under a head that waits for evidence is judged with it
+        verdicts[1:] = [
+            Verdict(v.sha, Reason.AWAITING_EVIDENCE, False, v.change_id or None,
+                    f"arrived under {head.sha[:12]}, whose evidence covers it ({v.why})")
+            if v.reason in (Reason.NO_CHANGE, Reason.AWAITING_EVIDENCE) else v
+            for v in verdicts[1:]
+        ]  # fmt: skip
     verdicts[0] = head
     return verdicts
+
+
+def _awaiting(head: Verdict, under: Sequence[Verdict], arrival: Arrival) -> Verdict:
+    """A head that reached main before any gate passed for it: it waits for its evidence, unless
+    main also holds a commit that is a violation (no evidence on this head can cover that)."""
+    ungated = [v.sha for v in under if v.violation and v.reason is not Reason.NO_CHANGE]
+    ungated += [s for s in arrival.open_violations if s != head.sha]
+    if ungated:
+        listed = ", ".join(s[:12] for s in ungated[:5]) + (" …" if len(ungated) > 5 else "")
+        return Verdict(
+            head.sha,
+            Reason.UNGATED_HISTORY,
+            False,
+            head.change_id,
+            f"{head.why}, and main also holds commits that did not pass the gates ({listed}); "
+            "deploying this commit would ship them",
+        )
+    return Verdict(
+        head.sha,
+        Reason.AWAITING_EVIDENCE,
+        False,
+        head.change_id,
+        f"reached main before its gates passed ({head.why}): deployed once its required evidence "
+        "is green, a policy violation if a gate fails",
+        waiting=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -282,7 +341,10 @@ class JudgedCommit:
 
 
 def verdict_kind(v: Verdict) -> str:
-    """How a verdict is stored: ``deploy`` (the head, to deploy), ``violation``, or ``covered``."""
+    """How a verdict is stored: ``deploy`` (the head, to deploy), ``violation``, ``awaiting`` (the
+    head, waiting for its evidence), or ``covered``."""
     if v.deploy:
         return "deploy"
+    if v.waiting:
+        return "awaiting"
     return "violation" if v.violation else "covered"

@@ -226,6 +226,18 @@ class MainlineRepository(Protocol):
         outcome: str = "ok",
     ) -> JudgedCommit: ...
 
+    def resolve(
+        self,
+        judged_id: int,
+        *,
+        verdict: str,
+        reason: str,
+        why: str,
+        change_id: str | None,
+        actor: str,
+        detail: dict[str, Any] | None = None,
+    ) -> JudgedCommit | None: ...
+
     def claim(self, judged_id: int) -> bool: ...
 
     def changes_for(self, shas: Sequence[str]) -> list[Change]: ...

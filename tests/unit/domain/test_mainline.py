@@ -53,15 +53,30 @@ def test_shipwarden_merge_is_deployed_and_its_branch_commits_are_covered() -> No
     assert all(x.change_id == "c1" for x in v)
 
 
-def test_a_direct_push_has_no_change_and_is_a_violation() -> None:
+def test_a_direct_push_waits_for_its_evidence() -> None:
     (v,) = judge(arrival(commit(5)), [])
-    assert v.reason is Reason.NO_CHANGE and not v.deploy and v.violation
-    assert "Eve <eve@example.com>" in v.why
+    assert v.reason is Reason.AWAITING_EVIDENCE and not v.deploy and not v.violation and v.waiting
+    assert verdict_kind(v) == "awaiting"
+    assert "Eve <eve@example.com>" in v.why and "once its required evidence is green" in v.why
 
 
-def test_several_direct_commits_each_judged_head_not_deployed() -> None:
+def test_several_direct_commits_wait_with_their_head_only_the_head_is_awaited() -> None:
     v = judge(arrival(commit(7, 6), commit(6, 5), commit(5)), [])
-    assert [x.reason for x in v] == [Reason.NO_CHANGE] * 3 and not any(x.deploy for x in v)
+    assert [x.reason for x in v] == [Reason.AWAITING_EVIDENCE] * 3 and not any(x.deploy for x in v)
+    assert [verdict_kind(x) for x in v] == ["awaiting", "covered", "covered"]
+    assert sha(7)[:12] in v[1].why
+
+
+def test_a_direct_push_over_an_open_violation_is_ungated_history_not_awaiting() -> None:
+    (v,) = judge(arrival(commit(8), open_violations={sha(3): "gates-failed"}), [])
+    assert v.reason is Reason.UNGATED_HISTORY and v.violation and not v.waiting
+    assert sha(3)[:12] in v.why
+
+
+def test_a_direct_push_under_a_gated_head_is_still_a_violation() -> None:
+    ch = change("c12", 12, "merged", merge=13, commits=frozenset({sha(12)}))
+    v = judge(arrival(commit(13, 0x1, 12), commit(12), commit(11)), [ch])
+    assert v[0].reason is Reason.UNGATED_HISTORY and v[2].reason is Reason.NO_CHANGE and v[2].violation
 
 
 def test_exactly_the_approved_head_pushed_elsewhere_is_deployed() -> None:
@@ -74,16 +89,17 @@ def test_exactly_the_approved_head_pushed_elsewhere_is_deployed() -> None:
     [
         ("blocked", Reason.GATES_FAILED),
         ("rejected", Reason.GATES_FAILED),
-        ("pending", Reason.MERGED_AROUND_GATE),
-        ("waiting_approval", Reason.MERGED_AROUND_GATE),
-        ("superseded", Reason.MERGED_AROUND_GATE),
+        ("pending", Reason.AWAITING_EVIDENCE),
+        ("waiting_approval", Reason.AWAITING_EVIDENCE),
+        ("superseded", Reason.AWAITING_EVIDENCE),
     ],
 )
 def test_head_of_a_change_that_did_not_pass(status: str, reason: Reason) -> None:
     ch = change("c4", 4, status, failed_gates=("suite:unit",))
     (v,) = judge(arrival(commit(4)), [ch])
-    assert v.reason is reason and not v.deploy and v.violation
-    assert status in v.why
+    assert v.reason is reason and not v.deploy
+    assert v.violation is (reason is Reason.GATES_FAILED) and v.waiting is (reason is not Reason.GATES_FAILED)
+    assert status in v.why and v.change_id == "c4"
     if reason is Reason.GATES_FAILED:
         assert "suite:unit failed" in v.why
 
@@ -118,6 +134,13 @@ def test_a_gated_head_over_an_ungated_commit_of_the_same_push_is_not_deployed() 
     assert v[1].reason is Reason.NO_CHANGE
 
 
+def test_a_commit_of_a_pending_change_under_a_gated_head_is_merged_around_the_gate() -> None:
+    ch = change("c33", 33, "merged", merge=34)
+    v = judge(arrival(commit(34, 0x1, 33), commit(33), commit(32)), [ch, change("c32", 32, "pending")])
+    assert v[2].reason is Reason.MERGED_AROUND_GATE and "before its gates passed" in v[2].why
+    assert v[0].reason is Reason.UNGATED_HISTORY and not v[0].deploy
+
+
 def test_open_violations_from_earlier_pushes_hold_back_a_gated_head() -> None:
     ch = change("c40", 40, "merged", merge=41)
     v = judge(arrival(commit(41, 0x1, 40), commit(40), open_violations={sha(39): "no-change"}), [ch])
@@ -146,7 +169,7 @@ def test_a_squash_or_rebase_of_an_approved_change_is_that_change() -> None:
     ]
     # without the tree match the same commits are pushes nobody judged
     v = judge(Arrival(BASE, sha(62), False, rebased, {}, {}, None), [ch])
-    assert [x.reason for x in v] == [Reason.NO_CHANGE, Reason.NO_CHANGE]
+    assert [x.reason for x in v] == [Reason.AWAITING_EVIDENCE, Reason.AWAITING_EVIDENCE]
     # a change whose gates did not pass is never matched by its tree
     v = judge(Arrival(BASE, sha(62), False, rebased, {}, {}, "c60"), [change("c60", 60, "pending")])
-    assert v[0].reason is Reason.NO_CHANGE
+    assert v[0].reason is Reason.AWAITING_EVIDENCE and v[0].change_id is None

@@ -46,7 +46,12 @@ def _judged(r: MainCommitRow) -> JudgedCommit:
     )
 
 
-_ACTION = {"deploy": "main.deploy", "covered": "main.covered", "violation": "policy.violation"}
+_ACTION = {
+    "deploy": "main.deploy",
+    "covered": "main.covered",
+    "awaiting": "main.awaiting_evidence",
+    "violation": "policy.violation",
+}
 
 
 class MainlineRepo:
@@ -106,7 +111,7 @@ class MainlineRepo:
                     verdict=kind,
                     change_id=v.change_id,
                     why=v.why,
-                    effect="none" if kind == "covered" else "pending",
+                    effect="none" if kind in ("covered", "awaiting") else "pending",
                     effect_detail={},
                     seen_at=now,
                     accept_reason="",
@@ -179,6 +184,55 @@ class MainlineRepo:
             return _judged(r)
 
         result: JudgedCommit = self.store._retrying(tx)
+        return result
+
+    def resolve(
+        self,
+        judged_id: int,
+        *,
+        verdict: str,
+        reason: str,
+        why: str,
+        change_id: str | None,
+        actor: str,
+        detail: dict[str, Any] | None = None,
+    ) -> JudgedCommit | None:
+        """An ``awaiting`` head whose gates were judged becomes ``deploy`` or ``violation``, its effect
+        pending, with its audit entry; None if it was resolved already (by another process)."""
+
+        def tx(s: Session) -> JudgedCommit | None:
+            r = s.get(MainCommitRow, judged_id, with_for_update=True)
+            if r is None:
+                raise NotFound(f"no judged commit {judged_id}")
+            if r.verdict != "awaiting":
+                return None
+            was = r.reason
+            r.verdict, r.reason, r.why, r.change_id = verdict, reason, why, change_id
+            r.effect, r.effect_detail = "pending", {}
+            self.store._append_audit(
+                s,
+                actor=actor,
+                action=_ACTION[verdict],
+                outcome="denied" if verdict == "violation" else "ok",
+                detail={
+                    "branch": r.branch,
+                    "commit": r.sha,
+                    "reason": reason,
+                    "was": was,
+                    "why": why,
+                    "change_id": change_id,
+                    "author": r.author,
+                    "subject": r.subject[:200],
+                    "arrival": r.arrival,
+                    "previous": r.previous,
+                    "via": r.via,
+                    **(detail or {}),
+                },
+            )
+            s.flush()
+            return _judged(r)
+
+        result: JudgedCommit | None = self.store._retrying(tx)
         return result
 
     #: an effect claimed this long ago and never finished was lost with its process: claim it again

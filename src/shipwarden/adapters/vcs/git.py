@@ -187,14 +187,20 @@ class GitRepository:
             except UnknownRevision:
                 return False
 
-    def changes(self, sha: str, *, base: str = "main") -> ChangeStats:
-        """Files and lines ``sha`` changes since it forked from ``base`` (renames count as delete + add)."""
+    def changes(self, sha: str, *, base: str = "main", since: str | None = None) -> ChangeStats:
+        """Files and lines ``sha`` changes since it forked from ``base`` (renames count as delete + add);
+        ``since``: since that commit instead (a commit already on main, from the head before it)."""
         _check_sha(sha)
         _check_branch(base)
+        if since is not None:
+            _check_sha(since)
         with self._lock:
             self.sync()
             head = self._rev(sha)
-            base_sha = self._run("merge-base", "--end-of-options", f"origin/{base}", head).stdout.strip()
+            if since is not None:
+                base_sha = self._rev(since)
+            else:
+                base_sha = self._run("merge-base", "--end-of-options", f"origin/{base}", head).stdout.strip()
             out = self._run("diff", "--numstat", "-z", "--no-renames", base_sha, head, "--").stdout
         files = []
         for record in out.split("\0"):

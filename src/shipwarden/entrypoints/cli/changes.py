@@ -180,8 +180,9 @@ def main_watch(
 ) -> None:
     """Judge what is new on main in the real repository (the fallback of the GitHub push webhook).
 
-    Each new commit gets a verdict; a gated head is deployed (in this process), a violation is
-    alerted and recorded.  Exit 1 if a violation was found (once mode)."""
+    Each new commit gets a verdict; a gated head is deployed (in this process), one pushed before
+    its gates passed waits for its evidence, a violation is alerted and recorded.  Exit 1 if a
+    violation was found (once mode)."""
     import time
 
     def once(svc: Any) -> int:

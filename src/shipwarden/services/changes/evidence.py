@@ -113,6 +113,8 @@ class EvidenceIntake(GateEvaluation):
             actor=actor,
         )
         change = self.repo.find_change(head_sha=commit_sha, branch=branch)
+        if change is None or change.status not in OPEN:  # a commit waiting on main for this evidence?
+            change = self.change_of_awaited(self.repo, commit_sha, actor) or change
         if change is not None and change.status in OPEN:
             change = self.progress(change.id)
         return stored, change

@@ -36,7 +36,9 @@ class GateEvaluation(Merging, MainlineWatch):
     def _facts(self, change: Change) -> tuple[ChangeFacts | None, dict[str, Any]]:
         main = self.delivery.repository.main_branch
         try:
-            stats = self.git.changes(change.head_sha, base=main)
+            # a commit already on main: what it changed since the head main had before it arrived
+            since = self._awaited_since(change)
+            stats = self.git.changes(change.head_sha, base=main, since=since)
             log = self.git.log(stats.base, change.head_sha)
         except (GitError, ValueError) as exc:
             return None, {"error": f"cannot measure the change in git: {exc}"}
@@ -177,6 +179,9 @@ class GateEvaluation(Merging, MainlineWatch):
         return change, results
 
     def _branch_gate(self, change: Change) -> GateResult:
+        if change.branch == self.delivery.repository.main_branch:
+            # a commit that reached main on its own: the main watch judged where it is and when
+            return GateResult("branch-head", True, "ok", f"{change.head_sha[:12]} is on {change.branch}")
         try:
             head = self.git.branch_head(change.branch)
         except (GitError, ValueError) as exc:
@@ -200,11 +205,11 @@ class GateEvaluation(Merging, MainlineWatch):
         if change.status not in OPEN:
             return change
         change, _ = self.evaluate(change_id)
+        settled = self._settle_on_main(change)  # its commit is on main already: never merged again
+        if settled is not None:
+            return settled
         if change.status != "approved":
             return change
-        held = self._reached_main_around_gate(change)
-        if held is not None:
-            return held
         change = self.merge(change.id)
         if change.status == "merged":
             cid = change.id

@@ -15,6 +15,13 @@ commit with ``domain.mainline.judge`` against the changes the gates have judged.
    with what each target answered; into the alerting pipeline as ``MainPolicyViolation`` when the
    policy has an ``alerting`` section) and, if it held back a merge of ours, says so on the change.
    An effect recorded but not performed (a crash in between) is performed by the next look.
+3. **Waiting commits**: a head that reached main before its gates passed is recorded as
+   ``awaiting`` (no effect yet).  Evidence for it (an upload, the CI webhook for main) opens the
+   change that judges it (``change_of_awaited``: the open change of that head, else a new change of
+   the main branch, measured from main's head before it arrived); after every evaluation
+   ``_settle_on_main`` moves the verdict — persisted first — to ``deploy`` (gates passed: then the
+   deployment above) or to a ``gates-failed`` violation (then the alert above).  A change whose
+   commit is on main already is never merged again.
 
 ``explain_commit`` answers ``shipwarden explain <sha>``: the verdict, why, and the alert.
 """
@@ -28,6 +35,7 @@ from typing import Any
 
 from shipwarden.domain.alerting import Alert as PipelineAlert
 from shipwarden.domain.mainline import (
+    FAILED,
     Arrival,
     ChangeFact,
     JudgedCommit,
@@ -39,7 +47,7 @@ from shipwarden.domain.mainline import (
 from shipwarden.ports.changes import Change, HeadChanged, MainlineRepository
 from shipwarden.ports.store import UnitOfWork
 from shipwarden.ports.vcs import GitError
-from shipwarden.services.changes.core import CD_ACTOR
+from shipwarden.services.changes.core import CD_ACTOR, OPEN
 from shipwarden.services.changes.delivery import ContinuousDelivery
 from shipwarden.services.notify import Notifier
 
@@ -134,7 +142,16 @@ class MainlineWatch(ContinuousDelivery):
                 continue  # another process judged this arrival (or a newer one) first: look again
             break
         self.perform_pending(inline=inline)
+        for j in judged:  # CI may have reported on a waiting commit before its push was seen
+            if j.verdict == "awaiting" and self.repo.evidence_for(j.sha):
+                change = self.change_of_awaited(self.repo, j.sha, WATCH_ACTOR)
+                if change is not None and change.status in OPEN:
+                    self.progress(change.id)
         return judged
+
+    def progress(self, change_id: str) -> Change:
+        """Evaluate a change and take it as far as its gates allow (``gates.GateEvaluation``)."""
+        raise NotImplementedError
 
     def _arrival(self, previous: str, head: str, forced: bool, commits: tuple[MainCommit, ...]) -> Arrival:
         shipwarden_merges = {c.merge_sha for c in self.mainline.changes_for(tuple(c.sha for c in commits))}
@@ -345,6 +362,69 @@ class MainlineWatch(ContinuousDelivery):
                     reason=f"not deployed: {jc.why}",
                 )
 
+    # -- commits that wait for their evidence ---------------------------------------------------------
+    def _awaited(self, sha: str) -> JudgedCommit | None:
+        """The verdict of ``sha`` that waits for its evidence, if any (it reached main before its gates)."""
+        return next((v for v in self.mainline.verdicts(sha) if v.verdict == "awaiting"), None)
+
+    def _awaited_since(self, change: Change) -> str | None:
+        """Where main was before the waiting commit of ``change`` arrived (what its diff is measured from)."""
+        jc = self._awaited(change.head_sha) or next(iter(self.mainline.verdicts(change.head_sha)), None)
+        return jc.previous if jc is not None else None
+
+    def change_of_awaited(self, tx: Any, sha: str, actor: str) -> Change | None:
+        """The change that judges a commit waiting on main when its evidence arrives (``tx``: the
+        caller's transaction, or the change repository): the open change of that head, else a new
+        change of the main branch itself.  None if ``sha`` waits for nothing."""
+        if self._awaited(sha) is None:
+            return None
+        main = self.delivery.repository.main_branch
+        change: Change | None = tx.find_change(head_sha=sha, branch=main) or tx.find_change(head_sha=sha)
+        if change is None or change.status not in OPEN:
+            url = self.delivery.repository.url
+            change = tx.create_change(repo=url, branch=main, head_sha=sha, actor=actor)
+        return change
+
+    def _settle_on_main(self, change: Change) -> Change | None:
+        """After the gates of ``change`` were evaluated: if its commit waits on main, it is deployed
+        (gates passed) or becomes a ``gates-failed`` violation (a gate failed), persisted before the
+        deployment or the alert; a change whose commit is a violation on main is held back.  None:
+        an ordinary change, to merge.  A change of the main branch itself is never merged."""
+        main = self.delivery.repository.main_branch
+        jc = self._awaited(change.head_sha)
+        if jc is None:
+            if change.status == "approved" and (held := self._reached_main_around_gate(change)) is not None:
+                return held
+            if change.branch == main or self.mainline.verdicts(change.head_sha):
+                return change  # on main already (under a head judged by its own evidence): nothing to merge
+            return None
+        if change.status == "approved":
+            resolved = self.mainline.resolve(
+                jc.id,
+                verdict="deploy",
+                reason=Reason.APPROVED_CHANGE.value,
+                why=f"it reached main before its gates passed; then its evidence arrived and the gates of "
+                f"change {change.id} ({change.branch}) all passed: {change.reason}",
+                change_id=change.id,
+                actor=CD_ACTOR,
+            )
+        elif change.status in FAILED:
+            failed = [r["gate"] for r in change.gates.get("results", []) if not r.get("passed")]
+            resolved = self.mainline.resolve(
+                jc.id,
+                verdict="violation",
+                reason=Reason.GATES_FAILED.value,
+                why=f"it reached main before its gates passed, and then they failed (change {change.id} "
+                f"is {change.status}: {', '.join(failed) or 'a gate'} failed — {change.reason})",
+                change_id=change.id,
+                actor=WATCH_ACTOR,
+            )
+        else:
+            return change  # still waiting for evidence or approvals
+        if resolved is not None:
+            self.perform_pending()
+        return self.repo.get_change(change.id)
+
     def _reached_main_around_gate(self, change: Change) -> Change | None:
         """A change approved after its commit already reached main around the gates is not merged
         (there is nothing to merge) nor deployed: that commit's verdict stands (``main accept``)."""
@@ -447,10 +527,29 @@ def explain_commit(store: UnitOfWork, ref: str) -> dict[str, Any] | None:
                 "seen_at": v.seen_at,
                 "accepted_by": v.accepted_by,
                 "accept_reason": v.accept_reason,
+                **({"missing": _missing_gates(store, v)} if v.verdict == "awaiting" else {}),
             }
             for v in verdicts
         ],
     }
+
+
+def _missing_gates(store: UnitOfWork, v: JudgedCommit) -> list[str]:
+    """What a commit waiting on main still lacks: its change's gates that have not passed (each with
+    why), or that no evidence reached shipwarden for it yet."""
+    from shipwarden.ports.store import NotFound
+
+    change = None
+    if v.change_id:
+        try:
+            change = store.changes.get_change(v.change_id)
+        except NotFound:
+            change = None
+    change = change or store.changes.find_change(head_sha=v.sha)
+    results = change.gates.get("results", []) if change is not None else []
+    if not results:
+        return ["every required gate: no evidence has reached shipwarden for this commit yet"]
+    return [f"{r['gate']}: {r.get('detail', '')}" for r in results if not r.get("passed")]
 
 
 def render_commit_explanation(doc: dict[str, Any]) -> str:
@@ -468,12 +567,16 @@ def render_commit_explanation(doc: dict[str, Any]) -> str:
                 state = "deploying through the gates"
             else:
                 state = "DEPLOYED through the gates" if v["deployed"] else "deployable, not deployed"
+        elif v["verdict"] == "awaiting":
+            state = "NOT DEPLOYED YET — waiting for its evidence"
         elif v["verdict"] == "covered":
             state = "covered (ships with the head it arrived under; not deployed by itself)"
         else:
             state = "NOT DEPLOYED — policy violation"
         lines.append(f"verdict: {state} [{v['reason']}]")
         lines.append(f"why: {v['why']}")
+        if v["verdict"] == "awaiting":
+            lines.append(f"waiting for evidence on {doc['commit'][:12]}: " + "; ".join(v.get("missing", [])))
         if v["change_id"]:
             lines.append(f"change: {v['change_id']}")
         eff = v["effect_detail"]

@@ -18,7 +18,9 @@ In order, each refusal audited (a digest of the body, never the body) and nothin
 4. Then the change is evaluated (``progress``): gates, and a merge if approved, each step its own
    persisted transition, as for evidence uploads and approvals.  A GitHub ``push`` to the main
    branch instead has every commit it brought judged (``mainline.watch_main``, D9): deployed
-   through the gates, or alerted and recorded as a policy violation.
+   through the gates, waiting for its evidence, or alerted and recorded as a policy violation.  A
+   CI result for a commit of main that waits for its evidence opens (or finds) the change that
+   judges it (``change_of_awaited``); other CI results for main are only recorded.
 """
 
 from __future__ import annotations
@@ -188,7 +190,13 @@ class WebhookIntake(GateEvaluation):
                 return WebhookResult(202, "accepted", what, evidence_id=ev.id), None
             return WebhookResult(202, "accepted", change.reason, change.id, change.status, ev.id), change.id
         if event.branch == main:
-            return WebhookResult(202, "accepted", f"CI result for {main} recorded", evidence_id=ev.id), None
+            # a commit that reached main before its gates passed is judged by its evidence (D9)
+            awaited = self.change_of_awaited(tx, sha, actor)
+            if awaited is None:
+                what = f"CI result for {main} recorded"
+                return WebhookResult(202, "accepted", what, evidence_id=ev.id), None
+            result = WebhookResult(202, "accepted", awaited.reason, awaited.id, awaited.status, ev.id)
+            return result, awaited.id
         change = tx.find_change(head_sha=sha, branch=event.branch)
         if change is None:
             pr_number = event.pull_requests[0] if event.pull_requests else None
