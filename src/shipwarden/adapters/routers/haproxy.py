@@ -107,7 +107,7 @@ HERE = Path(__file__).resolve().parent
 SLOTS = 4
 """Version slots per route: a table holds at most this many versions (a rollout needs two or
 three); a new version always gets a slot that no pool of the serving table uses."""
-_SUN_PATH_MAX = 100  # AF_UNIX paths are limited to 108 bytes
+_SUN_PATH_MAX = 97  # AF_UNIX: 108 bytes; HAProxy's master CLI (-S): "too long (max 97)"
 _BATCH_OK = re.compile(r"^(New server registered\.|New version created: \d+)$")
 """What a Runtime API command may answer besides nothing when it succeeded."""
 _DYNAMIC_SERVER = "pool-max-conn -1 pool-purge-delay 5s"
