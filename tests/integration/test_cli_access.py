@@ -411,6 +411,11 @@ VALUES = {
     "section": "lessons",
     "text": "x",
     "number": "1",
+    "reason": "reviewed",
+    "matchers": "service=web",
+    "comment": "x",
+    "silence_id": "s-nope",
+    "escalation_id": "e-nope",
 }
 
 

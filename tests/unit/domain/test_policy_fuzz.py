@@ -149,6 +149,7 @@ SEEDS = [
         strategy="      " + BLUE_GREEN.strip().replace("\n", "\n      "),
         start_timeout="8s",
         driver="haproxy",
+        zones="",
     ),  # fmt: skip
     FULL,
 ]

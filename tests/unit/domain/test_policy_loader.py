@@ -137,7 +137,7 @@ class TestTemplates:
     def test_render_fills_in_exactly_the_declared_placeholders(self) -> None:
         from shipwarden.domain.policy import RUN_PLACEHOLDERS
 
-        assert RUN_PLACEHOLDERS == {"version", "port", "service", "python"}
+        assert RUN_PLACEHOLDERS == {"version", "port", "service", "python", "zone"}
         text = BASE.replace('"--port", "{port}"', '"{service}", "{port}", "{version}", "{python}"')
         run = load_policy_text(text, "p.yaml").policy.service("web").run
         assert run.render(version="v", port="1", service="s", python="py").argv == [
