@@ -21,7 +21,7 @@ answers as the real one does): on the real SQLite store a sequence costs ~90 ms 
 fake ~10 ms.  A smaller run on the real store keeps that honest too.
 ``SHIPWARDEN_PROPERTY_EXAMPLES`` sets the number of sequences on the fake (default below: 1,000
 in ``make test``, which keeps the suite inside CI's budget since the zone strategies made each
-sequence about three times longer; a full run uses 5,000), and a twentieth of it on the real store.
+sequence about three times longer; set it higher for a full run), and a twentieth of it on the real store.
 """
 
 from __future__ import annotations
