@@ -654,6 +654,11 @@ class RolloutService:
             or (dep.phase is Phase.CANARY_STEP and plan.canary_steps[dep.step_index].weight is not None)
         ):
             expected = Routes(self._world(dep, spec, plan, new, old).zone_production()).weights()
+            if cur is not None and cur.production and cur.weights() != expected:
+                # An instance went live (or died) between this tick's effect and this observation —
+                # a zone's restored instance: the data plane serves the table the effect applied,
+                # and the next tick's effect routes the newcomer.  Check what is routed now.
+                expected = cur.weights()
             prod = self._verify(
                 "production", dep, spec, {k: v for k, v in expected.items() if v > 0},
                 routing_only=dep.phase is Phase.CANARY_STEP and analysis_watches(plan, dep.step_index),
