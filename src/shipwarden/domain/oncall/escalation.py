@@ -179,3 +179,23 @@ def resolve(e: Escalation, now: float, by: str) -> Escalation:
     if e.status is Status.RESOLVED:
         raise EscalationError(f"escalation {e.id} was already resolved by {e.resolved_by}")
     return replace(e, status=Status.RESOLVED, resolved_at=now, resolved_by=by, due=None)
+
+def escalation_document(e: Escalation) -> dict[str, Any]:
+    """An escalation as the CLI's --json and the API answer it."""
+    return {
+        "id": e.id,
+        "group": e.key,
+        "service": e.service,
+        "title": e.title,
+        "status": e.status.value,
+        "step": e.step,
+        "steps": e.snapshot.steps,
+        "next_due": e.due,
+        "opened_at": e.opened_at,
+        "acknowledged_at": e.acked_at,
+        "acknowledged_by": e.acked_by,
+        "resolved_at": e.resolved_at,
+        "resolved_by": e.resolved_by,
+        "policy": e.snapshot.to_json(),
+        "snapshot": e.snapshot.digest,
+    }

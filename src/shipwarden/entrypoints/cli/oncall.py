@@ -28,6 +28,7 @@ from typing import Annotated, Any
 
 import typer
 
+from shipwarden.domain.oncall.escalation import escalation_document
 from shipwarden.entrypoints.cli.alerting import alerts_app  # escalation commands join alerting's group
 from shipwarden.entrypoints.cli.guard import check
 from shipwarden.entrypoints.cli.output import console, error
@@ -217,7 +218,7 @@ def list_escalations(
         check("alerts escalations")
         found = _parts().engine.store.find(open_only=open_only, service=service)
         if as_json:
-            sys.stdout.write(json.dumps([_doc(e) for e in found], indent=2) + "\n")
+            sys.stdout.write(json.dumps([escalation_document(e) for e in found], indent=2) + "\n")
             return
         for e in found:
             console.print(_line(e), soft_wrap=True)
@@ -225,24 +226,6 @@ def list_escalations(
             console.print("no escalations")
 
 
-def _doc(e: Any) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "group": e.key,
-        "service": e.service,
-        "title": e.title,
-        "status": e.status.value,
-        "step": e.step,
-        "steps": e.snapshot.steps,
-        "next_due": e.due,
-        "opened_at": e.opened_at,
-        "acknowledged_at": e.acked_at,
-        "acknowledged_by": e.acked_by,
-        "resolved_at": e.resolved_at,
-        "resolved_by": e.resolved_by,
-        "policy": e.snapshot.to_json(),
-        "snapshot": e.snapshot.digest,
-    }
 
 
 def show(escalation_id: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> None:
@@ -253,7 +236,7 @@ def show(escalation_id: Annotated[str, typer.Argument()], as_json: JsonOpt = Fal
         e = engine.store.get(escalation_id)
         pages = engine.store.pages(e.id)
         if as_json:
-            sys.stdout.write(json.dumps({**_doc(e), "pages": pages}, indent=2) + "\n")
+            sys.stdout.write(json.dumps({**escalation_document(e), "pages": pages}, indent=2) + "\n")
             return
         console.print(_line(e), soft_wrap=True)
         for p in pages:

@@ -19,7 +19,8 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from shipwarden.bootstrap import OnCallParts, Services
 from shipwarden.domain.access import Permission, Target
-from shipwarden.domain.oncall import Escalation, EscalationError
+from shipwarden.domain.oncall import EscalationError
+from shipwarden.domain.oncall.escalation import escalation_document
 from shipwarden.domain.oncall.links import LinkError
 from shipwarden.entrypoints.http.deps import ContainerDep, Principal, require
 from shipwarden.ports.oncall import EscalationNotFound, LinkSpent
@@ -54,24 +55,6 @@ Manager = Annotated[Principal, require(P.INCIDENT_MANAGE, scope=_esc_target)]
 Opener = Annotated[Principal, require(P.INCIDENT_MANAGE, scope="service")]
 
 
-def _doc(e: Escalation) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "group": e.key,
-        "service": e.service,
-        "title": e.title,
-        "status": e.status.value,
-        "step": e.step,
-        "steps": e.snapshot.steps,
-        "next_due": e.due,
-        "opened_at": e.opened_at,
-        "acknowledged_at": e.acked_at,
-        "acknowledged_by": e.acked_by,
-        "resolved_at": e.resolved_at,
-        "resolved_by": e.resolved_by,
-        "policy": e.snapshot.to_json(),
-        "snapshot": e.snapshot.digest,
-    }
 
 
 def _refused(exc: Exception) -> HTTPException:
@@ -142,7 +125,8 @@ def list_escalations(
     open: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[dict[str, Any]]:
-    return [_doc(e) for e in _oncall(c).engine.store.find(open_only=open, service=service, limit=limit)]
+    found = _oncall(c).engine.store.find(open_only=open, service=service, limit=limit)
+    return [escalation_document(e) for e in found]
 
 
 @router.post("/escalations", status_code=201)
@@ -155,19 +139,20 @@ def trigger(body: TriggerIn, who: Opener, c: ContainerDep) -> dict[str, Any]:
         )
     except OnCallError as exc:
         raise HTTPException(422, str(exc)) from None
-    return _doc(e)
+    return escalation_document(e)
 
 
 @router.get("/escalations/{escalation_id}")
 def get_escalation(escalation_id: EscId, who: EscReader, c: ContainerDep) -> dict[str, Any]:
     engine = _oncall(c).engine
-    return {**_doc(engine.store.get(escalation_id)), "pages": engine.store.pages(escalation_id)}
+    doc = escalation_document(engine.store.get(escalation_id))
+    return {**doc, "pages": engine.store.pages(escalation_id)}
 
 
 @router.post("/escalations/{escalation_id}/ack")
 def acknowledge(escalation_id: EscId, who: Manager, c: ContainerDep) -> dict[str, Any]:
     try:
-        return _doc(_oncall(c).engine.acknowledge(escalation_id, actor=who.name, via="api"))
+        return escalation_document(_oncall(c).engine.acknowledge(escalation_id, actor=who.name, via="api"))
     except (EscalationError, EscalationNotFound) as exc:
         raise _refused(exc) from None
 
@@ -175,7 +160,7 @@ def acknowledge(escalation_id: EscId, who: Manager, c: ContainerDep) -> dict[str
 @router.post("/escalations/{escalation_id}/resolve")
 def resolve(escalation_id: EscId, who: Manager, c: ContainerDep) -> dict[str, Any]:
     try:
-        return _doc(_oncall(c).engine.resolve(escalation_id, actor=who.name, via="api"))
+        return escalation_document(_oncall(c).engine.resolve(escalation_id, actor=who.name, via="api"))
     except (EscalationError, EscalationNotFound) as exc:
         raise _refused(exc) from None
 
