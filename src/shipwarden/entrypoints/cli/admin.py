@@ -536,8 +536,9 @@ def serve(
     driver = None
     if controller and svc.rollout is not None:
         from shipwarden.services.controller import Controller
+        from shipwarden.services.serving import for_rollout
 
-        driver = Controller(svc.rollout, svc.store)
+        driver = Controller(svc.rollout, svc.store, serving=for_rollout(svc.rollout))
         driver.start()
     from shipwarden.bootstrap import start_alerting
 
