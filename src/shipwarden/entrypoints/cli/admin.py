@@ -118,7 +118,7 @@ def audit_verify(
 ) -> None:
     """Check every entry's hash and link, the signed checkpoint chain and grid, the witness file and
     --expect-head; say where the first problem is."""
-    from shipwarden.adapters.witness import WitnessError
+    from shipwarden.ports.audit import WitnessError
 
     head = _head_arg(expect_head)
     with authorized("audit verify") as (svc, _):
