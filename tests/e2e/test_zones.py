@@ -11,6 +11,7 @@ new version fails rolls every zone back.  Both count failed requests of a load r
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -138,3 +139,71 @@ def test_a_failure_in_the_last_zone_rolls_back_every_zone(zones_env, load) -> No
     assert {"v1", "v2c"} <= set(traffic.result.versions)  # zones a and b served the new version
     assert {(i.zone, i.version) for i in app.platform.instances("web")} == {(z, "v1") for z in ZONES}
     assert _zones_of(zones_env) == {"a": {"v1"}, "b": {"v1"}, "c": {"v1"}}
+
+
+#: every version fails 5 % of the load's requests (``/?load``; the rollout's probes of ``/`` see no
+#: error); ``e2c`` fails 15 % of them in zone c, 5 % elsewhere
+BASE_ERRORS = GOOD.replace(
+    "import os, sys\n",
+    "import os, sys\nos.environ.update(SAMPLE_ERROR_RATE='0.05', SAMPLE_ERROR_QUERY='load')\n",
+)
+ZONE_C_ERRORS = BASE_ERRORS.replace(
+    "SAMPLE_ERROR_RATE='0.05'",
+    "SAMPLE_ERROR_RATE='0.15' if os.environ.get('SHIPWARDEN_ZONE') == 'c' else '0.05'",
+)
+CANARY_ZONES = """\
+canary:
+  steps:
+    - setWeight: 50
+    - analysis: {}
+  scaleDownDelay: 1s
+  verifyRequests: 20
+  progressDeadline: 150s
+  analysis:
+    interval: 1s
+    judge:
+      algorithm: sequential
+      samples: 30
+      minRequests: 100
+      warmup: 2s
+      metrics:
+        errorRate: {tolerance: 0.5, regression: 2.5}
+        latency: {enabled: false}
+zones:
+  order: [a, b, c]
+  minHealthyPerZone: 1
+"""
+
+
+@pytest.fixture
+def canary_zones_env(tmp_path: Path) -> Iterator[DeployEnv]:
+    releases = {"e1": BASE_ERRORS, "e2c": ZONE_C_ERRORS}
+    env = make_env(tmp_path, strategy=CANARY_ZONES, zones=ZONES, instances=1, releases=releases)
+    env.app().router.start()
+    yield env
+    teardown_env(env)
+
+
+def test_each_zones_canary_is_judged_on_its_own_traffic(canary_zones_env, load) -> None:  # type: ignore[no-untyped-def]
+    """A version that is bad in zone c only (3x the errors there) rolls back in zone c's wave.
+
+    Judged on every zone's traffic at once, zone c's canary (half of c's third of the traffic)
+    would be diluted by zones a and b, which serve the same version well by then: its error rate
+    would look 1.4x the baseline's, inside the tolerance (1.5x), and the rollout would finish.
+    The router labels each answer with the zone of the instance that gave it, and each wave's
+    judge compares the two versions in that wave's zone only: 3x, a rollback."""
+    app = canary_zones_env.app()
+    first = app.rollout.run(app.rollout.start("web", "e1", actor="tester").id)
+    assert first.phase is Phase.SUCCEEDED, first.reason
+    with load(canary_zones_env.url + "?load", concurrency=CONCURRENCY, max_seconds=200):
+        dep = app.rollout.run(app.rollout.start("web", "e2c", actor="tester").id)
+    steps = app.store.steps(dep.id)
+    story = "\n".join(f"{s.phase} wave {s.detail.get('wave', 0)}: {s.reason}" for s in steps)
+    assert dep.phase is Phase.ROLLED_BACK, f"{dep.phase}: {dep.reason}\n{story}"
+    assert re.search(r"\[(step-1|background)@c\] .*error", dep.reason), dep.reason  # zone c's judge
+    waves = [(s.phase, s.detail.get("wave", 0)) for s in steps]
+    assert ("promoting", 0) in waves and ("promoting", 1) in waves, story  # a and b passed their judge
+    judged = {r["key"] for r in app.store.analysis_records(dep.id) if r["kind"] == "judge"}
+    assert {"step-1@a", "step-1@b", "step-1@c"} <= judged and all("@" in k for k in judged), judged
+    assert {(i.zone, i.version) for i in app.platform.instances("web")} == {(z, "e1") for z in ZONES}
+    assert _zones_of(canary_zones_env) == {"a": {"e1"}, "b": {"e1"}, "c": {"e1"}}
