@@ -272,7 +272,7 @@ def bench_ingest(root: Path, total: int, batch: int) -> dict[str, Any]:
     t, c = time.perf_counter(), time.process_time()
     again = sum(svc.receive(hdr, b, "webhook")["changed"] for b in bodies)
     dup, dup_cpu = time.perf_counter() - t, time.process_time() - c
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     notices = 0
     while True:
         n = pipeline.flush(limit=500)
@@ -288,7 +288,7 @@ def bench_ingest(root: Path, total: int, batch: int) -> dict[str, Any]:
             .scalar()
         ):
             break
-    flush = time.perf_counter() - t
+    flush, flush_cpu = time.perf_counter() - t, time.process_time() - c
     engine.dispose()
     return {
         "alerts": total,
@@ -301,6 +301,9 @@ def bench_ingest(root: Path, total: int, batch: int) -> dict[str, Any]:
         "duplicates_alerts_per_s": round(total / dup),
         "groups_notified": notices,
         "flush_s": round(flush, 2),
+        "flush_cpu_s": round(flush_cpu, 2),
+        "flush_cpu_ms_per_group": round(1000 * flush_cpu / max(1, notices), 1),
+        "cpu_us_per_alert_first": round(1e6 * first_cpu / total),
         "load": load(),
     }
 
