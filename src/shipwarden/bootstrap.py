@@ -725,6 +725,9 @@ def start_alerting(svc: Services) -> Callable[[], None]:
         return lambda: None
     engine = alerting.engine
     engine.start()
+    from shipwarden.adapters.notify.apprise_channel import warm_up
+
+    threading.Thread(target=warm_up, name="apprise-warm-up", daemon=True).start()
     if alerting.rules_target is not None and alerting.monitoring is not None:
         # the policy this process serves is the one in force: its rules replace the file (unchanged:
         # nothing done) and Prometheus reloads them
