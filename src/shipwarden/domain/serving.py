@@ -18,11 +18,30 @@ Pure: no I/O; the service (``services/serving.py``) observes the instances and a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
-from shipwarden.ports.routing import Pool, Routes
+__all__ = ["Pool", "Routes", "largest_remainder", "reroute", "same_table", "substitute"]
 
-__all__ = ["largest_remainder", "reroute", "same_table", "substitute"]
+
+@dataclass(frozen=True)
+class Pool:
+    """One pool of a route: a version's instances (in a zone) and their share (0..100) of it —
+    the shape of ``ports.routing.Pool``, which the service converts from and to."""
+
+    version: str
+    addresses: tuple[str, ...]
+    weight: int = 100
+    zone: str | None = None
+
+
+@dataclass(frozen=True)
+class Routes:
+    """A service's production and preview routes (``ports.routing.Routes``'s shape)."""
+
+    production: tuple[Pool, ...] = ()
+    preview: tuple[Pool, ...] = ()
 
 
 def largest_remainder(shares: Mapping[str, float], total: int) -> dict[str, int]:
@@ -83,6 +102,24 @@ def _without(pools: Iterable[Pool], down: set[str]) -> tuple[Pool, ...] | None:
     return tuple(out)
 
 
+class _PoolLike(Protocol):
+    @property
+    def version(self) -> str: ...
+    @property
+    def addresses(self) -> tuple[str, ...]: ...
+    @property
+    def weight(self) -> int: ...
+    @property
+    def zone(self) -> str | None: ...
+
+
+class _Table(Protocol):
+    @property
+    def production(self) -> Sequence[_PoolLike]: ...
+    @property
+    def preview(self) -> Sequence[_PoolLike]: ...
+
+
 def reroute(intended: Routes, down: set[str]) -> Routes | None:
     """The table ``intended`` without the addresses in ``down`` (see the module); None when the
     production route would be left with no instance."""
@@ -107,14 +144,14 @@ def substitute(intended: Routes, old: str, new: str) -> Routes:
     return Routes(production=swap(intended.production), preview=swap(intended.preview))
 
 
-def _key(routes: Routes) -> tuple[frozenset[tuple[str, str | None, frozenset[str], int]], ...]:
+def _key(routes: _Table) -> tuple[frozenset[tuple[str, str | None, frozenset[str], int]], ...]:
     return tuple(
         frozenset((p.version, p.zone, frozenset(p.addresses), p.weight) for p in pools)
         for pools in (routes.production, routes.preview)
     )
 
 
-def same_table(a: Routes | None, b: Routes | None) -> bool:
+def same_table(a: _Table | None, b: _Table | None) -> bool:
     """Do ``a`` and ``b`` route alike (pool and address order aside)?"""
     if a is None or b is None:
         return a is b

@@ -5,8 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shipwarden.domain.serving import largest_remainder, reroute, same_table, substitute
-from shipwarden.ports.routing import Pool, Routes
+from shipwarden.domain.serving import Pool, Routes, largest_remainder, reroute, same_table, substitute
 
 ZONED = Routes(
     production=(
