@@ -713,6 +713,20 @@ def nrql_query(provider: MetricProvider) -> Callable[[CustomCondition, str, floa
     return query
 
 
+def start_wal_checkpoints(svc: Services) -> Callable[[], None]:
+    """On SQLite, checkpoint the write-ahead log from a thread of ``serve`` instead of inside the
+    commits requests wait for (``adapters/store/wal.py``); returns the function that stops it."""
+    if svc.store.engine.dialect.name != "sqlite":
+        return lambda: None
+    from shipwarden.adapters.store.wal import WalCheckpoints
+
+    try:
+        checkpoints = WalCheckpoints(svc.store.engine)
+    except ValueError:  # an in-memory database: no log file
+        return lambda: None
+    return checkpoints.start().stop
+
+
 def start_alerting(svc: Services) -> Callable[[], None]:
     """Run the alert engine (and the NRQL conditions, when New Relic is configured) in the
     background of ``serve``; returns the function that stops them."""

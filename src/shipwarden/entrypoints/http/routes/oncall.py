@@ -55,8 +55,6 @@ Manager = Annotated[Principal, require(P.INCIDENT_MANAGE, scope=_esc_target)]
 Opener = Annotated[Principal, require(P.INCIDENT_MANAGE, scope="service")]
 
 
-
-
 def _refused(exc: Exception) -> HTTPException:
     if isinstance(exc, EscalationNotFound):
         return HTTPException(404, str(exc).strip("'\""))
