@@ -61,16 +61,26 @@ class AccessCore:
     ) -> None:
         self.store = store
         self.repo: AccessRepository = store.access
-        self.envelope = envelope
         self.clock = clock
         self.config = config or AccessConfig()
         self.lockout = lockout or Lockout(
             self.repo, store, clock, account=self.config.account_lockout, address=self.config.address_lockout
         )
         self.secret_store = secret_store or SecretStore(self.repo, envelope, store, clock)
+        self.envelope = envelope
         self._role_nets = {Role(r): parse_cidrs(c) for r, c in self.config.role_cidrs.items()}
         self.verified_tokens = VerifiedTokens()
         self.repo.changed = self.verified_tokens.clear  # this process changed access: forget at once
+
+    @property
+    def envelope(self) -> Envelope:
+        """The keyring's envelope, one for TOTP secrets and named secrets (a new keyring — KEK
+        rotation — replaces both)."""
+        return self._envelope
+
+    @envelope.setter
+    def envelope(self, envelope: Envelope) -> None:
+        self._envelope = self.secret_store.envelope = envelope
 
     def _now(self) -> tuple[datetime, float]:
         now = self.clock()
