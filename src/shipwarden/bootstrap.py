@@ -189,18 +189,19 @@ def secret_lookup(
     """Resolve a secret by name: ``SHIPWARDEN_SECRET_<NAME>`` first, else the encrypted secret
     store (unknown or undecryptable: ``None``, i.e. not configured).  Without
     ``access_service`` the keyring is loaded on first use only."""
+    from shipwarden.services.access import SecretStore
     from shipwarden.services.changes import env_secrets
 
-    access: list[AccessService] = [access_service] if access_service is not None else []
+    found = [access_service.secret_store] if access_service is not None else []
 
     def lookup(name: str) -> str | None:
         value = env_secrets(name)
         if value:
             return value
-        if not access:
-            access.append(AccessService(store, Envelope(load_keyring(settings))))
+        if not found:
+            found.append(SecretStore(store.access, Envelope(load_keyring(settings)), store))
         try:
-            return access[0].get_secret(name)
+            return found[0].get_secret(name)
         except Exception:
             return None
 
