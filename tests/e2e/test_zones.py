@@ -3,7 +3,8 @@
 A zone's instances are processes labelled with it (``SHIPWARDEN_ZONE``); the router has one pool per
 (version, zone).  Two tests, kept small (one instance per zone): a zone lost in the middle of a
 rollout is routed around at once and restored, and the rollout goes on (then, with no rollout
-running, another zone is lost: the router's retries serve it from the others); a later zone whose
+running, another zone is lost: served by the others at once, taken out of the table by the
+controller's serving watch, replaced and routed again); a later zone whose
 new version fails rolls every zone back.  Both count failed requests of a load running throughout.
 """
 
@@ -20,6 +21,9 @@ from pathlib import Path
 import pytest
 
 from shipwarden.domain.rollout import Phase
+from shipwarden.ports.platform import InstanceState
+from shipwarden.services.controller import Controller
+from shipwarden.services.serving import for_rollout
 from tests.fixtures.deploy_env import GOOD, DeployEnv, make_env, teardown_env
 
 pytestmark = pytest.mark.integration
@@ -91,15 +95,35 @@ def test_a_zone_lost_mid_rollout_is_routed_around_restored_and_the_rollout_finis
     assert {(i.zone, i.version) for i in app.platform.instances("web")} == {(z, "v2") for z in ZONES}
     assert _zones_of(zones_env) == {"a": {"v2"}, "b": {"v2"}, "c": {"v2"}}
     print(f"\nzone lost mid-rollout: {traffic.result.requests} requests, {traffic.result.failures} failed")
-    # no rollout running: a zone lost now is served by the others (the router retries another
-    # pool of the route and skips the dead instance), nothing fails but what was in flight
-    with load(zones_env.url, concurrency=CONCURRENCY, max_seconds=30) as steady:
-        time.sleep(0.5)
-        (b,) = [i for i in app.platform.instances("web") if i.zone == "b"]
-        assert b.pid is not None
-        os.kill(b.pid, signal.SIGKILL)
-        time.sleep(2.0)
+    # no rollout running: a zone lost now is served by the others at once (the router retries
+    # another pool and skips the dead instance), the controller's serving watch takes it out of
+    # the table, starts a replacement in the zone and routes it once healthy
+    ctl = Controller(app.rollout, app.store, interval_s=0.2, serving=for_rollout(app.rollout))
+    ctl.start()
+    try:
+        with load(zones_env.url, concurrency=CONCURRENCY, max_seconds=60) as steady:
+            time.sleep(0.5)
+            (b,) = [i for i in app.platform.instances("web") if i.zone == "b"]
+            assert b.pid is not None
+            os.kill(b.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while "b" in _zones_of(zones_env):
+                assert time.monotonic() < deadline, "zone b was not taken out of routing"
+                time.sleep(0.05)
+            while "b" not in _zones_of(zones_env):
+                assert time.monotonic() < deadline, "zone b did not come back"
+                time.sleep(0.05)
+            time.sleep(1.0)
+    finally:
+        ctl.stop()
     assert steady.result.failures <= CONCURRENCY and steady.result.requests > 50, steady.result.errors
+    (b2,) = [i for i in app.platform.instances("web") if i.zone == "b"]
+    assert b2.address != b.address and b2.state is InstanceState.RUNNING and b2.version == "v2"
+    rerouted = [e.detail for e in app.store.audit_entries(service="web", action="serving.rerouted")]
+    assert rerouted[0]["zones_out"] == ["b"] and rerouted[0]["out"] == [b.address], rerouted
+    assert rerouted[-1]["in"] == [b2.address] and not rerouted[-1]["zones_out"], rerouted
+    replaced = [e.detail for e in app.store.audit_entries(service="web", action="serving.replaced")]
+    assert replaced == [{"dead": b.address, "started": b2.address, "version": "v2", "zone": "b"}]
     print(f"zone lost, no rollout: {steady.result.requests} requests, {steady.result.failures} failed")
 
 

@@ -26,10 +26,11 @@ from shipwarden.domain import analysis as A
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.analysis_run import AnalysisRun, RunState, measurement_to_json
 from shipwarden.domain.judge.samples import Sample
+from shipwarden.domain.measurement import ErrorKind, Measurement, NoData, ProviderError, Value
 from shipwarden.domain.policy import AnalysisStep, ServiceSpec
 from shipwarden.domain.rollout import Check, Phase
-from shipwarden.ports.metrics import MetricProvider, NoData, Value
-from shipwarden.ports.metrics import ProviderError as ProviderFailure
+from shipwarden.ports.metrics import Measurement as Answer
+from shipwarden.ports.metrics import MetricProvider
 from shipwarden.ports.routing import TrafficRouter, VersionCounts
 from shipwarden.ports.store import Deployment, DeploymentStore
 
@@ -188,10 +189,11 @@ class AnalysisController:
     ) -> None:
         provider = self.providers.get(check.provider)
         window = check.look_back
-        canary: A.Measurement
-        baseline: A.Measurement | None = None
+        canary: Measurement
+        baseline: Measurement | None = None
         if provider is None:
-            canary = A.ProviderError(now, f"metric provider {check.provider!r} is not configured")
+            canary = ProviderError(f"metric provider {check.provider!r} is not configured",
+                                   kind=ErrorKind.NOT_CONFIGURED, at=now)  # fmt: skip
         else:
             try:
                 if has_baseline(dep):
@@ -212,8 +214,8 @@ class AnalysisController:
                         ),
                         now,
                     )
-            except ProviderFailure as exc:
-                canary = A.ProviderError(now, str(exc))
+            except ProviderError as exc:
+                canary = exc.taken_at(now)
         self.store.record_analysis(
             dep.id,
             key=active.key,
@@ -238,12 +240,11 @@ def has_baseline(dep: Deployment) -> bool:
     return dep.from_version is not None and dep.from_version != dep.to_version
 
 
-def _m(result: Any, now: float) -> A.Measurement:
-    if isinstance(result, Value):
-        return A.Value(now, float(result.value), getattr(result, "requests", None))
-    if isinstance(result, NoData):
-        return A.NoData(now, getattr(result, "reason", "the query returned no data"))
-    return A.NoData(now, f"unexpected result {result!r}")
+def _m(result: Answer, now: float) -> Measurement:
+    """The provider's answer as the measurement taken at ``now`` (the instant it was asked for)."""
+    if isinstance(result, Value | NoData):
+        return result if result.at == now else replace(result, at=now)
+    return NoData(f"unexpected result {result!r}", now)
 
 
 def _all_specs(spec: ServiceSpec) -> list[AnalysisSpec]:
