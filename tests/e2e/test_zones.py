@@ -175,10 +175,13 @@ zones:
 """
 
 
-@pytest.fixture
-def canary_zones_env(tmp_path: Path) -> Iterator[DeployEnv]:
+@pytest.fixture(params=["nginx", "haproxy"])
+def canary_zones_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeployEnv]:
+    """Through each router: both give each zone pool its share and count it per zone."""
     releases = {"e1": BASE_ERRORS, "e2c": ZONE_C_ERRORS}
-    env = make_env(tmp_path, strategy=CANARY_ZONES, zones=ZONES, instances=1, releases=releases)
+    env = make_env(
+        tmp_path, strategy=CANARY_ZONES, router=request.param, zones=ZONES, instances=1, releases=releases
+    )
     env.app().router.start()
     yield env
     teardown_env(env)
