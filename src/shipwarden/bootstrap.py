@@ -864,13 +864,13 @@ def make_oncall(
     Pages go by e-mail through ``SHIPWARDEN_SMTP_URL`` and by Apprise to secrets; the watchdog
     pages through a second notifier of its own (same transports, no store, no page table)."""
     from shipwarden.adapters.notify.pager import PageNotifier, parse_smtp_url
-    from shipwarden.adapters.store.oncall_repo import OnCallRepo, StoreRecentChanges
+    from shipwarden.adapters.store.oncall_repo import OnCallRepo, RotaRepo, StoreRecentChanges
 
     def section() -> OnCallPolicy | None:
         p = policy()
         return p.policy.oncall if p is not None else None
 
-    rota = Rota(section)
+    rota = Rota(section, RotaRepo(store), clock)
     lookup = secrets or secret_lookup(settings, store)
     smtp = parse_smtp_url(settings.smtp_url, settings.smtp_from) if settings.smtp_url else None
     oc = section()
