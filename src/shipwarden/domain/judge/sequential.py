@@ -103,6 +103,12 @@ ASSUMED_PERSISTENCE_CAP = 0.72  # exp(−10 s / 30 s); chosen on the tuning seed
 # that does not fade (the trend of the per-interval log ratio above −FADING_T standard errors).
 MIN_FAIL_INTERVALS = 3
 FADING_T = 1.0
+# ... unless the excess is still there at the end: a fading excess is held only while the most recent
+# half of the judged intervals (at least RECENT_MIN of them) does not itself show the ratio above the
+# null by RECENT_Z standard errors (dispersion included).  A canary that is improving but still far
+# worse — a regression whose ratio drifts down with the traffic mix, say — is a regression.
+RECENT_Z = 2.5
+RECENT_MIN = 4
 # An early pass also needs the observed ratio within tolerance: a canary between tolerance and
 # regression is judged to the end of the window.
 # Stochastic curtailment: with ``undersized: pass`` a metric stops being judged (and counts as a
@@ -341,6 +347,20 @@ class RatioEProcess:
         slope = float(np.sum(w * (t - tm) * y)) / sxx
         return slope * math.sqrt(sxx)
 
+    def recent_z(self) -> float:
+        """z statistic of "ρ > null_ratio" from the most recent half of the informative intervals (at
+        least RECENT_MIN): the inverse-variance weighted mean of the per-interval log ratio, its
+        variance inflated by the failure test's dispersion.  0 with fewer intervals than that."""
+        k = len(self._counts)
+        if k < RECENT_MIN:
+            return 0.0
+        m = max(RECENT_MIN, k // 2)
+        bn, bx, cn, cx = (a[-m:] for a in self._arrays())
+        phi = self._dispersion()[1][-m:]
+        y = np.log((cx + 0.5) / cn) - np.log((bx + 0.5) / bn) - math.log(self.null_ratio)
+        w = 1.0 / ((1.0 / (cx + 0.5) + 1.0 / (bx + 0.5)) * phi)
+        return float(np.sum(w * y) / math.sqrt(float(np.sum(w))))
+
     @property
     def log_e_fail(self) -> float:
         return self._logw_fail + _logsumexp(self._tempered(0, self._fail))
@@ -489,7 +509,7 @@ class _MetricTest:
             return False
         trend = proc.fading()
         numbers[f"trendT{tag}"] = round(trend, 3)
-        if trend <= -FADING_T:
+        if trend <= -FADING_T and proc.recent_z() < RECENT_Z:
             self.fading = True
             return False
         return True
