@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -135,6 +135,13 @@ class EscalationStore(Protocol):
         """Read the escalation for update, apply ``change`` (raising stores nothing), store the
         result, its pages (once per dedupe key) and the audit entry with ``change``'s detail — one
         transaction.  ``nonce``: spend a link's nonce in it (:class:`LinkSpent` if spent)."""
+        ...
+
+    def apply_many(
+        self, changes: Sequence[tuple[str, Change]], *, actor: str, action: str
+    ) -> list[Escalation]:
+        """:meth:`apply` of several escalations in one transaction; one whose change raises
+        ``EscalationError`` (or that is gone) is skipped.  The escalations stored."""
         ...
 
     def pending(self, now: float, limit: int = 50) -> list[PendingPage]: ...

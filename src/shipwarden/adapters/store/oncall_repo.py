@@ -9,7 +9,7 @@ and bumps ``version``, so two engines (or an engine and a person acknowledging) 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from shipwarden.adapters.store.models import OnCallEscalationRow, OnCallLinkNonceRow, OnCallPageRow
 from shipwarden.adapters.store.repository import Store
-from shipwarden.domain.oncall.escalation import Escalation, Snapshot, Status
+from shipwarden.domain.oncall.escalation import Escalation, EscalationError, Snapshot, Status
 from shipwarden.domain.oncall.page import RecentChange
 from shipwarden.ports.oncall import (
     Change,
@@ -27,6 +27,7 @@ from shipwarden.ports.oncall import (
     Delivery,
     EscalationNotFound,
     LinkSpent,
+    PageDraft,
     PendingPage,
 )
 
@@ -173,39 +174,78 @@ class OnCallRepo:
                 s.add(
                     OnCallLinkNonceRow(nonce=nonce, escalation_id=escalation_id, used_at=self.store._clock())
                 )
-            after, pages, detail = change(_esc(row))
-            _put(row, after)
-            row.version += 1
-            now = self.store._clock()
-            for p in pages:
-                dup = s.scalars(
-                    select(OnCallPageRow.id).where(OnCallPageRow.dedupe_key == p.dedupe_key)
-                ).first()
-                if dup is not None:
-                    continue
-                s.add(
-                    OnCallPageRow(
-                        escalation_id=escalation_id,
-                        step=after.step - 1,
-                        person=p.contact.person,
-                        kind=p.contact.kind,
-                        address=p.contact.address[:320],
-                        subject=p.subject[:300],
-                        body=p.body,
-                        dedupe_key=p.dedupe_key,
-                        status="pending",
-                        attempts=0,
-                        created_at=now,
-                        next_attempt_at=now,
-                        detail="",
-                    )
-                )
-            s.flush()
-            self._audit(s, after, actor=actor, action=action, detail=detail)
-            return _esc(row)
+            return self._change(s, row, change(_esc(row)), actor=actor, action=action)
 
         result: Escalation = self.store._retrying(tx)
         return result
+
+    def apply_many(
+        self, changes: Sequence[tuple[str, Change]], *, actor: str, action: str
+    ) -> list[Escalation]:
+        """:meth:`apply` for several escalations in one transaction (one commit for all the steps
+        due at once): an escalation whose ``change`` raises ``EscalationError`` (acknowledged or
+        fired meanwhile) or that is gone is skipped, the others are stored.  The moved ones."""
+
+        def tx(s: Session) -> list[Escalation]:
+            moved = []
+            for escalation_id, change in changes:
+                row = s.get(OnCallEscalationRow, escalation_id, with_for_update=True)
+                if row is None:
+                    continue
+                try:
+                    result = change(_esc(row))
+                except EscalationError:
+                    continue
+                moved.append(self._change(s, row, result, actor=actor, action=action))
+            return moved
+
+        done: list[Escalation] = self.store._retrying(tx)
+        return done
+
+    def _change(
+        self,
+        s: Session,
+        row: OnCallEscalationRow,
+        result: tuple[Escalation, Sequence[PageDraft], dict[str, Any]],
+        *,
+        actor: str,
+        action: str,
+    ) -> Escalation:
+        escalation_id = row.id
+        after, pages, detail = result
+        _put(row, after)
+        row.version += 1
+        now = self.store._clock()
+        keys = [p.dedupe_key for p in pages]
+        seen = (
+            set(s.scalars(select(OnCallPageRow.dedupe_key).where(OnCallPageRow.dedupe_key.in_(keys))))
+            if keys
+            else set()
+        )
+        for p in pages:
+            if p.dedupe_key in seen:
+                continue
+            seen.add(p.dedupe_key)
+            s.add(
+                OnCallPageRow(
+                    escalation_id=escalation_id,
+                    step=after.step - 1,
+                    person=p.contact.person,
+                    kind=p.contact.kind,
+                    address=p.contact.address[:320],
+                    subject=p.subject[:300],
+                    body=p.body,
+                    dedupe_key=p.dedupe_key,
+                    status="pending",
+                    attempts=0,
+                    created_at=now,
+                    next_attempt_at=now,
+                    detail="",
+                )
+            )
+        s.flush()
+        self._audit(s, after, actor=actor, action=action, detail=detail)
+        return _esc(row)
 
     def pending(self, now: float, limit: int = 50) -> list[PendingPage]:
         q = (

@@ -59,12 +59,13 @@ def _errors() -> Iterator[None]:
 
 
 def _parts(*, with_incidents: bool = False) -> Any:
-    from shipwarden.bootstrap import load_policy, make_incidents, make_oncall, open_store
-    from shipwarden.entrypoints.cli import _settings
+    from shipwarden.bootstrap import load_policy, make_incidents, make_oncall
+    from shipwarden.entrypoints.cli.context import settings as _settings
+    from shipwarden.entrypoints.cli.guard import services
 
     settings = _settings()
     policy = load_policy(settings.policy)
-    store = open_store(settings)
+    store = services(with_policy=False).store
     incidents = make_incidents(settings, store).service if with_incidents else None
     return make_oncall(settings, store, lambda: policy, incidents=incidents)
 
@@ -165,11 +166,12 @@ def watchdog(
     engine has gone round for more than oncall.watchdog.stall (10 s)."""
     with _errors():
         check("oncall watchdog")
-        from shipwarden.bootstrap import load_policy, make_watchdog_process, open_store
-        from shipwarden.entrypoints.cli import _settings
+        from shipwarden.bootstrap import load_policy, make_watchdog_process
+        from shipwarden.entrypoints.cli.context import settings as _settings
+        from shipwarden.entrypoints.cli.guard import services
 
         settings = _settings()
-        dog = make_watchdog_process(settings, open_store(settings), load_policy(settings.policy))
+        dog = make_watchdog_process(settings, services(with_policy=False).store, load_policy(settings.policy))
         console.print(f"watching the escalation engines (stall limit {dog.stall:g}s)")
         end = time.monotonic() + seconds if seconds else None
         try:
