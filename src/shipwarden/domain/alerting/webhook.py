@@ -40,9 +40,22 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
 
+_NAMES = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*(?:,[a-zA-Z_][a-zA-Z0-9_]*)*")
+
+
 def _check_labels(v: dict[str, str], what: str) -> dict[str, str]:
     if len(v) > _MAX_LABELS:
         raise ValueError(f"more than {_MAX_LABELS} {what}")
+    # the common case in one regular expression over all the names (a name holding a "," is no
+    # label name, and shows as one "," too many) and one pass over the lengths
+    names = ",".join(v)
+    if (
+        v
+        and _NAMES.fullmatch(names) is not None
+        and names.count(",") == len(v) - 1
+        and max(map(len, v.values())) <= _MAX_VALUE
+    ):
+        return v
     for k, val in v.items():
         if not LABEL_NAME.fullmatch(k):
             raise ValueError(f"{k[:60]!r} is not a label name")
