@@ -325,3 +325,25 @@ def test_many_groups_flushed_at_once_each_tell_their_own_alerts(world) -> None: 
     for i in range(60):
         want.setdefault((f"A{i % 3}", f"s{i % 4}"), set()).add(f"h{i}")
     assert told == want and len(want) == 12
+
+
+def test_a_group_firing_again_after_its_all_clear_waits_group_wait_not_group_interval(world) -> None:  # type: ignore[no-untyped-def]
+    p, clock, sinks, _esc, _inc, _store = world
+    a = _alert(starts_at=clock.t)
+    p.ingest([a], source="test")
+    clock.t += 2
+    _run(p)
+    p.ingest([Alert(labels=a.labels, starts_at=a.starts_at, ends_at=clock.t)], source="test")
+    _run(p)
+    ops = sinks["apprise:OPS"].notices
+    assert [n.status for n in ops] == ["firing", "resolved"]
+    # fires again 1 s after the all-clear: a new episode, told after group_wait (2 s), where
+    # group_interval (10 s after the last notice) would have held it back
+    clock.t += 1
+    p.ingest([_alert(starts_at=clock.t)], source="test")
+    _run(p)
+    assert len(ops) == 2
+    clock.t += 2
+    _run(p)
+    assert [n.status for n in ops] == ["firing", "resolved", "firing"]
+    assert ops[2].dedup_key != ops[0].dedup_key  # a new episode escalates anew

@@ -223,9 +223,17 @@ class AlertingRepo:
         groups: dict[str, _Group] = {}
         for part in _chunks(gids):
             for r in s.execute(
-                select(G.c.id, G.c.first_at, G.c.last_flush_at, G.c.next_flush_at).where(G.c.id.in_(part))
+                select(G.c.id, G.c.first_at, G.c.last_flush_at, G.c.next_flush_at, G.c.firing).where(
+                    G.c.id.in_(part)
+                )
             ):
-                groups[r[0]] = _Group(r[1], r[2], r[3])
+                if r[4]:
+                    groups[r[0]] = _Group(r[1], r[2], r[3])
+                else:
+                    # its last notice was the all-clear (or none was sent): a new episode opens, as
+                    # a new Alertmanager aggregation group — group_wait from now, not
+                    # group_interval after the all-clear
+                    groups[r[0]] = _Group(now, None, r[3])
         fresh: list[dict[str, Any]] = [
             {
                 "id": gid,

@@ -9,7 +9,10 @@ number.  A group is flushed (Alertmanager's ``dispatch`` + ``notify/dedup_stage.
   previous notice — except that a group whose alerts have *all* resolved flushes at once: the
   all-clear is the notice people wait for (Alertmanager waits a whole ``group_interval``, up to
   5 minutes by default; prometheus/alertmanager#1660);
-* while nothing changes, a still-firing group is re-sent every ``repeat_interval``.
+* while nothing changes, a still-firing group is re-sent every ``repeat_interval``;
+* a group whose last notice was the all-clear opens a new episode when it fires again: it is
+  scheduled as a new group (``group_wait``), as Alertmanager's new aggregation group would be,
+  not ``group_interval`` after the all-clear (the store passes ``last_flush_at=None``).
 
 A flush sends only when :func:`needs_update` says so, which is what makes delivery once per
 change: the same set of firing alerts is never sent twice before ``repeat_interval``, whatever
