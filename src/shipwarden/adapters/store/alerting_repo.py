@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -97,7 +98,18 @@ def _insert_many(s: Session, table: Table, rows: Sequence[Mapping[str, Any]]) ->
         f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in cols)}) "
         f"VALUES ({', '.join([mark] * len(cols))})"
     )
-    params = [tuple(_dumps(r[c]) if c in json_cols else r[c] for c in cols) for r in rows]
+    get = itemgetter(*cols)
+    if len(cols) == 1:
+        params: list[Any] = [(get(r),) for r in rows]
+    else:
+        params = [get(r) for r in rows]
+    at = [i for i, c in enumerate(cols) if c in json_cols]
+    if at:
+        for n, t in enumerate(params):
+            v = list(t)
+            for i in at:
+                v[i] = _dumps(v[i])
+            params[n] = tuple(v)
     conn.exec_driver_sql(sql, params)
 
 
