@@ -189,18 +189,19 @@ def secret_lookup(
     """Resolve a secret by name: ``SHIPWARDEN_SECRET_<NAME>`` first, else the encrypted secret
     store (unknown or undecryptable: ``None``, i.e. not configured).  Without
     ``access_service`` the keyring is loaded on first use only."""
+    from shipwarden.services.access import SecretStore
     from shipwarden.services.changes import env_secrets
 
-    access: list[AccessService] = [access_service] if access_service is not None else []
+    found = [access_service.secret_store] if access_service is not None else []
 
     def lookup(name: str) -> str | None:
         value = env_secrets(name)
         if value:
             return value
-        if not access:
-            access.append(AccessService(store, Envelope(load_keyring(settings))))
+        if not found:
+            found.append(SecretStore(store.access, Envelope(load_keyring(settings)), store))
         try:
-            return access[0].get_secret(name)
+            return found[0].get_secret(name)
         except Exception:
             return None
 
@@ -713,6 +714,20 @@ def nrql_query(provider: MetricProvider) -> Callable[[CustomCondition, str, floa
     return query
 
 
+def start_wal_checkpoints(svc: Services) -> Callable[[], None]:
+    """On SQLite, checkpoint the write-ahead log from a thread of ``serve`` instead of inside the
+    commits requests wait for (``adapters/store/wal.py``); returns the function that stops it."""
+    if svc.store.engine.dialect.name != "sqlite":
+        return lambda: None
+    from shipwarden.adapters.store.wal import WalCheckpoints
+
+    try:
+        checkpoints = WalCheckpoints(svc.store.engine)
+    except ValueError:  # an in-memory database: no log file
+        return lambda: None
+    return checkpoints.start().stop
+
+
 def start_alerting(svc: Services) -> Callable[[], None]:
     """Run the alert engine (and the NRQL conditions, when New Relic is configured) in the
     background of ``serve``; returns the function that stops them."""
@@ -849,13 +864,13 @@ def make_oncall(
     Pages go by e-mail through ``SHIPWARDEN_SMTP_URL`` and by Apprise to secrets; the watchdog
     pages through a second notifier of its own (same transports, no store, no page table)."""
     from shipwarden.adapters.notify.pager import PageNotifier, parse_smtp_url
-    from shipwarden.adapters.store.oncall_repo import OnCallRepo, StoreRecentChanges
+    from shipwarden.adapters.store.oncall_repo import OnCallRepo, RotaRepo, StoreRecentChanges
 
     def section() -> OnCallPolicy | None:
         p = policy()
         return p.policy.oncall if p is not None else None
 
-    rota = Rota(section)
+    rota = Rota(section, RotaRepo(store), clock)
     lookup = secrets or secret_lookup(settings, store)
     smtp = parse_smtp_url(settings.smtp_url, settings.smtp_from) if settings.smtp_url else None
     oc = section()

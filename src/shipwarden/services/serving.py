@@ -7,7 +7,8 @@ and for each service with no active deployment it
 1. takes the table the router serves as *intended* (the one the last rollout left; a table that
    changed under it — a new rollout finished, an operator — is taken again);
 2. reads the platform's instances: an address of the table whose instance is dead, or failed
-   ``unhealthyThreshold`` health probes in a row (probed every ``health.interval``), is *down*;
+   ``unhealthyThreshold`` health probes in a row (probed every ``health.interval``, at most every
+   :data:`MIN_PROBE_INTERVAL_S`), is *down*;
 3. routes :func:`~shipwarden.domain.serving.reroute` (intended without what is down: a zone
    whose instances all died is taken out, its share goes to the other zones), and puts an
    instance back as soon as it is healthy again;
@@ -48,6 +49,9 @@ MAX_REPLACEMENTS = 3
 """Replacements started per service within :data:`REPLACEMENT_WINDOW_S` (then it waits)."""
 REPLACEMENT_WINDOW_S = 600.0
 ALERT_TTL_S = 300.0
+MIN_PROBE_INTERVAL_S = 2.0
+"""Between rollouts health probes go at most this often per service (a dead process is seen at
+once through the platform; a hundred idle services must not cost a hundred probes a second)."""
 
 AlertSink = Callable[[list[PipelineAlert]], object]
 
@@ -176,7 +180,7 @@ class ServingWatch:
 
     def _probe(self, spec: ServiceSpec, st: _Service, instances: list[Instance]) -> None:
         now = self.clock()
-        if now - st.probed_at < spec.health.interval:
+        if now - st.probed_at < max(spec.health.interval, MIN_PROBE_INTERVAL_S):
             return
         st.probed_at = now
         for inst in instances:

@@ -92,6 +92,16 @@ class TestSecurityScan:
         )["security-scan"]
         assert ok.passed, ok.detail
 
+    def test_a_real_codeql_run_is_complete_and_its_critical_finding_counts(self) -> None:
+        """CodeQL 2.11.0: level-none notifications are no crash; the result's rule is found by ruleIndex."""
+        from shipwarden.domain.evidence import parse_sarif
+
+        report = parse_sarif(real("sarif", "codeql-2.11.0-filter-sarif-python.sarif"))
+        strict = gates({**SCAN_ONLY, "securityScan": {"maxFindings": {"critical": 0}}})
+        scan = judge(strict, ("security-scan", report))["security-scan"]
+        assert (scan.passed, scan.reason) == (False, "violated")
+        assert "1 critical" in scan.detail and "incomplete" not in scan.detail
+
     def test_a_crashed_scan_fails_and_says_so(self) -> None:
         inv = [
             {

@@ -35,8 +35,8 @@ def _zones(world: World) -> dict[str | None, int]:
     return {p.zone: p.weight for p in table.production}
 
 
-def _settle(world: World, watch: ServingWatch, ticks: int = 6) -> None:
-    for _ in range(ticks):
+def _settle(world: World, watch: ServingWatch, ticks: float = 6) -> None:
+    for _ in range(int(ticks)):
         watch.tick()
         world.clock.advance(1.0)
 
@@ -96,11 +96,11 @@ def test_an_instance_failing_its_health_checks_leaves_and_returns_when_healthy(w
     sick = {victim.address}
     real = world.platform.healthy
     world.platform.healthy = lambda spec, inst: inst.address not in sick and real(spec, inst)  # type: ignore[method-assign]
-    _settle(world, watch, ticks=4)
+    _settle(world, watch, ticks=2 * 2 * serving_mod.MIN_PROBE_INTERVAL_S)  # two probes, 2 s apart
     table = world.router.current(SERVICE)
     assert table is not None and victim.address not in {a for p in table.production for a in p.addresses}
     assert _zones(world) == {"a": 34, "b": 33, "c": 33}  # zone b keeps its share on its other instance
     sick.clear()
-    _settle(world, watch, ticks=2)
+    _settle(world, watch, ticks=int(serving_mod.MIN_PROBE_INTERVAL_S) + 1)
     table = world.router.current(SERVICE)
     assert table is not None and victim.address in {a for p in table.production for a in p.addresses}
