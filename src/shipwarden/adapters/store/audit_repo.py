@@ -176,6 +176,8 @@ def _query_statement(shape: tuple[str, ...]) -> Any:
             where.append(_LOG.c.seq <= bindparam(name))
     cols = [_LOG.c[n] for n in _QUERY_COLUMNS]
     return select(*cols).where(*where).order_by(_LOG.c.seq).limit(bindparam("limit"))
+
+
 _LAST_CHECKPOINT = select(*CHECKPOINT_COLUMNS).order_by(AuditCheckpointRow.seq.desc()).limit(1)
 
 
@@ -184,6 +186,7 @@ class AuditRepo:
         self.store = store
         self._sessions = store._sessions
         self._insert = _BatchInsert(store.engine.dialect)
+        self._generation_and_head = DirectSelect(store.engine, _GENERATION_AND_HEAD)
         self._queries: dict[tuple[str, ...], DirectSelect] = {}
 
     # -- writing --------------------------------------------------------------------------
@@ -216,8 +219,8 @@ class AuditRepo:
         def tx(s: CoreTx) -> ChainHead:
             if access_generation is None:
                 head = self._head(s)
-            else:  # the generation and the head in one statement (one round trip)
-                current, seq, hash_ = s.connection().execute(_GENERATION_AND_HEAD).one()
+            else:  # the generation and the head in one statement (one round trip), through the driver
+                ((current, seq, hash_),) = self._generation_and_head.on(s.connection())
                 if current != access_generation:
                     raise StaleAccess(access_generation, current)
                 head = ChainHead(seq, hash_) if seq is not None else ChainHead(0, GENESIS_HASH)
@@ -328,10 +331,17 @@ class AuditRepo:
         loads = json.loads
         return [
             {
-                "seq": int(r[0]), "ts": r[1], "source": r[2], "actor": r[3], "action": r[4], "service": r[5],
-                "deployment_id": r[6], "outcome": r[7],
+                "seq": int(r[0]),
+                "ts": r[1],
+                "source": r[2],
+                "actor": r[3],
+                "action": r[4],
+                "service": r[5],
+                "deployment_id": r[6],
+                "outcome": r[7],
                 "detail": dict(loads(r[8]) if isinstance(r[8], str | bytes) else r[8]),
-                "prev_hash": r[9], "hash": r[10],
+                "prev_hash": r[9],
+                "hash": r[10],
             }  # fmt: skip
             for r in run(after_seq=after_seq, limit=limit, **given)
         ]
