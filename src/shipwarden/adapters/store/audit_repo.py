@@ -176,8 +176,6 @@ def _query_statement(shape: tuple[str, ...]) -> Any:
             where.append(_LOG.c.seq <= bindparam(name))
     cols = [_LOG.c[n] for n in _QUERY_COLUMNS]
     return select(*cols).where(*where).order_by(_LOG.c.seq).limit(bindparam("limit"))
-
-
 _LAST_CHECKPOINT = select(*CHECKPOINT_COLUMNS).order_by(AuditCheckpointRow.seq.desc()).limit(1)
 
 
@@ -331,17 +329,10 @@ class AuditRepo:
         loads = json.loads
         return [
             {
-                "seq": int(r[0]),
-                "ts": r[1],
-                "source": r[2],
-                "actor": r[3],
-                "action": r[4],
-                "service": r[5],
-                "deployment_id": r[6],
-                "outcome": r[7],
+                "seq": int(r[0]), "ts": r[1], "source": r[2], "actor": r[3], "action": r[4], "service": r[5],
+                "deployment_id": r[6], "outcome": r[7],
                 "detail": dict(loads(r[8]) if isinstance(r[8], str | bytes) else r[8]),
-                "prev_hash": r[9],
-                "hash": r[10],
+                "prev_hash": r[9], "hash": r[10],
             }  # fmt: skip
             for r in run(after_seq=after_seq, limit=limit, **given)
         ]

@@ -408,21 +408,10 @@ class Store:
         outcome = _OUTCOME
         return [
             {
-                "id": r[0],
-                "service": r[1],
-                "kind": r[2],
-                "strategy": r[3],
-                "from_version": r[4],
-                "to_version": r[5],
-                "commit": r[6],
-                "phase": r[7],
-                "outcome": outcome[r[7]],
-                "paused": bool(r[8]),
-                "actor": r[9],
-                "reason": r[10],
-                "operator_request": r[11],
-                "created_at": r[12],
-                "finished_at": r[13],
+                "id": r[0], "service": r[1], "kind": r[2], "strategy": r[3], "from_version": r[4],
+                "to_version": r[5], "commit": r[6], "phase": r[7], "outcome": outcome[r[7]],
+                "paused": bool(r[8]), "actor": r[9], "reason": r[10], "operator_request": r[11],
+                "created_at": r[12], "finished_at": r[13],
             }  # fmt: skip
             for r in rows
         ]
