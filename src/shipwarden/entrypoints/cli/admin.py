@@ -118,7 +118,7 @@ def audit_verify(
 ) -> None:
     """Check every entry's hash and link, the signed checkpoint chain and grid, the witness file and
     --expect-head; say where the first problem is."""
-    from shipwarden.adapters.witness import WitnessError
+    from shipwarden.ports.audit import WitnessError
 
     head = _head_arg(expect_head)
     with authorized("audit verify") as (svc, _):
@@ -539,8 +539,9 @@ def serve(
     driver = None
     if controller and svc.rollout is not None:
         from shipwarden.services.controller import Controller
+        from shipwarden.services.serving import for_rollout
 
-        driver = Controller(svc.rollout, svc.store)
+        driver = Controller(svc.rollout, svc.store, serving=for_rollout(svc.rollout))
         driver.start()
     stop_alerting = start_alerting(svc)
     sys.stderr.write(f"shipwarden API on {'https' if tls_cert else 'http'}://{host}:{port}\n")

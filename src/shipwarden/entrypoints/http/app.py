@@ -126,12 +126,10 @@ class Measured:
 
 
 def _telemetry(c: Services) -> Telemetry:
-    from shipwarden.adapters.store.alerting_repo import store_counts
-
     t = Telemetry()
 
     def read() -> dict[str, Any]:
-        data = store_counts(c.store)
+        data = c.store_counts()
         writer = getattr(c.audit, "writer", None)
         if writer is not None:
             data["audit_queue"] = writer._q.qsize()
