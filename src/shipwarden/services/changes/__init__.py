@@ -26,7 +26,8 @@ the stages downstream of it, so a module only calls what comes after it in the p
 * ``mainline``  — every commit that reaches main, however it got there: deployed through the
   gates, or not and why (D9)
 * ``delivery``  — release export and the deployment's three phases (D9, E4)
-* ``checks``    — preparation and post-deployment checks, stakeholder notices (E4)
+* ``checks``    — preparation and post-deployment checks, stakeholder notices (E4):
+  ``DeploymentChecks``, a part of its own over the core, which ``delivery`` composes
 * ``records``   — change documents, the delivery record and ``explain`` (D11): ``ChangeRecords``, a
   service of its own over the store, which ``ChangeService`` composes
 * ``core``      — collaborators and configuration shared by all of them; ``errors`` — the refusals
