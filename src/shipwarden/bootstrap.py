@@ -714,6 +714,20 @@ def nrql_query(provider: MetricProvider) -> Callable[[CustomCondition, str, floa
     return query
 
 
+def start_wal_checkpoints(svc: Services) -> Callable[[], None]:
+    """On SQLite, checkpoint the write-ahead log from a thread of ``serve`` instead of inside the
+    commits requests wait for (``adapters/store/wal.py``); returns the function that stops it."""
+    if svc.store.engine.dialect.name != "sqlite":
+        return lambda: None
+    from shipwarden.adapters.store.wal import WalCheckpoints
+
+    try:
+        checkpoints = WalCheckpoints(svc.store.engine)
+    except ValueError:  # an in-memory database: no log file
+        return lambda: None
+    return checkpoints.start().stop
+
+
 def start_alerting(svc: Services) -> Callable[[], None]:
     """Run the alert engine (and the NRQL conditions, when New Relic is configured) in the
     background of ``serve``; returns the function that stops them."""
@@ -726,6 +740,9 @@ def start_alerting(svc: Services) -> Callable[[], None]:
         return lambda: None
     engine = alerting.engine
     engine.start()
+    from shipwarden.adapters.notify.apprise_channel import warm_up
+
+    threading.Thread(target=warm_up, name="apprise-warm-up", daemon=True).start()
     if alerting.rules_target is not None and alerting.monitoring is not None:
         # the policy this process serves is the one in force: its rules replace the file (unchanged:
         # nothing done) and Prometheus reloads them
@@ -847,13 +864,13 @@ def make_oncall(
     Pages go by e-mail through ``SHIPWARDEN_SMTP_URL`` and by Apprise to secrets; the watchdog
     pages through a second notifier of its own (same transports, no store, no page table)."""
     from shipwarden.adapters.notify.pager import PageNotifier, parse_smtp_url
-    from shipwarden.adapters.store.oncall_repo import OnCallRepo, StoreRecentChanges
+    from shipwarden.adapters.store.oncall_repo import OnCallRepo, RotaRepo, StoreRecentChanges
 
     def section() -> OnCallPolicy | None:
         p = policy()
         return p.policy.oncall if p is not None else None
 
-    rota = Rota(section)
+    rota = Rota(section, RotaRepo(store), clock)
     lookup = secrets or secret_lookup(settings, store)
     smtp = parse_smtp_url(settings.smtp_url, settings.smtp_from) if settings.smtp_url else None
     oc = section()

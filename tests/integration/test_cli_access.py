@@ -426,6 +426,11 @@ VALUES = {
     "comment": "x",
     "silence_id": "s-nope",
     "escalation_id": "e-nope",
+    "schedule": "primary",
+    "person": "nobody",
+    "start": "2030-01-01T00:00Z",
+    "until": "2030-01-02T00:00Z",
+    "override_id": "ovr-nope",
 }
 
 

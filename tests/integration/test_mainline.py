@@ -356,6 +356,28 @@ def test_a_squash_by_hand_before_its_gates_passed_takes_the_heads_proof(h: Harne
     assert len(h.deploys) == 1 and h.remote.head("main") == squash
 
 
+def test_a_merge_by_hand_takes_the_evidence_of_the_merge_ci_tested(h: Harness, oscar: Outsider) -> None:
+    """CI tested the pull request's merge commit (its head merged onto main, as GitHub's
+    refs/pull/N/merge); the hand-made merge has exactly that tree: that evidence is its evidence."""
+    sha = h.push("feature/tested", {"src/app.py": "print('tested')\n"}, "Tested as merged")
+    oscar.sync()
+    oscar.git("fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*")
+    oscar.git("merge", "-q", "--no-ff", "--no-edit", "-m", "Merge sha into main (CI's test merge)", sha)
+    tested = oscar.git("rev-parse", "HEAD")
+    oscar.git("push", "-q", "origin", "HEAD:refs/heads/pull/7/merge")
+    h.green_evidence(tested, skip="integration")
+    assert h.webhook(tested, "pull/7/merge").change_status == "pending"
+    merge = oscar.merge(sha)  # the merge button: another merge commit, the same tree
+    assert merge != tested
+    (head, *_rest) = h.service.watch_main(via="poll")
+    assert (head.sha, head.verdict) == (merge, "awaiting")
+    h.green_evidence(tested)
+    (v,) = verdicts(h, merge)
+    assert (v.verdict, v.reason, v.change_id) == ("deploy", "clean-merge", h.change(tested).id), v.why
+    assert len(h.deploys) == 1 and h.remote.head("main") == merge  # deployed, nothing merged again
+    assert h.remote.head("pull/7/merge") == tested
+
+
 def test_a_commit_whose_evidence_never_comes_raises_an_alert_after_the_timeout(
     h: Harness, oscar: Outsider, receiver: Receiver
 ) -> None:

@@ -68,6 +68,10 @@ class ActiveAnalysis:
     #: where the new version's requests are counted for the judge: production for a canary;
     #: the preview route before a blue-green switch (the baseline is always production's)
     canary_route: str = "production"
+    #: a zone wave's analysis: both arms are counted on that zone's instances only (E2), so the
+    #: zones already on the new version, and those still on the old one, do not dilute the
+    #: canary or the baseline
+    zone: str | None = None
 
 
 def active_analyses(spec: ServiceSpec, dep: Deployment) -> list[ActiveAnalysis]:
@@ -96,7 +100,7 @@ def active_analyses(spec: ServiceSpec, dep: Deployment) -> list[ActiveAnalysis]:
         # each zone's wave is judged on its own evidence: a run per zone (E2); the preview of a
         # blue-green wave reaches only that zone's new instances
         zone = zones[min(dep.wave, len(zones) - 1)]
-        out = [replace(a, key=f"{a.key}@{zone}") for a in out]
+        out = [replace(a, key=f"{a.key}@{zone}", zone=zone) for a in out]
     return out
 
 
@@ -159,7 +163,7 @@ class AnalysisController:
 
     def _judge_sample(self, dep: Deployment, active: ActiveAnalysis, run: AnalysisRun, now: float) -> None:
         assert dep.from_version is not None
-        counts = self.router.version_counts(dep.service)  # one read for both arms
+        counts = self.router.version_counts(dep.service, active.zone)  # one read for both arms
         base = counts.get("production", {}).get(dep.from_version)
         new = counts.get(active.canary_route, {}).get(dep.to_version)
         before = self._last.get((dep.id, active.key))  # each run diffs against its own previous snapshot

@@ -258,8 +258,9 @@ def reconcile(
                 _drive(a, dep.id)
             return
         from shipwarden.services.controller import Controller
+        from shipwarden.services.serving import for_rollout
 
-        ctl = Controller(a.rollout, a.store)
+        ctl = Controller(a.rollout, a.store, serving=for_rollout(a.rollout))
         ctl.start()
         console.print("controller running; Ctrl-C stops it (deployments resume wherever it runs next)")
         try:

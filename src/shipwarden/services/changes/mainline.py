@@ -443,7 +443,9 @@ class MainlineWatch(ContinuousDelivery):
     def _merged_cleanly_while_waiting(self, change: Change) -> bool:
         """A head on main waiting for its evidence that is exactly ``change`` (just approved) merged onto
         main as it was before that head arrived — a hand-made clean merge of the pull request, or its
-        squash — takes the evidence of the change's head: nothing in it is beyond what the gates saw.
+        squash — or whose tree is the very tree of the change's head (CI tested the pull request's merge
+        commit, and the hand-made merge has the same content) takes the evidence of the change's head:
+        nothing in it is beyond what the gates saw.
         Persisted first (``resolve``), then deployed like any gated head; ``covered`` if a later commit
         of main (which holds it) was deployed already."""
         branch = self.delivery.repository.main_branch
@@ -452,15 +454,21 @@ class MainlineWatch(ContinuousDelivery):
             if jc.previous is None or jc.sha == change.head_sha:
                 continue
             try:
-                if not self.git.merges_to(jc.previous, change.head_sha, jc.sha):
-                    continue
+                merged = self.git.merges_to(jc.previous, change.head_sha, jc.sha)
+                same = not merged and self.git.same_tree(change.head_sha, jc.sha)
             except (GitError, ValueError):
                 continue
+            if not (merged or same):
+                continue
             how = "a merge" if len(jc.parents) == 2 else "a squash or rebase"
+            what = (
+                f"exactly that change merged onto {jc.previous[:12]}"
+                if merged
+                else f"the very tree of {change.head_sha[:12]}, the commit its CI tested"
+            )
             why = (
-                f"it is {how} of change {change.id} ({change.branch}) onto main whose tree is exactly that "
-                f"change merged onto {jc.previous[:12]}, and the gates of its head {change.head_sha[:12]} "
-                f"all passed after it arrived: {change.reason}"
+                f"it is {how} of change {change.id} ({change.branch}) onto main whose tree is {what}, and "
+                f"the gates of its head {change.head_sha[:12]} all passed after it arrived: {change.reason}"
             )
             newer = self.mainline.deployed_after(jc.branch, jc.id)
             if newer is not None:
