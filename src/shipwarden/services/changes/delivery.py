@@ -55,7 +55,6 @@ class ContinuousDelivery(ChangeCore):
         """The preparation and post-deployment checks and the notices, over this pipeline's core."""
         return DeploymentChecks(self)
 
-
     def export_release(self, sha: str, version: str) -> Path:
         """Write the tree of ``sha`` to the release directory once (atomic rename); reuse it afterwards."""
         dest = self.release_dir(version)
