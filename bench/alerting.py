@@ -272,7 +272,7 @@ def bench_ingest(root: Path, total: int, batch: int) -> dict[str, Any]:
     t, c = time.perf_counter(), time.process_time()
     again = sum(svc.receive(hdr, b, "webhook")["changed"] for b in bodies)
     dup, dup_cpu = time.perf_counter() - t, time.process_time() - c
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     notices = 0
     while True:
         n = pipeline.flush(limit=500)
@@ -288,7 +288,7 @@ def bench_ingest(root: Path, total: int, batch: int) -> dict[str, Any]:
             .scalar()
         ):
             break
-    flush = time.perf_counter() - t
+    flush, flush_cpu = time.perf_counter() - t, time.process_time() - c
     engine.dispose()
     return {
         "alerts": total,
@@ -301,6 +301,9 @@ def bench_ingest(root: Path, total: int, batch: int) -> dict[str, Any]:
         "duplicates_alerts_per_s": round(total / dup),
         "groups_notified": notices,
         "flush_s": round(flush, 2),
+        "flush_cpu_s": round(flush_cpu, 2),
+        "flush_cpu_ms_per_group": round(1000 * flush_cpu / max(1, notices), 1),
+        "cpu_us_per_alert_first": round(1e6 * first_cpu / total),
         "load": load(),
     }
 
@@ -373,6 +376,54 @@ def _wait(cond: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (``/proc/PID/stat``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _crossing(prom_url: str, service: str, since: float, high: bool) -> float | None:
+    """When Prometheus' series first crossed after ``since``: the timestamp of the first scraped
+    sample on the other side of the threshold (0.5) — the crossing as the monitoring sees it."""
+    q = f'bench_value{{service="{service}"}}[30s]'
+    body = httpx.get(f"{prom_url}/api/v1/query", params={"query": q}, timeout=5).json()
+    for series in body.get("data", {}).get("result", []):
+        for ts, value in series["values"]:
+            if float(ts) >= since and (float(value) >= 0.5) == high:
+                return float(ts)
+    return None
+
+
+def _stages(db: Path, actives: list[tuple[str, float, float]]) -> dict[str, Any]:
+    """Split Prometheus' ``activeAt`` → notice received at the ``alert.notice`` audit entry (the
+    flush that queued it): activeAt → flushed (Prometheus' send, HTTP, ingest, wake-up, flush) and
+    flushed → received (outbox claim, Apprise, the receiver)."""
+    from datetime import datetime
+
+    store = Store(make_engine(f"sqlite:///{db}"))
+    try:
+        notices = [
+            (e.service, datetime.fromisoformat(e.ts.replace("Z", "+00:00")).timestamp())
+            for e in store.audit_entries(action="alert.notice")
+            if (e.detail or {}).get("status") == "firing"
+        ]
+    finally:
+        store.engine.dispose()
+    to_flush, to_receiver = [], []
+    for service, active, received in actives:
+        at = [t for s, t in notices if s == service and active - 0.05 <= t <= received]
+        if at:
+            to_flush.append(at[0] - active)
+            to_receiver.append(received - at[0])
+    return {
+        "activeAt_to_flushed_s": summary(to_flush),
+        "flushed_to_received_s": summary(to_receiver),
+    }
+
+
 def bench_latency(root: Path, rounds: int, per_round: int) -> dict[str, Any]:
     services = [f"svc{i}" for i in range(per_round)]
     receiver = Receiver()
@@ -418,6 +469,11 @@ def bench_latency(root: Path, rounds: int, per_round: int) -> dict[str, Any]:
     (root / "prom" / "prometheus.yml").write_text(json.dumps(cfg))
     httpx.post(f"{prom.url}/-/reload", timeout=30)
     fire, resolve, eval_to_notice = [], [], []
+    cross_fire: list[float] = []  # from the first scraped sample over the threshold
+    cross_resolve: list[float] = []
+    actives: list[tuple[str, float, float]] = []  # (service, activeAt, notice received)
+    assert serve.proc is not None
+    cpu0 = _cpu_s(serve.proc.pid)
     try:
         time.sleep(3)
         for rnd in range(rounds + 1):  # round 0 warms up (the first page imports Apprise's plugins)
@@ -443,6 +499,10 @@ def bench_latency(root: Path, rounds: int, per_round: int) -> dict[str, Any]:
             arrived = got("firing", start)
             if rnd:
                 fire += [arrived[s] - t_flip[s] for s in chosen]
+                for s in chosen:
+                    c = _crossing(prom.url, s, t_flip[s], True)
+                    if c is not None:
+                        cross_fire.append(arrived[s] - c)
             active = httpx.get(f"{prom.url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
             for a in active:
                 s = a["labels"].get("service")
@@ -451,6 +511,7 @@ def bench_latency(root: Path, rounds: int, per_round: int) -> dict[str, Any]:
                     from datetime import datetime
 
                     eval_to_notice.append(arrived[s] - datetime.fromisoformat(when).timestamp())
+                    actives.append((s, datetime.fromisoformat(when).timestamp(), arrived[s]))
             t_back: dict[str, float] = {}
             for s in chosen:
                 time.sleep(random.uniform(0, 0.3))
@@ -462,7 +523,12 @@ def bench_latency(root: Path, rounds: int, per_round: int) -> dict[str, Any]:
             back = got("resolved", start)
             if rnd:
                 resolve += [back[s] - t_back[s] for s in chosen]
+                for s in chosen:
+                    c = _crossing(prom.url, s, t_back[s], False)
+                    if c is not None:
+                        cross_resolve.append(back[s] - c)
             time.sleep(random.uniform(0.5, 1.5))
+        serve_cpu = _cpu_s(serve.proc.pid) - cpu0
         metrics = httpx.get(f"{serve.url}/metrics", timeout=10).text
         posts = {
             line.split("status=")[1].split('"')[1]: float(line.rsplit(" ", 1)[1])
@@ -474,6 +540,7 @@ def bench_latency(root: Path, rounds: int, per_round: int) -> dict[str, Any]:
         serve.stop()
         receiver.close()
         gauges.httpd.shutdown()
+    stages = _stages(root / "latency-serve" / "state" / "shipwarden.db", actives)
     return {
         "rounds": rounds,
         "warmup_rounds": 1,
@@ -481,8 +548,13 @@ def bench_latency(root: Path, rounds: int, per_round: int) -> dict[str, Any]:
         "scrape_and_eval_interval_s": 1,
         "flip_to_firing_notice_s": summary(fire),
         "flip_to_resolved_notice_s": summary(resolve),
+        "crossing_sample_to_firing_notice_s": summary(cross_fire),
+        "crossing_sample_to_resolved_notice_s": summary(cross_resolve),
         "prometheus_activeAt_to_notice_s": summary(eval_to_notice),
         "prometheus_posts_by_status": posts,
+        **stages,
+        "serve_cpu_s": round(serve_cpu, 2),
+        "serve_cpu_ms_per_notice": round(1000 * serve_cpu / max(1, 2 * (rounds + 1) * per_round), 1),
         "load": load(),
     }
 
@@ -615,6 +687,7 @@ def main() -> None:
     result["machine"] = machine_info()
     with tempfile.TemporaryDirectory(prefix="sw-bench-alerting-") as tmp:
         root = Path(tmp)
+
         def done(part: str, value: dict[str, Any]) -> None:
             result[part] = {**value, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             print(part, value, flush=True)

@@ -90,6 +90,15 @@ def _engine(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (``/proc/PID/stat``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait_running(log: Path, since: int, timeout: float = 60) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -97,6 +106,19 @@ def _wait_running(log: Path, since: int, timeout: float = 60) -> float:
             return time.time()
         time.sleep(0.02)
     raise RuntimeError(f"the engine did not start: {log.read_text()[-2000:]}")
+
+
+NOTES = [
+    "Steps after a time-out are the goal's case; the first step is due when the escalation opens, "
+    "in the bench from another process, which the engine sees at its next poll (0.5 s; serve's "
+    "pipeline opens in-process and wakes the engine at once).",
+    "Since session 18 all steps due at one moment fire in one transaction "
+    "(OnCallRepo.apply_many): a burst costs one commit, not one per step.",
+    "engine_cpu_s is the engine processes' user+system CPU, start-up (imports, ~5 s each at this "
+    "load) included; divide by steps for an upper bound per step.",
+    "due_to_mail_at_catcher includes pages written just before a kill and sent by the next "
+    "process after its start-up (restart_gaps_s).",
+]
 
 
 def main() -> int:
@@ -127,6 +149,7 @@ def main() -> int:
         loaded = load_policy(policy)
         opener = make_oncall(settings, store, lambda: loaded).engine  # opens only; the engine runs apart
         up: list[tuple[float, float | None]] = []  # (running since, stopped at)
+        cpu = 0.0  # the engine processes' CPU seconds
         proc = _engine(env, log)
         up.append((_wait_running(log, 0), None))
         t0 = time.time()
@@ -139,6 +162,7 @@ def main() -> int:
         kill_times = [t0 + args.spread + (k + 0.25) * args.timeout for k in range(args.kills)]
         for kt in kill_times:
             time.sleep(max(0.0, kt - time.time()))
+            cpu += _cpu_s(proc.pid)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
             up[-1] = (up[-1][0], time.time())
@@ -153,6 +177,7 @@ def main() -> int:
                 break
             time.sleep(0.2)
         time.sleep(1.0)
+        cpu += _cpu_s(proc.pid)
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(15)
         up[-1] = (up[-1][0], time.time())
@@ -176,13 +201,24 @@ def main() -> int:
         "down_s": args.down,
         "timeout_s": args.timeout,
         "late_due_while_an_engine_ran": _summary([s["late_ms"] for s in running]),
+        "late_after_a_time_out_while_running": _summary([s["late_ms"] for s in running if s["step"] > 0]),
+        "late_first_step_opened_by_another_process": _summary(
+            [s["late_ms"] for s in running if s["step"] == 0]
+        ),
         "late_due_while_no_engine_ran": _summary([s["late_ms"] for s in gap]),
         "due_to_mail_at_catcher": _summary(delivery),
         "within_1s_while_running": sum(s["late_ms"] <= 1000 for s in running),
+        "within_1s_after_a_time_out_while_running": sum(
+            s["late_ms"] <= 1000 for s in running if s["step"] > 0
+        ),
+        "after_a_time_out_while_running": sum(1 for s in running if s["step"] > 0),
+        "engine_cpu_s": round(cpu, 2),
+        "engine_cpu_ms_per_step": round(1000 * cpu / max(1, len(steps)), 1),
         "restart_gaps_s": [round(b[0] - a[1], 2) for a, b in zip(up, up[1:], strict=False) if a[1]],
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "machine": machine_info(),
+        "notes": NOTES,
     }
     import json
 

@@ -21,6 +21,9 @@ Environment:
     SAMPLE_ERROR_RATE  probability 0..1 that ``GET /`` answers 500
     SAMPLE_ERRORS_FROM unix time from which the error rate applies (default: from start; benchmarks
                        use it to make a healthy canary start failing at a known instant)
+    SAMPLE_ERROR_QUERY the error rate applies only to requests whose query string contains this
+                       (default: to every ``GET /``; tests load ``/?load`` with errors, while the
+                       rollout's own probes of ``/`` see none)
     SAMPLE_LATENCY_MS  latency added to ``GET /`` in milliseconds (float)
     SAMPLE_DRAIN_TIMEOUT  seconds to wait for in-flight requests on SIGTERM (default 5)
 """
@@ -54,6 +57,7 @@ class Config:
         self.service = env.get("SAMPLE_SERVICE", "sample")
         self.error_rate = float(env.get("SAMPLE_ERROR_RATE", "0") or 0)
         self.errors_from = float(env.get("SAMPLE_ERRORS_FROM", "0") or 0)
+        self.error_query = env.get("SAMPLE_ERROR_QUERY", "")
         self.latency = float(env.get("SAMPLE_LATENCY_MS", "0") or 0) / 1000.0
         self.drain_timeout = float(env.get("SAMPLE_DRAIN_TIMEOUT", "5") or 5)
         if not 0.0 <= self.error_rate <= 1.0:
@@ -167,10 +171,11 @@ class HttpProtocol(asyncio.Protocol):
 
     def handle(self, method: str, target: str, close: bool) -> None:
         app = self.app
-        path = target.split("?", 1)[0]
+        path, _, query = target.partition("?")
         if path == "/":
             start = time.perf_counter()
             failing = app.cfg.error_rate and time.time() >= app.cfg.errors_from
+            failing = failing and app.cfg.error_query in query
             if failing and random.random() < app.cfg.error_rate:
                 data = b"500 Internal Server Error", app.err_body, app.count_err
             else:

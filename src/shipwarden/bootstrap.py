@@ -84,13 +84,19 @@ def load_policy(path: Path) -> LoadedPolicy:
     return load_policy_text(raw, str(path))
 
 
-def open_store(settings: Settings) -> Store:
-    """The store for the CLI's rollout commands; it signs the audit checkpoints its appends make due
-    (and appends them to the witness file) like the API service's."""
+def _store(settings: Settings, clock: Callable[[], float] = time.time) -> Store:
+    """The one place the store is constructed: the settings' database, migrated to head."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
     migrate(engine)
-    store = Store(engine)
+    return Store(engine, clock=clock)
+
+
+def open_store(settings: Settings) -> Store:
+    """The store alone, for tools that need nothing else (benchmarks, drills, fixtures); it signs the
+    audit checkpoints its appends make due (and appends them to the witness file) like
+    ``build_service``'s.  Commands and servers use ``build_service``'s store instead."""
+    store = _store(settings)
     key = load_signing_key(settings)
     chain = AuditChain(lambda: datetime.now(UTC), checkpoint_every=settings.audit_checkpoint_every)
     store.attach_sealer(chain.sealer(key, fingerprint(key.public_key())), HeadFile(settings.head_file).append)
@@ -183,18 +189,19 @@ def secret_lookup(
     """Resolve a secret by name: ``SHIPWARDEN_SECRET_<NAME>`` first, else the encrypted secret
     store (unknown or undecryptable: ``None``, i.e. not configured).  Without
     ``access_service`` the keyring is loaded on first use only."""
+    from shipwarden.services.access import SecretStore
     from shipwarden.services.changes import env_secrets
 
-    access: list[AccessService] = [access_service] if access_service is not None else []
+    found = [access_service.secret_store] if access_service is not None else []
 
     def lookup(name: str) -> str | None:
         value = env_secrets(name)
         if value:
             return value
-        if not access:
-            access.append(AccessService(store, Envelope(load_keyring(settings))))
+        if not found:
+            found.append(SecretStore(store.access, Envelope(load_keyring(settings)), store))
         try:
-            return access[0].get_secret(name)
+            return found[0].get_secret(name)
         except Exception:
             return None
 
@@ -245,18 +252,17 @@ def _rollout_alerts(
     return RolloutAlerts(store, spec, secrets, sink=sink, direct=bool(spec.urls))
 
 
-def build(
-    settings: Settings,
-    policy: LoadedPolicy,
-    *,
-    store: Store | None = None,
-    access: AccessService | None = None,
-) -> App:
-    """The CLI's rollout machinery; ``store``/``access``: those the process already built
-    (``build_service``'s), so one command opens one engine and migrates once."""
-    store = store or open_store(settings)
-    platform, router, rollout = make_rollout(settings, store, policy, access)
-    return App(settings, store, platform, router, rollout, settings.actor or getpass.getuser())
+def build(settings: Settings, policy: LoadedPolicy, *, services: Services | None = None) -> App:
+    """The rollout machinery of ``policy`` (CLI rollout commands, the demos): a view of the one
+    composition, ``build_service``.  ``services``: the process's, when it built one already
+    without a policy (the CLI's access check) — its store and access, with ``policy``'s rollout;
+    so one command opens one engine and migrates once."""
+    svc = services if services is not None else build_service(settings, policy)
+    rollout = svc.rollout
+    if rollout is None or rollout.loaded is not policy:
+        rollout = make_rollout(settings, svc.store, policy, svc.access)[2]
+    actor = settings.actor or getpass.getuser()
+    return App(settings, svc.store, rollout.platform, rollout.router, rollout, actor)
 
 
 # -- the API service: access control, audit, rollout (issue 5) -------------------------------------
@@ -277,6 +283,8 @@ class Services:
     run_engines: bool = True
     """Start the escalation engine with the app (tests that drive it by hand turn this off)."""
     alerting: AlertingService | None = None
+    store_counts: Callable[[], dict[str, Any]] = dict
+    """What ``GET /metrics`` reads from the store at scrape time."""
 
 
 def _kek_id(key: bytes) -> str:
@@ -325,10 +333,7 @@ def build_service(
     from shipwarden.services.access import AccessConfig
 
     now = clock or (lambda: datetime.now(UTC))
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.db_url)
-    migrate(engine)
-    store = Store(engine, clock=lambda: now().timestamp())
+    store = _store(settings, clock=lambda: now().timestamp())
     key = load_signing_key(settings)
     extra = {}
     for p in settings.audit_public_keys:
@@ -373,6 +378,8 @@ def build_service(
             escalation=OnCallEscalation(oncall.engine) if oncall is not None else None,
             clock=lambda: now().timestamp(),
         )  # fmt: skip
+    from shipwarden.adapters.store.alerting_repo import store_counts
+
     return Services(
         settings=settings,
         store=store,
@@ -385,6 +392,7 @@ def build_service(
         incidents=incidents,
         oncall=oncall,
         alerting=alerting,
+        store_counts=partial(store_counts, store),
     )
 
 
@@ -706,6 +714,20 @@ def nrql_query(provider: MetricProvider) -> Callable[[CustomCondition, str, floa
     return query
 
 
+def start_wal_checkpoints(svc: Services) -> Callable[[], None]:
+    """On SQLite, checkpoint the write-ahead log from a thread of ``serve`` instead of inside the
+    commits requests wait for (``adapters/store/wal.py``); returns the function that stops it."""
+    if svc.store.engine.dialect.name != "sqlite":
+        return lambda: None
+    from shipwarden.adapters.store.wal import WalCheckpoints
+
+    try:
+        checkpoints = WalCheckpoints(svc.store.engine)
+    except ValueError:  # an in-memory database: no log file
+        return lambda: None
+    return checkpoints.start().stop
+
+
 def start_alerting(svc: Services) -> Callable[[], None]:
     """Run the alert engine (and the NRQL conditions, when New Relic is configured) in the
     background of ``serve``; returns the function that stops them."""
@@ -718,6 +740,9 @@ def start_alerting(svc: Services) -> Callable[[], None]:
         return lambda: None
     engine = alerting.engine
     engine.start()
+    from shipwarden.adapters.notify.apprise_channel import warm_up
+
+    threading.Thread(target=warm_up, name="apprise-warm-up", daemon=True).start()
     if alerting.rules_target is not None and alerting.monitoring is not None:
         # the policy this process serves is the one in force: its rules replace the file (unchanged:
         # nothing done) and Prometheus reloads them
@@ -839,13 +864,13 @@ def make_oncall(
     Pages go by e-mail through ``SHIPWARDEN_SMTP_URL`` and by Apprise to secrets; the watchdog
     pages through a second notifier of its own (same transports, no store, no page table)."""
     from shipwarden.adapters.notify.pager import PageNotifier, parse_smtp_url
-    from shipwarden.adapters.store.oncall_repo import OnCallRepo, StoreRecentChanges
+    from shipwarden.adapters.store.oncall_repo import OnCallRepo, RotaRepo, StoreRecentChanges
 
     def section() -> OnCallPolicy | None:
         p = policy()
         return p.policy.oncall if p is not None else None
 
-    rota = Rota(section)
+    rota = Rota(section, RotaRepo(store), clock)
     lookup = secrets or secret_lookup(settings, store)
     smtp = parse_smtp_url(settings.smtp_url, settings.smtp_from) if settings.smtp_url else None
     oc = section()

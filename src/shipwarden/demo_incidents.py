@@ -70,13 +70,12 @@ def respond(
 
 def _alert(app: Any, incidents: Any, service: str, onset: datetime) -> None:
     """Stand-in for alerting (E7/E8) until it lands: record the alert change, then tell the sink."""
-    from shipwarden.adapters.store.audit_repo import AuditRepo
     from shipwarden.domain.audit import AuditChain, EntryDraft
 
     fp = hashlib.sha256(f"HighErrorRate/{service}".encode()).hexdigest()[:16]
     detail = {"alertname": "HighErrorRate", "fingerprint": fp, "status": "firing"}
     draft = EntryDraft(actor="alerting", action="alert.firing", service=service, detail=detail)
-    head = AuditRepo(app.store).append([draft], AuditChain(lambda: datetime.now(UTC)))
+    head = app.store.audit_log.append([draft], AuditChain(lambda: datetime.now(UTC)))
     incidents.service.alert_changed(AlertSignal(
         fingerprint=fp, name="HighErrorRate", severity="critical", status="firing", starts_at=onset,
         service=service, annotations={"summary": "more than 5 % of requests answer 5xx"}, audit_seq=head.seq,

@@ -7,12 +7,13 @@ the API on a loopback port (its lifespan runs the escalation engine and its watc
 pipeline and engine, incidents whose commander is whoever is on call, pages by SMTP to a local
 mail catcher (aiosmtpd).  Level time-outs are 4 s so the section stays short.
 
-HOOK (Prometheus → Alertmanager): the alert is posted to ``/alerting/webhook`` exactly as
-Alertmanager posts it (webhook version 4, bearer token), when a blackbox-style probe of the
-production route sees more than 5 % 5xx — standing in for Prometheus evaluating the generated rule
-and Alertmanager forwarding it.  The real chain (Prometheus evaluating shipwarden's rules,
-Alertmanager, the same webhook) is exercised in tests/integration/alerting/test_real_stack.py;
-swap :func:`_fire` for that stack when the demo machine has the binaries.
+The alert is real: Prometheus (Debian's ``prometheus``) scrapes the router's ``/metrics`` every
+second and evaluates the rule shipwarden generated from the policy's ``monitoring`` section
+(``ServiceErrorRate``: more than 5 % of production requests answered 5xx over 5 s, for 1 s),
+written by ``start_alerting`` as ``serve`` does (``promtool`` check, then SIGHUP); Prometheus sends
+it to a real Alertmanager (``prometheus-alertmanager``, ``group_wait: 0s``, ``group_interval: 1s``
+instead of its 30 s / 5 min defaults), whose webhook receiver is shipwarden's
+``/alerting/webhook``.  The resolved notice takes the same path once the rollback stops the 5xx.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ oncall:
           timeout: {LEVEL_TIMEOUT:g}s
   services: {{hello: hello-page}}
   watchdog: {{notify: [{{person: bob}}]}}
+monitoring:
+  evaluationInterval: 1s
+  services:
+    hello:
+      errorRate: {{critical: 5, for: 1s, window: 5s}}
 alerting:
   receivers:
     - name: hello-oncall
@@ -69,45 +75,52 @@ alerting:
 """
 
 
-def _probe(url: str, n: int = 40) -> float:
-    bad = 0
-    with httpx.Client(timeout=2, trust_env=False) as h:
-        for _ in range(n):
-            try:
-                bad += h.get(url).status_code >= 500
-            except httpx.HTTPError:
-                bad += 1
-    return bad / n
+def _monitoring(root: Path, api: str, router_admin: str, rules: Path) -> tuple[Any, Any]:
+    """Real Alertmanager → shipwarden's webhook, and real Prometheus scraping the router and
+    evaluating ``rules`` (which ``start_alerting`` fills in and reloads by SIGHUP)."""
+    from shipwarden.adapters.metrics.processes import start_alertmanager, start_prometheus
+
+    rules.parent.mkdir(parents=True, exist_ok=True)
+    rules.write_text("groups: []\n")
+    am = start_alertmanager(root / "alertmanager", f"{api}/alerting/webhook", TOKEN)
+    try:
+        scrape = {"job_name": "router", "static_configs": [{"targets": [router_admin.split("//", 1)[1]]}]}
+        prom = start_prometheus(
+            root / "prometheus", [scrape], rule_files=[rules], alertmanager=f"127.0.0.1:{am.port}"
+        )
+    except BaseException:
+        am.stop()
+        raise
+    (root / "prometheus" / "prometheus.pid").write_text(str(prom.process.pid))
+    return prom, am
 
 
-def _fire(api: str, status: str, onset: datetime, ratio: float) -> None:
-    """HOOK: what Alertmanager posts for the rule ``ServiceErrorRate`` (see the module docstring)."""
-    alert = {
-        "status": status,
-        "labels": {"alertname": "ServiceErrorRate", "service": "hello", "severity": "critical"},
-        "annotations": {"summary": f"{ratio:.0%} of requests to hello answer 5xx (threshold 5 %)"},
-        "startsAt": onset.isoformat(),
-        "fingerprint": "demo-hello-5xx",
-        **({"endsAt": datetime.now(UTC).isoformat()} if status == "resolved" else {}),
-    }
-    body = {
-        "version": "4",
-        "groupKey": '{}:{alertname="ServiceErrorRate", service="hello"}',
-        "status": status,
-        "receiver": "shipwarden",
-        "groupLabels": {"alertname": "ServiceErrorRate", "service": "hello"},
-        "commonLabels": alert["labels"],
-        "commonAnnotations": alert["annotations"],
-        "alerts": [alert],
-    }
-    r = httpx.post(
-        f"{api}/alerting/webhook",
-        json=body,
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=10,
-        trust_env=False,
-    )
-    r.raise_for_status()
+def _rule_names(prom: Any) -> set[str]:
+    body = httpx.get(f"{prom.url}/api/v1/rules", timeout=5, trust_env=False).json()
+    return {r["name"] for g in body["data"]["groups"] for r in g["rules"]}
+
+
+def _prom_alert(prom: Any, name: str) -> dict[str, Any] | None:
+    body = httpx.get(f"{prom.url}/api/v1/alerts", timeout=5, trust_env=False).json()
+    return next((a for a in body["data"]["alerts"] if a["labels"].get("alertname") == name), None)
+
+
+def _epoch(rfc3339: str) -> float:
+    """Prometheus' ``activeAt`` (nanosecond fractions) as epoch seconds."""
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", rfc3339)
+    if m is None:
+        return float("nan")
+    return datetime.fromisoformat(m.group(1) + "+00:00").timestamp() + float(m.group(2) or 0)
+
+
+def _until(what: str, cond: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise RuntimeError(f"{what}: not within {timeout:g}s")
 
 
 def _serve(svc: Any, port: int) -> tuple[Any, threading.Thread]:
@@ -146,6 +159,7 @@ def run(console: Console, workdir: Path) -> bool:
     api = f"http://127.0.0.1:{port}"
     os.environ["SHIPWARDEN_SECRET_ALERT_WEBHOOK_TOKEN"] = TOKEN
     ok = False
+    rules = root / "rules" / "shipwarden.yml"
     with MailCatcher() as mail:
         settings = Settings(
             state_dir=root / "state",
@@ -155,15 +169,28 @@ def run(console: Console, workdir: Path) -> bool:
             smtp_url=mail.url,
             smtp_from="pager@shipwarden.demo",
             public_url=api,
+            prometheus_rules_file=rules,
+            prometheus_pid_file=root / "prometheus" / "prometheus.pid",
         )
         svc = build_service(settings, load_policy(policy_path))
         assert svc.rollout is not None and svc.oncall is not None and svc.incidents is not None
         rollout, engine = svc.rollout, svc.oncall.engine
         server, thread = _serve(svc, port)
-        stop_alerting = start_alerting(svc)
+        stop_alerting: Any = None
+        prom = am = None
         url = f"http://127.0.0.1:{rollout.spec('hello').routing.port}/"
         try:
             console.print(Rule("9. on call: hello v2 degrades, the pager escalates, the incident is handled"))
+            t0 = time.monotonic()
+            prom, am = _monitoring(root, api, rollout.router.admin_url, rules)  # type: ignore[attr-defined]
+            stop_alerting = start_alerting(svc)  # writes the policy's rules, promtool-checked; SIGHUP
+            names = _until("Prometheus loads shipwarden's rules", lambda: _rule_names(prom), 30)
+            console.print(
+                f"Prometheus {prom.url} (1 s scrape + evaluation of the router's /metrics, rules "
+                f"{', '.join(sorted(names))}) → Alertmanager {am.url} (group_wait 0s) → "
+                f"{api}/alerting/webhook; up in {time.monotonic() - t0:.1f}s",
+                highlight=False,
+            )
             who = svc.oncall.rota.who(datetime.now(UTC))["primary"][0]
             console.print(
                 f"on call now (schedule primary, Europe/Berlin): {who}; escalation hello-page: "
@@ -171,29 +198,33 @@ def run(console: Console, workdir: Path) -> bool:
                 highlight=False,
             )
             rollout.run(rollout.start("hello", "v1", actor="demo").id)
-            os.environ["SAMPLE_ERROR_RATE"], os.environ["SAMPLE_ERRORS_FROM"] = "0.25", str(time.time() + 15)
+            errors_from = time.time() + 15  # after v2's preview and switch: the release looks good
+            os.environ["SAMPLE_ERROR_RATE"], os.environ["SAMPLE_ERRORS_FROM"] = "0.25", str(errors_from)
             try:
                 bad = rollout.run(rollout.start("hello", "v2", actor="dave").id)
             finally:
                 os.environ.pop("SAMPLE_ERROR_RATE"), os.environ.pop("SAMPLE_ERRORS_FROM")
             console.print(f"dave deployed hello v2: {bad.id} {bad.phase.value}", highlight=False)
-            with Load(url, concurrency=4, max_seconds=120):
-                deadline, ratio = time.monotonic() + 60, 0.0
-                while ratio <= 0.05 and time.monotonic() < deadline:
-                    ratio = _probe(url)
-                onset = datetime.now(UTC)
+            with Load(url, concurrency=4, max_seconds=150):
                 console.print(
-                    f"probe of production: {ratio:.0%} 5xx > 5 % → ServiceErrorRate fires "
-                    "(posted to /alerting/webhook as Alertmanager does)",
+                    f"hello v2 starts answering 5xx to a quarter of requests in "
+                    f"{max(0.0, errors_from - time.time()):.0f}s …",
                     highlight=False,
                 )
-                fired_at = time.time()
-                _fire(api, "firing", onset, ratio)
-                first = mail.wait_for(lambda m: "alice@demo.test" in m.to, 30)
+                first = mail.wait_for(lambda m: "alice@demo.test" in m.to, 90)
                 if first is None:
-                    raise RuntimeError("alice was not paged")
+                    raise RuntimeError(f"alice was not paged (Prometheus log: {prom.log_tail(5)})")
+                alert = _prom_alert(prom, "ServiceErrorRate") or {}
+                active = alert.get("activeAt")
+                since = f"{_epoch(active) - errors_from:.1f}s" if isinstance(active, str) else "?"
                 console.print(
-                    f"paged alice@demo.test by mail {first.at - fired_at:.2f}s after the alert: "
+                    f"Prometheus: ServiceErrorRate {alert.get('state', '?')} (value "
+                    f"{float(alert.get('value', 'nan')):.1f} % 5xx > 5 %; pending {since} after the first "
+                    "5xx, firing 1 s later); Alertmanager forwarded it to shipwarden",
+                    highlight=False,
+                )
+                console.print(
+                    f"paged alice@demo.test by mail {first.at - errors_from:.2f}s after the first 5xx: "
                     f"{first.subject}",
                     highlight=False,
                 )
@@ -232,10 +263,19 @@ def run(console: Console, workdir: Path) -> bool:
                 files = demo_incidents.respond(
                     console, svc, svc.incidents, service="hello", actor="carol", out=root / "report"
                 )
-                _fire(api, "resolved", onset, 0.0)
-                deadline = time.monotonic() + 15
+                deadline = time.monotonic() + 60
                 while engine.store.get(esc.id).status.value != "resolved" and time.monotonic() < deadline:
                     time.sleep(0.1)
+                done_esc = engine.store.get(esc.id)
+                rolled = svc.store.history("hello", limit=1)[0]
+                if done_esc.resolved_at is not None:
+                    console.print(
+                        f"the 5xx stopped with the rollback ({rolled.id}); Prometheus resolved "
+                        "ServiceErrorRate (5 s window) and Alertmanager sent the resolved notice: "
+                        f"escalation resolved by {done_esc.resolved_by} "
+                        f"{done_esc.resolved_at - rolled.created_at:.1f}s after the rollback started",
+                        highlight=False,
+                    )
             steps = [e.detail for e in svc.store.audit_entries(action="escalation.step")]
             late = ", ".join(f"level {d['level']} {d['late_ms']:.0f} ms" for d in steps)
             console.print(
@@ -247,7 +287,11 @@ def run(console: Console, workdir: Path) -> bool:
                 and engine.store.get(esc.id).status.value == "resolved"
             )
         finally:
-            stop_alerting()
+            if stop_alerting is not None:
+                stop_alerting()
+            for proc in (prom, am):
+                if proc is not None:
+                    proc.stop()
             server.should_exit = True
             thread.join(15)
             rollout.platform.stop(rollout.platform.instances("hello"), 5)

@@ -197,3 +197,54 @@ def test_the_router_counts_every_answer_per_route_and_version(driver: Driver) ->
         assert hist.bounds_ms[-1] == float("inf") and hist.cumulative[-1] == hist.requests
         assert list(hist.cumulative) == sorted(hist.cumulative)
     assert r.version_counts("unknown") == {}
+
+
+def test_zone_pools_are_read_back_served_by_their_share_and_counted_per_zone(driver: Driver) -> None:
+    """E2: a table with one pool per (version, zone) is served as it is — each zone pool gets its
+    own share (HAProxy too: a zone pool is a backend of its own) — and ``version_counts(zone=)``
+    counts what that zone's instances answered, so a zone's canary can be judged on its own."""
+    r, svc = driver.router, driver.listener.service
+    a1, b2 = driver.backend("v1"), driver.backend("v2")
+    split = Routes(production=(Pool("v1", (a1,), 50, "a"), Pool("v2", (b2,), 50, "b")))
+    r.apply(svc, split)
+    assert r.current(svc) == split
+    before = {z: r.version_counts(svc, z) for z in ("a", "b", None)}
+    res = r.probe(svc, "production", 100)
+    assert res.failures == 0 and sum(res.versions.values()) == 100
+    after = {z: r.version_counts(svc, z) for z in ("a", "b", None)}
+
+    def grew(zone: str | None) -> dict[str, int]:
+        old = before[zone].get("production", {})
+        return {
+            v: c.requests - (old[v].requests if v in old else 0)
+            for v, c in after[zone].get("production", {}).items()
+        }
+
+    assert grew("a") == {"v1": res.versions["v1"]} and grew("b") == {"v2": res.versions["v2"]}
+    assert grew(None) == {"v1": res.versions["v1"], "v2": res.versions["v2"]}
+    assert 20 <= res.versions["v2"] <= 80, res.versions  # zone b's pool got its share (~6 sigma)
+    assert r.version_counts(svc, "nowhere") == {}
+    # one version in two zones with different shares: each zone pool keeps its own weight
+    b1 = driver.backend("v1")
+    zoned = Routes(production=(Pool("v1", (a1,), 90, "a"), Pool("v1", (b1,), 10, "b")))
+    r.apply(svc, zoned)
+    assert r.current(svc) == zoned
+    before = {z: r.version_counts(svc, z) for z in ("a", "b", None)}
+    res = r.probe(svc, "production", 100)
+    after = {z: r.version_counts(svc, z) for z in ("a", "b", None)}
+    assert res.failures == 0 and res.versions == Counter(v1=100)
+    in_b = grew("b").get("v1", 0)
+    assert grew("a").get("v1", 0) + in_b == 100 and in_b <= 30, (grew("a"), in_b)  # ~10, not ~50
+
+
+def test_a_zone_whose_instances_died_is_served_by_the_versions_other_zones(driver: Driver) -> None:
+    """E2 failover outside a rollout (nothing rewrites the table): a zone pool whose instances all
+    refuse is served by the same version's instances in the other zones, no request failing."""
+    r, svc = driver.router, driver.listener.service
+    a, b, c = driver.backend("v1"), driver.backend("v1"), driver.backend("v1")
+    pools = ((a, 34, "a"), (b, 33, "b"), (c, 33, "c"))
+    table = Routes(production=tuple(Pool("v1", (x,), w, z) for x, w, z in pools))
+    r.apply(svc, table)
+    driver.kill(b)
+    res = r.probe(svc, "production", 30)
+    assert res.versions == Counter(v1=30) and res.failures == 0, res

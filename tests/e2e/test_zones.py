@@ -3,13 +3,15 @@
 A zone's instances are processes labelled with it (``SHIPWARDEN_ZONE``); the router has one pool per
 (version, zone).  Two tests, kept small (one instance per zone): a zone lost in the middle of a
 rollout is routed around at once and restored, and the rollout goes on (then, with no rollout
-running, another zone is lost: the router's retries serve it from the others); a later zone whose
+running, another zone is lost: served by the others at once, taken out of the table by the
+controller's serving watch, replaced and routed again); a later zone whose
 new version fails rolls every zone back.  Both count failed requests of a load running throughout.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -19,6 +21,9 @@ from pathlib import Path
 import pytest
 
 from shipwarden.domain.rollout import Phase
+from shipwarden.ports.platform import InstanceState
+from shipwarden.services.controller import Controller
+from shipwarden.services.serving import for_rollout
 from tests.fixtures.deploy_env import GOOD, DeployEnv, make_env, teardown_env
 
 pytestmark = pytest.mark.integration
@@ -90,15 +95,35 @@ def test_a_zone_lost_mid_rollout_is_routed_around_restored_and_the_rollout_finis
     assert {(i.zone, i.version) for i in app.platform.instances("web")} == {(z, "v2") for z in ZONES}
     assert _zones_of(zones_env) == {"a": {"v2"}, "b": {"v2"}, "c": {"v2"}}
     print(f"\nzone lost mid-rollout: {traffic.result.requests} requests, {traffic.result.failures} failed")
-    # no rollout running: a zone lost now is served by the others (the router retries another
-    # pool of the route and skips the dead instance), nothing fails but what was in flight
-    with load(zones_env.url, concurrency=CONCURRENCY, max_seconds=30) as steady:
-        time.sleep(0.5)
-        (b,) = [i for i in app.platform.instances("web") if i.zone == "b"]
-        assert b.pid is not None
-        os.kill(b.pid, signal.SIGKILL)
-        time.sleep(2.0)
+    # no rollout running: a zone lost now is served by the others at once (the router retries
+    # another pool and skips the dead instance), the controller's serving watch takes it out of
+    # the table, starts a replacement in the zone and routes it once healthy
+    ctl = Controller(app.rollout, app.store, interval_s=0.2, serving=for_rollout(app.rollout))
+    ctl.start()
+    try:
+        with load(zones_env.url, concurrency=CONCURRENCY, max_seconds=60) as steady:
+            time.sleep(0.5)
+            (b,) = [i for i in app.platform.instances("web") if i.zone == "b"]
+            assert b.pid is not None
+            os.kill(b.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while "b" in _zones_of(zones_env):
+                assert time.monotonic() < deadline, "zone b was not taken out of routing"
+                time.sleep(0.05)
+            while "b" not in _zones_of(zones_env):
+                assert time.monotonic() < deadline, "zone b did not come back"
+                time.sleep(0.05)
+            time.sleep(1.0)
+    finally:
+        ctl.stop()
     assert steady.result.failures <= CONCURRENCY and steady.result.requests > 50, steady.result.errors
+    (b2,) = [i for i in app.platform.instances("web") if i.zone == "b"]
+    assert b2.address != b.address and b2.state is InstanceState.RUNNING and b2.version == "v2"
+    rerouted = [e.detail for e in app.store.audit_entries(service="web", action="serving.rerouted")]
+    assert rerouted[0]["zones_out"] == ["b"] and rerouted[0]["out"] == [b.address], rerouted
+    assert rerouted[-1]["in"] == [b2.address] and not rerouted[-1]["zones_out"], rerouted
+    replaced = [e.detail for e in app.store.audit_entries(service="web", action="serving.replaced")]
+    assert replaced == [{"dead": b.address, "started": b2.address, "version": "v2", "zone": "b"}]
     print(f"zone lost, no rollout: {steady.result.requests} requests, {steady.result.failures} failed")
 
 
@@ -114,3 +139,74 @@ def test_a_failure_in_the_last_zone_rolls_back_every_zone(zones_env, load) -> No
     assert {"v1", "v2c"} <= set(traffic.result.versions)  # zones a and b served the new version
     assert {(i.zone, i.version) for i in app.platform.instances("web")} == {(z, "v1") for z in ZONES}
     assert _zones_of(zones_env) == {"a": {"v1"}, "b": {"v1"}, "c": {"v1"}}
+
+
+#: every version fails 5 % of the load's requests (``/?load``; the rollout's probes of ``/`` see no
+#: error); ``e2c`` fails 15 % of them in zone c, 5 % elsewhere
+BASE_ERRORS = GOOD.replace(
+    "import os, sys\n",
+    "import os, sys\nos.environ.update(SAMPLE_ERROR_RATE='0.05', SAMPLE_ERROR_QUERY='load')\n",
+)
+ZONE_C_ERRORS = BASE_ERRORS.replace(
+    "SAMPLE_ERROR_RATE='0.05'",
+    "SAMPLE_ERROR_RATE='0.15' if os.environ.get('SHIPWARDEN_ZONE') == 'c' else '0.05'",
+)
+CANARY_ZONES = """\
+canary:
+  steps:
+    - setWeight: 50
+    - analysis: {}
+  scaleDownDelay: 1s
+  verifyRequests: 20
+  progressDeadline: 150s
+  analysis:
+    interval: 1s
+    judge:
+      algorithm: sequential
+      samples: 30
+      minRequests: 100
+      warmup: 2s
+      metrics:
+        errorRate: {tolerance: 0.5, regression: 2.5}
+        latency: {enabled: false}
+zones:
+  order: [a, b, c]
+  minHealthyPerZone: 1
+"""
+
+
+@pytest.fixture(params=["nginx", "haproxy"])
+def canary_zones_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeployEnv]:
+    """Through each router: both give each zone pool its share and count it per zone."""
+    releases = {"e1": BASE_ERRORS, "e2c": ZONE_C_ERRORS}
+    env = make_env(
+        tmp_path, strategy=CANARY_ZONES, router=request.param, zones=ZONES, instances=1, releases=releases
+    )
+    env.app().router.start()
+    yield env
+    teardown_env(env)
+
+
+def test_each_zones_canary_is_judged_on_its_own_traffic(canary_zones_env, load) -> None:  # type: ignore[no-untyped-def]
+    """A version that is bad in zone c only (3x the errors there) rolls back in zone c's wave.
+
+    Judged on every zone's traffic at once, zone c's canary (half of c's third of the traffic)
+    would be diluted by zones a and b, which serve the same version well by then: its error rate
+    would look 1.4x the baseline's, inside the tolerance (1.5x), and the rollout would finish.
+    The router labels each answer with the zone of the instance that gave it, and each wave's
+    judge compares the two versions in that wave's zone only: 3x, a rollback."""
+    app = canary_zones_env.app()
+    first = app.rollout.run(app.rollout.start("web", "e1", actor="tester").id)
+    assert first.phase is Phase.SUCCEEDED, first.reason
+    with load(canary_zones_env.url + "?load", concurrency=CONCURRENCY, max_seconds=200):
+        dep = app.rollout.run(app.rollout.start("web", "e2c", actor="tester").id)
+    steps = app.store.steps(dep.id)
+    story = "\n".join(f"{s.phase} wave {s.detail.get('wave', 0)}: {s.reason}" for s in steps)
+    assert dep.phase is Phase.ROLLED_BACK, f"{dep.phase}: {dep.reason}\n{story}"
+    assert re.search(r"\[(step-1|background)@c\] .*error", dep.reason), dep.reason  # zone c's judge
+    waves = [(s.phase, s.detail.get("wave", 0)) for s in steps]
+    assert ("promoting", 0) in waves and ("promoting", 1) in waves, story  # a and b passed their judge
+    judged = {r["key"] for r in app.store.analysis_records(dep.id) if r["kind"] == "judge"}
+    assert {"step-1@a", "step-1@b", "step-1@c"} <= judged and all("@" in k for k in judged), judged
+    assert {(i.zone, i.version) for i in app.platform.instances("web")} == {(z, "e1") for z in ZONES}
+    assert _zones_of(canary_zones_env) == {"a": {"e1"}, "b": {"e1"}, "c": {"e1"}}

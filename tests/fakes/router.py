@@ -34,6 +34,11 @@ Backend = Callable[[str], "tuple[str, int] | None"]
 MAX_RETRIES = 4
 
 
+def _key(pool: Pool) -> str:
+    """A pool's name in the balancer's state: its version, and its zone if it has one."""
+    return pool.version if pool.zone is None else f"{pool.version}@{pool.zone}"
+
+
 class FakeRouter:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -47,7 +52,8 @@ class FakeRouter:
         self.reloads = 0
         self._credit: dict[tuple[str, str], dict[str, int]] = {}  # smooth WRR state per route
         self._rr: dict[tuple[str, str, str], int] = {}  # round robin per pool
-        self._counts: dict[str, dict[str, dict[str, tuple[int, int]]]] = {}  # requests, 5xx
+        #: requests, 5xx per service, route and (version, zone of the instance that answered)
+        self._counts: dict[str, dict[str, dict[tuple[str, str | None], tuple[int, int]]]] = {}
         self.history_queries: HistoryQueries | None = None
 
     # -- TrafficRouter -----------------------------------------------------------------------
@@ -107,9 +113,10 @@ class FakeRouter:
             if answer is None:
                 result.failures += 1
                 continue
-            version, status = answer
-            n, e = self._counts.setdefault(service, {}).setdefault(route, {}).get(version, (0, 0))
-            self._counts[service][route][version] = (n + 1, e + (status >= 500))
+            version, status, zone = answer
+            by = self._counts.setdefault(service, {}).setdefault(route, {})
+            n, e = by.get((version, zone), (0, 0))
+            by[(version, zone)] = (n + 1, e + (status >= 500))
             if status >= 500:
                 result.failures += 1
                 result.server_errors[version] += 1
@@ -117,14 +124,26 @@ class FakeRouter:
                 result.versions[version] += 1
         return result
 
-    def version_counts(self, service: str) -> RouteCounts:
-        """What probes through the fake counted (no latency histogram: the fake has no time)."""
+    def version_counts(self, service: str, zone: str | None = None) -> RouteCounts:
+        """What probes through the fake counted (no latency histogram: the fake has no time);
+        ``zone``: what that zone's instances answered."""
         self.faults.check("version_counts")
-        return {route: {v: VersionCounts(n, e) for v, (n, e) in by.items()}
-                for route, by in self._counts.get(service, {}).items()}  # fmt: skip
+        out: RouteCounts = {}
+        for route, by in self._counts.get(service, {}).items():
+            summed: dict[str, tuple[int, int]] = {}
+            for (v, z), (n, e) in by.items():
+                if zone is None or z == zone:
+                    was = summed.get(v, (0, 0))
+                    summed[v] = (was[0] + n, was[1] + e)
+            if summed:
+                out[route] = {v: VersionCounts(n, e) for v, (n, e) in summed.items()}
+        return out
 
     # -- the balancer --------------------------------------------------------------------------
-    def _request(self, service: str, route: str, pools: tuple[Pool, ...]) -> tuple[str, int] | None:
+    def _request(
+        self, service: str, route: str, pools: tuple[Pool, ...]
+    ) -> tuple[str, int, str | None] | None:
+        """(version, status, zone of the instance that answered), or None: nobody answered."""
         live = [p for p in pools if p.weight > 0 and p.addresses]
         if not live:
             return None  # 503: no pool serves the route
@@ -133,23 +152,24 @@ class FakeRouter:
             a for p in live if p is not chosen for a in p.addresses
         ] + [a for p in pools if p not in live for a in p.addresses]  # fmt: skip
         npeers = sum(len(p.addresses) for p in pools)
+        zone_of = {a: p.zone for p in pools for a in p.addresses}
         for address in order[: 1 + min(npeers - 1, MAX_RETRIES)]:
             answer = self.backend(address)
             if answer is not None:
-                return answer
+                return answer[0], answer[1], zone_of.get(address)
         return None  # 502: every attempt refused
 
     def _pick(self, service: str, route: str, live: list[Pool]) -> Pool:
         credit = self._credit.setdefault((service, route), {})
         total = sum(p.weight for p in live)
         for p in live:
-            credit[p.version] = credit.get(p.version, 0) + p.weight
-        best = max(live, key=lambda p: credit[p.version])
-        credit[best.version] -= total
+            credit[_key(p)] = credit.get(_key(p), 0) + p.weight
+        best = max(live, key=lambda p: credit[_key(p)])
+        credit[_key(best)] -= total
         return best
 
     def _peers(self, service: str, route: str, pool: Pool) -> list[str]:
-        key = (service, route, pool.version)
+        key = (service, route, _key(pool))
         n = self._rr.get(key, 0)
         self._rr[key] = n + 1
         k = n % len(pool.addresses)

@@ -94,6 +94,20 @@ def test_close_commits_everything_queued_then_refuses(audit: AuditService) -> No
         audit.writer.submit(EntryDraft(actor="late", action="access"))
 
 
+def test_a_waiter_that_gives_up_cannot_stop_the_writer(audit: AuditService) -> None:
+    """A caller that cancels its future while the entry is queued: the entry is committed all the
+    same, and the writer thread goes on (``set_result`` on a cancelled future used to raise in it)."""
+    gate = Gate(audit)
+    first = audit.writer.submit(EntryDraft(actor="a", action="access"))
+    assert gate.entered.wait(30)
+    quitter = audit.writer.submit(EntryDraft(actor="b", action="access"))
+    assert not quitter.cancel()  # once queued, the entry will be stored: cancelling is refused
+    gate.open.set()
+    assert first.result(30) == 1 and quitter.result(30) == 2
+    assert audit.writer.record(EntryDraft(actor="c", action="access")) == 3
+    assert audit.store.count_audit() == 3 and audit.verify().ok
+
+
 def test_a_refused_draft_fails_alone_and_a_failed_commit_fails_its_waiters(audit: AuditService) -> None:
     with pytest.raises(AuditError):
         audit.writer.submit(EntryDraft(actor="", action="access"))  # refused before it is queued

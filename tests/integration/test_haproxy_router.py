@@ -53,4 +53,4 @@ def test_counters_shown_during_a_reload_handover_never_go_down(
         router.probe("web", "production", 5)
         assert router.metrics_text() == frozen
         router._counters("thaw")  # a refused reload: the live counts again
-        assert 'version="v1",code="200"} 10\n' in router.metrics_text()
+        assert 'version="v1",zone="",code="200"} 10\n' in router.metrics_text()

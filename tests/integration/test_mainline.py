@@ -307,17 +307,120 @@ def test_a_pull_request_merged_by_hand_before_its_gates_passed(h: Harness, oscar
     assert "whose gates have not passed yet (pending" in judged[merge].why
     run_scheduled(h)
     assert h.change(sha).status == "pending" and h.change(sha).deployment_id is None
-    # the branch's evidence goes green: the change passes, and is not merged a second time
+    # the branch's evidence goes green: the change passes, and is not merged a second time; the
+    # hand-made merge is exactly that head merged onto main, so the head's evidence is its evidence:
+    # deployed without waiting for CI on the merge commit's own sha
     h.green_evidence(sha)
-    assert h.change(sha).status == "approved" and h.remote.head("main") == merge and h.deploys == []
-    # the merge commit is judged by its own evidence (CI on main): then it is deployed
-    assert "[awaiting-evidence]" in render_explanation(h.service.explain(merge[:12]))
-    h.green_evidence(merge)
-    res = h.webhook(merge, "main")
-    assert res.change_status == "merged" and len(h.deploys) == 1, res
     (v,) = verdicts(h, merge)
-    assert (v.verdict, v.reason) == ("deploy", "approved-change")
-    assert h.remote.head("main") == merge  # nothing merged again
+    assert (v.verdict, v.reason, v.change_id) == ("deploy", "clean-merge", h.change(sha).id), v.why
+    assert f"the gates of its head {sha[:12]} all passed after it arrived" in v.why
+    assert h.remote.head("main") == merge and len(h.deploys) == 1  # nothing merged again
+    assert (h.change(sha).status, h.change(sha).merge_sha) == ("merged", merge)
+    assert "[clean-merge]" in render_explanation(h.service.explain(merge[:12]))
+    run_scheduled(h)
+    assert [e.detail["commit"] for e in h.store.audit_entries(action="main.deploy")] == [merge]
+    assert violations(h) == []
+
+
+def test_a_merge_by_hand_adding_lines_still_waits_for_its_own_evidence(h: Harness, oscar: Outsider) -> None:
+    """The head's evidence covers only the head merged onto main: a merge commit carrying one more
+    line is not that, and keeps waiting for CI on its own sha (then it is judged by that)."""
+    sha = h.push("feature/sneaky", {"src/app.py": "print('sneaky')\n"}, "Sneaky")
+    h.green_evidence(sha, skip="integration")
+    assert h.webhook(sha, "feature/sneaky").change_status == "pending"
+    merge = oscar.merge(sha, extra={"src/backdoor.py": "import os\n"})
+    (head, *_rest) = h.service.watch_main(via="poll")
+    assert (head.sha, head.verdict) == (merge, "awaiting")
+    h.green_evidence(sha)
+    assert h.change(sha).status == "approved"
+    (v,) = verdicts(h, merge)
+    assert (v.verdict, v.reason) == ("awaiting", "awaiting-evidence") and h.deploys == []
+    h.green_evidence(merge)
+    h.webhook(merge, "main")
+    (v,) = verdicts(h, merge)
+    assert (v.verdict, v.reason) == ("deploy", "approved-change") and len(h.deploys) == 1
+
+
+def test_a_squash_by_hand_before_its_gates_passed_takes_the_heads_proof(h: Harness, oscar: Outsider) -> None:
+    sha = h.push("feature/squashed", {"src/app.py": "print('squashed')\n"}, "Squash me")
+    h.green_evidence(sha, skip="integration")
+    assert h.webhook(sha, "feature/squashed").change_status == "pending"
+    oscar.sync()
+    squash = oscar.commit({"src/app.py": "print('squashed')\n"}, "Squash me (#7)")
+    oscar.push_main()
+    (head,) = h.service.watch_main(via="poll")
+    assert (head.sha, head.verdict) == (squash, "awaiting")
+    h.green_evidence(sha)
+    (v,) = verdicts(h, squash)
+    assert (v.verdict, v.reason) == ("deploy", "clean-merge") and "a squash or rebase" in v.why
+    assert len(h.deploys) == 1 and h.remote.head("main") == squash
+
+
+def test_a_merge_by_hand_takes_the_evidence_of_the_merge_ci_tested(h: Harness, oscar: Outsider) -> None:
+    """CI tested the pull request's merge commit (its head merged onto main, as GitHub's
+    refs/pull/N/merge); the hand-made merge has exactly that tree: that evidence is its evidence."""
+    sha = h.push("feature/tested", {"src/app.py": "print('tested')\n"}, "Tested as merged")
+    oscar.sync()
+    oscar.git("fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*")
+    oscar.git("merge", "-q", "--no-ff", "--no-edit", "-m", "Merge sha into main (CI's test merge)", sha)
+    tested = oscar.git("rev-parse", "HEAD")
+    oscar.git("push", "-q", "origin", "HEAD:refs/heads/pull/7/merge")
+    h.green_evidence(tested, skip="integration")
+    assert h.webhook(tested, "pull/7/merge").change_status == "pending"
+    merge = oscar.merge(sha)  # the merge button: another merge commit, the same tree
+    assert merge != tested
+    (head, *_rest) = h.service.watch_main(via="poll")
+    assert (head.sha, head.verdict) == (merge, "awaiting")
+    h.green_evidence(tested)
+    (v,) = verdicts(h, merge)
+    assert (v.verdict, v.reason, v.change_id) == ("deploy", "clean-merge", h.change(tested).id), v.why
+    assert len(h.deploys) == 1 and h.remote.head("main") == merge  # deployed, nothing merged again
+    assert h.remote.head("pull/7/merge") == tested
+
+
+def test_a_commit_whose_evidence_never_comes_raises_an_alert_after_the_timeout(
+    h: Harness, oscar: Outsider, receiver: Receiver
+) -> None:
+    """delivery.repository.evidenceTimeout (default 4 h): past it, one alert and one audit entry; the
+    commit keeps waiting (never deployed without evidence) and evidence arriving later still decides."""
+    oscar.sync()
+    sha = oscar.commit({"src/app.py": "print('forgotten')\n"}, "Pushed and forgotten")
+    oscar.push_main()
+    (jc,) = h.service.watch_main(via="poll")
+    assert jc.verdict == "awaiting"
+    timeout = h.service.delivery.repository.evidence_timeout
+    assert timeout == 4 * 3600.0
+    assert h.service.check_overdue_evidence(now=jc.seen_at + timeout - 1) == []
+    assert receiver.messages == []
+    (marked,) = h.service.check_overdue_evidence(now=jc.seen_at + timeout + 60)
+    assert marked.sha == sha and marked.verdict == "awaiting"
+    (entry,) = h.store.audit_entries(action="main.evidence_overdue")
+    assert (entry.outcome, entry.detail["commit"], entry.detail["timeout_s"]) == ("failed", sha, timeout)
+    (alert,) = h.store.audit_entries(action="alert.evidence_overdue")
+    assert alert.outcome == "ok" and alert.detail["commit"] == sha
+    assert len(receiver.messages) == 1
+    assert "still waiting for its evidence" in json.dumps(receiver.messages[0])
+    # once only, and nothing deployed, nothing merged
+    assert h.service.check_overdue_evidence(now=jc.seen_at + 2 * timeout) == []
+    assert len(receiver.messages) == 1 and h.deploys == [] and violations(h) == []
+    (v,) = verdicts(h, sha)
+    assert v.verdict == "awaiting"
+    text = render_explanation(h.service.explain(sha[:12]))
+    assert "evidence OVERDUE: still missing 4.0 h after it arrived (evidenceTimeout 4.0 h); alerted" in text
+    # its evidence, late: judged by the same gates, deployed
+    h.green_evidence(sha)
+    h.webhook(sha, "main")
+    (v,) = verdicts(h, sha)
+    assert (v.verdict, v.reason) == ("deploy", "approved-change") and len(h.deploys) == 1
+
+
+def test_the_evidence_timeout_is_set_by_the_policy() -> None:
+    from shipwarden.domain.delivery import RepositorySpec
+
+    spec = RepositorySpec.model_validate({"url": "../origin.git", "evidenceTimeout": "30m"})
+    assert spec.evidence_timeout == 1800.0
+    with pytest.raises(ValueError):
+        RepositorySpec.model_validate({"url": "../origin.git", "evidenceTimeout": "0s"})
 
 
 def test_a_blocked_change_merged_by_hand_is_gates_failed(h: Harness, oscar: Outsider) -> None:

@@ -423,8 +423,9 @@ def test_a_zone_whose_instances_all_die_is_served_by_the_other_zones(
     router_kit: RouterKit, sample_service: Factory
 ) -> None:
     """E2: one pool per (version, zone); every instance of zone b killed under load, and no request
-    fails — nginx retries another pool of the route, HAProxy (zones merged per version) another
-    server of the version."""
+    fails — nginx retries another pool of the route, HAProxy (a backend per zone pool) marks the
+    refusing server down and redispatches to its backups, the version's servers in the other
+    zones."""
     router = router_kit.router
     zones = {z: [sample_service("v1")] for z in ("a", "b", "c")}
     table = Routes(production=tuple(

@@ -21,12 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shipwarden.domain.audit import Checkpoint, canonical_json
+from shipwarden.ports.audit import WitnessError
 
 __all__ = ["HeadFile", "WitnessError"]
-
-
-class WitnessError(ValueError):
-    """The witness file cannot be read: the message names the file and line."""
 
 
 class HeadFile:

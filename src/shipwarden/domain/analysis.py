@@ -42,6 +42,7 @@ from shipwarden.domain._base import (
     parse_duration,
 )
 from shipwarden.domain._yaml import line_of, path_text, read_document
+from shipwarden.domain.measurement import Measurement, NoData, ProviderError
 
 # --------------------------------------------------------------------------- conditions
 
@@ -333,32 +334,6 @@ class AnalysisSpec(_Strict):
 # --------------------------------------------------------------------------- measurements
 
 
-@dataclass(frozen=True)
-class Value:
-    """A measurement that produced a number; ``requests`` is the sample size if the provider knows it."""
-
-    at: float
-    value: float
-    requests: int | None = None
-
-
-@dataclass(frozen=True)
-class NoData:
-    """The query ran but returned nothing (e.g. no traffic yet)."""
-
-    at: float
-    reason: str = "the query returned no data"
-
-
-@dataclass(frozen=True)
-class ProviderError:
-    """The measurement could not be taken (provider down, bad query, timeout)."""
-
-    at: float
-    message: str
-
-
-Measurement = Value | NoData | ProviderError
 
 
 class Outcome(StrEnum):
@@ -390,7 +365,7 @@ class MeasurementOutcome:
 def classify(check: MetricCheck, m: Measurement) -> MeasurementOutcome:
     """One measurement → successful / failed / inconclusive / error (Argo's rules, no-data made explicit)."""
     if isinstance(m, ProviderError):
-        return MeasurementOutcome(m, Outcome.ERROR, f"provider error: {m.message}")
+        return MeasurementOutcome(m, Outcome.ERROR, f"provider error: {m}")
     if isinstance(m, NoData):
         return MeasurementOutcome(m, Outcome.INCONCLUSIVE, f"no data: {m.reason}")
     if not math.isfinite(m.value):

@@ -33,12 +33,8 @@ from typing import Any
 
 from shipwarden.domain.analysis import (
     AnalysisSpec,
-    Measurement,
     MetricCheck,
     MetricResult,
-    NoData,
-    ProviderError,
-    Value,
     evaluate_measurements,
     next_measurement_at,
 )
@@ -46,6 +42,7 @@ from shipwarden.domain.analysis import Phase as MetricPhase
 from shipwarden.domain.judge import make_judge
 from shipwarden.domain.judge.samples import Sample, parse_sample
 from shipwarden.domain.judge.verdict import Decision, Judge, Verdict
+from shipwarden.domain.measurement import Measurement, NoData, ProviderError, Value
 
 
 class RunState(StrEnum):
@@ -68,15 +65,15 @@ def measurement_to_json(m: Measurement) -> dict[str, Any]:
         return {"type": "value", "at": m.at, "value": m.value, "requests": m.requests}
     if isinstance(m, NoData):
         return {"type": "nodata", "at": m.at, "reason": m.reason}
-    return {"type": "error", "at": m.at, "message": m.message}
+    return {"type": "error", "at": m.at, "message": str(m), "kind": m.kind.value}
 
 
 def measurement_from_json(d: dict[str, Any]) -> Measurement:
     if d["type"] == "value":
-        return Value(d["at"], float(d["value"]), d.get("requests"))
+        return Value(float(d["value"]), d["at"], requests=d.get("requests"))
     if d["type"] == "nodata":
-        return NoData(d["at"], d.get("reason", "the query returned no data"))
-    return ProviderError(d["at"], d.get("message", ""))
+        return NoData(d.get("reason", "the query returned no data"), d["at"])
+    return ProviderError.recorded(d.get("message", ""), d["at"])
 
 
 @dataclass

@@ -7,7 +7,7 @@ notify, and which checks make up the preparation and post-deployment phases
 around the rollout (execution)::
 
     delivery:
-      repository: {url: ../origin.git, mainBranch: main, mergeMode: merge-commit}
+      repository: {url: ../origin.git, mainBranch: main, mergeMode: merge-commit, evidenceTimeout: 4h}
       services: [web]                       # deployed on every merge to main
       releases: releases                    # each merge commit is exported to releases/<version>
       version: "{short}"                    # {short} = first 12 hex digits of the merge commit, {sha} = all
@@ -63,6 +63,9 @@ class RepositorySpec(_Strict):
     main_branch: str = Field("main", alias="mainBranch", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
     merge_mode: Literal["merge-commit", "fast-forward"] = Field("merge-commit", alias="mergeMode")
     github: GitHubRepo | None = None
+    #: a commit that reached main before its evidence and is still waiting for it this long after it
+    #: arrived raises an alert and an audit entry (it is still never deployed without its evidence)
+    evidence_timeout: PositiveDuration = Field(4 * 3600.0, alias="evidenceTimeout")
 
 
 class WebhookSecrets(_Strict):

@@ -13,7 +13,17 @@ from shipwarden.ports.store import StoreError
 Audit = Mapping[str, Any] | None
 """The audit entry detail a write records (None: no entry)."""
 
-__all__ = ["AccessRepository", "AlreadyExists", "SessionRecord", "TokenAuth", "TokenRecord", "UserRecord"]
+__all__ = [
+    "AccessRepository",
+    "AlreadyExists",
+    "AttemptLedger",
+    "Audited",
+    "SecretRows",
+    "SessionRecord",
+    "TokenAuth",
+    "TokenRecord",
+    "UserRecord",
+]
 
 
 class AlreadyExists(StoreError):
@@ -74,7 +84,37 @@ class TokenAuth:
     generation: int
 
 
-class AccessRepository(Protocol):
+class Audited(Protocol):
+    """Where a use case writes an audit entry of its own (``UnitOfWork.audit``)."""
+
+    def audit(self, **kw: Any) -> None: ...
+
+
+class AttemptLedger(Protocol):
+    """The throttle's table: attempts reserved atomically per key (``services.access.lockout``)."""
+
+    def reserve_attempt(
+        self, since: Mapping[str, float], admit: Callable[[Mapping[str, list[float]]], float | None]
+    ) -> list[int] | None: ...
+
+    def release_attempt(self, ids: Sequence[int], clear: str | None = None) -> None: ...
+
+
+class SecretRows(Protocol):
+    """Named secrets as sealed blobs, and every sealed blob for re-wrapping (``secret_store``)."""
+
+    def put_secret(self, name: str, blob: bytes, kek_id: str, now: float, audit: Audit = None) -> None: ...
+
+    def secret(self, name: str) -> bytes | None: ...
+
+    def secret_names(self) -> list[tuple[str, str, float]]: ...
+
+    def sealed_blobs(self) -> list[tuple[str, str, bytes]]: ...
+
+    def replace_blob(self, kind: str, key: str, old: bytes, new: bytes, kek_id: str) -> bool: ...
+
+
+class AccessRepository(AttemptLedger, SecretRows, Protocol):
     """Users, sessions, API tokens, throttles, secrets and the access generation."""
 
     changed: Callable[[], None]
@@ -126,12 +166,6 @@ class AccessRepository(Protocol):
         self, *, id_hashes: Sequence[str] = (), user_id: int | None = None, now: float, audit: Audit = None
     ) -> int: ...
 
-    def reserve_attempt(
-        self, since: Mapping[str, float], admit: Callable[[Mapping[str, list[float]]], float | None]
-    ) -> list[int] | None: ...
-
-    def release_attempt(self, ids: Sequence[int], clear: str | None = None) -> None: ...
-
     def failures(self, key: str, since: float) -> list[float]: ...
 
     def add_token(
@@ -161,14 +195,5 @@ class AccessRepository(Protocol):
 
     def touch_token(self, token_id: str, now: float) -> None: ...
 
-    def put_secret(self, name: str, blob: bytes, kek_id: str, now: float, audit: Audit = None) -> None: ...
-
-    def secret(self, name: str) -> bytes | None: ...
-
-    def secret_names(self) -> list[tuple[str, str, float]]: ...
-
     def delete_secret(self, name: str, audit: Audit = None) -> bool: ...
 
-    def sealed_blobs(self) -> list[tuple[str, str, bytes]]: ...
-
-    def replace_blob(self, kind: str, key: str, old: bytes, new: bytes, kek_id: str) -> bool: ...

@@ -16,7 +16,11 @@ from shipwarden.domain.audit import (
 )
 from shipwarden.ports.store import DeploymentStore
 
-__all__ = ["AuditLog", "AuditedStore", "HeadWitness"]
+__all__ = ["AuditLog", "AuditedStore", "HeadWitness", "WitnessError"]
+
+
+class WitnessError(ValueError):
+    """The witness file cannot be read: the message names the file and line."""
 
 
 class HeadWitness(Protocol):

@@ -27,6 +27,7 @@ __all__ = [
     "IncidentStore",
     "MetricHistory",
     "OnCallLookup",
+    "ReportError",
     "ReportFiles",
     "ReportWriter",
     "ServiceRollback",
@@ -188,6 +189,10 @@ class ReportFiles:
     html: Path
     pdf: Path | None
     plots: Sequence[Path] = ()
+
+
+class ReportError(RuntimeError):
+    """The report could not be written (Chromium missing or failing when a PDF was required)."""
 
 
 class ReportWriter(Protocol):

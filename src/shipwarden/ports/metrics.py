@@ -1,6 +1,7 @@
 """The metric-provider port: fetch numbers, never judge them (the outcomes are kept apart:
-:class:`Value`, :class:`NoData`, :class:`ProviderError`; templates and the providers'
-registry: ``adapters/metrics/base.py``, the drivers ``prometheus.py`` and ``newrelic.py``)."""
+:class:`Value`, :class:`NoData`, :class:`ProviderError` -- the domain's one set,
+``domain/measurement.py``, which the analysis records and judges as they are; templates and the
+providers' registry: ``adapters/metrics/base.py``, the drivers ``prometheus.py`` and ``newrelic.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
+
+from shipwarden.domain.measurement import ErrorKind, NoData, ProviderError, Value
 
 __all__ = [
     "Aggregation",
@@ -30,70 +33,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- errors
-
-
-class ErrorKind(StrEnum):
-    """Why a provider could not answer; lets callers retry only what is retryable."""
-
-    BAD_QUERY = "bad_query"  # the back-end rejected the query text (syntax, unknown function)
-    EXECUTION = "execution"  # the query parsed but could not be evaluated
-    TIMEOUT = "timeout"  # client-side or server-side time limit
-    UNAVAILABLE = "unavailable"  # back-end answered 5xx / overloaded / rate-limited
-    CONNECTION = "connection"  # nothing answered at all
-    AUTH = "auth"  # credentials missing, wrong or lacking access
-    PROTOCOL = "protocol"  # an answer that does not follow the documented contract
-    AMBIGUOUS = "ambiguous"  # several series/rows where one number was expected
-    BAD_TEMPLATE = "bad_template"  # the template or a substituted value is unsafe
-    HTTP = "http"  # any other non-2xx status (proxies, gateways)
-
-
-class ProviderError(RuntimeError):
-    """A metric back-end could not answer the question; never carries a value.
-
-    ``kind`` classifies the failure, ``status`` is the HTTP status when one was
-    received, ``error_type`` the back-end's own error class (Prometheus
-    ``errorType``, NerdGraph ``extensions.errorClass``).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: ErrorKind,
-        provider: str = "",
-        status: int | None = None,
-        error_type: str | None = None,
-        query: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.kind = kind
-        self.provider = provider
-        self.status = status
-        self.error_type = error_type
-        self.query = query
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword-only constructor arguments break default exception pickling;
-        # errors must survive process boundaries (worker pools, job queues).
-        return (_restore_error, (type(self), self.message, dict(self.__dict__)))
-
-    def __str__(self) -> str:
-        where = f"{self.provider}: " if self.provider else ""
-        extra = []
-        if self.status is not None:
-            extra.append(f"HTTP {self.status}")
-        if self.error_type:
-            extra.append(self.error_type)
-        suffix = f" ({', '.join(extra)})" if extra else ""
-        return f"{where}{self.kind.value}: {self.message}{suffix}"
-
-
-def _restore_error(cls: type[ProviderError], message: str, state: dict[str, Any]) -> ProviderError:
-    err = cls.__new__(cls)
-    RuntimeError.__init__(err, message)
-    err.__dict__.update(state)
-    return err
 
 
 class TemplateError(ProviderError):
@@ -122,27 +61,6 @@ class Point(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class Value:
-    """A number the back-end returned for a query at instant ``at`` (Unix seconds)."""
-
-    value: float
-    at: float
-    labels: Mapping[str, str] = field(default_factory=dict)
-    query: str = ""
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class NoData:
-    """The back-end answered but had nothing to measure; distinct from zero and from errors."""
-
-    reason: str
-    at: float
-    query: str = ""
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class Series:
     """A time series over a range; points are ordered by time and never NaN."""
 
@@ -157,6 +75,7 @@ class Series:
 
 
 Measurement = Value | NoData
+"""What a provider returns (a failure is raised: :class:`ProviderError`)."""
 RangeMeasurement = Series | NoData
 
 

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -26,11 +26,14 @@ __all__ = [
     "EscalationNotFound",
     "EscalationSink",
     "EscalationStore",
+    "FeedToken",
     "LinkSpent",
     "Notifier",
     "PageDraft",
     "PendingPage",
     "RecentChanges",
+    "RotaStore",
+    "StoredOverride",
 ]
 
 
@@ -137,6 +140,13 @@ class EscalationStore(Protocol):
         transaction.  ``nonce``: spend a link's nonce in it (:class:`LinkSpent` if spent)."""
         ...
 
+    def apply_many(
+        self, changes: Sequence[tuple[str, Change]], *, actor: str, action: str
+    ) -> list[Escalation]:
+        """:meth:`apply` of several escalations in one transaction; one whose change raises
+        ``EscalationError`` (or that is gone) is skipped.  The escalations stored."""
+        ...
+
     def pending(self, now: float, limit: int = 50) -> list[PendingPage]: ...
 
     def delivered(self, page_id: int, delivery: Delivery, *, retry_at: float | None) -> None:
@@ -148,3 +158,52 @@ class EscalationStore(Protocol):
 
 class RecentChanges(Protocol):
     def recent(self, service: str | None, limit: int = 5) -> list[RecentChange]: ...
+
+
+@dataclass(frozen=True)
+class StoredOverride:
+    """An override made from the CLI or the API (beside the policy's own); times are epoch s."""
+
+    id: str
+    schedule: str
+    person: str
+    start: float
+    end: float
+    reason: str
+    created_at: float
+    created_by: str
+    removed_at: float | None = None
+    removed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedToken:
+    """A person's calendar feed token (its secret is never stored, only its SHA-256)."""
+
+    id: str
+    person: str
+    secret_sha256: str
+    created_at: float
+    created_by: str
+    revoked_at: float | None = None
+    revoked_by: str | None = None
+
+
+class RotaStore(Protocol):
+    """Overrides and feed tokens; every change with its audit entry, one transaction."""
+
+    def add_override(self, o: StoredOverride) -> None: ...
+
+    def remove_override(self, override_id: str, *, actor: str, now: float) -> StoredOverride | None:
+        """Mark it removed (None: no such override, or removed already)."""
+        ...
+
+    def overrides(self, *, schedule: str | None = None, removed: bool = False) -> list[StoredOverride]: ...
+
+    def add_feed_token(self, t: FeedToken) -> None: ...
+
+    def revoke_feed_token(self, token_id: str, *, actor: str, now: float) -> FeedToken | None: ...
+
+    def feed_token(self, token_id: str) -> FeedToken | None: ...
+
+    def feed_tokens(self, *, person: str | None = None) -> list[FeedToken]: ...

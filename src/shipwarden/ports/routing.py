@@ -144,9 +144,11 @@ class TrafficRouter(Protocol):
     def probe(self, service: str, route: str, requests: int) -> ProbeResult:
         """Send ``requests`` real requests through ``route`` ("production" or "preview")."""
 
-    def version_counts(self, service: str) -> RouteCounts:
+    def version_counts(self, service: str, zone: str | None = None) -> RouteCounts:
         """The service's per-route, per-version counters (:class:`VersionCounts`) as the data
-        plane counts them now; a route or version without requests is absent."""
+        plane counts them now; a route or version without requests is absent.  ``zone``: only
+        the requests that instance of that zone answered (a zone pool's, or another pool's
+        when a retry moved the request there); None: every zone."""
 
     @property
     def history_queries(self) -> HistoryQueries | None:

@@ -26,10 +26,11 @@ from shipwarden.domain import analysis as A
 from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.analysis_run import AnalysisRun, RunState, measurement_to_json
 from shipwarden.domain.judge.samples import Sample
+from shipwarden.domain.measurement import ErrorKind, Measurement, NoData, ProviderError, Value
 from shipwarden.domain.policy import AnalysisStep, ServiceSpec
 from shipwarden.domain.rollout import Check, Phase
-from shipwarden.ports.metrics import MetricProvider, NoData, Value
-from shipwarden.ports.metrics import ProviderError as ProviderFailure
+from shipwarden.ports.metrics import Measurement as Answer
+from shipwarden.ports.metrics import MetricProvider
 from shipwarden.ports.routing import TrafficRouter, VersionCounts
 from shipwarden.ports.store import Deployment, DeploymentStore
 
@@ -67,6 +68,10 @@ class ActiveAnalysis:
     #: where the new version's requests are counted for the judge: production for a canary;
     #: the preview route before a blue-green switch (the baseline is always production's)
     canary_route: str = "production"
+    #: a zone wave's analysis: both arms are counted on that zone's instances only (E2), so the
+    #: zones already on the new version, and those still on the old one, do not dilute the
+    #: canary or the baseline
+    zone: str | None = None
 
 
 def active_analyses(spec: ServiceSpec, dep: Deployment) -> list[ActiveAnalysis]:
@@ -95,7 +100,7 @@ def active_analyses(spec: ServiceSpec, dep: Deployment) -> list[ActiveAnalysis]:
         # each zone's wave is judged on its own evidence: a run per zone (E2); the preview of a
         # blue-green wave reaches only that zone's new instances
         zone = zones[min(dep.wave, len(zones) - 1)]
-        out = [replace(a, key=f"{a.key}@{zone}") for a in out]
+        out = [replace(a, key=f"{a.key}@{zone}", zone=zone) for a in out]
     return out
 
 
@@ -158,7 +163,7 @@ class AnalysisController:
 
     def _judge_sample(self, dep: Deployment, active: ActiveAnalysis, run: AnalysisRun, now: float) -> None:
         assert dep.from_version is not None
-        counts = self.router.version_counts(dep.service)  # one read for both arms
+        counts = self.router.version_counts(dep.service, active.zone)  # one read for both arms
         base = counts.get("production", {}).get(dep.from_version)
         new = counts.get(active.canary_route, {}).get(dep.to_version)
         before = self._last.get((dep.id, active.key))  # each run diffs against its own previous snapshot
@@ -184,10 +189,11 @@ class AnalysisController:
     ) -> None:
         provider = self.providers.get(check.provider)
         window = check.look_back
-        canary: A.Measurement
-        baseline: A.Measurement | None = None
+        canary: Measurement
+        baseline: Measurement | None = None
         if provider is None:
-            canary = A.ProviderError(now, f"metric provider {check.provider!r} is not configured")
+            canary = ProviderError(f"metric provider {check.provider!r} is not configured",
+                                   kind=ErrorKind.NOT_CONFIGURED, at=now)  # fmt: skip
         else:
             try:
                 if has_baseline(dep):
@@ -208,8 +214,8 @@ class AnalysisController:
                         ),
                         now,
                     )
-            except ProviderFailure as exc:
-                canary = A.ProviderError(now, str(exc))
+            except ProviderError as exc:
+                canary = exc.taken_at(now)
         self.store.record_analysis(
             dep.id,
             key=active.key,
@@ -234,12 +240,11 @@ def has_baseline(dep: Deployment) -> bool:
     return dep.from_version is not None and dep.from_version != dep.to_version
 
 
-def _m(result: Any, now: float) -> A.Measurement:
-    if isinstance(result, Value):
-        return A.Value(now, float(result.value), getattr(result, "requests", None))
-    if isinstance(result, NoData):
-        return A.NoData(now, getattr(result, "reason", "the query returned no data"))
-    return A.NoData(now, f"unexpected result {result!r}")
+def _m(result: Answer, now: float) -> Measurement:
+    """The provider's answer as the measurement taken at ``now`` (the instant it was asked for)."""
+    if isinstance(result, Value | NoData):
+        return result if result.at == now else replace(result, at=now)
+    return NoData(f"unexpected result {result!r}", now)
 
 
 def _all_specs(spec: ServiceSpec) -> list[AnalysisSpec]:

@@ -108,6 +108,9 @@ class AuditWriter:
         access generation its decision was made at) it is committed only at that generation, else
         the future raises ``StaleAccess``."""
         fut: Future[int] = Future()
+        # RUNNING at once: ``cancel()`` is then refused, so the writer thread can never meet a
+        # cancelled future (``set_result`` on one raises InvalidStateError, which would end it).
+        fut.set_running_or_notify_cancel()
         self._queue(draft, fut, generation)
         return fut
 

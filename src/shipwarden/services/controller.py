@@ -45,6 +45,7 @@ from collections.abc import Callable
 
 from shipwarden.ports.store import Deployment, DeploymentStore
 from shipwarden.services.rollout import RolloutService
+from shipwarden.services.serving import ServingWatch
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,11 @@ class Controller:
         interval_s: float = 1.0,
         workers: int = WORKERS,
         clock: Callable[[], float] = time.time,
+        serving: ServingWatch | None = None,
     ) -> None:
         self.rollout, self.store, self.interval_s, self.clock = rollout, store, interval_s, clock
+        self.serving = serving
+        """Keeps the tables of services between rollouts on live instances (``services/serving``)."""
         self.workers = workers
         self.owner = f"{rollout.owner}:controller:{secrets.token_hex(2)}"
         """The lease name of this controller's deployments (whichever worker ticks them)."""
@@ -233,6 +237,11 @@ class Controller:
                 self.tick()
             except Exception:
                 log.exception("controller tick failed")
+            if self.serving is not None:
+                try:
+                    self.serving.tick()
+                except Exception:
+                    log.exception("serving watch failed")
             self._stop.wait(self.interval_s)
 
     def start(self) -> None:

@@ -781,9 +781,10 @@ class _World:
     @property
     def wave_pool(self) -> Pool | None:
         """The new version's live instances in the current wave's zone(s): the preview of a zone."""
-        zones = set(self.plan.wave_zones(self.dep.wave))
+        zones = self.plan.wave_zones(self.dep.wave)
         live = [i for i in self.new_live if i.zone in zones]
-        return Pool(self.dep.to_version, tuple(i.address for i in live)) if live else None
+        zone = zones[0] if len(zones) == 1 else None  # labelled: the zone's judge counts it
+        return Pool(self.dep.to_version, tuple(i.address for i in live), 100, zone) if live else None
 
     def zone_production(self) -> tuple[Pool, ...]:
         """The production table of a zone rollout: one pool per (version, zone), each zone an equal

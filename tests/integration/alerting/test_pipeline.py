@@ -306,3 +306,22 @@ def test_nrql_conditions_through_the_new_relic_provider(world, newrelic_contract
     _run(p)
     assert [n.status for n in sinks["apprise:OPS"].notices] == ["firing", "resolved"]
     assert not newrelic_contract.violations
+
+
+def test_many_groups_flushed_at_once_each_tell_their_own_alerts(world) -> None:  # type: ignore[no-untyped-def]
+    p, clock, sinks, *_ = world
+    alerts = [
+        Alert(labels={"alertname": f"A{i % 3}", "service": f"s{i % 4}", "instance": f"h{i}"})
+        for i in range(60)
+    ]
+    p.ingest(alerts, source="test")
+    clock.t += 2
+    _run(p)
+    told = {
+        (n.group_labels["alertname"], n.group_labels["service"]): {a.labels["instance"] for a in n.alerts}
+        for n in sinks["apprise:OPS"].notices
+    }
+    want: dict[tuple[str, str], set[str]] = {}
+    for i in range(60):
+        want.setdefault((f"A{i % 3}", f"s{i % 4}"), set()).add(f"h{i}")
+    assert told == want and len(want) == 12

@@ -225,17 +225,21 @@ def test_prometheus_query_range_corpus(replay_server: Any) -> None:
 
 
 def test_newrelic_nerdgraph_corpus(replay_server: Any) -> None:
-    from shipwarden.adapters.metrics.base import Aggregation, NoData, Series, Value
+    from shipwarden.adapters.metrics.base import Aggregation, NoData, ProviderError, Series, Value
     from shipwarden.adapters.metrics.newrelic import NewRelicProvider
 
     files = corpus("newrelic")
-    assert files
+    assert len(files) >= 5
     url = f"http://127.0.0.1:{replay_server.server_port}/graphql"
     nrql = "SELECT count(*) FROM Transaction {window}"
     with NewRelicProvider("NRAK-CORPUS", 1, endpoint=url, timeout_s=5) as nr:
         for name, want in files:
             replay_server.body = (REAL / "newrelic" / name).read_bytes()
             agg = Aggregation.SUM if want.get("aggregate") == "sum" else None
+            if "refused" in want:  # a real answer with no single figure to compare: refused, never guessed
+                with pytest.raises(ProviderError, match=want["refused"]):
+                    nr.query(nrql, service="web", version="v1", window_s=60, aggregate=agg)
+                continue
             if want.get("kind") == "range":
                 series = nr.query_range(
                     nrql, service="web", version="v1", start=1.0, end=3601.0, step=60.0, aggregate=agg

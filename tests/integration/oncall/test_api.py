@@ -104,3 +104,22 @@ def test_acknowledging_the_page_acknowledges_the_services_incident(api: Api) -> 
     assert after["acknowledged_at"] is not None
     acks = api.audit(action="incident.acknowledged")
     assert [a["actor"] for a in acks] == [f"{on_call} (link)"]
+
+
+def test_a_calendar_app_reads_a_persons_feed_by_its_token_until_it_is_revoked(api: Api) -> None:
+    anon = api.client()
+    rota = api.services.oncall.rota  # type: ignore[union-attr]
+    t, token = rota.create_feed("alice", actor="alice")
+    r = anon.get(f"/oncall/feeds/{token}.ics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/calendar")
+    events = list(Calendar.from_ical(r.content).walk("VEVENT"))
+    assert events and all("alice" in str(e["SUMMARY"]) for e in events)
+    wrong = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert anon.get(f"/oncall/feeds/{wrong}.ics").status_code == 404
+    assert anon.get("/oncall/feeds/feed-000000000000.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.ics").status_code == 404
+    assert anon.get("/oncall/feeds/not-a-token-at-all.ics").status_code == 404
+    rota.revoke_feed(t.id, actor="sam")
+    assert anon.get(f"/oncall/feeds/{token}.ics").status_code == 404
+    refused = api.audit(action="oncall.feed.refused")
+    assert len(refused) == 4 and all(token.split(".")[1] not in str(e) for e in refused)
+    assert [e["actor"] for e in api.audit(action="oncall.feed.revoke")] == ["sam"]

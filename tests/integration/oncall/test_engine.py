@@ -206,3 +206,30 @@ def test_two_engines_fire_each_step_once(world: World) -> None:
     w.engine.open("g1", title="Down", service="hello", actor="alerting")
     a, b = w.engine.tick(), other.tick()
     assert len(a) + len(b) == 1
+
+
+def test_steps_due_together_fire_in_one_tick_skipping_one_acknowledged_meanwhile(world: World) -> None:
+    w = world
+    opened = [w.engine.open(f"g{i}", title=f"Down {i}", service="hello", actor="alerting") for i in range(5)]
+    assert len(w.engine.tick()) == 5 and w.engine.deliver() == 5
+    w.clock.advance(300)  # every level 1 times out at once
+    w.engine.acknowledge(opened[2].id, actor="bob")
+    due = w.repo.due(w.clock())
+    assert len(due) == 4
+
+    # one more is acknowledged between the engine's read of what is due and its write
+    def ack_then(eid: str, change):  # type: ignore[no-untyped-def]
+        def run(e):  # type: ignore[no-untyped-def]
+            if e.id == opened[4].id:
+                raise EscalationError("acknowledged meanwhile")
+            return change(e)
+
+        return eid, run
+
+    step = w.engine._step([])
+    moved = w.repo.apply_many([ack_then(e.id, step) for e in due], actor="test", action="escalation.step")
+    assert sorted(e.id for e in moved) == sorted(e.id for e in opened if e not in (opened[2], opened[4]))
+    assert all(w.repo.get(e.id).step == 2 for e in moved)
+    assert w.repo.get(opened[4].id).step == 1  # skipped, nothing stored for it
+    steps = [d for a, d in _actions(w) if a == "escalation.step" and d["step"] == 1]
+    assert len(steps) == 3 and w.engine.deliver() == 6  # carol by mail and chat, three times

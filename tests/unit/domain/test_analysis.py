@@ -9,15 +9,13 @@ from shipwarden.domain.analysis import (
     AnalysisSpec,
     JudgeSpec,
     MetricCheck,
-    NoData,
     Phase,
-    ProviderError,
-    Value,
     combine,
     evaluate_measurements,
     load_judge_spec_text,
     next_measurement_at,
 )
+from shipwarden.domain.measurement import ErrorKind, NoData, ProviderError, Value
 from shipwarden.domain.policy import PolicyError
 
 
@@ -166,7 +164,7 @@ def test_consecutive_failure_limit_ignores_blips() -> None:
 
 def test_no_data_does_not_break_a_failure_streak() -> None:
     c = check(consecutiveFailureLimit=1, inconclusiveLimit=5)
-    ms = [Value(0, BAD), NoData(60), Value(120, BAD)]
+    ms = [Value(BAD, 0), NoData("no data", 60), Value(BAD, 120)]
     assert evaluate_measurements(c, ms).phase is Phase.FAILED
 
 
@@ -181,20 +179,20 @@ def test_both_budgets_apply_when_both_are_set() -> None:
 
 def test_no_data_is_inconclusive_never_failed_or_passed() -> None:
     c = check(count=3, inconclusiveLimit=3)
-    r = evaluate_measurements(c, [NoData(0), NoData(60), NoData(120)])
+    r = evaluate_measurements(c, [NoData("no data", 0), NoData("no data", 60), NoData("no data", 120)])
     assert r.phase is Phase.INCONCLUSIVE and r.failed == 0 and r.successful == 0
     assert "none succeeded" in r.reason
 
 
 def test_nan_value_counts_as_no_data() -> None:
-    r = evaluate_measurements(check(count=1), [Value(0, float("nan"))])
+    r = evaluate_measurements(check(count=1), [Value(float("nan"), 0)])
     assert r.phase is Phase.INCONCLUSIVE and r.failed == 0
 
 
 def test_inconclusive_limit_off_by_one() -> None:
     c = check(inconclusiveLimit=2)
-    assert evaluate_measurements(c, [NoData(0), NoData(60)]).phase is Phase.RUNNING
-    r = evaluate_measurements(c, [NoData(0), NoData(60), NoData(120)])
+    assert evaluate_measurements(c, [NoData("no data", 0), NoData("no data", 60)]).phase is Phase.RUNNING
+    r = evaluate_measurements(c, [NoData("no data", 0), NoData("no data", 60), NoData("no data", 120)])
     assert r.phase is Phase.INCONCLUSIVE and "3 inconclusive measurement(s) > inconclusiveLimit 2" in r.reason
 
 
@@ -214,7 +212,7 @@ def test_min_requests_without_a_request_count_is_inconclusive() -> None:
 
 def test_count_reached_with_successes_is_successful() -> None:
     c = check(count=3, inconclusiveLimit=1)
-    r = evaluate_measurements(c, [Value(0, GOOD), NoData(60), Value(120, GOOD)])
+    r = evaluate_measurements(c, [Value(GOOD, 0), NoData("no data", 60), Value(GOOD, 120)])
     assert r.phase is Phase.SUCCESSFUL and (r.successful, r.inconclusive) == (2, 1)
     assert evaluate_measurements(c, values(GOOD, GOOD)).phase is Phase.RUNNING
 
@@ -231,37 +229,48 @@ def test_single_measurement_without_interval_or_count() -> None:
 
 def test_errors_are_not_failures_and_fail_only_after_the_streak_limit() -> None:
     c = check()  # consecutiveErrorLimit defaults to 4: the 5th error in a row is an error phase
-    four = [ProviderError(10.0 * i, "connection refused") for i in range(4)]
+    four = [ProviderError("connection refused", kind=ErrorKind.CONNECTION, at=10.0 * i) for i in range(4)]
     r4 = evaluate_measurements(c, four)
     assert r4.phase is Phase.RUNNING and r4.failed == 0 and r4.errors == 4
-    r5 = evaluate_measurements(c, [*four, ProviderError(40, "timeout")])
+    r5 = evaluate_measurements(c, [*four, ProviderError("timeout", kind=ErrorKind.CONNECTION, at=40)])
     assert r5.phase is Phase.ERROR and "5 provider errors in a row > consecutiveErrorLimit 4" in r5.reason
 
 
 def test_a_completed_measurement_resets_the_error_streak() -> None:
     c = check(consecutiveErrorLimit=1, inconclusiveLimit=5)
-    ms = [ProviderError(0, "x"), NoData(10), ProviderError(20, "x"), Value(30, GOOD), ProviderError(40, "x")]
+    ms = [
+        ProviderError("x", kind=ErrorKind.CONNECTION, at=0),
+        NoData("no data", 10),
+        ProviderError("x", kind=ErrorKind.CONNECTION, at=20),
+        Value(GOOD, 30),
+        ProviderError("x", kind=ErrorKind.CONNECTION, at=40),
+    ]
     r = evaluate_measurements(c, ms)
     assert r.phase is Phase.RUNNING and r.errors == 3 and r.consecutive_errors == 1
 
 
 def test_measurements_are_evaluated_in_time_order_and_first_decision_sticks() -> None:
     c = check(failureLimit=0)
-    r = evaluate_measurements(c, [Value(120, GOOD), Value(60, BAD), Value(0, GOOD)])
+    r = evaluate_measurements(c, [Value(GOOD, 120), Value(BAD, 60), Value(GOOD, 0)])
     assert r.phase is Phase.FAILED and r.decided_at == 60
 
 
 def test_next_measurement_retries_errors_sooner() -> None:
     c = check(initialDelay="30s")
     assert next_measurement_at(c, 1000.0, []) == 1030.0
-    assert next_measurement_at(c, 1000.0, [Value(1030.0, GOOD)]) == 1090.0
-    assert next_measurement_at(c, 1000.0, [Value(1030.0, GOOD), ProviderError(1090.0, "x")]) == 1100.0
+    assert next_measurement_at(c, 1000.0, [Value(GOOD, 1030.0)]) == 1090.0
+    assert (
+        next_measurement_at(
+            c, 1000.0, [Value(GOOD, 1030.0), ProviderError("x", kind=ErrorKind.CONNECTION, at=1090.0)]
+        )
+        == 1100.0
+    )
 
 
 def test_combine_takes_the_worst_phase() -> None:
     ok = evaluate_measurements(check(count=1), values(GOOD))
     bad = evaluate_measurements(check(count=1), values(BAD))
-    unsure = evaluate_measurements(check(count=1), [NoData(0)])
+    unsure = evaluate_measurements(check(count=1), [NoData("no data", 0)])
     assert combine([ok, ok]) is Phase.SUCCESSFUL
     assert combine([ok, unsure]) is Phase.INCONCLUSIVE
     assert combine([unsure, bad, ok]) is Phase.FAILED

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from shipwarden.domain.analysis import AnalysisSpec, Value
+from shipwarden.domain.analysis import AnalysisSpec
 from shipwarden.domain.analysis_run import AnalysisRun, RunState
 from shipwarden.domain.judge import Sample
+from shipwarden.domain.measurement import Value
 
 
 def _spec(warmup: str | None = None) -> AnalysisSpec:
@@ -67,11 +68,11 @@ def test_without_a_baseline_the_judge_is_left_out_and_threshold_checks_decide() 
     )
     first = AnalysisRun.new(spec, 0.0, gating=True, has_baseline=False)
     assert first.judge is None and not first.judge_due(10.0, 1.0)
-    first.add_measurement("err", Value(1.0, 0.001))
+    first.add_measurement("err", Value(0.001, at=1.0))
     st = first.status()
     assert st.state is RunState.PASSED, st.detail
     assert "no baseline" in st.detail and "no baseline" in st.numbers["judgeSkipped"]
     # with a baseline the same measurement is not enough: the judge must pass too
     later = AnalysisRun.new(spec, 0.0, gating=True)
-    later.add_measurement("err", Value(1.0, 0.001))
+    later.add_measurement("err", Value(0.001, at=1.0))
     assert later.judge is not None and later.status().state is RunState.RUNNING

@@ -77,6 +77,31 @@ class TestSecurityScan:
         assert (g["security-scan"].passed, g["security-scan"].reason) == (False, "violated")
         assert "1 high" in g["security-scan"].detail
 
+    def test_the_real_appscan_file_fails_a_high_zero_gate_with_its_60_highs(self) -> None:
+        """HCL AppScan's own SARIF (WebGoat 2023.8): severity only in properties.Severity, no level."""
+        from shipwarden.domain.evidence import parse_sarif
+
+        report = parse_sarif(real("sarif", "appscan-static-analyzer-webgoat-2023.8.sarif"))
+        strict = gates({**SCAN_ONLY, "securityScan": {"maxFindings": {"high": 0}}})
+        scan = judge(strict, ("security-scan", report))["security-scan"]
+        assert (scan.passed, scan.reason) == (False, "violated")
+        assert "60 high" in scan.detail
+        ok = judge(
+            gates({**SCAN_ONLY, "securityScan": {"maxFindings": {"high": 60, "medium": 21, "low": 7}}}),
+            ("security-scan", report),
+        )["security-scan"]
+        assert ok.passed, ok.detail
+
+    def test_a_real_codeql_run_is_complete_and_its_critical_finding_counts(self) -> None:
+        """CodeQL 2.11.0: level-none notifications are no crash; the result's rule is found by ruleIndex."""
+        from shipwarden.domain.evidence import parse_sarif
+
+        report = parse_sarif(real("sarif", "codeql-2.11.0-filter-sarif-python.sarif"))
+        strict = gates({**SCAN_ONLY, "securityScan": {"maxFindings": {"critical": 0}}})
+        scan = judge(strict, ("security-scan", report))["security-scan"]
+        assert (scan.passed, scan.reason) == (False, "violated")
+        assert "1 critical" in scan.detail and "incomplete" not in scan.detail
+
     def test_a_crashed_scan_fails_and_says_so(self) -> None:
         inv = [
             {

@@ -9,6 +9,7 @@ import pytest
 
 from shipwarden.domain.analysis import JudgeSpec
 from shipwarden.domain.judge import Classification, Decision, RatioEProcess, Sample, SequentialJudge
+from shipwarden.domain.judge import sequential as seq
 from shipwarden.domain.judge.sequential import MIN_FAIL_INTERVALS
 from tests.unit.domain.test_judge_corpus import cold_start_pairs, overdispersed_pairs, pairs
 
@@ -49,9 +50,9 @@ def test_identical_versions_pass_before_the_horizon_at_high_traffic() -> None:
 
 
 def test_the_pass_side_counts_the_warm_up_but_passes_no_sooner_than_a_failure_could_be_seen() -> None:
-    # 2,000 requests an interval: the warm-up's five intervals and three judged ones rule out a
+    # 2,000 requests an interval: the warm-up's three intervals and three judged ones rule out a
     # 1.75× canary, so the judge passes at the first interval a failure could have been seen — never
-    # before it.  (Without the warm-up's evidence: at 8, 9, 9, 14, 14 for these seeds.)
+    # before it.
     for seed in range(3, 8):
         judge = SequentialJudge()
         v = run(judge, pairs(seed, requests=2000))
@@ -411,7 +412,7 @@ def test_a_slow_start_longer_than_the_warmup_is_held_not_rolled_back() -> None:
 
 def test_warmup_auto_is_the_default_and_explicit_durations_replace_it() -> None:
     assert JudgeSpec().warmup == "auto" and JudgeSpec().warmup_seconds == 0.0
-    assert SequentialJudge(JudgeSpec(samples=30)).warmup == 5
+    assert SequentialJudge(JudgeSpec(samples=30)).warmup == 3
     assert SequentialJudge(JudgeSpec(samples=12)).warmup == 2  # at most a sixth of the window
     explicit = JudgeSpec.model_validate({"warmup": "2m"})
     assert explicit.warmup_seconds == 120.0 and SequentialJudge(explicit).warmup == 0
@@ -420,3 +421,31 @@ def test_warmup_auto_is_the_default_and_explicit_durations_replace_it() -> None:
         JudgeSpec.model_validate({"warmup": "soon"})
     first = SequentialJudge(JudgeSpec(samples=30)).update(*pairs(1, n=1)[0])
     assert first.decision is Decision.RUNNING and "warm-up" in first.reason
+
+
+def _metric_with(ratios: list[float], requests: int = 3000, rate: float = 0.01) -> seq._MetricTest:
+    """An error-rate test fed binomial intervals whose canary/baseline ratio is ``ratios[i]``."""
+    test = seq._MetricTest("error_rate", JudgeSpec().metrics.error_rate, 0.005, 0.05)
+    rng = np.random.default_rng(11)
+    for r in ratios:
+        bx, cx = int(rng.binomial(requests, rate)), int(rng.binomial(requests, rate * r))
+        test.update(requests, bx, requests, cx)
+    return test
+
+
+def test_a_fading_excess_is_held_only_while_its_recent_half_is_not_itself_a_regression() -> None:
+    """The fading hold (a negative trend of the per-interval log ratio) lets a canary that is still
+    clearly worse in the most recent half of its intervals fail: ×3 for the last ten intervals at
+    3,000 requests (after ×4) is a regression whatever came before.  One that has come back to the
+    baseline in its recent half (×1.5, then ×1) is held.  (Both with the trend forced below
+    −FADING_T.)"""
+    still_worse = _metric_with([4.0] * 10 + [3.0] * 10)
+    recovered = _metric_with([1.5] * 10 + [1.0] * 10)
+    for test, expected in ((still_worse, True), (recovered, False)):
+        proc = test.up
+        assert proc is not None
+        proc.fading = lambda: -2.0  # type: ignore[method-assign]
+        assert test._persists(proc, "Up", {}) is expected
+        assert test.fading is (not expected)
+    assert still_worse.up is not None and still_worse.up.recent_z() >= seq.RECENT_Z
+    assert recovered.up is not None and recovered.up.recent_z() < 1.0

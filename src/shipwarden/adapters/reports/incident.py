@@ -27,7 +27,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from shipwarden.adapters.reports.plots import metric_figure
 from shipwarden.domain.audit import canonical_json
-from shipwarden.ports.incidents import ReportFiles
+from shipwarden.ports.incidents import ReportError, ReportFiles
 
 __all__ = ["CHROMIUM_FLAGS", "ChromiumReportWriter", "ReportError", "chromium", "render_html"]
 
@@ -43,10 +43,6 @@ CHROMIUM_FLAGS = (
     "--disable-extensions",
     "--no-pdf-header-footer",
 )
-
-
-class ReportError(RuntimeError):
-    """The report could not be written (Chromium missing or failing when a PDF was required)."""
 
 
 def chromium() -> str | None:

@@ -176,19 +176,22 @@ def probe(url: str, requests: int, timeout: float) -> ProbeResult:
 
 
 # -- the per-version counters both drivers export ----------------------------------------------
-REQUESTS_METRIC = "shipwarden_router_requests_total"  # {service, route, version, code}
-DURATION_METRIC = "shipwarden_router_request_duration_seconds"  # histogram {service, route, version}
+REQUESTS_METRIC = "shipwarden_router_requests_total"  # {service, route, version, zone, code}
+DURATION_METRIC = "shipwarden_router_request_duration_seconds"  # histogram {service, route, version, zone}
+"""``zone``: of the instance that answered ("" for a pool without a zone, and for the router's
+own 503 of a route without pools); summed over, the counts are per version as before."""
 
 
-def parse_counts(text: str, service: str) -> RouteCounts:
-    """Per-route, per-version cumulative counters of one service from the router's ``/metrics``."""
+def parse_counts(text: str, service: str, zone: str | None = None) -> RouteCounts:
+    """Per-route, per-version cumulative counters of one service from the router's ``/metrics``
+    (``zone``: only what that zone's instances answered; None: summed over the zones)."""
     req: dict[tuple[str, str], int] = {}
     err: dict[tuple[str, str], int] = {}
     buckets: dict[tuple[str, str], dict[float, int]] = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
             lab = s.labels
-            if lab.get("service") != service:
+            if lab.get("service") != service or (zone is not None and lab.get("zone", "") != zone):
                 continue
             key = (lab.get("route", ""), lab.get("version", ""))
             if s.name == REQUESTS_METRIC:
@@ -197,7 +200,9 @@ def parse_counts(text: str, service: str) -> RouteCounts:
                     err[key] = err.get(key, 0) + int(s.value)
             elif s.name == f"{DURATION_METRIC}_bucket":
                 le = float(lab["le"])
-                buckets.setdefault(key, {})[le * 1000.0 if le != float("inf") else le] = int(s.value)
+                at = le * 1000.0 if le != float("inf") else le
+                per = buckets.setdefault(key, {})
+                per[at] = per.get(at, 0) + int(s.value)  # summed over zones
     out: RouteCounts = {}
     for (route, version), n in req.items():
         b = sorted(buckets.get((route, version), {}).items())

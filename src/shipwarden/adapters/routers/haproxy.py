@@ -42,12 +42,16 @@ Where it behaves differently from the nginx driver (both pass the same contract 
   (its instances killed mid-request), HAProxy closes the client's keep-alive connection
   without an answer, so the client may retry (RFC 9112 9.3.1); nginx answers 502.  Such a
   request, and one the client abandons (nginx logs 499), is not counted.
-* at most ``SLOTS`` (4) versions per route.
-* zones (E2): a table's zone pools are merged per version (``by_version``): a version is one
-  backend, its servers share the version's weight whatever their zone (nginx keeps each zone's
-  share).  A zone that dies is redispatched to the version's servers in the other zones; when a
-  version lives only in that zone (a canary's zone, the last zone still on the old version) its
-  requests get 503 until the reconciler's next tick takes the zone out of the table.
+* at most ``SLOTS`` (12) pools per route: a (version, zone) pair is a pool.
+* zones (E2): each zone pool has its own slot (backend) and its own share of the range map, as
+  nginx keeps each zone's share, and its counts carry the zone (the ``zones`` map labels the
+  slot).  The version's instances in the route's other zones are the backend's ``backup``
+  servers, and a zone pool's servers are health-checked (TCP, every second) and marked down on
+  the first refused connection (``observe layer4``): a zone that dies is redispatched to the
+  version's other zones at once, as nginx retries another pool.  A request a backup answered is
+  counted for the slot's zone; when a version lives only in the dead zone (a canary's zone, the
+  last zone still on the old version) its requests get 503 until the reconciler's next tick
+  takes the zone out of the table (nginx retries the route's other versions).
 * the per-version counting runs a Lua fetch per request, under HAProxy's global Lua lock:
   about 9 of HAProxy's ~26 CPU microseconds per proxied request on this machine (nginx's
   LuaJIT phases cost less: ~16-19 us per request in all).
@@ -93,7 +97,6 @@ from shipwarden.adapters.routers.common import (
     PROMETHEUS_HISTORY,
     ROUTES,
     atomic_write,
-    by_version,
     file_lock,
     parse_counts,
     pid_alive,
@@ -104,16 +107,27 @@ from shipwarden.adapters.routers.common import (
 )
 
 HERE = Path(__file__).resolve().parent
-SLOTS = 4
-"""Version slots per route: a table holds at most this many versions (a rollout needs two or
-three); a new version always gets a slot that no pool of the serving table uses."""
+SLOTS = 12
+"""Pool slots per route: a table holds at most this many pools, one per version or per (version,
+zone) (a rollout needs two or three versions, in each zone); a new pool always gets a slot that
+no pool of the serving table uses."""
 _SUN_PATH_MAX = 97  # AF_UNIX: 108 bytes; HAProxy's master CLI (-S): "too long (max 97)"
 _BATCH_OK = re.compile(r"^(New server registered\.|New version created: \d+)$")
 """What a Runtime API command may answer besides nothing when it succeeded."""
 _DYNAMIC_SERVER = "pool-max-conn -1 pool-purge-delay 5s"
+_ZONE_CHECK = (
+    "check inter 1s fastinter 250ms downinter 500ms rise 1 fall 1"
+    " observe layer4 error-limit 1 on-error mark-down"
+)
+"""The servers of a zone pool (and its backups): a server that refuses a connection is marked down
+at once, so the retry goes to a backup (the version's other zones) once the zone's servers are
+all down; the TCP check brings a restarted one back within a second."""
 """``add server`` options: a dynamic server gets no idle-connection pool by default in 2.6 (a server
 from the file does), so every request would open a new connection to the instance — a quarter of
 the throughput.  These are the file's defaults."""
+
+
+_MAPS = ("versions", "weights", "table", "zones")
 
 
 def _maxconn() -> int:
@@ -122,9 +136,19 @@ def _maxconn() -> int:
     return 20_000 if hard == resource.RLIM_INFINITY else max(256, min(20_000, hard // 2 - 100))
 
 
-def _server_name(addr: str) -> str:
+def _server_name(addr: str, backup: bool = False) -> str:
+    """``i…`` an instance of the pool; ``b…`` a backup (the version's instance in another zone)."""
     ip, port = addr.rsplit(":", 1)
-    return f"i{ip.replace('.', '-')}_{port}"
+    return f"{'b' if backup else 'i'}{ip.replace('.', '-')}_{port}"
+
+
+def _wanted_servers(pool: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """A slot's servers: name -> (address, ``add server`` options)."""
+    zoned = pool.get("zone") is not None
+    extra = f" {_ZONE_CHECK}" if zoned else ""
+    out = {_server_name(a): (a, extra) for a in pool.get("addresses", [])}
+    out.update({_server_name(a, True): (a, f" backup{extra}") for a in pool.get("backups", [])})
+    return out
 
 
 def _ranges(pools: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -218,20 +242,22 @@ class HaproxyRouter:
         self,
         service: str,
         route: str,
-        labels: Sequence[tuple[str, str]] | None = None,
+        labels: Sequence[tuple[str, str, str | None]] | None = None,
         pools: list[dict[str, Any]] | None = None,
     ) -> None:
         """The maps on disk, which a reload or restart loads: ``weights`` (range -> slot),
-        ``versions`` (slot -> version label) and ``table`` (slot -> position in the table).
+        ``versions`` (slot -> version label), ``zones`` (slot -> zone label, for zone pools) and
+        ``table`` (slot -> position in the table).
         Replaced atomically but not synced: ``state.json`` is the durable copy, and ``start``
         writes every map from it before HAProxy reads them."""
         if pools is None:
             pools = self._tables.get(service, {}).get(route, [])
         if labels is None:
-            labels = [(p["slot"], p["version"]) for p in pools]
+            labels = [(p["slot"], p["version"], p.get("zone")) for p in pools]
         files = {
             "weights": "".join(f"{r} {s}\n" for r, s in _ranges(pools)),
-            "versions": "".join(f"{s} {v}\n" for s, v in labels),
+            "versions": "".join(f"{s} {v}\n" for s, v, _ in labels),
+            "zones": "".join(f"{s} {z}\n" for s, _, z in labels if z is not None),
             "table": "".join(f"{p['slot']} {i}\n" for i, p in enumerate(pools)),
         }
         for kind, text in files.items():
@@ -264,6 +290,7 @@ class HaproxyRouter:
             "    timeout queue 15s",
             "    retries 4",
             "    option redispatch 1",
+            "    option allbackups",
             "    retry-on conn-failure empty-response 502 503",
             "    option forwardfor",
             *(f"    {x}" for x in self.extra_defaults),
@@ -283,7 +310,7 @@ class HaproxyRouter:
     def _render_route(self, lst: Listener, route: str, port: int) -> list[str]:
         svc, name = lst.service, f"{lst.service}_{route}"
         weights, versions = self._map(svc, route, "weights"), self._map(svc, route, "versions")
-        table = self._map(svc, route, "table")
+        table, zones = self._map(svc, route, "table"), self._map(svc, route, "zones")
         lines = [
             "",
             f"# service {svc}, route {route}",
@@ -294,6 +321,7 @@ class HaproxyRouter:
             "    http-request set-var(txn.sw_t0) date(0,us)",  # the clock of Lua's core.now()
             f"    http-request set-var(txn.sw_slot) rand(100),map_int({weights})",
             f"    http-request set-var(txn.sw_ver) var(txn.sw_slot),map_str({versions})",
+            f"    http-request set-var(txn.sw_zone) var(txn.sw_slot),map_str({zones})",  # zone pools
             # the table map only names the pools (membership and order) for ``current``
             f"    http-request set-var(txn.sw_pos) var(txn.sw_slot),map_str({table}) if FALSE",
             f'    http-request return status 503 content-type text/plain string "no pool serves the {route}'
@@ -306,8 +334,8 @@ class HaproxyRouter:
         by_slot = {p["slot"]: p for p in self._tables.get(svc, {}).get(route, [])}
         for i in range(SLOTS):
             lines += ["", f"backend be_{name}_s{i}", "    balance roundrobin"]
-            for addr in by_slot.get(f"s{i}", {}).get("addresses", []):
-                lines.append(f"    server {_server_name(addr)} {addr}")
+            for name_, (addr, extra) in _wanted_servers(by_slot.get(f"s{i}", {})).items():
+                lines.append(f"    server {name_} {addr}{extra}")
         return lines
 
     def validate_config(self, text: str) -> None:
@@ -352,7 +380,7 @@ class HaproxyRouter:
         them from the saved tables (at start: they are not synced to disk, state.json is)."""
         for lst in listeners:
             for route in ROUTES:
-                if rewrite or not self._map(lst.service, route, "weights").exists():
+                if rewrite or not all(self._map(lst.service, route, k).exists() for k in _MAPS):
                     self._write_maps(lst.service, route)
 
     def start(self) -> None:
@@ -534,15 +562,18 @@ class HaproxyRouter:
 
     @staticmethod
     def _server_changes(
-        backend: str, have: dict[str, tuple[str, bool]], addresses: Sequence[str]
+        backend: str, have: dict[str, tuple[str, bool]], pool: dict[str, Any]
     ) -> list[str]:
-        """Commands that make ``backend`` serve exactly ``addresses``: new servers are added and
-        enabled, servers that left go to maintenance (their in-flight requests finish)."""
+        """Commands that make ``backend`` serve exactly ``pool``'s servers (:func:`_wanted_servers`):
+        new servers are added and enabled (their health checks too), servers that left go to
+        maintenance (their in-flight requests finish)."""
         out: list[str] = []
-        wanted = {_server_name(a): a for a in addresses}
-        for name, addr in wanted.items():
+        wanted = _wanted_servers(pool)
+        for name, (addr, extra) in wanted.items():
             if name not in have:
-                out.append(f"add server {backend}/{name} {addr} {_DYNAMIC_SERVER}")
+                out.append(f"add server {backend}/{name} {addr} {_DYNAMIC_SERVER}{extra}")
+                if "check" in extra:
+                    out.append(f"enable health {backend}/{name}")
             if name not in have or not have[name][1]:
                 out.append(f"enable server {backend}/{name}")
         out += [
@@ -585,10 +616,9 @@ class HaproxyRouter:
     def apply(self, service: str, routes: Routes) -> None:
         """Replace the service's table in HAProxy through the Runtime API (no reload), then persist it.
 
-        Zone pools (E2) are merged per version (``by_version``): a version is one backend here, its
-        servers share the version's weight whatever their zone."""
+        A zone pool (E2) is a backend of its own, with the version's instances in the route's other
+        zones as its backups."""
         validate_routes(service, routes)
-        routes = Routes(production=by_version(routes.production), preview=by_version(routes.preview))
         if service not in self._listeners and not self._state_has(service):
             raise RouterError(f"no listener for service {service!r}")
         with self._exclusive():
@@ -599,7 +629,7 @@ class HaproxyRouter:
             for route in ROUTES:
                 pools: tuple[Pool, ...] = getattr(routes, route)
                 if len(pools) > SLOTS:
-                    raise RouterError(f"{service}/{route}: at most {SLOTS} versions, not {len(pools)}")
+                    raise RouterError(f"{service}/{route}: at most {SLOTS} pools, not {len(pools)}")
                 new = self._assign_slots(table.get(route, []), pools)
                 if route not in table or new != table[route]:  # else HAProxy serves it already
                     changes[route] = new
@@ -626,13 +656,11 @@ class HaproxyRouter:
         """Instances first, then labels, then the switch, then the instances that left — in three
         Runtime API connections, each command checked."""
         name = f"be_{service}_{route}"
-        paths = [self._map(service, route, kind) for kind in ("versions", "weights", "table")]
+        paths = [self._map(service, route, kind) for kind in ("versions", "weights", "table", "zones")]
         before = [
             c
             for p in new
-            for c in self._server_changes(
-                f"{name}_{p['slot']}", servers.get(f"{name}_{p['slot']}", {}), p["addresses"]
-            )
+            for c in self._server_changes(f"{name}_{p['slot']}", servers.get(f"{name}_{p['slot']}", {}), p)
         ]
         versions = self._batch([*before, *(f"prepare map {path}" for path in paths)])
         if len(versions) != len(paths):
@@ -640,8 +668,15 @@ class HaproxyRouter:
         # labels of the old table's slots stay: a request that drew one just before the switch
         # still finds its version (a slot is reused only after a table without it)
         used = {p["slot"] for p in new}
-        labels = [(p["slot"], p["version"]) for p in new + [p for p in old if p["slot"] not in used]]
-        entries = [labels, _ranges(new), [(p["slot"], str(i)) for i, p in enumerate(new)]]
+        labels = [
+            (p["slot"], p["version"], p.get("zone")) for p in new + [p for p in old if p["slot"] not in used]
+        ]
+        entries = [
+            [(s, v) for s, v, _ in labels],
+            _ranges(new),
+            [(p["slot"], str(i)) for i, p in enumerate(new)],
+            [(s, z) for s, _, z in labels if z is not None],
+        ]
         switch = [
             f"add map @{ver} {path} {key} {value}" if kv else f"commit map @{ver} {path}"
             for ver, path, rows in zip(versions, paths, entries, strict=True)
@@ -651,7 +686,7 @@ class HaproxyRouter:
             c
             for p in old
             if p["slot"] not in used
-            for c in self._server_changes(f"{name}_{p['slot']}", servers.get(f"{name}_{p['slot']}", {}), [])
+            for c in self._server_changes(f"{name}_{p['slot']}", servers.get(f"{name}_{p['slot']}", {}), {})
         ]
         self._batch(switch + left)
         self._write_maps(service, route, labels, new)
@@ -660,7 +695,7 @@ class HaproxyRouter:
         collect = []
         for i in range(SLOTS):
             backend = f"{name}_s{i}"
-            keep = {_server_name(a) for a in next((p["addresses"] for p in new if p["slot"] == f"s{i}"), [])}
+            keep = set(_wanted_servers(next((p for p in new if p["slot"] == f"s{i}"), {})))
             collect += [
                 f"del server {backend}/{srv}"
                 for srv, (_, ready) in servers.get(backend, {}).items()
@@ -674,22 +709,29 @@ class HaproxyRouter:
 
     @staticmethod
     def _assign_slots(old: list[dict[str, Any]], pools: Sequence[Pool]) -> list[dict[str, Any]]:
-        """Keep each version in its slot; a new version gets a slot unused by the old table and the
-        new one, so no request in flight on the old table can be relabelled."""
-        slot_of = {p["version"]: p["slot"] for p in old}
+        """Keep each pool — a version, or a (version, zone) — in its slot; a new pool gets a slot
+        unused by the old table and the new one, so no request in flight on the old table can be
+        relabelled.  A zone pool's backups: the version's addresses in the route's other zones."""
+        slot_of = {(p["version"], p.get("zone")): p["slot"] for p in old}
         taken = {p["slot"] for p in old}
         new: list[dict[str, Any]] = []
         for p in pools:
-            slot = slot_of.get(p.version)
+            slot = slot_of.get((p.version, p.zone))
             if slot is None:
                 free = [f"s{i}" for i in range(SLOTS) if f"s{i}" not in taken]
                 if not free:
-                    raise RouterError(f"no free version slot for {p.version} (at most {SLOTS} versions)")
+                    raise RouterError(f"no free slot for {p.version} (at most {SLOTS} pools)")
                 slot = free[0]
             taken.add(slot)
-            new.append(
-                {"version": p.version, "weight": p.weight, "addresses": list(p.addresses), "slot": slot}
-            )
+            entry: dict[str, Any] = {
+                "version": p.version, "weight": p.weight, "addresses": list(p.addresses), "slot": slot
+            }
+            if p.zone is not None:
+                entry["zone"] = p.zone
+                entry["backups"] = [
+                    a for q in pools if q.version == p.version and q.zone != p.zone for a in q.addresses
+                ]
+            new.append(entry)
         return new
 
     def current(self, service: str) -> Routes | None:
@@ -705,6 +747,7 @@ class HaproxyRouter:
         for route in ROUTES:
             name = f"be_{service}_{route}"
             versions = self._show_map(self._map(service, route, "versions"))
+            zones = self._show_map(self._map(service, route, "zones"))
             positions = {k: int(v) for k, v in self._show_map(self._map(service, route, "table")).items()}
             weights: dict[str, int] = {}
             for rng, slot in self._show_map(self._map(service, route, "weights"), unique=False):
@@ -713,14 +756,15 @@ class HaproxyRouter:
             pools = []
             for slot in sorted(positions, key=lambda x: positions[x]):
                 servers = self._servers(f"{name}_{slot}").get(f"{name}_{slot}", {})
-                ready = [addr for addr, ok in servers.values() if ok]
+                ready = [addr for srv, (addr, ok) in servers.items() if ok and not srv.startswith("b")]
                 saved_addrs: list[str] = next(
                     (p["addresses"] for p in saved.get(route, []) if p["slot"] == slot), []
                 )
                 if sorted(saved_addrs) == sorted(ready):
                     ready = list(saved_addrs)
                 version, weight = versions.get(slot, ""), weights.get(slot, 0)
-                pools.append({"version": version, "weight": weight, "addresses": ready})
+                zone = zones.get(slot)
+                pools.append({"version": version, "weight": weight, "addresses": ready, "zone": zone})
             data[route] = pools
         return routes_from_json(data)
 
@@ -733,9 +777,10 @@ class HaproxyRouter:
         except httpx.HTTPError as exc:
             raise RouterError(f"admin port unreachable: {exc}") from exc
 
-    def version_counts(self, service: str) -> RouteCounts:
-        """Per-route, per-version counters of ``service`` from the admin port's ``/metrics``."""
-        return parse_counts(self.metrics_text(), service)
+    def version_counts(self, service: str, zone: str | None = None) -> RouteCounts:
+        """Per-route, per-version counters of ``service`` (of ``zone``'s instances, if given)
+        from the admin port's ``/metrics``."""
+        return parse_counts(self.metrics_text(), service, zone)
 
     history_queries: HistoryQueries | None = PROMETHEUS_HISTORY
     """What Prometheus reads when it scrapes ``admin_url + "/metrics"``."""

@@ -350,9 +350,10 @@ class NginxRouter:
         """Prometheus text from the admin port (``shipwarden_router_requests_total`` etc.)."""
         return self._admin("GET", "/metrics").text
 
-    def version_counts(self, service: str) -> RouteCounts:
-        """Per-route, per-version counters of ``service`` from the admin port's ``/metrics``."""
-        return parse_counts(self.metrics_text(), service)
+    def version_counts(self, service: str, zone: str | None = None) -> RouteCounts:
+        """Per-route, per-version counters of ``service`` (of ``zone``'s instances, if given)
+        from the admin port's ``/metrics``."""
+        return parse_counts(self.metrics_text(), service, zone)
 
     history_queries: HistoryQueries | None = PROMETHEUS_HISTORY
     """What Prometheus reads when it scrapes ``admin_url + "/metrics"``."""

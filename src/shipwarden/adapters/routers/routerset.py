@@ -58,8 +58,8 @@ class RouterSet:
     def probe(self, service: str, route: str, requests: int) -> ProbeResult:
         return self._for(service).probe(service, route, requests)
 
-    def version_counts(self, service: str) -> RouteCounts:
-        return self._for(service).version_counts(service)
+    def version_counts(self, service: str, zone: str | None = None) -> RouteCounts:
+        return self._for(service).version_counts(service, zone)
 
     @property
     def history_queries(self) -> HistoryQueries | None:

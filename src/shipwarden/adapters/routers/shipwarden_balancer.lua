@@ -9,7 +9,8 @@
 -- balancer picks an instance of that version (round robin per worker) and,
 -- when nginx retries (proxy_next_upstream), another instance of the same
 -- version first, then any other instance of the route.  The log phase counts
--- requests per service/route/version/code for canary analysis.
+-- requests per service/route/version/zone/code for canary analysis (zone: of the instance that
+-- answered, so a zone's canary is judged on that zone's traffic alone).
 --
 -- JSON is parsed by the small codec below because Debian's nginx Lua module
 -- ships without cjson; it only runs when a table changes, never per request.
@@ -22,6 +23,7 @@ local metrics_dict = ngx.shared.shipwarden_metrics
 local _M = {}
 
 local MAX_RETRIES = 4         -- extra attempts after the first
+local NOZONE = "~"            -- a pool without a zone, in the metrics' keys (not a zone name)
 local DOWN_SECONDS = 2        -- a peer that refused a connection is skipped this long (per worker)
 -- Latency histogram bounds (seconds): 1 ms × 1.25^k up to ~28 s.  Fine enough for the canary
 -- judge to compare quantiles (the coarse Prometheus defaults put every fast request in one
@@ -170,7 +172,9 @@ local function normalise_route(pools, name)
         for _, a in ipairs(type(p.addresses) == "table" and p.addresses or {}) do
             local host, port = tostring(a):match("^(%d+%.%d+%.%d+%.%d+):(%d+)$")
             if not host then return nil, name .. ": address " .. tostring(a) .. " is not ipv4:port" end
-            pool.peers[#pool.peers + 1] = { host = host, port = tonumber(port), addr = a, version = p.version }
+            pool.peers[#pool.peers + 1] = {
+                host = host, port = tonumber(port), addr = a, version = p.version, zone = p.zone,
+            }
         end
         if w > 0 and #pool.peers == 0 then return nil, name .. ": pool " .. p.version .. " has weight but no addresses" end
         route.total = route.total + (#pool.peers > 0 and w or 0)
@@ -272,7 +276,10 @@ function _M.access(service, route_name)
             if x < 0 then break end
         end
     end
-    ctx.sw = { service = service, route = route_name, r = route, pool = chosen, version = chosen.version, tries = 0 }
+    ctx.sw = {
+        service = service, route = route_name, r = route, pool = chosen, version = chosen.version,
+        zone = chosen.zone, tries = 0,
+    }
 end
 
 local down = {}   -- addr -> time until which this worker avoids the peer
@@ -321,6 +328,7 @@ function _M.balance()
     c.tries = c.tries + 1
     c.peer = peer
     c.version = peer.version
+    c.zone = peer.zone
     local ok, err = balancer.set_current_peer(peer.host, peer.port)
     if not ok then ngx.log(ngx.ERR, "shipwarden: set_current_peer ", peer.addr, ": ", err) end
 end
@@ -344,7 +352,8 @@ end
 function _M.log()
     local c = ngx.ctx.sw
     if not c then return end
-    local labels = c.service .. "\t" .. c.route .. "\t" .. c.version
+    -- NOZONE stands for "no zone" in the keys (an empty field would vanish when they are split)
+    local labels = c.service .. "\t" .. c.route .. "\t" .. c.version .. "\t" .. (c.zone or NOZONE)
     metrics_dict:incr("r\t" .. labels .. "\t" .. ngx.status, 1, 0)
     local elapsed = ngx.now() - ngx.req.start_time()
     metrics_dict:incr("b\t" .. labels .. "\t" .. bucket_index(elapsed), 1, 0)
@@ -361,23 +370,27 @@ end
 
 local function metrics()
     local lines = {
-        "# HELP shipwarden_router_requests_total Requests through the router by service, route, version, status.",
+        "# HELP shipwarden_router_requests_total Requests through the router by service, route, version, zone, status.",
         "# TYPE shipwarden_router_requests_total counter",
     }
     local hist, retries = {}, {}
-    local names = { "service", "route", "version", "code" }
-    local hnames, xnames = { "service", "route", "version" }, { "service", "route" }
+    local names = { "service", "route", "version", "zone", "code" }
+    local hnames, xnames = { "service", "route", "version", "zone" }, { "service", "route" }
     for _, key in ipairs(metrics_dict:get_keys(0)) do
         local f = {}
         for part in key:gmatch("[^\t]+") do f[#f + 1] = part end
         local v = metrics_dict:get(key) or 0
+        if ((f[1] == "r" or f[1] == "b") and #f == 5) or (f[1] == "s" and #f == 4) then
+            table.insert(f, 5, NOZONE)  -- counted before zones were (the dict survives a HUP)
+        end
+        local zone = f[5] ~= NOZONE and f[5] or ""
         if f[1] == "r" then
-            lines[#lines + 1] = "shipwarden_router_requests_total" .. labels(names, { f[2], f[3], f[4], f[5] })
+            lines[#lines + 1] = "shipwarden_router_requests_total" .. labels(names, { f[2], f[3], f[4], zone, f[6] })
                 .. "} " .. string.format("%d", v)
         elseif f[1] == "b" or f[1] == "s" then
-            local id = f[2] .. "\t" .. f[3] .. "\t" .. f[4]
-            hist[id] = hist[id] or { f[2], f[3], f[4], counts = {}, sum = 0 }
-            if f[1] == "b" then hist[id].counts[tonumber(f[5])] = v else hist[id].sum = v end
+            local id = f[2] .. "\t" .. f[3] .. "\t" .. f[4] .. "\t" .. f[5]
+            hist[id] = hist[id] or { f[2], f[3], f[4], zone, counts = {}, sum = 0 }
+            if f[1] == "b" then hist[id].counts[tonumber(f[6])] = v else hist[id].sum = v end
         elseif f[1] == "x" then
             retries[#retries + 1] = "shipwarden_router_upstream_retries_total" .. labels(xnames, { f[2], f[3] })
                 .. "} " .. string.format("%d", v)

@@ -8,8 +8,9 @@
 -- The state is one Lua state shared by all threads (`lua-load`, not `lua-load-per-thread`),
 -- so counters need no merging; each action holds the Lua lock for a few microseconds.
 -- Exposed in the same Prometheus text as the nginx driver's, so both report alike:
---   shipwarden_router_requests_total{service,route,version,code}
---   shipwarden_router_request_duration_seconds_bucket{service,route,version,le}
+--   shipwarden_router_requests_total{service,route,version,zone,code}
+--   shipwarden_router_request_duration_seconds_bucket{service,route,version,zone,le}
+-- (zone: the zone pool's slot, "" for a pool without a zone and for the 503 of no pool)
 -- Counted is every response the route's frontend sends, as nginx's log phase counts them:
 -- an instance's answer, and the answers HAProxy gives itself — 502/503/504 when every
 -- instance of the version drawn failed after the retries (counted for that version), the 503
@@ -36,8 +37,9 @@ local function bucket_index(elapsed)
     return i
 end
 
-local requests = {}   -- "service\troute\tversion\tcode" -> count
-local hist = {}       -- "service\troute\tversion" -> { counts = {}, sum = 0 }
+local NOZONE = "~"    -- a pool without a zone, in the keys (an empty field would vanish in a split)
+local requests = {}   -- "service\troute\tversion\tzone\tcode" -> count
+local hist = {}       -- "service\troute\tversion\tzone" -> { counts = {}, sum = 0 }
 local retries_base = {}  -- "service\troute" -> retries counted before the last reload
 
 -- Extra attempts per route (HAProxy's own counters of the route's slot backends: retries on the
@@ -78,17 +80,20 @@ local function load_counters(path)
     for line in f:lines() do
         local fields = {}
         for part in line:gmatch("[^\t]+") do fields[#fields + 1] = part end
-        if fields[1] == "r" and #fields == 6 then
-            local key = table.concat(fields, "\t", 2, 5)
-            requests[key] = (requests[key] or 0) + (tonumber(fields[6]) or 0)
-        elseif fields[1] == "h" and #fields == 6 then
-            local h = { counts = {}, sum = tonumber(fields[5]) or 0 }
+        if (fields[1] == "r" or fields[1] == "h") and #fields == 6 then
+            table.insert(fields, 5, NOZONE)  -- saved before counts had a zone
+        end
+        if fields[1] == "r" and #fields == 7 then
+            local key = table.concat(fields, "\t", 2, 6)
+            requests[key] = (requests[key] or 0) + (tonumber(fields[7]) or 0)
+        elseif fields[1] == "h" and #fields == 7 then
+            local h = { counts = {}, sum = tonumber(fields[6]) or 0 }
             local i = 0
-            for c in fields[6]:gmatch("[^,]+") do
+            for c in fields[7]:gmatch("[^,]+") do
                 i = i + 1
                 h.counts[i] = tonumber(c) or 0
             end
-            hist[table.concat(fields, "\t", 2, 4)] = h
+            hist[table.concat(fields, "\t", 2, 5)] = h
         elseif fields[1] == "x" and #fields == 4 then
             retries_base[fields[2] .. "\t" .. fields[3]] = tonumber(fields[4]) or 0
         end
@@ -137,7 +142,8 @@ core.register_fetches("sw_count", function(txn)
     local service = txn:get_var("txn.sw_service")
     if service == nil then return "" end
     local version = txn:get_var("txn.sw_ver") or "none"
-    local labels = service .. "\t" .. txn:get_var("txn.sw_route") .. "\t" .. version
+    local labels = service .. "\t" .. txn:get_var("txn.sw_route") .. "\t" .. version .. "\t"
+        .. (txn:get_var("txn.sw_zone") or NOZONE)
     local key = labels .. "\t" .. tostring(txn.sf:status())
     requests[key] = (requests[key] or 0) + 1
     local t0 = txn:get_var("txn.sw_t0")
@@ -163,22 +169,27 @@ local function split(key)
     return f
 end
 
+local function zone_of(field)
+    return field ~= NOZONE and field or ""
+end
+
 local function render(st)
     local lines = {
-        "# HELP shipwarden_router_requests_total Requests through the router by service, route, version, status.",
+        "# HELP shipwarden_router_requests_total Requests through the router by service, route, version, zone, status.",
         "# TYPE shipwarden_router_requests_total counter",
     }
     for key, v in pairs(st.requests) do
         local f = split(key)
         lines[#lines + 1] = string.format(
-            'shipwarden_router_requests_total{service=%s,route=%s,version=%s,code=%s} %d',
-            quote(f[1]), quote(f[2]), quote(f[3]), quote(f[4]), v)
+            'shipwarden_router_requests_total{service=%s,route=%s,version=%s,zone=%s,code=%s} %d',
+            quote(f[1]), quote(f[2]), quote(f[3]), quote(zone_of(f[4])), quote(f[5]), v)
     end
     lines[#lines + 1] = "# HELP shipwarden_router_request_duration_seconds Time from request to response, per version."
     lines[#lines + 1] = "# TYPE shipwarden_router_request_duration_seconds histogram"
     for key, h in pairs(st.hist) do
         local f = split(key)
-        local base = string.format("{service=%s,route=%s,version=%s", quote(f[1]), quote(f[2]), quote(f[3]))
+        local base = string.format("{service=%s,route=%s,version=%s,zone=%s",
+            quote(f[1]), quote(f[2]), quote(f[3]), quote(zone_of(f[4])))
         local cum = 0
         for i = 1, BUCKET_COUNT + 1 do
             cum = cum + (h.counts[i] or 0)

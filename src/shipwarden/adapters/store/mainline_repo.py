@@ -279,6 +279,42 @@ class MainlineRepo:
         with self._sessions() as s:
             return [_judged(r) for r in s.scalars(q) if self._claimable(r, now)]
 
+    def awaiting(self, branch: str) -> list[JudgedCommit]:
+        """The heads on ``branch`` still waiting for their evidence (oldest first)."""
+        q = (
+            select(MainCommitRow)
+            .where(MainCommitRow.branch == branch, MainCommitRow.verdict == "awaiting")
+            .order_by(MainCommitRow.id)
+        )
+        with self._sessions() as s:
+            return [_judged(r) for r in s.scalars(q)]
+
+    def mark_overdue(self, judged_id: int, detail: dict[str, Any], *, actor: str) -> JudgedCommit | None:
+        """A waiting head whose evidence is overdue: recorded once (compare-and-set, with its audit
+        entry ``main.evidence_overdue``) before anyone is alerted; None if it no longer waits or was
+        marked already."""
+
+        def tx(s: Session) -> JudgedCommit | None:
+            r = s.get(MainCommitRow, judged_id, with_for_update=True)
+            if r is None:
+                raise NotFound(f"no judged commit {judged_id}")
+            if r.verdict != "awaiting" or (r.effect_detail or {}).get("overdue"):
+                return None
+            r.effect_detail = {**(r.effect_detail or {}), "overdue": detail}
+            self.store._append_audit(
+                s,
+                actor=actor,
+                action="main.evidence_overdue",
+                outcome="failed",
+                detail={"branch": r.branch, "commit": r.sha, "reason": r.reason, "change_id": r.change_id,
+                        "author": r.author, "subject": r.subject[:200], **detail},
+            )  # fmt: skip
+            s.flush()
+            return _judged(r)
+
+        result: JudgedCommit | None = self.store._retrying(tx)
+        return result
+
     def open_violations(self, branch: str) -> list[JudgedCommit]:
         """Violations since the last commit judged deployable, not accepted by an operator.
 

@@ -624,3 +624,34 @@ class OnCallLinkNonceRow(Base):
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     escalation_id: Mapped[str] = mapped_column(String(32))
     used_at: Mapped[float] = mapped_column(Double)
+
+
+class OnCallOverrideRow(Base):
+    """An override made from the CLI or the API (migration ``0018``); removal keeps the row."""
+
+    __tablename__ = "oncall_overrides"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    schedule: Mapped[str] = mapped_column(String(64), index=True)
+    person: Mapped[str] = mapped_column(String(128))
+    start_at: Mapped[float] = mapped_column(Double)
+    end_at: Mapped[float] = mapped_column(Double)
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(256))
+    removed_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    removed_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
+
+
+class OnCallFeedTokenRow(Base):
+    """A person's calendar feed token: its SHA-256 only (migration ``0018``)."""
+
+    __tablename__ = "oncall_feed_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    person: Mapped[str] = mapped_column(String(128))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(256))
+    revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(256), nullable=True)

@@ -9,28 +9,37 @@ and bumps ``version``, so two engines (or an engine and a person acknowledging) 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shipwarden.adapters.store.models import OnCallEscalationRow, OnCallLinkNonceRow, OnCallPageRow
+from shipwarden.adapters.store.models import (
+    OnCallEscalationRow,
+    OnCallFeedTokenRow,
+    OnCallLinkNonceRow,
+    OnCallOverrideRow,
+    OnCallPageRow,
+)
 from shipwarden.adapters.store.repository import Store
-from shipwarden.domain.oncall.escalation import Escalation, Snapshot, Status
+from shipwarden.domain.oncall.escalation import Escalation, EscalationError, Snapshot, Status
 from shipwarden.domain.oncall.page import RecentChange
 from shipwarden.ports.oncall import (
     Change,
     Contact,
     Delivery,
     EscalationNotFound,
+    FeedToken,
     LinkSpent,
+    PageDraft,
     PendingPage,
+    StoredOverride,
 )
 
-__all__ = ["OnCallRepo", "StoreRecentChanges"]
+__all__ = ["OnCallRepo", "RotaRepo", "StoreRecentChanges"]
 
 
 def _esc(r: OnCallEscalationRow) -> Escalation:
@@ -173,39 +182,78 @@ class OnCallRepo:
                 s.add(
                     OnCallLinkNonceRow(nonce=nonce, escalation_id=escalation_id, used_at=self.store._clock())
                 )
-            after, pages, detail = change(_esc(row))
-            _put(row, after)
-            row.version += 1
-            now = self.store._clock()
-            for p in pages:
-                dup = s.scalars(
-                    select(OnCallPageRow.id).where(OnCallPageRow.dedupe_key == p.dedupe_key)
-                ).first()
-                if dup is not None:
-                    continue
-                s.add(
-                    OnCallPageRow(
-                        escalation_id=escalation_id,
-                        step=after.step - 1,
-                        person=p.contact.person,
-                        kind=p.contact.kind,
-                        address=p.contact.address[:320],
-                        subject=p.subject[:300],
-                        body=p.body,
-                        dedupe_key=p.dedupe_key,
-                        status="pending",
-                        attempts=0,
-                        created_at=now,
-                        next_attempt_at=now,
-                        detail="",
-                    )
-                )
-            s.flush()
-            self._audit(s, after, actor=actor, action=action, detail=detail)
-            return _esc(row)
+            return self._change(s, row, change(_esc(row)), actor=actor, action=action)
 
         result: Escalation = self.store._retrying(tx)
         return result
+
+    def apply_many(
+        self, changes: Sequence[tuple[str, Change]], *, actor: str, action: str
+    ) -> list[Escalation]:
+        """:meth:`apply` for several escalations in one transaction (one commit for all the steps
+        due at once): an escalation whose ``change`` raises ``EscalationError`` (acknowledged or
+        fired meanwhile) or that is gone is skipped, the others are stored.  The moved ones."""
+
+        def tx(s: Session) -> list[Escalation]:
+            moved = []
+            for escalation_id, change in changes:
+                row = s.get(OnCallEscalationRow, escalation_id, with_for_update=True)
+                if row is None:
+                    continue
+                try:
+                    result = change(_esc(row))
+                except EscalationError:
+                    continue
+                moved.append(self._change(s, row, result, actor=actor, action=action))
+            return moved
+
+        done: list[Escalation] = self.store._retrying(tx)
+        return done
+
+    def _change(
+        self,
+        s: Session,
+        row: OnCallEscalationRow,
+        result: tuple[Escalation, Sequence[PageDraft], dict[str, Any]],
+        *,
+        actor: str,
+        action: str,
+    ) -> Escalation:
+        escalation_id = row.id
+        after, pages, detail = result
+        _put(row, after)
+        row.version += 1
+        now = self.store._clock()
+        keys = [p.dedupe_key for p in pages]
+        seen = (
+            set(s.scalars(select(OnCallPageRow.dedupe_key).where(OnCallPageRow.dedupe_key.in_(keys))))
+            if keys
+            else set()
+        )
+        for p in pages:
+            if p.dedupe_key in seen:
+                continue
+            seen.add(p.dedupe_key)
+            s.add(
+                OnCallPageRow(
+                    escalation_id=escalation_id,
+                    step=after.step - 1,
+                    person=p.contact.person,
+                    kind=p.contact.kind,
+                    address=p.contact.address[:320],
+                    subject=p.subject[:300],
+                    body=p.body,
+                    dedupe_key=p.dedupe_key,
+                    status="pending",
+                    attempts=0,
+                    created_at=now,
+                    next_attempt_at=now,
+                    detail="",
+                )
+            )
+        s.flush()
+        self._audit(s, after, actor=actor, action=action, detail=detail)
+        return _esc(row)
 
     def pending(self, now: float, limit: int = 50) -> list[PendingPage]:
         q = (
@@ -310,3 +358,105 @@ class StoreRecentChanges:
                 when = datetime.fromisoformat(e.ts.replace("Z", "+00:00")).timestamp()
                 out.append(RecentChange(when, "change.merged", ref, str(detail.get("sha", ""))[:12]))
         return sorted(out, key=lambda c: c.at, reverse=True)[:limit]
+
+
+def _override(r: OnCallOverrideRow) -> StoredOverride:
+    return StoredOverride(
+        r.id, r.schedule, r.person, r.start_at, r.end_at, r.reason, r.created_at, r.created_by,
+        r.removed_at, r.removed_by,
+    )  # fmt: skip
+
+
+def _token(r: OnCallFeedTokenRow) -> FeedToken:
+    return FeedToken(r.id, r.person, r.secret_sha256, r.created_at, r.created_by, r.revoked_at, r.revoked_by)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+class RotaRepo:
+    """``ports.oncall.RotaStore``: overrides and feed tokens, each change audited in its
+    transaction (``oncall.override.*``, ``oncall.feed.*``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def add_override(self, o: StoredOverride) -> None:
+        def tx(s: Session) -> None:
+            s.add(
+                OnCallOverrideRow(
+                    id=o.id, schedule=o.schedule, person=o.person, start_at=o.start, end_at=o.end,
+                    reason=o.reason, created_at=o.created_at, created_by=o.created_by,
+                )
+            )  # fmt: skip
+            s.flush()
+            detail = {"override": o.id, "schedule": o.schedule, "person": o.person,
+                      "start": _iso(o.start), "end": _iso(o.end), "reason": o.reason}  # fmt: skip
+            self.store._append_audit(s, actor=o.created_by, action="oncall.override.add", detail=detail)
+
+        self.store._retrying(tx)
+
+    def remove_override(self, override_id: str, *, actor: str, now: float) -> StoredOverride | None:
+        def tx(s: Session) -> StoredOverride | None:
+            row = s.get(OnCallOverrideRow, override_id, with_for_update=True)
+            if row is None or row.removed_at is not None:
+                return None
+            row.removed_at, row.removed_by = now, actor
+            s.flush()
+            detail = {"override": row.id, "schedule": row.schedule, "person": row.person,
+                      "start": _iso(row.start_at), "end": _iso(row.end_at)}  # fmt: skip
+            self.store._append_audit(s, actor=actor, action="oncall.override.remove", detail=detail)
+            return _override(row)
+
+        result: StoredOverride | None = self.store._retrying(tx)
+        return result
+
+    def overrides(self, *, schedule: str | None = None, removed: bool = False) -> list[StoredOverride]:
+        q = select(OnCallOverrideRow).order_by(OnCallOverrideRow.created_at, OnCallOverrideRow.id)
+        if schedule is not None:
+            q = q.where(OnCallOverrideRow.schedule == schedule)
+        if not removed:
+            q = q.where(OnCallOverrideRow.removed_at.is_(None))
+        with self.store._tx() as s:
+            return [_override(r) for r in s.scalars(q)]
+
+    def add_feed_token(self, t: FeedToken) -> None:
+        def tx(s: Session) -> None:
+            s.add(
+                OnCallFeedTokenRow(
+                    id=t.id, person=t.person, secret_sha256=t.secret_sha256, created_at=t.created_at,
+                    created_by=t.created_by,
+                )
+            )  # fmt: skip
+            s.flush()
+            self.store._append_audit(s, actor=t.created_by, action="oncall.feed.create",
+                                     detail={"token": t.id, "person": t.person})  # fmt: skip
+
+        self.store._retrying(tx)
+
+    def revoke_feed_token(self, token_id: str, *, actor: str, now: float) -> FeedToken | None:
+        def tx(s: Session) -> FeedToken | None:
+            row = s.get(OnCallFeedTokenRow, token_id, with_for_update=True)
+            if row is None or row.revoked_at is not None:
+                return None
+            row.revoked_at, row.revoked_by = now, actor
+            s.flush()
+            self.store._append_audit(s, actor=actor, action="oncall.feed.revoke",
+                                     detail={"token": row.id, "person": row.person})  # fmt: skip
+            return _token(row)
+
+        result: FeedToken | None = self.store._retrying(tx)
+        return result
+
+    def feed_token(self, token_id: str) -> FeedToken | None:
+        with self.store._tx() as s:
+            row = s.get(OnCallFeedTokenRow, token_id)
+            return None if row is None else _token(row)
+
+    def feed_tokens(self, *, person: str | None = None) -> list[FeedToken]:
+        q = select(OnCallFeedTokenRow).order_by(OnCallFeedTokenRow.created_at)
+        if person is not None:
+            q = q.where(OnCallFeedTokenRow.person == person)
+        with self.store._tx() as s:
+            return [_token(r) for r in s.scalars(q)]

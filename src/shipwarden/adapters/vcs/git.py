@@ -357,6 +357,16 @@ class GitRepository:
                 return False
             return proc.stdout.split()[0] == self._run("rev-parse", f"{target}^{{tree}}").stdout.strip()
 
+    def same_tree(self, a: str, b: str) -> bool:
+        """True when commits ``a`` and ``b`` hold exactly the same content (the same tree)."""
+        for sha in (a, b):
+            _check_sha(sha)
+        with self._lock:
+            trees = [self._run("rev-parse", "--verify", "-q", f"{x}^{{tree}}", check=False) for x in (a, b)]
+        if any(t.returncode != 0 for t in trees):
+            return False
+        return trees[0].stdout.strip() == trees[1].stdout.strip()
+
     def parents(self, sha: str) -> tuple[str, ...]:
         """The parents of commit ``sha`` (first parent first)."""
         _check_sha(sha)

@@ -99,10 +99,24 @@ PERSISTENCE_SECONDS = 60.0
 DEFAULT_INTERVAL_SECONDS = 10.0  # assumed when the samples' times do not tell the interval
 MAX_PERSISTENCE = 0.9
 ASSUMED_PERSISTENCE_CAP = 0.72  # exp(−10 s / 30 s); chosen on the tuning seed (was 0.85 at 10 s)
+# One burst is not a regression: the failure test leaves out the interval whose canary excess is the
+# largest (standardized), and the extra variance is estimated without it and without the interval
+# with the largest deficit — one burst in either arm would otherwise dominate the variance estimate
+# and weight every other interval's evidence down.  From TRIM_MIN_INTERVALS informative intervals on.
+# (TRIM_BOTH_SIDES: leave the largest deficit out of the evidence too.)
+TRIM_OUTLIERS = True
+TRIM_BOTH_SIDES = False
+TRIM_MIN_INTERVALS = 4
 # A failure needs the evidence in at least MIN_FAIL_INTERVALS judged intervals, and an excess
 # that does not fade (the trend of the per-interval log ratio above −FADING_T standard errors).
 MIN_FAIL_INTERVALS = 3
 FADING_T = 1.0
+# ... unless the excess is still there at the end: a fading excess is held only while the most recent
+# half of the judged intervals (at least RECENT_MIN of them) does not itself show the ratio above the
+# null by RECENT_Z standard errors (dispersion included).  A canary that is improving but still far
+# worse — a regression whose ratio drifts down with the traffic mix, say — is a regression.
+RECENT_Z = 2.5
+RECENT_MIN = 4
 # An early pass also needs the observed ratio within tolerance: a canary between tolerance and
 # regression is judged to the end of the window.
 # Stochastic curtailment: with ``undersized: pass`` a metric stops being judged (and counts as a
@@ -114,7 +128,7 @@ FUTILITY_POWER = 0.02
 # The pass side counts the warm-up intervals too (the failure side never does).
 PASS_FROM_START = True
 # Default warm-up (``warmup: auto``): the first AUTO_WARMUP intervals, at most a sixth of the window.
-AUTO_WARMUP = 5
+AUTO_WARMUP = 3
 # Chosen on the benchmark's tuning seed (bench/judge.py TUNING_SEED), never on its reporting seed.
 
 
@@ -157,6 +171,7 @@ class RatioEProcess:
         self._ll: list[FloatArray] = []  # per informative interval: log-likelihood over the grid
         self._counts: list[tuple[int, int, int, int]] = []  # (bn, bx, cn, cx) of those intervals
         self._fit: tuple[float, FloatArray, FloatArray] | None = None  # cached (κ, φ_fail, φ_pass)
+        self._keep: FloatArray | None = None  # set with _fit: 1.0 for the intervals the failure test counts
         #: assumed AR(1) persistence of one arm's extra noise from one interval to the next (at
         #: least); the judge sets it from the analysis interval
         self.persistence = assumed_persistence(DEFAULT_INTERVAL_SECONDS)
@@ -208,8 +223,22 @@ class RatioEProcess:
         x = bx + cx
         rho = ((cx.sum() + 0.5) / cn.sum()) / ((bx.sum() + 0.5) / bn.sum()) if k else 1.0
         pi = rho * cn / (rho * cn + bn)
-        r = cx - x * pi
-        v = x * pi * (1.0 - pi)
+        r_all = cx - x * pi
+        v_all = x * pi * (1.0 - pi)
+        keep = np.ones(k, dtype=bool)  # intervals the failure evidence counts
+        est = np.ones(k, dtype=bool)  # intervals the extra variance is estimated from
+        if TRIM_OUTLIERS and k >= TRIM_MIN_INTERVALS:
+            z = r_all / np.sqrt(np.maximum(v_all, 1e-12))
+            hi, lo = int(np.argmax(z)), int(np.argmin(z))
+            if z[hi] > 0:
+                keep[hi] = est[hi] = False
+            if z[lo] < 0:
+                est[lo] = False
+                if TRIM_BOTH_SIDES:
+                    keep[lo] = False
+        self._keep = keep.astype(np.float64)
+        r, v = r_all * est, v_all[est]  # r keeps the intervals' order (zeros where left out)
+        k = int(est.sum())
         d = float(np.sum(v * v))
         total_v = float(np.sum(v))
         persist = self.persistence
@@ -226,8 +255,17 @@ class RatioEProcess:
         se = math.sqrt(2.0 * inflate * float(np.sum((v + kappa0 * v * v) ** 2))) / d if d > 0 else math.inf
         factor = (1.0 + persist) / (1.0 - persist)
         kappa = (kappa0 + min(Z_UP * se, MAX_UNCERTAINTY)) * factor
-        self._fit = (kappa, 1.0 + kappa * v, 1.0 + kappa0 * factor * v)
+        self._fit = (kappa, 1.0 + kappa * v_all, 1.0 + kappa0 * factor * v_all)
         return self._fit
+
+    def _kept(self) -> FloatArray:
+        """1.0 for the intervals the failure evidence counts, 0.0 for those left out (see
+        TRIM_OUTLIERS)."""
+        phi = self._dispersion()[1]
+        keep = self._keep
+        if keep is None or keep.size != phi.size:
+            return np.ones(phi.size)
+        return keep
 
     @property
     def kappa(self) -> float:
@@ -251,7 +289,8 @@ class RatioEProcess:
         ll = np.array(self._ll)
         _, phi_fail, phi_pass = self._dispersion()
         phi = phi_fail if ref == 0 else phi_pass
-        return np.asarray(np.sum((ll[:, which] - ll[:, ref : ref + 1]) / phi[:, None], axis=0))
+        w = (self._kept() if ref == 0 else np.ones(phi.size)) / phi
+        return np.asarray(np.sum((ll[:, which] - ll[:, ref : ref + 1]) * w[:, None], axis=0))
 
     def horizon_p_value(self) -> float:
         """One-sided p-value of "ρ ≤ null_ratio" from all intervals, for the *planned* horizon only.
@@ -268,11 +307,13 @@ class RatioEProcess:
         from scipy import signal, stats  # only at the horizon; keeps start-up fast
 
         bn, bx, cn, cx = self._arrays()
+        kept = self._kept() > 0
+        bn, bx, cn, cx = bn[kept], bx[kept], cn[kept], cx[kept]
         x = (bx + cx).astype(np.int64)
         p0 = self.null_ratio * cn / (self.null_ratio * cn + bn)
         expected = float(np.sum(x * p0))
         var0 = float(np.sum(x * p0 * (1.0 - p0)))
-        phi = self._dispersion()[1]
+        phi = self._dispersion()[1][kept]
         var_phi = float(np.sum(x * p0 * (1.0 - p0) * phi))
         excess = float(cx.sum()) - expected
         if var_phi <= 0:
@@ -309,10 +350,11 @@ class RatioEProcess:
         excess = var = 0.0
         if self._counts:
             bn, bx, cn, cx = self._arrays()
+            kept = self._kept()
             x = bx + cx
             p0 = rho0 * cn / (rho0 * cn + bn)
-            excess = float(cx.sum() - np.sum(x * p0))
-            var = float(np.sum(x * p0 * (1.0 - p0) * self._dispersion()[1]))
+            excess = float(np.sum(kept * (cx - x * p0)))
+            var = float(np.sum(kept * x * p0 * (1.0 - p0) * self._dispersion()[1]))
         var_final = var + x1 * pi0f * (1.0 - pi0f) * phi_now
         sd_future = math.sqrt(x1 * pi1f * (1.0 - pi1f) * phi_now)
         if sd_future <= 0 or var_final <= 0:
@@ -340,6 +382,21 @@ class RatioEProcess:
             return 0.0
         slope = float(np.sum(w * (t - tm) * y)) / sxx
         return slope * math.sqrt(sxx)
+
+    def recent_z(self) -> float:
+        """z statistic of "ρ > null_ratio" from the most recent half of the informative intervals (at
+        least RECENT_MIN): the inverse-variance weighted mean of the per-interval log ratio, its
+        variance inflated by the failure test's dispersion, without the interval the failure test
+        leaves out.  0 with fewer intervals than that."""
+        k = len(self._counts)
+        if k < RECENT_MIN:
+            return 0.0
+        m = max(RECENT_MIN, k // 2)
+        bn, bx, cn, cx = (a[-m:] for a in self._arrays())
+        phi = self._dispersion()[1][-m:]
+        y = np.log((cx + 0.5) / cn) - np.log((bx + 0.5) / bn) - math.log(self.null_ratio)
+        w = self._kept()[-m:] / ((1.0 / (cx + 0.5) + 1.0 / (bx + 0.5)) * phi)  # a burst left out
+        return float(np.sum(w * y) / math.sqrt(float(np.sum(w))))
 
     @property
     def log_e_fail(self) -> float:
@@ -489,7 +546,7 @@ class _MetricTest:
             return False
         trend = proc.fading()
         numbers[f"trendT{tag}"] = round(trend, 3)
-        if trend <= -FADING_T:
+        if trend <= -FADING_T and proc.recent_z() < RECENT_Z:
             self.fading = True
             return False
         return True

@@ -57,7 +57,7 @@ def _main(policy: PolicyOpt = None, state_dir: StateOpt = None) -> None:
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    from shipwarden.adapters.routers.base import RouterError
+    from shipwarden.ports.routing import RouterError
     from shipwarden.ports.store import StoreError
     from shipwarden.services.rollout import DeployError
 
@@ -76,12 +76,11 @@ def _errors() -> Iterator[None]:
 
 def _app() -> Any:
     from shipwarden.bootstrap import build, load_policy
+    from shipwarden.entrypoints.cli.guard import services
 
     settings = _settings()
-    svc = _ctx.services  # the access check's: one store (one engine, one migration) per command
-    if svc is None:
-        return build(settings, load_policy(settings.policy))
-    return build(settings, load_policy(settings.policy), store=svc.store, access=svc.access)
+    # the access check's services: one store (one engine, one migration) per command
+    return build(settings, load_policy(settings.policy), services=services(with_policy=False))
 
 
 # -- policy ------------------------------------------------------------------------------------
@@ -259,8 +258,9 @@ def reconcile(
                 _drive(a, dep.id)
             return
         from shipwarden.services.controller import Controller
+        from shipwarden.services.serving import for_rollout
 
-        ctl = Controller(a.rollout, a.store)
+        ctl = Controller(a.rollout, a.store, serving=for_rollout(a.rollout))
         ctl.start()
         console.print("controller running; Ctrl-C stops it (deployments resume wherever it runs next)")
         try:

@@ -118,7 +118,7 @@ def audit_verify(
 ) -> None:
     """Check every entry's hash and link, the signed checkpoint chain and grid, the witness file and
     --expect-head; say where the first problem is."""
-    from shipwarden.adapters.witness import WitnessError
+    from shipwarden.ports.audit import WitnessError
 
     head = _head_arg(expect_head)
     with authorized("audit verify") as (svc, _):
@@ -524,6 +524,9 @@ def serve(
     for p in (tls_cert, tls_key):
         if p is not None and not p.exists():
             raise _err(f"{p}: no such file")
+    from shipwarden.bootstrap import start_alerting, start_wal_checkpoints
+
+    stop_checkpoints = start_wal_checkpoints(svc)  # SQLite: not inside the commits requests wait for
     api = create_app(svc)
     app = _worker_threads(api, svc.settings.api_threads)
     _checkpoint_timer(svc, every_s=60.0)
@@ -536,11 +539,10 @@ def serve(
     driver = None
     if controller and svc.rollout is not None:
         from shipwarden.services.controller import Controller
+        from shipwarden.services.serving import for_rollout
 
-        driver = Controller(svc.rollout, svc.store)
+        driver = Controller(svc.rollout, svc.store, serving=for_rollout(svc.rollout))
         driver.start()
-    from shipwarden.bootstrap import start_alerting
-
     stop_alerting = start_alerting(svc)
     sys.stderr.write(f"shipwarden API on {'https' if tls_cert else 'http'}://{host}:{port}\n")
     try:
@@ -550,6 +552,7 @@ def serve(
         if driver is not None:
             driver.stop()
         svc.audit.close()  # uvicorn has finished the requests in flight: commit what they queued
+        stop_checkpoints()
 
 
 def _services_or_exit() -> Any:

@@ -50,13 +50,15 @@ def _errors() -> Iterator[None]:
 
 
 def _alerting() -> Any:
-    from shipwarden.bootstrap import load_policy, make_alerting, open_store, secret_lookup
-    from shipwarden.entrypoints.cli import _settings
+    from shipwarden.bootstrap import load_policy, make_alerting, secret_lookup
+    from shipwarden.entrypoints.cli.context import settings as _settings
+    from shipwarden.entrypoints.cli.guard import services
     from shipwarden.services.alerting.service import AlertingError
 
     settings = _settings()
-    store = open_store(settings)
-    svc = make_alerting(settings, store, load_policy(settings.policy), secrets=secret_lookup(settings, store))
+    process = services(with_policy=False)
+    secrets = secret_lookup(settings, process.store, process.access)
+    svc = make_alerting(settings, process.store, load_policy(settings.policy), secrets=secrets)
     if svc is None:
         raise AlertingError(2, f"{settings.policy}: the policy has no 'alerting' section")
     return svc
@@ -134,7 +136,7 @@ def rules(
             sys.stdout.write(svc.rules_text())
             return
         done = svc.write_rules()
-        from shipwarden.entrypoints.cli import _settings
+        from shipwarden.entrypoints.cli.context import settings as _settings
 
         target = str(_settings().prometheus_rules_file)
         svc.pipeline.store.store.audit(

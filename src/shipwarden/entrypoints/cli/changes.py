@@ -34,10 +34,10 @@ def _service(command: str, otp: str | None = None) -> Any:
     from shipwarden.bootstrap import build, load_policy, make_changes
     from shipwarden.entrypoints.cli.context import settings as _settings
 
-    check(command, otp=otp)
+    process, _ = check(command, otp=otp)
     settings = _settings()
-    a = build(settings, load_policy(settings.policy))
-    svc = make_changes(settings, a.store, a.rollout, a.rollout.loaded)
+    a = build(settings, load_policy(settings.policy), services=process)
+    svc = make_changes(settings, a.store, a.rollout, a.rollout.loaded, access=process.access)
     return svc, settings.actor or getpass.getuser()
 
 

@@ -74,13 +74,16 @@ def _errors() -> Iterator[None]:
 
 def _ctx() -> tuple[Any, Any, Any]:
     """(DrContext, settings, store) for the CLI's settings and policy."""
-    from shipwarden.bootstrap import load_policy, make_dr, open_store
+    from shipwarden.bootstrap import load_policy, make_dr, secret_lookup
     from shipwarden.entrypoints.cli.context import settings as _settings
+    from shipwarden.entrypoints.cli.guard import services
 
     settings = _settings()
     loaded = load_policy(settings.policy)
-    store = open_store(settings)
-    ctx = make_dr(settings, store, loaded, actor=settings.actor or getpass.getuser())
+    process = services(with_policy=False)
+    store = process.store
+    ctx = make_dr(settings, store, loaded, actor=settings.actor or getpass.getuser(),
+                  secrets=secret_lookup(settings, store, process.access))  # fmt: skip
     return ctx, settings, store
 
 

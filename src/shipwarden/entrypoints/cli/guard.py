@@ -150,6 +150,12 @@ COMMANDS: Mapping[str, Rule] = {
     # on-call and escalations (oncall.py), as their HTTP routes
     "oncall who": Rule(P.DEPLOYMENT_READ),
     "oncall ical": Rule(P.DEPLOYMENT_READ),
+    "oncall override add": Rule(P.INCIDENT_MANAGE),
+    "oncall override list": Rule(P.DEPLOYMENT_READ),
+    "oncall override remove": Rule(P.INCIDENT_MANAGE),
+    "oncall feed create": Rule(P.DEPLOYMENT_READ),  # the feed shows what a reader may read anyway
+    "oncall feed list": Rule(P.DEPLOYMENT_READ),
+    "oncall feed revoke": Rule(P.INCIDENT_MANAGE),
     "oncall run": Rule(P.DEPLOYMENT_RECONCILE),  # the engine: pages as the policy says, decides nothing
     "oncall watchdog": Rule(P.DEPLOYMENT_RECONCILE),
     "alerts trigger": Rule(P.INCIDENT_MANAGE),

@@ -41,11 +41,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    from shipwarden.adapters.reports.incident import ReportError
     from shipwarden.domain.incidents import IncidentError
     from shipwarden.domain.policy import PolicyError, UnknownService
     from shipwarden.entrypoints.cli.output import policy_errors
-    from shipwarden.ports.incidents import IncidentNotFound
+    from shipwarden.ports.incidents import IncidentNotFound, ReportError
     from shipwarden.ports.store import StoreError
     from shipwarden.services.rollout import DeployError
 
@@ -63,20 +62,22 @@ def _errors() -> Iterator[None]:
 
 
 def _incidents(*, with_rollout: bool = False) -> Any:
-    from shipwarden.bootstrap import build, load_policy, make_incidents, oncall_lookup, open_store
+    from shipwarden.bootstrap import build, load_policy, make_incidents, oncall_lookup
     from shipwarden.domain.policy import PolicyError
     from shipwarden.entrypoints.cli.context import settings as _settings
+    from shipwarden.entrypoints.cli.guard import services
 
     settings = _settings()
+    process = services(with_policy=False)
     if with_rollout:
         policy = load_policy(settings.policy)
-        app = build(settings, policy)
+        app = build(settings, policy, services=process)
         return make_incidents(settings, app.store, rollout=app.rollout, oncall=oncall_lookup(policy))
     rota = None
     if settings.policy.exists():  # commanders from the rota; an unreadable policy only loses that
         with suppress(PolicyError):
             rota = oncall_lookup(load_policy(settings.policy))
-    return make_incidents(settings, open_store(settings), oncall=rota)
+    return make_incidents(settings, process.store, oncall=rota)
 
 
 def _print_json(doc: Any) -> None:

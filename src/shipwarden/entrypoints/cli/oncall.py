@@ -7,6 +7,10 @@ checks its rule in ``guard.COMMANDS`` first.  Exit codes: 0 done, 2 bad input or
 * ``oncall who [--at 2026-12-24T03:00+01:00] [--schedule S] [--json]`` — who is on call, and why
 * ``oncall ical SCHEDULE`` / ``oncall ical --person P`` — the iCalendar feed (RFC 5545) on stdout
   or ``--output FILE``
+* ``oncall override add SCHEDULE PERSON --from T --until T --reason R`` / ``override list`` /
+  ``override remove ID`` — overrides beside the policy's, audited (``oncall.override.*``)
+* ``oncall feed create PERSON`` / ``feed list`` / ``feed revoke ID`` — a person's calendar feed
+  URL with a token calendar apps can send (``GET /oncall/feeds/TOKEN.ics``), revocable
 * ``oncall run`` — the escalation engine (and its watchdog) in the foreground; ``serve`` runs it too
 * ``oncall watchdog`` — the stall check from a separate process (the engines' heartbeat file)
 * ``alerts trigger --title T [--service S]`` — open an escalation by hand (alerting opens them
@@ -59,12 +63,13 @@ def _errors() -> Iterator[None]:
 
 
 def _parts(*, with_incidents: bool = False) -> Any:
-    from shipwarden.bootstrap import load_policy, make_incidents, make_oncall, open_store
-    from shipwarden.entrypoints.cli import _settings
+    from shipwarden.bootstrap import load_policy, make_incidents, make_oncall
+    from shipwarden.entrypoints.cli.context import settings as _settings
+    from shipwarden.entrypoints.cli.guard import services
 
     settings = _settings()
     policy = load_policy(settings.policy)
-    store = open_store(settings)
+    store = services(with_policy=False).store
     incidents = make_incidents(settings, store).service if with_incidents else None
     return make_oncall(settings, store, lambda: policy, incidents=incidents)
 
@@ -165,11 +170,12 @@ def watchdog(
     engine has gone round for more than oncall.watchdog.stall (10 s)."""
     with _errors():
         check("oncall watchdog")
-        from shipwarden.bootstrap import load_policy, make_watchdog_process, open_store
-        from shipwarden.entrypoints.cli import _settings
+        from shipwarden.bootstrap import load_policy, make_watchdog_process
+        from shipwarden.entrypoints.cli.context import settings as _settings
+        from shipwarden.entrypoints.cli.guard import services
 
         settings = _settings()
-        dog = make_watchdog_process(settings, open_store(settings), load_policy(settings.policy))
+        dog = make_watchdog_process(settings, services(with_policy=False).store, load_policy(settings.policy))
         console.print(f"watching the escalation engines (stall limit {dog.stall:g}s)")
         end = time.monotonic() + seconds if seconds else None
         try:
@@ -226,8 +232,6 @@ def list_escalations(
             console.print("no escalations")
 
 
-
-
 def show(escalation_id: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> None:
     """One escalation: its frozen policy, state and the pages it sent."""
     with _errors():
@@ -263,8 +267,109 @@ def resolve(escalation_id: Annotated[str, typer.Argument()]) -> None:
         console.print(f"resolved {_line(e)}", soft_wrap=True)
 
 
+override_app = typer.Typer(no_args_is_help=True, help="Overrides of a schedule, beside the policy's.")
+feed_app = typer.Typer(no_args_is_help=True, help="Per-person calendar feed URLs (tokens), revocable.")
+
+
+def _stamp(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%MZ")
+
+
+def override_add(
+    schedule: Annotated[str, typer.Argument(help="The schedule.")],
+    person: Annotated[str, typer.Argument(help="Who is on call instead (in oncall.people).")],
+    start: Annotated[str, typer.Option("--from", help="From (with its zone): 2026-12-24T18:00+01:00.")],
+    until: Annotated[str, typer.Option("--until", help="Until (with its zone).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
+) -> None:
+    """PERSON is on call in SCHEDULE from --from until --until (wins over the rotation)."""
+    with _errors():
+        _, actor = check("oncall override add")
+        o = _parts().rota.add_override(
+            schedule, person, _when(start), _when(until), reason=reason, actor=actor.name
+        )
+        console.print(
+            f"{o.id}: {o.person} on call in {o.schedule} from {_stamp(o.start)} until {_stamp(o.end)}",
+            soft_wrap=True,
+        )
+
+
+def override_list(
+    schedule: Annotated[str | None, typer.Option("--schedule", help="Only this schedule.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The overrides made here (the policy's own are in the policy file)."""
+    with _errors():
+        check("oncall override list")
+        found = _parts().rota.overrides(schedule)
+        if as_json:
+            sys.stdout.write(json.dumps([vars(o) for o in found], indent=2) + "\n")
+            return
+        for o in found:
+            console.print(
+                f"{o.id}  {o.schedule}  {o.person}  {_stamp(o.start)} -> {_stamp(o.end)}  "
+                f"by {o.created_by}: {o.reason}",
+                soft_wrap=True,
+            )
+        if not found:
+            console.print("no overrides")
+
+
+def override_remove(override_id: Annotated[str, typer.Argument(help="ovr-… from override list.")]) -> None:
+    """Remove an override (it stays in the audit log and the store, marked removed)."""
+    with _errors():
+        _, actor = check("oncall override remove")
+        o = _parts().rota.remove_override(override_id, actor=actor.name)
+        console.print(f"removed {o.id} ({o.person} in {o.schedule})", soft_wrap=True)
+
+
+def feed_create(person: Annotated[str, typer.Argument(help="Whose shifts (in oncall.people).")]) -> None:
+    """A calendar feed URL for PERSON's shifts across every schedule; the token is shown once."""
+    from shipwarden.entrypoints.cli import _settings
+
+    with _errors():
+        _, actor = check("oncall feed create")
+        t, token = _parts().rota.create_feed(person, actor=actor.name)
+        base = (_settings().public_url or "http://127.0.0.1:8080").rstrip("/")
+        console.print(f"{t.id} for {t.person} (revoke: shipwarden oncall feed revoke {t.id})", soft_wrap=True)
+        console.print(f"{base}/oncall/feeds/{token}.ics", soft_wrap=True)
+
+
+def feed_list(
+    person: Annotated[str | None, typer.Option("--person", help="Only this person's.")] = None,
+) -> None:
+    """Feed tokens (ids only: the secrets are not stored)."""
+    with _errors():
+        check("oncall feed list")
+        found = _parts().rota.feeds(person)
+        for t in found:
+            state = f"revoked {_stamp(t.revoked_at)} by {t.revoked_by}" if t.revoked_at else "in force"
+            console.print(
+                f"{t.id}  {t.person}  created {_stamp(t.created_at)} by {t.created_by}  {state}",
+                soft_wrap=True,
+            )
+        if not found:
+            console.print("no feed tokens")
+
+
+def feed_revoke(token_id: Annotated[str, typer.Argument(help="feed-… from feed list.")]) -> None:
+    """Revoke a feed token: its URL answers 404 from now on."""
+    with _errors():
+        _, actor = check("oncall feed revoke")
+        t = _parts().rota.revoke_feed(token_id, actor=actor.name)
+        console.print(f"revoked {t.id} ({t.person})", soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(oncall_app, name="oncall")
+    oncall_app.add_typer(override_app, name="override")
+    oncall_app.add_typer(feed_app, name="feed")
+    override_app.command("add")(override_add)
+    override_app.command("list")(override_list)
+    override_app.command("remove")(override_remove)
+    feed_app.command("create")(feed_create)
+    feed_app.command("list")(feed_list)
+    feed_app.command("revoke")(feed_revoke)
     oncall_app.command("who")(who)
     oncall_app.command("ical")(ical)
     oncall_app.command("run")(run)

@@ -15,8 +15,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from shipwarden.adapters.store.repository import Store
 from shipwarden.ports.store import Deployment
+from shipwarden.ports.store import DeploymentStore as Store
 
 _STYLE = {"ok": "green", "failed": "red", "running": "yellow"}
 _PHASE_STYLE = {"succeeded": "bold green", "rolled_back": "bold yellow", "failed": "bold red"}

@@ -34,12 +34,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.types import ASGIApp
 
 from shipwarden.bootstrap import Services
 from shipwarden.domain.audit import AuditError, K8sAuditError
 from shipwarden.domain.incidents import IncidentError
 from shipwarden.domain.policy import UnknownService
 from shipwarden.entrypoints.http.deps import ACCESS_ATTR, PUBLIC
+from shipwarden.entrypoints.http.direct import DirectRoute, DirectRoutes
 from shipwarden.entrypoints.http.limits import BodyLimit
 from shipwarden.ports.incidents import IncidentNotFound
 from shipwarden.ports.store import NotFound, StoreError
@@ -123,12 +126,10 @@ class Measured:
 
 
 def _telemetry(c: Services) -> Telemetry:
-    from shipwarden.adapters.store.alerting_repo import store_counts
-
     t = Telemetry()
 
     def read() -> dict[str, Any]:
-        data = store_counts(c.store)
+        data = c.store_counts()
         writer = getattr(c.audit, "writer", None)
         if writer is not None:
             data["audit_queue"] = writer._q.qsize()
@@ -140,6 +141,40 @@ def _telemetry(c: Services) -> Telemetry:
         hooks = c.alerting.pipeline.hooks
         hooks.ingested, hooks.notice, hooks.delivered = t.ingested, t.notice, t.delivered
     return t
+
+
+class _App(FastAPI):
+    """FastAPI with the routers' ``DIRECT`` routes (``direct.DirectRoutes``) in front of its router,
+    inside its ``ExceptionMiddleware`` (so their exceptions get the app's handlers)."""
+
+    direct: list[tuple[DirectRoute, APIRoute]]
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        layer: Any = stack
+        while layer is not None and not isinstance(layer, ExceptionMiddleware):
+            layer = getattr(layer, "app", None)
+        if layer is None:
+            raise RuntimeError("no ExceptionMiddleware in FastAPI's middleware stack: direct routes need one")
+        if self.direct:
+            layer.app = DirectRoutes(layer.app, self.direct)
+        return stack
+
+
+def _direct_routes(modules: list[Any]) -> list[tuple[DirectRoute, APIRoute]]:
+    """Each router module's ``DIRECT`` routes, with the FastAPI route each one is a way into."""
+    out = []
+    for module in modules:
+        for d in getattr(module, "DIRECT", ()):
+            same = [
+                r
+                for r in module.router.routes
+                if isinstance(r, APIRoute) and r.path == d.path and d.method in (r.methods or ())
+            ]
+            if len(same) != 1:
+                raise RuntimeError(f"direct route {d.method} {d.path} has no single FastAPI route")
+            out.append((d, same[0]))
+    return out
 
 
 def create_app(container: Services) -> FastAPI:
@@ -159,7 +194,7 @@ def create_app(container: Services) -> FastAPI:
             oncall.engine.stop()
         refusals.flush()  # the last window's count of refusals not written one by one
 
-    app = FastAPI(
+    app = _App(
         title="shipwarden",
         version="0.1.0",
         description="Production deployment control plane. Every route states its access rule in "
@@ -190,12 +225,14 @@ def create_app(container: Services) -> FastAPI:
         """shipwarden's own metrics in the Prometheus text format (``services.telemetry``)."""
         return PlainTextResponse(telemetry.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    routers = [importlib.import_module(f"shipwarden.entrypoints.http.routes.{n}").router for n in ROUTERS]
+    modules = [importlib.import_module(f"shipwarden.entrypoints.http.routes.{n}") for n in ROUTERS]
+    routers = [m.router for m in modules]
     for route in [r for router in [app.router, *routers] for r in router.routes]:
         if isinstance(route, APIRoute):  # publish each route's access rule in the OpenAPI document
             route.openapi_extra = {**(route.openapi_extra or {}), "x-shipwarden-access": _access_rule(route)}
     for router in routers:
         app.include_router(router)
+    app.direct = _direct_routes(modules)
 
     @app.exception_handler(AuthenticationError)
     def _401(_: Request, exc: AuthenticationError) -> JSONResponse:

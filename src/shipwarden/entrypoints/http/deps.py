@@ -34,7 +34,7 @@ lately, a session) and a callable scope run in the thread pool.  ``get_container
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -53,6 +53,7 @@ __all__ = [
     "CurrentPrincipal",
     "Principal",
     "Scope",
+    "access_check",
     "audit_access",
     "audit_access_async",
     "get_container",
@@ -288,6 +289,16 @@ def require(permission: Permission | None, *, scope: Scope = None, session_only:
     }
     setattr(dependency, ACCESS_ATTR, rule)
     return Depends(dependency)
+
+
+def access_check(annotated: Any) -> Callable[[Request], Awaitable[Principal]]:
+    """The dependency of a ``require(...)`` annotation (e.g. ``Reader``), to call with a request
+    outside FastAPI's dependency injection (``direct`` routes): the same decision and audit entry."""
+    depends = next(m for m in annotated.__metadata__ if getattr(m, "dependency", None) is not None)
+    if getattr(depends.dependency, ACCESS_ATTR, None) is None:
+        raise TypeError(f"{annotated} is not a require(...) annotation")
+    check: Callable[[Request], Awaitable[Principal]] = depends.dependency
+    return check
 
 
 PUBLIC = {"permission": None, "authentication": "none", "scope": None}

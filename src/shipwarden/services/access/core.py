@@ -25,6 +25,8 @@ from shipwarden.ports.store import UnitOfWork
 from shipwarden.security.envelope import Envelope
 from shipwarden.services.access.bindings import parse_cidrs, stored_allowlist
 from shipwarden.services.access.errors import NotFoundError
+from shipwarden.services.access.lockout import Lockout
+from shipwarden.services.access.secret_store import SecretStore
 from shipwarden.services.access.token_cache import VerifiedTokens
 
 
@@ -42,7 +44,10 @@ class AccessConfig:
 
 
 class AccessCore:
-    """Collaborators and configuration of access control; no use case lives here."""
+    """Collaborators and configuration of access control; no use case lives here.
+
+    Two concerns are services of their own, composed here (or given): the throttle of guesses
+    (``lockout``) and the named secrets (``secret_store``)."""
 
     def __init__(
         self,
@@ -50,15 +55,32 @@ class AccessCore:
         envelope: Envelope,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         config: AccessConfig | None = None,
+        *,
+        lockout: Lockout | None = None,
+        secret_store: SecretStore | None = None,
     ) -> None:
         self.store = store
         self.repo: AccessRepository = store.access
-        self.envelope = envelope
         self.clock = clock
         self.config = config or AccessConfig()
+        self.lockout = lockout or Lockout(
+            self.repo, store, clock, account=self.config.account_lockout, address=self.config.address_lockout
+        )
+        self.secret_store = secret_store or SecretStore(self.repo, envelope, store, clock)
+        self.envelope = envelope
         self._role_nets = {Role(r): parse_cidrs(c) for r, c in self.config.role_cidrs.items()}
         self.verified_tokens = VerifiedTokens()
         self.repo.changed = self.verified_tokens.clear  # this process changed access: forget at once
+
+    @property
+    def envelope(self) -> Envelope:
+        """The keyring's envelope, one for TOTP secrets and named secrets (a new keyring — KEK
+        rotation — replaces both)."""
+        return self._envelope
+
+    @envelope.setter
+    def envelope(self, envelope: Envelope) -> None:
+        self._envelope = self.secret_store.envelope = envelope
 
     def _now(self) -> tuple[datetime, float]:
         now = self.clock()

@@ -4,7 +4,7 @@ Attempts are counted under two keys, ``<kind>:<user>`` (``kind`` is ``user`` for
 ``mfa`` for TOTP and recovery codes) and ``ip:<address>``; the decision over each window is
 ``domain.access.lockout_decision``.
 
-The check and the count are one atomic step: :meth:`Lockout._reserve` asks the store to lock both
+The check and the count are one atomic step: :meth:`Lockout.reserve` asks the store to lock both
 keys, judge their recent attempts and — if allowed — record this attempt, all *before* the
 credential is looked at.  Concurrent guesses therefore queue on the keys and each sees the ones
 before it: no more than the lockout rule allows are ever checked, however they arrive (from one
@@ -15,12 +15,12 @@ successful one releases it (and forgives the account's earlier failures).  A ref
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shipwarden.domain.access import LockoutDecision, lockout_decision
-from shipwarden.services.access.core import AccessCore
+from shipwarden.domain.access import LockoutDecision, LockoutPolicy, lockout_decision
+from shipwarden.ports.access import AttemptLedger, Audited
 from shipwarden.services.access.errors import LoginThrottled
 
 
@@ -42,12 +42,24 @@ class Attempt:
     ids: tuple[int, ...]
 
 
-class Lockout(AccessCore):
-    """Admits attempts one at a time per key and refuses them while an account or address is locked."""
+class Lockout:
+    """Admits attempts one at a time per key and refuses them while an account or address is locked
+    (a service of its own: ``AccessService``'s logins and second factors call it)."""
 
-    def _reserve(self, name: str, ip: str, kind: str = "user") -> Attempt:
+    def __init__(
+        self,
+        ledger: AttemptLedger,
+        audit: Audited,
+        clock: Callable[[], datetime],
+        *,
+        account: LockoutPolicy,
+        address: LockoutPolicy,
+    ) -> None:
+        self.ledger, self.store, self.clock = ledger, audit, clock
+        self.account, self.address = account, address
+
+    def reserve(self, name: str, ip: str, kind: str = "user") -> Attempt:
         """Admit and record one attempt for ``name`` from ``ip``, or raise :class:`LoginThrottled`."""
-        cfg = self.config
         acct_key, addr_key = f"{kind}:{name}", f"ip:{ip}"
         decided: dict[str, LockoutDecision] = {}
         ts = self.clock().timestamp()
@@ -57,14 +69,14 @@ class Lockout(AccessCore):
             # server whose clock is ahead): otherwise that attempt would look "future" and not count.
             t = max([self.clock().timestamp(), *history[acct_key], *history[addr_key]])
             now = datetime.fromtimestamp(t, tz=UTC)
-            decided["acct"] = lockout_decision(_times(history[acct_key]), now, cfg.account_lockout)
-            decided["addr"] = lockout_decision(_times(history[addr_key]), now, cfg.address_lockout)
+            decided["acct"] = lockout_decision(_times(history[acct_key]), now, self.account)
+            decided["addr"] = lockout_decision(_times(history[addr_key]), now, self.address)
             return t if decided["acct"].allowed and decided["addr"].allowed else None
 
-        ids = self.repo.reserve_attempt(
+        ids = self.ledger.reserve_attempt(
             {
-                acct_key: ts - cfg.account_lockout.window.total_seconds(),
-                addr_key: ts - cfg.address_lockout.window.total_seconds(),
+                acct_key: ts - self.account.window.total_seconds(),
+                addr_key: ts - self.address.window.total_seconds(),
             },
             admit,
         )
@@ -89,7 +101,7 @@ class Lockout(AccessCore):
                 )
         raise AssertionError("refused without a refusing decision")  # pragma: no cover
 
-    def _record_failure(self, attempt: Attempt, reason: str, *, actor: str | None = None) -> None:
+    def record_failure(self, attempt: Attempt, reason: str, *, actor: str | None = None) -> None:
         """The attempt failed: its record stays (it counts), and it is audited as denied."""
         self.store.audit(
             actor=attempt.name if actor is None else actor,
@@ -98,7 +110,7 @@ class Lockout(AccessCore):
             detail={"ip": attempt.ip, "reason": reason},
         )
 
-    def _succeeded(self, attempt: Attempt) -> None:
+    def succeeded(self, attempt: Attempt) -> None:
         """The attempt succeeded: drop its record, and forgive the account's failures (the
         address keeps the count of its failures)."""
-        self.repo.release_attempt(attempt.ids, clear=f"{attempt.kind}:{attempt.name}")
+        self.ledger.release_attempt(attempt.ids, clear=f"{attempt.kind}:{attempt.name}")

@@ -62,19 +62,19 @@ class Mfa(Sessions):
 
     def _check_code(self, p: Principal, u: UserRecord, code: str) -> None:
         secret = self._secret(u)
-        attempt = self._reserve(u.name, p.ip, kind="mfa")  # counted before the code is looked at
+        attempt = self.lockout.reserve(u.name, p.ip, kind="mfa")  # counted before the code is looked at
         now = self.clock()
         chk = verify_totp(secret, code, now, u.mfa_last_step)
         if chk.ok and chk.step is not None and not self.repo.advance_mfa_step(u.id, chk.step):
             chk = type(chk)(TotpResult.REPLAYED, chk.step)
         if not chk.ok:
-            self._record_failure(attempt, chk.result.value, actor=p.name)
+            self.lockout.record_failure(attempt, chk.result.value, actor=p.name)
             if chk.result is TotpResult.REPLAYED:
                 raise AuthenticationError("this code was already used: wait for the next one")
             raise AuthenticationError(
                 "wrong code (or outside the allowed ±30 s clock drift): check the authenticator's time"
             )
-        self._succeeded(attempt)
+        self.lockout.succeeded(attempt)
 
     def _verify_enabled(self, p: Principal, code: str) -> None:
         """The step-up check of an enrolled user (session or CLI): their current TOTP code."""
@@ -107,11 +107,11 @@ class Mfa(Sessions):
     def mfa_recover(self, p: Principal, code: str) -> tuple[str, int]:
         """Step-up with a single-use recovery code; returns (new session id, codes left)."""
         u = self._user(p.name)
-        attempt = self._reserve(u.name, p.ip, kind="mfa")
+        attempt = self.lockout.reserve(u.name, p.ip, kind="mfa")
         idx = use_recovery_code(code, u.recovery_hashes) if u.mfa_enabled else None
         if idx is None or not self.repo.consume_recovery_code(u.id, idx, hash_recovery_code(code)):
-            self._record_failure(attempt, "recovery", actor=p.name)
+            self.lockout.record_failure(attempt, "recovery", actor=p.name)
             raise AuthenticationError("not a valid, unused recovery code")
-        self._succeeded(attempt)
+        self.lockout.succeeded(attempt)
         left = sum(1 for h in u.recovery_hashes if h is not None) - 1
         return self._rotate(p, mfa=True, action="auth.mfa", detail={"method": "recovery", "left": left}), left

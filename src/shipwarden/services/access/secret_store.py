@@ -6,13 +6,26 @@ keys of every sealed blob in the store (named secrets and TOTP secrets alike) un
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from shipwarden.ports.access import Audited, SecretRows
 from shipwarden.security.envelope import DecryptionError, Envelope
-from shipwarden.services.access.core import AccessCore
 from shipwarden.services.access.errors import InvalidInput, NotFoundError
 
 
-class SecretStore(AccessCore):
-    """Stores, reads and lists named secrets, and rotates the keys that seal them."""
+class SecretStore:
+    """Stores, reads and lists named secrets, and rotates the keys that seal them (a service of its
+    own: what reads a provider key or a notifier URL needs no user, session or token)."""
+
+    def __init__(
+        self,
+        rows: SecretRows,
+        envelope: Envelope,
+        audit: Audited,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.repo, self.envelope, self.store, self.clock = rows, envelope, audit, clock
 
     @staticmethod
     def _secret_aad(name: str) -> bytes:
@@ -23,7 +36,7 @@ class SecretStore(AccessCore):
             raise InvalidInput("secret name must be 1-128 characters")
         if not value:
             raise InvalidInput("secret value must not be empty")
-        _, ts = self._now()
+        ts = self.clock().timestamp()
         blob = self.envelope.encrypt(value.encode("utf-8"), self._secret_aad(name))
         self.repo.put_secret(
             name,

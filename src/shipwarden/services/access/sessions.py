@@ -21,8 +21,8 @@ from shipwarden.domain.access import (
 )
 from shipwarden.ports.access import SessionRecord, UserRecord
 from shipwarden.security.passwords import hash_password, needs_rehash, verify_password
+from shipwarden.services.access.core import AccessCore
 from shipwarden.services.access.errors import AuthenticationError, Conflict, NotFoundError, PermissionDenied
-from shipwarden.services.access.lockout import Lockout
 from shipwarden.services.access.principal import Principal
 
 TOUCH_EVERY_S = 10.0
@@ -36,22 +36,22 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class Sessions(Lockout):
+class Sessions(AccessCore):
     """Logs users in and judges, rotates and ends their sessions."""
 
     def login(self, name: str, password: str, ip: str) -> tuple[str, SessionState]:
         """Password login → a new session id (shown once; stored hashed).  Always a *new* id (rotation)."""
-        attempt = self._reserve(name, ip)  # counted before the password is looked at
+        attempt = self.lockout.reserve(name, ip)  # counted before the password is looked at
         now, ts = self._now()
         u = self.repo.user(name)
         ok = verify_password(u.password_hash if u else None, password)
         if not ok or u is None or u.disabled:
-            self._record_failure(attempt, "disabled" if (ok and u is not None) else "bad credentials")
+            self.lockout.record_failure(attempt, "disabled" if (ok and u is not None) else "bad credentials")
             raise AuthenticationError("wrong user name or password")
         if not address_allowed(ip, self._allowlist(u)):
-            self._record_failure(attempt, "address not allowed")
+            self.lockout.record_failure(attempt, "address not allowed")
             raise PermissionDenied(f"logins for {name!r} are not allowed from {ip}")
-        self._succeeded(attempt)
+        self.lockout.succeeded(attempt)
         if u.password_hash and needs_rehash(u.password_hash):
             self.repo.update_user(u.id, password_hash=hash_password(password))
         existing = [self._state(r, u) for r in self.repo.user_sessions(u.id)]

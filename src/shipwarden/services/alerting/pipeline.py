@@ -164,7 +164,8 @@ class AlertPipeline:
         due = self.store.due_groups(now, limit)
         if not due:
             return 0
-        firing = Inhibitor(self._rules, [a for a in self.store.firing() if not a.resolved(now)])
+        sources = [a for a in self.store.firing() if not a.resolved(now)] if self._rules else []
+        firing = Inhibitor(self._rules, sources)
         silences = self.store.silences(now=now)
         rollbacks = list(self.rollbacks())
         sent = 0

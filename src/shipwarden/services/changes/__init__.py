@@ -27,11 +27,15 @@ the stages downstream of it, so a module only calls what comes after it in the p
   gates, or not and why (D9)
 * ``delivery``  — release export and the deployment's three phases (D9, E4)
 * ``checks``    — preparation and post-deployment checks, stakeholder notices (E4)
-* ``records``   — change documents, the delivery record and ``explain`` (D11)
+* ``records``   — change documents, the delivery record and ``explain`` (D11): ``ChangeRecords``, a
+  service of its own over the store, which ``ChangeService`` composes
 * ``core``      — collaborators and configuration shared by all of them; ``errors`` — the refusals
 """
 
 from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
 
 from shipwarden.services.changes.approvals import Approvals
 from shipwarden.services.changes.core import CD_ACTOR, OPEN, ChangeDrivers, env_secrets
@@ -54,8 +58,22 @@ from shipwarden.services.changes.records import _evidence_doc as _evidence_doc  
 from shipwarden.services.changes.webhooks import WebhookIntake, WebhookResult
 
 
-class ChangeService(WebhookIntake, EvidenceIntake, Approvals, ChangeRecords):
-    """The change pipeline: every intake, evaluation, merge, deployment and record of a change."""
+class ChangeService(WebhookIntake, EvidenceIntake, Approvals):
+    """The change pipeline: every intake, evaluation, merge and deployment of a change; its
+    records are read by ``ChangeRecords`` (``records``), a service of its own."""
+
+    @cached_property
+    def records(self) -> ChangeRecords:
+        return ChangeRecords(self.store)
+
+    def change_doc(self, change_id: str) -> dict[str, Any]:
+        return self.records.change_doc(change_id)
+
+    def delivery_record(self, dep_id: str) -> dict[str, Any]:
+        return self.records.delivery_record(dep_id)
+
+    def explain(self, ref: str) -> dict[str, Any]:
+        return self.records.explain(ref)
 
 
 __all__ = [
@@ -65,6 +83,7 @@ __all__ = [
     "OPEN",
     "BadRequest",
     "ChangeError",
+    "ChangeRecords",
     "ChangeDrivers",
     "ChangeService",
     "Forbidden",

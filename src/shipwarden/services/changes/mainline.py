@@ -148,6 +148,7 @@ class MainlineWatch(ContinuousDelivery):
                 change = self.change_of_awaited(self.repo, j.sha, WATCH_ACTOR)
                 if change is not None and change.status in OPEN:
                     self.progress(change.id)
+        self.check_overdue_evidence()
         return judged
 
     def progress(self, change_id: str) -> Change:
@@ -396,6 +397,8 @@ class MainlineWatch(ContinuousDelivery):
         if jc is None:
             if change.status == "approved" and (held := self._reached_main_around_gate(change)) is not None:
                 return held
+            if change.status == "approved" and self._merged_cleanly_while_waiting(change):
+                return self.repo.get_change(change.id)
             if change.branch == main or self.mainline.verdicts(change.head_sha):
                 return change  # on main already (under a head judged by its own evidence): nothing to merge
             return None
@@ -436,6 +439,105 @@ class MainlineWatch(ContinuousDelivery):
         if resolved is not None:
             self.perform_pending()
         return self.repo.get_change(change.id)
+
+    def _merged_cleanly_while_waiting(self, change: Change) -> bool:
+        """A head on main waiting for its evidence that is exactly ``change`` (just approved) merged onto
+        main as it was before that head arrived — a hand-made clean merge of the pull request, or its
+        squash — or whose tree is the very tree of the change's head (CI tested the pull request's merge
+        commit, and the hand-made merge has the same content) takes the evidence of the change's head:
+        nothing in it is beyond what the gates saw.
+        Persisted first (``resolve``), then deployed like any gated head; ``covered`` if a later commit
+        of main (which holds it) was deployed already."""
+        branch = self.delivery.repository.main_branch
+        found = False
+        for jc in self.mainline.awaiting(branch):
+            if jc.previous is None or jc.sha == change.head_sha:
+                continue
+            try:
+                merged = self.git.merges_to(jc.previous, change.head_sha, jc.sha)
+                same = not merged and self.git.same_tree(change.head_sha, jc.sha)
+            except (GitError, ValueError):
+                continue
+            if not (merged or same):
+                continue
+            how = "a merge" if len(jc.parents) == 2 else "a squash or rebase"
+            what = (
+                f"exactly that change merged onto {jc.previous[:12]}"
+                if merged
+                else f"the very tree of {change.head_sha[:12]}, the commit its CI tested"
+            )
+            why = (
+                f"it is {how} of change {change.id} ({change.branch}) onto main whose tree is {what}, and "
+                f"the gates of its head {change.head_sha[:12]} all passed after it arrived: {change.reason}"
+            )
+            newer = self.mainline.deployed_after(jc.branch, jc.id)
+            if newer is not None:
+                why += f"; not deployed by itself: {newer.sha[:12]}, a later commit of main holding it, was"
+            resolved = self.mainline.resolve(
+                jc.id,
+                verdict="covered" if newer is not None else "deploy",
+                reason=Reason.CLEAN_MERGE.value,
+                why=why,
+                change_id=change.id,
+                actor=CD_ACTOR,
+                detail={"evidence_of": change.head_sha},
+            )
+            found = found or resolved is not None
+        if found:
+            self.perform_pending()
+        return found
+
+    # -- commits whose evidence does not come ---------------------------------------------------------
+    def check_overdue_evidence(self, *, now: float | None = None) -> list[JudgedCommit]:
+        """Heads waiting on main for their evidence longer than ``delivery.repository.evidenceTimeout``:
+        each is recorded once as overdue (``main.evidence_overdue`` in the audit log, before anything is
+        sent) and alerted (``MainEvidenceOverdue``; ``alert.evidence_overdue`` records what the targets
+        answered).  It keeps waiting: evidence that arrives later still decides; nothing is deployed
+        without it."""
+        repo_spec = self.delivery.repository
+        timeout = float(repo_spec.evidence_timeout)
+        at = self._now().timestamp() if now is None else now
+        marked: list[JudgedCommit] = []
+        for jc in self.mainline.awaiting(repo_spec.main_branch):
+            if jc.effect_detail.get("overdue") or at - jc.seen_at < timeout:
+                continue
+            waited = at - jc.seen_at
+            detail = {"waited_s": round(waited, 1), "timeout_s": timeout, "at": at}
+            done = self.mainline.mark_overdue(jc.id, detail, actor=WATCH_ACTOR)
+            if done is None:
+                continue  # resolved meanwhile, or another process marked it first
+            marked.append(done)
+            self._alert_overdue(done, waited, timeout)
+        return marked
+
+    def _alert_overdue(self, jc: JudgedCommit, waited: float, timeout: float) -> None:
+        title = f"[shipwarden] main: {jc.sha[:12]} still waiting for its evidence ({_hours(waited)})"
+        body = (
+            f"Commit {jc.sha} reached main ({jc.via}) before its gates passed and no evidence has decided it "
+            f"within {_hours(timeout)} (delivery.repository.evidenceTimeout). It is NOT deployed, and will "
+            f"not be without its evidence.\nAuthor: {jc.author}. Subject: {jc.subject}\n"
+            f"`shipwarden explain {jc.sha[:12]}` lists what it still lacks."
+        )
+        names = self._alert_targets()
+        sink = self._alert_sink()
+        detail: dict[str, Any] = {"commit": jc.sha, "title": title}
+        if sink is not None:
+            now = time.time()
+            labels = {"alertname": "MainEvidenceOverdue", "severity": "warning", "source": "main-watch"}
+            labels.update(branch=jc.branch, commit=jc.sha[:12], reason=jc.reason)
+            annotations = {"summary": title, "description": body}
+            sink([PipelineAlert({**labels, "service": s}, annotations, now, ends_at=now + VIOLATION_ALERT_TTL)
+                  for s in self.delivery.services])  # fmt: skip
+            detail["via"] = "alerting"
+        ok = sink is not None
+        if names:
+            result = Notifier([(n, self.secrets(n)) for n in names]).send(title, body, "warning")
+            detail.update(result.as_dict())
+            ok = result.ok
+        elif sink is None:
+            detail.update(why="no alert targets (alerting, alerts.rollout, delivery.notify)")
+        outcome = "ok" if ok else "failed"
+        self.store.audit(actor=WATCH_ACTOR, action="alert.evidence_overdue", outcome=outcome, detail=detail)
 
     def _reached_main_around_gate(self, change: Change) -> Change | None:
         """A change approved after its commit already reached main around the gates is not merged
@@ -487,6 +589,10 @@ class MainlineWatch(ContinuousDelivery):
             )
         except NotFound as exc:
             raise UnknownChange(str(exc)) from None
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
 def _merged_outside(ch: Change) -> bool:
@@ -589,6 +695,12 @@ def render_commit_explanation(doc: dict[str, Any]) -> str:
         lines.append(f"why: {v['why']}")
         if v["verdict"] == "awaiting":
             lines.append(f"waiting for evidence on {doc['commit'][:12]}: " + "; ".join(v.get("missing", [])))
+            overdue = v["effect_detail"].get("overdue")
+            if overdue:
+                lines.append(
+                    f"evidence OVERDUE: still missing {_hours(overdue['waited_s'])} after it arrived "
+                    f"(evidenceTimeout {_hours(overdue['timeout_s'])}); alerted"
+                )
         if v["change_id"]:
             lines.append(f"change: {v['change_id']}")
         eff = v["effect_detail"]

@@ -13,15 +13,19 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from shipwarden.ports.changes import Change, StoredEvidence
-from shipwarden.ports.store import NotFound
-from shipwarden.services.changes.core import ChangeCore
+from shipwarden.ports.changes import Change, ChangesRepository, StoredEvidence
+from shipwarden.ports.store import NotFound, UnitOfWork
 from shipwarden.services.changes.errors import UnknownChange
 from shipwarden.services.records import deployment_record
 
 
-class ChangeRecords(ChangeCore):
-    """Read-only views of changes and their deployments; nothing here moves a change."""
+class ChangeRecords:
+    """Read-only views of changes and their deployments; nothing here moves a change (a service of
+    its own: it needs the store and nothing of the pipeline)."""
+
+    def __init__(self, store: UnitOfWork) -> None:
+        self.store = store
+        self.repo: ChangesRepository = store.changes
 
     def _change_doc(self, change: Change) -> dict[str, Any]:
         evidence = self.repo.evidence_for(change.head_sha)

@@ -279,20 +279,25 @@ class EscalationEngine:
         return change
 
     def tick(self) -> list[Escalation]:
-        """Fire every step that is due now; the escalations moved."""
-        moved = []
-        for e in self.store.due(self.clock()):
-            changes = self._recent(e.service)
-            try:
-                after = self.store.apply(
-                    e.id, self._step(changes), actor=self.actor, action="escalation.step"
-                )
-            except EscalationError:
-                continue  # acknowledged, resolved or fired by another engine meanwhile
+        """Fire every step that is due now, all in one transaction (a backlog after a pause or a
+        burst of time-outs costs one commit, not one per step); the escalations moved."""
+        due = self.store.due(self.clock())
+        if not due:
+            return []
+        recent: dict[str | None, list[RecentChange]] = {}
+        for e in due:  # one read of a service's history per tick, outside the write
+            if e.service not in recent:
+                recent[e.service] = self._recent(e.service)
+        moved = self.store.apply_many(
+            [(e.id, self._step(recent[e.service])) for e in due], actor=self.actor, action="escalation.step"
+        )
+        fired_at = self.clock()
+        by_id = {e.id: e for e in due}
+        for after in moved:
+            e = by_id[after.id]
             assert e.due is not None
-            self.fired.append(StepFired(e.id, e.step, e.due, self.clock()))
-            del self.fired[:-1000]
-            moved.append(after)
+            self.fired.append(StepFired(e.id, e.step, e.due, fired_at))
+        del self.fired[:-1000]
         if moved:
             self._send.set()
         return moved

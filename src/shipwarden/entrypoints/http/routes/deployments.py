@@ -7,17 +7,20 @@ drives every rollout, so an HTTP request never blocks on a rollout.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field, TypeAdapter
+from starlette.concurrency import run_in_threadpool
 from typing_extensions import TypedDict
 
 from shipwarden.bootstrap import Services
 from shipwarden.domain.access import Permission, Target
 from shipwarden.domain.rollout import OperatorRequest, Phase
 from shipwarden.domain.version import Version
-from shipwarden.entrypoints.http.deps import ContainerDep, Principal, require
+from shipwarden.entrypoints.http.deps import ContainerDep, Principal, access_check, require
+from shipwarden.entrypoints.http.direct import DirectRoute
 from shipwarden.ports.store import Deployment, NotFound
 from shipwarden.services.records import deployment_record
 from shipwarden.services.rollout import RolloutService
@@ -115,6 +118,35 @@ def list_deployments(
     # not built as Deployment objects, then models, then validated again by FastAPI.
     body = _DEPLOYMENTS.dump_json(c.store.deployment_list(service, limit))  # type: ignore[arg-type]
     return Response(body, media_type="application/json")
+
+
+_SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+_READ_ACCESS = access_check(Reader)
+
+
+async def _list_deployments_direct(request: Request, query: dict[str, str]) -> Response:
+    """``list_deployments`` for a plain query string, without FastAPI's machinery (``direct``):
+    the same access check (and access entry, awaited), the same read, the same bytes."""
+    await _READ_ACCESS(request)
+    c: Services = request.app.state.container
+    limit = int(query.get("limit", "20"))
+    rows = await run_in_threadpool(c.store.deployment_list, query.get("service"), limit)
+    return Response(_DEPLOYMENTS.dump_json(rows), media_type="application/json")  # type: ignore[arg-type]
+
+
+DIRECT = [
+    DirectRoute(
+        "GET",
+        "/deployments",
+        {
+            "service": _SERVICE_NAME.fullmatch,  # type: ignore[dict-item]
+            "limit": lambda v: v.isdigit() and v[0] != "0" and len(v) <= 3 and int(v) <= 500,
+        },
+        _list_deployments_direct,
+    )
+]
+"""Requests ``GET /deployments`` whose query is only ``service`` (a service name) and ``limit``
+(1-500, no leading zero), each at most once, are answered directly; any other goes to FastAPI."""
 
 
 @router.get("/deployments/{deployment_id}")

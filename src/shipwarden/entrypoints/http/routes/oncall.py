@@ -5,6 +5,9 @@ Reading needs ``deployment.read``; acknowledging, resolving and opening an escal
 is the signed link carried in pages: authenticated by its HMAC (expiring, single-use), not by a
 session — so it is public like the CI webhooks.  ``GET`` only shows a confirmation page (mail
 scanners fetch links); the form's ``POST`` acts.  Refused links are audited (``oncall.link.refused``).
+``/oncall/feeds/{token}.ics`` is a person's calendar feed for calendar apps, which cannot log in:
+the token in the URL (``shipwarden oncall feed create``) is the credential, revocable; an unknown,
+malformed or revoked token gets the same 404, audited (``oncall.feed.refused``).
 """
 
 from __future__ import annotations
@@ -53,8 +56,6 @@ ListReader = Annotated[Principal, require(P.DEPLOYMENT_READ, scope="service")]
 EscReader = Annotated[Principal, require(P.DEPLOYMENT_READ, scope=_esc_target)]
 Manager = Annotated[Principal, require(P.INCIDENT_MANAGE, scope=_esc_target)]
 Opener = Annotated[Principal, require(P.INCIDENT_MANAGE, scope="service")]
-
-
 
 
 def _refused(exc: Exception) -> HTTPException:
@@ -107,6 +108,28 @@ def person_feed(person: Name, who: Reader, c: ContainerDep) -> Response:
     except OnCallError as exc:
         raise HTTPException(404, str(exc)) from None
     return Response(data, media_type=ICS)
+
+
+FeedToken = Annotated[str, Path(min_length=10, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+@router.get("/oncall/feeds/{token}.ics", response_class=Response, responses={200: {"content": {ICS: {}}}})
+def token_feed(token: FeedToken, request: Request, c: ContainerDep) -> Response:
+    """A person's shifts for a calendar app: the URL's token is the credential (no session)."""
+    rota = _oncall(c).rota
+    person = rota.feed_person(token)
+    if person is None:
+        refusals = getattr(request.app.state, "refusals", None)
+        client = request.client.host if request.client else "unknown"
+        if refusals is not None:
+            refusals.refuse(source=client, actor="anonymous", action="oncall.feed.refused",
+                            detail={"token": token.split(".", 1)[0][:20], "ip": client})  # fmt: skip
+        raise HTTPException(404, "no such feed (unknown or revoked)")
+    try:
+        data = rota.ical(person=person, now=c.clock())
+    except OnCallError as exc:  # the person left the policy since
+        raise HTTPException(404, str(exc)) from None
+    return Response(data, media_type=ICS, headers={"Cache-Control": "private, max-age=300"})
 
 
 class TriggerIn(BaseModel):
