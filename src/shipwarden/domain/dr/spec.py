@@ -57,8 +57,9 @@ class Replication(_Strict):
     #: how long a semi-synchronous primary waits for an acknowledgement before MariaDB silently
     #: falls back to asynchronous replication (``rpl_semi_sync_master_timeout``); the fall-back
     #: is an alert, whatever this is.  Alone it would bound a split brain: a primary cut off by
-    #: a partition that lasts longer acknowledges writes no replica has (bench/dr.py, 10 s and no
-    #: guard: 331 such writes) — the guard (``selfFenceAfter``) fences it before then
+    #: a partition that lasts longer acknowledges writes no replica has (10 s and no guard: 546
+    #: such writes in one drill, bench/results/dr_failover_partition.json) — the guard
+    #: (``selfFenceAfter``) fences it before then (3 drills: 0)
     semi_sync_timeout: Duration = Field(10.0, alias="semiSyncTimeout", gt=0)
     #: the primary's guard (it runs on the primary's host) fences the primary — its client sessions
     #: killed, so the waiting commits are never acknowledged, then ``read_only`` — once a commit has
