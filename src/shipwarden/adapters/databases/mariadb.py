@@ -33,8 +33,8 @@ SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 #: its connect time-out) — what holistic failure detection waits for in a partition, and what
 #: ``STOP SLAVE`` waits for when the IO thread is reconnecting; the source sends a heartbeat every
 #: ``HEARTBEAT_PERIOD`` seconds when it has nothing else to send, so an idle link is never silent
-REPLICA_NET_TIMEOUT = 2
-HEARTBEAT_PERIOD = 0.5
+REPLICA_NET_TIMEOUT = 1
+HEARTBEAT_PERIOD = 0.25
 
 
 def _q(name: str) -> str:
