@@ -47,6 +47,7 @@ from shipwarden.adapters.store.alerting_repo import AlertingRepo
 from shipwarden.adapters.store.engine import make_engine, migrate
 from shipwarden.adapters.store.repository import Store
 from shipwarden.domain.alerting import AlertingPolicy
+from shipwarden.domain.alerting.model import fingerprint
 from shipwarden.services.alerting.pipeline import AlertPipeline
 from shipwarden.services.alerting.service import AlertingService
 
@@ -208,7 +209,9 @@ def post(url: str, path: str, doc: Any, *, retry_until: float) -> int:
 
 
 # -- ingest -----------------------------------------------------------------------------------------
-def webhook(i0: int, n: int, status: str = "firing") -> dict[str, Any]:
+def webhook(i0: int, n: int, status: str = "firing", *, with_fingerprint: bool = True) -> dict[str, Any]:
+    """Alertmanager's webhook of ``n`` alerts; each carries its ``fingerprint``, as Alertmanager's
+    always does (``with_fingerprint=False``: empty, shipwarden hashes the labels itself)."""
     alerts = []
     for i in range(i0, i0 + n):
         labels = {
@@ -225,7 +228,7 @@ def webhook(i0: int, n: int, status: str = "firing") -> dict[str, Any]:
                 "startsAt": "2026-12-03T10:00:00Z",
                 "endsAt": "0001-01-01T00:00:00Z",
                 "generatorURL": "http://prometheus/graph",
-                "fingerprint": "",
+                "fingerprint": fingerprint(labels) if with_fingerprint else "",
             }
         )
     return {

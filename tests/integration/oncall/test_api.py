@@ -123,3 +123,28 @@ def test_a_calendar_app_reads_a_persons_feed_by_its_token_until_it_is_revoked(ap
     refused = api.audit(action="oncall.feed.refused")
     assert len(refused) == 4 and all(token.split(".")[1] not in str(e) for e in refused)
     assert [e["actor"] for e in api.audit(action="oncall.feed.revoke")] == ["sam"]
+
+
+def test_overrides_through_the_api(api: Api) -> None:
+    api.user("sam", "sre", mfa=False)
+    api.user("vic", "viewer", mfa=False)
+    sre, viewer = api.session("sam"), api.session("vic")
+    body = {"schedule": "primary", "person": "carol", "start": "2031-03-10T09:00:00+01:00",
+            "end": "2031-03-11T09:00:00+01:00", "reason": "alice is ill"}  # fmt: skip
+    assert viewer.post("/oncall/overrides", json=body).status_code == 403
+    r = sre.post("/oncall/overrides", json=body)
+    assert r.status_code == 201, r.text
+    oid = r.json()["id"]
+    who = viewer.get("/oncall/who", params={"at": "2031-03-10T12:00:00+01:00"}).json()
+    assert who["schedules"]["primary"] == {"person": "carol", "layer": "override"}
+    assert [o["id"] for o in viewer.get("/oncall/overrides").json()] == [oid]
+    bad = sre.post("/oncall/overrides", json={**body, "person": "mallory"})
+    assert bad.status_code == 422 and "not in oncall.people" in bad.text
+    assert sre.post("/oncall/overrides", json={**body, "end": "2031-03-11T09:00:00"}).status_code == 422
+    assert viewer.delete(f"/oncall/overrides/{oid}").status_code == 403
+    assert sre.delete(f"/oncall/overrides/{oid}").json()["removed_by"] == "sam"
+    assert sre.delete(f"/oncall/overrides/{oid}").status_code == 404
+    who = viewer.get("/oncall/who", params={"at": "2031-03-10T12:00:00+01:00"}).json()
+    assert who["schedules"]["primary"]["layer"] == "weekly"
+    assert [e["actor"] for e in api.audit(action="oncall.override.add")] == ["sam"]
+    assert [e["actor"] for e in api.audit(action="oncall.override.remove")] == ["sam"]

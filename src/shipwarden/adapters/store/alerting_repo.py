@@ -13,11 +13,27 @@ queue its notice once.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    MetaData,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,10 +56,49 @@ G = cast(Table, AlertingGroupRow.__table__)
 M = cast(Table, AlertingMemberRow.__table__)
 O = cast(Table, AlertingOutboxRow.__table__)  # noqa: E741
 S = cast(Table, AlertingSilenceRow.__table__)
+A_TEXT = Table(
+    A.name,
+    MetaData(),
+    *(
+        Column(c.name, Text() if isinstance(c.type, JSON) else c.type, primary_key=c.primary_key)
+        for c in A.columns
+    ),
+)
+"""``alerting_alerts`` with its JSON columns as text, for batch updates: the batch serialises
+labels and annotations itself (``json.dumps``, what the JSON type stores), so SQLAlchemy
+has no per-row, per-column bind processing to run over hundreds of rows."""
 
 
+@lru_cache(maxsize=16_384)
 def group_id(group_key: str, receiver: str) -> str:
     return hashlib.sha256(f"{receiver}\x00{group_key}".encode()).hexdigest()[:32]
+
+
+_dumps = json.dumps
+_MARK = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def _insert_many(s: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``INSERT INTO table (...) VALUES (...)`` for every row, as one DB-API ``executemany`` in
+    the session's transaction (PyMySQL and mysqlclient send it as one multi-row INSERT).
+
+    What this skips is SQLAlchemy's per-row, per-column parameter processing, most of a batch
+    write's cost at hundreds of rows; JSON columns are serialised here as the JSON type would
+    (``json.dumps``).  A driver with another parameter style gets the Core statement."""
+    conn = s.connection()
+    mark = _MARK.get(str(conn.dialect.paramstyle))
+    if mark is None:
+        s.execute(insert(table), list(rows))
+        return
+    cols = list(rows[0])
+    json_cols = {c for c in cols if isinstance(table.c[c].type, JSON)}
+    q = conn.dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in cols)}) "
+        f"VALUES ({', '.join([mark] * len(cols))})"
+    )
+    params = [tuple(_dumps(r[c]) if c in json_cols else r[c] for c in cols) for r in rows]
+    conn.exec_driver_sql(sql, params)
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -128,12 +183,16 @@ class AlertingRepo:
                     changed.append(a)
                 elif old[2] != a.ends_at:
                     upd_rows.append(row)
+            for w in upd_rows:
+                w["labels"], w["annotations"] = _dumps(w["labels"]), _dumps(w["annotations"])
             if new_rows:
-                s.execute(insert(A), new_rows)
+                _insert_many(s, A, new_rows)
             if upd_rows:
                 keyed = [{**u, "fp": u["fingerprint"]} for u in upd_rows]
                 cols: dict[str, Any] = {k: bindparam(k) for k in upd_rows[0] if k != "fingerprint"}
-                s.execute(update(A).where(A.c.fingerprint == bindparam("fp")).values(**cols), keyed)
+                s.execute(
+                    update(A_TEXT).where(A_TEXT.c.fingerprint == bindparam("fp")).values(**cols), keyed
+                )
             self._touch(s, changed, placements, now, schedule)
             return len(changed)
 
@@ -187,7 +246,7 @@ class AlertingRepo:
             if gid not in groups
         ]
         if fresh:
-            s.execute(insert(G), fresh)
+            _insert_many(s, G, fresh)
             for f in fresh:
                 groups[f["id"]] = _Group(now, None, None)
         # memberships already stored: looked up by the batch's fingerprints (indexed), not by
@@ -200,7 +259,7 @@ class AlertingRepo:
             )
         add = [{"group_id": g, "fingerprint": f} for g, f in members - have]
         if add:
-            s.execute(insert(M), add)
+            _insert_many(s, M, add)
         # "all resolved" matters only for groups this batch only resolved in: count their firing members
         unsure = [gid for gid in gids if gid not in batch_firing]
         still_firing: set[str] = set()
@@ -485,12 +544,22 @@ class AlertingRepo:
 
     def next_due(self) -> float | None:
         """The earliest pending flush or delivery."""
+        found = [x for x in (self.next_flush(), self.next_delivery()) if x is not None]
+        return min(found) if found else None
+
+    def next_flush(self) -> float | None:
+        """The earliest group flush, or firing alert's ``endsAt`` (the sweep resolves it)."""
         with self.store._sessions() as s:
             a = s.execute(select(func.min(G.c.next_flush_at))).scalar()
-            b = s.execute(select(func.min(O.c.next_attempt_at)).where(O.c.state == "pending")).scalar()
             c = s.execute(select(func.min(A.c.ends_at)).where(A.c.state == "firing")).scalar()
-        found = [x for x in (a, b, c) if x is not None]
+        found = [x for x in (a, c) if x is not None]
         return min(found) if found else None
+
+    def next_delivery(self) -> float | None:
+        """The earliest pending outbox attempt (a retry's backoff, a lease that runs out)."""
+        with self.store._sessions() as s:
+            b = s.execute(select(func.min(O.c.next_attempt_at)).where(O.c.state == "pending")).scalar()
+        return None if b is None else float(b)
 
     def outbox(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         with self.store._sessions() as s:

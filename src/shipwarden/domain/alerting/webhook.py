@@ -21,6 +21,7 @@ shipwarden directly, without an Alertmanager in between.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
@@ -39,9 +40,22 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
 
+_NAMES = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*(?:,[a-zA-Z_][a-zA-Z0-9_]*)*")
+
+
 def _check_labels(v: dict[str, str], what: str) -> dict[str, str]:
     if len(v) > _MAX_LABELS:
         raise ValueError(f"more than {_MAX_LABELS} {what}")
+    # the common case in one regular expression over all the names (a name holding a "," is no
+    # label name, and shows as one "," too many) and one pass over the lengths
+    names = ",".join(v)
+    if (
+        v
+        and _NAMES.fullmatch(names) is not None
+        and names.count(",") == len(v) - 1
+        and max(map(len, v.values())) <= _MAX_VALUE
+    ):
+        return v
     for k, val in v.items():
         if not LABEL_NAME.fullmatch(k):
             raise ValueError(f"{k[:60]!r} is not a label name")
@@ -76,7 +90,7 @@ class PostableAlert(_Open):
     def _annotations(cls, v: dict[str, str]) -> dict[str, str]:
         return _check_labels(v, "annotations")
 
-    def alert(self, now: float, *, resolved: bool | None = None) -> Alert:
+    def alert(self, now: float, *, resolved: bool | None = None, fingerprint: str = "") -> Alert:
         starts = _ts(self.starts_at)
         ends = _ts(self.ends_at)
         if resolved is True and (ends is None or ends > now):
@@ -89,12 +103,28 @@ class PostableAlert(_Open):
             starts_at=starts if starts is not None else now,
             ends_at=ends,
             generator_url=self.generator_url,
+            fingerprint=fingerprint,
         )
+
+
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 
 
 class WebhookAlert(PostableAlert):
     status: Literal["firing", "resolved"]
     fingerprint: str = ""
+
+    def alert(self, now: float, *, resolved: bool | None = None, fingerprint: str = "") -> Alert:
+        """As :meth:`PostableAlert.alert`, keeping Alertmanager's ``fingerprint`` when it has
+        the form Alertmanager prints (16 lower-case hex digits): Alertmanager computes it over
+        the very label set it sends (``model.LabelSet.Fingerprint``, FNV-1a 64), which is
+        :func:`~shipwarden.domain.alerting.model.fingerprint`'s definition, so reusing it saves
+        the hashing without changing any alert's identity.  Anything else (empty, another
+        form) is ignored and the fingerprint is computed from the labels."""
+        fp = fingerprint or self.fingerprint
+        if fp and not _FINGERPRINT.fullmatch(fp):
+            fp = ""
+        return super().alert(now, resolved=resolved, fingerprint=fp)
 
 
 class WebhookMessage(_Open):

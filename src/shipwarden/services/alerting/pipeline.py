@@ -19,7 +19,8 @@ retry → record), made durable:
   A process killed mid-delivery loses nothing: the lease expires and another attempt is made
   (at least once; the same notice id lets a receiver that keys on it drop the repeat).
 
-:class:`AlertEngine` runs the three in one background thread, woken by every ingest.
+:class:`AlertEngine` runs sweep and flush in one background thread, woken by every ingest that
+changed something, and delivery in another, woken by every notice queued (no polling between).
 """
 
 from __future__ import annotations
@@ -105,15 +106,29 @@ class AlertPipeline:
     give_up_after: float = 24 * 3600.0
     lease: float = 30.0
     hooks: Hooks = field(default_factory=Hooks)
+    on_queued: Callable[[], None] = lambda: None
+    """Called once a notice is durably in the outbox (the engine wakes its sender)."""
 
     def __post_init__(self) -> None:
         self._tree = self.policy.tree()
         self._routes: dict[str, Route] = {r.id: r for r in self._tree.walk()}
         self._rules = self.policy.inhibitions()
         self._receivers = {r.name: r for r in self.policy.receivers}
+        self._placed: dict[str, list[Placement]] = {}
 
     # -- ingest ---------------------------------------------------------------------------------
     def placements(self, alert: Alert) -> list[Placement]:
+        """The groups ``alert`` joins (a pure function of its labels, memoised by fingerprint:
+        Prometheus and Alertmanager re-send the same alerts over and over)."""
+        got = self._placed.get(alert.fingerprint)
+        if got is None:
+            got = self._place(alert)
+            if len(self._placed) >= 16_384:
+                self._placed.clear()
+            self._placed[alert.fingerprint] = got
+        return list(got)
+
+    def _place(self, alert: Alert) -> list[Placement]:
         return [
             Placement(
                 group_key(r, alert.labels),
@@ -330,6 +345,8 @@ class AlertPipeline:
             audit=audit,
             incident_payloads=incident,
         )
+        if ok and (queued or incident):
+            self.on_queued()
         if ok and self.hooks.notice:
             self.hooks.notice(notice)
         return 1 if ok else 0
@@ -433,61 +450,98 @@ class AlertPipeline:
         payload = notice_to_json(notice)
         items = [QueuedNotice(notice.notice_id, f"apprise:{n}", receiver, payload) for n in spec.apprise]
         items += [QueuedNotice(notice.notice_id, f"pagerduty:{n}", receiver, payload) for n in spec.pagerduty]
-        return self.store.enqueue(items, now=self.clock()) > 0
+        new = self.store.enqueue(items, now=self.clock()) > 0
+        if new:
+            self.on_queued()
+        return new
 
 
 class AlertEngine:
-    """Runs sweep → flush → deliver in a background thread; :meth:`wake` after an ingest."""
+    """Two background threads: the *flusher* (sweep → flush) and the *sender* (deliver).
+
+    Nothing waits on a poll: :meth:`wake` (after an ingest that changed something) starts a
+    flush at once, and every notice the pipeline queues (a flush's commit, an on-call
+    ``enqueue``) sets the sender's event, so delivery starts the moment the notice is durable —
+    while the flusher goes on with the next due group, and a slow or unreachable receiver never
+    holds up the next flush.  Timers only cover what nobody announces: a group's
+    ``group_wait``/``group_interval``, a retry's backoff, an alert's ``endsAt`` (each thread
+    sleeps until the store's next such time, at most ``idle``)."""
 
     def __init__(self, pipeline: AlertPipeline, *, workers: int = 4, idle: float = 1.0) -> None:
         self.pipeline = pipeline
         self._wake = threading.Event()
+        self._send = threading.Event()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alert-deliver")
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.idle = idle
         self.last_cycle = 0.0
-        """Monotonic time of the last completed cycle (a stalled engine shows here)."""
+        """Monotonic time of the last completed flush cycle (a stalled engine shows here)."""
+        pipeline.on_queued = self._send.set
 
     def wake(self) -> None:
         self._wake.set()
 
     def cycle(self) -> int:
+        """One sweep → flush → deliver, synchronously (tests, the CLI)."""
+        work = self._flush_cycle()
+        work += self.pipeline.deliver(pool=self._pool)
+        return work
+
+    def _flush_cycle(self) -> int:
         p = self.pipeline
         p.sweep()
         work = p.flush()
-        work += p.deliver(pool=self._pool)
         self.last_cycle = time.monotonic()
         return work
 
-    def _run(self) -> None:
+    def _sleep(self, event: threading.Event, nxt: Callable[[], float | None]) -> None:
+        wait = self.idle
+        try:
+            due = nxt()
+        except Exception:
+            due = None
+        if due is not None:
+            wait = max(0.005, min(wait, due - self.pipeline.clock()))
+        event.wait(wait)
+
+    def _loop(self, event: threading.Event, step: Callable[[], int], nxt: Callable[[], float | None]) -> None:
         while not self._stop.is_set():
+            event.clear()  # before the step: a wake-up during it is not lost
             try:
-                busy = self.cycle()
+                busy = step()
             except Exception:
-                log.exception("alert engine cycle failed")
+                log.exception("alert engine step failed")
                 busy = 0
-            if busy:
-                continue
-            wait = self.idle
-            try:
-                nxt = self.pipeline.store.next_due()
-            except Exception:
-                nxt = None
-            if nxt is not None:
-                wait = max(0.005, min(wait, nxt - self.pipeline.clock()))
-            self._wake.wait(wait)
-            self._wake.clear()
+            if not busy:
+                self._sleep(event, nxt)
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="alert-engine", daemon=True)
-            self._thread.start()
+        if self._threads:
+            return
+        store = self.pipeline.store
+        self._threads = [
+            threading.Thread(
+                target=self._loop,
+                args=(self._wake, self._flush_cycle, store.next_flush),
+                name="alert-engine",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._loop,
+                args=(self._send, lambda: self.pipeline.deliver(pool=self._pool), store.next_delivery),
+                name="alert-sender",
+                daemon=True,
+            ),
+        ]
+        for t in self._threads:
+            t.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._send.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
         self._pool.shutdown(wait=False, cancel_futures=True)

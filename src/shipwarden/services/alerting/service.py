@@ -133,7 +133,7 @@ class AlertingService:
         self.authenticate(headers, body)
         alerts = self.parse(body, kind)
         changed = self.pipeline.ingest(alerts, source="alertmanager" if kind == "webhook" else "prometheus")
-        if self.engine is not None:
+        if self.engine is not None and changed:  # a re-send (Prometheus every second) schedules nothing
             self.engine.wake()
         return {"alerts": len(alerts), "changed": changed}
 

@@ -132,6 +132,48 @@ def token_feed(token: FeedToken, request: Request, c: ContainerDep) -> Response:
     return Response(data, media_type=ICS, headers={"Cache-Control": "private, max-age=300"})
 
 
+class OverrideIn(BaseModel):
+    schedule: Annotated[str, Field(min_length=1, max_length=64)]
+    person: Annotated[str, Field(min_length=1, max_length=128)]
+    start: AwareDatetime
+    end: AwareDatetime
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+OverrideId = Annotated[str, Path(pattern=r"^ovr-[0-9a-f]{12}$")]
+AnyManager = Annotated[Principal, require(P.INCIDENT_MANAGE)]
+
+
+@router.get("/oncall/overrides")
+def list_overrides(
+    who: Reader, c: ContainerDep, schedule: Annotated[str | None, Query(max_length=64)] = None
+) -> list[dict[str, Any]]:
+    """Overrides made through the CLI or the API (the policy's own are in the policy)."""
+    return [vars(o) for o in _oncall(c).rota.overrides(schedule)]
+
+
+@router.post("/oncall/overrides", status_code=201)
+def add_override(body: OverrideIn, who: AnyManager, c: ContainerDep) -> dict[str, Any]:
+    """``person`` is on call in ``schedule`` from ``start`` until ``end`` (audited)."""
+    if not (1970 <= body.start.year <= 2200 and 1970 <= body.end.year <= 2200):
+        raise HTTPException(422, "start and end: times between 1970 and 2200")
+    try:
+        o = _oncall(c).rota.add_override(
+            body.schedule, body.person, body.start, body.end, reason=body.reason, actor=who.name
+        )
+    except OnCallError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return vars(o)
+
+
+@router.delete("/oncall/overrides/{override_id}")
+def remove_override(override_id: OverrideId, who: AnyManager, c: ContainerDep) -> dict[str, Any]:
+    try:
+        return vars(_oncall(c).rota.remove_override(override_id, actor=who.name))
+    except OnCallError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
 class TriggerIn(BaseModel):
     title: Annotated[str, Field(min_length=1, max_length=200)]
     service: Annotated[str | None, Field(max_length=64)] = None
