@@ -81,11 +81,17 @@ def change_plan(pools: dict[str, list[SampleService]]) -> list[tuple[str, Routes
     return plan
 
 
+_REQUESTS_LINE = re.compile(
+    r'shipwarden_router_requests_total\{.*version="([^"]*)",(?:zone="[^"]*",)?code="(\d+)"\} (\d+)'
+)
+
+
 def router_counters(router: Any) -> dict[str, int]:
-    """shipwarden_router_requests_total summed by version/code, plus retries, from the admin port."""
+    """shipwarden_router_requests_total summed by version/code (over zones), plus retries, from the
+    admin port."""
     counts: Counter[str] = Counter()
     for line in router.metrics_text().splitlines():
-        if m := re.match(r'shipwarden_router_requests_total\{.*version="([^"]*)",code="(\d+)"\} (\d+)', line):
+        if m := _REQUESTS_LINE.match(line):
             counts[f"{m.group(1)}/{m.group(2)}"] += int(m.group(3))
         elif m := re.match(r"shipwarden_router_upstream_retries_total\{.*\} (\d+)", line):
             counts["retries"] += int(m.group(1))

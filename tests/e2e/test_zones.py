@@ -1,11 +1,15 @@
-"""Zones end to end (E2): three zones on the local platform behind real nginx, under load.
+"""Zones end to end (E2): three zones on the local platform behind real nginx and real HAProxy
+(each test runs through both routers), under load.
 
 A zone's instances are processes labelled with it (``SHIPWARDEN_ZONE``); the router has one pool per
-(version, zone).  Two tests, kept small (one instance per zone): a zone lost in the middle of a
+(version, zone) — for HAProxy a backend per zone pool, its backups the version's other zones.
+Kept small (one instance per zone): a zone lost in the middle of a
 rollout is routed around at once and restored, and the rollout goes on (then, with no rollout
 running, another zone is lost: served by the others at once, taken out of the table by the
 controller's serving watch, replaced and routed again); a later zone whose
-new version fails rolls every zone back.  Both count failed requests of a load running throughout.
+new version fails rolls every zone back (both count failed requests of a load running
+throughout); a version bad in one zone only rolls back in that zone's wave, judged on that zone's
+traffic alone.
 """
 
 from __future__ import annotations
@@ -47,9 +51,12 @@ ZONE_C_CRASH = GOOD.replace(
 CONCURRENCY = 4  # at most this many requests are in flight when a zone dies
 
 
-@pytest.fixture
-def zones_env(tmp_path: Path) -> Iterator[DeployEnv]:
-    env = make_env(tmp_path, strategy=STRATEGY, zones=ZONES, instances=1, releases={"v2c": ZONE_C_CRASH})
+@pytest.fixture(params=["nginx", "haproxy"])
+def zones_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeployEnv]:
+    env = make_env(
+        tmp_path, strategy=STRATEGY, router=request.param, zones=ZONES, instances=1,
+        releases={"v2c": ZONE_C_CRASH},
+    )  # fmt: skip
     env.app().router.start()
     yield env
     teardown_env(env)

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Literal
 
 __all__ = [
@@ -278,8 +279,11 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[IpNetwork, ...]:
     return tuple(nets)
 
 
+@lru_cache(maxsize=4096)
 def _parse_ip(text: str) -> IpAddress:
-    """An address as a proxy may write it: ``1.2.3.4``, ``1.2.3.4:5678``, ``[::1]:80``, ``::1``."""
+    """An address as a proxy may write it: ``1.2.3.4``, ``1.2.3.4:5678``, ``[::1]:80``, ``::1``.
+    Cached: every request parses its peer's address, and clients come back (an invalid address
+    raises, and is not cached)."""
     t = text.strip().strip('"')
     if t.startswith("["):
         t = t[1 : t.index("]")] if "]" in t else t

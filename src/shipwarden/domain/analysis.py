@@ -291,7 +291,7 @@ class JudgeSpec(_Strict):
     pass_score: float = Field(90.0, ge=0.0, le=100.0, alias="passScore")
     #: samples from the first ``warmup`` of a run are recorded but not judged (Kayenta's
     #: ``beginCanaryAnalysisAfterMins``): fresh canary processes answer slower than warm ones.
-    #: ``auto`` (the default): the sequential judge does not judge its first intervals (five, at
+    #: ``auto`` (the default): the sequential judge does not judge its first intervals (three, at
     #: most a sixth of ``samples``) and holds back failure evidence that fades; a duration
     #: replaces that with an explicit warm-up for both judges (``0s``: judge from the start)
     warmup: Annotated[float | Literal["auto"], BeforeValidator(_warmup)] = "auto"

@@ -74,8 +74,12 @@ class DatabaseDriver(Protocol):
         """``timeout``: connect and query time-out (default: the driver's)."""
         ...
 
-    def replica_status(self, endpoint: Endpoint) -> ReplicaStatus | None:
+    def replica_status(self, endpoint: Endpoint, timeout: float | None = None) -> ReplicaStatus | None:
         """The instance's replication state; None if it is not configured as a replica."""
+        ...
+
+    def semi_sync_waits(self, endpoint: Endpoint, timeout: float | None = None) -> list[float]:
+        """Seconds each session on this primary has been waiting for a semi-sync acknowledgement."""
         ...
 
     def binlogs(self, endpoint: Endpoint) -> list[BinlogFile]: ...
@@ -89,10 +93,19 @@ class DatabaseDriver(Protocol):
         ...
 
     def promote(
-        self, endpoint: Endpoint, *, semi_sync: bool, semi_sync_timeout: float, writable: bool = True
+        self,
+        endpoint: Endpoint,
+        *,
+        semi_sync: bool,
+        semi_sync_timeout: float,
+        writable: bool = True,
+        apply: GtidPosition | None = None,
+        apply_timeout: float = 30.0,
     ) -> None:
         """Stop replicating, forget the old source, act as a (semi-sync) primary; accept writes
-        (``read_only=0``) unless ``writable`` is False (then :meth:`set_writable` later)."""
+        (``read_only=0``) unless ``writable`` is False (then :meth:`set_writable` later).  With
+        ``apply``: first stop receiving and apply the relay log up to that position (or fail after
+        ``apply_timeout``), all in one session."""
         ...
 
     def set_writable(self, endpoint: Endpoint) -> None: ...
@@ -335,6 +348,15 @@ class InstanceControl(Protocol):
 
     def reseed(self, endpoint: Endpoint, snapshot: IO[bytes]) -> None:
         """Replace the instance's data with a snapshot stream and start it (read-only)."""
+        ...
+
+    def local_driver(self) -> DatabaseDriver:
+        """A driver that reaches the remembered instances the way a process on their host does
+        (their Unix sockets): a network partition does not cut it off (the primary's guard)."""
+        ...
+
+    def is_local(self, endpoint: Endpoint) -> bool:
+        """True when :meth:`local_driver` reaches this instance without the network."""
         ...
 
 

@@ -39,8 +39,10 @@ class Pool:
     ``weight`` is a percentage 0..100 of the route's requests; instances in
     the pool share it equally.  ``zone``: the pool holds the version's instances of one zone (E2);
     a table may then have one pool per (version, zone), so that each zone gets its share of the
-    traffic whichever version serves it.  A router retries a refused request on another pool of
-    the route, so a zone whose instances all died is served by the others until it is taken out.
+    traffic whichever version serves it, and the router counts each zone's answers apart
+    (``version_counts(zone=)``).  A router retries a refused request on another pool of the route
+    (HAProxy: on the version's instances in the other zones), so a zone whose instances all died
+    is served by the others until it is taken out.
     """
 
     version: str

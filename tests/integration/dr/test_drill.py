@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Callable
 
 import pytest
@@ -64,17 +65,18 @@ def test_partition_drill_fails_over_fences_and_heals(dr_env: Callable[..., DrEnv
     partition goes on writing to it; failover; the partition heals and the old primary is fenced;
     no write it took in the meantime was acknowledged, and those it holds are detected and reported.
 
-    semiSyncTimeout is an hour: an isolated semi-sync primary then never acknowledges a write no
-    replica has.  With a shorter one (10 s), a partition that outlasts it makes MariaDB fall back to
-    asynchronous replication and the old primary acknowledges writes that are lost: the drill then
-    reports them (fencing and RPO fail) — measured in bench/dr.py."""
-    env = dr_env(replicas=2, application=False, semi_sync_timeout=3600.0)  # the drill makes its own account
+    semiSyncTimeout is 8 s and the partition lasts longer (held 9 s after writes resume): without
+    the primary's guard MariaDB would fall back to asynchronous replication and the isolated primary
+    acknowledge its side's writes (bench/dr.py measures that too); the guard (selfFenceAfter 2 s)
+    kills those commits unacknowledged and fences it first."""
+    env = dr_env(replicas=2, application=False, semi_sync_timeout=8.0)  # the drill makes its own account
     ports = env.ctx.db("hello")  # type: ignore[attr-defined]
     if ports.partitions.unavailable():
         pytest.skip(f"partitions: {ports.partitions.unavailable()}")
     old = env.cluster.primary
-    report = DrillService(env.ctx).drill("hello", fault="partition", rate=150)  # type: ignore[arg-type]
+    report = DrillService(env.ctx).drill("hello", fault="partition", rate=150, hold=9.0)  # type: ignore[arg-type]
     assert all(s.outcome == "ok" for s in report.steps), report.to_json()
+    assert [f[0] for f in report.split_brain["self_fenced"]] == [str(old.endpoint)]
     assert report.steps[0].detail["account"] == "shipwarden_drill"
     assert old.running()  # isolated, never killed
     assert f"SWP-{old.port}" not in _partition_rules() and ports.partitions.isolated() == []
@@ -114,4 +116,7 @@ def test_drill_refuses_an_admin_account_and_a_failed_partition_drill_still_heals
     report = DrillService(env.ctx).drill("hello", fault="partition", timeout=0.5)  # type: ignore[arg-type]
     assert report.steps[2].name == "recovery" and report.steps[2].outcome == "failed", report.steps
     assert f"SWP-{env.cluster.primary.port}" not in _partition_rules() and ports.partitions.isolated() == []
-    assert env.cluster.driver.ping(env.cluster.primary.endpoint, 2.0) is None
+    deadline = time.monotonic() + 20  # healed: it answers again (a loaded machine takes a moment)
+    while env.cluster.driver.ping(env.cluster.primary.endpoint, 2.0) is not None:
+        assert time.monotonic() < deadline, "the primary does not answer after the partition healed"
+        time.sleep(0.1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,7 +18,9 @@ from shipwarden.adapters.routers.base import Pool, RouterError, Routes
 from shipwarden.adapters.routers.common import by_version, routes_from_json, routes_to_json, validate_routes
 from shipwarden.domain.policy import PolicyError, load_policy_text
 from shipwarden.domain.rollout import OperatorRequest, Phase, zone_weights
-from shipwarden.services.analysis import active_analyses
+from shipwarden.ports.routing import Listener
+from shipwarden.services.analysis import ActiveAnalysis, AnalysisController, active_analyses
+from tests.fakes.router import FakeRouter
 from tests.fakes.world import BLUE_GREEN_ZONES, CANARY_ZONES, SERVICE, World
 
 P = Phase
@@ -246,7 +249,44 @@ def test_each_zone_wave_has_its_own_analysis_run() -> None:
         plan = {"zones": ["b", "a", "c"], "zone_waves": True}
         phase, step_index, wave = P.PREVIEW, 0, 1
 
-    assert [a.key for a in active_analyses(spec, Dep())] == ["pre@a"]  # type: ignore[arg-type]
+    runs = active_analyses(spec, Dep())  # type: ignore[arg-type]
+    assert [(a.key, a.zone) for a in runs] == [("pre@a", "a")]  # judged on zone a's counts only
+
+
+def test_a_zone_waves_judge_compares_the_versions_in_that_zone_only() -> None:
+    """Zone c's canary fails every request, zone a's none: zone c's judge sees all of its canary's
+    requests fail, zone a's none — the other zone dilutes neither (E2)."""
+    answers = {"127.0.0.1:1": ("v1", 200), "127.0.0.1:2": ("v2", 200),
+               "127.0.0.1:3": ("v1", 200), "127.0.0.1:4": ("v2", 500)}  # fmt: skip
+    router = FakeRouter(answers.get)
+    router.start()
+    router.ensure_listener(Listener("web", 18080, 18081))
+    router.apply("web", Routes(production=(
+        Pool("v1", ("127.0.0.1:1",), 25, "a"), Pool("v2", ("127.0.0.1:2",), 25, "a"),
+        Pool("v1", ("127.0.0.1:3",), 25, "c"), Pool("v2", ("127.0.0.1:4",), 25, "c"),
+    )))  # fmt: skip
+    recorded: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+    class Store:
+        def record_analysis(self, dep_id: str, *, key: str, baseline: Any, canary: Any, **_: Any) -> None:
+            recorded[key] = (baseline, canary)
+
+    class Run:
+        def add_samples(self, *_: Any) -> None:
+            pass
+
+    ctl = AnalysisController(Store(), router, {}, lambda: 1.0)  # type: ignore[arg-type]
+    dep = SimpleNamespace(id="d1", service="web", from_version="v1", to_version="v2", step_index=0)
+    runs = [ActiveAnalysis(f"step-0@{z}", None, True, 1.0, zone=z) for z in "ac"]  # type: ignore[arg-type]
+    for _ in range(2):  # a first snapshot, then the interval's deltas
+        for run in runs:
+            ctl._judge_sample(dep, run, Run(), 1.0)  # type: ignore[arg-type]
+        router.probe("web", "production", 40)
+    for run in runs:
+        ctl._judge_sample(dep, run, Run(), 1.0)  # type: ignore[arg-type]
+    (base_a, canary_a), (base_c, canary_c) = recorded["step-0@a"], recorded["step-0@c"]
+    assert (base_a["requests"], base_a["errors"], canary_a["requests"], canary_a["errors"]) == (10, 0, 10, 0)
+    assert (base_c["requests"], base_c["errors"], canary_c["requests"], canary_c["errors"]) == (10, 0, 10, 10)
 
 
 def test_an_operator_confirm_or_promote_passes_the_zone_wait(make_world: Callable[..., World]) -> None:

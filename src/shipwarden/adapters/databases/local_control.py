@@ -58,7 +58,7 @@ class LocalInstanceControl:
         if endpoint.host not in ("127.0.0.1", "localhost", "::1"):
             raise DatabaseError(f"{endpoint}: only instances on this host can be controlled")
         with self.driver._conn(endpoint) as c, c.cursor() as cur:
-            cur.execute("SELECT @@pid_file AS pf, @@datadir AS dd")
+            cur.execute("SELECT @@pid_file AS pf, @@datadir AS dd, @@socket AS sock")
             row = cur.fetchone()
         pid_file = Path(str(row["pf"]))
         datadir = Path(str(row["dd"]))
@@ -68,8 +68,21 @@ class LocalInstanceControl:
         cmdline = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
         cwd = os.readlink(f"/proc/{pid}/cwd")
         data = self._load()
-        data[str(endpoint)] = {"pid": pid, "cmdline": cmdline, "cwd": cwd, "datadir": str(datadir)}
+        sock = str(row["sock"] or "")
+        if sock and not Path(sock).is_absolute():
+            sock = str(Path(cwd) / sock)
+        data[str(endpoint)] = {"pid": pid, "cmdline": cmdline, "cwd": cwd, "datadir": str(datadir),
+                               "socket": sock}  # fmt: skip
         self._save(data)
+
+    def _sockets(self) -> dict[Endpoint, str]:
+        return {Endpoint.parse(k): str(v["socket"]) for k, v in self._load().items() if v.get("socket")}
+
+    def local_driver(self) -> MariaDBDriver:
+        return self.driver.over_sockets(self._sockets())
+
+    def is_local(self, endpoint: Endpoint) -> bool:
+        return endpoint in self._sockets()
 
     def _pid(self, ep: Endpoint) -> int | None:
         entry = self._entry(ep)

@@ -15,7 +15,7 @@ is killed so an open transaction cannot commit afterwards.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,6 +29,12 @@ from shipwarden.ports.databases import BinlogFile, DatabaseError
 __all__ = ["MariaDBDriver", "SYSTEM_SCHEMAS"]
 
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
+#: a replica gives its source up after this many seconds of silence (``slave_net_timeout``, also
+#: its connect time-out) — what holistic failure detection waits for in a partition, and what
+#: ``STOP SLAVE`` waits for when the IO thread is reconnecting; the source sends a heartbeat every
+#: ``HEARTBEAT_PERIOD`` seconds when it has nothing else to send, so an idle link is never silent
+REPLICA_NET_TIMEOUT = 1
+HEARTBEAT_PERIOD = 0.25
 
 
 def _q(name: str) -> str:
@@ -42,20 +48,37 @@ def _lit(value: str) -> str:
 class MariaDBDriver:
     engine = "mariadb"
 
-    def __init__(self, credentials: Credentials, *, connect_timeout: float = 2.0, read_timeout: float = 30.0):
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 30.0,
+        sockets: Mapping[Endpoint, str] | None = None,
+    ):
         self.credentials = credentials
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        #: instances reached over their Unix socket instead of TCP (a process on their host)
+        self.sockets = dict(sockets or {})
+
+    def over_sockets(self, sockets: Mapping[Endpoint, str]) -> MariaDBDriver:
+        """The same driver, reaching these instances over their local Unix sockets — what a guard
+        running on the instance's host uses: no network partition cuts it off."""
+        return MariaDBDriver(self.credentials, connect_timeout=self.connect_timeout,
+                             read_timeout=self.read_timeout, sockets=sockets)  # fmt: skip
 
     @contextmanager
     def _conn(self, ep: Endpoint, timeout: float | None = None) -> Iterator[Any]:
         """A connection whose handshake is bounded by the connect time-out too (a frozen server
         accepts TCP in the kernel and then says nothing), and whose queries by ``timeout``."""
         connect = timeout or self.connect_timeout
+        where: dict[str, Any] = (
+            {"unix_socket": self.sockets[ep]} if ep in self.sockets else {"host": ep.host, "port": ep.port}
+        )
         try:
             conn = pymysql.connect(
-                host=ep.host,
-                port=ep.port,
+                **where,
                 user=self.credentials.user,
                 password=self.credentials.password or "",
                 connect_timeout=connect,
@@ -123,11 +146,14 @@ class MariaDBDriver:
             version=str(v["v"]),
         )
 
-    def replica_status(self, endpoint: Endpoint) -> ReplicaStatus | None:
-        rows = self._rows(endpoint, "SHOW SLAVE STATUS")
-        if not rows:
-            return None
-        r = rows[0]
+    def replica_status(self, endpoint: Endpoint, timeout: float | None = None) -> ReplicaStatus | None:
+        with self._conn(endpoint, timeout) as c, c.cursor() as cur:  # one connection: asked every tick
+            cur.execute("SHOW SLAVE STATUS")
+            r = cur.fetchone()
+            if r is None:
+                return None
+            cur.execute("SELECT @@gtid_slave_pos AS p")
+            slave_pos = cur.fetchone()["p"]
         host, port = r.get("Master_Host") or "", int(r.get("Master_Port") or 0)
         behind = r.get("Seconds_Behind_Master")
         return ReplicaStatus(
@@ -139,8 +165,18 @@ class MariaDBDriver:
             last_sql_error=str(r.get("Last_SQL_Error") or ""),
             seconds_behind=None if behind is None else int(behind),
             gtid_io_pos=GtidPosition.parse(r.get("Gtid_IO_Pos")),
-            gtid_slave_pos=GtidPosition.parse(self._rows(endpoint, "SELECT @@gtid_slave_pos AS p")[0]["p"]),
+            gtid_slave_pos=GtidPosition.parse(slave_pos),
         )
+
+    def semi_sync_waits(self, endpoint: Endpoint, timeout: float | None = None) -> list[float]:
+        """Seconds each session has been waiting for a replica's semi-sync acknowledgement."""
+        rows = self._rows(
+            endpoint,
+            "SELECT TIME_MS AS ms FROM information_schema.PROCESSLIST "
+            "WHERE STATE LIKE 'Waiting for semi-sync ACK%'",
+            timeout,
+        )
+        return [float(r["ms"]) / 1000.0 for r in rows]
 
     def binlogs(self, endpoint: Endpoint) -> list[BinlogFile]:
         return [
@@ -166,25 +202,42 @@ class MariaDBDriver:
             [
                 f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if semi_sync else 'OFF'}",
                 "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'",
+                "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON",
                 f"SET GLOBAL rpl_semi_sync_master_timeout = {int(semi_sync_timeout * 1000)}",
             ],
         )
 
     def promote(
-        self, endpoint: Endpoint, *, semi_sync: bool, semi_sync_timeout: float, writable: bool = True
+        self,
+        endpoint: Endpoint,
+        *,
+        semi_sync: bool,
+        semi_sync_timeout: float,
+        writable: bool = True,
+        apply: GtidPosition | None = None,
+        apply_timeout: float = 30.0,
     ) -> None:
         ms = int(semi_sync_timeout * 1000)
-        self._exec(
-            endpoint,
-            [
-                "STOP SLAVE",
-                "RESET SLAVE ALL",
-                f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if semi_sync else 'OFF'}",
-                "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'",
-                f"SET GLOBAL rpl_semi_sync_master_timeout = {ms}",
-                *(["SET GLOBAL read_only = 0"] if writable else []),
-            ],
-        )
+        statements = [
+            "STOP SLAVE",
+            "RESET SLAVE ALL",
+            f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if semi_sync else 'OFF'}",
+            "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'",
+            # with no replica connected a commit still waits (then the guard fences), never skips
+            "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON",
+            f"SET GLOBAL rpl_semi_sync_master_timeout = {ms}",
+            *(["SET GLOBAL read_only = 0"] if writable else []),
+        ]
+        # one connection for the whole promotion: under load every new connection costs
+        with self._conn(endpoint, (apply_timeout + 5) if apply is not None else None) as c, c.cursor() as cur:
+            if apply is not None:
+                cur.execute("STOP SLAVE IO_THREAD")
+                cur.execute(f"SELECT MASTER_GTID_WAIT({_lit(str(apply))}, {float(apply_timeout)}) AS r")
+                row = cur.fetchone()
+                if row is None or int(row["r"]) != 0:
+                    raise DatabaseError(f"{endpoint} did not apply {apply} within {apply_timeout:g}s")
+            for sql in statements:
+                cur.execute(sql)
 
     def set_writable(self, endpoint: Endpoint) -> None:
         self._exec(endpoint, ["SET GLOBAL read_only = 0"])
@@ -276,13 +329,15 @@ class MariaDBDriver:
         semi_sync: bool,
         start_at: GtidPosition | None = None,
     ) -> None:
-        statements = ["SET GLOBAL read_only = 1", "STOP SLAVE"]
+        statements = ["SET GLOBAL read_only = 1", "STOP SLAVE",
+                      f"SET GLOBAL slave_net_timeout = {REPLICA_NET_TIMEOUT}"]  # fmt: skip
         if start_at is not None:
             statements.append(f"SET GLOBAL gtid_slave_pos = {_lit(str(start_at))}")
         statements += [
             f"CHANGE MASTER TO MASTER_HOST = {_lit(source.host)}, MASTER_PORT = {int(source.port)}, "
             f"MASTER_USER = {_lit(credentials.user)}, MASTER_PASSWORD = {_lit(credentials.password or '')}, "
-            "MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1",
+            "MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, "
+            f"MASTER_HEARTBEAT_PERIOD = {HEARTBEAT_PERIOD:g}",
             f"SET GLOBAL rpl_semi_sync_slave_enabled = {'ON' if semi_sync else 'OFF'}",
             # a replica acting as a semi-sync primary would wait for acks from nobody at each applied commit
             "SET GLOBAL rpl_semi_sync_master_enabled = OFF",

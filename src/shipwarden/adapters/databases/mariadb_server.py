@@ -177,7 +177,7 @@ class MariaDBServer:
             "log-slave-updates": "1",
             "gtid-strict-mode": "1",
             "read-only": "1",
-            "slave-net-timeout": "4",
+            "slave-net-timeout": "1",  # as the driver sets it (mariadb.REPLICA_NET_TIMEOUT)
             # only a promotion enables it: a replica applying with it on waits for acks nobody sends
             "rpl-semi-sync-master-enabled": "0",
             "rpl-semi-sync-slave-enabled": "1",

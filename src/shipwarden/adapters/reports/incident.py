@@ -25,7 +25,6 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from shipwarden.adapters.reports.plots import metric_figure
 from shipwarden.domain.audit import canonical_json
 from shipwarden.ports.incidents import ReportError, ReportFiles
 
@@ -110,12 +109,16 @@ class ChromiumReportWriter:
         self.require_pdf, self.timeout = require_pdf, timeout
 
     def html(self, doc: Mapping[str, Any]) -> str:
+        from shipwarden.adapters.reports.plots import metric_figure  # matplotlib: +29 MB, when used
+
         return render_html(doc, metric_figure(doc))
 
     def write(self, doc: Mapping[str, Any], directory: Path, *, pdf: bool = True) -> ReportFiles:
         directory.mkdir(parents=True, exist_ok=True)
         json_path = directory / "report.json"
         json_path.write_text(canonical_json(dict(doc)) + "\n", encoding="utf-8")
+        from shipwarden.adapters.reports.plots import metric_figure  # matplotlib: +29 MB, when used
+
         png = metric_figure(doc)
         plots: list[Path] = []
         if png is not None:

@@ -318,7 +318,7 @@ class HaproxyRouter:
             f"    bind {lst.host}:{port} backlog 4096",
             f"    http-request set-var(txn.sw_service) str({svc})",
             f"    http-request set-var(txn.sw_route) str({route})",
-            "    http-request set-var(txn.sw_t0) date(0,us)",  # the clock of Lua's core.now()
+            "    http-request set-var(txn.sw_t0) date(0,us)",  # the Lua reads the end on the same clock
             f"    http-request set-var(txn.sw_slot) rand(100),map_int({weights})",
             f"    http-request set-var(txn.sw_ver) var(txn.sw_slot),map_str({versions})",
             f"    http-request set-var(txn.sw_zone) var(txn.sw_slot),map_str({zones})",  # zone pools

@@ -133,11 +133,6 @@ local function dump_counters(st)
     return table.concat(lines, "\n") .. "\n"
 end
 
-local function now_us()
-    local t = core.now()
-    return t.sec * 1000000 + t.usec
-end
-
 core.register_fetches("sw_count", function(txn)
     local service = txn:get_var("txn.sw_service")
     if service == nil then return "" end
@@ -147,7 +142,10 @@ core.register_fetches("sw_count", function(txn)
     local key = labels .. "\t" .. tostring(txn.sf:status())
     requests[key] = (requests[key] or 0) + 1
     local t0 = txn:get_var("txn.sw_t0")
-    local elapsed = t0 and math.max(0, now_us() - t0) / 1e6 or 0
+    -- the same clock as t0 (the `date` fetch): core.now() is HAProxy's internal clock, which may
+    -- run behind the date by an offset — every elapsed time then read as 0
+    local t1 = tonumber(txn.f:date(0, "us"))
+    local elapsed = t0 and t1 and math.max(0, t1 - t0) / 1e6 or 0
     local h = hist[labels]
     if h == nil then
         h = { counts = {}, sum = 0 }

@@ -184,6 +184,7 @@ class AuditRepo:
         self.store = store
         self._sessions = store._sessions
         self._insert = _BatchInsert(store.engine.dialect)
+        self._generation_and_head = DirectSelect(store.engine, _GENERATION_AND_HEAD)
         self._queries: dict[tuple[str, ...], DirectSelect] = {}
 
     # -- writing --------------------------------------------------------------------------
@@ -216,8 +217,8 @@ class AuditRepo:
         def tx(s: CoreTx) -> ChainHead:
             if access_generation is None:
                 head = self._head(s)
-            else:  # the generation and the head in one statement (one round trip)
-                current, seq, hash_ = s.connection().execute(_GENERATION_AND_HEAD).one()
+            else:  # the generation and the head in one statement (one round trip), through the driver
+                ((current, seq, hash_),) = self._generation_and_head.on(s.connection())
                 if current != access_generation:
                     raise StaleAccess(access_generation, current)
                 head = ChainHead(seq, hash_) if seq is not None else ChainHead(0, GENESIS_HASH)

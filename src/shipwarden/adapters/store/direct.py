@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.sql import Select
 
 __all__ = ["DirectSelect"]
@@ -37,6 +37,19 @@ class DirectSelect:
         self.positional = bool(compiled.positional)
         self.order = tuple(compiled.positiontup or ())
         self.direct = not compiled._bind_processors and not compiled.literal_execute_params
+
+    def on(self, conn: Connection, **params: Any) -> list[tuple[Any, ...]]:
+        """Run on ``conn`` (inside its transaction), through its driver connection's cursor."""
+        if not self.direct:
+            return [tuple(r) for r in conn.execute(self.stmt, params)]
+        values = {**self.defaults, **params}
+        args: Any = [values[name] for name in self.order] if self.positional else values
+        cur = conn.connection.cursor()
+        try:
+            cur.execute(self.sql, args)
+            return list(cur.fetchall())
+        finally:
+            cur.close()
 
     def __call__(self, **params: Any) -> list[tuple[Any, ...]]:
         values = {**self.defaults, **params}

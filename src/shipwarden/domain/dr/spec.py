@@ -56,11 +56,33 @@ class Replication(_Strict):
     max_lag: Duration = Field(10.0, alias="maxLag")
     #: how long a semi-synchronous primary waits for an acknowledgement before MariaDB silently
     #: falls back to asynchronous replication (``rpl_semi_sync_master_timeout``); the fall-back
-    #: is an alert, whatever this is.  It also bounds a split brain: a primary cut off by a
-    #: partition that lasts longer acknowledges writes no replica has (lost at the failover;
-    #: measured by ``dr drill --fault partition``) — with ``rpo: 0``, longer than any partition
-    #: you would rather block writes through (bench/dr.py: 1 h → 0 such writes, 10 s → 331)
+    #: is an alert, whatever this is.  Alone it would bound a split brain: a primary cut off by
+    #: a partition that lasts longer acknowledges writes no replica has (10 s and no guard: 546
+    #: such writes in one drill, bench/results/dr_failover_partition.json) — the guard
+    #: (``selfFenceAfter``) fences it before then (3 drills: 0)
     semi_sync_timeout: Duration = Field(10.0, alias="semiSyncTimeout", gt=0)
+    #: the primary's guard (it runs on the primary's host) fences the primary — its client sessions
+    #: killed, so the waiting commits are never acknowledged, then ``read_only`` — once a commit has
+    #: waited this long for a replica's acknowledgement: a primary cut off from its replicas stops
+    #: taking writes *before* ``semiSyncTimeout`` would let it acknowledge them alone.  Default:
+    #: ``min(3 s, semiSyncTimeout / 4)``; it must be shorter than ``semiSyncTimeout``, and the margin
+    #: between them is what a slow guard (a loaded host) has: keep it to seconds
+    self_fence_after: Duration | None = Field(None, alias="selfFenceAfter", gt=0)
+
+    @property
+    def guard_after(self) -> float:
+        if self.self_fence_after is not None:
+            return self.self_fence_after
+        return min(3.0, self.semi_sync_timeout / 4)
+
+    @model_validator(mode="after")
+    def _guard_before_fallback(self) -> Replication:
+        if self.self_fence_after is not None and self.self_fence_after >= self.semi_sync_timeout:
+            raise ValueError(
+                "replication.selfFenceAfter must be shorter than semiSyncTimeout: the guard must fence "
+                "the primary before MariaDB falls back to asynchronous replication"
+            )
+        return self
 
 
 class ListenerSpec(_Strict):

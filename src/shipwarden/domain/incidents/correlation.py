@@ -163,6 +163,23 @@ def _step(dep: _Dep, e: AuditEntry, at: datetime, onset: datetime) -> None:
     dep.terminal = dep.terminal or phase in ("succeeded", "rolled_back", "failed")
 
 
+def _superseded(deps: Iterable[_Dep]) -> None:
+    """A deployment's share at the onset is what the later deployments of its service left it: a
+    release replaced by a later one that reached all traffic before the onset serves none of it
+    (its version is no longer running), one replaced by a 20 % canary still serves 80 %, and one
+    whose successor was rolled back before the onset serves all of it again.  (Each later share is
+    read before it is itself reduced: the loop goes oldest first.)"""
+    by_service: dict[str, list[_Dep]] = {}
+    for dep in deps:
+        if dep.exposed is not None:
+            by_service.setdefault(dep.service, []).append(dep)
+    for mine in by_service.values():
+        mine.sort(key=lambda d: (d.exposed or d.started, d.seq))
+        for i, dep in enumerate(mine):
+            for later in mine[i + 1 :]:
+                dep.exposure = min(dep.exposure, max(0.0, 1.0 - later.exposure))
+
+
 def _verdict(verdicts: list[str]) -> Verdict:
     for v in ("failed", "inconclusive", "passed"):
         if v in verdicts:
@@ -234,6 +251,7 @@ def candidates_from_audit(
             rolled_back_at=None, analysis="none", seq=e.seq, change_id=cid, commit=sha or None,
             title=f"change {cid} merged as {sha[:12]} (not deployed)",
         ))  # fmt: skip
+    _superseded(deps.values())
     out: list[Candidate] = []
     for dep in deps.values():
         if dep.started < since:

@@ -99,13 +99,12 @@ PERSISTENCE_SECONDS = 60.0
 DEFAULT_INTERVAL_SECONDS = 10.0  # assumed when the samples' times do not tell the interval
 MAX_PERSISTENCE = 0.9
 ASSUMED_PERSISTENCE_CAP = 0.72  # exp(−10 s / 30 s); chosen on the tuning seed (was 0.85 at 10 s)
-# One burst is not a regression: the failure test leaves out the interval whose canary excess is the
-# largest (standardized), and the extra variance is estimated without it and without the interval
-# with the largest deficit — one burst in either arm would otherwise dominate the variance estimate
-# and weight every other interval's evidence down.  From TRIM_MIN_INTERVALS informative intervals on.
-# (TRIM_BOTH_SIDES: leave the largest deficit out of the evidence too.)
+# One burst is not a regression: the failure test leaves out the interval whose canary share of the
+# events is the largest (standardized) *and* the one whose share is the smallest — a symmetric
+# trim, so the evidence stays centred under the null — and estimates the extra variance from the
+# rest.  One burst in either arm would otherwise dominate the moment estimate of the variance and
+# weight every other interval's evidence down.  From TRIM_MIN_INTERVALS informative intervals on.
 TRIM_OUTLIERS = True
-TRIM_BOTH_SIDES = False
 TRIM_MIN_INTERVALS = 4
 # A failure needs the evidence in at least MIN_FAIL_INTERVALS judged intervals, and an excess
 # that does not fade (the trend of the per-interval log ratio above −FADING_T standard errors).
@@ -226,16 +225,12 @@ class RatioEProcess:
         r_all = cx - x * pi
         v_all = x * pi * (1.0 - pi)
         keep = np.ones(k, dtype=bool)  # intervals the failure evidence counts
-        est = np.ones(k, dtype=bool)  # intervals the extra variance is estimated from
+        est = np.ones(k, dtype=bool)  # intervals the extra variance is estimated from (the same)
         if TRIM_OUTLIERS and k >= TRIM_MIN_INTERVALS:
             z = r_all / np.sqrt(np.maximum(v_all, 1e-12))
             hi, lo = int(np.argmax(z)), int(np.argmin(z))
-            if z[hi] > 0:
-                keep[hi] = est[hi] = False
-            if z[lo] < 0:
-                est[lo] = False
-                if TRIM_BOTH_SIDES:
-                    keep[lo] = False
+            if z[hi] > 0 and z[lo] < 0:
+                keep[hi] = est[hi] = keep[lo] = est[lo] = False
         self._keep = keep.astype(np.float64)
         r, v = r_all * est, v_all[est]  # r keeps the intervals' order (zeros where left out)
         k = int(est.sum())

@@ -43,7 +43,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 def _errors() -> Iterator[None]:
     from shipwarden.domain.incidents import IncidentError
     from shipwarden.domain.policy import PolicyError, UnknownService
-    from shipwarden.entrypoints.cli.output import policy_errors
+    from shipwarden.entrypoints.cli.output import message_of, policy_errors
     from shipwarden.ports.incidents import IncidentNotFound, ReportError
     from shipwarden.ports.store import StoreError
     from shipwarden.services.rollout import DeployError
@@ -54,7 +54,7 @@ def _errors() -> Iterator[None]:
         policy_errors(exc)
         raise typer.Exit(2) from None
     except (IncidentError, IncidentNotFound, UnknownService, DeployError, StoreError) as exc:
-        error(str(exc).strip("'\""))
+        error(message_of(exc))
         raise typer.Exit(2) from None
     except ReportError as exc:
         error(exc, label="report error")

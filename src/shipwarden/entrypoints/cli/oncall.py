@@ -48,7 +48,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 def _errors() -> Iterator[None]:
     from shipwarden.domain.oncall import EscalationError
     from shipwarden.domain.policy import PolicyError
-    from shipwarden.entrypoints.cli.output import policy_errors
+    from shipwarden.entrypoints.cli.output import message_of, policy_errors
     from shipwarden.ports.oncall import EscalationNotFound
     from shipwarden.services.oncall import OnCallError
 
@@ -58,7 +58,7 @@ def _errors() -> Iterator[None]:
         policy_errors(exc)
         raise typer.Exit(2) from None
     except (OnCallError, EscalationError, EscalationNotFound) as exc:
-        error(str(exc).strip("'\""))
+        error(message_of(exc))
         raise typer.Exit(2) from None
 
 

@@ -44,6 +44,14 @@ def error(message: object, *, label: str = "error") -> None:
     err.print(Text.assemble((f"{label}:", "red"), " ", str(message)), soft_wrap=True)
 
 
+def message_of(exc: BaseException) -> str:
+    """An exception's message as written: a ``KeyError`` (the "not found" errors are) quotes its
+    message in ``str()``; its argument is the message itself."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
+
+
 def policy_errors(exc: PolicyError) -> None:
     """One ``error: file:line: field: message`` line per issue."""
     for issue in exc.issues:

@@ -16,17 +16,21 @@ once approved, then judge main (the merge and anything else that reached it) and
 commit in three phases.
 
 ``ChangeService`` is assembled from one class per stage, each in its own module and each built on
-the stages downstream of it, so a module only calls what comes after it in the pipeline:
+the stages downstream of it, so a module only calls what comes after it in the pipeline; the
+parts that need only the shared core (``merge``, ``checks``, ``records``) are composed, not
+inherited:
 
 * ``webhooks``  — CI webhook intake: signatures, replay protection, ``ci`` evidence (D2)
 * ``evidence``  — evidence uploads and their parsing (D1, E3)
 * ``approvals`` — role approvals, rejections and UAT sign-off (D3)
 * ``gates``     — gate evaluation and ``progress`` (D1, D3)
-* ``merge``     — merging exactly the evidenced sha (D3)
+* ``merge``     — merging exactly the evidenced sha (D3): ``Merging``, a part of its own over the
+  core, which ``gates`` composes
 * ``mainline``  — every commit that reaches main, however it got there: deployed through the
   gates, or not and why (D9)
 * ``delivery``  — release export and the deployment's three phases (D9, E4)
-* ``checks``    — preparation and post-deployment checks, stakeholder notices (E4)
+* ``checks``    — preparation and post-deployment checks, stakeholder notices (E4):
+  ``DeploymentChecks``, a part of its own over the core, which ``delivery`` composes
 * ``records``   — change documents, the delivery record and ``explain`` (D11): ``ChangeRecords``, a
   service of its own over the store, which ``ChangeService`` composes
 * ``core``      — collaborators and configuration shared by all of them; ``errors`` — the refusals

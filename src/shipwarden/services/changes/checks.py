@@ -34,12 +34,17 @@ from shipwarden.services.notify import Notifier
 from shipwarden.services.postdeploy import Check, confirm_security
 
 
-class DeploymentChecks(ChangeCore):
-    """Preparation and post-deployment checks of one deployment, and the stakeholder notices."""
+class DeploymentChecks:
+    """Preparation and post-deployment checks of one deployment, and the stakeholder notices (a
+    part of its own: it reads the pipeline's configuration and collaborators, ``core``, and calls
+    nothing of the pipeline)."""
 
-    def _audit_delivery(self, dep: Deployment, action: str, *, ok: bool, detail: dict[str, Any]) -> None:
+    def __init__(self, core: ChangeCore) -> None:
+        self.core = core
+
+    def audit_delivery(self, dep: Deployment, action: str, *, ok: bool, detail: dict[str, Any]) -> None:
         """An audit entry of the deployment, so that its record (D11) carries what delivery did."""
-        self.store.audit(
+        self.core.store.audit(
             actor=CD_ACTOR,
             action=action,
             outcome="ok" if ok else "failed",
@@ -49,8 +54,8 @@ class DeploymentChecks(ChangeCore):
         )
 
     # -- preparation checks
-    def _approval_check(self, change: Change) -> Check:
-        _, stored = self._approvals(change)
+    def approval_check(self, change: Change) -> Check:
+        _, stored = self.core._approvals(change)
         approvers = [
             {"user": a.user, "role": a.role, "decision": a.decision} for a in stored if a.decision != "reject"
         ]
@@ -63,11 +68,11 @@ class DeploymentChecks(ChangeCore):
         ok = bool(change.gates.get("all_passed"))
         return Check("approval", ok, how if ok else "gates did not all pass", {"approvals": approvers})
 
-    def _notify(self, change: Change, dep: Deployment, kind: str, what: str) -> Check:
-        spec = self.delivery.notify
+    def notify(self, change: Change, dep: Deployment, kind: str, what: str) -> Check:
+        spec = self.core.delivery.notify
         if spec is None:
             return Check("notification", True, "no stakeholders configured (delivery.notify)")
-        notifier = Notifier([(n, self.secrets(n)) for n in spec.urls])
+        notifier = Notifier([(n, self.core.secrets(n)) for n in spec.urls])
         title = f"[shipwarden] {dep.service} {dep.to_version}: deployment {what}"
         body = (
             f"Deployment {dep.id} of {dep.service} {dep.from_version or '∅'} → {dep.to_version} {what}.\n"
@@ -83,20 +88,20 @@ class DeploymentChecks(ChangeCore):
             else f"notification failed: {names}" + ("" if spec.required else " (not required)")
         )
         if kind != "info":  # end-of-deployment notices are recorded directly, outside the phases
-            self._audit_delivery(dep, "delivery.notified", ok=res.ok, detail={"what": what, **res.as_dict()})
+            self.audit_delivery(dep, "delivery.notified", ok=res.ok, detail={"what": what, **res.as_dict()})
         return Check("notification", ok, detail, res.as_dict())
 
-    def _resource_checks(self, dep: Deployment, version: str) -> list[Check]:
-        res = self.delivery.preparation.resources
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        disk = enough(shutil.disk_usage(self.state_dir).free / 2**20, res.min_free_disk_mb, "disk")
+    def resource_checks(self, dep: Deployment, version: str) -> list[Check]:
+        res = self.core.delivery.preparation.resources
+        self.core.state_dir.mkdir(parents=True, exist_ok=True)
+        disk = enough(shutil.disk_usage(self.core.state_dir).free / 2**20, res.min_free_disk_mb, "disk")
         mem_mb = _mem_available_mb()
         mem = (
             enough(mem_mb, res.min_free_memory_mb, "memory")
             if mem_mb is not None
             else Verdict(False, "memory: cannot read MemAvailable from /proc/meminfo")
         )
-        rel = self.release_dir(version)
+        rel = self.core.release_dir(version)
         marker = rel / ".shipwarden-release"
         rel_ok = marker.is_file() and json.loads(marker.read_text()).get("version") == version
         return [
@@ -109,10 +114,10 @@ class DeploymentChecks(ChangeCore):
             ),
         ]
 
-    def _backup_check(self, change: Change) -> Check:
+    def backup_check(self, change: Change) -> Check:
         gate = next((g for g in change.gates.get("results", []) if g["gate"] == "backup"), None)
         if gate is None:
-            ok = not self.delivery.preparation.require_backup
+            ok = not self.core.delivery.preparation.require_backup
             return Check(
                 "backup",
                 ok,
@@ -122,10 +127,10 @@ class DeploymentChecks(ChangeCore):
         return Check("backup", gate["passed"], gate["detail"], {"evidence_ids": gate["evidence_ids"]})
 
     # -- measurements (real HTTP through the production route)
-    def _measure(self, port: int, path: str, n: int) -> LatencySummary:
+    def measure(self, port: int, path: str, n: int) -> LatencySummary:
         lat: list[float] = []
         errors = 0
-        with self._http() as client:
+        with self.core._http() as client:
             for _ in range(n):
                 t0 = time.perf_counter()
                 try:
@@ -139,10 +144,10 @@ class DeploymentChecks(ChangeCore):
                     errors += 1
         return summarize_latencies(lat, errors)
 
-    def _smoke(self, port: int) -> list[Check]:
+    def smoke(self, port: int) -> list[Check]:
         out = []
-        with self._http() as client:
-            for spec in self.delivery.post_deployment.smoke:
+        with self.core._http() as client:
+            for spec in self.core.delivery.post_deployment.smoke:
                 verdicts = []
                 for _ in range(spec.requests):
                     try:
@@ -161,28 +166,28 @@ class DeploymentChecks(ChangeCore):
                 )
         return out
 
-    def _security(self, port: int) -> Check | None:
-        spec = self.delivery.post_deployment.security
+    def security(self, port: int) -> Check | None:
+        spec = self.core.delivery.post_deployment.security
         if spec is None:
             return None
-        return confirm_security(spec, _production_url(port, "/"), self.base_dir)
+        return confirm_security(spec, _production_url(port, "/"), self.core.base_dir)
 
-    def _previous_commit(self, change: Change, dep: Deployment) -> str | None:
+    def previous_commit(self, change: Change, dep: Deployment) -> str | None:
         if dep.from_version:
-            for old in self.store.history(dep.service, limit=200):
+            for old in self.core.store.history(dep.service, limit=200):
                 if old.to_version == dep.from_version and old.commit_sha and old.phase is Phase.SUCCEEDED:
                     return old.commit_sha
         prev = change.facts.get("merge", {}).get("previous_target")
         return prev if isinstance(prev, str) else None
 
-    def _release_notes(self, change: Change, dep: Deployment, version: str) -> tuple[Check, dict[str, Any]]:
-        spec = self.delivery.post_deployment.release_notes
+    def release_notes(self, change: Change, dep: Deployment, version: str) -> tuple[Check, dict[str, Any]]:
+        spec = self.core.delivery.post_deployment.release_notes
         assert change.merge_sha is not None
         try:
-            prev = self._previous_commit(change, dep)
+            prev = self.previous_commit(change, dep)
             commits = [
                 Commit(c.sha, c.author_name, c.authored_at, c.subject)
-                for c in self.git.log(prev, change.merge_sha)
+                for c in self.core.git.log(prev, change.merge_sha)
             ]
         except (GitError, ValueError) as exc:
             return Check("release-notes", False, f"cannot list commits: {exc}"), {}
@@ -191,7 +196,7 @@ class DeploymentChecks(ChangeCore):
             dep.from_version,
             version,
             commits,
-            at=self._now(),
+            at=self.core._now(),
             change_id=change.id,
             deployment_id=dep.id,
         )
@@ -205,7 +210,7 @@ class DeploymentChecks(ChangeCore):
             return Check(
                 "release-notes", True, f"{len(commits)} commit(s) recorded (no docs file configured)"
             ), doc
-        path = self.base_dir / spec.path.replace("{service}", dep.service)
+        path = self.core.base_dir / spec.path.replace("{service}", dep.service)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             head = f"# Release notes — {dep.service}\n\n"

@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,18 @@ from shipwarden.ports.changes import Change
 from shipwarden.ports.store import Deployment
 from shipwarden.ports.vcs import GitError
 from shipwarden.services.changes.checks import DeploymentChecks
-from shipwarden.services.changes.core import CD_ACTOR
+from shipwarden.services.changes.core import CD_ACTOR, ChangeCore
 from shipwarden.services.changes.errors import NotConfigured, StateConflict
 from shipwarden.services.postdeploy import Check
 
 
-class ContinuousDelivery(DeploymentChecks):
+class ContinuousDelivery(ChangeCore):
     """Exports the release of a merged change and runs its deployment through the three phases."""
+
+    @cached_property
+    def checks(self) -> DeploymentChecks:
+        """The preparation and post-deployment checks and the notices, over this pipeline's core."""
+        return DeploymentChecks(self)
 
     def export_release(self, sha: str, version: str) -> Path:
         """Write the tree of ``sha`` to the release directory once (atomic rename); reuse it afterwards."""
@@ -149,20 +155,20 @@ class ContinuousDelivery(DeploymentChecks):
     def _phase(self, dep: Deployment, name: str, checks: list[Check], **extra: Any) -> bool:
         ok = all(c.ok for c in checks)
         detail = {"phase": name, "ok": ok, "checks": [c.as_dict() for c in checks], **extra}
-        self._audit_delivery(dep, f"delivery.{name}", ok=ok, detail=detail)
+        self.checks.audit_delivery(dep, f"delivery.{name}", ok=ok, detail=detail)
         return ok
 
     def _deploy_one(self, change: Change, dep: Deployment, version: str) -> tuple[str, str]:
         assert self.rollout is not None
         spec = self.rollout.spec(dep.service)
         # -- preparation
-        prep = [self._approval_check(change), self._notify(change, dep, "info", "starting")]
-        prep += self._resource_checks(dep, version)
-        prep.append(self._backup_check(change))
+        prep = [self.checks.approval_check(change), self.checks.notify(change, dep, "info", "starting")]
+        prep += self.checks.resource_checks(dep, version)
+        prep.append(self.checks.backup_check(change))
         baseline = None
         perf = self.delivery.post_deployment.performance
         if perf is not None and dep.from_version is not None:
-            baseline = self._measure(spec.routing.port, perf.path, perf.requests)
+            baseline = self.checks.measure(spec.routing.port, perf.path, perf.requests)
             prep.append(
                 Check(
                     "performance-baseline",
@@ -189,12 +195,12 @@ class ContinuousDelivery(DeploymentChecks):
             outcome=final.phase.value,
         )
         if not executed:
-            self._notify(change, final, "failure", f"failed ({final.phase.value})")
+            self.checks.notify(change, final, "failure", f"failed ({final.phase.value})")
             return "deploy_failed", f"rollout {final.phase.value}: {final.reason}"
         # -- post-deployment
-        post = self._smoke(spec.routing.port)
+        post = self.checks.smoke(spec.routing.port)
         if perf is not None:
-            current = self._measure(spec.routing.port, perf.path, perf.requests)
+            current = self.checks.measure(spec.routing.port, perf.path, perf.requests)
             v = perf_verdict(baseline, current, perf)
             post.append(
                 Check(
@@ -204,10 +210,10 @@ class ContinuousDelivery(DeploymentChecks):
                     {"baseline": baseline.as_dict() if baseline else None, "current": current.as_dict()},
                 )
             )
-        sec = self._security(spec.routing.port)
+        sec = self.checks.security(spec.routing.port)
         if sec is not None:
             post.append(sec)
-        notes_check, notes = self._release_notes(change, final, version)
+        notes_check, notes = self.checks.release_notes(change, final, version)
         post.append(notes_check)
         ok = self._phase(dep, "post_deployment", post, release_notes=notes)
         if not ok:
@@ -215,17 +221,17 @@ class ContinuousDelivery(DeploymentChecks):
             if self.delivery.post_deployment.rollback_on_failure:
                 rb = self.rollout.rollback(dep.service, actor=CD_ACTOR)
                 rb_final = self.rollout.run(rb.id)
-                self._audit_delivery(
+                self.checks.audit_delivery(
                     dep,
                     "delivery.rollback",
                     ok=True,
                     detail={"rollback_deployment": rb.id, "outcome": rb_final.phase.value, "reason": failed},
                 )
-                self._notify(change, final, "failure", f"rolled back: {failed}")
+                self.checks.notify(change, final, "failure", f"rolled back: {failed}")
                 return "rolled_back", f"post-deployment checks failed ({failed}); rolled back by {rb.id}"
-            self._notify(change, final, "warning", f"post-deployment checks failed: {failed}")
+            self.checks.notify(change, final, "warning", f"post-deployment checks failed: {failed}")
             return "deploy_failed", f"post-deployment checks failed: {failed}"
-        self._notify(change, final, "success", "succeeded")
+        self.checks.notify(change, final, "success", "succeeded")
         return "deployed", f"{dep.service} {version} serving production ({final.id})"
 
 

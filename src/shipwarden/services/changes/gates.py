@@ -9,6 +9,7 @@ webhooks, evidence uploads and approvals all end in it once they have touched an
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from shipwarden.domain.evidence import BackupVerification, Evidence, Migration, RollbackPlan
@@ -30,8 +31,17 @@ def _gate_dict(r: GateResult) -> dict[str, Any]:
     }
 
 
-class GateEvaluation(Merging, MainlineWatch):
+class GateEvaluation(MainlineWatch):
     """Judges a change from its evidence, approvals and git facts; hands approved ones downstream."""
+
+    @cached_property
+    def merging(self) -> Merging:
+        """What merges an approved change (exactly its evidenced sha, or nothing)."""
+        return Merging(self)
+
+    def merge(self, change_id: str) -> Change:
+        """Merge exactly the evidenced head commit into main; a moved branch blocks the change."""
+        return self.merging.merge(change_id)
 
     def _facts(self, change: Change) -> tuple[ChangeFacts | None, dict[str, Any]]:
         main = self.delivery.repository.main_branch

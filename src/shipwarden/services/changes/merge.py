@@ -15,23 +15,27 @@ from shipwarden.services.changes.core import ChangeCore
 from shipwarden.services.changes.errors import StateConflict
 
 
-class Merging(ChangeCore):
-    """Merges approved changes into the main branch."""
+class Merging:
+    """Merges approved changes into the main branch (a part of its own over the pipeline's
+    configuration and collaborators, ``core``; ``GateEvaluation`` composes it)."""
+
+    def __init__(self, core: ChangeCore) -> None:
+        self.core = core
 
     def merge(self, change_id: str) -> Change:
         """Merge exactly the evidenced head commit into main; a moved branch blocks the change."""
-        change = self.repo.get_change(change_id)
+        change = self.core.repo.get_change(change_id)
         if change.status != "approved":
             raise StateConflict(f"change {change.id} is {change.status}, not approved; nothing merged")
-        d = self.delivery
+        d = self.core.delivery
         main = d.repository.main_branch
         gh = d.repository.github
         try:
             if gh is not None and change.pr_number is not None:
-                token = self.secrets(gh.token_secret)
+                token = self.core.secrets(gh.token_secret)
                 if not token:
                     raise MergeError(0, f"secret {gh.token_secret!r} (GitHub token) is not set")
-                client = self.drivers.code_host(token, gh.api_url)
+                client = self.core.drivers.code_host(token, gh.api_url)
                 try:
                     res = client.merge_pull_request(
                         gh.owner, gh.repo, change.pr_number, sha=change.head_sha, merge_method=gh.merge_method
@@ -40,7 +44,7 @@ class Merging(ChangeCore):
                     client.close()
                 merge_sha, previous, via = res.sha, None, f"github PR #{change.pr_number}"
             else:
-                out = self.git.merge(
+                out = self.core.git.merge(
                     change.branch,
                     change.head_sha,
                     target=main,
@@ -55,7 +59,7 @@ class Merging(ChangeCore):
         except (GitError, MergeError, ValueError) as exc:
             return self._blocked(change, f"merge failed; nothing merged: {exc}", "change.merge_failed")
         facts = {**change.facts, "merge": {"sha": merge_sha, "previous_target": previous, "via": via}}
-        return self.repo.update_change(
+        return self.core.repo.update_change(
             change.id,
             actor="shipwarden",
             action="change.merged",
@@ -67,7 +71,7 @@ class Merging(ChangeCore):
         )
 
     def _blocked(self, change: Change, reason: str, action: str) -> Change:
-        return self.repo.update_change(
+        return self.core.repo.update_change(
             change.id,
             actor="shipwarden",
             action=action,

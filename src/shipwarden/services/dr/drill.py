@@ -20,7 +20,9 @@ the partition: it writes straight to the primary from ``PARTITION_SIDE`` (an add
 partition lets through).  With semi-synchronous replication the isolated primary holds
 those commits waiting for a replica's acknowledgement, so they are not acknowledged — until
 ``semiSyncTimeout``, after which MariaDB falls back to asynchronous replication and would
-acknowledge them: a split brain.  The partition is held ``hold`` seconds after writes
+acknowledge them: a split brain.  The primary's guard (``services.dr.guard``, run by the drill
+as by ``db watch``) prevents it: after ``selfFenceAfter`` of waiting it kills those sessions
+(no acknowledgement) and sets the primary read-only.  The partition is held ``hold`` seconds after writes
 resume on the new primary, then healed (always: also when the drill fails); the monitor
 fences the old primary as soon as it answers.  Split-brain writes are counted both ways:
 acknowledged by the old primary (fencing and RPO fail) and transactions in its binlog
@@ -45,6 +47,7 @@ from shipwarden.domain.dr.topology import Credentials, Endpoint
 from shipwarden.ports.databases import DatabaseError, LoadResult, WriteLoad
 from shipwarden.services.dr.context import DrContext, DrError, new_id
 from shipwarden.services.dr.failover import FENCE_TIMEOUT, DatabaseMonitor, FailoverReport
+from shipwarden.services.dr.guard import PrimaryGuard
 
 __all__ = ["DrillService", "FAULTS", "DRILL_SCHEMA", "DRILL_ACCOUNT", "PARTITION_SIDE"]
 
@@ -79,8 +82,11 @@ class DrillService:
         timeout: float = 60.0,
         rebuild: bool = True,
         hold: float = 1.0,
+        guard: bool = True,
     ) -> DrillReport:
-        """Run the runbook once; ``hold``: how long a partition lasts after writes resume."""
+        """Run the runbook once; ``hold``: how long a partition lasts after writes resume; ``guard``:
+        run the primary's guard meanwhile, as ``db watch`` does beside the instances (False: measure
+        what an isolated primary does without it)."""
         if fault not in FAULTS:
             raise DrError(f"unknown fault {fault!r}: use one of {', '.join(FAULTS)}")
         ports = self.ctx.db(service)
@@ -95,7 +101,6 @@ class DrillService:
             objectives={"rto_s": spec.objectives.rto, "rpo_s": spec.objectives.rpo},
             rto_s=None, rpo_lost_writes=None, rpo_s=None, steps=[],
         )  # fmt: skip
-        state: dict[str, Any] = {}
         steps: list[tuple[str, Callable[[], tuple[str, dict[str, Any]]]]] = [
             ("assessment", lambda: self._assess(service, monitor, fault, state)),
             ("notification", lambda: self._notify(service, report)),
@@ -106,6 +111,11 @@ class DrillService:
             ("restoration", lambda: self._restore(service, monitor, fault, rebuild, hold, state, report)),
             ("verification", lambda: self._verify(service, state, report)),
         ]
+        state: dict[str, Any] = {}
+        halt_guard = None
+        if guard and spec.replication.mode == "semiSync":
+            state["guard"] = PrimaryGuard(self.ctx, service, monotonic=self.monotonic)
+            halt_guard = state["guard"].start()
         try:
             for name, fn in steps:
                 t0, at = self.monotonic(), self.ctx.clock()
@@ -124,6 +134,8 @@ class DrillService:
                 if outcome == "failed":
                     break
         finally:
+            if halt_guard is not None:
+                halt_guard()
             for load in state.get("loads", []):
                 load.stop()
             isolated = state.get("isolated")
@@ -327,6 +339,8 @@ class DrillService:
                 "fork": str(state["fork"]),
                 "old_primary_position": str(st.gtid_binlog_pos),
                 "stranded_writes_refused": len([e for e in sres.errors if e[0] > t_fault]),
+                # the guard: (instance, how long its longest commit had waited, sessions killed)
+                "self_fenced": [list(f) for f in state["guard"].fenced] if "guard" in state else None,
             }
             detail["split_brain"] = report.split_brain
             if errant or acked:

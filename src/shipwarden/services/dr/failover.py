@@ -49,6 +49,11 @@ __all__ = ["DatabaseMonitor", "FailoverReport", "Step", "FENCE_TIMEOUT"]
 
 #: connect/query time-out when fencing an instance that answers again
 FENCE_TIMEOUT = 10.0
+#: connect/query time-out of a replica's status (asked of all at once, every failed check)
+REPLICA_TIMEOUT = 2.0
+#: connect time-out of the failover's attempt to fence the lost primary: one that does not answer
+#: within it is cut off (its guard fences it) and is fenced whenever it answers again
+LOST_PRIMARY_TIMEOUT = 1.0
 
 
 @dataclass
@@ -89,6 +94,8 @@ class DatabaseMonitor:
         self.active: dict[str, HealthIssue] = {}
         self.last: Assessment | None = None
         self.reports: list[FailoverReport] = []
+        #: the primary is read-only (its guard fenced it) and not reopened: no semi-sync replica
+        self.held_read_only = False
         self._lock = threading.Lock()
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -101,13 +108,18 @@ class DatabaseMonitor:
                                  detail=detail)  # fmt: skip
 
     def _replicas(self, topo: Topology) -> dict[Endpoint, ReplicaStatus | None]:
-        out: dict[Endpoint, ReplicaStatus | None] = {}
-        for ep in topo.replicas:
+        """Every replica asked at once (a slow one does not delay the verdict on the others)."""
+
+        def ask(ep: Endpoint) -> ReplicaStatus | None:
             try:
-                out[ep] = self.ports.driver.replica_status(ep)
+                return self.ports.driver.replica_status(ep, REPLICA_TIMEOUT)
             except DatabaseError:
-                out[ep] = None
-        return out
+                return None
+
+        if len(topo.replicas) < 2:
+            return {ep: ask(ep) for ep in topo.replicas}
+        with ThreadPoolExecutor(max_workers=len(topo.replicas)) as pool:
+            return dict(zip(topo.replicas, pool.map(ask, topo.replicas), strict=True))
 
     def _timeout(self) -> float:
         return max(0.2, min(1.0, self.spec.failover.check_interval))
@@ -177,7 +189,17 @@ class DatabaseMonitor:
         try:
             rs = d.replica_status(topo.primary)
             st = d.status(topo.primary)
-            if rs is not None or st.read_only:
+            held = rs is None and st.read_only and self._semi and st.semi_sync_clients == 0
+            if held and not self.held_read_only:
+                # fenced by its guard (or by hand) with no semi-sync replica to acknowledge a write:
+                # opening it would only make commits wait — and the guard fence it again
+                self.ctx.alert(
+                    self.service, "primary-held-read-only", "failure",
+                    f"primary {topo.primary} is read-only and no semi-synchronous replica is connected: "
+                    "writes stay refused until one is (RPO 0 before availability)",
+                )  # fmt: skip
+            self.held_read_only = held
+            if rs is not None or (st.read_only and not held):
                 if rs is not None:
                     d.wait_applied(topo.primary, rs.gtid_io_pos, self.spec.failover.apply_timeout)
                 d.promote(
@@ -230,10 +252,11 @@ class DatabaseMonitor:
             raise DatabaseError(f"{ep} did not apply {position} within {self.spec.failover.apply_timeout:g}s")
         return str(position)
 
-    def _promote(self, ep: Endpoint, *, writable: bool = True) -> str:
+    def _promote(self, ep: Endpoint, *, writable: bool = True, apply: GtidPosition | None = None) -> str:
         timeout = self.spec.replication.semi_sync_timeout
-        self.ports.driver.promote(ep, semi_sync=self._semi, semi_sync_timeout=timeout, writable=writable)
-        return str(ep)
+        self.ports.driver.promote(ep, semi_sync=self._semi, semi_sync_timeout=timeout, writable=writable,
+                                  apply=apply, apply_timeout=self.spec.failover.apply_timeout)  # fmt: skip
+        return f"{ep} (applied {apply})" if apply is not None else str(ep)
 
     def _attach(self, ep: Endpoint, source: Endpoint, start_at: GtidPosition | None = None) -> str:
         self.ports.driver.replicate_from(
@@ -288,23 +311,39 @@ class DatabaseMonitor:
         d, lst = self.ports.driver, self.ports.listener
         self.ensure_listener(topo)
         self._step(report, "isolate", lambda: lst.block(self.service))
-        # in parallel: fence the old primary (if it answers at all) and stop every replica's IO
-        # thread — one stuck on a frozen primary takes seconds to stop, so none waits for another
-        with ThreadPoolExecutor(max_workers=1 + len(reachable)) as pool:
-            fence = pool.submit(self._measured, report, "fence", lambda: d.fence(topo.primary))
-            stops = [pool.submit(self._measured, report, "stop-receiving", partial(d.stop_receiving, ep))
-                     for ep in reachable]  # fmt: skip
-            for f in (fence, *stops):
-                f.result()
         received = reachable[candidate].gtid_io_pos
-        self._step(report, "apply-relay-log", lambda: self._wait(candidate, received))
-        self._step(report, "promote", lambda: self._promote(candidate, writable=False))
-        # the others follow the new primary *before* it takes writes, so the first write through
+        others = [ep for ep in reachable if ep != candidate]
+        # in parallel: fence the old primary (if it answers at all), stop the other replicas' IO
+        # threads (one stuck on a lost primary takes a while), and promote the candidate — which
+        # stops receiving, applies its relay log up to what it received and becomes the primary in
+        # one session; the others follow it *before* it takes writes, so the first write through
         # the listener finds a semi-sync replica to acknowledge it
-        with ThreadPoolExecutor(max_workers=max(1, len(after.replicas))) as pool:
-            for f in [pool.submit(self._measured, report, "reattach", partial(self._attach, ep, candidate))
-                      for ep in after.replicas]:  # fmt: skip
-                f.result()
+        with ThreadPoolExecutor(max_workers=1 + len(reachable)) as pool:
+            fence = pool.submit(self._measured, report, "fence",
+                                lambda: d.fence(topo.primary, LOST_PRIMARY_TIMEOUT))  # fmt: skip
+
+            def follow(ep: Endpoint) -> None:
+                self._measured(report, "stop-receiving", partial(d.stop_receiving, ep))
+                promoted.wait()
+                if not failed:
+                    self._measured(report, "reattach", partial(self._attach, ep, candidate))
+
+            promoted, failed = threading.Event(), []
+            followers = [pool.submit(follow, ep) for ep in others]
+            try:
+                promote = partial(self._promote, candidate, writable=False, apply=received)
+                self._step(report, "promote", promote)
+            except DrError:
+                failed.append(True)
+                raise
+            finally:
+                promoted.set()
+                for f in (*followers, fence):
+                    f.result()
+        # replicas that were not reachable at the decision but are now follow too
+        for ep in after.replicas:
+            if ep not in reachable:
+                self._measured(report, "reattach", partial(self._attach, ep, candidate))
         self._step(report, "open-writes", lambda: d.set_writable(candidate))
         self._step(report, "repoint-listener", lambda: lst.point(self.service, candidate))
         report.writable_at = self.monotonic()

@@ -1,7 +1,9 @@
 """``shipwarden db watch``: everything DR does continuously, for each database of the policy.
 
-Per database, three loops in threads: the monitor (health, failover, fencing; every
-``failover.checkInterval``), the binlog archiver (when ``backup.archive``), and the
+Per database, up to four loops in threads: the monitor (health, failover, fencing; every
+``failover.checkInterval``), the primary's guard (semi-sync databases whose instances run on
+this host: a primary cut off from its replicas fences itself, ``services.dr.guard``), the
+binlog archiver (when ``backup.archive``), and the
 scheduler (every ``tick_s``): snapshots and dumps when their interval has passed,
 verification when ``backup.verify.every`` has, and the catalogue's integrity check and
 retention once per ``check_every``.  Every loop survives its own failures (each is an
@@ -18,6 +20,7 @@ from shipwarden.services.dr.archiver import BinlogArchiver
 from shipwarden.services.dr.backups import BackupService
 from shipwarden.services.dr.context import DrContext
 from shipwarden.services.dr.failover import DatabaseMonitor
+from shipwarden.services.dr.guard import PrimaryGuard
 from shipwarden.services.dr.verify import VerificationService
 
 __all__ = ["DrSupervisor"]
@@ -33,12 +36,18 @@ class DrSupervisor:
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
         self.monitors = {s: DatabaseMonitor(ctx, s) for s in self.services}
+        self.guards = {
+            s: PrimaryGuard(ctx, s) for s in self.services
+            if ctx.db(s).control is not None and ctx.db(s).spec.replication.mode == "semiSync"
+        }  # fmt: skip
         self.archivers = {s: BinlogArchiver(ctx, s) for s in self.services if ctx.db(s).spec.backup.archive}
 
     def start(self) -> None:
         for s, mon in self.monitors.items():
             mon.ensure_listener()
             self._spawn(f"monitor-{s}", mon.run, self.stop_event)
+        for s, guard in self.guards.items():
+            self._spawn(f"guard-{s}", guard.run, self.stop_event)
         for s, arch in self.archivers.items():
             self._spawn(f"archiver-{s}", arch.run, self.stop_event)
         self._spawn("scheduler", self._schedule)

@@ -44,6 +44,15 @@ def test_databases_section_loads() -> None:
     assert db.failover.automatic and db.failover.confirmations == 2
 
 
+def test_the_guard_fences_before_the_semi_sync_fall_back() -> None:
+    (db,) = load_policy_text(BASE + DB).policy.databases
+    assert db.replication.self_fence_after is None and db.replication.guard_after == 2.5
+    short = DB.replace("user: repl,", "user: repl, semiSyncTimeout: 2s,")
+    assert load_policy_text(BASE + short).policy.databases[0].replication.guard_after == 0.5
+    explicit = DB.replace("user: repl,", "user: repl, selfFenceAfter: 500ms,")
+    assert load_policy_text(BASE + explicit).policy.databases[0].replication.guard_after == 0.5
+
+
 def test_no_databases_is_fine() -> None:
     assert load_policy_text(BASE).policy.databases == []
 
@@ -57,6 +66,11 @@ def test_no_databases_is_fine() -> None:
         (("primary: 127.0.0.1:3307", "primary: localhost"), "databases[0].primary", "host:port"),
         (("mode: semiSync", "mode: async"), "databases[0]", "rpo 0 needs replication.mode semiSync"),
         (("schemas: [app]", "schemas: [mysql]"), "databases[0].schemas", "system schema"),
+        (
+            ("user: repl,", "user: repl, semiSyncTimeout: 10s, selfFenceAfter: 10s,"),
+            "databases[0].replication",
+            "selfFenceAfter must be shorter than semiSyncTimeout",
+        ),
         (
             ("passwordSecret: DB_ADMIN_PASSWORD", "password: hunter2"),
             "databases[0].credentials.password",

@@ -126,6 +126,35 @@ def test_candidates_features_and_ranking() -> None:
     assert nothing.no_change and nothing.top is None
 
 
+def test_a_release_replaced_before_the_onset_serves_only_what_its_successor_left_it() -> None:
+    def deploy(at: int, dep: str, frm: str, to: str, *steps: tuple[int, str, dict[str, object]]) -> list:
+        out: list = [(at, "deployment.deploy", {"service": "web", "deployment_id": dep,
+                                                "detail": {"from": frm, "to": to, "policy_digest": "a"}})]
+        out += [(t, f"rollout.{phase}", {"service": "web", "deployment_id": dep, "detail": d})
+                for t, phase, d in steps]
+        return out  # fmt: skip
+
+    log = _log(
+        *deploy(-600, "d1", "v0", "v1", (-599, "succeeded", {})),
+        *deploy(-300, "d2", "v1", "v2", (-299, "canary_step", {"weights": {"v1": 80, "v2": 20}})),
+        *deploy(-200, "d3", "v2", "v3", (-199, "canary_step", {"weights": {"v2": 70, "v3": 30}}),
+                (-150, "rolled_back", {})),
+    )  # fmt: skip
+    cands = {c.ref: c for c in candidates_from_audit(log, onset=T)}  # type: ignore[arg-type]
+    assert cands["deployment:d1"].exposure == pytest.approx(0.8)  # v2's canary took 20 %
+    assert cands["deployment:d2"].exposure == pytest.approx(0.2)  # d3 was rolled back: no share taken
+    assert cands["deployment:d3"].exposure == 0.0
+    log = _log(
+        *deploy(-600, "d1", "v0", "v1", (-599, "succeeded", {})),
+        *deploy(-60, "d2", "v1", "v2", (-59, "succeeded", {})),
+    )
+    cands = {c.ref: c for c in candidates_from_audit(log, onset=T)}  # type: ignore[arg-type]
+    assert cands["deployment:d1"].exposure == 0.0 and cands["deployment:d2"].exposure == 1.0
+    ranking = rank(cands.values(), onset=T, service="web")
+    first, second = ranking.suspects
+    assert first.candidate.ref == "deployment:d2" and first.probability > second.probability + 0.05
+
+
 def test_score_terms_add_up() -> None:
     log = _log((-10, "dr.failover.decided", {"service": "web", "detail": {"primary": "h:1"}}))
     [c] = candidates_from_audit(log, onset=T)  # type: ignore[arg-type]
