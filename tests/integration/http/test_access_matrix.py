@@ -45,6 +45,9 @@ def test_every_route_declares_its_access_rule(api: Api) -> None:
     public = {(m, p) for m, p in public if not p.startswith("/webhooks/") and p not in receivers}
     # A page's acknowledge/resolve link authenticates by its HMAC, expiry and nonce (routes/oncall.py).
     public -= {("GET", "/oncall/links/{token}"), ("POST", "/oncall/links/{token}")}
+    # A person's calendar feed authenticates by the revocable token in its URL (calendar apps send
+    # no header); an unknown or revoked token is a 404, audited (routes/oncall.py).
+    public -= {("GET", "/oncall/feeds/{token}.ics")}
     expected = {("POST", "/auth/login"), ("GET", "/healthz"), ("GET", "/metrics")}
     assert public == expected, "a route lost its require()"
 

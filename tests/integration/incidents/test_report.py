@@ -85,6 +85,8 @@ def test_report_html_pdf_and_json(world: World, tmp_path: Path) -> None:
     # the PDF Chromium printed
     reader = PdfReader(str(files.pdf))
     text = "\n".join(p.extract_text() or "" for p in reader.pages)
+    # ids and words copy out as typed: no ﬀ/ﬁ/ﬂ ligature glyphs ("inc-…-97a2ff" came out as "97a2ﬀ")
+    assert not [c for c in text if "\ufb00" <= c <= "\ufb06"], "ligatures in the PDF's text"
     assert len(reader.pages) >= 2 and inc_id in text and "Suspected triggers" in text and bad_id in text
     # opened in headless Chromium: a screenshot kept for CI
     ARTIFACTS.mkdir(exist_ok=True)
