@@ -51,8 +51,11 @@ def code(user):
     last = int(open(used).read()) if os.path.exists(used) else -1
     while True:
         now = int(time.time() // 30)
-        step = max(last + 1, now)
-        if step <= now + 1:  # the server accepts one step of drift either way
+        # the server accepts one step of drift either way: the step before this one too, while
+        # this one has time left for the command to run (three codes before a wait, not two)
+        floor = now - 1 if 30 - time.time() % 30 > 12 else now
+        step = max(last + 1, floor)
+        if step <= now + 1:
             break
         time.sleep(30 - time.time() % 30 + 0.5)
     open(used, "w").write(str(step))
