@@ -22,8 +22,8 @@ def _cli(env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
     return subprocess.run([*CLI, *args], env=env.env(), capture_output=True, text=True, timeout=timeout)
 
 
-def _phase(env) -> Phase | None:  # type: ignore[no-untyped-def]
-    dep = env.app().store.active("web")
+def _phase(store) -> Phase | None:  # type: ignore[no-untyped-def]
+    dep = store.active("web")
     return dep.phase if dep else None
 
 
@@ -40,9 +40,10 @@ def test_kill_9_mid_rollout_then_rerun_completes(deploy_env, load, kill_in: Phas
         )
         deadline = time.monotonic() + 60
         seen = None
+        store = deploy_env.app().store  # built once: a whole app per look missed the short preview
         while time.monotonic() < deadline:
             assert proc.poll() is None, "deploy finished before it could be killed"
-            seen = _phase(deploy_env)
+            seen = _phase(store)
             if seen is kill_in:
                 os.kill(proc.pid, signal.SIGKILL)  # at once: the phase may be short
                 break
