@@ -27,8 +27,16 @@ __all__ = ["Pool", "Routes", "largest_remainder", "reroute", "same_table", "subs
 
 @dataclass(frozen=True)
 class Pool:
-    """One pool of a route: a version's instances (in a zone) and their share (0..100) of it —
-    the shape of ``ports.routing.Pool``, which the service converts from and to."""
+    """The instances of one version and the share of a route's traffic they get.
+
+    ``weight`` is a percentage 0..100 of the route's requests; instances in
+    the pool share it equally.  ``zone``: the pool holds the version's instances of one zone (E2);
+    a table may then have one pool per (version, zone), so that each zone gets its share of the
+    traffic whichever version serves it, and the router counts each zone's answers apart
+    (``version_counts(zone=)``).  A router retries a refused request on another pool of the route
+    (HAProxy: on the version's instances in the other zones), so a zone whose instances all died
+    is served by the others until it is taken out.
+    """
 
     version: str
     addresses: tuple[str, ...]
@@ -38,10 +46,18 @@ class Pool:
 
 @dataclass(frozen=True)
 class Routes:
-    """A service's production and preview routes (``ports.routing.Routes``'s shape)."""
+    """The routing table of one service: production and preview routes."""
 
     production: tuple[Pool, ...] = ()
     preview: tuple[Pool, ...] = ()
+
+    def weights(self) -> dict[str, int]:
+        """Production weight per version (summed over its zones' pools)."""
+        out: dict[str, int] = {}
+        for p in self.production:
+            out[p.version] = out.get(p.version, 0) + p.weight
+        return out
+
 
 
 def largest_remainder(shares: Mapping[str, float], total: int) -> dict[str, int]:

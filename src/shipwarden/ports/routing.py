@@ -18,10 +18,14 @@ Contract every driver keeps:
 
 from __future__ import annotations
 
+__all__ = ["Pool", "Routes"]  # the routing table is a domain record (domain/serving.py)
+
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from shipwarden.domain.serving import Pool, Routes
 
 
 class RouterError(RuntimeError):
@@ -30,40 +34,6 @@ class RouterError(RuntimeError):
 
 class ConfigRejected(RouterError):
     """The proxy rejected a generated configuration; the serving one is unchanged."""
-
-
-@dataclass(frozen=True)
-class Pool:
-    """The instances of one version and the share of a route's traffic they get.
-
-    ``weight`` is a percentage 0..100 of the route's requests; instances in
-    the pool share it equally.  ``zone``: the pool holds the version's instances of one zone (E2);
-    a table may then have one pool per (version, zone), so that each zone gets its share of the
-    traffic whichever version serves it, and the router counts each zone's answers apart
-    (``version_counts(zone=)``).  A router retries a refused request on another pool of the route
-    (HAProxy: on the version's instances in the other zones), so a zone whose instances all died
-    is served by the others until it is taken out.
-    """
-
-    version: str
-    addresses: tuple[str, ...]
-    weight: int = 100
-    zone: str | None = None
-
-
-@dataclass(frozen=True)
-class Routes:
-    """The routing table of one service: production and preview routes."""
-
-    production: tuple[Pool, ...] = ()
-    preview: tuple[Pool, ...] = ()
-
-    def weights(self) -> dict[str, int]:
-        """Production weight per version (summed over its zones' pools)."""
-        out: dict[str, int] = {}
-        for p in self.production:
-            out[p.version] = out.get(p.version, 0) + p.weight
-        return out
 
 
 @dataclass(frozen=True)

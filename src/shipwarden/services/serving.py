@@ -35,12 +35,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipwarden.domain import serving as table
 from shipwarden.domain.alerting import Alert as PipelineAlert
 from shipwarden.domain.policy import ServiceSpec
 from shipwarden.domain.serving import reroute, same_table, substitute
 from shipwarden.ports.platform import Instance, InstanceState, Platform
-from shipwarden.ports.routing import Pool, Routes, TrafficRouter
+from shipwarden.ports.routing import Routes, TrafficRouter
 from shipwarden.ports.store import DeploymentStore
 
 log = logging.getLogger(__name__)
@@ -58,8 +57,8 @@ AlertSink = Callable[[list[PipelineAlert]], object]
 
 @dataclass
 class _Service:
-    intended: table.Routes
-    applied: table.Routes | None = None  # the table this watch applied last
+    intended: Routes
+    applied: Routes | None = None  # the table this watch applied last
     ok: dict[str, int] = field(default_factory=dict)  # address → healthy probes in a row
     bad: dict[str, int] = field(default_factory=dict)  # address → failed probes in a row
     probed_at: float = 0.0
@@ -68,22 +67,8 @@ class _Service:
     alerted: set[str] = field(default_factory=set)  # alert keys raised and not yet cleared
 
 
-def _addresses(routes: table.Routes) -> set[str]:
+def _addresses(routes: Routes) -> set[str]:
     return {a for p in (*routes.production, *routes.preview) for a in p.addresses}
-
-
-def _to_domain(routes: Routes) -> table.Routes:
-    def pools(ps: tuple[Pool, ...]) -> tuple[table.Pool, ...]:
-        return tuple(table.Pool(p.version, p.addresses, p.weight, p.zone) for p in ps)
-
-    return table.Routes(pools(routes.production), pools(routes.preview))
-
-
-def _to_port(routes: table.Routes) -> Routes:
-    def pools(ps: tuple[table.Pool, ...]) -> tuple[Pool, ...]:
-        return tuple(Pool(p.version, p.addresses, p.weight, p.zone) for p in ps)
-
-    return Routes(pools(routes.production), pools(routes.preview))
 
 
 class ServingWatch:
@@ -125,7 +110,7 @@ class ServingWatch:
         if serving is None or not serving.production:
             self._services.pop(spec.name, None)
             return {}
-        current = _to_domain(serving)
+        current = serving
         st = self._services.get(spec.name)
         if st is None or (st.applied is not None and not same_table(current, st.applied)):
             st = self._services[spec.name] = _Service(intended=current)  # a table set by someone else
@@ -153,7 +138,7 @@ class ServingWatch:
         if same_table(target, current):
             st.applied = current
             return changes
-        self.router.apply(spec.name, _to_port(target))
+        self.router.apply(spec.name, target)
         st.applied = target
         before = {a for p in current.production for a in p.addresses}
         after = {a for p in target.production for a in p.addresses}
